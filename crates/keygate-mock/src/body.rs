@@ -1,0 +1,120 @@
+//! Response bodies: a whole buffer, or a scripted sequence of frames with pauses and an optional
+//! mid-stream connection drop.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+
+/// The body type of every mock response.
+pub(crate) type MockBody = UnsyncBoxBody<Bytes, DroppedMidStream>;
+
+/// The body error that makes hyper abort the connection mid-response (`x-mock-drop: mid-stream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("connection dropped mid-stream as the mock's controls asked")]
+pub struct DroppedMidStream;
+
+/// One piece of a scripted body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub(crate) bytes: Bytes,
+    /// Whether to wait the piece delay before sending it.
+    pub(crate) paced: bool,
+}
+
+/// A body sent in one go, with an exact `content-length`.
+pub(crate) fn full(bytes: Bytes) -> MockBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A body sent piece by piece: paced pieces wait `delay` first; after `drop_after` pieces the
+/// body fails, which aborts the connection.
+pub(crate) fn scripted(pieces: Vec<Piece>, delay: Duration, drop_after: Option<usize>) -> MockBody {
+    struct State {
+        pieces: VecDeque<Piece>,
+        sent: usize,
+        delay: Duration,
+        drop_after: Option<usize>,
+    }
+    let state = State {
+        pieces: pieces.into(),
+        sent: 0,
+        delay,
+        drop_after,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if st.drop_after == Some(st.sent) {
+            st.drop_after = None;
+            st.pieces.clear();
+            return Some((Err(DroppedMidStream), st));
+        }
+        let piece = st.pieces.pop_front()?;
+        if piece.paced && !st.delay.is_zero() {
+            tokio::time::sleep(st.delay).await;
+        }
+        st.sent += 1;
+        Some((Ok(Frame::data(piece.bytes)), st))
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(s: &'static str, paced: bool) -> Piece {
+        Piece {
+            bytes: Bytes::from_static(s.as_bytes()),
+            paced,
+        }
+    }
+
+    async fn frames(mut body: MockBody) -> (Vec<Bytes>, bool) {
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => out.extend(f.into_data().ok()),
+                Err(DroppedMidStream) => return (out, true),
+            }
+        }
+        (out, false)
+    }
+
+    #[tokio::test]
+    async fn sends_every_piece_in_order() {
+        let body = scripted(vec![piece("a", false), piece("b", true)], Duration::ZERO, None);
+        assert_eq!(frames(body).await, (vec![Bytes::from("a"), Bytes::from("b")], false));
+    }
+
+    #[tokio::test]
+    async fn drops_after_the_given_piece() {
+        let body = scripted(
+            vec![piece("a", false), piece("b", true), piece("c", true)],
+            Duration::ZERO,
+            Some(2),
+        );
+        assert_eq!(frames(body).await, (vec![Bytes::from("a"), Bytes::from("b")], true));
+    }
+
+    #[tokio::test]
+    async fn paces_only_paced_pieces() {
+        let start = std::time::Instant::now();
+        let body = scripted(
+            vec![piece("a", false), piece("b", true), piece("c", true)],
+            Duration::from_millis(30),
+            None,
+        );
+        let _ = frames(body).await;
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_millis(60), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(90), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn full_body_has_exact_size() {
+        let body = full(Bytes::from_static(b"hello"));
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
+    }
+}

@@ -1,0 +1,69 @@
+//! Mock-level configuration: defaults that every request starts from before its controls apply.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How the mock server behaves when a request carries no controls of its own.
+///
+/// Build it with [`MockConfig::default`] and the `with_*` methods:
+/// `MockConfig::default().with_chunks(20).with_chunk_delay(Duration::from_millis(5))`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockConfig {
+    /// Address to listen on. The default `127.0.0.1:0` picks a free port.
+    pub listen: SocketAddr,
+    /// Number of content chunks a streamed reply is split into (at most one per character).
+    pub chunks: usize,
+    /// Pause before each content chunk of a streamed reply.
+    pub chunk_delay: Duration,
+    /// Pause before the response head when an API key asks for `slow` without a number.
+    pub slow_delay: Duration,
+    /// How many requests the record keeps (oldest dropped first); `0` records nothing.
+    pub max_records: usize,
+    /// Idle time allowed while a client sends its request head.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            chunks: 5,
+            chunk_delay: Duration::ZERO,
+            slow_delay: Duration::from_millis(2000),
+            max_records: 10_000,
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl MockConfig {
+    /// Sets the listen address.
+    pub fn with_listen(mut self, listen: SocketAddr) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// Sets the default number of content chunks in a streamed reply (`0` is treated as `1`).
+    pub fn with_chunks(mut self, chunks: usize) -> Self {
+        self.chunks = chunks.max(1);
+        self
+    }
+
+    /// Sets the default pause before each content chunk.
+    pub fn with_chunk_delay(mut self, delay: Duration) -> Self {
+        self.chunk_delay = delay;
+        self
+    }
+
+    /// Sets the delay used by keys containing a bare `slow`.
+    pub fn with_slow_delay(mut self, delay: Duration) -> Self {
+        self.slow_delay = delay;
+        self
+    }
+
+    /// Sets how many requests the record keeps; `0` turns recording off.
+    pub fn with_max_records(mut self, max_records: usize) -> Self {
+        self.max_records = max_records;
+        self
+    }
+}

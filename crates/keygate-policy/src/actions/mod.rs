@@ -1,0 +1,37 @@
+//! Every action type, one module each, and the registry that finds them by name.
+
+mod header_templates;
+mod url_pattern;
+mod value_template;
+
+mod add_headers;
+mod basic_auth;
+mod close_connection;
+mod custom_response;
+mod deny;
+mod log;
+mod redirect;
+mod remove_headers;
+mod set_vars;
+mod url_rewrite;
+
+use crate::action::ActionKind;
+
+/// All supported action types. Adding an action: one module above and one line here.
+pub static REGISTRY: &[&ActionKind] = &[
+    &add_headers::KIND,
+    &basic_auth::KIND,
+    &close_connection::KIND,
+    &custom_response::KIND,
+    &deny::KIND,
+    &log::KIND,
+    &redirect::KIND,
+    &remove_headers::KIND,
+    &set_vars::KIND,
+    &url_rewrite::KIND,
+];
+
+/// The action type called `name`.
+pub fn find(name: &str) -> Option<&'static ActionKind> {
+    REGISTRY.iter().copied().find(|kind| kind.name == name)
+}

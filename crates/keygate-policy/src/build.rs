@@ -1,0 +1,134 @@
+//! What an action builder gets: its config (strictly deserialized), the CEL compiler, the
+//! process-wide dependencies, and helpers that turn problems into located diagnostics.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use keygate_cel::{Compiler, Expression, SecretSource, Template};
+use keygate_ratelimit::RateLimiter;
+use serde::de::DeserializeOwned;
+
+use crate::action::Phase;
+use crate::diagnostic::Diagnostic;
+use crate::document::{from_node, join_key, Node, NodeValue};
+use crate::http_client::HttpClient;
+
+/// Process-wide services actions are built with. Cloning is cheap.
+#[derive(Clone)]
+pub struct Deps {
+    pub secrets: Arc<dyn SecretSource>,
+    pub http: HttpClient,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    /// `--provider-url ID=URL` overrides of built-in provider base URLs.
+    pub provider_urls: Arc<HashMap<String, String>>,
+    /// True for `policy check`: builders must not fetch anything (JWKS, ...).
+    pub offline: bool,
+}
+
+/// The context one action is built in.
+pub struct BuildContext<'a> {
+    pub compiler: &'a Compiler,
+    pub deps: &'a Deps,
+    pub phase: Phase,
+    /// The action's node (`{type, config}`).
+    pub(crate) node: &'a Node,
+    /// The action's field path, e.g. `on_http_request[1].actions[0]`.
+    pub(crate) path: String,
+    pub(crate) warnings: RefCell<Vec<Diagnostic>>,
+}
+
+impl<'a> BuildContext<'a> {
+    pub(crate) fn new(compiler: &'a Compiler, deps: &'a Deps, phase: Phase, node: &'a Node, path: String) -> Self {
+        Self { compiler, deps, phase, node, path, warnings: RefCell::new(Vec::new()) }
+    }
+
+    /// The raw `config` node, if the action has one.
+    pub fn config_node(&self) -> Option<&'a Node> {
+        self.node.get("config").filter(|n| n.value != NodeValue::Null)
+    }
+
+    /// Deserializes `config` into `T` (an absent config reads as an empty map).
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
+        let path = join_key(&self.path, "config");
+        let empty = Node { value: NodeValue::Map(Vec::new()), pos: self.node.pos };
+        let node = self.config_node().unwrap_or(&empty);
+        from_node(node, &path).map_err(|err| {
+            let (pos, path) = err.at.unwrap_or((node.pos, path));
+            Diagnostic::error(pos, path, err.message)
+        })
+    }
+
+    /// An error at `field`, a path relative to `config` (`allow[0]`, `headers.x-a`; `""` for config itself).
+    pub fn error(&self, field: &str, message: impl Into<String>) -> Diagnostic {
+        let (pos, path) = self.locate(field);
+        Diagnostic::error(pos, path, message)
+    }
+
+    /// Records a warning at `field` (relative to `config`); loading goes on.
+    pub fn warn(&self, field: &str, message: impl Into<String>) {
+        let (pos, path) = self.locate(field);
+        self.warnings.borrow_mut().push(Diagnostic::warning(pos, path, message));
+    }
+
+    /// Compiles a `${...}` template found at `field`.
+    pub fn template(&self, field: &str, source: &str) -> Result<Template, Diagnostic> {
+        self.compiler
+            .template(source)
+            .map_err(|err| self.error(field, format!("invalid interpolation: {err}")))
+    }
+
+    /// Compiles a CEL expression found at `field`.
+    pub fn expression(&self, field: &str, source: &str) -> Result<Expression, Diagnostic> {
+        self.compiler
+            .expression(source)
+            .map_err(|err| self.error(field, format!("invalid expression: {err}")))
+    }
+
+    fn locate(&self, field: &str) -> (crate::document::Position, String) {
+        let base = join_key(&self.path, "config");
+        let Some(mut node) = self.config_node() else { return (self.node.pos, base) };
+        for step in field_steps(field) {
+            let next = match (&node.value, step) {
+                (NodeValue::Map(_), Step::Key(key)) => node.get(key),
+                (NodeValue::Seq(items), Step::Index(i)) => items.get(i),
+                _ => None,
+            };
+            match next {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        let path = if field.is_empty() {
+            base
+        } else if field.starts_with('[') {
+            format!("{base}{field}")
+        } else {
+            join_key(&base, field)
+        };
+        (node.pos, path)
+    }
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Splits `a.b[2].c` into key and index steps.
+fn field_steps(field: &str) -> Vec<Step<'_>> {
+    let mut steps = Vec::new();
+    for part in field.split('.').filter(|p| !p.is_empty()) {
+        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            steps.push(Step::Key(key));
+        }
+        while let Some((index, tail)) = rest.split_once(']') {
+            if let Ok(i) = index.parse() {
+                steps.push(Step::Index(i));
+            }
+            rest = tail.strip_prefix('[').unwrap_or(tail);
+        }
+    }
+    steps
+}

@@ -1,0 +1,130 @@
+//! One request's journey through the policy: the request head (actions may rewrite it), its body,
+//! the response head in `on_http_response`, variables, action results and what the access log needs.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use keygate_ai::ApiFormat;
+use keygate_cel::{ActionResults, ConnInfo, RequestView, ResponseView, Scope, SecretSource, Vars};
+
+use crate::body::{empty, full, Body};
+use crate::error::GatewayError;
+
+/// The request body: still streaming from the client, or already read by an action.
+pub enum RequestBody {
+    Streaming(Body),
+    Buffered(Bytes),
+}
+
+/// Per-request state shared by the engine, the actions and the server.
+pub struct Exchange {
+    /// The request id (`x-request-id`, `req.id`).
+    pub id: String,
+    pub conn: Arc<ConnInfo>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The request head as it will be forwarded (actions may rewrite it).
+    pub request: http::request::Parts,
+    pub body: RequestBody,
+    /// `--max-body-bytes`.
+    pub max_body_bytes: u64,
+    /// The response head, set while `on_http_response` runs.
+    pub response: Option<http::response::Parts>,
+    /// `vars.*` of the current phase.
+    pub vars: Vars,
+    /// `actions.ngrok.*`.
+    pub results: ActionResults,
+    pub secrets: Arc<dyn SecretSource>,
+    /// The client's API format (from the original path): shapes gateway error bodies.
+    pub api_format: ApiFormat,
+    /// What the access log line reports beyond the request itself.
+    pub log: RequestLog,
+}
+
+/// Access-log facts gathered while the policy runs.
+#[derive(Default)]
+pub struct RequestLog {
+    /// Names (or `#index`) of the rules whose expressions matched, in order.
+    pub matched_rules: Vec<Arc<str>>,
+    /// The action type that produced the response, if one did.
+    pub terminated_by: Option<&'static str>,
+    /// `log` action metadata, in execution order.
+    pub metadata: Vec<serde_json::Value>,
+    /// Set by `ai-gateway`.
+    pub ai: Option<AiRecord>,
+}
+
+/// What `ai-gateway` did for this request.
+#[derive(Debug, Clone)]
+pub struct AiRecord {
+    pub provider: String,
+    pub model: String,
+    /// Upstream attempts made (1 when the first try succeeded).
+    pub attempts: u32,
+    /// Time from the start of the first attempt to the first response byte.
+    pub time_to_first_token: Option<Duration>,
+    /// Token counts, filled in as the (possibly streamed) response passes.
+    pub usage: Arc<Usage>,
+}
+
+/// Token usage read from a response; updated while a stream passes, `complete` when it ended.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub input_tokens: AtomicU64,
+    pub output_tokens: AtomicU64,
+    pub complete: AtomicBool,
+}
+
+impl Usage {
+    /// Records the provider-reported counts.
+    pub fn record(&self, input: u64, output: u64) {
+        self.input_tokens.store(input, Ordering::Relaxed);
+        self.output_tokens.store(output, Ordering::Relaxed);
+    }
+}
+
+impl Exchange {
+    /// The CEL scope over this exchange's current state.
+    pub fn scope(&self) -> Scope<'_> {
+        Scope {
+            conn: &self.conn,
+            req: Some(RequestView { head: &self.request, scheme: self.scheme, id: &self.id }),
+            res: self.response.as_ref().map(|head| ResponseView { head }),
+            vars: &self.vars,
+            actions: &self.results,
+            secrets: &*self.secrets,
+            extra: &[],
+        }
+    }
+
+    /// Reads the whole request body (at most `max_body_bytes`) and keeps it for forwarding.
+    pub async fn buffer_body(&mut self) -> Result<Bytes, GatewayError> {
+        let body = match std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new())) {
+            RequestBody::Buffered(bytes) => bytes,
+            RequestBody::Streaming(body) => {
+                let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
+                match Limited::new(body, limit).collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                        return Err(GatewayError::body_too_large(self.max_body_bytes));
+                    }
+                    Err(err) => return Err(GatewayError::bad_request(format!("reading the request body failed: {err}"))),
+                }
+            }
+        };
+        self.body = RequestBody::Buffered(body.clone());
+        Ok(body)
+    }
+
+    /// Takes the body for forwarding, leaving an empty one.
+    pub fn take_body(&mut self) -> Body {
+        match std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new())) {
+            RequestBody::Streaming(body) => body,
+            RequestBody::Buffered(bytes) if bytes.is_empty() => empty(),
+            RequestBody::Buffered(bytes) => full(bytes),
+        }
+    }
+}

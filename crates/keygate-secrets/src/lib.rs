@@ -1,0 +1,34 @@
+//! Vaults and secrets: SQLite store, AEAD encryption under a master key, change notification.
+//!
+//! - [`Store`]: one data directory's `keygate.db`; vault and secret CRUD, [`Store::secret_exists`] (no key
+//!   needed) and [`Store::load_snapshot`] (key needed).
+//! - [`MasterKeySource`]: where the master key comes from (`KEYGATE_MASTER_KEY`, a key file, or the default
+//!   `DATA_DIR/master.key`).
+//! - [`CachedSecrets`]: the gateway's [`keygate_cel::SecretSource`], refreshed in the background.
+//!
+//! Secret values are encrypted with AES-256-GCM under per-record data keys wrapped by the master key; they are
+//! never returned by any metadata call, never logged and never part of an error message.
+
+mod cache;
+mod crypto;
+mod error;
+mod ids;
+mod master_key;
+mod model;
+mod schema;
+mod snapshot;
+mod store;
+mod validate;
+
+#[cfg(test)]
+mod test_support;
+
+pub use cache::CachedSecrets;
+pub use error::{Result, StoreError};
+pub use ids::{ID_RANDOM_CHARS, SECRET_PREFIX, VAULT_PREFIX};
+pub use master_key::{MasterKey, MasterKeySource, DEFAULT_KEY_FILE, MASTER_KEY_ENV, MASTER_KEY_LEN};
+pub use model::{Secret, Vault, VaultRef};
+pub use schema::DB_FILE;
+pub use snapshot::Snapshot;
+pub use store::Store;
+pub use validate::{check_name, check_value, MAX_DESCRIPTION_BYTES, MAX_NAME_LEN, MAX_VALUE_BYTES};

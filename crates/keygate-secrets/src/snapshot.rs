@@ -1,0 +1,124 @@
+//! [`Snapshot`]: every secret of a store, decrypted into memory, looked up by vault and secret name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use keygate_cel::{SecretError, SecretSource};
+use rusqlite::{Transaction, TransactionBehavior};
+use secrecy::SecretString;
+
+use crate::crypto::{self, Binding, SealedRef};
+use crate::error::Result;
+use crate::store::{read_generation, Store};
+
+/// One secret in a snapshot: its value, or the fact that it failed to decrypt (tampered or corrupt), so one bad
+/// record fails only the requests that use it.
+enum Entry {
+    Ready(Arc<SecretString>),
+    Unreadable,
+}
+
+/// All secrets as of one store generation. Values are zeroized when the last reference drops.
+pub struct Snapshot {
+    generation: u64,
+    vaults: HashMap<String, HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation)
+            .field("secrets", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// The store generation this snapshot was read at.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of secrets.
+    pub fn len(&self) -> usize {
+        self.vaults.values().map(HashMap::len).sum()
+    }
+
+    /// Whether there are no secrets.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SecretSource for Snapshot {
+    fn get(&self, vault: &str, name: &str) -> Result<Arc<SecretString>, SecretError> {
+        let secrets = self
+            .vaults
+            .get(vault)
+            .ok_or_else(|| SecretError::VaultNotFound(vault.to_owned()))?;
+        match secrets.get(name) {
+            Some(Entry::Ready(value)) => Ok(Arc::clone(value)),
+            Some(Entry::Unreadable) => Err(SecretError::Unavailable(format!(
+                "secret '{name}' in vault '{vault}' cannot be decrypted"
+            ))),
+            None => Err(SecretError::SecretNotFound {
+                vault: vault.to_owned(),
+                name: name.to_owned(),
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// Reads and decrypts every secret in one read transaction. Needs the master key. A record that fails
+    /// authentication is logged (by id and name) and kept as unreadable rather than failing the whole load.
+    pub fn load_snapshot(&self) -> Result<Snapshot> {
+        let key = self.key()?;
+        let tx = Transaction::new_unchecked(self.conn(), TransactionBehavior::Deferred)?;
+        let generation = read_generation(&tx)?;
+        let mut vaults: HashMap<String, HashMap<String, Entry>> = HashMap::new();
+        for name in tx.prepare("SELECT name FROM vaults")?.query_map([], |row| row.get(0))? {
+            vaults.insert(name?, HashMap::new());
+        }
+        let mut stmt = tx.prepare(
+            "SELECT s.id, s.vault_id, v.name, s.name, s.key_nonce, s.wrapped_key, s.value_nonce, s.ciphertext \
+             FROM secrets s JOIN vaults v ON v.id = s.vault_id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let secret_id: String = row.get(0)?;
+            let vault_id: String = row.get(1)?;
+            let vault_name: String = row.get(2)?;
+            let name: String = row.get(3)?;
+            let binding = Binding {
+                secret_id: &secret_id,
+                vault_id: &vault_id,
+                name: &name,
+            };
+            let columns: [Vec<u8>; 4] = [row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?];
+            let sealed = SealedRef {
+                key_nonce: &columns[0],
+                wrapped_key: &columns[1],
+                value_nonce: &columns[2],
+                ciphertext: &columns[3],
+            };
+            let entry = match crypto::open(key, &binding, &sealed).ok().and_then(|plain| {
+                std::str::from_utf8(&plain).ok().map(SecretString::from)
+            }) {
+                Some(value) => Entry::Ready(Arc::new(value)),
+                None => {
+                    tracing::error!(
+                        secret_id = %secret_id, vault = %vault_name, secret = %name,
+                        "stored secret failed authentication (modified or corrupt); requests using it will fail"
+                    );
+                    Entry::Unreadable
+                }
+            };
+            vaults.entry(vault_name).or_default().insert(name, entry);
+        }
+        drop(rows);
+        drop(stmt);
+        tx.commit()?;
+        Ok(Snapshot { generation, vaults })
+    }
+}

@@ -1,0 +1,184 @@
+//! Secret operations. Values go in, never come out: only [`Store::load_snapshot`] decrypts.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::vaults::vault_by_id;
+use super::{map_unique, Store};
+use crate::crypto::{self, Binding};
+use crate::error::{Result, StoreError};
+use crate::ids::{new_id, SECRET_PREFIX};
+use crate::model::{now, Secret, VaultRef};
+use crate::validate::{check_description, check_name, check_value};
+
+const SECRET_SELECT: &str = "SELECT s.id, s.created_at, s.updated_at, s.name, s.description, v.id, v.name \
+     FROM secrets s JOIN vaults v ON v.id = s.vault_id";
+
+fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<Secret> {
+    Ok(Secret {
+        id: row.get(0)?,
+        created_at: row.get(1)?,
+        updated_at: row.get(2)?,
+        name: row.get(3)?,
+        description: row.get(4)?,
+        vault: VaultRef {
+            id: row.get(5)?,
+            name: row.get(6)?,
+        },
+    })
+}
+
+fn secret_by_id(conn: &Connection, id: &str) -> Result<Secret> {
+    let sql = format!("{SECRET_SELECT} WHERE s.id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row([id], secret_from_row)
+        .optional()?
+        .ok_or_else(|| StoreError::SecretNotFound(id.to_owned()))
+}
+
+impl Store {
+    /// Stores a new secret in vault `vault_id`, encrypted. Needs the master key. Names are unique within a
+    /// vault ([`StoreError::DuplicateSecret`]).
+    pub fn create_secret(
+        &self,
+        vault_id: &str,
+        name: &str,
+        value: &SecretString,
+        description: &str,
+    ) -> Result<Secret> {
+        check_name("secret", name)?;
+        check_value(value.expose_secret())?;
+        check_description(description)?;
+        let key = self.key()?;
+        self.write(|tx| {
+            let vault = vault_by_id(tx, vault_id)?;
+            let now = now();
+            let secret = Secret {
+                id: new_id(SECRET_PREFIX)?,
+                created_at: now.clone(),
+                updated_at: now,
+                name: name.to_owned(),
+                description: description.to_owned(),
+                vault: VaultRef {
+                    id: vault.id,
+                    name: vault.name,
+                },
+            };
+            let binding = Binding {
+                secret_id: &secret.id,
+                vault_id: &secret.vault.id,
+                name: &secret.name,
+            };
+            let sealed = crypto::seal(key, &binding, value.expose_secret().as_bytes())?;
+            tx.execute(
+                "INSERT INTO secrets (id, vault_id, name, description, created_at, updated_at, \
+                 key_nonce, wrapped_key, value_nonce, ciphertext) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                (
+                    &secret.id,
+                    &secret.vault.id,
+                    &secret.name,
+                    &secret.description,
+                    &secret.created_at,
+                    &secret.updated_at,
+                    sealed.key_nonce.as_slice(),
+                    &sealed.wrapped_key,
+                    sealed.value_nonce.as_slice(),
+                    &sealed.ciphertext,
+                ),
+            )
+            .map_err(|e| {
+                map_unique(e, || StoreError::DuplicateSecret {
+                    vault: secret.vault.name.clone(),
+                    name: name.to_owned(),
+                })
+            })?;
+            Ok(secret)
+        })
+    }
+
+    /// All secrets, or those of one vault ([`StoreError::VaultNotFound`] for an unknown vault id), oldest
+    /// first.
+    pub fn list_secrets(&self, vault_id: Option<&str>) -> Result<Vec<Secret>> {
+        let conn = self.conn();
+        let secrets = match vault_id {
+            Some(vault_id) => {
+                vault_by_id(conn, vault_id)?;
+                let sql = format!("{SECRET_SELECT} WHERE s.vault_id = ?1 ORDER BY s.rowid");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map([vault_id], secret_from_row)?;
+                rows.collect::<rusqlite::Result<_>>()?
+            }
+            None => {
+                let sql = format!("{SECRET_SELECT} ORDER BY s.rowid");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map([], secret_from_row)?;
+                rows.collect::<rusqlite::Result<_>>()?
+            }
+        };
+        Ok(secrets)
+    }
+
+    /// The secret with this id (metadata only).
+    pub fn get_secret(&self, id: &str) -> Result<Secret> {
+        secret_by_id(self.conn(), id)
+    }
+
+    /// Replaces a secret's value (needs the master key) and/or its description; `None` keeps the current one.
+    pub fn update_secret(
+        &self,
+        id: &str,
+        value: Option<&SecretString>,
+        description: Option<&str>,
+    ) -> Result<Secret> {
+        let key = match value {
+            Some(value) => {
+                check_value(value.expose_secret())?;
+                Some(self.key()?)
+            }
+            None => None,
+        };
+        if let Some(description) = description {
+            check_description(description)?;
+        }
+        self.write(|tx| {
+            let mut secret = secret_by_id(tx, id)?;
+            secret.updated_at = now();
+            if let Some(description) = description {
+                description.clone_into(&mut secret.description);
+            }
+            tx.execute(
+                "UPDATE secrets SET description = ?2, updated_at = ?3 WHERE id = ?1",
+                (&secret.id, &secret.description, &secret.updated_at),
+            )?;
+            if let (Some(key), Some(value)) = (key, value) {
+                let binding = Binding {
+                    secret_id: &secret.id,
+                    vault_id: &secret.vault.id,
+                    name: &secret.name,
+                };
+                let sealed = crypto::seal(key, &binding, value.expose_secret().as_bytes())?;
+                tx.execute(
+                    "UPDATE secrets SET key_nonce = ?2, wrapped_key = ?3, value_nonce = ?4, ciphertext = ?5 \
+                     WHERE id = ?1",
+                    (
+                        &secret.id,
+                        sealed.key_nonce.as_slice(),
+                        &sealed.wrapped_key,
+                        sealed.value_nonce.as_slice(),
+                        &sealed.ciphertext,
+                    ),
+                )?;
+            }
+            Ok(secret)
+        })
+    }
+
+    /// Deletes a secret.
+    pub fn delete_secret(&self, id: &str) -> Result<()> {
+        self.write(|tx| match tx.execute("DELETE FROM secrets WHERE id = ?1", [id])? {
+            0 => Err(StoreError::SecretNotFound(id.to_owned())),
+            _ => Ok(()),
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Listeners, TLS, hot reload, upstream proxy, admin endpoints, metrics, access log, shutdown.

@@ -1,0 +1,51 @@
+//! The `keygate` command line: argument parsing and wiring, nothing else.
+
+mod api;
+mod serve;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keygate: a self-hosted AI gateway driven by ngrok Traffic Policy.
+#[derive(Parser)]
+#[command(name = "keygate", version, about, disable_help_subcommand = false)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(Box<serve::ServeArgs>),
+    /// Validate policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Manage vaults and secrets (mirrors `ngrok api vaults|secrets`).
+    Api(api::ApiArgs),
+    /// Access tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file; prints `ok` or every error found.
+    Check {
+        /// The policy file (YAML or JSON).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(*args),
+        Command::Policy(PolicyCommand::Check { file }) => serve::check(&file),
+        Command::Api(args) => api::run(args),
+        Command::Token(cmd) => token::run(cmd),
+    }
+}
