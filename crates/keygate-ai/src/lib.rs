@@ -1,6 +1,35 @@
-//! The LLM domain: provider catalog, model resolution, selection, wire formats, SSE scanning,
-//! token estimates, error shapes. No HTTP server or policy dependencies.
+//! The LLM domain: provider catalog, model resolution, wire formats (request transformation,
+//! upstream URL and headers), SSE scanning, usage and token estimates, the in-process mock
+//! provider, rolling metrics and error shapes. No HTTP server, policy or CEL dependencies.
 
 pub mod api_format;
+pub mod catalog;
+pub mod credentials;
+pub mod metrics;
+pub mod mock;
+pub mod models_list;
+pub mod registry;
+pub mod request;
+pub mod spec;
+pub mod sse;
+pub mod surface;
+pub mod tokens;
+pub mod transform;
+pub mod url;
+pub mod usage;
 
 pub use api_format::{error_body, ApiFormat};
+pub use catalog::{Catalog, CatalogError};
+pub use credentials::{client_credential, redact, set_credential, upstream_headers, InvalidKey, DEFAULT_ANTHROPIC_VERSION};
+pub use metrics::{MetricsStore, Outcome, Sample};
+pub use mock::{respond as mock_respond, MockResponse};
+pub use models_list::models_list;
+pub use registry::{Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, Rejection, Resolution, ResolveError};
+pub use request::{is_auto, ClientRequest, RequestError};
+pub use spec::{ModelSpec, ParamName, Pricing, ProviderSpec, SurfaceSpec};
+pub use sse::SseScanner;
+pub use surface::Surface;
+pub use tokens::{estimate_input_tokens, estimate_text_tokens};
+pub use transform::{prepare_body, BodyOptions, PreparedBody};
+pub use url::upstream_url;
+pub use usage::TokenUsage;

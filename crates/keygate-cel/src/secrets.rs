@@ -41,10 +41,10 @@ pub struct MemorySecrets {
 impl MemorySecrets {
     /// Adds (or replaces) a secret, creating its vault as needed.
     pub fn insert(&mut self, vault: &str, name: &str, value: &str) {
-        self.vaults
-            .entry(vault.to_owned())
-            .or_default()
-            .insert(name.to_owned(), Arc::new(SecretString::from(value.to_owned())));
+        self.vaults.entry(vault.to_owned()).or_default().insert(
+            name.to_owned(),
+            Arc::new(SecretString::from(value.to_owned())),
+        );
     }
 }
 

@@ -16,6 +16,9 @@ pub(crate) type MockBody = UnsyncBoxBody<Bytes, DroppedMidStream>;
 #[error("connection dropped mid-stream as the mock's controls asked")]
 pub struct DroppedMidStream;
 
+/// Pause before a mid-stream drop, long enough for the sent part to leave the socket.
+const FLUSH_PAUSE: Duration = Duration::from_millis(20);
+
 /// One piece of a scripted body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Piece {
@@ -26,7 +29,9 @@ pub(crate) struct Piece {
 
 /// A body sent in one go, with an exact `content-length`.
 pub(crate) fn full(bytes: Bytes) -> MockBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A body sent piece by piece: paced pieces wait `delay` first; after `drop_after` pieces the
@@ -48,6 +53,8 @@ pub(crate) fn scripted(pieces: Vec<Piece>, delay: Duration, drop_after: Option<u
         if st.drop_after == Some(st.sent) {
             st.drop_after = None;
             st.pieces.clear();
+            // Let the connection flush what was sent, so the client sees a partial body.
+            tokio::time::sleep(FLUSH_PAUSE).await;
             return Some((Err(DroppedMidStream), st));
         }
         let piece = st.pieces.pop_front()?;
@@ -84,8 +91,15 @@ mod tests {
 
     #[tokio::test]
     async fn sends_every_piece_in_order() {
-        let body = scripted(vec![piece("a", false), piece("b", true)], Duration::ZERO, None);
-        assert_eq!(frames(body).await, (vec![Bytes::from("a"), Bytes::from("b")], false));
+        let body = scripted(
+            vec![piece("a", false), piece("b", true)],
+            Duration::ZERO,
+            None,
+        );
+        assert_eq!(
+            frames(body).await,
+            (vec![Bytes::from("a"), Bytes::from("b")], false)
+        );
     }
 
     #[tokio::test]
@@ -95,7 +109,10 @@ mod tests {
             Duration::ZERO,
             Some(2),
         );
-        assert_eq!(frames(body).await, (vec![Bytes::from("a"), Bytes::from("b")], true));
+        assert_eq!(
+            frames(body).await,
+            (vec![Bytes::from("a"), Bytes::from("b")], true)
+        );
     }
 
     #[tokio::test]

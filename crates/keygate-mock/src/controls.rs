@@ -314,14 +314,23 @@ mod tests {
             Some(StatusCode::OK)
         );
         let h = headers(&[("authorization", "Bearer k-fail42")]);
-        assert_eq!(resolve(&h, &MockConfig::default()).expect("valid").status, None);
+        assert_eq!(
+            resolve(&h, &MockConfig::default()).expect("valid").status,
+            None
+        );
         let h = headers(&[("authorization", "Bearer failover-key")]);
-        assert_eq!(resolve(&h, &MockConfig::default()).expect("valid").status, None);
+        assert_eq!(
+            resolve(&h, &MockConfig::default()).expect("valid").status,
+            None
+        );
     }
 
     #[test]
     fn api_key_sources() {
-        assert_eq!(api_key(&headers(&[("authorization", "bearer abc")])), Some("abc"));
+        assert_eq!(
+            api_key(&headers(&[("authorization", "bearer abc")])),
+            Some("abc")
+        );
         assert_eq!(api_key(&headers(&[("authorization", "Basic abc")])), None);
         assert_eq!(api_key(&headers(&[("x-api-key", "xyz")])), Some("xyz"));
         assert_eq!(api_key(&HeaderMap::new()), None);

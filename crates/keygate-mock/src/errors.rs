@@ -45,7 +45,10 @@ pub(crate) fn scripted_message(status: StatusCode) -> String {
 fn openai_kind(status: StatusCode) -> (&'static str, Option<&'static str>) {
     match status.as_u16() {
         401 => ("invalid_request_error", Some("invalid_api_key")),
-        403 => ("invalid_request_error", Some("unsupported_country_region_territory")),
+        403 => (
+            "invalid_request_error",
+            Some("unsupported_country_region_territory"),
+        ),
         404 => ("invalid_request_error", Some("model_not_found")),
         429 => ("requests", Some("rate_limit_exceeded")),
         500..=599 => ("server_error", None),
@@ -85,12 +88,19 @@ mod tests {
         let b = body(&r);
         assert_eq!(b["error"]["message"], "slow down");
         assert_eq!(b["error"]["code"], "rate_limit_exceeded");
-        assert!(r.headers.iter().any(|(n, v)| n == "retry-after" && v == "1"));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| n == "retry-after" && v == "1"));
     }
 
     #[test]
     fn anthropic_shape() {
-        let r = error_reply(Shape::Anthropic, StatusCode::from_u16(529).expect("valid"), "busy");
+        let r = error_reply(
+            Shape::Anthropic,
+            StatusCode::from_u16(529).expect("valid"),
+            "busy",
+        );
         let b = body(&r);
         assert_eq!(b["type"], "error");
         assert_eq!(b["error"]["type"], "overloaded_error");

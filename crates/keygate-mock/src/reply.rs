@@ -85,9 +85,17 @@ impl Reply {
     /// Adds a header whose value is known to be valid ASCII.
     pub(crate) fn with_header(mut self, name: &'static str, value: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(value) {
-            self.headers
-                .push((HeaderName::from_static(name), value));
+            self.headers.push((HeaderName::from_static(name), value));
         }
         self
     }
+}
+
+/// What a surface handler needs besides the request body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    /// Number of content chunks for a streamed reply.
+    pub(crate) chunks: usize,
+    /// Id source of this server.
+    pub(crate) ids: &'a crate::text::Ids,
 }

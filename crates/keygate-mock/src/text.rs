@@ -103,7 +103,10 @@ mod tests {
         ]);
         assert_eq!(last_user_text(Some(&messages)), "hello");
         assert_eq!(messages_chars(Some(&messages)), 3 + 5 + 5 + 5);
-        assert_eq!(last_user_text(Some(&json!([{"role": "assistant", "content": "x"}]))), "");
+        assert_eq!(
+            last_user_text(Some(&json!([{"role": "assistant", "content": "x"}]))),
+            ""
+        );
         assert_eq!(last_user_text(None), "");
         assert_eq!(last_user_text(Some(&json!("not a list"))), "");
     }

@@ -3,6 +3,17 @@
 //! INTERFACE CONTRACT (used by the `rate-limit` action in `keygate-policy`): `Limit`, `Decision` and
 //! `RateLimiter::check` keep these names and signatures.
 
+mod clock;
+mod memory;
+mod observed;
+mod redis_store;
+mod window;
+
+pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use memory::{MemoryConfig, MemoryLimiter};
+pub use observed::Observed;
+pub use redis_store::{key_digest_hex, Error, FailureMode, RedisConfig, RedisLimiter};
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -10,7 +21,9 @@ use std::time::Duration;
 /// A limit: at most `capacity` requests in any trailing `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
+    /// Most requests admitted in any trailing `window`.
     pub capacity: u64,
+    /// Length of the sliding window.
     pub window: Duration,
 }
 
@@ -34,4 +47,9 @@ pub trait RateLimiter: Send + Sync {
     /// already holds `limit.capacity` requests. `key` is raw bucket identity (may hold tokens):
     /// stores must hash it and never keep it.
     fn check<'a>(&'a self, name: &'a str, key: &'a [u8], limit: Limit) -> CheckFuture<'a>;
+
+    /// Decisions answered by the failure mode because the store failed (always 0 for memory).
+    fn failures(&self) -> u64 {
+        0
+    }
 }

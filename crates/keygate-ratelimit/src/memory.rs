@@ -63,6 +63,11 @@ struct Bucket {
     referenced: bool,
 }
 
+/// A shard on its own cache lines, so threads working on different shards do not slow each other down.
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedShard(Mutex<Shard>);
+
 #[derive(Default)]
 struct Shard {
     buckets: HashMap<u64, Bucket, BuildHasherDefault<PreHashed>>,
@@ -141,7 +146,7 @@ impl Shard {
 
 /// An in-process [`RateLimiter`]: exact per instance, not shared between gateway processes.
 pub struct MemoryLimiter<C: Clock = MonotonicClock> {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[PaddedShard]>,
     per_shard: usize,
     hasher: RandomState,
     clock: C,
@@ -165,7 +170,7 @@ impl<C: Clock> MemoryLimiter<C> {
     pub fn with_clock(config: MemoryConfig, clock: C) -> Self {
         let shards = config.shards.max(1);
         Self {
-            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            shards: (0..shards).map(|_| PaddedShard::default()).collect(),
             per_shard: config.max_buckets.div_ceil(shards).max(1),
             hasher: RandomState::new(),
             clock,
@@ -196,6 +201,7 @@ impl<C: Clock> MemoryLimiter<C> {
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
         // A panic while holding the lock cannot leave a shard inconsistent in a way that matters here.
         self.shards[shard]
+            .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -284,7 +290,7 @@ mod tests {
         }
         assert!(m.len() >= 900, "shards should fill up, got {}", m.len());
         for shard in m.shards.iter() {
-            let s = shard.lock().unwrap();
+            let s = shard.0.lock().unwrap();
             assert_eq!(s.buckets.len(), s.hand.len());
         }
     }
@@ -298,7 +304,10 @@ mod tests {
         }
         for i in 0..10_000u32 {
             m.check_now("n", &i.to_le_bytes(), L);
-            assert!(m.check_now("n", b"busy", L).limited, "busy bucket evicted at {i}");
+            assert!(
+                m.check_now("n", b"busy", L).limited,
+                "busy bucket evicted at {i}"
+            );
         }
     }
 
@@ -324,7 +333,7 @@ mod tests {
             m.check_now("n", &i.to_le_bytes(), L);
         }
         for shard in m.shards.iter() {
-            let n = shard.lock().unwrap().buckets.len();
+            let n = shard.0.lock().unwrap().buckets.len();
             assert!((700..1_300).contains(&n), "unbalanced shard: {n}");
         }
     }

@@ -273,6 +273,22 @@ mod tests {
     }
 
     #[test]
+    fn lowered_capacity_waits_until_enough_requests_expire() {
+        let mut log = Log::new();
+        let window = Duration::from_secs(100);
+        for t in [0, 10_000, 20_000, 30_000] {
+            log.check(t, limit(4, window));
+        }
+        // Capacity lowered to 2 (a policy reload): three of the four must leave, the third at 120_000.
+        let d = log.check(50_000, limit(2, window));
+        assert!(d.limited);
+        assert_eq!(d.retry_after, Duration::from_secs(70));
+        assert!(log.check(119_999, limit(2, window)).limited);
+        assert!(!log.check(120_000, limit(2, window)).limited);
+        assert!(log.check(120_000, limit(2, window)).limited);
+    }
+
+    #[test]
     fn idle_when_every_entry_expired() {
         let mut log = Log::new();
         assert!(log.is_idle(0));

@@ -23,10 +23,18 @@ fn bench_get(c: &mut Criterion) {
     }
     let cache = CachedSecrets::start(store, Duration::from_millis(250)).expect("cache");
     c.bench_function("cached_secrets_get_hit", |b| {
-        b.iter(|| cache.get(black_box("gateway-auth"), black_box("client-57")).expect("hit"))
+        b.iter(|| {
+            cache
+                .get(black_box("gateway-auth"), black_box("client-57"))
+                .expect("hit")
+        })
     });
     c.bench_function("cached_secrets_get_miss", |b| {
-        b.iter(|| cache.get(black_box("gateway-auth"), black_box("nope")).is_err())
+        b.iter(|| {
+            cache
+                .get(black_box("gateway-auth"), black_box("nope"))
+                .is_err()
+        })
     });
     drop(cache);
     let _ = std::fs::remove_dir_all(dir);

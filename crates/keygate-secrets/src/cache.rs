@@ -49,10 +49,11 @@ impl CachedSecrets {
             stop: AtomicBool::new(false),
         });
         let watcher_shared = Arc::clone(&shared);
+        let dir = store.data_dir().to_path_buf();
         let watcher = thread::Builder::new()
             .name("keygate-secrets-watch".to_owned())
             .spawn(move || watch(&store, &watcher_shared, poll_interval))
-            .map_err(|e| StoreError::io("cannot start the secret watcher thread for", "keygate.db", e))?;
+            .map_err(|e| StoreError::io("cannot start the secret watcher thread for", dir, e))?;
         Ok(Self {
             shared,
             watcher: Some(watcher),
@@ -92,13 +93,20 @@ fn watch(store: &Store, shared: &Shared, poll_interval: Duration) {
             return;
         }
         let seen = shared.current.load().generation();
-        let refreshed = store.generation().and_then(|generation| match generation == seen {
-            true => Ok(None),
-            false => store.load_snapshot().map(Some),
+        let refreshed = store.generation().and_then(|generation| {
+            if generation == seen {
+                Ok(None)
+            } else {
+                store.load_snapshot().map(Some)
+            }
         });
         match refreshed {
             Ok(Some(snapshot)) => {
-                tracing::info!(generation = snapshot.generation(), secrets = snapshot.len(), "secrets reloaded");
+                tracing::info!(
+                    generation = snapshot.generation(),
+                    secrets = snapshot.len(),
+                    "secrets reloaded"
+                );
                 shared.current.store(Arc::new(snapshot));
                 failing = false;
             }
@@ -109,5 +117,98 @@ fn watch(store: &Store, shared: &Shared, poll_interval: Duration) {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::test_support::{inline_key, TempDir};
+
+    /// Polls `cache` until `done` holds, failing after 2 s (the SPEC's bound for a running gateway).
+    fn within_two_seconds(
+        cache: &CachedSecrets,
+        done: impl Fn(&CachedSecrets) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        while !done(cache) {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "change not seen within 2 s"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        start.elapsed()
+    }
+
+    #[test]
+    fn changes_through_another_handle_are_seen_within_two_seconds() {
+        let dir = TempDir::new("cache");
+        let writer = Store::open_unlocked(dir.path(), &inline_key(9)).unwrap();
+        let vault = writer.create_vault("gateway-auth", "").unwrap();
+        let secret = writer
+            .create_secret(&vault.id, "access-token", &SecretString::from("old"), "")
+            .unwrap();
+        let reader = Store::open_unlocked(dir.path(), &inline_key(9)).unwrap();
+        let cache = CachedSecrets::start(reader, CachedSecrets::DEFAULT_POLL_INTERVAL).unwrap();
+        assert_eq!(
+            cache
+                .get("gateway-auth", "access-token")
+                .unwrap()
+                .expose_secret(),
+            "old"
+        );
+
+        writer
+            .update_secret(&secret.id, Some(&SecretString::from("new")), None)
+            .unwrap();
+        within_two_seconds(&cache, |c| {
+            c.get("gateway-auth", "access-token")
+                .is_ok_and(|v| v.expose_secret() == "new")
+        });
+
+        writer
+            .create_secret(&vault.id, "client-b", &SecretString::from("b"), "")
+            .unwrap();
+        within_two_seconds(&cache, |c| c.get("gateway-auth", "client-b").is_ok());
+
+        writer.delete_secret(&secret.id).unwrap();
+        within_two_seconds(&cache, |c| {
+            matches!(
+                c.get("gateway-auth", "access-token"),
+                Err(SecretError::SecretNotFound { .. })
+            )
+        });
+
+        writer
+            .update_vault(&vault.id, Some("renamed"), None)
+            .unwrap();
+        within_two_seconds(&cache, |c| c.get("renamed", "client-b").is_ok());
+        assert!(matches!(
+            cache.get("gateway-auth", "client-b"),
+            Err(SecretError::VaultNotFound(_))
+        ));
+        assert_eq!(cache.snapshot().generation(), writer.generation().unwrap());
+        assert!(!format!("{cache:?}").contains("\"b\""));
+    }
+
+    #[test]
+    fn start_needs_an_unlocked_store_and_drop_stops_the_watcher() {
+        let dir = TempDir::new("cache-locked");
+        let locked = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            CachedSecrets::start(locked, Duration::from_millis(50)),
+            Err(StoreError::Locked)
+        ));
+        let store = Store::open_unlocked(dir.path(), &inline_key(3)).unwrap();
+        let cache = CachedSecrets::start(store, Duration::from_secs(3600)).unwrap();
+        let start = Instant::now();
+        drop(cache);
+        // The watcher is unparked on drop rather than waiting out its hour-long interval.
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 }

@@ -38,7 +38,11 @@ impl Binding<'_> {
     /// Associated data for one of the two encryptions. Ids and names never contain NUL, so the encoding is
     /// unambiguous.
     fn aad(&self, purpose: &str) -> Vec<u8> {
-        format!("keygate:{purpose}:v1\0{}\0{}\0{}", self.secret_id, self.vault_id, self.name).into_bytes()
+        format!(
+            "keygate:{purpose}:v1\0{}\0{}\0{}",
+            self.secret_id, self.vault_id, self.name
+        )
+        .into_bytes()
     }
 }
 
@@ -62,7 +66,12 @@ fn encrypt(key: &[u8; 32], nonce: &[u8; NONCE_LEN], msg: &[u8], aad: &[u8]) -> R
         .map_err(|_| StoreError::Invalid("value is too large to encrypt".to_owned()))
 }
 
-fn decrypt(key: &[u8; 32], nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+fn decrypt(
+    key: &[u8; 32],
+    nonce: &[u8],
+    msg: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     if nonce.len() != NONCE_LEN {
         return Err(OpenError);
     }
@@ -79,7 +88,12 @@ pub(crate) fn seal(master: &MasterKey, binding: &Binding<'_>, plaintext: &[u8]) 
     let value_nonce = random_nonce()?;
     let key_nonce = random_nonce()?;
     let ciphertext = encrypt(&data_key, &value_nonce, plaintext, &binding.aad("value"))?;
-    let wrapped_key = encrypt(master.bytes(), &key_nonce, data_key.as_ref(), &binding.aad("data-key"))?;
+    let wrapped_key = encrypt(
+        master.bytes(),
+        &key_nonce,
+        data_key.as_ref(),
+        &binding.aad("data-key"),
+    )?;
     Ok(Sealed {
         key_nonce,
         wrapped_key,
@@ -103,9 +117,19 @@ pub(crate) fn open(
     binding: &Binding<'_>,
     sealed: &SealedRef<'_>,
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-    let unwrapped = decrypt(master.bytes(), sealed.key_nonce, sealed.wrapped_key, &binding.aad("data-key"))?;
+    let unwrapped = decrypt(
+        master.bytes(),
+        sealed.key_nonce,
+        sealed.wrapped_key,
+        &binding.aad("data-key"),
+    )?;
     let data_key: &[u8; DATA_KEY_LEN] = unwrapped.as_slice().try_into().map_err(|_| OpenError)?;
-    decrypt(data_key, sealed.value_nonce, sealed.ciphertext, &binding.aad("value"))
+    decrypt(
+        data_key,
+        sealed.value_nonce,
+        sealed.ciphertext,
+        &binding.aad("value"),
+    )
 }
 
 /// The key check value for `master` under `nonce`.
@@ -148,7 +172,10 @@ mod tests {
         let master = MasterKey::generate().unwrap();
         let one = seal(&master, &binding(), b"sk-live-value").unwrap();
         let two = seal(&master, &binding(), b"sk-live-value").unwrap();
-        assert_eq!(open(&master, &binding(), &as_ref(&one)).unwrap().as_slice(), b"sk-live-value");
+        assert_eq!(
+            open(&master, &binding(), &as_ref(&one)).unwrap().as_slice(),
+            b"sk-live-value"
+        );
         assert_ne!(one.ciphertext, two.ciphertext);
         assert_ne!(one.wrapped_key, two.wrapped_key);
         assert!(!one.ciphertext.windows(13).any(|w| w == b"sk-live-value"));
@@ -171,7 +198,10 @@ mod tests {
                 2 => copy.value_nonce[11] ^= 1,
                 _ => copy.ciphertext[0] ^= 1,
             }
-            assert!(open(&master, &binding(), &as_ref(&copy)).is_err(), "column {column}");
+            assert!(
+                open(&master, &binding(), &as_ref(&copy)).is_err(),
+                "column {column}"
+            );
         }
     }
 
@@ -180,9 +210,18 @@ mod tests {
         let master = MasterKey::generate().unwrap();
         let sealed = seal(&master, &binding(), b"value").unwrap();
         for other in [
-            Binding { secret_id: "secret_b", ..binding() },
-            Binding { vault_id: "vault_b", ..binding() },
-            Binding { name: "other", ..binding() },
+            Binding {
+                secret_id: "secret_b",
+                ..binding()
+            },
+            Binding {
+                vault_id: "vault_b",
+                ..binding()
+            },
+            Binding {
+                name: "other",
+                ..binding()
+            },
         ] {
             assert!(open(&master, &other, &as_ref(&sealed)).is_err());
         }

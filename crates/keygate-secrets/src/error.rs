@@ -46,7 +46,11 @@ pub enum StoreError {
     NotInitialized(PathBuf),
     /// The database was written by a newer Keygate.
     #[error("the database in {dir} has schema version {found}, newer than this keygate supports ({supported})")]
-    UnsupportedSchema { dir: PathBuf, found: i64, supported: i64 },
+    UnsupportedSchema {
+        dir: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     /// A file system operation failed.
     #[error("{context} {path}: {source}")]
     Io {
@@ -79,7 +83,11 @@ impl StoreError {
         )
     }
 
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Self::Io {
             context,
             path: path.into(),

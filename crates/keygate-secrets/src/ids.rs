@@ -20,7 +20,11 @@ pub(crate) fn new_id(prefix: &str) -> Result<String> {
     let mut id = String::with_capacity(prefix.len() + ID_RANDOM_CHARS);
     id.push_str(prefix);
     // 32 divides 256, so taking the low five bits of each byte is uniform.
-    id.extend(random.iter().map(|b| char::from(ALPHABET[usize::from(b & 0x1f)])));
+    id.extend(
+        random
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(b & 0x1f)])),
+    );
     Ok(id)
 }
 
@@ -34,6 +38,9 @@ mod tests {
         let rest = id.strip_prefix(VAULT_PREFIX).unwrap();
         assert_eq!(rest.len(), ID_RANDOM_CHARS);
         assert!(rest.bytes().all(|b| ALPHABET.contains(&b)), "{id}");
-        assert_ne!(new_id(SECRET_PREFIX).unwrap(), new_id(SECRET_PREFIX).unwrap());
+        assert_ne!(
+            new_id(SECRET_PREFIX).unwrap(),
+            new_id(SECRET_PREFIX).unwrap()
+        );
     }
 }

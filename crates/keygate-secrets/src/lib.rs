@@ -26,7 +26,9 @@ mod test_support;
 pub use cache::CachedSecrets;
 pub use error::{Result, StoreError};
 pub use ids::{ID_RANDOM_CHARS, SECRET_PREFIX, VAULT_PREFIX};
-pub use master_key::{MasterKey, MasterKeySource, DEFAULT_KEY_FILE, MASTER_KEY_ENV, MASTER_KEY_LEN};
+pub use master_key::{
+    MasterKey, MasterKeySource, DEFAULT_KEY_FILE, MASTER_KEY_ENV, MASTER_KEY_LEN,
+};
 pub use model::{Secret, Vault, VaultRef};
 pub use schema::DB_FILE;
 pub use snapshot::Snapshot;

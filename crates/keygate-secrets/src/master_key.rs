@@ -50,7 +50,8 @@ impl MasterKey {
     pub fn from_base64(text: &str, origin: &str) -> Result<Self> {
         let malformed = || StoreError::MalformedMasterKey(origin.to_owned());
         let decoded = Zeroizing::new(LENIENT.decode(text.trim()).map_err(|_| malformed())?);
-        let bytes: &[u8; MASTER_KEY_LEN] = decoded.as_slice().try_into().map_err(|_| malformed())?;
+        let bytes: &[u8; MASTER_KEY_LEN] =
+            decoded.as_slice().try_into().map_err(|_| malformed())?;
         Ok(Self(Zeroizing::new(*bytes)))
     }
 
@@ -100,7 +101,9 @@ impl MasterKeySource {
     /// key check yet); otherwise it is an error, since a fresh key could never decrypt the existing data.
     pub(crate) fn resolve(&self, data_dir: &Path, may_create: bool) -> Result<MasterKey> {
         let path = match self {
-            Self::Inline(text) => return MasterKey::from_base64(text.expose_secret(), MASTER_KEY_ENV),
+            Self::Inline(text) => {
+                return MasterKey::from_base64(text.expose_secret(), MASTER_KEY_ENV)
+            }
             Self::File(path) => path.clone(),
             Self::DefaultFile => data_dir.join(DEFAULT_KEY_FILE),
         };
@@ -121,7 +124,8 @@ impl MasterKeySource {
 }
 
 fn read_key_file(path: &Path) -> Result<MasterKey> {
-    let file = fs::File::open(path).map_err(|e| StoreError::io("cannot read master key file", path, e))?;
+    let file =
+        fs::File::open(path).map_err(|e| StoreError::io("cannot read master key file", path, e))?;
     let mut text = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
     file.take(MAX_KEY_FILE_BYTES + 1)
         .read_to_end(&mut text)
@@ -130,7 +134,8 @@ fn read_key_file(path: &Path) -> Result<MasterKey> {
     if text.len() as u64 > MAX_KEY_FILE_BYTES {
         return Err(StoreError::MalformedMasterKey(origin));
     }
-    let text = std::str::from_utf8(&text).map_err(|_| StoreError::MalformedMasterKey(origin.clone()))?;
+    let text =
+        std::str::from_utf8(&text).map_err(|_| StoreError::MalformedMasterKey(origin.clone()))?;
     MasterKey::from_base64(text, &origin)
 }
 
@@ -147,13 +152,16 @@ fn create_key_file(path: &Path) -> Result<MasterKey> {
     let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", u64::from_le_bytes(suffix)));
     let written = write_private(&tmp, &key);
     let linked = written.and_then(|()| {
-        fs::hard_link(&tmp, path).map_err(|e| StoreError::io("cannot create master key file", path, e))
+        fs::hard_link(&tmp, path)
+            .map_err(|e| StoreError::io("cannot create master key file", path, e))
     });
     // Best effort: the temporary file holds the key, so never leave it behind.
     let _ = fs::remove_file(&tmp);
     match linked {
         Ok(()) => Ok(key),
-        Err(StoreError::Io { source, .. }) if source.kind() == ErrorKind::AlreadyExists => read_key_file(path),
+        Err(StoreError::Io { source, .. }) if source.kind() == ErrorKind::AlreadyExists => {
+            read_key_file(path)
+        }
         Err(err) => Err(err),
     }
 }
@@ -175,42 +183,60 @@ fn write_private(path: &Path, key: &MasterKey) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
     use std::os::unix::fs::PermissionsExt;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).unwrap();
-        let dir = std::env::temp_dir().join(format!("keygate-mk-{tag}-{}", u64::from_le_bytes(random)));
-        fs::create_dir_all(&dir).unwrap();
+    fn temp_dir(tag: &str) -> TempDir {
+        let dir = TempDir::new(tag);
+        fs::create_dir_all(dir.path()).unwrap();
         dir
     }
 
     #[test]
     fn key_file_is_created_0600_and_read_back() {
-        let dir = temp_dir("create");
+        let dir = temp_dir("mk-create");
         let source = MasterKeySource::DefaultFile;
-        let first = source.resolve(&dir, true).unwrap();
-        let path = dir.join(DEFAULT_KEY_FILE);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        let second = source.resolve(&dir, false).unwrap();
+        let first = source.resolve(dir.path(), true).unwrap();
+        let path = dir.path().join(DEFAULT_KEY_FILE);
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let second = source.resolve(dir.path(), false).unwrap();
         assert_eq!(first.bytes(), second.bytes());
         // Only the key file remains: no temporary file with the key is left behind.
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-        fs::remove_dir_all(dir).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn racing_creators_all_end_up_with_the_same_key() {
+        let dir = temp_dir("mk-race");
+        let path = dir.path().join("racy.key");
+        let keys: Vec<[u8; MASTER_KEY_LEN]> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let source = MasterKeySource::File(path.clone());
+                    scope.spawn(move || *source.resolve(Path::new("."), true).unwrap().bytes())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
     fn missing_file_is_an_error_when_creation_is_not_allowed() {
-        let dir = temp_dir("missing");
-        let err = MasterKeySource::DefaultFile.resolve(&dir, false).unwrap_err();
+        let dir = temp_dir("mk-missing");
+        let err = MasterKeySource::DefaultFile
+            .resolve(dir.path(), false)
+            .unwrap_err();
         assert!(matches!(err, StoreError::MasterKeyMissing { .. }), "{err}");
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn inline_keys_must_be_32_bytes_of_base64() {
         let good = STANDARD.encode([7u8; 32]);
-        let key = MasterKeySource::Inline(SecretString::from(good.as_str())).resolve(Path::new("."), false);
+        let key = MasterKeySource::Inline(SecretString::from(good.as_str()))
+            .resolve(Path::new("."), false);
         assert_eq!(key.unwrap().bytes(), &[7u8; 32]);
         let unpadded = good.trim_end_matches('=');
         assert!(MasterKey::from_base64(unpadded, "test").is_ok());
@@ -225,7 +251,8 @@ mod tests {
 
     #[test]
     fn both_sources_at_once_is_refused() {
-        let err = MasterKeySource::select(Some(SecretString::from("k")), Some(PathBuf::from("f"))).unwrap_err();
+        let err = MasterKeySource::select(Some(SecretString::from("k")), Some(PathBuf::from("f")))
+            .unwrap_err();
         assert!(matches!(err, StoreError::AmbiguousMasterKey));
         assert!(format!("{:?}", MasterKey::generate().unwrap()).contains("REDACTED"));
     }

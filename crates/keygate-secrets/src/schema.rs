@@ -4,9 +4,9 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{Result, StoreError};
 
@@ -57,7 +57,12 @@ pub(crate) fn open_read_write(dir: &Path) -> Result<Connection> {
         .map_err(|e| StoreError::io("cannot create data directory", dir, e))?;
     let path = dir.join(DB_FILE);
     // Create the file ourselves so it is private; SQLite gives its -wal and -shm files the same mode.
-    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
         Ok(_) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(StoreError::io("cannot create database", &path, e)),
@@ -67,12 +72,31 @@ pub(crate) fn open_read_write(dir: &Path) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "secure_delete", true)?;
-    migrate(&conn, dir)?;
+    retry_while_busy(|| {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrate(&conn, dir)
+    })?;
     Ok(conn)
+}
+
+/// Runs `step` again while SQLite reports the database busy without waiting on its busy handler, which
+/// happens when several processes switch a brand-new database to WAL mode at the same moment.
+fn retry_while_busy(mut step: impl FnMut() -> Result<()>) -> Result<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(StoreError::Db(rusqlite::Error::SqliteFailure(e, _)))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Opens an existing database without writing anything; [`StoreError::NotInitialized`] when there is none.

@@ -77,7 +77,10 @@ impl Store {
         let tx = Transaction::new_unchecked(self.conn(), TransactionBehavior::Deferred)?;
         let generation = read_generation(&tx)?;
         let mut vaults: HashMap<String, HashMap<String, Entry>> = HashMap::new();
-        for name in tx.prepare("SELECT name FROM vaults")?.query_map([], |row| row.get(0))? {
+        for name in tx
+            .prepare("SELECT name FROM vaults")?
+            .query_map([], |row| row.get(0))?
+        {
             vaults.insert(name?, HashMap::new());
         }
         let mut stmt = tx.prepare(
@@ -102,9 +105,10 @@ impl Store {
                 value_nonce: &columns[2],
                 ciphertext: &columns[3],
             };
-            let entry = match crypto::open(key, &binding, &sealed).ok().and_then(|plain| {
-                std::str::from_utf8(&plain).ok().map(SecretString::from)
-            }) {
+            let entry = match crypto::open(key, &binding, &sealed)
+                .ok()
+                .and_then(|plain| std::str::from_utf8(&plain).ok().map(SecretString::from))
+            {
                 Some(value) => Entry::Ready(Arc::new(value)),
                 None => {
                     tracing::error!(

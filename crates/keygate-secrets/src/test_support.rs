@@ -14,7 +14,10 @@ impl TempDir {
     pub(crate) fn new(tag: &str) -> Self {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).expect("random");
-        let path = std::env::temp_dir().join(format!("keygate-secrets-{tag}-{:016x}", u64::from_le_bytes(random)));
+        let path = std::env::temp_dir().join(format!(
+            "keygate-secrets-{tag}-{:016x}",
+            u64::from_le_bytes(random)
+        ));
         Self(path)
     }
 

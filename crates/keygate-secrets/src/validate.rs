@@ -31,7 +31,10 @@ pub fn check_description(description: &str) -> Result<()> {
             description.len()
         )));
     }
-    if description.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
+    if description
+        .chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\n')
+    {
         return Err(StoreError::Invalid(
             "description contains control characters".to_owned(),
         ));
@@ -62,7 +65,14 @@ mod tests {
         for ok in ["a", "gateway-auth", "api_key.v2", "A9", &"x".repeat(64)] {
             assert!(check_name("vault", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "has space", "slash/inside", "ümlaut", "nul\0", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "has space",
+            "slash/inside",
+            "ümlaut",
+            "nul\0",
+            &"x".repeat(65),
+        ] {
             let err = check_name("secret", bad).unwrap_err();
             assert!(err.is_invalid_input());
             assert!(err.to_string().starts_with("invalid secret name"), "{err}");

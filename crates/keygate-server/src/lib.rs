@@ -1,1 +1,20 @@
 //! Listeners, TLS, hot reload, upstream proxy, admin endpoints, metrics, access log, shutdown.
+//!
+//! [`run`] serves until SIGTERM/SIGINT; everything a request touches hangs off [`Gateway`].
+
+mod access_log;
+mod admin;
+mod client_ip;
+mod config;
+mod gateway;
+mod handler;
+mod listener;
+mod metrics;
+mod proxy;
+mod reload;
+mod request_id;
+mod tls;
+
+pub use config::{LogFormat, ServerConfig};
+pub use gateway::{run, Services};
+pub use metrics::Metrics;

@@ -1,10 +1,10 @@
 //! The `keygate` command line: argument parsing and wiring, nothing else.
 
 mod api;
+mod check;
 mod serve;
 mod token;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,17 +34,14 @@ enum Command {
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate a policy file; prints `ok` or every error found.
-    Check {
-        /// The policy file (YAML or JSON).
-        file: PathBuf,
-    },
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(*args),
-        Command::Policy(PolicyCommand::Check { file }) => serve::check(&file),
+        Command::Policy(PolicyCommand::Check(args)) => check::run(args),
         Command::Api(args) => api::run(args),
         Command::Token(cmd) => token::run(cmd),
     }

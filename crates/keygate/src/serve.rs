@@ -1,15 +1,168 @@
-//! `keygate serve` and `keygate policy check`.
+//! `keygate serve`: parse flags (SPEC section 2), open the secret store and rate-limit store,
+//! and run the gateway.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use keygate_ratelimit::{FailureMode, MemoryLimiter, RateLimiter, RedisConfig, RedisLimiter};
+use keygate_secrets::{CachedSecrets, MasterKeySource, Store};
+use keygate_server::{LogFormat, ServerConfig, Services};
+
+/// How often a running gateway checks the secret store for changes.
+const SECRET_POLL: Duration = Duration::from_millis(500);
 
 #[derive(clap::Args)]
-pub struct ServeArgs {}
-
-pub fn run(_args: ServeArgs) -> ExitCode {
-    todo!()
+pub struct ServeArgs {
+    /// Traffic Policy file, YAML or JSON.
+    #[arg(long, env = "KEYGATE_POLICY")]
+    policy: PathBuf,
+    /// Address for client traffic.
+    #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// PEM certificate chain; with --tls-key, --listen serves HTTPS.
+    #[arg(long, env = "KEYGATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KEYGATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Where requests go when no on_http_request action answered them.
+    #[arg(long, env = "KEYGATE_UPSTREAM", value_parser = parse_upstream)]
+    upstream: Option<http::Uri>,
+    /// Holds keygate.db (vaults, secrets) and master.key.
+    #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./keygate-data")]
+    data_dir: PathBuf,
+    /// Master key file (default DATA_DIR/master.key); KEYGATE_MASTER_KEY may carry the key itself.
+    #[arg(long, env = "KEYGATE_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Redis URL for rate limits shared across instances.
+    #[arg(long, env = "KEYGATE_REDIS")]
+    redis: Option<String>,
+    /// What rate-limit does while Redis is unreachable.
+    #[arg(long, env = "KEYGATE_RATE_LIMIT_FAILURE", value_enum, default_value_t = Failure::Open)]
+    rate_limit_failure: Failure,
+    /// Admin address: /metrics, /healthz, /readyz.
+    #[arg(long, env = "KEYGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Override a built-in provider's base URL: ID=URL (repeatable).
+    #[arg(long = "provider-url", env = "KEYGATE_PROVIDER_URL", value_delimiter = ',', value_parser = parse_provider_url)]
+    provider_urls: Vec<(String, String)>,
+    /// Proxies whose X-Forwarded-For is trusted (CIDRs, comma-separated).
+    #[arg(long, env = "KEYGATE_TRUST_FORWARDED_FOR", value_delimiter = ',')]
+    trust_forwarded_for: Vec<ipnet::IpNet>,
+    /// Larger request bodies get 413.
+    #[arg(long, env = "KEYGATE_MAX_BODY_BYTES", default_value_t = 10_485_760)]
+    max_body_bytes: u64,
+    /// Access and event log format on stdout.
+    #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = Format::Json)]
+    log_format: Format,
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    #[arg(long, env = "KEYGATE_SHUTDOWN_GRACE", default_value_t = 30)]
+    shutdown_grace: u64,
 }
 
-pub fn check(_file: &Path) -> ExitCode {
-    todo!()
+#[derive(Clone, Copy, ValueEnum)]
+enum Failure {
+    Open,
+    Closed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Pretty,
+}
+
+fn parse_upstream(value: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = value.parse().map_err(|err| format!("invalid URL: {err}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.authority().is_some() => Ok(uri),
+        _ => Err("expected an http:// or https:// URL with a host".into()),
+    }
+}
+
+fn parse_provider_url(value: &str) -> Result<(String, String), String> {
+    let (id, url) = value.split_once('=').ok_or("expected ID=URL, e.g. openai=http://127.0.0.1:9999/v1")?;
+    parse_upstream(url)?;
+    Ok((id.trim().to_ascii_lowercase(), url.to_owned()))
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_tracing(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let secrets = match open_secrets(&args) {
+        Ok(secrets) => secrets,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let rate_limiter: Arc<dyn RateLimiter> = match &args.redis {
+        None => Arc::new(MemoryLimiter::default()),
+        Some(url) => {
+            let failure_mode = match args.rate_limit_failure {
+                Failure::Open => FailureMode::Open,
+                Failure::Closed => FailureMode::Closed,
+            };
+            match RedisLimiter::connect(url, RedisConfig { failure_mode, ..RedisConfig::default() }).await {
+                Ok(limiter) => Arc::new(limiter),
+                Err(err) => {
+                    eprintln!("error: --redis: {err}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let config = ServerConfig {
+        policy: args.policy,
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls: args.tls_cert.zip(args.tls_key),
+        upstream: args.upstream,
+        trust_forwarded_for: args.trust_forwarded_for,
+        max_body_bytes: args.max_body_bytes,
+        log_format: match args.log_format {
+            Format::Json => LogFormat::Json,
+            Format::Pretty => LogFormat::Pretty,
+        },
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    let services = Services { secrets, rate_limiter, provider_urls: args.provider_urls.into_iter().collect::<HashMap<_, _>>() };
+    match keygate_server::run(config, services).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn open_secrets(args: &ServeArgs) -> Result<Arc<CachedSecrets>, String> {
+    let source = MasterKeySource::from_env(args.master_key_file.clone()).map_err(|err| err.to_string())?;
+    let store = Store::open_unlocked(&args.data_dir, &source).map_err(|err| err.to_string())?;
+    CachedSecrets::start(store, SECRET_POLL).map(Arc::new).map_err(|err| err.to_string())
+}
+
+fn init_tracing(format: Format) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    match format {
+        Format::Json => builder.json().flatten_event(true).init(),
+        Format::Pretty => builder.init(),
+    }
 }

@@ -4,9 +4,7 @@ use std::collections::HashMap;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use cel::common::types::{
-    CelBool, CelBytes, CelInt, CelMap, CelMapKey, CelString, BYTES_TYPE, STRING_TYPE,
-};
+use cel::common::types::{CelBool, CelBytes, CelInt, CelMap, CelMapKey, CelString, STRING_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
@@ -14,7 +12,9 @@ use super::{bytes_arg, global_and_member, str_arg, TEXT_TYPES};
 
 type Result<'b, 'v> = std::result::Result<CowVal<'b, 'v>, ExecutionError>;
 
-fn one<'a, 'b, 'v>(args: &'a [CowVal<'b, 'v>]) -> std::result::Result<&'a (dyn Val + 'v), ExecutionError> {
+fn one<'a, 'b, 'v>(
+    args: &'a [CowVal<'b, 'v>],
+) -> std::result::Result<&'a (dyn Val + 'v), ExecutionError> {
     match args {
         [a] => Ok(a.as_ref()),
         _ => Err(ExecutionError::invalid_argument_count(1, args.len())),
@@ -39,14 +39,20 @@ fn base64_encode<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<'b, 'v> {
 /// `base64.decode(string|bytes) -> bytes`.
 fn base64_decode<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<'b, 'v> {
     let data = bytes_arg("base64.decode", one(&args)?)?;
-    Ok(CowVal::owned(CelBytes::from(decode_base64("base64.decode", data)?)))
+    Ok(CowVal::owned(CelBytes::from(decode_base64(
+        "base64.decode",
+        data,
+    )?)))
 }
 
 /// `s.decodeBase64() -> string`: the decoded text, which must be UTF-8.
 fn decode_base64_text<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<'b, 'v> {
     let data = bytes_arg("decodeBase64", one(&args)?)?;
     let text = String::from_utf8(decode_base64("decodeBase64", data)?).map_err(|_| {
-        ExecutionError::function_error("decodeBase64", "decoded data is not UTF-8 text: use base64.decode")
+        ExecutionError::function_error(
+            "decodeBase64",
+            "decoded data is not UTF-8 text: use base64.decode",
+        )
     })?;
     Ok(CowVal::owned(CelString::from(text)))
 }
@@ -114,11 +120,15 @@ fn text<'v>(s: &str) -> Box<dyn Val + 'v> {
 /// query_params, fragment}` (Go `net/url` fields, snake_case).
 fn url_parse<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<'b, 'v> {
     let source = str_arg("url.parse", one(&args)?)?;
-    let parsed = url::Url::parse(source)
-        .map_err(|e| ExecutionError::function_error("url.parse", e))?;
+    let parsed =
+        url::Url::parse(source).map_err(|e| ExecutionError::function_error("url.parse", e))?;
     let mut map = HashMap::new();
     entry(&mut map, "scheme", text(parsed.scheme()));
-    let opaque = if parsed.cannot_be_a_base() { parsed.path() } else { "" };
+    let opaque = if parsed.cannot_be_a_base() {
+        parsed.path()
+    } else {
+        ""
+    };
     entry(&mut map, "opaque", text(opaque));
     let user = match parsed.password() {
         Some(password) => format!("{}:{password}", parsed.username()),
@@ -134,7 +144,11 @@ fn url_parse<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<'b, 'v> {
     entry(&mut map, "hostname", text(hostname));
     let port = parsed.port_or_known_default().map_or(0, i64::from);
     entry(&mut map, "port", Box::new(CelInt::from(port)));
-    let raw_path = if parsed.cannot_be_a_base() { "" } else { parsed.path() };
+    let raw_path = if parsed.cannot_be_a_base() {
+        ""
+    } else {
+        parsed.path()
+    };
     let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
     entry(&mut map, "path", text(&path));
     entry(&mut map, "raw_path", text(raw_path));
@@ -148,7 +162,12 @@ fn url_parse<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<'b, 'v> {
     }
     let params: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = params
         .into_iter()
-        .map(|(k, v)| (k, Box::new(cel::common::types::CelList::from(v)) as Box<dyn Val + 'v>))
+        .map(|(k, v)| {
+            (
+                k,
+                Box::new(cel::common::types::CelList::from(v)) as Box<dyn Val + 'v>,
+            )
+        })
         .collect();
     entry(&mut map, "query_params", Box::new(CelMap::from(params)));
     entry(&mut map, "fragment", text(parsed.fragment().unwrap_or("")));
@@ -158,12 +177,20 @@ fn url_parse<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<'b, 'v> {
 /// `s.isURL()`: an absolute URL with a scheme.
 fn is_url<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<'b, 'v> {
     let source = str_arg("isURL", one(&args)?)?;
-    Ok(CowVal::owned(CelBool::from(url::Url::parse(source).is_ok())))
+    Ok(CowVal::owned(CelBool::from(
+        url::Url::parse(source).is_ok(),
+    )))
 }
 
 pub(super) fn register(env: &mut Env) -> std::result::Result<(), DeclarationError> {
     for data in TEXT_TYPES {
-        global_and_member(env, "base64.encode", "encodeBase64", &[data.to_owned()], base64_encode)?;
+        global_and_member(
+            env,
+            "base64.encode",
+            "encodeBase64",
+            &[data.to_owned()],
+            base64_encode,
+        )?;
         env.add_overload(
             "base64.decode",
             &format!("base64.decode({})", data.name()),
@@ -185,10 +212,15 @@ pub(super) fn register(env: &mut Env) -> std::result::Result<(), DeclarationErro
         basic_auth_encode,
     )?;
     global_and_member(env, "url.escape", "escapeUrl", &[STRING_TYPE], url_escape)?;
-    global_and_member(env, "url.unescape", "unescapeUrl", &[STRING_TYPE], url_unescape)?;
+    global_and_member(
+        env,
+        "url.unescape",
+        "unescapeUrl",
+        &[STRING_TYPE],
+        url_unescape,
+    )?;
     global_and_member(env, "url.parse", "parseUrl", &[STRING_TYPE], url_parse)?;
     env.add_member_overload("isURL", "string.isURL()", STRING_TYPE, vec![], is_url)?;
-    let _ = BYTES_TYPE;
     Ok(())
 }
 

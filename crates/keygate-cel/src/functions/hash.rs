@@ -10,7 +10,9 @@ use sha2::Digest as _;
 use super::{bytes_arg, global_and_member, str_arg, TEXT_TYPES};
 
 /// The algorithms, in the order of the `ALGO` const parameter of [`hash`].
-const ALGORITHMS: [&str; 7] = ["crc32", "crc64", "md5", "sha1", "sha256", "sha512", "xxhash64"];
+const ALGORITHMS: [&str; 7] = [
+    "crc32", "crc64", "md5", "sha1", "sha256", "sha512", "xxhash64",
+];
 
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_GO_ISO);
 

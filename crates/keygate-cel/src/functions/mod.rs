@@ -52,7 +52,12 @@ pub(crate) fn environment() -> Result<Env, DeclarationError> {
     env.add_overload(EQ, "kg_eq", vec![DYN_TYPE, DYN_TYPE], compare::eq)?;
     env.add_overload(NE, "kg_ne", vec![DYN_TYPE, DYN_TYPE], compare::ne)?;
     env.add_overload(IN, "kg_in", vec![DYN_TYPE, DYN_TYPE], compare::contains)?;
-    env.add_overload(MATCHES, "kg_matches", vec![STRING_TYPE, DYN_TYPE], regex::matches)?;
+    env.add_overload(
+        MATCHES,
+        "kg_matches",
+        vec![STRING_TYPE, DYN_TYPE],
+        regex::matches,
+    )?;
     hash::register(&mut env)?;
     codec::register(&mut env)?;
     json::register(&mut env)?;

@@ -62,7 +62,9 @@ impl Indexer for RegexTable<'_> {
             .and_then(|i| self.0.get(i));
         match slot {
             Some(re) => Ok(CowVal::Borrowed(re)),
-            None => Err(ExecutionError::InternalError("unknown regex slot".to_owned())),
+            None => Err(ExecutionError::InternalError(
+                "unknown regex slot".to_owned(),
+            )),
         }
     }
     fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
@@ -109,9 +111,7 @@ fn dynamic(pattern: &str) -> Result<Arc<Regex>, ExecutionError> {
     if let Some(re) = cache.get(pattern) {
         return Ok(Arc::clone(re));
     }
-    let re = Arc::new(
-        compile(pattern).map_err(|e| ExecutionError::function_error("matches", e))?,
-    );
+    let re = Arc::new(compile(pattern).map_err(|e| ExecutionError::function_error("matches", e))?);
     if cache.len() >= DYNAMIC_CACHE_SIZE {
         cache.clear();
     }
@@ -120,17 +120,15 @@ fn dynamic(pattern: &str) -> Result<Arc<Regex>, ExecutionError> {
 }
 
 /// `@kg_matches(string, regex | string)`.
-pub(crate) fn matches<'b, 'v>(
-    args: Vec<CowVal<'b, 'v>>,
-) -> Result<CowVal<'b, 'v>, ExecutionError> {
+pub(crate) fn matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
     let [text, pattern] = args.as_slice() else {
         return Err(ExecutionError::invalid_argument_count(2, args.len()));
     };
-    let text = super::str_arg("matches", text)?;
+    let text = super::str_arg("matches", text.as_ref())?;
     let found = if let Some(re) = pattern.downcast_ref::<RegexVal>() {
         re.0.is_match(text)
     } else {
-        dynamic(super::str_arg("matches", pattern)?)?.is_match(text)
+        dynamic(super::str_arg("matches", pattern.as_ref())?)?.is_match(text)
     };
     Ok(CowVal::owned(CelBool::from(found)))
 }

@@ -38,7 +38,9 @@ impl<'a> Headers<'a> {
                 .iter()
                 .map(|value| match value.to_str() {
                     Ok(text) => CelString::from(text),
-                    Err(_) => CelString::from(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+                    Err(_) => {
+                        CelString::from(String::from_utf8_lossy(value.as_bytes()).into_owned())
+                    }
                 })
                 .collect(),
         )
@@ -86,9 +88,12 @@ impl Iterable for Headers<'_> {
     where
         Self: 'v,
     {
-        let names = self
-            .names
-            .get_or_init(|| self.map.keys().map(|k| CelString::from(k.as_str())).collect());
+        let names = self.names.get_or_init(|| {
+            self.map
+                .keys()
+                .map(|k| CelString::from(k.as_str()))
+                .collect()
+        });
         Box::new(SliceIter(names.iter()))
     }
 }

@@ -69,10 +69,9 @@ impl Container for StrList<'_> {
             return Ok(false);
         };
         // Every element is compared, in constant time each: no early exit on a match.
-        Ok(self
-            .items
-            .iter()
-            .fold(false, |found, item| found | ct_str_eq(item.inner(), needle.inner())))
+        Ok(self.items.iter().fold(false, |found, item| {
+            found | ct_str_eq(item.inner(), needle.inner())
+        }))
     }
 }
 

@@ -31,7 +31,8 @@ fn list_index(idx: &dyn Val) -> Result<i64, ExecutionError> {
         return Ok(*i.inner());
     }
     if let Some(u) = idx.downcast_ref::<CelUInt>() {
-        return i64::try_from(*u.inner()).map_err(|_| ExecutionError::IndexOutOfBounds((*u.inner()).into()));
+        return i64::try_from(*u.inner())
+            .map_err(|_| ExecutionError::IndexOutOfBounds((*u.inner()).into()));
     }
     Err(ExecutionError::UnexpectedType {
         got: idx.get_type().name().to_owned(),

@@ -21,7 +21,7 @@ pub(crate) fn version(version: Version) -> &'static str {
 }
 
 /// The first value of header `name`, if it is valid UTF-8.
-pub(crate) fn header<'a>(headers: &'a HeaderMap, name: impl http::header::AsHeaderName) -> Option<&'a str> {
+pub(crate) fn header(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -47,7 +47,11 @@ impl<'a> RequestView<'a> {
             .1
             .and_then(|p| p.parse::<u16>().ok())
             .map(i64::from)
-            .unwrap_or(if self.scheme.eq_ignore_ascii_case("https") { 443 } else { 80 })
+            .unwrap_or(if self.scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            })
     }
 
     /// `req.url.raw_path`: the path as received (percent-encoding kept).
@@ -82,7 +86,9 @@ impl<'a> RequestView<'a> {
 
 /// Splits `host:port` (or `[v6]:port`) into host and port.
 fn split_port(authority: &str) -> (&str, Option<&str>) {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if authority.starts_with('[') {
         return match authority.find(']') {
             Some(end) => {
@@ -139,7 +145,10 @@ mod tests {
 
     #[test]
     fn split_port_handles_ipv6_and_userinfo() {
-        assert_eq!(split_port("example.com:8080"), ("example.com", Some("8080")));
+        assert_eq!(
+            split_port("example.com:8080"),
+            ("example.com", Some("8080"))
+        );
         assert_eq!(split_port("example.com"), ("example.com", None));
         assert_eq!(split_port("[::1]:443"), ("[::1]", Some("443")));
         assert_eq!(split_port("[::1]"), ("[::1]", None));
@@ -149,10 +158,16 @@ mod tests {
     #[test]
     fn content_type_parses_parameters() {
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, "Application/JSON; charset=\"utf-8\"".parse().unwrap());
+        headers.insert(
+            CONTENT_TYPE,
+            "Application/JSON; charset=\"utf-8\"".parse().unwrap(),
+        );
         let ct = content_type(&headers).unwrap();
         assert_eq!(ct.media_type, "application/json");
-        assert_eq!(ct.parameters, vec![("charset".to_owned(), "utf-8".to_owned())]);
+        assert_eq!(
+            ct.parameters,
+            vec![("charset".to_owned(), "utf-8".to_owned())]
+        );
         assert_eq!(ct.raw, "Application/JSON; charset=\"utf-8\"");
     }
 }

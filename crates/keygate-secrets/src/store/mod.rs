@@ -111,7 +111,10 @@ impl Store {
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
-        tx.execute("UPDATE meta SET generation = generation + 1 WHERE id = 1", [])?;
+        tx.execute(
+            "UPDATE meta SET generation = generation + 1 WHERE id = 1",
+            [],
+        )?;
         tx.commit()?;
         Ok(out)
     }
@@ -139,7 +142,9 @@ fn read_key_check(conn: &Connection) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
 /// [`StoreError::Db`].
 fn map_unique(err: rusqlite::Error, duplicate: impl FnOnce() -> StoreError) -> StoreError {
     match &err {
-        rusqlite::Error::SqliteFailure(e, _) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
             duplicate()
         }
         _ => err.into(),

@@ -11,7 +11,8 @@ use crate::ids::{new_id, SECRET_PREFIX};
 use crate::model::{now, Secret, VaultRef};
 use crate::validate::{check_description, check_name, check_value};
 
-const SECRET_SELECT: &str = "SELECT s.id, s.created_at, s.updated_at, s.name, s.description, v.id, v.name \
+const SECRET_SELECT: &str =
+    "SELECT s.id, s.created_at, s.updated_at, s.name, s.description, v.id, v.name \
      FROM secrets s JOIN vaults v ON v.id = s.vault_id";
 
 fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<Secret> {
@@ -176,9 +177,11 @@ impl Store {
 
     /// Deletes a secret.
     pub fn delete_secret(&self, id: &str) -> Result<()> {
-        self.write(|tx| match tx.execute("DELETE FROM secrets WHERE id = ?1", [id])? {
-            0 => Err(StoreError::SecretNotFound(id.to_owned())),
-            _ => Ok(()),
-        })
+        self.write(
+            |tx| match tx.execute("DELETE FROM secrets WHERE id = ?1", [id])? {
+                0 => Err(StoreError::SecretNotFound(id.to_owned())),
+                _ => Ok(()),
+            },
+        )
     }
 }

@@ -25,17 +25,34 @@ fn vault_crud_round_trip() {
     assert_eq!(store.get_vault(&vault.id).unwrap(), vault);
     assert_eq!(store.vault_by_name("gateway-auth").unwrap(), vault);
     let other = store.create_vault("openai", "").unwrap();
-    assert_eq!(store.list_vaults().unwrap(), vec![vault.clone(), other.clone()]);
+    assert_eq!(
+        store.list_vaults().unwrap(),
+        vec![vault.clone(), other.clone()]
+    );
 
     let renamed = store.update_vault(&vault.id, Some("auth"), None).unwrap();
-    assert_eq!((renamed.name.as_str(), renamed.description.as_str()), ("auth", "tokens"));
-    let described = store.update_vault(&vault.id, None, Some("new text")).unwrap();
-    assert_eq!((described.name.as_str(), described.description.as_str()), ("auth", "new text"));
+    assert_eq!(
+        (renamed.name.as_str(), renamed.description.as_str()),
+        ("auth", "tokens")
+    );
+    let described = store
+        .update_vault(&vault.id, None, Some("new text"))
+        .unwrap();
+    assert_eq!(
+        (described.name.as_str(), described.description.as_str()),
+        ("auth", "new text")
+    );
     assert_eq!(store.get_vault(&vault.id).unwrap(), described);
 
     store.delete_vault(&other.id, false).unwrap();
-    assert!(matches!(store.get_vault(&other.id), Err(StoreError::VaultNotFound(_))));
-    assert!(matches!(store.delete_vault(&other.id, false), Err(StoreError::VaultNotFound(_))));
+    assert!(matches!(
+        store.get_vault(&other.id),
+        Err(StoreError::VaultNotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_vault(&other.id, false),
+        Err(StoreError::VaultNotFound(_))
+    ));
 }
 
 #[test]
@@ -51,8 +68,14 @@ fn duplicate_and_invalid_vault_names_are_refused() {
         store.update_vault(&first.id, Some("two"), None),
         Err(StoreError::DuplicateVault(name)) if name == "two"
     ));
-    assert!(matches!(store.create_vault("bad name", ""), Err(StoreError::Invalid(_))));
-    assert!(matches!(store.update_vault(&first.id, Some(""), None), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.create_vault("bad name", ""),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.update_vault(&first.id, Some(""), None),
+        Err(StoreError::Invalid(_))
+    ));
     // Nothing half-written: still exactly the two vaults.
     assert_eq!(store.list_vaults().unwrap().len(), 2);
 }
@@ -70,21 +93,43 @@ fn secret_crud_round_trip_without_exposing_values() {
     assert_eq!(secret.vault.name, "gateway-auth");
     assert_eq!(store.get_secret(&secret.id).unwrap(), secret);
     assert_eq!(store.list_secrets(None).unwrap(), vec![secret.clone()]);
-    assert_eq!(store.list_secrets(Some(&vault.id)).unwrap(), vec![secret.clone()]);
+    assert_eq!(
+        store.list_secrets(Some(&vault.id)).unwrap(),
+        vec![secret.clone()]
+    );
 
-    let updated = store.update_secret(&secret.id, None, Some("client b")).unwrap();
+    let updated = store
+        .update_secret(&secret.id, None, Some("client b"))
+        .unwrap();
     assert_eq!(updated.description, "client b");
-    store.update_secret(&secret.id, Some(&value("tok-2")), None).unwrap();
+    store
+        .update_secret(&secret.id, Some(&value("tok-2")), None)
+        .unwrap();
     let snapshot = store.load_snapshot().unwrap();
-    assert_eq!(snapshot.get("gateway-auth", "access-token").unwrap().expose_secret(), "tok-2");
-    assert_eq!(store.get_secret(&secret.id).unwrap().description, "client b");
+    assert_eq!(
+        snapshot
+            .get("gateway-auth", "access-token")
+            .unwrap()
+            .expose_secret(),
+        "tok-2"
+    );
+    assert_eq!(
+        store.get_secret(&secret.id).unwrap().description,
+        "client b"
+    );
 
     let json = serde_json::to_string(&store.list_secrets(None).unwrap()).unwrap();
     assert!(!json.contains("tok-"), "{json}");
 
     store.delete_secret(&secret.id).unwrap();
-    assert!(matches!(store.get_secret(&secret.id), Err(StoreError::SecretNotFound(_))));
-    assert!(matches!(store.delete_secret(&secret.id), Err(StoreError::SecretNotFound(_))));
+    assert!(matches!(
+        store.get_secret(&secret.id),
+        Err(StoreError::SecretNotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_secret(&secret.id),
+        Err(StoreError::SecretNotFound(_))
+    ));
 }
 
 #[test]
@@ -94,18 +139,35 @@ fn secret_rules_duplicates_and_unknown_vaults() {
     let a = store.create_vault("a", "").unwrap();
     let b = store.create_vault("b", "").unwrap();
     store.create_secret(&a.id, "key", &value("v"), "").unwrap();
-    let err = store.create_secret(&a.id, "key", &value("v2"), "").unwrap_err();
-    assert_eq!(err.to_string(), "a secret named 'key' already exists in vault 'a'");
+    let err = store
+        .create_secret(&a.id, "key", &value("v2"), "")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a secret named 'key' already exists in vault 'a'"
+    );
     store.create_secret(&b.id, "key", &value("v3"), "").unwrap();
     assert!(matches!(
         store.create_secret("vault_nope", "key", &value("v"), ""),
         Err(StoreError::VaultNotFound(_))
     ));
-    assert!(matches!(store.list_secrets(Some("vault_nope")), Err(StoreError::VaultNotFound(_))));
-    assert!(matches!(store.create_secret(&a.id, "k", &value(""), ""), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.list_secrets(Some("vault_nope")),
+        Err(StoreError::VaultNotFound(_))
+    ));
+    assert!(matches!(
+        store.create_secret(&a.id, "k", &value(""), ""),
+        Err(StoreError::Invalid(_))
+    ));
     let big = "x".repeat(crate::MAX_VALUE_BYTES + 1);
-    assert!(matches!(store.create_secret(&a.id, "k", &value(&big), ""), Err(StoreError::Invalid(_))));
-    assert!(matches!(store.create_secret(&a.id, "a/b", &value("v"), ""), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.create_secret(&a.id, "k", &value(&big), ""),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.create_secret(&a.id, "a/b", &value("v"), ""),
+        Err(StoreError::Invalid(_))
+    ));
     assert_eq!(store.list_secrets(None).unwrap().len(), 2);
 }
 
@@ -115,15 +177,29 @@ fn values_need_the_master_key_but_metadata_does_not() {
     let vault_id = {
         let store = unlocked(&dir);
         let vault = store.create_vault("v", "").unwrap();
-        store.create_secret(&vault.id, "s", &value("secret"), "").unwrap();
+        store
+            .create_secret(&vault.id, "s", &value("secret"), "")
+            .unwrap();
         vault.id
     };
     let store = Store::open(dir.path()).unwrap();
-    assert!(matches!(store.create_secret(&vault_id, "t", &value("x"), ""), Err(StoreError::Locked)));
+    assert!(matches!(
+        store.create_secret(&vault_id, "t", &value("x"), ""),
+        Err(StoreError::Locked)
+    ));
     assert!(matches!(store.load_snapshot(), Err(StoreError::Locked)));
     let id = store.list_secrets(None).unwrap()[0].id.clone();
-    assert!(matches!(store.update_secret(&id, Some(&value("y")), None), Err(StoreError::Locked)));
-    assert_eq!(store.update_secret(&id, None, Some("d")).unwrap().description, "d");
+    assert!(matches!(
+        store.update_secret(&id, Some(&value("y")), None),
+        Err(StoreError::Locked)
+    ));
+    assert_eq!(
+        store
+            .update_secret(&id, None, Some("d"))
+            .unwrap()
+            .description,
+        "d"
+    );
     assert!(store.secret_exists("v", "s").unwrap());
     assert!(!store.secret_exists("v", "t").unwrap());
     assert!(!store.secret_exists("w", "s").unwrap());
@@ -133,9 +209,28 @@ fn values_need_the_master_key_but_metadata_does_not() {
 }
 
 #[test]
+fn read_only_open_works_when_no_other_connection_is_open() {
+    let dir = TempDir::new("read-only-closed");
+    {
+        let store = unlocked(&dir);
+        let vault = store.create_vault("gateway-auth", "").unwrap();
+        store
+            .create_secret(&vault.id, "access-token", &value("t"), "")
+            .unwrap();
+    }
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert!(store.secret_exists("gateway-auth", "access-token").unwrap());
+    assert!(!store.secret_exists("gateway-auth", "other").unwrap());
+    assert!(store.create_vault("x", "").is_err());
+}
+
+#[test]
 fn read_only_open_creates_nothing() {
     let dir = TempDir::new("read-only");
-    assert!(matches!(Store::open_read_only(dir.path()), Err(StoreError::NotInitialized(_))));
+    assert!(matches!(
+        Store::open_read_only(dir.path()),
+        Err(StoreError::NotInitialized(_))
+    ));
     assert!(!dir.path().exists());
 }
 
@@ -144,10 +239,17 @@ fn force_delete_removes_the_vaults_secrets() {
     let dir = TempDir::new("force");
     let store = unlocked(&dir);
     let vault = store.create_vault("v", "").unwrap();
-    store.create_secret(&vault.id, "s1", &value("1"), "").unwrap();
-    store.create_secret(&vault.id, "s2", &value("2"), "").unwrap();
+    store
+        .create_secret(&vault.id, "s1", &value("1"), "")
+        .unwrap();
+    store
+        .create_secret(&vault.id, "s2", &value("2"), "")
+        .unwrap();
     let err = store.delete_vault(&vault.id, false).unwrap_err();
-    assert!(matches!(err, StoreError::VaultNotEmpty { count: 2, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::VaultNotEmpty { count: 2, .. }),
+        "{err}"
+    );
     assert_eq!(store.list_secrets(None).unwrap().len(), 2);
     store.delete_vault(&vault.id, true).unwrap();
     assert!(store.list_secrets(None).unwrap().is_empty());
@@ -159,14 +261,23 @@ fn wrong_master_key_is_a_clear_error() {
     let dir = TempDir::new("wrong-key");
     let store = unlocked(&dir);
     let vault = store.create_vault("v", "").unwrap();
-    store.create_secret(&vault.id, "s", &value("secret"), "").unwrap();
+    store
+        .create_secret(&vault.id, "s", &value("secret"), "")
+        .unwrap();
     drop(store);
     let err = Store::open_unlocked(dir.path(), &inline_key(2)).unwrap_err();
     assert!(matches!(err, StoreError::WrongMasterKey(_)));
-    assert!(err.to_string().starts_with("master key does not match this data directory"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("master key does not match this data directory"),
+        "{err}"
+    );
     assert!(!err.is_invalid_input());
     // The right key still works.
-    let snapshot = Store::open_unlocked(dir.path(), &inline_key(1)).unwrap().load_snapshot().unwrap();
+    let snapshot = Store::open_unlocked(dir.path(), &inline_key(1))
+        .unwrap()
+        .load_snapshot()
+        .unwrap();
     assert_eq!(snapshot.get("v", "s").unwrap().expose_secret(), "secret");
 }
 
@@ -175,10 +286,19 @@ fn default_key_file_is_created_once_and_not_recreated_after_loss() {
     let dir = TempDir::new("key-file");
     Store::open_unlocked(dir.path(), &MasterKeySource::DefaultFile).unwrap();
     let key_file = dir.path().join(crate::DEFAULT_KEY_FILE);
-    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     let db = dir.path().join(crate::DB_FILE);
-    assert_eq!(std::fs::metadata(db).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(db).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     Store::open_unlocked(dir.path(), &MasterKeySource::DefaultFile).unwrap();
     std::fs::remove_file(&key_file).unwrap();
     let err = Store::open_unlocked(dir.path(), &MasterKeySource::DefaultFile).unwrap_err();
@@ -196,8 +316,12 @@ fn tampered_ciphertext_is_detected_not_returned() {
     let dir = TempDir::new("tamper");
     let store = unlocked(&dir);
     let vault = store.create_vault("v", "").unwrap();
-    store.create_secret(&vault.id, "s", &value("original"), "").unwrap();
-    store.create_secret(&vault.id, "t", &value("untouched"), "").unwrap();
+    store
+        .create_secret(&vault.id, "s", &value("original"), "")
+        .unwrap();
+    store
+        .create_secret(&vault.id, "t", &value("untouched"), "")
+        .unwrap();
     raw(&dir)
         .execute(
             "UPDATE secrets SET ciphertext = CAST(zeroblob(length(ciphertext)) AS BLOB) WHERE name = 's'",
@@ -205,7 +329,10 @@ fn tampered_ciphertext_is_detected_not_returned() {
         )
         .unwrap();
     let snapshot = store.load_snapshot().unwrap();
-    assert!(matches!(snapshot.get("v", "s"), Err(SecretError::Unavailable(_))));
+    assert!(matches!(
+        snapshot.get("v", "s"),
+        Err(SecretError::Unavailable(_))
+    ));
     assert_eq!(snapshot.get("v", "t").unwrap().expose_secret(), "untouched");
 }
 
@@ -214,8 +341,12 @@ fn swapped_ciphertexts_fail_authentication() {
     let dir = TempDir::new("swap");
     let store = unlocked(&dir);
     let vault = store.create_vault("v", "").unwrap();
-    store.create_secret(&vault.id, "low", &value("low-privilege"), "").unwrap();
-    store.create_secret(&vault.id, "high", &value("high-privilege"), "").unwrap();
+    store
+        .create_secret(&vault.id, "low", &value("low-privilege"), "")
+        .unwrap();
+    store
+        .create_secret(&vault.id, "high", &value("high-privilege"), "")
+        .unwrap();
     raw(&dir)
         .execute_batch(
             "UPDATE secrets SET (key_nonce, wrapped_key, value_nonce, ciphertext) = \
@@ -224,8 +355,14 @@ fn swapped_ciphertexts_fail_authentication() {
         )
         .unwrap();
     let snapshot = store.load_snapshot().unwrap();
-    assert!(matches!(snapshot.get("v", "low"), Err(SecretError::Unavailable(_))));
-    assert_eq!(snapshot.get("v", "high").unwrap().expose_secret(), "high-privilege");
+    assert!(matches!(
+        snapshot.get("v", "low"),
+        Err(SecretError::Unavailable(_))
+    ));
+    assert_eq!(
+        snapshot.get("v", "high").unwrap().expose_secret(),
+        "high-privilege"
+    );
 }
 
 #[test]
@@ -242,7 +379,10 @@ fn snapshot_lookups_distinguish_missing_vaults_and_secrets() {
             name: "x".into()
         }
     );
-    assert_eq!(snapshot.get("nope", "x").unwrap_err(), SecretError::VaultNotFound("nope".into()));
+    assert_eq!(
+        snapshot.get("nope", "x").unwrap_err(),
+        SecretError::VaultNotFound("nope".into())
+    );
 }
 
 #[test]
@@ -252,7 +392,9 @@ fn every_write_bumps_the_generation() {
     let g0 = store.generation().unwrap();
     let vault = store.create_vault("v", "").unwrap();
     let g1 = store.generation().unwrap();
-    store.create_secret(&vault.id, "s", &value("x"), "").unwrap();
+    store
+        .create_secret(&vault.id, "s", &value("x"), "")
+        .unwrap();
     let g2 = store.generation().unwrap();
     assert!(g0 < g1 && g1 < g2);
     // A refused write changes nothing.
@@ -267,8 +409,12 @@ fn no_plaintext_or_key_reaches_the_disk() {
     let store = Store::open_unlocked(dir.path(), &MasterKeySource::DefaultFile).unwrap();
     let vault = store.create_vault("v", "").unwrap();
     let needle = "plaintext-needle-0123456789";
-    let secret = store.create_secret(&vault.id, "s", &value(needle), "").unwrap();
-    store.update_secret(&secret.id, Some(&value("second-needle-9876543210")), None).unwrap();
+    let secret = store
+        .create_secret(&vault.id, "s", &value(needle), "")
+        .unwrap();
+    store
+        .update_secret(&secret.id, Some(&value("second-needle-9876543210")), None)
+        .unwrap();
     let check = |stage: &str| {
         for (path, bytes) in all_file_bytes(dir.path()) {
             for n in [needle, "second-needle-9876543210"] {

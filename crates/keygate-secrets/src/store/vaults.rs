@@ -22,7 +22,10 @@ fn vault_from_row(row: &Row<'_>) -> rusqlite::Result<Vault> {
 
 fn find_vault(conn: &Connection, column: &str, key: &str) -> Result<Option<Vault>> {
     let sql = format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE {column} = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([key], vault_from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([key], vault_from_row)
+        .optional()?)
 }
 
 /// The vault with this id, or [`StoreError::VaultNotFound`].
@@ -64,7 +67,9 @@ impl Store {
     pub fn list_vaults(&self) -> Result<Vec<Vault>> {
         let sql = format!("SELECT {VAULT_COLUMNS} FROM vaults ORDER BY rowid");
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let vaults = stmt.query_map([], vault_from_row)?.collect::<rusqlite::Result<_>>()?;
+        let vaults = stmt
+            .query_map([], vault_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(vaults)
     }
 
@@ -75,11 +80,17 @@ impl Store {
 
     /// The vault with this name.
     pub fn vault_by_name(&self, name: &str) -> Result<Vault> {
-        find_vault(self.conn(), "name", name)?.ok_or_else(|| StoreError::VaultNotFound(name.to_owned()))
+        find_vault(self.conn(), "name", name)?
+            .ok_or_else(|| StoreError::VaultNotFound(name.to_owned()))
     }
 
     /// Renames a vault and/or changes its description; `None` keeps the current value.
-    pub fn update_vault(&self, id: &str, name: Option<&str>, description: Option<&str>) -> Result<Vault> {
+    pub fn update_vault(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Vault> {
         if let Some(name) = name {
             check_name("vault", name)?;
         }
@@ -97,7 +108,12 @@ impl Store {
             vault.updated_at = now();
             tx.execute(
                 "UPDATE vaults SET name = ?2, description = ?3, updated_at = ?4 WHERE id = ?1",
-                (&vault.id, &vault.name, &vault.description, &vault.updated_at),
+                (
+                    &vault.id,
+                    &vault.name,
+                    &vault.description,
+                    &vault.updated_at,
+                ),
             )
             .map_err(|e| map_unique(e, || StoreError::DuplicateVault(vault.name.clone())))?;
             Ok(vault)

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Keygate load benchmark (issue 7 part 4).
+#
+# In one run, measures the Rust mock provider (keygate-mock) directly, behind nginx (proxy_pass),
+# and behind Keygate running the seed's full policy (bench/seed-full.yml: Bearer auth against a
+# vault secret, a rate limit that never trips, ai-gateway with a server-side key). For each target:
+#   - maximum rate: wrk (closed loop) -> requests/s, p50, p99, p99.9
+#   - fixed rate:   keygate-load (open loop, wrk2-style latency) -> p50, p99, p99.9
+#   - streams:      keygate-load --stream at a fixed rate -> time to first SSE data chunk
+# plus Keygate's RSS (idle, after load, peak). Prints a Markdown report and keeps raw JSON lines.
+#
+# Needs: cargo, curl, jq, wrk, nginx (apt-get install -y nginx-light wrk jq).
+# Every knob is an environment variable; see the defaults below. Example:
+#   DURATION=20 RATE=5000 bench/run.sh
+#   KEYGATE_BIN=target/release/keygate bench/run.sh
+#   SKIP_KEYGATE=1 bench/run.sh          # mock and nginx only
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+
+DURATION="${DURATION:-10}"                # measured seconds per test
+WARMUP="${WARMUP:-2}"                     # warm-up seconds (fixed-rate and wrk warm-up)
+CONNECTIONS="${CONNECTIONS:-16}"          # connections for max and fixed rate
+WRK_THREADS="${WRK_THREADS:-1}"
+RATE="${RATE:-2000}"                      # fixed request rate (req/s)
+STREAM_RATE="${STREAM_RATE:-200}"         # fixed stream rate (streams/s)
+STREAM_CONNECTIONS="${STREAM_CONNECTIONS:-64}"
+CHUNKS="${CHUNKS:-20}"                    # content chunks per streamed reply
+CHUNK_DELAY_MS="${CHUNK_DELAY_MS:-5}"     # pause before each content chunk
+NGINX_WORKERS="${NGINX_WORKERS:-auto}"
+MOCK_PORT="${MOCK_PORT:-18181}"
+NGINX_PORT="${NGINX_PORT:-18182}"
+KG_PORT="${KG_PORT:-18183}"
+KG_ADMIN_PORT="${KG_ADMIN_PORT:-18184}"
+SKIP_KEYGATE="${SKIP_KEYGATE:-0}"
+SERVER_KEY="sk-bench-server-key-0123456789"   # the provider key Keygate holds in its vault
+
+WORK="$(mktemp -d /tmp/keygate-bench.XXXXXX)"
+OUT="${OUT:-$WORK/results.md}"
+JSONL="$WORK/results.jsonl"
+PIDS=()
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+for tool in cargo curl jq wrk nginx; do
+  command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install -y nginx-light wrk jq)"
+done
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$MOCK_PORT" "$NGINX_PORT" "$KG_PORT" "$KG_ADMIN_PORT"; do
+  port_free "$port" || die "port $port is in use; set MOCK_PORT/NGINX_PORT/KG_PORT/KG_ADMIN_PORT"
+done
+
+wait_http() { # URL [seconds]
+  local i
+  for ((i = 0; i < ${2:-15} * 20; i++)); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+rss_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+
+# ---------------------------------------------------------------- build
+log "building keygate-mock (release)"
+(cd "$ROOT" && cargo build --release -q -p keygate-mock) || die "cargo build -p keygate-mock failed"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+MOCK_BIN="$TARGET_DIR/release/keygate-mock"
+LOAD_BIN="$TARGET_DIR/release/keygate-load"
+
+KEYGATE_SKIP_REASON=""
+if [[ "$SKIP_KEYGATE" == 1 ]]; then
+  KEYGATE_SKIP_REASON="skipped (SKIP_KEYGATE=1)"
+elif [[ -z "${KEYGATE_BIN:-}" ]]; then
+  log "building keygate (release)"
+  if (cd "$ROOT" && cargo build --release -q -p keygate) >"$WORK/keygate-build.log" 2>&1; then
+    KEYGATE_BIN="$TARGET_DIR/release/keygate"
+  else
+    KEYGATE_SKIP_REASON="cargo build --release -p keygate failed (see $WORK/keygate-build.log)"
+  fi
+fi
+
+# ---------------------------------------------------------------- request bodies
+PROMPT="Benchmark round trip: please echo this sentence back in small streamed chunks, thank you very much."
+jq -nc --arg p "$PROMPT" '{model: "gpt-4o", messages: [{role: "user", content: $p}]}' >"$WORK/chat.json"
+jq -nc --arg p "$PROMPT" '{model: "gpt-4o", stream: true, stream_options: {include_usage: true},
+  messages: [{role: "user", content: $p}]}' >"$WORK/stream.json"
+
+# ---------------------------------------------------------------- mock
+log "starting keygate-mock on 127.0.0.1:$MOCK_PORT (chunks $CHUNKS, chunk delay ${CHUNK_DELAY_MS} ms)"
+"$MOCK_BIN" --listen "127.0.0.1:$MOCK_PORT" --chunks "$CHUNKS" --chunk-delay-ms "$CHUNK_DELAY_MS" \
+  --max-records 1000 >"$WORK/mock.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$MOCK_PORT/v1/models" || die "keygate-mock did not start (see $WORK/mock.log)"
+
+# ---------------------------------------------------------------- nginx
+mkdir -p "$WORK/nginx/tmp"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/tmp/body;
+  proxy_temp_path $WORK/nginx/tmp/proxy;
+  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+  scgi_temp_path $WORK/nginx/tmp/scgi;
+  upstream mock {
+    server 127.0.0.1:$MOCK_PORT;
+    keepalive 256;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    tcp_nodelay on;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+log "starting nginx on 127.0.0.1:$NGINX_PORT (workers: $NGINX_WORKERS)"
+nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$NGINX_PORT/v1/models" || die "nginx did not start (see $WORK/nginx/error.log)"
+
+# ---------------------------------------------------------------- keygate
+KG_PID=""
+TOKEN=""
+start_keygate() {
+  export KEYGATE_DATA_DIR="$WORK/keygate-data"
+  local kg="$KEYGATE_BIN"
+  TOKEN="$("$kg" token generate)" || return 1
+  "$kg" api vaults create --name gateway-auth >/dev/null || return 1
+  printf '%s' "$TOKEN" | "$kg" api secrets create --name access-token --value - --vault-name gateway-auth >/dev/null || return 1
+  "$kg" api vaults create --name openai >/dev/null || return 1
+  printf '%s' "$SERVER_KEY" | "$kg" api secrets create --name api-key --value - --vault-name openai >/dev/null || return 1
+  "$kg" policy check "$BENCH/seed-full.yml" >/dev/null || return 1
+  "$kg" serve --policy "$BENCH/seed-full.yml" --listen "127.0.0.1:$KG_PORT" \
+    --admin-listen "127.0.0.1:$KG_ADMIN_PORT" --data-dir "$KEYGATE_DATA_DIR" \
+    --provider-url "openai=http://127.0.0.1:$MOCK_PORT/v1" >"$WORK/keygate.log" 2>&1 &
+  KG_PID=$!
+  PIDS+=("$KG_PID")
+  wait_http "http://127.0.0.1:$KG_ADMIN_PORT/readyz" 20
+}
+
+if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
+  log "starting keygate on 127.0.0.1:$KG_PORT with bench/seed-full.yml"
+  if ! start_keygate >>"$WORK/keygate-setup.log" 2>&1; then
+    KEYGATE_SKIP_REASON="keygate did not start (see $WORK/keygate-setup.log and $WORK/keygate.log)"
+  fi
+fi
+
+# ---------------------------------------------------------------- sanity checks
+check_echo() { # NAME URL [AUTH]
+  local body
+  body="$(curl -fsS "$2" -H 'content-type: application/json' ${3:+-H "authorization: Bearer $3"} \
+    --data-binary "@$WORK/chat.json")" || { log "$1: request failed"; return 1; }
+  [[ "$(jq -r '.choices[0].message.content' <<<"$body")" == "$PROMPT" ]] || { log "$1: no echo: $body"; return 1; }
+}
+check_echo mock "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" || die "mock sanity check failed"
+check_echo nginx "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" || die "nginx sanity check failed"
+if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
+  curl -fsS -X DELETE "http://127.0.0.1:$MOCK_PORT/_mock/requests" >/dev/null
+  status="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$KG_PORT/v1/chat/completions" \
+    -H 'content-type: application/json' --data-binary "@$WORK/chat.json")"
+  upstream_auth=""
+  if check_echo keygate "http://127.0.0.1:$KG_PORT/v1/chat/completions" "$TOKEN"; then
+    upstream_auth="$(curl -fsS "http://127.0.0.1:$MOCK_PORT/_mock/requests" | jq -r '.[-1].headers[] | select(.[0] == "authorization") | .[1]')"
+  fi
+  if [[ "$status" != 401 ]]; then
+    KEYGATE_SKIP_REASON="keygate answered $status (not 401) to a request without a token"
+  elif [[ "$upstream_auth" != "Bearer $SERVER_KEY" ]]; then
+    KEYGATE_SKIP_REASON="keygate did not proxy with the vault's server-side key (see $WORK/keygate.log)"
+  fi
+fi
+[[ -n "$KEYGATE_SKIP_REASON" ]] && log "keygate leg: $KEYGATE_SKIP_REASON"
+
+# ---------------------------------------------------------------- load
+run_wrk() { # LABEL URL AUTH
+  local headers=""
+  [[ -n "$3" ]] && headers="Authorization: Bearer $3"
+  BENCH_BODY_FILE="$WORK/chat.json" BENCH_HEADERS="$headers" BENCH_LABEL="$1" \
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/wrk-report.lua" "$2" >/dev/null
+  BENCH_BODY_FILE="$WORK/chat.json" BENCH_HEADERS="$headers" BENCH_LABEL="$1" \
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/wrk-report.lua" "$2" \
+    | grep '^{"label"' >>"$JSONL"
+}
+
+run_load() { # LABEL URL AUTH RATE CONNECTIONS BODY [--stream]
+  local auth=()
+  [[ -n "$3" ]] && auth=(--header "authorization: Bearer $3")
+  "$LOAD_BIN" --url "$2" --rate "$4" --connections "$5" --duration "$DURATION" --warmup "$WARMUP" \
+    --body-file "$6" --header 'content-type: application/json' "${auth[@]}" --label "$1" "${@:7}" >>"$JSONL"
+}
+
+bench_target() { # NAME BASE_URL AUTH
+  local url="$2/v1/chat/completions"
+  log "$1: streams at $STREAM_RATE/s"
+  run_load "$1 stream" "$url" "$3" "$STREAM_RATE" "$STREAM_CONNECTIONS" "$WORK/stream.json" --stream
+  log "$1: fixed rate $RATE/s"
+  run_load "$1 fixed" "$url" "$3" "$RATE" "$CONNECTIONS" "$WORK/chat.json"
+  log "$1: maximum rate (wrk -t$WRK_THREADS -c$CONNECTIONS)"
+  run_wrk "$1 max" "$url" "$3"
+}
+
+: >"$JSONL"
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+bench_target mock "http://127.0.0.1:$MOCK_PORT" ""
+bench_target nginx "http://127.0.0.1:$NGINX_PORT" ""
+RSS_IDLE="" RSS_AFTER="" RSS_PEAK=""
+if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
+  RSS_IDLE="$(rss_kib "$KG_PID" VmRSS)"
+  bench_target keygate "http://127.0.0.1:$KG_PORT" "$TOKEN"
+  RSS_AFTER="$(rss_kib "$KG_PID" VmRSS)"
+  RSS_PEAK="$(rss_kib "$KG_PID" VmHWM)"
+  kill -0 "$KG_PID" 2>/dev/null || KEYGATE_SKIP_REASON="keygate exited during the run (see $WORK/keygate.log)"
+fi
+
+# ---------------------------------------------------------------- report
+{
+  echo "# Keygate benchmark run, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))," \
+    "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r);" \
+    "load average before the run: $LOAD_BEFORE."
+  echo "Tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | cut -d' ' -f3), keygate-load."
+  echo "Settings: ${DURATION}s measured after ${WARMUP}s warm-up; max rate = wrk -t$WRK_THREADS -c$CONNECTIONS;" \
+    "fixed = $RATE req/s over $CONNECTIONS connections; streams = $STREAM_RATE/s over $STREAM_CONNECTIONS" \
+    "connections, $CHUNKS chunks, ${CHUNK_DELAY_MS} ms apart; nginx workers: $NGINX_WORKERS."
+  echo
+  echo "| target | test | req/s | p50 ms | p99 ms | p99.9 ms | max ms | TTFT p50 | TTFT p99 | TTFT p99.9 | non-2xx | errors |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  jq -r '[(.label | split(" ")[0]), (.label | split(" ")[1]) + (if .target_rps then " @\(.target_rps)/s" else "" end),
+          .rps, (.latency.p50_ms // "-"), (.latency.p99_ms // "-"), (.latency.p999_ms // "-"),
+          (.latency.max_ms // "-"), (.ttft.p50_ms // "-"), (.ttft.p99_ms // "-"), (.ttft.p999_ms // "-"),
+          .non_2xx, .errors] | "| " + (map(tostring) | join(" | ")) + " |"' "$JSONL"
+  echo
+  jq -rs 'def get(l): map(select(.label == l))[0];
+    "nginx: max rate \(get("nginx max").rps / get("mock max").rps * 100 | floor)% of the mock direct;"
+    + " added p50 at the fixed rate \((get("nginx fixed").latency.p50_ms - get("mock fixed").latency.p50_ms) * 1000 | round) us."' "$JSONL"
+  if [[ -n "$KEYGATE_SKIP_REASON" ]]; then
+    echo "Keygate: $KEYGATE_SKIP_REASON."
+  else
+    echo "Keygate RSS: ${RSS_IDLE} KiB idle, ${RSS_AFTER} KiB after the run, ${RSS_PEAK} KiB peak."
+    jq -rs '
+      def get(l): map(select(.label == l))[0];
+      (get("keygate max").rps / get("mock max").rps) as $m
+      | (get("keygate max").rps / get("nginx max").rps) as $n
+      | (get("keygate fixed").latency.p50_ms - get("mock fixed").latency.p50_ms) as $a
+      | (get("keygate stream").ttft.p50_ms - get("mock stream").ttft.p50_ms) as $t
+      | "Ratios: Keygate max rate = \($m * 100 | floor)% of the mock direct, \($n * 100 | floor)% of nginx;"
+        + " added p50 at the fixed rate \($a * 1000 | round) us; added TTFT p50 \($t * 1000 | round) us."' "$JSONL"
+  fi
+  echo
+  echo "Raw results: $JSONL; logs in $WORK."
+} | tee "$OUT"
+log "report written to $OUT"

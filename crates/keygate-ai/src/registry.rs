@@ -1,0 +1,559 @@
+//! The provider/model universe one policy sees: the catalog merged with the policy's `providers[]`,
+//! `--provider-url` overrides applied, and the `only_allow_configured_*` switches.
+//!
+//! Provider order (used when several providers offer the same model id, reference Q9): configured
+//! providers in configuration order, then the remaining built-ins in catalog order.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::catalog::Catalog;
+use crate::spec::{ModelSpec, Pricing, ProviderSpec, SurfaceSpec};
+use crate::{ApiFormat, Surface};
+
+/// What the policy says about providers, in domain terms (keys live in the policy crate).
+#[derive(Debug, Clone, Default)]
+pub struct GatewaySpec {
+    pub providers: Vec<ProviderSpec>,
+    pub only_allow_configured_providers: bool,
+    pub only_allow_configured_models: bool,
+    /// `--provider-url ID=URL`: base URL overrides of built-in providers (they win over the policy).
+    pub provider_urls: HashMap<String, String>,
+}
+
+/// A provider after merging catalog and configuration.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: String,
+    pub id_aliases: Vec<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub website: Option<String>,
+    /// Base URL without a trailing `/`; `mock://...` for the in-process mock.
+    pub base_url: String,
+    /// In the built-in catalog (possibly configured too).
+    pub builtin: bool,
+    /// Listed in the policy's `providers`.
+    pub configured: bool,
+    pub disabled: bool,
+    /// Whether a request with no key from any source is refused (`ERR_KEYGATE_3802`).
+    pub requires_api_key: bool,
+    pub metadata: Map<String, Value>,
+    pub surfaces: Vec<SurfaceSpec>,
+    /// Index in `providers[]` when configured.
+    pub config_index: Option<usize>,
+}
+
+impl Provider {
+    /// Whether this provider is Keygate's in-process mock (base URL scheme `mock:`).
+    pub fn is_mock(&self) -> bool {
+        self.base_url.starts_with("mock:")
+    }
+
+    /// The surface entry serving `surface`: an exact-surface entry wins over a format-wide one.
+    pub fn surface_spec(&self, surface: Surface) -> Option<&SurfaceSpec> {
+        self.surfaces
+            .iter()
+            .find(|s| s.surface == Some(surface) && s.covers(surface))
+            .or_else(|| self.surfaces.iter().find(|s| s.covers(surface)))
+    }
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.id.eq_ignore_ascii_case(name) || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A model after merging catalog and configuration (or a pass-through id).
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The id sent upstream.
+    pub id: String,
+    pub id_aliases: Vec<String>,
+    pub author_id: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    /// In the built-in catalog.
+    pub known: bool,
+    /// Declared in the policy's `providers[].models`.
+    pub custom: bool,
+    pub disabled: bool,
+    pub metadata: Map<String, Value>,
+    pub input_modalities: Vec<String>,
+    pub output_modalities: Vec<String>,
+    pub max_context_window: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    pub supported_features: Vec<String>,
+    pub unsupported_params: Vec<String>,
+    pub pricing: Option<Pricing>,
+    /// Empty: any surface of the provider.
+    pub surfaces: Vec<Surface>,
+}
+
+impl Model {
+    fn from_spec(spec: &ModelSpec, known: bool, custom: bool) -> Model {
+        Model {
+            id: spec.id.clone(),
+            id_aliases: spec.id_aliases.clone(),
+            author_id: spec.author_id.clone(),
+            display_name: spec.display_name.clone(),
+            description: spec.description.clone(),
+            known,
+            custom,
+            disabled: spec.disabled,
+            metadata: spec.metadata.clone(),
+            input_modalities: spec.input_modalities.clone(),
+            output_modalities: spec.output_modalities.clone(),
+            max_context_window: spec.max_context_window,
+            max_output_tokens: spec.max_output_tokens,
+            supported_features: spec.supported_features.clone(),
+            unsupported_params: spec.unsupported_params.iter().map(|p| p.name.clone()).collect(),
+            pricing: spec.pricing,
+            surfaces: spec.surfaces.clone(),
+        }
+    }
+
+    /// A model the catalog does not know, forwarded verbatim (`provider:some-new-model`).
+    fn pass_through(id: &str) -> Model {
+        Model::from_spec(&ModelSpec { id: id.to_owned(), ..ModelSpec::default() }, false, false)
+    }
+
+    /// Applies a configured override on top of a catalog entry.
+    fn overlay(&mut self, spec: &ModelSpec) {
+        self.custom = true;
+        self.disabled = spec.disabled;
+        extend_unique(&mut self.id_aliases, &spec.id_aliases);
+        let set = |target: &mut Option<String>, value: &Option<String>| {
+            if value.is_some() {
+                target.clone_from(value);
+            }
+        };
+        set(&mut self.author_id, &spec.author_id);
+        set(&mut self.display_name, &spec.display_name);
+        set(&mut self.description, &spec.description);
+        self.metadata.extend(spec.metadata.clone());
+        replace_if_set(&mut self.input_modalities, &spec.input_modalities);
+        replace_if_set(&mut self.output_modalities, &spec.output_modalities);
+        replace_if_set(&mut self.supported_features, &spec.supported_features);
+        replace_if_set(&mut self.surfaces, &spec.surfaces);
+        self.max_context_window = spec.max_context_window.or(self.max_context_window);
+        self.max_output_tokens = spec.max_output_tokens.or(self.max_output_tokens);
+        self.pricing = spec.pricing.or(self.pricing);
+        extend_unique(&mut self.unsupported_params, &spec.unsupported_params.iter().map(|p| p.name.clone()).collect::<Vec<_>>());
+    }
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.id.eq_ignore_ascii_case(name) || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+}
+
+fn replace_if_set<T: Clone>(target: &mut Vec<T>, value: &[T]) {
+    if !value.is_empty() {
+        *target = value.to_vec();
+    }
+}
+
+fn extend_unique(target: &mut Vec<String>, extra: &[String]) {
+    for item in extra {
+        if !target.iter().any(|t| t.eq_ignore_ascii_case(item)) {
+            target.push(item.clone());
+        }
+    }
+}
+
+/// One (provider, model) pair that may serve a request.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub provider: Arc<Provider>,
+    pub model: Arc<Model>,
+}
+
+impl Candidate {
+    /// `provider:model`, the unambiguous client-facing name.
+    pub fn name(&self) -> String {
+        format!("{}:{}", self.provider.id, self.model.id)
+    }
+
+    /// Whether both refer to the same provider and model.
+    pub fn same_as(&self, other: &Candidate) -> bool {
+        self.provider.id == other.provider.id && self.model.id == other.model.id
+    }
+
+    /// The `AIModel` value strategies see (reference 4.8), with `metrics` supplied by the caller.
+    pub fn to_json(&self, metrics: Value) -> Value {
+        let m = &self.model;
+        let p = &self.provider;
+        let pricing = m.pricing.map_or(Value::Null, |pr| json!({"input": pr.input, "output": pr.output}));
+        json!({
+            "id": m.id,
+            "id_aliases": m.id_aliases,
+            "provider_id": p.id,
+            "provider_id_aliases": p.id_aliases,
+            "author_id": m.author_id.clone().unwrap_or_default(),
+            "author_id_aliases": [],
+            "display_name": m.display_name.clone().unwrap_or_else(|| m.id.clone()),
+            "description": m.description.clone().unwrap_or_default(),
+            "known": m.known,
+            "custom": m.custom,
+            "metadata": Value::Object(merged_metadata(p, m)),
+            "input_modalities": m.input_modalities,
+            "output_modalities": m.output_modalities,
+            "supported_features": m.supported_features,
+            "max_context_window": m.max_context_window.unwrap_or(0),
+            "max_output_tokens": m.max_output_tokens.unwrap_or(0),
+            "pricing": pricing,
+            "datacenters": [],
+            "metrics": metrics,
+        })
+    }
+}
+
+/// Provider metadata with the model's metadata layered on top.
+fn merged_metadata(provider: &Provider, model: &Model) -> Map<String, Value> {
+    let mut merged = provider.metadata.clone();
+    merged.extend(model.metadata.clone());
+    merged
+}
+
+/// A client-named model that was dropped, and why (`client.rejected_models[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub model: String,
+    pub reason: String,
+}
+
+/// The outcome of resolving the client's requested models.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// Usable candidates in client order (`model` first, then `models`).
+    pub candidates: Vec<Candidate>,
+    pub rejected: Vec<Rejection>,
+}
+
+/// Why no requested model can be used.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    /// `ERR_KEYGATE_3804`.
+    #[error("no matching models: {}", describe(.rejected))]
+    NoMatchingModels { rejected: Vec<Rejection> },
+    /// `ERR_KEYGATE_3813`.
+    #[error("no models compatible with the {format} API format on surface '{surface}': {}", describe(.rejected))]
+    IncompatibleFormat { format: &'static str, surface: Surface, rejected: Vec<Rejection> },
+}
+
+fn describe(rejected: &[Rejection]) -> String {
+    rejected.iter().map(|r| format!("'{}' ({})", r.model, r.reason)).collect::<Vec<_>>().join(", ")
+}
+
+/// A configuration problem, located by a path relative to the action's `config`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{path}: {message}")]
+pub struct RegistryError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Why a candidate is not usable for a surface.
+enum Exclusion {
+    Policy(String),
+    Format(String),
+}
+
+/// The merged provider/model universe of one policy.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    providers: Vec<(Arc<Provider>, Vec<Arc<Model>>)>,
+    only_allow_configured_providers: bool,
+    only_allow_configured_models: bool,
+}
+
+impl Registry {
+    /// Merges `spec` into `catalog`.
+    pub fn new(spec: &GatewaySpec, catalog: &Catalog) -> Result<Registry, RegistryError> {
+        let mut merged = Vec::new();
+        let mut taken_builtins = HashSet::new();
+        for (index, config) in spec.providers.iter().enumerate() {
+            let err = |field: &str, message: String| RegistryError { path: format!("providers[{index}]{field}"), message };
+            if config.id.trim().is_empty() {
+                return Err(err(".id", "must not be empty".into()));
+            }
+            if let Some(surfaces) = &config.supported_api_surfaces {
+                for (i, s) in surfaces.iter().enumerate() {
+                    s.validate().map_err(|m| err(&format!(".supported_api_surfaces[{i}]"), m))?;
+                }
+            }
+            let builtin = catalog.providers.iter().find(|p| p.id.eq_ignore_ascii_case(&config.id));
+            let entry = match builtin {
+                Some(builtin) => {
+                    taken_builtins.insert(builtin.id.clone());
+                    merge_builtin(builtin, config, index)
+                }
+                None => {
+                    let shadowed: Vec<&ProviderSpec> = catalog
+                        .providers
+                        .iter()
+                        .filter(|b| config.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(&b.id)))
+                        .collect();
+                    taken_builtins.extend(shadowed.iter().map(|b| b.id.clone()));
+                    custom_provider(config, index, shadowed.first().copied()).map_err(|m| err(".base_url", m))?
+                }
+            };
+            check_models(&entry.1).map_err(|(i, m)| err(&format!(".models[{i}]"), m))?;
+            merged.push(entry);
+        }
+        for builtin in &catalog.providers {
+            if !taken_builtins.contains(&builtin.id) {
+                merged.push(merge_builtin(builtin, &ProviderSpec { id: builtin.id.clone(), ..Default::default() }, usize::MAX));
+            }
+        }
+        check_provider_names(&merged)?;
+        for (provider, _) in &mut merged {
+            if provider.builtin {
+                if let Some(url) = spec.provider_urls.get(&provider.id) {
+                    provider.base_url = url.trim_end_matches('/').to_owned();
+                }
+            }
+        }
+        Ok(Registry {
+            providers: merged.into_iter().map(|(p, models)| (Arc::new(p), models.into_iter().map(Arc::new).collect())).collect(),
+            only_allow_configured_providers: spec.only_allow_configured_providers,
+            only_allow_configured_models: spec.only_allow_configured_models,
+        })
+    }
+
+    /// Every provider, in candidate order.
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.providers.iter().map(|(p, _)| p)
+    }
+
+    /// Every model usable on `surface` (`ai.models`, `GET /v1/models`); `None` = any forwarded surface.
+    pub fn available(&self, surface: Option<Surface>) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        for (provider, models) in &self.providers {
+            for model in models {
+                let candidate = Candidate { provider: provider.clone(), model: model.clone() };
+                let usable = match surface {
+                    Some(surface) => self.exclusion(&candidate, surface).is_none(),
+                    None => Surface::FORWARDED.iter().any(|s| self.exclusion(&candidate, *s).is_none()),
+                };
+                if usable {
+                    out.push(candidate);
+                }
+            }
+        }
+        out
+    }
+
+    /// Resolves client model names (bare id, alias, `provider:model`, pass-through) for `surface`.
+    pub fn resolve(&self, requested: &[String], surface: Surface) -> Result<Resolution, ResolveError> {
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut rejected = Vec::new();
+        let mut format_only = true;
+        for name in requested {
+            let found = self.lookup(name);
+            if found.is_empty() {
+                format_only = false;
+                let reason = if self.pinned_provider(name).is_some() && self.only_allow_configured_models {
+                    format!("Model '{name}' is not allowed by gateway configuration")
+                } else {
+                    format!("unknown model '{name}'")
+                };
+                rejected.push(Rejection { model: name.clone(), reason });
+                continue;
+            }
+            let before = candidates.len();
+            let mut reasons = Vec::new();
+            for candidate in found {
+                match self.exclusion(&candidate, surface) {
+                    None if !candidates.iter().any(|c| c.same_as(&candidate)) => candidates.push(candidate),
+                    None => {}
+                    Some(Exclusion::Policy(reason)) => {
+                        format_only = false;
+                        reasons.push(reason);
+                    }
+                    Some(Exclusion::Format(reason)) => reasons.push(reason),
+                }
+            }
+            if candidates.len() == before && !reasons.is_empty() {
+                rejected.push(Rejection { model: name.clone(), reason: reasons.join("; ") });
+            }
+        }
+        if candidates.is_empty() {
+            return Err(if format_only && !rejected.is_empty() {
+                ResolveError::IncompatibleFormat { format: surface.format().name(), surface, rejected }
+            } else {
+                ResolveError::NoMatchingModels { rejected }
+            });
+        }
+        Ok(Resolution { candidates, rejected })
+    }
+
+    /// Every (provider, model) a client name refers to, before allow/format filtering.
+    fn lookup(&self, name: &str) -> Vec<Candidate> {
+        let name = name.trim();
+        if let Some((provider, model)) = self.pinned_provider(name) {
+            let (p, models) = &self.providers[provider];
+            let model = match models.iter().find(|m| m.answers_to(model)) {
+                Some(m) => m.clone(),
+                None if self.only_allow_configured_models || model.is_empty() => return Vec::new(),
+                None => Arc::new(Model::pass_through(model)),
+            };
+            return vec![Candidate { provider: p.clone(), model }];
+        }
+        let mut out = Vec::new();
+        for (provider, models) in &self.providers {
+            if let Some(model) = models.iter().find(|m| m.answers_to(name)) {
+                out.push(Candidate { provider: provider.clone(), model: model.clone() });
+            }
+        }
+        out
+    }
+
+    /// `provider:model` → (provider index, model part), when the prefix names a provider.
+    fn pinned_provider<'n>(&self, name: &'n str) -> Option<(usize, &'n str)> {
+        let (prefix, model) = name.split_once(':')?;
+        let index = self.providers.iter().position(|(p, _)| p.answers_to(prefix))?;
+        Some((index, model))
+    }
+
+    fn exclusion(&self, candidate: &Candidate, surface: Surface) -> Option<Exclusion> {
+        let (p, m) = (&candidate.provider, &candidate.model);
+        if p.disabled {
+            return Some(Exclusion::Policy(format!("provider '{}' is disabled", p.id)));
+        }
+        if self.only_allow_configured_providers && !p.configured {
+            return Some(Exclusion::Policy(format!("Provider '{}' is not allowed by gateway configuration", p.id)));
+        }
+        if m.disabled {
+            return Some(Exclusion::Policy(format!("model '{}' is disabled", m.id)));
+        }
+        if self.only_allow_configured_models && !m.custom {
+            return Some(Exclusion::Policy(format!("Model '{}' is not allowed by gateway configuration", m.id)));
+        }
+        if p.surface_spec(surface).is_none() {
+            return Some(Exclusion::Format(format!(
+                "provider '{}' does not serve the {} surface '{surface}'",
+                p.id,
+                surface.format().name()
+            )));
+        }
+        if !m.surfaces.is_empty() && !m.surfaces.contains(&surface) {
+            return Some(Exclusion::Format(format!("model '{}' does not support surface '{surface}'", m.id)));
+        }
+        None
+    }
+}
+
+fn merge_builtin(builtin: &ProviderSpec, config: &ProviderSpec, index: usize) -> (Provider, Vec<Model>) {
+    let configured = index != usize::MAX;
+    let mut aliases = builtin.id_aliases.clone();
+    extend_unique(&mut aliases, &config.id_aliases);
+    let base_url = config.base_url.as_deref().or(builtin.base_url.as_deref()).unwrap_or_default();
+    let provider = Provider {
+        id: builtin.id.clone(),
+        id_aliases: aliases,
+        display_name: config.display_name.clone().or_else(|| builtin.display_name.clone()),
+        description: config.description.clone().or_else(|| builtin.description.clone()),
+        website: config.website.clone().or_else(|| builtin.website.clone()),
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        builtin: true,
+        configured,
+        disabled: config.disabled,
+        requires_api_key: builtin.requires_api_key.unwrap_or(true),
+        metadata: config.metadata.clone(),
+        surfaces: config
+            .supported_api_surfaces
+            .clone()
+            .or_else(|| builtin.supported_api_surfaces.clone())
+            .unwrap_or_default(),
+        config_index: configured.then_some(index),
+    };
+    let mut models: Vec<Model> = builtin.models.iter().map(|m| Model::from_spec(m, true, false)).collect();
+    for spec in &config.models {
+        match models.iter_mut().find(|m| m.id.eq_ignore_ascii_case(&spec.id)) {
+            Some(existing) => existing.overlay(spec),
+            None => models.push(Model::from_spec(spec, false, true)),
+        }
+    }
+    (provider, models)
+}
+
+fn custom_provider(
+    config: &ProviderSpec,
+    index: usize,
+    shadowed: Option<&ProviderSpec>,
+) -> Result<(Provider, Vec<Model>), String> {
+    let Some(base_url) = config.base_url.as_deref() else {
+        return Err(format!("custom provider '{}' needs a base_url", config.id));
+    };
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://") || base_url.starts_with("mock://")) {
+        return Err(format!("base_url '{base_url}' must start with https:// or http://"));
+    }
+    let default_surfaces = vec![SurfaceSpec { format: ApiFormat::OpenAi, surface: None, supported_params: vec![] }];
+    let surfaces = config
+        .supported_api_surfaces
+        .clone()
+        .or_else(|| shadowed.and_then(|s| s.supported_api_surfaces.clone()))
+        .unwrap_or(default_surfaces);
+    let mut models: Vec<Model> = config.models.iter().map(|m| Model::from_spec(m, false, true)).collect();
+    if models.is_empty() {
+        if let Some(shadowed) = shadowed {
+            models = shadowed.models.iter().map(|m| Model::from_spec(m, true, false)).collect();
+        }
+    }
+    let provider = Provider {
+        id: config.id.clone(),
+        id_aliases: config.id_aliases.clone(),
+        display_name: config.display_name.clone(),
+        description: config.description.clone(),
+        website: config.website.clone(),
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        builtin: false,
+        configured: true,
+        disabled: config.disabled,
+        requires_api_key: false,
+        metadata: config.metadata.clone(),
+        surfaces,
+        config_index: Some(index),
+    };
+    Ok((provider, models))
+}
+
+/// Model ids and aliases must be unique within a provider.
+fn check_models(models: &[Model]) -> Result<(), (usize, String)> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for (i, model) in models.iter().enumerate() {
+        for name in std::iter::once(&model.id).chain(&model.id_aliases) {
+            if let Some(other) = seen.insert(name.to_ascii_lowercase(), &model.id) {
+                if other != model.id {
+                    return Err((i, format!("id or alias '{name}' of model '{}' is already used by model '{other}'", model.id)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Provider ids and aliases must be unique across the merged set.
+fn check_provider_names(merged: &[(Provider, Vec<Model>)]) -> Result<(), RegistryError> {
+    let mut seen: HashMap<String, (&str, Option<usize>)> = HashMap::new();
+    for (provider, _) in merged {
+        for name in std::iter::once(&provider.id).chain(&provider.id_aliases) {
+            let entry = (provider.id.as_str(), provider.config_index);
+            if let Some((other, other_index)) = seen.insert(name.to_ascii_lowercase(), entry) {
+                if other != provider.id {
+                    let index = provider.config_index.or(other_index).unwrap_or(0);
+                    return Err(RegistryError {
+                        path: format!("providers[{index}].id_aliases"),
+                        message: format!("provider id or alias '{name}' is already used by provider '{other}'"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

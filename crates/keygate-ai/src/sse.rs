@@ -1,0 +1,230 @@
+//! An incremental Server-Sent-Events scanner: reads token usage from events as chunks pass, and
+//! optionally drops OpenAI's usage-only chunk when the gateway (not the client) asked for it.
+//!
+//! Without stripping, every chunk is returned unchanged the moment it arrives; only a copy of the
+//! current partial line is kept for scanning. With stripping, complete events are released as
+//! soon as their terminating blank line arrives and only the unfinished event is held back.
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+
+use crate::usage::TokenUsage;
+
+/// Longest line (or held event) scanned; longer ones are passed on without being read.
+const MAX_SCAN: usize = 1 << 20;
+
+/// Scans one upstream SSE stream.
+#[derive(Debug, Default)]
+pub struct SseScanner {
+    strip_usage_chunk: bool,
+    /// Pass mode: the current partial line. Strip mode: the current unfinished event.
+    pending: BytesMut,
+    /// Pass mode: the current line grew past [`MAX_SCAN`]; skip to the next newline.
+    skipping: bool,
+    usage: TokenUsage,
+}
+
+impl SseScanner {
+    /// A scanner; `strip_usage_chunk` drops the OpenAI chunk that carries only `usage`.
+    pub fn new(strip_usage_chunk: bool) -> Self {
+        Self { strip_usage_chunk, ..Self::default() }
+    }
+
+    /// Usage seen so far.
+    pub fn usage(&self) -> TokenUsage {
+        self.usage
+    }
+
+    /// Feeds one chunk; returns the bytes to forward now.
+    pub fn push(&mut self, chunk: Bytes) -> Bytes {
+        if self.strip_usage_chunk {
+            self.push_events(&chunk)
+        } else {
+            self.scan_lines(&chunk);
+            chunk
+        }
+    }
+
+    /// The stream ended: returns whatever was held back (an unterminated last event).
+    pub fn finish(&mut self) -> Bytes {
+        if self.strip_usage_chunk {
+            let rest = self.pending.split().freeze();
+            if self.event_is_kept(&rest) {
+                return rest;
+            }
+            return Bytes::new();
+        }
+        let line = self.pending.split();
+        if !self.skipping {
+            self.scan_line(&line);
+        }
+        Bytes::new()
+    }
+
+    fn scan_lines(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(pos);
+            if self.skipping {
+                self.skipping = false;
+            } else if self.pending.is_empty() {
+                self.scan_line(head);
+            } else {
+                self.pending.extend_from_slice(head);
+                let line = self.pending.split();
+                self.scan_line(&line);
+            }
+            rest = &tail[1..];
+        }
+        if !self.skipping {
+            self.pending.extend_from_slice(rest);
+            if self.pending.len() > MAX_SCAN {
+                self.pending.clear();
+                self.skipping = true;
+            }
+        }
+    }
+
+    fn scan_line(&mut self, line: &[u8]) {
+        if let Some(event) = parse_data_line(line) {
+            self.usage.observe_event(&event);
+        }
+    }
+
+    fn push_events(&mut self, chunk: &[u8]) -> Bytes {
+        self.pending.extend_from_slice(chunk);
+        let mut out = BytesMut::new();
+        while let Some(end) = event_end(&self.pending) {
+            let event = self.pending.split_to(end).freeze();
+            if self.event_is_kept(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        if self.pending.len() > MAX_SCAN {
+            out.extend_from_slice(&self.pending.split());
+        }
+        out.freeze()
+    }
+
+    /// Scans an event's data lines; false for a usage-only OpenAI chunk (dropped).
+    fn event_is_kept(&mut self, event: &[u8]) -> bool {
+        let mut kept = true;
+        for line in event.split(|&b| b == b'\n') {
+            if let Some(value) = parse_data_line(line) {
+                self.usage.observe_event(&value);
+                let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty)
+                    && value.get("usage").is_some_and(Value::is_object);
+                kept &= !usage_only;
+            }
+        }
+        kept
+    }
+}
+
+/// The byte index just past the first complete event (after its blank line), if any.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + pos;
+        let next = &buf[nl + 1..];
+        if next.first() == Some(&b'\n') {
+            return Some(nl + 2);
+        }
+        if next.starts_with(b"\r\n") {
+            return Some(nl + 3);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// The JSON of a `data:` line that may carry usage; `None` for other lines and `[DONE]`.
+fn parse_data_line(line: &[u8]) -> Option<Value> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let data = line.strip_prefix(b"data:")?;
+    if !contains(data, b"usage") {
+        return None;
+    }
+    serde_json::from_slice(data.trim_ascii_start()).ok()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPENAI: &str = concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    const ANTHROPIC: &str = concat!(
+        "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":11,\"output_tokens\":1}}}\r\n\r\n",
+        "event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"usage\"}}\r\n\r\n",
+        "event: message_delta\r\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\r\n\r\n",
+        "event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n"
+    );
+
+    /// Feeds `input` in chunks of `size` bytes and returns (forwarded bytes, usage).
+    fn run(input: &str, size: usize, strip: bool) -> (String, TokenUsage) {
+        let mut scanner = SseScanner::new(strip);
+        let mut out = Vec::new();
+        for chunk in input.as_bytes().chunks(size) {
+            out.extend_from_slice(&scanner.push(Bytes::copy_from_slice(chunk)));
+        }
+        out.extend_from_slice(&scanner.finish());
+        (String::from_utf8(out).unwrap(), scanner.usage())
+    }
+
+    #[test]
+    fn reads_usage_at_any_chunk_boundary() {
+        for size in [1, 2, 3, 7, 64, 4096] {
+            let (out, usage) = run(OPENAI, size, false);
+            assert_eq!(out, OPENAI);
+            assert_eq!(usage, TokenUsage { input: Some(5), output: Some(2) }, "size {size}");
+            let (out, usage) = run(ANTHROPIC, size, false);
+            assert_eq!(out, ANTHROPIC);
+            assert_eq!(usage, TokenUsage { input: Some(11), output: Some(7) }, "size {size}");
+        }
+    }
+
+    #[test]
+    fn strips_only_the_usage_chunk() {
+        let expected = OPENAI.replace("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n", "");
+        for size in [1, 5, 4096] {
+            let (out, usage) = run(OPENAI, size, true);
+            assert_eq!(out, expected, "size {size}");
+            assert_eq!(usage.output, Some(2));
+        }
+        let (out, _) = run(ANTHROPIC, 3, true);
+        assert_eq!(out, ANTHROPIC);
+    }
+
+    #[test]
+    fn strip_mode_releases_complete_events_immediately() {
+        let mut scanner = SseScanner::new(true);
+        let first = scanner.push(Bytes::from_static(b"data: {\"choices\":[{}]}\n\ndata: {\"cho"));
+        assert_eq!(&first[..], b"data: {\"choices\":[{}]}\n\n");
+        let second = scanner.push(Bytes::from_static(b"ices\":[{}]}\n\n"));
+        assert_eq!(&second[..], b"data: {\"choices\":[{}]}\n\n");
+        assert!(scanner.finish().is_empty());
+    }
+
+    #[test]
+    fn unterminated_tail_and_oversized_lines() {
+        let (out, usage) = run("data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}", 4, false);
+        assert_eq!(usage.input, Some(1));
+        assert!(out.starts_with("data:"));
+        let huge = format!("data: {}\n\ndata: {{\"usage\":{{\"prompt_tokens\":3}}}}\n\n", "x".repeat(MAX_SCAN + 10));
+        let (out, usage) = run(&huge, 8192, false);
+        assert_eq!(out.len(), huge.len());
+        assert_eq!(usage.input, Some(3));
+        let (out, _) = run(&huge, 8192, true);
+        assert_eq!(out.len(), huge.len());
+    }
+}

@@ -1,0 +1,175 @@
+//! Turning the client's body into the upstream body for one candidate (reference 4.11):
+//! set the upstream model id, drop `models`, strip parameters, merge the configured `body`,
+//! cap output tokens, and ask for streamed usage when the client did not.
+
+use serde_json::{Map, Value};
+
+use crate::registry::Candidate;
+use crate::request::ClientRequest;
+use crate::Surface;
+
+/// Keys an allowlist never removes: without them the request is meaningless.
+const ALWAYS_KEPT: [&str; 2] = ["model", "stream"];
+
+/// Per-policy settings that shape every upstream body.
+#[derive(Debug, Clone, Default)]
+pub struct BodyOptions {
+    /// `body`: top-level fields that override the client's.
+    pub overrides: Map<String, Value>,
+    /// `max_output_tokens`: cap on the output-token field of the surface.
+    pub max_output_tokens: Option<u64>,
+}
+
+/// The upstream body and what was changed for streaming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedBody {
+    pub json: Map<String, Value>,
+    /// Keygate set `stream_options.include_usage` itself: drop the extra usage chunk for the client.
+    pub added_include_usage: bool,
+}
+
+impl PreparedBody {
+    /// The serialized body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing a map of JSON values cannot fail.
+        serde_json::to_vec(&self.json).unwrap_or_default()
+    }
+
+    /// Whether the upstream body asks for a stream.
+    pub fn streaming(&self) -> bool {
+        self.json.get("stream").and_then(Value::as_bool).unwrap_or(false)
+    }
+}
+
+/// Builds the body sent to `candidate` for a request on `surface`.
+pub fn prepare_body(request: &ClientRequest, surface: Surface, candidate: &Candidate, options: &BodyOptions) -> PreparedBody {
+    let mut json = request.body.clone();
+    json.insert("model".into(), Value::String(candidate.model.id.clone()));
+    json.remove("models");
+    let allowlist = candidate.provider.surface_spec(surface).map(|s| &s.supported_params[..]).unwrap_or_default();
+    if !allowlist.is_empty() {
+        json.retain(|key, _| ALWAYS_KEPT.contains(&key.as_str()) || allowlist.iter().any(|p| &p.name == key));
+    }
+    let denylist = &candidate.model.unsupported_params;
+    json.retain(|key, _| key == "model" || !denylist.contains(key));
+    for (key, value) in &options.overrides {
+        json.insert(key.clone(), value.clone());
+    }
+    if let Some(cap) = options.max_output_tokens {
+        cap_output_tokens(&mut json, surface, &candidate.provider.id, cap);
+    }
+    let stream_options_allowed = (allowlist.is_empty() || allowlist.iter().any(|p| p.name == "stream_options"))
+        && !denylist.iter().any(|p| p == "stream_options");
+    let added_include_usage = matches!(surface, Surface::ChatCompletions | Surface::Completions)
+        && stream_options_allowed
+        && json.get("stream").and_then(Value::as_bool) == Some(true)
+        && add_include_usage(&mut json);
+    PreparedBody { json, added_include_usage }
+}
+
+/// Sets `stream_options.include_usage: true`; false when it already was.
+fn add_include_usage(json: &mut Map<String, Value>) -> bool {
+    let options = json.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    let Value::Object(options) = options else { return false };
+    if options.get("include_usage").and_then(Value::as_bool) == Some(true) {
+        return false;
+    }
+    options.insert("include_usage".into(), Value::Bool(true));
+    true
+}
+
+/// `max_output_tokens` (reference Q7): lower any output-token field above the cap; when the
+/// client sent none, add the surface's field set to the cap.
+fn cap_output_tokens(json: &mut Map<String, Value>, surface: Surface, provider: &str, cap: u64) {
+    const FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+    let mut present = false;
+    for field in FIELDS {
+        if let Some(value) = json.get_mut(field) {
+            present = true;
+            if value.as_u64().is_none_or(|v| v > cap) {
+                *value = Value::from(cap);
+            }
+        }
+    }
+    if present {
+        return;
+    }
+    let field = match surface {
+        Surface::ChatCompletions if provider == "openai" => "max_completion_tokens",
+        Surface::ChatCompletions | Surface::Completions | Surface::Messages => "max_tokens",
+        Surface::Responses => "max_output_tokens",
+        Surface::Embeddings | Surface::CountTokens | Surface::Models => return,
+    };
+    json.insert(field.into(), Value::from(cap));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Catalog, GatewaySpec, Registry};
+    use serde_json::json;
+
+    fn candidate(providers: Value, name: &str, surface: Surface) -> Candidate {
+        let spec = GatewaySpec { providers: serde_json::from_value(providers).unwrap(), ..Default::default() };
+        let reg = Registry::new(&spec, Catalog::builtin()).unwrap();
+        reg.resolve(&[name.to_string()], surface).unwrap().candidates.remove(0)
+    }
+
+    fn request(body: Value) -> ClientRequest {
+        ClientRequest::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn sets_model_drops_models_and_strips_denylisted_params() {
+        let c = candidate(json!([]), "o3-2025-04-16", Surface::ChatCompletions);
+        let req = request(json!({"model": "o3-2025-04-16", "models": ["x"], "temperature": 0.2, "messages": []}));
+        let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
+        assert_eq!(Value::Object(out.json), json!({"model": "o3", "messages": []}));
+    }
+
+    #[test]
+    fn allowlist_then_denylist_then_overrides() {
+        let providers = json!([{"id": "vllm", "base_url": "http://127.0.0.1:1/v1",
+            "supported_api_surfaces": [{"format": "openai", "surface": "chat-completions",
+                "supported_params": [{"name": "messages"}, {"name": "temperature"}, {"name": "seed"}]}],
+            "models": [{"id": "qwen", "unsupported_params": [{"name": "seed"}]}]}]);
+        let c = candidate(providers, "vllm:qwen", Surface::ChatCompletions);
+        let req = request(json!({"model": "vllm:qwen", "messages": [1], "temperature": 1, "seed": 4, "user": "u", "stream": false}));
+        let options = BodyOptions { overrides: Map::from_iter([("temperature".into(), json!(0))]), max_output_tokens: None };
+        let out = prepare_body(&req, Surface::ChatCompletions, &c, &options);
+        assert_eq!(Value::Object(out.json), json!({"model": "qwen", "messages": [1], "temperature": 0, "stream": false}));
+    }
+
+    #[test]
+    fn include_usage_is_added_only_when_missing() {
+        let c = candidate(json!([]), "gpt-4o", Surface::ChatCompletions);
+        let out = prepare_body(&request(json!({"model": "gpt-4o", "stream": true})), Surface::ChatCompletions, &c, &BodyOptions::default());
+        assert!(out.added_include_usage && out.streaming());
+        assert_eq!(out.json["stream_options"], json!({"include_usage": true}));
+        let asked = request(json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}}));
+        assert!(!prepare_body(&asked, Surface::ChatCompletions, &c, &BodyOptions::default()).added_include_usage);
+        let not_streaming = prepare_body(&request(json!({"model": "gpt-4o"})), Surface::ChatCompletions, &c, &BodyOptions::default());
+        assert!(!not_streaming.added_include_usage && !not_streaming.json.contains_key("stream_options"));
+        let claude = candidate(json!([]), "claude-haiku-4-5", Surface::Messages);
+        let messages = prepare_body(&request(json!({"model": "claude-haiku-4-5", "stream": true})), Surface::Messages, &claude, &BodyOptions::default());
+        assert!(!messages.added_include_usage && !messages.json.contains_key("stream_options"));
+    }
+
+    #[test]
+    fn output_tokens_are_capped() {
+        let c = candidate(json!([]), "gpt-4o", Surface::ChatCompletions);
+        let options = BodyOptions { max_output_tokens: Some(100), ..Default::default() };
+        let out = prepare_body(&request(json!({"model": "gpt-4o", "max_tokens": 500})), Surface::ChatCompletions, &c, &options);
+        assert_eq!(out.json["max_tokens"], 100);
+        let out = prepare_body(&request(json!({"model": "gpt-4o", "max_tokens": 50})), Surface::ChatCompletions, &c, &options);
+        assert_eq!(out.json["max_tokens"], 50);
+        let out = prepare_body(&request(json!({"model": "gpt-4o"})), Surface::ChatCompletions, &c, &options);
+        assert_eq!(out.json["max_completion_tokens"], 100);
+        let claude = candidate(json!([]), "claude-haiku-4-5", Surface::Messages);
+        let out = prepare_body(&request(json!({"model": "claude-haiku-4-5"})), Surface::Messages, &claude, &options);
+        assert_eq!(out.json["max_tokens"], 100);
+    }
+}

@@ -1,0 +1,179 @@
+//! The compiler: one shared CEL environment, expressions parsed, checked and rewritten once,
+//! and evaluation against a cheap per-call context.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use cel::common::ast::IdedExpr;
+use cel::common::types::CelBool;
+use cel::{Context, Env};
+
+use crate::error::{CompileError, EvalError};
+use crate::functions::regex::RegexVal;
+use crate::json::val_to_value;
+use crate::resolver::Resolver;
+use crate::template::Template;
+use crate::{guard, rewrite, Scope, Value};
+
+/// Compiles expressions and templates against Keygate's CEL environment (built once, shared).
+#[derive(Clone)]
+pub struct Compiler {
+    env: Arc<Env>,
+}
+
+impl Compiler {
+    /// Builds the environment: the CEL standard library, the strings and lists extensions and
+    /// Keygate's functions.
+    pub fn new() -> Self {
+        let env = crate::functions::environment().unwrap_or_else(|error| {
+            panic!("keygate-cel environment declarations conflict: {error}")
+        });
+        Self { env: Arc::new(env) }
+    }
+
+    /// Compiles one CEL expression.
+    pub fn expression(&self, source: &str) -> Result<Expression, CompileError> {
+        guard::check(source)?;
+        let (ast, rewritten) = on_parse_stack(|| self.parse(source))?;
+        Ok(Expression {
+            inner: Arc::new(Compiled {
+                source: source.to_owned(),
+                ast,
+                regexes: rewritten.regexes,
+                reads_secrets: rewritten.reads_secrets,
+                env: Arc::clone(&self.env),
+            }),
+        })
+    }
+
+    /// Parses and rewrites `source`; the parser recurses deeply, see [`on_parse_stack`].
+    fn parse(&self, source: &str) -> Result<(IdedExpr, rewrite::Rewritten), CompileError> {
+        let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.env.parser().parse_with_source_info(source)
+        }))
+        .map_err(|_| CompileError {
+            message: "the expression could not be parsed".to_owned(),
+            offset: None,
+        })?;
+        let (mut ast, info) = parsed.map_err(|errors| CompileError::from_parse(source, &errors))?;
+        let rewritten = rewrite::rewrite(&mut ast, &info)?;
+        Ok((ast, rewritten))
+    }
+
+    /// Compiles a config string that may contain `${...}` interpolations.
+    pub fn template(&self, source: &str) -> Result<Template, CompileError> {
+        Template::compile(self, source)
+    }
+}
+
+impl Default for Compiler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Stack for parsing: the generated parser recurses about ten frames per nesting level.
+const PARSE_STACK_SIZE: usize = 64 * 1024 * 1024;
+
+/// Runs `parse` on a thread with a large stack (only touched pages are committed), so that
+/// nesting up to the guard's limits parses on any caller's thread.
+fn on_parse_stack<T: Send>(
+    parse: impl FnOnce() -> Result<T, CompileError> + Send,
+) -> Result<T, CompileError> {
+    let failed = |what: &str| CompileError {
+        message: format!("the expression could not be parsed ({what})"),
+        offset: None,
+    };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("keygate-cel-parse".to_owned())
+            .stack_size(PARSE_STACK_SIZE)
+            .spawn_scoped(scope, parse)
+            .map_err(|_| failed("no parser thread"))?
+            .join()
+            .map_err(|_| failed("parser failed"))?
+    })
+}
+
+struct Compiled {
+    source: String,
+    ast: IdedExpr,
+    regexes: Vec<RegexVal>,
+    reads_secrets: bool,
+    env: Arc<Env>,
+}
+
+/// A compiled CEL expression.
+#[derive(Clone)]
+pub struct Expression {
+    inner: Arc<Compiled>,
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Expression")
+            .field(&self.inner.source)
+            .finish()
+    }
+}
+
+impl Expression {
+    /// The source text as written in the policy.
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// Whether the expression calls `secrets.get` (its result may then be secret-derived).
+    pub fn reads_secrets(&self) -> bool {
+        self.inner.reads_secrets
+    }
+
+    /// How many regexes were compiled ahead of evaluation (literal `matches` patterns).
+    pub fn precompiled_regexes(&self) -> usize {
+        self.inner.regexes.len()
+    }
+
+    /// Evaluates and hands the raw CEL result to `f`, converting errors.
+    fn run<T>(
+        &self,
+        scope: &Scope<'_>,
+        f: impl FnOnce(&dyn cel::common::value::Val) -> Result<T, EvalError>,
+    ) -> Result<T, EvalError> {
+        let compiled = &*self.inner;
+        let resolver = Resolver::new(scope, &compiled.regexes);
+        let mut context = Context::with_env(Arc::clone(&compiled.env));
+        context.set_variable_resolver(&resolver);
+        let outcome = match Value::resolve_val(&compiled.ast, &context) {
+            Ok(value) => f(value.as_ref()),
+            Err(error) => Err(EvalError::from_execution(
+                &error,
+                resolver
+                    .secrets_read
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )),
+        };
+        outcome
+    }
+
+    /// Evaluates to an owned value.
+    pub fn eval(&self, scope: &Scope<'_>) -> Result<Value, EvalError> {
+        self.run(scope, |value| {
+            val_to_value(value).map_err(|e| EvalError::from_execution(&e, true))
+        })
+    }
+
+    /// Evaluates and requires a bool result.
+    pub fn eval_bool(&self, scope: &Scope<'_>) -> Result<bool, EvalError> {
+        self.run(scope, |value| {
+            value
+                .downcast_ref::<CelBool>()
+                .map(|b| *b.inner())
+                .ok_or_else(|| {
+                    EvalError::new(format!(
+                        "expression must evaluate to a bool, got {}",
+                        value.get_type().name()
+                    ))
+                })
+        })
+    }
+}

@@ -1,0 +1,394 @@
+//! Variable lookup for one evaluation: answers `req.url.path`, `conn.tls.sni`, `vars.x`, ...
+//! from the borrowed [`Scope`], computing each value only when an expression reads it.
+//!
+//! The interpreter asks for the longest qualified name first (`req.url.path`, then `req.url`,
+//! then `req`), so `req.url` can be a plain string while `req.url.path` is still answered.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
+
+use cel::common::traits::{Container, Indexer};
+use cel::common::types::{CelBool, CelInt, CelMap, CelMapKey, CelString, CelTimestamp, Type};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
+use cel::ExecutionError;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::functions::regex::{RegexTable, RegexVal};
+use crate::secrets::Secrets;
+use crate::views::request::{content_length, content_type, header, version};
+use crate::views::{Headers, QueryParams};
+use crate::Scope;
+
+/// The per-evaluation variable resolver.
+pub(crate) struct Resolver<'a> {
+    scope: &'a Scope<'a>,
+    regexes: &'a [RegexVal],
+    /// Set when the evaluation reads a secret.
+    pub(crate) secrets_read: AtomicBool,
+}
+
+type Found<'b> = Option<CowVal<'b, 'b>>;
+
+fn text<'b>(s: &'b str) -> Found<'b> {
+    Some(CowVal::owned(CelString::from(s)))
+}
+
+fn owned_text<'b>(s: String) -> Found<'b> {
+    Some(CowVal::owned(CelString::from(s)))
+}
+
+fn int<'b>(i: i64) -> Found<'b> {
+    Some(CowVal::owned(CelInt::from(i)))
+}
+
+fn timestamp<'b>(t: SystemTime) -> Found<'b> {
+    let t: DateTime<Utc> = t.into();
+    Some(CowVal::owned(CelTimestamp::from(t.fixed_offset())))
+}
+
+fn string_map<'b>(entries: &[(String, String)]) -> Found<'b> {
+    let map: HashMap<CelMapKey<'b>, Box<dyn Val + 'b>> = entries
+        .iter()
+        .map(|(k, v)| {
+            (
+                CelMapKey::from(k.clone()),
+                Box::new(CelString::from(v.clone())) as Box<dyn Val>,
+            )
+        })
+        .collect();
+    Some(CowVal::owned(CelMap::from(map)))
+}
+
+impl<'a> Resolver<'a> {
+    pub(crate) fn new(scope: &'a Scope<'a>, regexes: &'a [RegexVal]) -> Self {
+        Self {
+            scope,
+            regexes,
+            secrets_read: AtomicBool::new(false),
+        }
+    }
+
+    fn node<'b>(&'b self, prefix: &'static str) -> Found<'b> {
+        Some(CowVal::owned(Node {
+            resolver: self,
+            prefix,
+        }))
+    }
+
+    /// The value of the variable `name` (a dotted path), if it exists in this scope.
+    pub(crate) fn lookup<'b>(&'b self, name: &str) -> Found<'b> {
+        let (root, rest) = name.split_once('.').unwrap_or((name, ""));
+        match root {
+            "req" => self.request(rest),
+            "res" => self.response(rest),
+            "conn" => self.connection(rest),
+            "time" => match rest {
+                "" => self.node("time"),
+                "now" => owned_text(Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),
+                _ => None,
+            },
+            "vars" => match rest {
+                "" => Some(CowVal::owned(Named {
+                    resolver: self,
+                    source: Source::Vars,
+                })),
+                name => self.scope.vars.val(name).map(CowVal::Borrowed),
+            },
+            "actions" => match rest {
+                "" => self.node("actions"),
+                "ngrok" => Some(CowVal::owned(Named {
+                    resolver: self,
+                    source: Source::Actions,
+                })),
+                _ => rest
+                    .strip_prefix("ngrok.")
+                    .and_then(|name| self.scope.actions.val(name))
+                    .map(CowVal::Borrowed),
+            },
+            "@secrets" if rest.is_empty() => Some(CowVal::owned(Secrets {
+                source: self.scope.secrets,
+                read: &self.secrets_read,
+            })),
+            "@re" if rest.is_empty() => Some(CowVal::owned(RegexTable(self.regexes))),
+            _ => self
+                .scope
+                .extra
+                .iter()
+                .find(|(extra, _)| *extra == name)
+                .and_then(|(_, value)| Box::<dyn Val>::try_from(value.clone()).ok())
+                .map(CowVal::Owned),
+        }
+    }
+
+    fn request<'b>(&'b self, field: &str) -> Found<'b> {
+        let req = self.scope.req?;
+        let headers = &req.head.headers;
+        match field {
+            "" => self.node("req"),
+            "method" => text(req.head.method.as_str()),
+            "version" => text(version(req.head.version)),
+            "host" => text(req.authority()),
+            "id" => text(req.id),
+            "headers" => Some(CowVal::owned(Headers::new(headers))),
+            "url" => owned_text(req.url()),
+            "url.scheme" => text(req.scheme),
+            "url.authority" => text(req.authority()),
+            "url.host" => text(req.hostname()),
+            "url.port" => int(req.port()),
+            "url.path" => Some(CowVal::owned(CelString::from(req.path()))),
+            "url.raw_path" => text(req.raw_path()),
+            "url.query" => text(req.query()),
+            "url.query_params" | "query_params" => {
+                Some(CowVal::owned(QueryParams::parse(req.query())))
+            }
+            "url.raw" => owned_text(req.url()),
+            "url.uri" => text(req.uri()),
+            "user_agent" => text(header(headers, http::header::USER_AGENT).unwrap_or("")),
+            "location" => text(header(headers, http::header::LOCATION).unwrap_or("")),
+            "content_encoding" => Some(CowVal::owned(
+                Headers::new(headers).values("content-encoding"),
+            )),
+            "content_length" => content_length(headers).and_then(int),
+            _ => content_type_field(headers, field),
+        }
+    }
+
+    fn response<'b>(&'b self, field: &str) -> Found<'b> {
+        let res = self.scope.res?;
+        let headers = &res.head.headers;
+        match field {
+            "" => self.node("res"),
+            "status_code" => int(i64::from(res.head.status.as_u16())),
+            "headers" => Some(CowVal::owned(Headers::new(headers))),
+            "location" => text(header(headers, http::header::LOCATION).unwrap_or("")),
+            "content_encoding" => Some(CowVal::owned(
+                Headers::new(headers).values("content-encoding"),
+            )),
+            "content_length" => content_length(headers).and_then(int),
+            _ => content_type_field(headers, field),
+        }
+    }
+
+    fn connection<'b>(&'b self, field: &str) -> Found<'b> {
+        let conn = self.scope.conn;
+        let tls = conn.tls.as_ref();
+        match field {
+            "" => self.node("conn"),
+            "client_ip" => owned_text(conn.client_ip.to_string()),
+            "client_port" => int(i64::from(conn.client_port)),
+            "server_ip" => owned_text(conn.server_ip.to_string()),
+            "server_port" => int(i64::from(conn.server_port)),
+            "tls" => self.node("conn.tls"),
+            "tls.version" => text(tls.map_or("", |t| t.version.as_str())),
+            "tls.cipher_suite" => text(tls.map_or("", |t| t.cipher_suite.as_str())),
+            "tls.sni" => text(tls.map_or("", |t| t.sni.as_str())),
+            "tls.negotiated_alpn" => text(tls.map_or("", |t| t.negotiated_alpn.as_str())),
+            "tls.session_resumed" => Some(CowVal::owned(CelBool::from(false))),
+            "ts" => self.node("conn.ts"),
+            "ts.start" => timestamp(conn.started),
+            _ => None,
+        }
+    }
+}
+
+/// `content_type`, `content_type.raw`, `content_type.parameters` of a header map; absent
+/// (so `has()` is false) without a `Content-Type` header.
+fn content_type_field<'b>(headers: &'b http::HeaderMap, field: &str) -> Found<'b> {
+    let sub = field.strip_prefix("content_type")?;
+    let ct = content_type(headers)?;
+    match sub {
+        "" => owned_text(ct.media_type),
+        ".raw" => text(ct.raw),
+        ".parameters" => string_map(&ct.parameters),
+        _ => None,
+    }
+}
+
+impl VariableResolver for Resolver<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        self.lookup(variable)
+    }
+}
+
+static NODE_TYPE: Type = Type::new_unspecified_type("keygate.object");
+
+/// An intermediate name such as `req` or `conn.tls`: selecting a field looks up the longer
+/// name, so `has(req.content_length)` and `req['method']` work.
+struct Node<'r> {
+    resolver: &'r Resolver<'r>,
+    prefix: &'static str,
+}
+
+impl<'r> Node<'r> {
+    fn field(&self, idx: &dyn Val) -> Result<CowVal<'r, 'r>, ExecutionError> {
+        let field = idx
+            .downcast_ref::<CelString>()
+            .map(CelString::inner)
+            .ok_or_else(|| ExecutionError::UnexpectedType {
+                got: idx.get_type().name().to_owned(),
+                want: "string".to_owned(),
+            })?;
+        self.resolver
+            .lookup(&format!("{}.{field}", self.prefix))
+            .ok_or_else(|| ExecutionError::no_such_key(field))
+    }
+}
+
+impl Indexer for Node<'_> {
+    fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        self.field(idx)
+    }
+    fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        self.field(idx).map(CowVal::into_owned)
+    }
+}
+
+impl Container for Node<'_> {
+    fn contains(&self, value: &dyn Val) -> Result<bool, ExecutionError> {
+        Ok(self.field(value).is_ok())
+    }
+}
+
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.prefix)
+    }
+}
+
+impl Val for Node<'_> {
+    fn get_type(&self) -> &Type {
+        &NODE_TYPE
+    }
+    fn cel_type() -> &'static Type {
+        &NODE_TYPE
+    }
+    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
+    where
+        Self: 'v,
+    {
+        Some(self)
+    }
+    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
+    where
+        Self: 'v,
+    {
+        Some(self)
+    }
+    fn as_container(&self) -> Option<&dyn Container> {
+        Some(self)
+    }
+    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
+    where
+        Self: 'v,
+    {
+        Box::new(Node {
+            resolver: self.resolver,
+            prefix: self.prefix,
+        })
+    }
+}
+
+/// Which name table a [`Named`] map reads.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Vars,
+    Actions,
+}
+
+/// `vars` and `actions.ngrok` as maps: `'x' in vars`, `has(vars.x)`, `vars['x']`.
+struct Named<'r> {
+    resolver: &'r Resolver<'r>,
+    source: Source,
+}
+
+impl<'r> Named<'r> {
+    fn value(&self, name: &str) -> Option<&'r dyn Val> {
+        let scope = self.resolver.scope;
+        match self.source {
+            Source::Vars => scope.vars.val(name),
+            Source::Actions => scope.actions.val(name),
+        }
+    }
+}
+
+impl Indexer for Named<'_> {
+    fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        let name = idx
+            .downcast_ref::<CelString>()
+            .map(CelString::inner)
+            .ok_or_else(|| ExecutionError::UnexpectedType {
+                got: idx.get_type().name().to_owned(),
+                want: "string".to_owned(),
+            })?;
+        self.value(name)
+            .map(CowVal::Borrowed)
+            .ok_or_else(|| ExecutionError::no_such_key(name))
+    }
+    fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
+    where
+        Self: 'v,
+    {
+        self.get(idx).map(CowVal::into_owned)
+    }
+}
+
+impl Container for Named<'_> {
+    fn contains(&self, value: &dyn Val) -> Result<bool, ExecutionError> {
+        Ok(value
+            .downcast_ref::<CelString>()
+            .is_some_and(|name| self.value(name.inner()).is_some()))
+    }
+}
+
+impl fmt::Debug for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.source)
+    }
+}
+
+static NAMED_TYPE: Type = Type::new_unspecified_type("keygate.variables");
+
+impl Val for Named<'_> {
+    fn get_type(&self) -> &Type {
+        &NAMED_TYPE
+    }
+    fn cel_type() -> &'static Type {
+        &NAMED_TYPE
+    }
+    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
+    where
+        Self: 'v,
+    {
+        Some(self)
+    }
+    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
+    where
+        Self: 'v,
+    {
+        Some(self)
+    }
+    fn as_container(&self) -> Option<&dyn Container> {
+        Some(self)
+    }
+    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
+    where
+        Self: 'v,
+    {
+        Box::new(Named {
+            resolver: self.resolver,
+            source: self.source,
+        })
+    }
+}

@@ -1,0 +1,226 @@
+use super::{string, Fixture};
+use crate::Value;
+
+fn auth_fixture() -> Fixture {
+    Fixture::new(&[
+        ("Host", "gw.example.com:8443"),
+        ("Authorization", "Bearer s3cret-token"),
+        ("X-Multi", "one"),
+        ("X-Multi", "two"),
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Content-Length", "42"),
+        ("User-Agent", "openai-python/1.0"),
+    ])
+}
+
+#[test]
+fn request_basics() {
+    let fx = auth_fixture();
+    assert_eq!(fx.value("req.method"), string("POST"));
+    assert_eq!(fx.value("req.version"), string("HTTP/1.1"));
+    assert_eq!(fx.value("req.host"), string("gw.example.com:8443"));
+    assert_eq!(fx.value("req.id"), string("req_0123"));
+    assert_eq!(fx.value("req.user_agent"), string("openai-python/1.0"));
+    assert_eq!(fx.value("req.content_length"), Value::Int(42));
+    assert_eq!(fx.value("req.content_type"), string("application/json"));
+    assert_eq!(
+        fx.value("req.content_type.raw"),
+        string("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        fx.value("req.content_type.parameters.charset"),
+        string("utf-8")
+    );
+}
+
+#[test]
+fn url_and_sub_fields() {
+    let fx = auth_fixture();
+    assert_eq!(
+        fx.value("req.url"),
+        string("https://gw.example.com:8443/v1/chat/completions?model=gpt-4o&Tag=a&tag=b")
+    );
+    assert_eq!(fx.value("req.url.scheme"), string("https"));
+    assert_eq!(fx.value("req.url.authority"), string("gw.example.com:8443"));
+    assert_eq!(fx.value("req.url.host"), string("gw.example.com"));
+    assert_eq!(fx.value("req.url.port"), Value::Int(8443));
+    assert_eq!(fx.value("req.url.path"), string("/v1/chat/completions"));
+    assert_eq!(
+        fx.value("req.url.query"),
+        string("model=gpt-4o&Tag=a&tag=b")
+    );
+    assert_eq!(
+        fx.value("req.url.uri"),
+        string("/v1/chat/completions?model=gpt-4o&Tag=a&tag=b")
+    );
+    assert!(fx.truth("req.url.startsWith('https://') && req.url.path.endsWith('/completions')"));
+    assert!(fx.truth("req.url.query_params['model'] == ['gpt-4o']"));
+    assert!(fx.truth("req.query_params['TAG'] == ['a', 'b']"));
+    assert!(fx.truth("size(req.url.query_params) == 2"));
+}
+
+#[test]
+fn path_is_decoded_and_raw_path_is_not() {
+    let fx = Fixture::with_uri("/a%20b/c", &[("Host", "h")]);
+    assert_eq!(fx.value("req.url.path"), string("/a b/c"));
+    assert_eq!(fx.value("req.url.raw_path"), string("/a%20b/c"));
+    assert_eq!(fx.value("req.url.port"), Value::Int(443), "https default");
+}
+
+#[test]
+fn headers_are_case_insensitive_lists() {
+    let fx = auth_fixture();
+    assert_eq!(
+        fx.value("req.headers['authorization']"),
+        Value::List(vec![string("Bearer s3cret-token")].into())
+    );
+    assert!(fx.truth("req.headers['Authorization'][0] == 'Bearer s3cret-token'"));
+    assert!(fx.truth("req.headers['AUTHORIZATION'][0].startsWith('Bearer ')"));
+    assert!(fx.truth("req.headers['x-multi'] == ['one', 'two']"));
+    assert!(fx.truth("['one', 'two'] == req.headers['x-multi']"));
+    assert!(fx.truth("size(req.headers['x-multi']) == 2 && req.headers['x-multi'][1] == 'two'"));
+    assert!(fx.truth("'two' in req.headers['x-multi']"));
+    assert!(fx.truth("req.headers['x-multi'].exists(v, v == 'one')"));
+    assert!(fx.truth("req.headers['x-multi'].join(',') == 'one,two'"));
+    assert!(fx.truth("req.headers.authorization[0] != ''"));
+}
+
+#[test]
+fn missing_header_is_an_empty_list_whose_first_element_is_empty() {
+    let fx = Fixture::new(&[]);
+    assert_eq!(
+        fx.value("req.headers['authorization']"),
+        Value::List(vec![].into())
+    );
+    assert_eq!(fx.value("req.headers['authorization'][0]"), string(""));
+    assert!(fx.truth("size(req.headers['authorization']) == 0"));
+    assert!(fx.truth("req.headers['authorization'][0] != 'Bearer ' + secrets.get('gateway-auth', 'access-token')"));
+    assert!(fx
+        .error("req.headers['authorization'][-1]")
+        .contains("out of bounds"));
+}
+
+#[test]
+fn in_and_has_on_headers() {
+    let fx = auth_fixture();
+    assert!(fx.truth("'authorization' in req.headers"));
+    assert!(fx.truth("'Authorization' in req.headers"));
+    assert!(!fx.truth("'x-missing' in req.headers"));
+    assert!(fx.truth("hasReqHeader('User-Agent') && !hasReqHeader('x-missing')"));
+    assert!(fx.truth("getReqHeader('X-MULTI') == ['one', 'two']"));
+    assert!(fx.truth("getReqHeader('x-missing') == []"));
+    assert!(fx.truth("req.headers.exists(h, h == 'x-multi')"));
+    assert!(fx.truth("size(req.headers) == 6"));
+}
+
+#[test]
+fn content_length_absent_is_a_missing_field() {
+    let fx = Fixture::new(&[]);
+    assert!(!fx.truth("has(req.content_length)"));
+    assert!(fx.truth("!has(req.content_length) || req.content_length < 10"));
+    assert!(fx
+        .error("req.content_length > 1")
+        .contains("content_length"));
+    assert!(fx.truth("has(req.method)"));
+    assert!(!fx.truth("has(req.content_type)"));
+}
+
+#[test]
+fn query_param_helpers() {
+    let fx = auth_fixture();
+    assert!(fx.truth("getQueryParam('model') == ['gpt-4o']"));
+    assert!(fx.truth("hasQueryParam('MODEL') && !hasQueryParam('nope')"));
+    assert!(fx.truth("getQueryParam('nope')[0] == ''"));
+}
+
+#[test]
+fn response_variables_only_in_response_phase() {
+    let fx = auth_fixture();
+    assert!(fx
+        .error("res.status_code == 200")
+        .contains("on_http_response"));
+    let fx = auth_fixture().with_response(
+        302,
+        &[
+            ("Location", "/elsewhere"),
+            ("Content-Type", "text/plain"),
+            ("Content-Length", "5"),
+            ("X-Up", "1"),
+        ],
+    );
+    assert_eq!(fx.value("res.status_code"), Value::Int(302));
+    assert_eq!(fx.value("res.location"), string("/elsewhere"));
+    assert_eq!(fx.value("res.content_type"), string("text/plain"));
+    assert_eq!(fx.value("res.content_length"), Value::Int(5));
+    assert!(fx.truth("res.headers['x-up'] == ['1'] && hasResHeader('X-Up')"));
+    assert!(fx.truth("getResHeader('x-none') == [] && !hasResHeader('x-none')"));
+}
+
+#[test]
+fn connection_variables() {
+    let fx = Fixture::new(&[]);
+    assert_eq!(fx.value("conn.client_ip"), string("127.0.0.2"));
+    assert_eq!(fx.value("conn.client_port"), Value::Int(50123));
+    assert_eq!(fx.value("conn.server_ip"), string("127.0.0.1"));
+    assert_eq!(fx.value("conn.server_port"), Value::Int(8443));
+    assert_eq!(fx.value("conn.tls.version"), string(""));
+    assert_eq!(fx.value("conn.tls.sni"), string(""));
+    assert_eq!(fx.value("conn.tls.session_resumed"), Value::Bool(false));
+    assert!(fx.truth("string(conn.ts.start) == '2024-06-24T15:30:00Z'"));
+    let fx = Fixture::new(&[]).with_tls();
+    assert_eq!(fx.value("conn.tls.version"), string("TLSv1.3"));
+    assert_eq!(
+        fx.value("conn.tls.cipher_suite"),
+        string("TLS13_AES_128_GCM_SHA256")
+    );
+    assert_eq!(fx.value("conn.tls.sni"), string("gw.example.com"));
+    assert_eq!(fx.value("conn.tls.negotiated_alpn"), string("h2"));
+}
+
+#[test]
+fn time_now_is_rfc3339_utc() {
+    let fx = Fixture::new(&[]);
+    let Value::String(now) = fx.value("time.now") else {
+        panic!("time.now is a string");
+    };
+    assert!(now.ends_with('Z'), "{now}");
+    assert!(fx.truth("timestamp(time.now) > timestamp('2024-01-01T00:00:00Z')"));
+}
+
+#[test]
+fn vars_actions_and_extra() {
+    let mut fx = Fixture::new(&[]);
+    fx.vars.set("tier", string("gold"));
+    fx.vars.set(
+        "limits",
+        Value::List(vec![Value::Int(1), Value::Int(2)].into()),
+    );
+    fx.actions.set(
+        "rate_limit",
+        crate::from_json(&serde_json::json!({"limited": false, "remaining": 9})),
+    );
+    fx.extra.push((
+        "ai",
+        crate::from_json(&serde_json::json!({"models": ["a", "b"]})),
+    ));
+    assert_eq!(fx.value("vars.tier"), string("gold"));
+    assert!(fx.truth("vars['tier'] == 'gold' && 'tier' in vars && has(vars.tier)"));
+    assert!(!fx.truth("has(vars.nope) || 'nope' in vars"));
+    assert!(fx.error("vars.nope == 1").contains("nope"));
+    assert!(fx.truth("vars.limits[1] == 2 && 2 in vars.limits"));
+    assert!(fx.truth("actions.ngrok.rate_limit.remaining == 9"));
+    assert!(fx.truth("!actions.ngrok.rate_limit.limited"));
+    assert!(!fx.truth("has(actions.ngrok.ai_gateway)"));
+    assert!(fx.truth("ai.models.exists(m, m == 'b')"));
+}
+
+#[test]
+fn vars_debug_hides_values() {
+    let mut vars = crate::Vars::default();
+    vars.set("auth", string("Bearer token-a"));
+    let debug = format!("{vars:?}");
+    assert!(
+        debug.contains("auth") && !debug.contains("token-a"),
+        "{debug}"
+    );
+}

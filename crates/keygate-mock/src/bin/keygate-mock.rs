@@ -1,0 +1,79 @@
+//! `keygate-mock`: runs the mock LLM provider until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use keygate_mock::{MockConfig, MockServer};
+
+/// A mock OpenAI / Anthropic provider for tests and benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "keygate-mock", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    listen: SocketAddr,
+    /// Content chunks per streamed reply.
+    #[arg(long, default_value_t = 5)]
+    chunks: usize,
+    /// Pause before each streamed content chunk, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    chunk_delay_ms: u64,
+    /// Delay used by API keys containing a bare `slow`, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    slow_delay_ms: u64,
+    /// Requests kept in the record (0 turns recording off).
+    #[arg(long, default_value_t = 10_000)]
+    max_records: usize,
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keygate-mock: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> ExitCode {
+    let config = MockConfig::default()
+        .with_listen(args.listen)
+        .with_chunks(args.chunks)
+        .with_chunk_delay(Duration::from_millis(args.chunk_delay_ms))
+        .with_slow_delay(Duration::from_millis(args.slow_delay_ms))
+        .with_max_records(args.max_records);
+    let server = match MockServer::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("keygate-mock: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("keygate-mock listening on {}", server.url());
+    if let Err(e) = stop_signal().await {
+        eprintln!("keygate-mock: cannot wait for signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn stop_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}

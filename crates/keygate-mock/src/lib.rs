@@ -1,0 +1,31 @@
+//! A fast mock LLM provider for Keygate's tests and benchmarks.
+//!
+//! [`MockServer`] speaks OpenAI (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//! `/v1/responses`, `/v1/models`) and Anthropic (`/v1/messages`, `/v1/messages/count_tokens`)
+//! wire formats, streamed and not, echoing the last user message. Tests script failures with
+//! request headers (`x-mock-status`, `x-mock-delay-ms`, `x-mock-chunk-delay-ms`, `x-mock-chunks`,
+//! `x-mock-drop`) or with words in the API key (`fail429`, `slow250`, `drop-mid`, ...); see
+//! [`controls`]. Every request is recorded and readable in process ([`MockServer::requests`]) or
+//! over HTTP (`GET`/`DELETE /_mock/requests`).
+//!
+//! The [`load`] module is the fixed-rate load generator behind the `keygate-load` binary.
+
+mod anthropic;
+mod body;
+mod config;
+pub mod controls;
+mod errors;
+pub mod load;
+mod openai;
+mod record;
+mod reply;
+mod responses;
+mod router;
+mod server;
+mod text;
+
+pub use body::DroppedMidStream;
+pub use config::MockConfig;
+pub use record::RecordedRequest;
+pub use router::ServiceError;
+pub use server::{MockServer, StartError};

@@ -1,0 +1,309 @@
+//! The request handler: records the request, resolves its controls, routes it to a surface and
+//! turns the reply into a timed hyper response.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::body::{full, scripted, MockBody, Piece};
+use crate::config::MockConfig;
+use crate::controls::{resolve, Behaviour, DropPoint};
+use crate::errors::{error_reply, scripted_message, Shape};
+use crate::record::{RecordedRequest, Recorder};
+use crate::reply::{Ctx, Payload, Reply, EVENT_STREAM, JSON};
+use crate::text::Ids;
+use crate::{anthropic, openai, responses};
+
+/// Path of the record endpoint (`GET` lists, `DELETE` clears).
+pub(crate) const RECORDS_PATH: &str = "/_mock/requests";
+
+/// Everything a request handler shares with the others.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: MockConfig,
+    pub(crate) recorder: Recorder,
+    pub(crate) ids: Ids,
+}
+
+/// Why the service ends a connection instead of answering.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// `x-mock-drop: before-headers` (or a `drop-before` key) asked for it.
+    #[error("connection dropped before the response head as the mock's controls asked")]
+    DroppedBeforeHeaders,
+    /// The request body could not be read.
+    #[error("reading the request body failed: {0}")]
+    Body(#[from] hyper::Error),
+}
+
+/// The surfaces the mock serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Chat,
+    Completions,
+    Embeddings,
+    Responses,
+    Models,
+    Messages,
+    CountTokens,
+    Records,
+    NotFound,
+}
+
+/// Routes by path suffix, so base URLs with a prefix (`/openai/v1`) work too.
+fn route(method: &Method, path: &str) -> Route {
+    let post = method == Method::POST;
+    if path == RECORDS_PATH {
+        Route::Records
+    } else if post && path.ends_with("/messages/count_tokens") {
+        Route::CountTokens
+    } else if post && path.ends_with("/messages") {
+        Route::Messages
+    } else if post && path.ends_with("/chat/completions") {
+        Route::Chat
+    } else if post && path.ends_with("/completions") {
+        Route::Completions
+    } else if post && path.ends_with("/embeddings") {
+        Route::Embeddings
+    } else if post && path.ends_with("/responses") {
+        Route::Responses
+    } else if method == Method::GET && path.ends_with("/models") {
+        Route::Models
+    } else {
+        Route::NotFound
+    }
+}
+
+fn shape_of(route: Route, path: &str, anthropic_client: bool) -> Shape {
+    match route {
+        Route::Messages | Route::CountTokens => Shape::Anthropic,
+        Route::Models if anthropic_client => Shape::Anthropic,
+        Route::NotFound if path.contains("/messages") => Shape::Anthropic,
+        _ => Shape::OpenAi,
+    }
+}
+
+/// Handles one request.
+pub(crate) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, ServiceError> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let route = route(&parts.method, parts.uri.path());
+    if route == Route::Records {
+        return Ok(records(&state.recorder, &parts.method));
+    }
+    if state.recorder.enabled() {
+        state.recorder.push(record(&parts, &body));
+    }
+    let anthropic_client = parts.headers.contains_key("anthropic-version");
+    let shape = shape_of(route, parts.uri.path(), anthropic_client);
+    let behaviour = match resolve(&parts.headers, &state.config) {
+        Ok(b) => b,
+        Err(e) => {
+            let reply = error_reply(shape, StatusCode::BAD_REQUEST, &e.to_string());
+            return Ok(respond(reply, None, &state.ids));
+        }
+    };
+    if !behaviour.delay.is_zero() {
+        tokio::time::sleep(behaviour.delay).await;
+    }
+    if behaviour.drop == Some(DropPoint::BeforeHeaders) {
+        return Err(ServiceError::DroppedBeforeHeaders);
+    }
+    let reply = match behaviour.status {
+        Some(status) if status.as_u16() >= 400 => {
+            error_reply(shape, status, &scripted_message(status))
+        }
+        status => {
+            let mut reply = dispatch(route, shape, &body, &behaviour, &state.ids);
+            if let Some(status) = status {
+                if reply.status == StatusCode::OK {
+                    reply.status = status;
+                }
+            }
+            reply
+        }
+    };
+    Ok(respond(reply, Some(&behaviour), &state.ids))
+}
+
+fn dispatch(route: Route, shape: Shape, body: &Bytes, behaviour: &Behaviour, ids: &Ids) -> Reply {
+    let ctx = Ctx {
+        chunks: behaviour.chunks,
+        ids,
+    };
+    match route {
+        Route::Models if shape == Shape::Anthropic => return anthropic::models(),
+        Route::Models => return openai::models(),
+        Route::NotFound | Route::Records => {
+            return error_reply(shape, StatusCode::NOT_FOUND, "mock: no such endpoint");
+        }
+        _ => {}
+    }
+    let json: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return error_reply(
+                shape,
+                StatusCode::BAD_REQUEST,
+                "We could not parse the JSON body of your request: expected a JSON object.",
+            )
+        }
+    };
+    match route {
+        Route::Chat => openai::chat(&json, ctx),
+        Route::Completions => openai::completions(&json, ctx),
+        Route::Embeddings => openai::embeddings(&json),
+        Route::Responses => responses::create(&json, ctx),
+        Route::Messages => anthropic::messages(&json, ctx),
+        _ => anthropic::count_tokens(&json),
+    }
+}
+
+fn record(parts: &http::request::Parts, body: &Bytes) -> RecordedRequest {
+    RecordedRequest {
+        seq: 0,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+fn records(recorder: &Recorder, method: &Method) -> Response<MockBody> {
+    let (status, body) = if method == Method::GET {
+        let list = serde_json::to_vec(&recorder.snapshot()).unwrap_or_default();
+        (StatusCode::OK, Bytes::from(list))
+    } else if method == Method::DELETE {
+        recorder.clear();
+        (StatusCode::OK, Bytes::from_static(b"{\"cleared\":true}"))
+    } else {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Bytes::from_static(b"{\"error\":{\"message\":\"use GET or DELETE\"}}"),
+        )
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    resp
+}
+
+/// Builds the hyper response, applying chunk timing and a mid-stream drop when asked.
+fn respond(reply: Reply, behaviour: Option<&Behaviour>, ids: &Ids) -> Response<MockBody> {
+    let drop_mid = behaviour.and_then(|b| b.drop) == Some(DropPoint::MidStream);
+    let (content_type, body) = match reply.payload {
+        Payload::Json(value) => {
+            let bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+            let body = if drop_mid {
+                let half = bytes.len() / 2;
+                let piece = Piece {
+                    bytes: bytes.slice(..half),
+                    paced: false,
+                };
+                scripted(vec![piece], std::time::Duration::ZERO, Some(1))
+            } else {
+                full(bytes)
+            };
+            (JSON, body)
+        }
+        Payload::Sse(events) => {
+            let paced = events.iter().filter(|e| e.paced).count();
+            let drop_after = drop_mid.then(|| drop_point(&events, paced));
+            let pieces = events
+                .into_iter()
+                .map(|e| Piece {
+                    bytes: e.bytes,
+                    paced: e.paced,
+                })
+                .collect();
+            let delay = behaviour.map(|b| b.chunk_delay).unwrap_or_default();
+            (EVENT_STREAM, scripted(pieces, delay, drop_after))
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = reply.status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if content_type == EVENT_STREAM {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    if let Ok(id) = HeaderValue::from_str(&ids.next("req_")) {
+        headers.insert("x-request-id", id);
+    }
+    for (name, value) in reply.headers {
+        headers.insert(name, value);
+    }
+    resp
+}
+
+/// Number of events to send before dropping: through the first half of the content events
+/// (at least one event).
+fn drop_point(events: &[crate::reply::SseEvent], paced: usize) -> usize {
+    let target = paced.div_ceil(2);
+    let mut seen = 0;
+    for (i, e) in events.iter().enumerate() {
+        if e.paced {
+            seen += 1;
+            if seen == target {
+                return i + 1;
+            }
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_suffix() {
+        let post = Method::POST;
+        assert_eq!(route(&post, "/v1/chat/completions"), Route::Chat);
+        assert_eq!(route(&post, "/openai/v1/chat/completions"), Route::Chat);
+        assert_eq!(route(&post, "/v1/completions"), Route::Completions);
+        assert_eq!(route(&post, "/v1/embeddings"), Route::Embeddings);
+        assert_eq!(route(&post, "/v1/responses"), Route::Responses);
+        assert_eq!(route(&post, "/v1/messages"), Route::Messages);
+        assert_eq!(
+            route(&post, "/v1/messages/count_tokens"),
+            Route::CountTokens
+        );
+        assert_eq!(route(&Method::GET, "/v1/models"), Route::Models);
+        assert_eq!(route(&Method::GET, "/v1/chat/completions"), Route::NotFound);
+        assert_eq!(route(&Method::GET, RECORDS_PATH), Route::Records);
+        assert_eq!(route(&post, "/v2/other"), Route::NotFound);
+    }
+
+    #[test]
+    fn drop_point_is_after_half_the_content() {
+        use crate::reply::SseEvent;
+        let ev = |paced| SseEvent {
+            bytes: Bytes::new(),
+            paced,
+        };
+        let events = vec![ev(false), ev(true), ev(true), ev(true), ev(true), ev(false)];
+        assert_eq!(drop_point(&events, 4), 3);
+        let events = vec![ev(false), ev(true), ev(true), ev(true), ev(false)];
+        assert_eq!(drop_point(&events, 3), 3);
+        assert_eq!(drop_point(&[ev(false), ev(false)], 0), 1);
+    }
+}

@@ -1,0 +1,155 @@
+//! `ai-gateway` (reference section 4, SPEC section 5): routes OpenAI- and Anthropic-format
+//! requests to providers with server-side keys, model resolution, selection strategies,
+//! failover across keys and models, and streamed responses metered as they pass.
+//!
+//! Modules: `config` (the strict schema), `strategy` + `chain` (model selection), `pipeline`
+//! (one request from body to candidates), `failover` (attempts), `stream` (the metered body),
+//! `results` (`actions.ngrok.ai_gateway.*`), `errors` (the error responses).
+
+mod chain;
+mod config;
+mod errors;
+mod failover;
+mod pipeline;
+mod results;
+mod strategy;
+mod stream;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use keygate_ai::{Catalog, GatewaySpec, MetricsStore, Registry};
+use keygate_cel::Template;
+
+use crate::action::{Action, ActionFuture, ActionKind, Phase, Termination};
+use crate::actions::header_templates::HeaderTemplates;
+use crate::actions::value_template::ValueTemplate;
+use crate::build::BuildContext;
+use crate::diagnostic::Diagnostic;
+use crate::exchange::Exchange;
+use crate::http_client::HttpClient;
+use config::{parse_duration, Config, OnError, DEFAULT_PER_REQUEST_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, MAX_TOKEN_LIMIT};
+use strategy::Strategy;
+
+pub const KIND: ActionKind = ActionKind {
+    name: "ai-gateway",
+    result_name: "ai_gateway",
+    phases: &[Phase::OnHttpRequest],
+    termination: Termination::Sometimes,
+    needs_config: false,
+    build,
+};
+
+/// Rolling per-(provider, model) statistics behind `m.metrics`, shared by every policy load so a
+/// reload keeps the history.
+static METRICS: LazyLock<MetricsStore> = LazyLock::new(|| MetricsStore::new(Duration::from_secs(300), 1024));
+
+/// A compiled `ai-gateway` action.
+struct AiGateway {
+    registry: Registry,
+    /// `providers[i].api_keys[j].value`, by provider config index.
+    keys: Vec<Vec<Template>>,
+    /// Some provider has server-side keys: the client's credential then never goes upstream.
+    server_keys: bool,
+    strategies: Vec<Strategy>,
+    headers: HeaderTemplates,
+    query_params: Vec<(String, Template)>,
+    body: Option<ValueTemplate>,
+    max_input_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    on_error: OnError,
+    per_request_timeout: Duration,
+    total_timeout: Duration,
+    /// Longest silence between two chunks of a response body (the per-request timeout).
+    stream_idle_timeout: Duration,
+    http: HttpClient,
+}
+
+fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
+    let config: Config = cx.config()?;
+    for (field, value) in [("max_input_tokens", config.max_input_tokens), ("max_output_tokens", config.max_output_tokens)] {
+        if value.is_some_and(|v| v == 0 || v > MAX_TOKEN_LIMIT) {
+            return Err(cx.error(field, format!("{field} must be between 1 and {MAX_TOKEN_LIMIT}")));
+        }
+    }
+    if config.api_key_selection.as_ref().is_some_and(|s| !s.strategy.is_empty()) {
+        return Err(cx.error(
+            "api_key_selection",
+            "api_key_selection is deprecated and not supported by Keygate: keys are tried in the order listed",
+        ));
+    }
+    let duration = |field: &str, value: &Option<String>, default: Duration| match value {
+        Some(text) => parse_duration(text).map_err(|m| cx.error(field, m)),
+        None => Ok(default),
+    };
+    let per_request_timeout = duration("per_request_timeout", &config.per_request_timeout, DEFAULT_PER_REQUEST_TIMEOUT)?;
+    let total_timeout = duration("total_timeout", &config.total_timeout, DEFAULT_TOTAL_TIMEOUT)?;
+    let spec = GatewaySpec {
+        providers: config.providers.iter().map(config::ProviderConfig::spec).collect(),
+        only_allow_configured_providers: config.only_allow_configured_providers,
+        only_allow_configured_models: config.only_allow_configured_models,
+        provider_urls: (*cx.deps.provider_urls).clone(),
+    };
+    let registry = Registry::new(&spec, Catalog::builtin()).map_err(|e| cx.error(&e.path, e.message))?;
+    if registry.available(None).is_empty() {
+        return Err(cx.error("", "no provider or model is usable with this configuration: the action can never answer"));
+    }
+    let mut keys = Vec::with_capacity(config.providers.len());
+    for (i, provider) in config.providers.iter().enumerate() {
+        let mut templates = Vec::with_capacity(provider.api_keys.len());
+        for (j, key) in provider.api_keys.iter().enumerate() {
+            let field = format!("providers[{i}].api_keys[{j}].value");
+            if key.value.trim().is_empty() {
+                return Err(cx.error(&field, "an API key value must not be empty"));
+            }
+            templates.push(cx.template(&field, &key.value)?);
+        }
+        keys.push(templates);
+    }
+    let server_keys = keys.iter().any(|k| !k.is_empty());
+    let strategies = match &config.model_selection {
+        Some(selection) => selection
+            .strategy
+            .iter()
+            .enumerate()
+            .map(|(i, source)| Strategy::build(cx, &format!("model_selection.strategy[{i}]"), source))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let headers = HeaderTemplates::build(cx, "headers", &config.headers)?;
+    let query_params = config
+        .query_params
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), cx.template(&format!("query_params.{name}"), value)?)))
+        .collect::<Result<Vec<_>, Diagnostic>>()?;
+    let body = if config.body.is_empty() {
+        None
+    } else {
+        Some(ValueTemplate::build(cx, "body", &serde_json::Value::Object(config.body))?)
+    };
+    Ok(Box::new(AiGateway {
+        registry,
+        keys,
+        server_keys,
+        strategies,
+        headers,
+        query_params,
+        body,
+        max_input_tokens: config.max_input_tokens,
+        max_output_tokens: config.max_output_tokens,
+        on_error: config.on_error,
+        per_request_timeout,
+        total_timeout,
+        stream_idle_timeout: per_request_timeout,
+        http: cx.deps.http.clone(),
+    }))
+}
+
+impl Action for AiGateway {
+    fn run<'a>(&'a self, ex: &'a mut Exchange) -> ActionFuture<'a> {
+        Box::pin(self.handle(ex))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! One request through the action (reference 4.5): surface, body, model resolution, selection
+//! strategies, the input-token limit, then failover; and what is recorded afterwards.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Response};
+use keygate_ai::{estimate_input_tokens, models_list, BodyOptions, Candidate, ClientRequest, ResolveError, Surface};
+use keygate_cel::{from_json, to_json, EvalError, Scope};
+use serde_json::{json, Value};
+
+use super::errors;
+use super::failover::Rendered;
+use super::results::Trace;
+use super::strategy::StrategyError;
+use super::{AiGateway, KIND, METRICS};
+use crate::action::{ActionError, Flow};
+use crate::body::{full, Body};
+use crate::error::GatewayError;
+use crate::exchange::{AiRecord, Exchange, RequestBody, Usage};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use super::config::OnError;
+
+/// Why the action stopped without a provider answer.
+pub(super) enum Stop {
+    /// A template failed: the engine answers 500 naming the rule.
+    Eval(EvalError),
+    /// A gateway error (`on_error` decides what happens).
+    Gateway(GatewayError),
+}
+
+impl From<EvalError> for Stop {
+    fn from(err: EvalError) -> Self {
+        Stop::Eval(err)
+    }
+}
+
+impl From<GatewayError> for Stop {
+    fn from(err: GatewayError) -> Self {
+        Stop::Gateway(err)
+    }
+}
+
+/// A response for the client.
+pub(super) enum Served {
+    /// A provider answered 2xx/3xx (`success` = model and request index in the trace).
+    Provider { response: Response<Body>, success: (usize, usize), record: AiRecord },
+    /// A provider refused the request itself (400, 413, 422, ...): passed back unchanged.
+    Refused { response: Response<Body>, record: AiRecord },
+    /// Answered by the gateway (`GET /v1/models`).
+    Local(Response<Body>),
+}
+
+impl AiGateway {
+    /// Runs the action for one exchange.
+    pub(super) async fn handle(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
+        let mut trace = Trace::new(&ex.request);
+        match self.serve(ex, &mut trace).await {
+            Ok(Served::Provider { response, success, record }) => {
+                ex.results.set(KIND.result_name, from_json(&trace.to_value(Ok(success))));
+                ex.log.ai = Some(record);
+                Ok(Flow::Respond(response))
+            }
+            Ok(Served::Refused { response, record }) => {
+                let err = GatewayError::new(
+                    response.status(),
+                    "ERR_KEYGATE_UPSTREAM",
+                    "invalid_request_error",
+                    format!("provider '{}' refused the request with status {}", record.provider, response.status().as_u16()),
+                );
+                ex.results.set(KIND.result_name, from_json(&trace.to_value(Err(&err))));
+                ex.log.ai = Some(record);
+                Ok(Flow::Respond(response))
+            }
+            Ok(Served::Local(response)) => Ok(Flow::Respond(response)),
+            Err(Stop::Eval(err)) => Err(ActionError::Eval(err)),
+            Err(Stop::Gateway(err)) => {
+                ex.results.set(KIND.result_name, from_json(&trace.to_value(Err(&err))));
+                if let Some(last) = trace.tried.last() {
+                    ex.log.ai = Some(AiRecord {
+                        provider: last.provider.clone(),
+                        model: last.model.clone(),
+                        attempts: trace.attempts(),
+                        time_to_first_token: None,
+                        usage: Arc::new(Usage::default()),
+                    });
+                }
+                if self.on_error == OnError::Continue {
+                    Ok(Flow::Continue)
+                } else {
+                    Err(ActionError::Gateway(err))
+                }
+            }
+        }
+    }
+
+    async fn serve(&self, ex: &mut Exchange, trace: &mut Trace) -> Result<Served, Stop> {
+        let path = ex.request.uri.path().to_owned();
+        let Some(surface) = Surface::from_request(&ex.request.method, &path) else {
+            return Err(errors::not_a_surface(&ex.request.method, &path).into());
+        };
+        if surface == Surface::Models {
+            return Ok(Served::Local(self.models_response()));
+        }
+        let bytes = buffer_body(ex).await?;
+        let request = ClientRequest::parse(&bytes).map_err(|e| errors::invalid_body(&e))?;
+        trace.set_requested(request.model.as_deref(), &request.models);
+        let candidates = self.candidates(ex, &request, surface, trace)?;
+        trace.input_estimate = estimate_input_tokens(&request.body);
+        if let Some(max) = self.max_input_tokens.filter(|max| trace.input_estimate > *max) {
+            return Err(errors::input_too_large(trace.input_estimate, max).into());
+        }
+        let rendered = self.render(ex)?;
+        self.failover(ex, &request, surface, &candidates, &rendered, trace).await
+    }
+
+    /// `GET /v1/models`: every model this policy can serve.
+    fn models_response(&self) -> Response<Body> {
+        let body = models_list(&self.registry.available(None)).to_string();
+        let mut response = Response::new(full(body));
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+
+    /// Config headers, query parameters and body overrides for this request.
+    fn render(&self, ex: &Exchange) -> Result<Rendered, Stop> {
+        let scope = ex.scope();
+        let headers = self.headers.render(&scope)?;
+        let query = self
+            .query_params
+            .iter()
+            .map(|(name, template)| Ok((name.clone(), template.eval_string(&scope)?)))
+            .collect::<Result<Vec<_>, EvalError>>()?;
+        let overrides = match &self.body {
+            Some(template) => match to_json(&template.eval(&scope)?) {
+                Value::Object(map) => map,
+                _ => return Err(Stop::Eval(EvalError { message: "ai-gateway body must evaluate to a map".into() })),
+            },
+            None => serde_json::Map::new(),
+        };
+        let body = BodyOptions { overrides, max_output_tokens: self.max_output_tokens };
+        Ok(Rendered { headers, query, body })
+    }
+
+    /// Steps 3-6 of the pipeline: resolution, allow filters, strategies, client order.
+    fn candidates(
+        &self,
+        ex: &Exchange,
+        request: &ClientRequest,
+        surface: Surface,
+        trace: &mut Trace,
+    ) -> Result<Vec<Candidate>, Stop> {
+        let requested = request.requested();
+        let resolved = if requested.is_empty() {
+            None
+        } else {
+            let resolution = self.registry.resolve(&requested, surface).map_err(|e| {
+                let (ResolveError::NoMatchingModels { rejected } | ResolveError::IncompatibleFormat { rejected, .. }) = &e;
+                trace.rejected = rejected.clone();
+                errors::unresolved(&e)
+            })?;
+            trace.rejected = resolution.rejected;
+            Some(resolution.candidates)
+        };
+        if self.strategies.is_empty() {
+            return match resolved {
+                Some(candidates) => Ok(candidates),
+                None => {
+                    let configured: Vec<Candidate> =
+                        self.registry.available(Some(surface)).into_iter().filter(|c| c.model.custom).collect();
+                    if configured.is_empty() {
+                        Err(errors::no_model_requested().into())
+                    } else {
+                        Ok(configured)
+                    }
+                }
+            };
+        }
+        let mut universe = self.registry.available(Some(surface));
+        for candidate in resolved.iter().flatten() {
+            if !universe.iter().any(|u| u.same_as(candidate)) {
+                universe.push(candidate.clone());
+            }
+        }
+        let ai = ai_value(&universe);
+        let extra = [("ai", from_json(&ai))];
+        let scope = Scope { extra: &extra, ..ex.scope() };
+        for strategy in &self.strategies {
+            let output = match strategy.eval(&scope) {
+                Ok(output) => output,
+                Err(StrategyError::Eval(detail)) => return Err(errors::selection_failed(strategy.source(), &detail).into()),
+                Err(StrategyError::WrongType(detail)) => {
+                    return Err(errors::selection_wrong_type(strategy.source(), &detail).into())
+                }
+            };
+            let allowed: Vec<Candidate> = output.iter().filter_map(|m| find(&universe, m)).collect();
+            let chosen: Vec<Candidate> = match &resolved {
+                Some(client) => client.iter().filter(|c| allowed.iter().any(|a| a.same_as(c))).cloned().collect(),
+                None => allowed.clone(),
+            };
+            trace.selection.push(json!({
+                "strategy": strategy.source(),
+                "error": null,
+                "candidates_returned": output.len(),
+                "candidates_after_allowed_filter": allowed.len(),
+                "candidates_after_client_filter": chosen.len(),
+                "models_to_try": chosen.iter().map(Candidate::name).collect::<Vec<_>>(),
+            }));
+            if !chosen.is_empty() {
+                return Ok(chosen);
+            }
+        }
+        Err(errors::selection_empty().into())
+    }
+}
+
+/// Reads the whole request body (at most `--max-body-bytes`) and keeps it buffered, like
+/// [`Exchange::buffer_body`], whose future is not provably `Send` inside an action future
+/// (`Limited`'s higher-ranked error conversion); this frame loop is.
+async fn buffer_body(ex: &mut Exchange) -> Result<Bytes, GatewayError> {
+    let mut body = match std::mem::replace(&mut ex.body, RequestBody::Buffered(Bytes::new())) {
+        RequestBody::Buffered(bytes) => {
+            ex.body = RequestBody::Buffered(bytes.clone());
+            return Ok(bytes);
+        }
+        RequestBody::Streaming(body) => body,
+    };
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| GatewayError::bad_request(format!("reading the request body failed: {err}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (buffer.len() + data.len()) as u64 > ex.max_body_bytes {
+                return Err(GatewayError::body_too_large(ex.max_body_bytes));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    let bytes = buffer.freeze();
+    ex.body = RequestBody::Buffered(bytes.clone());
+    Ok(bytes)
+}
+
+/// The strategy environment: `ai.models`, `ai.providers`, `ai.authors`.
+fn ai_value(universe: &[Candidate]) -> Value {
+    let models: Vec<Value> = universe
+        .iter()
+        .map(|c| c.to_json(METRICS.metrics_value(&c.provider.id, &c.model.id)))
+        .collect();
+    let mut providers: Vec<Value> = Vec::new();
+    let mut authors: Vec<Value> = Vec::new();
+    for candidate in universe {
+        let p = &candidate.provider;
+        if !providers.iter().any(|v| v["id"] == p.id.as_str()) {
+            providers.push(json!({
+                "id": p.id, "id_aliases": p.id_aliases, "display_name": p.display_name.clone().unwrap_or_else(|| p.id.clone()),
+                "description": p.description.clone().unwrap_or_default(), "website": p.website.clone().unwrap_or_default(),
+                "metadata": Value::Object(p.metadata.clone()),
+            }));
+        }
+        if let Some(author) = &candidate.model.author_id {
+            if !authors.iter().any(|v| v["id"] == author.as_str()) {
+                authors.push(json!({"id": author, "id_aliases": []}));
+            }
+        }
+    }
+    json!({"models": models, "providers": providers, "authors": authors})
+}
+
+/// The universe candidate a strategy's `AIModel` value stands for.
+fn find(universe: &[Candidate], model: &Value) -> Option<Candidate> {
+    let provider = model.get("provider_id")?.as_str()?;
+    let id = model.get("id")?.as_str()?;
+    universe
+        .iter()
+        .find(|c| c.provider.id.eq_ignore_ascii_case(provider) && c.model.id.eq_ignore_ascii_case(id))
+        .cloned()
+}

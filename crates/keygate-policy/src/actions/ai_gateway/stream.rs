@@ -1,0 +1,217 @@
+//! The response body handed to the client: upstream bytes forwarded frame by frame as they
+//! arrive, with usage read on the way (SSE events or a JSON body), the gateway-added usage
+//! chunk dropped, and an idle timeout between chunks. Dropping it (client gone) drops the
+//! upstream body, which cancels the upstream request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use keygate_ai::{SseScanner, TokenUsage};
+use tokio::time::{sleep, Instant, Sleep};
+
+use crate::body::{Body, BoxError};
+use crate::exchange::Usage;
+
+/// Largest JSON body copied aside to read its `usage`.
+const MAX_JSON_SCAN: usize = 8 << 20;
+
+/// How the body is read for usage.
+pub enum Scan {
+    /// `text/event-stream`.
+    Sse(SseScanner),
+    /// A JSON body, copied up to [`MAX_JSON_SCAN`] bytes.
+    Json(Vec<u8>),
+    /// Anything else.
+    Nothing,
+}
+
+impl Scan {
+    /// The scan mode for a response content type; `strip_usage_chunk` when the gateway added
+    /// `include_usage` itself.
+    pub fn for_content_type(content_type: &str, strip_usage_chunk: bool) -> Scan {
+        if content_type.starts_with("text/event-stream") {
+            Scan::Sse(SseScanner::new(strip_usage_chunk))
+        } else if content_type.starts_with("application/json") {
+            Scan::Json(Vec::new())
+        } else {
+            Scan::Nothing
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) -> Bytes {
+        match self {
+            Scan::Sse(scanner) => scanner.push(chunk),
+            Scan::Json(copy) => {
+                if copy.len() + chunk.len() <= MAX_JSON_SCAN {
+                    copy.extend_from_slice(&chunk);
+                }
+                chunk
+            }
+            Scan::Nothing => chunk,
+        }
+    }
+
+    fn finish(&mut self) -> (Bytes, TokenUsage) {
+        match self {
+            Scan::Sse(scanner) => (scanner.finish(), scanner.usage()),
+            Scan::Json(copy) => (Bytes::new(), TokenUsage::from_response_body(copy)),
+            Scan::Nothing => (Bytes::new(), TokenUsage::default()),
+        }
+    }
+}
+
+/// A metered, idle-bounded response body.
+pub struct MeteredBody {
+    /// The first chunk, already read while deciding whether the attempt succeeded.
+    first: Option<Bytes>,
+    inner: Body,
+    scan: Scan,
+    usage: Arc<Usage>,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    finished: bool,
+}
+
+impl MeteredBody {
+    /// Wraps `inner`, whose first data chunk (if any) was `first`.
+    pub fn new(first: Option<Bytes>, inner: Body, scan: Scan, usage: Arc<Usage>, idle: Duration) -> Self {
+        Self { first, inner, scan, usage, idle, timer: Box::pin(sleep(idle)), finished: false }
+    }
+
+    fn record(&mut self) -> Bytes {
+        let (rest, usage) = self.scan.finish();
+        if usage.input.is_some() || usage.output.is_some() {
+            self.usage.record(usage.input.unwrap_or(0), usage.output.unwrap_or(0));
+        }
+        self.usage.complete.store(true, Ordering::Relaxed);
+        self.finished = true;
+        rest
+    }
+}
+
+impl HttpBody for MeteredBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = this.first.take() {
+            let out = this.scan.push(first);
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let deadline = Instant::now() + this.idle;
+                    this.timer.as_mut().reset(deadline);
+                    match frame.into_data() {
+                        Ok(data) => {
+                            let out = this.scan.push(data);
+                            if !out.is_empty() {
+                                return Poll::Ready(Some(Ok(Frame::data(out))));
+                            }
+                        }
+                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                    }
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    this.finished = true;
+                    return Poll::Ready(Some(Err(err)));
+                }
+                Poll::Ready(None) => {
+                    let rest = this.record();
+                    return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
+                }
+                Poll::Pending => {
+                    if this.timer.as_mut().poll(cx).is_ready() {
+                        this.finished = true;
+                        let message = format!("upstream sent nothing for {} ms", this.idle.as_millis());
+                        return Poll::Ready(Some(Err(message.into())));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.scan, &self.first) {
+            (Scan::Sse(_), _) => SizeHint::default(),
+            (_, Some(first)) => {
+                let mut hint = self.inner.size_hint();
+                let extra = first.len() as u64;
+                hint.set_lower(hint.lower() + extra);
+                if let Some(upper) = hint.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
+            _ => self.inner.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+
+    fn body_of(chunks: Vec<&'static str>) -> Body {
+        let frames = chunks.into_iter().map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c.as_bytes()))));
+        StreamBody::new(futures_util::stream::iter(frames)).boxed()
+    }
+
+    #[tokio::test]
+    async fn forwards_and_meters_a_stream() {
+        let usage = Arc::new(Usage::default());
+        let inner = body_of(vec![
+            "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n",
+        ]);
+        let first = Some(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"));
+        let body = MeteredBody::new(first, inner, Scan::for_content_type("text/event-stream", true), usage.clone(), Duration::from_secs(5));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(text.starts_with("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}"));
+        assert!(!text.contains("prompt_tokens"), "usage chunk not stripped: {text}");
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        assert_eq!(usage.input_tokens.load(Ordering::Relaxed), 3);
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 4);
+        assert!(usage.complete.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn meters_json() {
+        let usage = Arc::new(Usage::default());
+        let inner = body_of(vec!["\"prompt_tokens\":1,\"completion_tokens\":2}}"]);
+        let first = Some(Bytes::from_static(b"{\"object\":\"chat.completion\",\"usage\":{"));
+        let body = MeteredBody::new(first, inner, Scan::for_content_type("application/json", false), usage.clone(), Duration::from_secs(5));
+        body.collect().await.unwrap();
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn idle_streams_end_with_an_error() {
+        let usage = Arc::new(Usage::default());
+        let inner = StreamBody::new(futures_util::stream::pending::<Result<Frame<Bytes>, BoxError>>()).boxed();
+        let mut body = MeteredBody::new(None, inner, Scan::Nothing, usage, Duration::from_millis(30));
+        let frame = body.frame().await.unwrap();
+        assert!(frame.unwrap_err().to_string().contains("sent nothing"));
+        assert!(body.frame().await.is_none());
+    }
+}

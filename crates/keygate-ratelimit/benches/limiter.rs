@@ -1,0 +1,128 @@
+//! Decision latency: in-memory store from one and two threads, Redis store on loopback.
+//! The Redis bench starts its own `redis-server` on a free port (it must be installed).
+
+use std::hint::black_box;
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use keygate_ratelimit::{
+    FailureMode, Limit, MemoryConfig, MemoryLimiter, RateLimiter, RedisConfig, RedisLimiter,
+};
+
+/// A limit that admits every request in the bench, so each decision takes the admitting path.
+const LIMIT: Limit = Limit {
+    capacity: 2_000_000_000,
+    window: Duration::from_secs(60),
+};
+
+fn keys(prefix: &str) -> Vec<Vec<u8>> {
+    (0..1024)
+        .map(|i| format!("Bearer {prefix}-token-{i:04}").into_bytes())
+        .collect()
+}
+
+fn memory(c: &mut Criterion) {
+    let limiter = MemoryLimiter::new(MemoryConfig::default());
+    let ks = keys("a");
+    let mut i = 0;
+    c.bench_function("memory/uncontended", |b| {
+        b.iter(|| {
+            i = (i + 1) % ks.len();
+            black_box(limiter.check_now("bench", &ks[i], LIMIT))
+        })
+    });
+    let mut i = 0;
+    c.bench_function("memory/uncontended_via_trait", |b| {
+        let dyn_limiter: &dyn RateLimiter = &limiter;
+        let waker = std::task::Waker::noop();
+        b.iter(|| {
+            i = (i + 1) % ks.len();
+            let mut f = dyn_limiter.check("bench", &ks[i], LIMIT);
+            black_box(f.as_mut().poll(&mut std::task::Context::from_waker(waker)))
+        })
+    });
+    let per_thread = [keys("t0"), keys("t1")];
+    c.bench_function("memory/2_threads_distinct_keys", |b| {
+        b.iter_custom(|iters| two_threads(&limiter, iters, |t, n| &per_thread[t][n % 1024]))
+    });
+    c.bench_function("memory/2_threads_same_key", |b| {
+        b.iter_custom(|iters| two_threads(&limiter, iters, |_, _| b"Bearer shared"))
+    });
+}
+
+/// Wall time for two threads to make `iters` decisions each, started together.
+fn two_threads<'k>(
+    limiter: &MemoryLimiter,
+    iters: u64,
+    key: impl Fn(usize, usize) -> &'k [u8] + Sync,
+) -> Duration {
+    let barrier = Barrier::new(3);
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (barrier, key) = (&barrier, &key);
+            s.spawn(move || {
+                barrier.wait();
+                for n in 0..iters as usize {
+                    black_box(limiter.check_now("bench", key(t, n), LIMIT));
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let started = Instant::now();
+        barrier.wait();
+        started.elapsed()
+    })
+}
+
+fn redis(c: &mut Criterion) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let pidfile = std::env::temp_dir().join(format!("keygate-rl-bench-{port}.pid"));
+    let status = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .status()
+        .expect("redis-server must be installed");
+    assert!(status.success());
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = RedisConfig {
+        timeout: Duration::from_millis(250),
+        failure_mode: FailureMode::Closed,
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let limiter = rt
+        .block_on(RedisLimiter::connect(&url, config))
+        .expect("connect");
+    let ks = keys("r");
+    let mut i = 0;
+    c.bench_function("redis/loopback", |b| {
+        b.iter(|| {
+            i = (i + 1) % ks.len();
+            black_box(rt.block_on(limiter.check("bench", &ks[i], LIMIT)))
+        })
+    });
+    assert_eq!(limiter.failures(), 0, "Redis failed during the bench");
+
+    let _ = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "shutdown", "nosave"])
+        .output();
+    let _ = std::fs::remove_file(pidfile);
+}
+
+criterion_group!(benches, memory, redis);
+criterion_main!(benches);

@@ -1,0 +1,59 @@
+//! Which address is the client: the TCP peer, or `X-Forwarded-For` behind trusted proxies.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, as a dual-stack listener reports IPv4 peers) as plain IPv4.
+pub fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client address for a request from `peer` (SPEC `--trust-forwarded-for`): only when the
+/// peer is trusted, the right-most `X-Forwarded-For` address that is not itself trusted.
+pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if trusted.is_empty() || !is_trusted(&peer) {
+        return peer;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok().map(normalize))
+        .collect::<Vec<_>>();
+    hops.iter().rev().copied().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", xff.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn mapped_addresses_become_ipv4() {
+        assert_eq!(normalize("::ffff:127.0.0.2".parse().unwrap()), "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(normalize("::1".parse().unwrap()), "::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_peers() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(resolve(peer, &headers("203.0.113.9, 127.0.0.5"), &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(resolve(peer, &headers("203.0.113.9"), &[]), peer);
+        let untrusted: IpAddr = "10.1.1.1".parse().unwrap();
+        assert_eq!(resolve(untrusted, &headers("203.0.113.9"), &trusted), untrusted);
+        assert_eq!(resolve(peer, &headers("garbage"), &trusted), peer);
+    }
+}

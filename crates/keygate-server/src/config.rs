@@ -1,0 +1,31 @@
+//! Settings for `keygate serve` (SPEC section 2), already parsed by the CLI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use ipnet::IpNet;
+
+/// Access/event log format on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+/// Everything `serve` needs besides the services it is wired with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub policy: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// PEM certificate chain and key; both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub upstream: Option<Uri>,
+    pub trust_forwarded_for: Vec<IpNet>,
+    pub max_body_bytes: u64,
+    pub log_format: LogFormat,
+    pub shutdown_grace: Duration,
+}

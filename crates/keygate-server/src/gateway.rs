@@ -1,0 +1,165 @@
+//! The running gateway: the current policy (swapped atomically on reload) and the services every
+//! request uses; [`run`] starts the listeners and serves until a shutdown signal.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use keygate_cel::{Compiler, SecretSource};
+use keygate_policy::{Deps, HttpClient, Policy, PolicyError};
+use keygate_ratelimit::RateLimiter;
+use tracing::{info, warn};
+
+use crate::access_log::AccessLog;
+use crate::config::ServerConfig;
+use crate::metrics::{Metrics, ResultLabels};
+use crate::{admin, listener, reload, tls};
+
+/// Services the CLI wires in.
+pub struct Services {
+    pub secrets: Arc<dyn SecretSource>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub provider_urls: std::collections::HashMap<String, String>,
+}
+
+/// Shared state of a running gateway.
+pub struct Gateway {
+    pub config: ServerConfig,
+    pub policy: ArcSwap<Policy>,
+    pub compiler: Compiler,
+    pub deps: Deps,
+    pub http: HttpClient,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+}
+
+impl Gateway {
+    /// Reads and compiles the policy file (call off the request path).
+    pub fn load_policy(&self) -> Result<Policy, PolicyError> {
+        load_policy(&self.config.policy, &self.compiler, &self.deps)
+    }
+
+    /// Reloads the policy file: swaps it in when valid, keeps the old one otherwise.
+    pub fn reload(&self) {
+        match self.load_policy() {
+            Ok(policy) => {
+                log_warnings(&self.config.policy, &policy);
+                self.policy.store(Arc::new(policy));
+                self.metrics.policy_reloads.get_or_create(&ResultLabels { result: "ok" }).inc();
+                info!(policy = %self.config.policy.display(), "policy reloaded");
+            }
+            Err(err) => {
+                self.metrics.policy_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                warn!(error = %err, "policy reload rejected; the previous policy keeps serving");
+            }
+        }
+    }
+}
+
+fn load_policy(path: &Path, compiler: &Compiler, deps: &Deps) -> Result<Policy, PolicyError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| PolicyError {
+        file: name.clone(),
+        diagnostics: vec![keygate_policy::Diagnostic::error(
+            keygate_policy::document::Position { line: 1, col: 1 },
+            "",
+            format!("cannot read the policy file: {err}"),
+        )],
+    })?;
+    Policy::compile(&name, &text, compiler, deps)
+}
+
+fn log_warnings(path: &Path, policy: &Policy) {
+    let name = path.display().to_string();
+    for warning in &policy.warnings {
+        warn!("{}", warning.in_file(&name));
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Policy(PolicyError),
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+impl StartError {
+    /// Usage/validation problems exit 2, runtime ones 1 (SPEC section 1).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Policy(_) | StartError::Tls(_) => 2,
+            StartError::Listen { .. } => 1,
+        }
+    }
+}
+
+/// Starts the gateway and serves until SIGTERM/SIGINT, then drains for the grace period.
+pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartError> {
+    let http = HttpClient::new();
+    let deps = Deps {
+        secrets: services.secrets,
+        http: http.clone(),
+        rate_limiter: services.rate_limiter,
+        provider_urls: Arc::new(services.provider_urls),
+        offline: false,
+    };
+    let compiler = Compiler::new();
+    let policy = load_policy(&config.policy, &compiler, &deps).map_err(StartError::Policy)?;
+    log_warnings(&config.policy, &policy);
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::TlsConfig::load(cert, key).map_err(StartError::Tls)?),
+        None => None,
+    };
+    let client_listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: config.admin_listen, source })?;
+    let gateway = Arc::new(Gateway {
+        access_log: AccessLog::start(config.log_format),
+        config,
+        policy: ArcSwap::from_pointee(policy),
+        compiler,
+        deps,
+        http,
+        metrics: Metrics::new(),
+    });
+    info!(
+        listen = %gateway.config.listen,
+        admin = %gateway.config.admin_listen,
+        tls = tls.is_some(),
+        policy = %gateway.config.policy.display(),
+        "keygate listening"
+    );
+    let _watcher = reload::watch(gateway.clone());
+    if let Some(tls) = &tls {
+        tls.watch();
+    }
+    let admin = tokio::spawn(admin::serve(admin_listener, gateway.clone()));
+    listener::serve(client_listener, tls, gateway.clone(), shutdown_signal()).await;
+    admin.abort();
+    info!("keygate stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("shutdown requested; draining in-flight requests");
+}

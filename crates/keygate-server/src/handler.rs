@@ -1,0 +1,184 @@
+//! One request, start to end: policy request phase, upstream or 404, response phase, then the
+//! access-log line and metrics once the response body has been sent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use keygate_ai::ApiFormat;
+use keygate_cel::{ConnInfo, Vars};
+use keygate_policy::body::{BoxError, Body};
+use keygate_policy::{Exchange, GatewayError, Outcome, RequestBody, RequestLog};
+
+use crate::access_log::AccessRecord;
+use crate::gateway::Gateway;
+use crate::metrics::{AiLabels, StatusLabels, TokenLabels};
+use crate::{client_ip, proxy, request_id};
+
+/// Returned to hyper to make it drop the connection (`close-connection`).
+#[derive(Debug, thiserror::Error)]
+#[error("connection closed by policy")]
+pub struct CloseConnection;
+
+/// Handles one request from a connection described by `conn`.
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    conn: Arc<ConnInfo>,
+    scheme: &'static str,
+    request: Request<Incoming>,
+) -> Result<Response<LoggedBody>, CloseConnection> {
+    let started = Instant::now();
+    let time = SystemTime::now();
+    let policy = gateway.policy.load_full();
+    let (mut head, body) = request.into_parts();
+    let id = request_id::for_request(&head.headers);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        head.headers.insert(request_id::HEADER, value);
+    }
+    let client_ip = client_ip::resolve(conn.client_ip, &head.headers, &gateway.config.trust_forwarded_for);
+    let conn = if client_ip == conn.client_ip { conn } else { Arc::new(ConnInfo { client_ip, ..(*conn).clone() }) };
+    let api_format = ApiFormat::for_path(head.uri.path());
+    let max_body = gateway.config.max_body_bytes;
+    let declared_too_large = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > max_body);
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let method = head.method.to_string();
+    let path = head.uri.path().to_owned();
+    let mut ex = Exchange {
+        id,
+        conn,
+        scheme,
+        request: head,
+        body: RequestBody::Streaming(Limited::new(body, limit).boxed()),
+        max_body_bytes: max_body,
+        response: None,
+        vars: Vars::default(),
+        results: Default::default(),
+        secrets: gateway.deps.secrets.clone(),
+        api_format,
+        log: RequestLog::default(),
+    };
+    let response = if declared_too_large {
+        GatewayError::body_too_large(max_body).into_response(api_format)
+    } else {
+        match policy.on_http_request(&mut ex).await {
+            Outcome::Respond(response) => response,
+            Outcome::Close => return Err(close(&gateway, ex, method, path, time, started)),
+            Outcome::Continue => match &gateway.config.upstream {
+                Some(upstream) => proxy::forward(&gateway.http, upstream, &mut ex).await,
+                None => GatewayError::no_route().into_response(api_format),
+            },
+        }
+    };
+    let Some(mut response) = policy.on_http_response(&mut ex, response).await else {
+        return Err(close(&gateway, ex, method, path, time, started));
+    };
+    if let Ok(value) = HeaderValue::from_str(&ex.id) {
+        response.headers_mut().insert(request_id::HEADER, value);
+    }
+    let status = response.status().as_u16();
+    let record = AccessRecord {
+        time,
+        request_id: ex.id,
+        client_ip: ex.conn.client_ip,
+        method,
+        path,
+        status,
+        duration: started.elapsed(),
+        log: ex.log,
+    };
+    Ok(response.map(|body| LoggedBody { body, pending: Some(Pending { gateway, record, started }) }))
+}
+
+fn close(
+    gateway: &Gateway,
+    ex: Exchange,
+    method: String,
+    path: String,
+    time: SystemTime,
+    started: Instant,
+) -> CloseConnection {
+    let record = AccessRecord {
+        time,
+        request_id: ex.id,
+        client_ip: ex.conn.client_ip,
+        method,
+        path,
+        status: 0,
+        duration: started.elapsed(),
+        log: ex.log,
+    };
+    finish(gateway, record);
+    CloseConnection
+}
+
+struct Pending {
+    gateway: Arc<Gateway>,
+    record: AccessRecord,
+    started: Instant,
+}
+
+/// The response body; when it is dropped (sent, or the client went away) the request is logged.
+pub struct LoggedBody {
+    body: Body,
+    pending: Option<Pending>,
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(Pending { gateway, mut record, started }) = self.pending.take() {
+            record.duration = started.elapsed();
+            finish(&gateway, record);
+        }
+    }
+}
+
+/// Records metrics and queues the access-log line.
+fn finish(gateway: &Gateway, record: AccessRecord) {
+    let metrics = &gateway.metrics;
+    metrics.http_requests.get_or_create(&StatusLabels { status: record.status }).inc();
+    metrics.http_duration.observe(record.duration.as_secs_f64());
+    if let Some(ai) = &record.log.ai {
+        let labels = AiLabels { provider: ai.provider.clone(), model: ai.model.clone(), status: record.status };
+        metrics.ai_requests.get_or_create(&labels).inc();
+        metrics.ai_upstream_duration.observe(record.duration.as_secs_f64());
+        if let Some(ttft) = ai.time_to_first_token {
+            metrics.ai_time_to_first_token.observe(ttft.as_secs_f64());
+        }
+        for (direction, counter) in [("input", &ai.usage.input_tokens), ("output", &ai.usage.output_tokens)] {
+            let tokens = counter.load(std::sync::atomic::Ordering::Relaxed);
+            if tokens > 0 {
+                let labels = TokenLabels { provider: ai.provider.clone(), model: ai.model.clone(), direction };
+                metrics.ai_tokens.get_or_create(&labels).inc_by(tokens);
+            }
+        }
+    }
+    gateway.access_log.write(record);
+}

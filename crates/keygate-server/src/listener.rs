@@ -1,0 +1,128 @@
+//! The client listener: accept, optional TLS handshake, HTTP/1.1 or HTTP/2 per connection, and a
+//! graceful drain on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use keygate_cel::{ConnInfo, TlsInfo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::client_ip::normalize;
+use crate::gateway::Gateway;
+use crate::handler;
+use crate::tls::TlsConfig;
+
+/// Request headers larger than this are refused with 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// A client must send its request head within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+}
+
+/// Serves clients until `shutdown` resolves, then drains open connections for the grace period.
+pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    let builder = connection_builder();
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else { continue };
+        let conn = ConnInfo {
+            client_ip: normalize(peer.ip()),
+            client_port: peer.port(),
+            server_ip: normalize(local.ip()),
+            server_port: local.port(),
+            tls: None,
+            started: SystemTime::now(),
+        };
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(&builder, watcher, stream, conn, "http", gateway));
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => return debug!(error = %err, "TLS handshake failed"),
+                        Err(_) => return debug!("TLS handshake timed out"),
+                    };
+                    let conn = ConnInfo { tls: Some(tls_info(stream.get_ref().1)), ..conn };
+                    serve_connection(&builder, watcher, stream, conn, "https", gateway).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    let grace = gateway.config.shutdown_grace;
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => warn!(grace_seconds = grace.as_secs(), "shutdown grace period over; closing remaining connections"),
+    }
+}
+
+fn serve_connection<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    stream: S,
+    conn: ConnInfo,
+    scheme: &'static str,
+    gateway: Arc<Gateway>,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let service = service_fn(move |request| handler::handle(gateway.clone(), conn.clone(), scheme, request));
+    let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+    async move {
+        if let Err(err) = connection.await {
+            debug!(error = %err, "connection ended with an error");
+        }
+    }
+}
+
+fn tls_info(session: &rustls::ServerConnection) -> TlsInfo {
+    TlsInfo {
+        version: match session.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
+            Some(other) => format!("{other:?}"),
+            None => String::new(),
+        },
+        cipher_suite: session.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+        sni: session.server_name().unwrap_or_default().to_owned(),
+        negotiated_alpn: session.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,92 @@
+//! The plain reverse proxy to `--upstream`: streams bodies both ways, adds forwarding headers.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use keygate_policy::body::Body;
+use keygate_policy::{Exchange, GatewayError, HttpClient};
+use tracing::warn;
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) that never cross a proxy.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Forwards the exchange's (possibly rewritten) request to `upstream` and returns its response.
+pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> Response<Body> {
+    let path_and_query = ex.request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let base = upstream.to_string();
+    let target = format!("{}{path_and_query}", base.trim_end_matches('/'));
+    let Ok(uri) = target.parse::<Uri>() else {
+        return GatewayError::bad_request("the request path cannot be forwarded").into_response(ex.api_format);
+    };
+    let mut headers = ex.request.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::TRANSFER_ENCODING);
+    let original_host = ex
+        .request
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| ex.request.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    if let Some(host) = &original_host {
+        headers.insert(header::HOST, host.clone());
+        headers.insert("x-forwarded-host", host.clone());
+    }
+    let client_ip = ex.conn.client_ip.to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(existing) => format!("{existing}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(ex.scheme));
+    let mut request = Request::new(ex.take_body());
+    *request.method_mut() = ex.request.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    match client.send(request).await {
+        Ok(response) => {
+            let (mut head, body) = response.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            Response::from_parts(head, body.map_err(Into::into).boxed())
+        }
+        Err(err) if is_body_limit(&err) => GatewayError::body_too_large(ex.max_body_bytes).into_response(ex.api_format),
+        Err(err) => {
+            warn!(request_id = %ex.id, error = %err, "upstream request failed");
+            GatewayError::upstream_unreachable("the upstream did not answer").into_response(ex.api_format)
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&listed) {
+        headers.remove(name);
+    }
+}
+
+/// Whether a client error was caused by the request body going over `--max-body-bytes`.
+fn is_body_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}

@@ -1,0 +1,85 @@
+//! `keygate policy check`: validate a policy file without serving; nothing is fetched.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use keygate_cel::{Compiler, MemorySecrets};
+use keygate_policy::{Deps, HttpClient, Policy, Severity};
+use keygate_ratelimit::MemoryLimiter;
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The policy file (YAML or JSON).
+    file: PathBuf,
+    /// When this data directory exists, warn about secrets.get() references it does not hold.
+    #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./keygate-data")]
+    data_dir: PathBuf,
+}
+
+pub fn run(args: CheckArgs) -> ExitCode {
+    let name = args.file.display().to_string();
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("{name}: cannot read the policy file: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let deps = Deps {
+        secrets: Arc::new(MemorySecrets::default()),
+        http: HttpClient::new(),
+        rate_limiter: Arc::new(MemoryLimiter::default()),
+        provider_urls: Arc::default(),
+        offline: true,
+    };
+    let diagnostics = match Policy::compile(&name, &text, &Compiler::new(), &deps) {
+        Ok(policy) => policy.warnings,
+        Err(err) => err.diagnostics,
+    };
+    for diagnostic in &diagnostics {
+        eprintln!("{}", diagnostic.in_file(&name));
+    }
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        return ExitCode::from(2);
+    }
+    for warning in unresolved_secrets(&text, &args.data_dir) {
+        eprintln!("{name}: warning: {warning}");
+    }
+    println!("ok");
+    ExitCode::SUCCESS
+}
+
+/// Literal `secrets.get('vault', 'name')` references the data directory does not hold.
+fn unresolved_secrets(text: &str, data_dir: &std::path::Path) -> Vec<String> {
+    if !data_dir.join(keygate_secrets::DB_FILE).exists() {
+        return Vec::new();
+    }
+    let Ok(store) = keygate_secrets::Store::open_read_only(data_dir) else { return Vec::new() };
+    let pattern = regex_lite_references(text);
+    pattern
+        .into_iter()
+        .filter(|(vault, secret)| !store.secret_exists(vault, secret).unwrap_or(true))
+        .map(|(vault, secret)| {
+            format!("secrets.get('{vault}', '{secret}') is not in {} (requests using it will fail with 500)", data_dir.display())
+        })
+        .collect()
+}
+
+/// Finds `secrets.get('a', 'b')` (either quote style) in the policy text.
+fn regex_lite_references(text: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("secrets.get(") {
+        rest = &rest[start + "secrets.get(".len()..];
+        let Some(end) = rest.find(')') else { break };
+        let args: Vec<&str> = rest[..end].split(',').map(|a| a.trim().trim_matches(|c| c == '\'' || c == '"')).collect();
+        if let [vault, secret] = args[..] {
+            let pair = (vault.to_owned(), secret.to_owned());
+            if !found.contains(&pair) {
+                found.push(pair);
+            }
+        }
+    }
+    found
+}
