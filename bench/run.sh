@@ -44,12 +44,17 @@ PIDS=()
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-cleanup() {
-  local pid
+cleanup() { # SIGTERM what this script started, SIGKILL whatever is still up 5 s later
+  local pid i
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
   for pid in "${PIDS[@]}"; do
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
 }
@@ -67,7 +72,7 @@ done
 wait_http() { # URL [seconds]
   local i
   for ((i = 0; i < ${2:-15} * 20; i++)); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    curl -fsS --max-time 2 -o /dev/null "$1" 2>/dev/null && return 0
     sleep 0.05
   done
   return 1
@@ -172,7 +177,7 @@ fi
 # ---------------------------------------------------------------- sanity checks
 check_echo() { # NAME URL [AUTH]
   local body
-  body="$(curl -fsS "$2" -H 'content-type: application/json' ${3:+-H "authorization: Bearer $3"} \
+  body="$(curl -fsS --max-time 10 "$2" -H 'content-type: application/json' ${3:+-H "authorization: Bearer $3"} \
     --data-binary "@$WORK/chat.json")" || { log "$1: request failed"; return 1; }
   [[ "$(jq -r '.choices[0].message.content' <<<"$body")" == "$PROMPT" ]] || { log "$1: no echo: $body"; return 1; }
 }
@@ -180,11 +185,11 @@ check_echo mock "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" || die "mock s
 check_echo nginx "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" || die "nginx sanity check failed"
 if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
   curl -fsS -X DELETE "http://127.0.0.1:$MOCK_PORT/_mock/requests" >/dev/null
-  status="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$KG_PORT/v1/chat/completions" \
+  status="$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$KG_PORT/v1/chat/completions" \
     -H 'content-type: application/json' --data-binary "@$WORK/chat.json")"
   upstream_auth=""
   if check_echo keygate "http://127.0.0.1:$KG_PORT/v1/chat/completions" "$TOKEN"; then
-    upstream_auth="$(curl -fsS "http://127.0.0.1:$MOCK_PORT/_mock/requests" | jq -r '.[-1].headers[] | select(.[0] == "authorization") | .[1]')"
+    upstream_auth="$(curl -fsS --max-time 5 "http://127.0.0.1:$MOCK_PORT/_mock/requests" | jq -r '.[-1].headers[] | select(.[0] == "authorization") | .[1]')"
   fi
   if [[ "$status" != 401 ]]; then
     KEYGATE_SKIP_REASON="keygate answered $status (not 401) to a request without a token"

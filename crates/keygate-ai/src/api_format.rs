@@ -56,19 +56,27 @@ mod tests {
     #[test]
     fn path_picks_format() {
         assert_eq!(ApiFormat::for_path("/v1/messages"), ApiFormat::Anthropic);
-        assert_eq!(ApiFormat::for_path("/v1/messages/count_tokens"), ApiFormat::Anthropic);
+        assert_eq!(
+            ApiFormat::for_path("/v1/messages/count_tokens"),
+            ApiFormat::Anthropic
+        );
         assert_eq!(ApiFormat::for_path("/v1/messagesx"), ApiFormat::OpenAi);
-        assert_eq!(ApiFormat::for_path("/v1/chat/completions"), ApiFormat::OpenAi);
+        assert_eq!(
+            ApiFormat::for_path("/v1/chat/completions"),
+            ApiFormat::OpenAi
+        );
     }
 
     #[test]
     fn shapes_match_the_sdks() {
         let openai: serde_json::Value =
-            serde_json::from_slice(&error_body(ApiFormat::OpenAi, "t", "m", "ERR_KEYGATE_1")).unwrap();
+            serde_json::from_slice(&error_body(ApiFormat::OpenAi, "t", "m", "ERR_KEYGATE_1"))
+                .unwrap();
         assert_eq!(openai["error"]["code"], "ERR_KEYGATE_1");
         assert_eq!(openai["error"]["message"], "m");
         let anthropic: serde_json::Value =
-            serde_json::from_slice(&error_body(ApiFormat::Anthropic, "t", "m", "ERR_KEYGATE_1")).unwrap();
+            serde_json::from_slice(&error_body(ApiFormat::Anthropic, "t", "m", "ERR_KEYGATE_1"))
+                .unwrap();
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "t");
     }

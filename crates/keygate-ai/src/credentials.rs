@@ -38,10 +38,23 @@ pub fn client_credential(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| v[7..].trim()))
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim())
+        })
         .filter(|v| !v.is_empty());
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    bearer.or_else(|| header("x-api-key")).or_else(|| header("api-key")).map(str::to_owned)
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    bearer
+        .or_else(|| header("x-api-key"))
+        .or_else(|| header("api-key"))
+        .map(str::to_owned)
 }
 
 /// A key shown safely: its first 7 and last 4 characters (`sk-proj...7890`) when it is long
@@ -73,14 +86,21 @@ pub fn upstream_headers(client: &HeaderMap, format: ApiFormat, server_keys: bool
         out.append(name.clone(), value.clone());
     }
     if format == ApiFormat::Anthropic && !out.contains_key("anthropic-version") {
-        out.insert(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
+        out.insert(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+        );
     }
     out
 }
 
 /// Sets the provider credential: `x-api-key` for the Anthropic format, `Authorization: Bearer`
 /// otherwise. The value is marked sensitive so HTTP libraries never print it.
-pub fn set_credential(headers: &mut HeaderMap, format: ApiFormat, key: &str) -> Result<(), InvalidKey> {
+pub fn set_credential(
+    headers: &mut HeaderMap,
+    format: ApiFormat,
+    key: &str,
+) -> Result<(), InvalidKey> {
     let (name, text) = match format {
         ApiFormat::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
         ApiFormat::OpenAi => (AUTHORIZATION, format!("Bearer {key}")),
@@ -98,18 +118,40 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
-            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         map
     }
 
     #[test]
     fn finds_the_client_credential() {
-        assert_eq!(client_credential(&headers(&[("authorization", "Bearer kg-abc")])).as_deref(), Some("kg-abc"));
-        assert_eq!(client_credential(&headers(&[("authorization", "bearer  kg-abc ")])).as_deref(), Some("kg-abc"));
-        assert_eq!(client_credential(&headers(&[("x-api-key", "sk-ant")])).as_deref(), Some("sk-ant"));
-        assert_eq!(client_credential(&headers(&[("authorization", "Basic eA=="), ("x-api-key", "k")])).as_deref(), Some("k"));
-        assert_eq!(client_credential(&headers(&[("authorization", "Bearer ")])), None);
+        assert_eq!(
+            client_credential(&headers(&[("authorization", "Bearer kg-abc")])).as_deref(),
+            Some("kg-abc")
+        );
+        assert_eq!(
+            client_credential(&headers(&[("authorization", "bearer  kg-abc ")])).as_deref(),
+            Some("kg-abc")
+        );
+        assert_eq!(
+            client_credential(&headers(&[("x-api-key", "sk-ant")])).as_deref(),
+            Some("sk-ant")
+        );
+        assert_eq!(
+            client_credential(&headers(&[
+                ("authorization", "Basic eA=="),
+                ("x-api-key", "k")
+            ]))
+            .as_deref(),
+            Some("k")
+        );
+        assert_eq!(
+            client_credential(&headers(&[("authorization", "Bearer ")])),
+            None
+        );
         assert_eq!(client_credential(&HeaderMap::new()), None);
     }
 
@@ -132,7 +174,11 @@ mod tests {
             ("anthropic-beta", "tools"),
         ]);
         let mut out = upstream_headers(&client, ApiFormat::Anthropic, true);
-        assert!(out.get("authorization").is_none() && out.get("x-api-key").is_none() && out.get("host").is_none());
+        assert!(
+            out.get("authorization").is_none()
+                && out.get("x-api-key").is_none()
+                && out.get("host").is_none()
+        );
         assert!(out.get("accept-encoding").is_none() && out.get("openai-organization").is_none());
         assert_eq!(out["x-request-id"], "r1");
         assert_eq!(out["anthropic-beta"], "tools");
@@ -146,12 +192,19 @@ mod tests {
         let mut openai = HeaderMap::new();
         set_credential(&mut openai, ApiFormat::OpenAi, "sk-server").unwrap();
         assert_eq!(openai["authorization"], "Bearer sk-server");
-        assert_eq!(set_credential(&mut openai, ApiFormat::OpenAi, "bad\nkey"), Err(InvalidKey));
+        assert_eq!(
+            set_credential(&mut openai, ApiFormat::OpenAi, "bad\nkey"),
+            Err(InvalidKey)
+        );
     }
 
     #[test]
     fn client_anthropic_version_is_kept() {
-        let out = upstream_headers(&headers(&[("anthropic-version", "2024-01-01")]), ApiFormat::Anthropic, true);
+        let out = upstream_headers(
+            &headers(&[("anthropic-version", "2024-01-01")]),
+            ApiFormat::Anthropic,
+            true,
+        );
         assert_eq!(out["anthropic-version"], "2024-01-01");
     }
 }

@@ -20,11 +20,17 @@ pub mod usage;
 
 pub use api_format::{error_body, ApiFormat};
 pub use catalog::{Catalog, CatalogError};
-pub use credentials::{client_credential, redact, set_credential, upstream_headers, InvalidKey, DEFAULT_ANTHROPIC_VERSION};
+pub use credentials::{
+    client_credential, redact, set_credential, upstream_headers, InvalidKey,
+    DEFAULT_ANTHROPIC_VERSION,
+};
 pub use metrics::{MetricsStore, Outcome, Sample};
 pub use mock::{respond as mock_respond, MockResponse};
 pub use models_list::models_list;
-pub use registry::{Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, Rejection, Resolution, ResolveError};
+pub use registry::{
+    Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, Rejection, Resolution,
+    ResolveError,
+};
 pub use request::{is_auto, ClientRequest, RequestError};
 pub use spec::{ModelSpec, ParamName, Pricing, ProviderSpec, SurfaceSpec};
 pub use sse::SseScanner;

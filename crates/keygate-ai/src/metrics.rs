@@ -66,14 +66,23 @@ pub struct MetricsStore {
 impl MetricsStore {
     /// A store keeping at most `max_samples` per series, none older than `window`.
     pub fn new(window: Duration, max_samples: usize) -> Self {
-        Self { window, max_samples: max_samples.max(1), series: Mutex::new(HashMap::new()) }
+        Self {
+            window,
+            max_samples: max_samples.max(1),
+            series: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records one attempt.
     pub fn record(&self, provider: &str, model: &str, sample: Sample) {
         let now = Instant::now();
-        let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entries = series.entry((provider.to_owned(), model.to_owned())).or_default();
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = series
+            .entry((provider.to_owned(), model.to_owned()))
+            .or_default();
         entries.push_back(Entry { at: now, sample });
         while entries.len() > self.max_samples {
             entries.pop_front();
@@ -89,10 +98,16 @@ impl MetricsStore {
     /// One scope object: counts, error rates, latencies and tokens over the window.
     pub fn scope(&self, provider: &str, model: &str) -> Value {
         let now = Instant::now();
-        let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let samples: Vec<Sample> = match series.get_mut(&(provider.to_owned(), model.to_owned())) {
             Some(entries) => {
-                while entries.front().is_some_and(|e| now.duration_since(e.at) > self.window) {
+                while entries
+                    .front()
+                    .is_some_and(|e| now.duration_since(e.at) > self.window)
+                {
                     entries.pop_front();
                 }
                 entries.iter().map(|e| e.sample).collect()
@@ -100,7 +115,9 @@ impl MetricsStore {
             None => Vec::new(),
         };
         drop(series);
-        let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let end = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let start = end.saturating_sub(self.window);
         let count = samples.len();
         let rate = |outcome: &dyn Fn(Outcome) -> bool| {
@@ -111,13 +128,23 @@ impl MetricsStore {
             }
         };
         let ms = |pick: &dyn Fn(&Sample) -> Option<Duration>| {
-            let mut values: Vec<f64> = samples.iter().filter_map(pick).map(|d| d.as_secs_f64() * 1000.0).collect();
+            let mut values: Vec<f64> = samples
+                .iter()
+                .filter_map(pick)
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .collect();
             summary(&mut values)
         };
         let (gateway_avg, gateway_p95) = ms(&|s| Some(s.gateway));
         let (upstream_avg, upstream_p95) = ms(&|s| Some(s.upstream));
         let (ttft_avg, ttft_p95) = ms(&|s| s.time_to_first_token);
-        let ttft = |v: f64| if samples.iter().any(|s| s.time_to_first_token.is_some()) { json!(v) } else { Value::Null };
+        let ttft = |v: f64| {
+            if samples.iter().any(|s| s.time_to_first_token.is_some()) {
+                json!(v)
+            } else {
+                Value::Null
+            }
+        };
         json!({
             "provider": provider,
             "model": model,
@@ -171,7 +198,12 @@ fn rfc3339(since_epoch: Duration) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -206,7 +238,10 @@ mod tests {
         let empty = store.scope("openai", "o3");
         assert_eq!(empty["request_count"], 0);
         assert_eq!(empty["error_rate"]["total"], 0.0);
-        assert_eq!(store.metrics_value("openai", "gpt-4o")["endpoint"]["request_count"], 20);
+        assert_eq!(
+            store.metrics_value("openai", "gpt-4o")["endpoint"]["request_count"],
+            20
+        );
     }
 
     #[test]
@@ -228,7 +263,10 @@ mod tests {
         assert_eq!(Outcome::from_status(404), Outcome::ClientError);
         assert_eq!(Outcome::from_status(503), Outcome::ServerError);
         assert_eq!(Outcome::from_status(200), Outcome::Success);
-        assert_eq!(rfc3339(Duration::from_secs(1_795_000_000)), "2026-11-18T11:06:40Z");
+        assert_eq!(
+            rfc3339(Duration::from_secs(1_795_000_000)),
+            "2026-11-18T11:06:40Z"
+        );
         assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00:00:00Z");
     }
 }

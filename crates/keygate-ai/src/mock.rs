@@ -24,16 +24,32 @@ pub struct MockResponse {
 /// Answers `body` (the prepared upstream body) on `surface`. `created` is the Unix time stamped
 /// into the answer.
 pub fn respond(surface: Surface, body: &Map<String, Value>, created: u64) -> MockResponse {
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("mock-echo").to_owned();
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false) && surface.can_stream();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-echo")
+        .to_owned();
+    let stream =
+        body.get("stream").and_then(Value::as_bool).unwrap_or(false) && surface.can_stream();
     let input_tokens = estimate_input_tokens(body);
-    let id = format!("mock-{:016x}", fnv1a(serde_json::to_string(body).unwrap_or_default().as_bytes()));
-    let ctx = Ctx { model, id, created, input_tokens };
+    let id = format!(
+        "mock-{:016x}",
+        fnv1a(serde_json::to_string(body).unwrap_or_default().as_bytes())
+    );
+    let ctx = Ctx {
+        model,
+        id,
+        created,
+        input_tokens,
+    };
     match surface {
         Surface::Embeddings => json_response(embeddings(&ctx, body)),
         Surface::CountTokens => json_response(json!({"input_tokens": input_tokens})),
         Surface::Models => json_response(json!({"object": "list", "data": []})),
-        Surface::ChatCompletions | Surface::Completions | Surface::Responses | Surface::Messages => {
+        Surface::ChatCompletions
+        | Surface::Completions
+        | Surface::Responses
+        | Surface::Messages => {
             let text = echo_text(surface, body);
             let output_tokens = estimate_text_tokens(&text);
             let include_usage = body
@@ -41,12 +57,18 @@ pub fn respond(surface: Surface, body: &Map<String, Value>, created: u64) -> Moc
                 .and_then(|o| o.get("include_usage"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let answer = Answer { ctx: &ctx, text: &text, output_tokens };
+            let answer = Answer {
+                ctx: &ctx,
+                text: &text,
+                output_tokens,
+            };
             match (surface, stream) {
                 (Surface::ChatCompletions, false) => json_response(answer.chat()),
                 (Surface::ChatCompletions, true) => sse_response(answer.chat_stream(include_usage)),
                 (Surface::Completions, false) => json_response(answer.completion()),
-                (Surface::Completions, true) => sse_response(answer.completion_stream(include_usage)),
+                (Surface::Completions, true) => {
+                    sse_response(answer.completion_stream(include_usage))
+                }
                 (Surface::Responses, false) => json_response(answer.response("completed", true)),
                 (Surface::Responses, true) => sse_response(answer.response_stream()),
                 (_, false) => json_response(answer.message()),
@@ -98,11 +120,23 @@ impl Answer<'_> {
     }
 
     fn chat_stream(&self, include_usage: bool) -> Vec<Bytes> {
-        let mut events = vec![data(&self.chat_chunk(json!({"role": "assistant", "content": ""}), Value::Null, include_usage))];
+        let mut events = vec![data(&self.chat_chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+            include_usage,
+        ))];
         for piece in pieces(self.text) {
-            events.push(data(&self.chat_chunk(json!({"content": piece}), Value::Null, include_usage)));
+            events.push(data(&self.chat_chunk(
+                json!({"content": piece}),
+                Value::Null,
+                include_usage,
+            )));
         }
-        events.push(data(&self.chat_chunk(json!({}), json!("stop"), include_usage)));
+        events.push(data(&self.chat_chunk(
+            json!({}),
+            json!("stop"),
+            include_usage,
+        )));
         if include_usage {
             let mut last = self.chat_chunk(json!({}), Value::Null, false);
             last["choices"] = json!([]);
@@ -128,7 +162,9 @@ impl Answer<'_> {
     }
 
     fn completion_stream(&self, include_usage: bool) -> Vec<Bytes> {
-        let mut events: Vec<Bytes> = pieces(self.text).map(|p| data(&self.completion_value(p, Value::Null))).collect();
+        let mut events: Vec<Bytes> = pieces(self.text)
+            .map(|p| data(&self.completion_value(p, Value::Null)))
+            .collect();
         events.push(data(&self.completion_value("", json!("stop"))));
         if include_usage {
             let mut last = self.completion_value("", Value::Null);
@@ -169,9 +205,12 @@ impl Answer<'_> {
             seq += 1;
             value
         };
-        let mut events = vec![
-            named("response.created", &next(json!({"type": "response.created", "response": self.response("in_progress", false)}))),
-        ];
+        let mut events = vec![named(
+            "response.created",
+            &next(
+                json!({"type": "response.created", "response": self.response("in_progress", false)}),
+            ),
+        )];
         for piece in pieces(self.text) {
             events.push(named(
                 "response.output_text.delta",
@@ -181,10 +220,17 @@ impl Answer<'_> {
         }
         events.push(named(
             "response.output_text.done",
-            &next(json!({"type": "response.output_text.done", "item_id": item_id, "output_index": 0,
-                         "content_index": 0, "text": self.text})),
+            &next(
+                json!({"type": "response.output_text.done", "item_id": item_id, "output_index": 0,
+                         "content_index": 0, "text": self.text}),
+            ),
         ));
-        events.push(named("response.completed", &next(json!({"type": "response.completed", "response": self.response("completed", true)}))));
+        events.push(named(
+            "response.completed",
+            &next(
+                json!({"type": "response.completed", "response": self.response("completed", true)}),
+            ),
+        ));
         events
     }
 
@@ -197,13 +243,23 @@ impl Answer<'_> {
     }
 
     fn message(&self) -> Value {
-        self.message_value(json!([{"type": "text", "text": self.text}]), json!("end_turn"), self.output_tokens)
+        self.message_value(
+            json!([{"type": "text", "text": self.text}]),
+            json!("end_turn"),
+            self.output_tokens,
+        )
     }
 
     fn message_stream(&self) -> Vec<Bytes> {
         let mut events = vec![
-            named("message_start", &json!({"type": "message_start", "message": self.message_value(json!([]), Value::Null, 1)})),
-            named("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+            named(
+                "message_start",
+                &json!({"type": "message_start", "message": self.message_value(json!([]), Value::Null, 1)}),
+            ),
+            named(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
             named("ping", &json!({"type": "ping"})),
         ];
         for piece in pieces(self.text) {
@@ -212,7 +268,10 @@ impl Answer<'_> {
                 &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
             ));
         }
-        events.push(named("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+        events.push(named(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        ));
         events.push(named(
             "message_delta",
             &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
@@ -225,7 +284,10 @@ impl Answer<'_> {
 
 fn embeddings(ctx: &Ctx, body: &Map<String, Value>) -> Value {
     let inputs: Vec<String> = match body.get("input") {
-        Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(other) => vec![other.to_string()],
         None => Vec::new(),
@@ -260,13 +322,20 @@ fn embed(text: &str) -> Vec<f32> {
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();
-    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = vector
+        .iter()
+        .map(|v| v * v)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     vector.iter_mut().for_each(|v| *v /= norm);
     vector
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The text of the last user turn (chat, Responses, Anthropic) or the prompt (completions).
@@ -282,7 +351,11 @@ fn echo_text(surface: Surface, body: &Map<String, Value>) -> String {
             Some(input) => content_text(input),
             None => String::new(),
         },
-        _ => body.get("messages").and_then(Value::as_array).map(|m| last_user(m)).unwrap_or_default(),
+        _ => body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(|m| last_user(m))
+            .unwrap_or_default(),
     };
     if text.is_empty() {
         "(no user message)".to_owned()
@@ -305,7 +378,11 @@ fn last_user(items: &[Value]) -> String {
 fn content_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
         _ => String::new(),
     }
 }
@@ -316,11 +393,19 @@ fn pieces(text: &str) -> impl Iterator<Item = &str> {
 }
 
 fn json_response(value: Value) -> MockResponse {
-    MockResponse { status: 200, content_type: "application/json", chunks: vec![Bytes::from(value.to_string())] }
+    MockResponse {
+        status: 200,
+        content_type: "application/json",
+        chunks: vec![Bytes::from(value.to_string())],
+    }
 }
 
 fn sse_response(chunks: Vec<Bytes>) -> MockResponse {
-    MockResponse { status: 200, content_type: "text/event-stream", chunks }
+    MockResponse {
+        status: 200,
+        content_type: "text/event-stream",
+        chunks,
+    }
 }
 
 fn data(value: &Value) -> Bytes {
@@ -342,7 +427,11 @@ mod tests {
     }
 
     fn joined(response: &MockResponse) -> String {
-        response.chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect()
+        response
+            .chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect()
     }
 
     #[test]
@@ -354,33 +443,50 @@ mod tests {
         assert_eq!(res.content_type, "application/json");
         let value: Value = serde_json::from_slice(&res.chunks[0]).unwrap();
         assert_eq!(value["choices"][0]["message"]["content"], "hello world");
-        assert_eq!(TokenUsage::from_response_body(&res.chunks[0]).output, Some(3));
+        assert_eq!(
+            TokenUsage::from_response_body(&res.chunks[0]).output,
+            Some(3)
+        );
     }
 
     #[test]
     fn streams_carry_text_and_usage() {
-        let req = body(json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
-                              "messages": [{"role": "user", "content": "one two three"}]}));
+        let req = body(
+            json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+                              "messages": [{"role": "user", "content": "one two three"}]}),
+        );
         let res = respond(Surface::ChatCompletions, &req, 1);
         assert_eq!(res.content_type, "text/event-stream");
         let text = joined(&res);
         assert!(text.ends_with("data: [DONE]\n\n"));
         let mut scanner = SseScanner::new(false);
-        res.chunks.iter().for_each(|c| drop(scanner.push(c.clone())));
+        res.chunks
+            .iter()
+            .for_each(|c| drop(scanner.push(c.clone())));
         assert_eq!(scanner.usage().output, Some(4));
         let deltas: String = res.chunks[1..4]
             .iter()
             .map(|c| {
                 let v: Value = serde_json::from_slice(&c[6..]).unwrap();
-                v["choices"][0]["delta"]["content"].as_str().unwrap().to_owned()
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
             })
             .collect();
         assert_eq!(deltas, "one two three");
 
-        let claude = respond(Surface::Messages, &body(json!({"model": "m", "stream": true, "max_tokens": 5,
-            "messages": [{"role": "user", "content": "hi there"}]})), 1);
+        let claude = respond(
+            Surface::Messages,
+            &body(json!({"model": "m", "stream": true, "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi there"}]})),
+            1,
+        );
         let mut scanner = SseScanner::new(false);
-        claude.chunks.iter().for_each(|c| drop(scanner.push(c.clone())));
+        claude
+            .chunks
+            .iter()
+            .for_each(|c| drop(scanner.push(c.clone())));
         assert!(scanner.usage().input.is_some());
         assert_eq!(scanner.usage().output, Some(2));
         assert!(joined(&claude).contains("event: message_stop"));
@@ -388,19 +494,37 @@ mod tests {
 
     #[test]
     fn other_surfaces() {
-        let emb = respond(Surface::Embeddings, &body(json!({"model": "mock-embed", "input": ["a", "b"]})), 1);
+        let emb = respond(
+            Surface::Embeddings,
+            &body(json!({"model": "mock-embed", "input": ["a", "b"]})),
+            1,
+        );
         let value: Value = serde_json::from_slice(&emb.chunks[0]).unwrap();
         assert_eq!(value["data"].as_array().unwrap().len(), 2);
         let v: Vec<f32> = serde_json::from_value(value["data"][0]["embedding"].clone()).unwrap();
         assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4);
-        let b64 = respond(Surface::Embeddings, &body(json!({"input": "a", "encoding_format": "base64"})), 1);
+        let b64 = respond(
+            Surface::Embeddings,
+            &body(json!({"input": "a", "encoding_format": "base64"})),
+            1,
+        );
         let value: Value = serde_json::from_slice(&b64.chunks[0]).unwrap();
-        let raw = base64::engine::general_purpose::STANDARD.decode(value["data"][0]["embedding"].as_str().unwrap()).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(value["data"][0]["embedding"].as_str().unwrap())
+            .unwrap();
         assert_eq!(raw.len(), EMBEDDING_DIMENSIONS * 4);
-        let count = respond(Surface::CountTokens, &body(json!({"messages": [{"role": "user", "content": "abcd"}]})), 1);
+        let count = respond(
+            Surface::CountTokens,
+            &body(json!({"messages": [{"role": "user", "content": "abcd"}]})),
+            1,
+        );
         let value: Value = serde_json::from_slice(&count.chunks[0]).unwrap();
         assert_eq!(value["input_tokens"], 3 + 4 + 1 + 1);
-        let resp = respond(Surface::Responses, &body(json!({"input": "ping", "stream": true})), 1);
+        let resp = respond(
+            Surface::Responses,
+            &body(json!({"input": "ping", "stream": true})),
+            1,
+        );
         assert!(joined(&resp).contains("\"delta\":\"ping\""));
         let completion = respond(Surface::Completions, &body(json!({"prompt": ["say"]})), 1);
         assert!(joined(&completion).contains("\"text\":\"say\""));

@@ -50,7 +50,12 @@ mod tests {
         let reg = Registry::new(&spec, Catalog::builtin()).unwrap();
         let list = models_list(&reg.available(Some(Surface::ChatCompletions)));
         assert_eq!(list["object"], "list");
-        let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, ["gpt-4o", "gpt-4o-mini"]);
         assert_eq!(list["data"][0]["owned_by"], "azure");
         assert_eq!(list["first_id"], "gpt-4o");

@@ -61,7 +61,8 @@ impl Provider {
     }
 
     fn answers_to(&self, name: &str) -> bool {
-        self.id.eq_ignore_ascii_case(name) || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        self.id.eq_ignore_ascii_case(name)
+            || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
 }
 
@@ -108,7 +109,11 @@ impl Model {
             max_context_window: spec.max_context_window,
             max_output_tokens: spec.max_output_tokens,
             supported_features: spec.supported_features.clone(),
-            unsupported_params: spec.unsupported_params.iter().map(|p| p.name.clone()).collect(),
+            unsupported_params: spec
+                .unsupported_params
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
             pricing: spec.pricing,
             surfaces: spec.surfaces.clone(),
         }
@@ -116,7 +121,14 @@ impl Model {
 
     /// A model the catalog does not know, forwarded verbatim (`provider:some-new-model`).
     fn pass_through(id: &str) -> Model {
-        Model::from_spec(&ModelSpec { id: id.to_owned(), ..ModelSpec::default() }, false, false)
+        Model::from_spec(
+            &ModelSpec {
+                id: id.to_owned(),
+                ..ModelSpec::default()
+            },
+            false,
+            false,
+        )
     }
 
     /// Applies a configured override on top of a catalog entry.
@@ -140,11 +152,19 @@ impl Model {
         self.max_context_window = spec.max_context_window.or(self.max_context_window);
         self.max_output_tokens = spec.max_output_tokens.or(self.max_output_tokens);
         self.pricing = spec.pricing.or(self.pricing);
-        extend_unique(&mut self.unsupported_params, &spec.unsupported_params.iter().map(|p| p.name.clone()).collect::<Vec<_>>());
+        extend_unique(
+            &mut self.unsupported_params,
+            &spec
+                .unsupported_params
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>(),
+        );
     }
 
     fn answers_to(&self, name: &str) -> bool {
-        self.id.eq_ignore_ascii_case(name) || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        self.id.eq_ignore_ascii_case(name)
+            || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
 }
 
@@ -184,7 +204,10 @@ impl Candidate {
     pub fn to_json(&self, metrics: Value) -> Value {
         let m = &self.model;
         let p = &self.provider;
-        let pricing = m.pricing.map_or(Value::Null, |pr| json!({"input": pr.input, "output": pr.output}));
+        let pricing = m.pricing.map_or(
+            Value::Null,
+            |pr| json!({"input": pr.input, "output": pr.output}),
+        );
         json!({
             "id": m.id,
             "id_aliases": m.id_aliases,
@@ -239,11 +262,19 @@ pub enum ResolveError {
     NoMatchingModels { rejected: Vec<Rejection> },
     /// `ERR_KEYGATE_3813`.
     #[error("no models compatible with the {format} API format on surface '{surface}': {}", describe(.rejected))]
-    IncompatibleFormat { format: &'static str, surface: Surface, rejected: Vec<Rejection> },
+    IncompatibleFormat {
+        format: &'static str,
+        surface: Surface,
+        rejected: Vec<Rejection>,
+    },
 }
 
 fn describe(rejected: &[Rejection]) -> String {
-    rejected.iter().map(|r| format!("'{}' ({})", r.model, r.reason)).collect::<Vec<_>>().join(", ")
+    rejected
+        .iter()
+        .map(|r| format!("'{}' ({})", r.model, r.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A configuration problem, located by a path relative to the action's `config`.
@@ -274,16 +305,23 @@ impl Registry {
         let mut merged = Vec::new();
         let mut taken_builtins = HashSet::new();
         for (index, config) in spec.providers.iter().enumerate() {
-            let err = |field: &str, message: String| RegistryError { path: format!("providers[{index}]{field}"), message };
+            let err = |field: &str, message: String| RegistryError {
+                path: format!("providers[{index}]{field}"),
+                message,
+            };
             if config.id.trim().is_empty() {
                 return Err(err(".id", "must not be empty".into()));
             }
             if let Some(surfaces) = &config.supported_api_surfaces {
                 for (i, s) in surfaces.iter().enumerate() {
-                    s.validate().map_err(|m| err(&format!(".supported_api_surfaces[{i}]"), m))?;
+                    s.validate()
+                        .map_err(|m| err(&format!(".supported_api_surfaces[{i}]"), m))?;
                 }
             }
-            let builtin = catalog.providers.iter().find(|p| p.id.eq_ignore_ascii_case(&config.id));
+            let builtin = catalog
+                .providers
+                .iter()
+                .find(|p| p.id.eq_ignore_ascii_case(&config.id));
             let entry = match builtin {
                 Some(builtin) => {
                     taken_builtins.insert(builtin.id.clone());
@@ -293,10 +331,16 @@ impl Registry {
                     let shadowed: Vec<&ProviderSpec> = catalog
                         .providers
                         .iter()
-                        .filter(|b| config.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(&b.id)))
+                        .filter(|b| {
+                            config
+                                .id_aliases
+                                .iter()
+                                .any(|a| a.eq_ignore_ascii_case(&b.id))
+                        })
                         .collect();
                     taken_builtins.extend(shadowed.iter().map(|b| b.id.clone()));
-                    custom_provider(config, index, shadowed.first().copied()).map_err(|m| err(".base_url", m))?
+                    custom_provider(config, index, shadowed.first().copied())
+                        .map_err(|m| err(".base_url", m))?
                 }
             };
             check_models(&entry.1).map_err(|(i, m)| err(&format!(".models[{i}]"), m))?;
@@ -304,7 +348,14 @@ impl Registry {
         }
         for builtin in &catalog.providers {
             if !taken_builtins.contains(&builtin.id) {
-                merged.push(merge_builtin(builtin, &ProviderSpec { id: builtin.id.clone(), ..Default::default() }, usize::MAX));
+                merged.push(merge_builtin(
+                    builtin,
+                    &ProviderSpec {
+                        id: builtin.id.clone(),
+                        ..Default::default()
+                    },
+                    usize::MAX,
+                ));
             }
         }
         check_provider_names(&merged)?;
@@ -316,7 +367,10 @@ impl Registry {
             }
         }
         Ok(Registry {
-            providers: merged.into_iter().map(|(p, models)| (Arc::new(p), models.into_iter().map(Arc::new).collect())).collect(),
+            providers: merged
+                .into_iter()
+                .map(|(p, models)| (Arc::new(p), models.into_iter().map(Arc::new).collect()))
+                .collect(),
             only_allow_configured_providers: spec.only_allow_configured_providers,
             only_allow_configured_models: spec.only_allow_configured_models,
         })
@@ -332,10 +386,15 @@ impl Registry {
         let mut out = Vec::new();
         for (provider, models) in &self.providers {
             for model in models {
-                let candidate = Candidate { provider: provider.clone(), model: model.clone() };
+                let candidate = Candidate {
+                    provider: provider.clone(),
+                    model: model.clone(),
+                };
                 let usable = match surface {
                     Some(surface) => self.exclusion(&candidate, surface).is_none(),
-                    None => Surface::FORWARDED.iter().any(|s| self.exclusion(&candidate, *s).is_none()),
+                    None => Surface::FORWARDED
+                        .iter()
+                        .any(|s| self.exclusion(&candidate, *s).is_none()),
                 };
                 if usable {
                     out.push(candidate);
@@ -346,7 +405,11 @@ impl Registry {
     }
 
     /// Resolves client model names (bare id, alias, `provider:model`, pass-through) for `surface`.
-    pub fn resolve(&self, requested: &[String], surface: Surface) -> Result<Resolution, ResolveError> {
+    pub fn resolve(
+        &self,
+        requested: &[String],
+        surface: Surface,
+    ) -> Result<Resolution, ResolveError> {
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut rejected = Vec::new();
         let mut format_only = true;
@@ -354,19 +417,25 @@ impl Registry {
             let found = self.lookup(name);
             if found.is_empty() {
                 format_only = false;
-                let reason = if self.pinned_provider(name).is_some() && self.only_allow_configured_models {
-                    format!("Model '{name}' is not allowed by gateway configuration")
-                } else {
-                    format!("unknown model '{name}'")
-                };
-                rejected.push(Rejection { model: name.clone(), reason });
+                let reason =
+                    if self.pinned_provider(name).is_some() && self.only_allow_configured_models {
+                        format!("Model '{name}' is not allowed by gateway configuration")
+                    } else {
+                        format!("unknown model '{name}'")
+                    };
+                rejected.push(Rejection {
+                    model: name.clone(),
+                    reason,
+                });
                 continue;
             }
             let before = candidates.len();
             let mut reasons = Vec::new();
             for candidate in found {
                 match self.exclusion(&candidate, surface) {
-                    None if !candidates.iter().any(|c| c.same_as(&candidate)) => candidates.push(candidate),
+                    None if !candidates.iter().any(|c| c.same_as(&candidate)) => {
+                        candidates.push(candidate)
+                    }
                     None => {}
                     Some(Exclusion::Policy(reason)) => {
                         format_only = false;
@@ -376,17 +445,27 @@ impl Registry {
                 }
             }
             if candidates.len() == before && !reasons.is_empty() {
-                rejected.push(Rejection { model: name.clone(), reason: reasons.join("; ") });
+                rejected.push(Rejection {
+                    model: name.clone(),
+                    reason: reasons.join("; "),
+                });
             }
         }
         if candidates.is_empty() {
             return Err(if format_only && !rejected.is_empty() {
-                ResolveError::IncompatibleFormat { format: surface.format().name(), surface, rejected }
+                ResolveError::IncompatibleFormat {
+                    format: surface.format().name(),
+                    surface,
+                    rejected,
+                }
             } else {
                 ResolveError::NoMatchingModels { rejected }
             });
         }
-        Ok(Resolution { candidates, rejected })
+        Ok(Resolution {
+            candidates,
+            rejected,
+        })
     }
 
     /// Every (provider, model) a client name refers to, before allow/format filtering.
@@ -399,12 +478,18 @@ impl Registry {
                 None if self.only_allow_configured_models || model.is_empty() => return Vec::new(),
                 None => Arc::new(Model::pass_through(model)),
             };
-            return vec![Candidate { provider: p.clone(), model }];
+            return vec![Candidate {
+                provider: p.clone(),
+                model,
+            }];
         }
         let mut out = Vec::new();
         for (provider, models) in &self.providers {
             if let Some(model) = models.iter().find(|m| m.answers_to(name)) {
-                out.push(Candidate { provider: provider.clone(), model: model.clone() });
+                out.push(Candidate {
+                    provider: provider.clone(),
+                    model: model.clone(),
+                });
             }
         }
         out
@@ -413,23 +498,35 @@ impl Registry {
     /// `provider:model` → (provider index, model part), when the prefix names a provider.
     fn pinned_provider<'n>(&self, name: &'n str) -> Option<(usize, &'n str)> {
         let (prefix, model) = name.split_once(':')?;
-        let index = self.providers.iter().position(|(p, _)| p.answers_to(prefix))?;
+        let index = self
+            .providers
+            .iter()
+            .position(|(p, _)| p.answers_to(prefix))?;
         Some((index, model))
     }
 
     fn exclusion(&self, candidate: &Candidate, surface: Surface) -> Option<Exclusion> {
         let (p, m) = (&candidate.provider, &candidate.model);
         if p.disabled {
-            return Some(Exclusion::Policy(format!("provider '{}' is disabled", p.id)));
+            return Some(Exclusion::Policy(format!(
+                "provider '{}' is disabled",
+                p.id
+            )));
         }
         if self.only_allow_configured_providers && !p.configured {
-            return Some(Exclusion::Policy(format!("Provider '{}' is not allowed by gateway configuration", p.id)));
+            return Some(Exclusion::Policy(format!(
+                "Provider '{}' is not allowed by gateway configuration",
+                p.id
+            )));
         }
         if m.disabled {
             return Some(Exclusion::Policy(format!("model '{}' is disabled", m.id)));
         }
         if self.only_allow_configured_models && !m.custom {
-            return Some(Exclusion::Policy(format!("Model '{}' is not allowed by gateway configuration", m.id)));
+            return Some(Exclusion::Policy(format!(
+                "Model '{}' is not allowed by gateway configuration",
+                m.id
+            )));
         }
         if p.surface_spec(surface).is_none() {
             return Some(Exclusion::Format(format!(
@@ -439,22 +536,39 @@ impl Registry {
             )));
         }
         if !m.surfaces.is_empty() && !m.surfaces.contains(&surface) {
-            return Some(Exclusion::Format(format!("model '{}' does not support surface '{surface}'", m.id)));
+            return Some(Exclusion::Format(format!(
+                "model '{}' does not support surface '{surface}'",
+                m.id
+            )));
         }
         None
     }
 }
 
-fn merge_builtin(builtin: &ProviderSpec, config: &ProviderSpec, index: usize) -> (Provider, Vec<Model>) {
+fn merge_builtin(
+    builtin: &ProviderSpec,
+    config: &ProviderSpec,
+    index: usize,
+) -> (Provider, Vec<Model>) {
     let configured = index != usize::MAX;
     let mut aliases = builtin.id_aliases.clone();
     extend_unique(&mut aliases, &config.id_aliases);
-    let base_url = config.base_url.as_deref().or(builtin.base_url.as_deref()).unwrap_or_default();
+    let base_url = config
+        .base_url
+        .as_deref()
+        .or(builtin.base_url.as_deref())
+        .unwrap_or_default();
     let provider = Provider {
         id: builtin.id.clone(),
         id_aliases: aliases,
-        display_name: config.display_name.clone().or_else(|| builtin.display_name.clone()),
-        description: config.description.clone().or_else(|| builtin.description.clone()),
+        display_name: config
+            .display_name
+            .clone()
+            .or_else(|| builtin.display_name.clone()),
+        description: config
+            .description
+            .clone()
+            .or_else(|| builtin.description.clone()),
         website: config.website.clone().or_else(|| builtin.website.clone()),
         base_url: base_url.trim_end_matches('/').to_owned(),
         builtin: true,
@@ -469,9 +583,16 @@ fn merge_builtin(builtin: &ProviderSpec, config: &ProviderSpec, index: usize) ->
             .unwrap_or_default(),
         config_index: configured.then_some(index),
     };
-    let mut models: Vec<Model> = builtin.models.iter().map(|m| Model::from_spec(m, true, false)).collect();
+    let mut models: Vec<Model> = builtin
+        .models
+        .iter()
+        .map(|m| Model::from_spec(m, true, false))
+        .collect();
     for spec in &config.models {
-        match models.iter_mut().find(|m| m.id.eq_ignore_ascii_case(&spec.id)) {
+        match models
+            .iter_mut()
+            .find(|m| m.id.eq_ignore_ascii_case(&spec.id))
+        {
             Some(existing) => existing.overlay(spec),
             None => models.push(Model::from_spec(spec, false, true)),
         }
@@ -487,19 +608,36 @@ fn custom_provider(
     let Some(base_url) = config.base_url.as_deref() else {
         return Err(format!("custom provider '{}' needs a base_url", config.id));
     };
-    if !(base_url.starts_with("https://") || base_url.starts_with("http://") || base_url.starts_with("mock://")) {
-        return Err(format!("base_url '{base_url}' must start with https:// or http://"));
+    if !(base_url.starts_with("https://")
+        || base_url.starts_with("http://")
+        || base_url.starts_with("mock://"))
+    {
+        return Err(format!(
+            "base_url '{base_url}' must start with https:// or http://"
+        ));
     }
-    let default_surfaces = vec![SurfaceSpec { format: ApiFormat::OpenAi, surface: None, supported_params: vec![] }];
+    let default_surfaces = vec![SurfaceSpec {
+        format: ApiFormat::OpenAi,
+        surface: None,
+        supported_params: vec![],
+    }];
     let surfaces = config
         .supported_api_surfaces
         .clone()
         .or_else(|| shadowed.and_then(|s| s.supported_api_surfaces.clone()))
         .unwrap_or(default_surfaces);
-    let mut models: Vec<Model> = config.models.iter().map(|m| Model::from_spec(m, false, true)).collect();
+    let mut models: Vec<Model> = config
+        .models
+        .iter()
+        .map(|m| Model::from_spec(m, false, true))
+        .collect();
     if models.is_empty() {
         if let Some(shadowed) = shadowed {
-            models = shadowed.models.iter().map(|m| Model::from_spec(m, true, false)).collect();
+            models = shadowed
+                .models
+                .iter()
+                .map(|m| Model::from_spec(m, true, false))
+                .collect();
         }
     }
     let provider = Provider {
@@ -527,7 +665,13 @@ fn check_models(models: &[Model]) -> Result<(), (usize, String)> {
         for name in std::iter::once(&model.id).chain(&model.id_aliases) {
             if let Some(other) = seen.insert(name.to_ascii_lowercase(), &model.id) {
                 if other != model.id {
-                    return Err((i, format!("id or alias '{name}' of model '{}' is already used by model '{other}'", model.id)));
+                    return Err((
+                        i,
+                        format!(
+                            "id or alias '{name}' of model '{}' is already used by model '{other}'",
+                            model.id
+                        ),
+                    ));
                 }
             }
         }
@@ -546,7 +690,9 @@ fn check_provider_names(merged: &[(Provider, Vec<Model>)]) -> Result<(), Registr
                     let index = provider.config_index.or(other_index).unwrap_or(0);
                     return Err(RegistryError {
                         path: format!("providers[{index}].id_aliases"),
-                        message: format!("provider id or alias '{name}' is already used by provider '{other}'"),
+                        message: format!(
+                            "provider id or alias '{name}' is already used by provider '{other}'"
+                        ),
                     });
                 }
             }

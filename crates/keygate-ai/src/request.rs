@@ -41,8 +41,11 @@ pub enum RequestError {
 impl ClientRequest {
     /// Parses a request body.
     pub fn parse(bytes: &[u8]) -> Result<ClientRequest, RequestError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| RequestError::NotJson(e.to_string()))?;
-        let Value::Object(body) = value else { return Err(RequestError::NotObject) };
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| RequestError::NotJson(e.to_string()))?;
+        let Value::Object(body) = value else {
+            return Err(RequestError::NotObject);
+        };
         let model = match body.get("model") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -53,7 +56,11 @@ impl ClientRequest {
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.as_str().map(str::to_owned).ok_or(RequestError::ModelsEntryNotString(i)))
+                .map(|(i, v)| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or(RequestError::ModelsEntryNotString(i))
+                })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(RequestError::ModelsNotList),
         };
@@ -67,7 +74,13 @@ impl ClientRequest {
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        Ok(ClientRequest { body, model, models, stream, include_usage })
+        Ok(ClientRequest {
+            body,
+            model,
+            models,
+            stream,
+            include_usage,
+        })
     }
 
     /// The models the client named, `model` first then `models`, without auto markers or repeats.
@@ -75,7 +88,8 @@ impl ClientRequest {
         let mut out: Vec<String> = Vec::new();
         for name in self.model.iter().chain(&self.models) {
             let name = name.trim();
-            if name.is_empty() || is_auto(name) || out.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+            if name.is_empty() || is_auto(name) || out.iter().any(|o| o.eq_ignore_ascii_case(name))
+            {
                 continue;
             }
             out.push(name.to_owned());
@@ -121,7 +135,10 @@ mod tests {
             (b"[1]", RequestError::NotObject),
             (br#"{"model":5}"#, RequestError::ModelNotString),
             (br#"{"models":"gpt-4o"}"#, RequestError::ModelsNotList),
-            (br#"{"models":["a",1]}"#, RequestError::ModelsEntryNotString(1)),
+            (
+                br#"{"models":["a",1]}"#,
+                RequestError::ModelsEntryNotString(1),
+            ),
             (br#"{"stream":"yes"}"#, RequestError::StreamNotBool),
         ];
         for (body, expected) in cases {

@@ -44,10 +44,15 @@ impl SurfaceSpec {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(surface) = self.surface {
             if surface == Surface::Models {
-                return Err("surface 'models' is answered by the gateway and cannot be configured".into());
+                return Err(
+                    "surface 'models' is answered by the gateway and cannot be configured".into(),
+                );
             }
             if surface.format() != self.format {
-                return Err(format!("surface '{surface}' does not use the '{}' format", self.format.name()));
+                return Err(format!(
+                    "surface '{surface}' does not use the '{}' format",
+                    self.format.name()
+                ));
             }
         } else if !self.supported_params.is_empty() {
             return Err("supported_params requires a surface".into());
@@ -129,14 +134,16 @@ pub struct ProviderSpec {
 impl ModelSpec {
     /// Whether `name` is this model's id or one of its aliases (case-insensitive).
     pub fn answers_to(&self, name: &str) -> bool {
-        self.id.eq_ignore_ascii_case(name) || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        self.id.eq_ignore_ascii_case(name)
+            || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
 }
 
 impl ProviderSpec {
     /// Whether `name` is this provider's id or one of its aliases (case-insensitive).
     pub fn answers_to(&self, name: &str) -> bool {
-        self.id.eq_ignore_ascii_case(name) || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        self.id.eq_ignore_ascii_case(name)
+            || self.id_aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
 }
 
@@ -153,29 +160,49 @@ mod tests {
         assert!(ok.validate().is_ok());
         assert!(ok.covers(Surface::ChatCompletions));
         assert!(!ok.covers(Surface::Embeddings));
-        let wide = SurfaceSpec { format: ApiFormat::OpenAi, surface: None, supported_params: vec![] };
+        let wide = SurfaceSpec {
+            format: ApiFormat::OpenAi,
+            surface: None,
+            supported_params: vec![],
+        };
         assert!(wide.covers(Surface::Embeddings) && !wide.covers(Surface::Messages));
-        let mismatch = SurfaceSpec { format: ApiFormat::OpenAi, surface: Some(Surface::Messages), supported_params: vec![] };
+        let mismatch = SurfaceSpec {
+            format: ApiFormat::OpenAi,
+            surface: Some(Surface::Messages),
+            supported_params: vec![],
+        };
         assert!(mismatch.validate().unwrap_err().contains("does not use"));
         let params_without_surface = SurfaceSpec {
             format: ApiFormat::OpenAi,
             surface: None,
-            supported_params: vec![ParamName { name: "model".into() }],
+            supported_params: vec![ParamName {
+                name: "model".into(),
+            }],
         };
         assert!(params_without_surface.validate().is_err());
     }
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = serde_json::from_value::<ModelSpec>(serde_json::json!({"id": "x", "bogus": 1})).unwrap_err();
+        let err = serde_json::from_value::<ModelSpec>(serde_json::json!({"id": "x", "bogus": 1}))
+            .unwrap_err();
         assert!(err.to_string().contains("bogus"));
-        let err = serde_json::from_value::<SurfaceSpec>(serde_json::json!({"format": "grpc"})).unwrap_err();
+        let err = serde_json::from_value::<SurfaceSpec>(serde_json::json!({"format": "grpc"}))
+            .unwrap_err();
         assert!(err.to_string().contains("grpc"));
     }
 
     #[test]
     fn names_match_case_insensitively() {
-        let model = ModelSpec { id: "gpt-4o".into(), id_aliases: vec!["chatgpt-4o-latest".into()], ..Default::default() };
-        assert!(model.answers_to("GPT-4o") && model.answers_to("ChatGPT-4o-latest") && !model.answers_to("gpt-4"));
+        let model = ModelSpec {
+            id: "gpt-4o".into(),
+            id_aliases: vec!["chatgpt-4o-latest".into()],
+            ..Default::default()
+        };
+        assert!(
+            model.answers_to("GPT-4o")
+                && model.answers_to("ChatGPT-4o-latest")
+                && !model.answers_to("gpt-4")
+        );
     }
 }

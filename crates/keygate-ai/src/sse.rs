@@ -27,7 +27,10 @@ pub struct SseScanner {
 impl SseScanner {
     /// A scanner; `strip_usage_chunk` drops the OpenAI chunk that carries only `usage`.
     pub fn new(strip_usage_chunk: bool) -> Self {
-        Self { strip_usage_chunk, ..Self::default() }
+        Self {
+            strip_usage_chunk,
+            ..Self::default()
+        }
     }
 
     /// Usage seen so far.
@@ -112,7 +115,10 @@ impl SseScanner {
         for line in event.split(|&b| b == b'\n') {
             if let Some(value) = parse_data_line(line) {
                 self.usage.observe_event(&value);
-                let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty)
+                let usage_only = value
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty)
                     && value.get("usage").is_some_and(Value::is_object);
                 kept &= !usage_only;
             }
@@ -186,16 +192,33 @@ mod tests {
         for size in [1, 2, 3, 7, 64, 4096] {
             let (out, usage) = run(OPENAI, size, false);
             assert_eq!(out, OPENAI);
-            assert_eq!(usage, TokenUsage { input: Some(5), output: Some(2) }, "size {size}");
+            assert_eq!(
+                usage,
+                TokenUsage {
+                    input: Some(5),
+                    output: Some(2)
+                },
+                "size {size}"
+            );
             let (out, usage) = run(ANTHROPIC, size, false);
             assert_eq!(out, ANTHROPIC);
-            assert_eq!(usage, TokenUsage { input: Some(11), output: Some(7) }, "size {size}");
+            assert_eq!(
+                usage,
+                TokenUsage {
+                    input: Some(11),
+                    output: Some(7)
+                },
+                "size {size}"
+            );
         }
     }
 
     #[test]
     fn strips_only_the_usage_chunk() {
-        let expected = OPENAI.replace("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n", "");
+        let expected = OPENAI.replace(
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n",
+            "",
+        );
         for size in [1, 5, 4096] {
             let (out, usage) = run(OPENAI, size, true);
             assert_eq!(out, expected, "size {size}");
@@ -208,7 +231,9 @@ mod tests {
     #[test]
     fn strip_mode_releases_complete_events_immediately() {
         let mut scanner = SseScanner::new(true);
-        let first = scanner.push(Bytes::from_static(b"data: {\"choices\":[{}]}\n\ndata: {\"cho"));
+        let first = scanner.push(Bytes::from_static(
+            b"data: {\"choices\":[{}]}\n\ndata: {\"cho",
+        ));
         assert_eq!(&first[..], b"data: {\"choices\":[{}]}\n\n");
         let second = scanner.push(Bytes::from_static(b"ices\":[{}]}\n\n"));
         assert_eq!(&second[..], b"data: {\"choices\":[{}]}\n\n");
@@ -217,10 +242,17 @@ mod tests {
 
     #[test]
     fn unterminated_tail_and_oversized_lines() {
-        let (out, usage) = run("data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}", 4, false);
+        let (out, usage) = run(
+            "data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}",
+            4,
+            false,
+        );
         assert_eq!(usage.input, Some(1));
         assert!(out.starts_with("data:"));
-        let huge = format!("data: {}\n\ndata: {{\"usage\":{{\"prompt_tokens\":3}}}}\n\n", "x".repeat(MAX_SCAN + 10));
+        let huge = format!(
+            "data: {}\n\ndata: {{\"usage\":{{\"prompt_tokens\":3}}}}\n\n",
+            "x".repeat(MAX_SCAN + 10)
+        );
         let (out, usage) = run(&huge, 8192, false);
         assert_eq!(out.len(), huge.len());
         assert_eq!(usage.input, Some(3));

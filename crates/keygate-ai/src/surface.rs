@@ -51,7 +51,11 @@ impl Surface {
             "/v1/messages/count_tokens" => Surface::CountTokens,
             _ => return None,
         };
-        let expected = if surface == Surface::Models { http::Method::GET } else { http::Method::POST };
+        let expected = if surface == Surface::Models {
+            http::Method::GET
+        } else {
+            http::Method::POST
+        };
         (*method == expected).then_some(surface)
     }
 
@@ -96,7 +100,13 @@ impl Surface {
 
     /// Whether requests on this surface may ask for a streamed (SSE) answer.
     pub fn can_stream(self) -> bool {
-        matches!(self, Surface::ChatCompletions | Surface::Completions | Surface::Responses | Surface::Messages)
+        matches!(
+            self,
+            Surface::ChatCompletions
+                | Surface::Completions
+                | Surface::Responses
+                | Surface::Messages
+        )
     }
 }
 
@@ -114,15 +124,33 @@ mod tests {
     #[test]
     fn paths_map_to_surfaces_and_formats() {
         let post = Method::POST;
-        assert_eq!(Surface::from_request(&post, "/v1/chat/completions"), Some(Surface::ChatCompletions));
-        assert_eq!(Surface::from_request(&post, "/v1/messages/count_tokens"), Some(Surface::CountTokens));
-        assert_eq!(Surface::from_request(&post, "/v1/responses/"), Some(Surface::Responses));
-        assert_eq!(Surface::from_request(&Method::GET, "/v1/models"), Some(Surface::Models));
+        assert_eq!(
+            Surface::from_request(&post, "/v1/chat/completions"),
+            Some(Surface::ChatCompletions)
+        );
+        assert_eq!(
+            Surface::from_request(&post, "/v1/messages/count_tokens"),
+            Some(Surface::CountTokens)
+        );
+        assert_eq!(
+            Surface::from_request(&post, "/v1/responses/"),
+            Some(Surface::Responses)
+        );
+        assert_eq!(
+            Surface::from_request(&Method::GET, "/v1/models"),
+            Some(Surface::Models)
+        );
         assert_eq!(Surface::from_request(&post, "/v1/models"), None);
-        assert_eq!(Surface::from_request(&Method::GET, "/v1/chat/completions"), None);
+        assert_eq!(
+            Surface::from_request(&Method::GET, "/v1/chat/completions"),
+            None
+        );
         assert_eq!(Surface::from_request(&post, "/v2/chat/completions"), None);
         for surface in Surface::FORWARDED {
-            assert_eq!(Surface::from_request(&post, surface.client_path()), Some(surface));
+            assert_eq!(
+                Surface::from_request(&post, surface.client_path()),
+                Some(surface)
+            );
             assert_eq!(surface.format(), ApiFormat::for_path(surface.client_path()));
         }
         assert_eq!(Surface::CountTokens.suffix(), "/messages/count_tokens");

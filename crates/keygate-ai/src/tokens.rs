@@ -8,7 +8,15 @@
 
 use serde_json::{Map, Value};
 
-const PROMPT_FIELDS: [&str; 7] = ["messages", "system", "prompt", "input", "instructions", "tools", "functions"];
+const PROMPT_FIELDS: [&str; 7] = [
+    "messages",
+    "system",
+    "prompt",
+    "input",
+    "instructions",
+    "tools",
+    "functions",
+];
 const SKIPPED_KEYS: [&str; 4] = ["url", "image_url", "data", "file_data"];
 
 /// Estimated tokens of one piece of text.
@@ -42,7 +50,11 @@ fn count(value: &Value) -> u64 {
     match value {
         Value::String(s) => estimate_text_tokens(s),
         Value::Array(items) => items.iter().map(count).sum(),
-        Value::Object(map) => map.iter().filter(|(k, _)| !SKIPPED_KEYS.contains(&k.as_str())).map(|(_, v)| count(v)).sum(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| !SKIPPED_KEYS.contains(&k.as_str()))
+            .map(|(_, v)| count(v))
+            .sum(),
         Value::Number(_) | Value::Bool(_) | Value::Null => 0,
     }
 }
@@ -69,7 +81,10 @@ mod tests {
             "system": "abcd"
         });
         // 3 primer + 2*4 per message + "user"x2 (1 each) + 8 chars (2) + "image_url" type (3) + system (1)
-        assert_eq!(estimate_input_tokens(body.as_object().unwrap()), 3 + 8 + 2 + 2 + 3 + 1);
+        assert_eq!(
+            estimate_input_tokens(body.as_object().unwrap()),
+            3 + 8 + 2 + 2 + 3 + 1
+        );
         let big = json!({"input": "x".repeat(4000)});
         assert_eq!(estimate_input_tokens(big.as_object().unwrap()), 1003);
     }

@@ -37,18 +37,32 @@ impl PreparedBody {
 
     /// Whether the upstream body asks for a stream.
     pub fn streaming(&self) -> bool {
-        self.json.get("stream").and_then(Value::as_bool).unwrap_or(false)
+        self.json
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 }
 
 /// Builds the body sent to `candidate` for a request on `surface`.
-pub fn prepare_body(request: &ClientRequest, surface: Surface, candidate: &Candidate, options: &BodyOptions) -> PreparedBody {
+pub fn prepare_body(
+    request: &ClientRequest,
+    surface: Surface,
+    candidate: &Candidate,
+    options: &BodyOptions,
+) -> PreparedBody {
     let mut json = request.body.clone();
     json.insert("model".into(), Value::String(candidate.model.id.clone()));
     json.remove("models");
-    let allowlist = candidate.provider.surface_spec(surface).map(|s| &s.supported_params[..]).unwrap_or_default();
+    let allowlist = candidate
+        .provider
+        .surface_spec(surface)
+        .map(|s| &s.supported_params[..])
+        .unwrap_or_default();
     if !allowlist.is_empty() {
-        json.retain(|key, _| ALWAYS_KEPT.contains(&key.as_str()) || allowlist.iter().any(|p| &p.name == key));
+        json.retain(|key, _| {
+            ALWAYS_KEPT.contains(&key.as_str()) || allowlist.iter().any(|p| &p.name == key)
+        });
     }
     let denylist = &candidate.model.unsupported_params;
     json.retain(|key, _| key == "model" || !denylist.contains(key));
@@ -58,22 +72,30 @@ pub fn prepare_body(request: &ClientRequest, surface: Surface, candidate: &Candi
     if let Some(cap) = options.max_output_tokens {
         cap_output_tokens(&mut json, surface, &candidate.provider.id, cap);
     }
-    let stream_options_allowed = (allowlist.is_empty() || allowlist.iter().any(|p| p.name == "stream_options"))
+    let stream_options_allowed = (allowlist.is_empty()
+        || allowlist.iter().any(|p| p.name == "stream_options"))
         && !denylist.iter().any(|p| p == "stream_options");
     let added_include_usage = matches!(surface, Surface::ChatCompletions | Surface::Completions)
         && stream_options_allowed
         && json.get("stream").and_then(Value::as_bool) == Some(true)
         && add_include_usage(&mut json);
-    PreparedBody { json, added_include_usage }
+    PreparedBody {
+        json,
+        added_include_usage,
+    }
 }
 
 /// Sets `stream_options.include_usage: true`; false when it already was.
 fn add_include_usage(json: &mut Map<String, Value>) -> bool {
-    let options = json.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+    let options = json
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !options.is_object() {
         *options = Value::Object(Map::new());
     }
-    let Value::Object(options) = options else { return false };
+    let Value::Object(options) = options else {
+        return false;
+    };
     if options.get("include_usage").and_then(Value::as_bool) == Some(true) {
         return false;
     }
@@ -113,9 +135,15 @@ mod tests {
     use serde_json::json;
 
     fn candidate(providers: Value, name: &str, surface: Surface) -> Candidate {
-        let spec = GatewaySpec { providers: serde_json::from_value(providers).unwrap(), ..Default::default() };
+        let spec = GatewaySpec {
+            providers: serde_json::from_value(providers).unwrap(),
+            ..Default::default()
+        };
         let reg = Registry::new(&spec, Catalog::builtin()).unwrap();
-        reg.resolve(&[name.to_string()], surface).unwrap().candidates.remove(0)
+        reg.resolve(&[name.to_string()], surface)
+            .unwrap()
+            .candidates
+            .remove(0)
     }
 
     fn request(body: Value) -> ClientRequest {
@@ -125,9 +153,14 @@ mod tests {
     #[test]
     fn sets_model_drops_models_and_strips_denylisted_params() {
         let c = candidate(json!([]), "o3-2025-04-16", Surface::ChatCompletions);
-        let req = request(json!({"model": "o3-2025-04-16", "models": ["x"], "temperature": 0.2, "messages": []}));
+        let req = request(
+            json!({"model": "o3-2025-04-16", "models": ["x"], "temperature": 0.2, "messages": []}),
+        );
         let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
-        assert_eq!(Value::Object(out.json), json!({"model": "o3", "messages": []}));
+        assert_eq!(
+            Value::Object(out.json),
+            json!({"model": "o3", "messages": []})
+        );
     }
 
     #[test]
@@ -137,39 +170,98 @@ mod tests {
                 "supported_params": [{"name": "messages"}, {"name": "temperature"}, {"name": "seed"}]}],
             "models": [{"id": "qwen", "unsupported_params": [{"name": "seed"}]}]}]);
         let c = candidate(providers, "vllm:qwen", Surface::ChatCompletions);
-        let req = request(json!({"model": "vllm:qwen", "messages": [1], "temperature": 1, "seed": 4, "user": "u", "stream": false}));
-        let options = BodyOptions { overrides: Map::from_iter([("temperature".into(), json!(0))]), max_output_tokens: None };
+        let req = request(
+            json!({"model": "vllm:qwen", "messages": [1], "temperature": 1, "seed": 4, "user": "u", "stream": false}),
+        );
+        let options = BodyOptions {
+            overrides: Map::from_iter([("temperature".into(), json!(0))]),
+            max_output_tokens: None,
+        };
         let out = prepare_body(&req, Surface::ChatCompletions, &c, &options);
-        assert_eq!(Value::Object(out.json), json!({"model": "qwen", "messages": [1], "temperature": 0, "stream": false}));
+        assert_eq!(
+            Value::Object(out.json),
+            json!({"model": "qwen", "messages": [1], "temperature": 0, "stream": false})
+        );
     }
 
     #[test]
     fn include_usage_is_added_only_when_missing() {
         let c = candidate(json!([]), "gpt-4o", Surface::ChatCompletions);
-        let out = prepare_body(&request(json!({"model": "gpt-4o", "stream": true})), Surface::ChatCompletions, &c, &BodyOptions::default());
+        let out = prepare_body(
+            &request(json!({"model": "gpt-4o", "stream": true})),
+            Surface::ChatCompletions,
+            &c,
+            &BodyOptions::default(),
+        );
         assert!(out.added_include_usage && out.streaming());
         assert_eq!(out.json["stream_options"], json!({"include_usage": true}));
-        let asked = request(json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}}));
-        assert!(!prepare_body(&asked, Surface::ChatCompletions, &c, &BodyOptions::default()).added_include_usage);
-        let not_streaming = prepare_body(&request(json!({"model": "gpt-4o"})), Surface::ChatCompletions, &c, &BodyOptions::default());
-        assert!(!not_streaming.added_include_usage && !not_streaming.json.contains_key("stream_options"));
+        let asked = request(
+            json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}}),
+        );
+        assert!(
+            !prepare_body(
+                &asked,
+                Surface::ChatCompletions,
+                &c,
+                &BodyOptions::default()
+            )
+            .added_include_usage
+        );
+        let not_streaming = prepare_body(
+            &request(json!({"model": "gpt-4o"})),
+            Surface::ChatCompletions,
+            &c,
+            &BodyOptions::default(),
+        );
+        assert!(
+            !not_streaming.added_include_usage
+                && !not_streaming.json.contains_key("stream_options")
+        );
         let claude = candidate(json!([]), "claude-haiku-4-5", Surface::Messages);
-        let messages = prepare_body(&request(json!({"model": "claude-haiku-4-5", "stream": true})), Surface::Messages, &claude, &BodyOptions::default());
+        let messages = prepare_body(
+            &request(json!({"model": "claude-haiku-4-5", "stream": true})),
+            Surface::Messages,
+            &claude,
+            &BodyOptions::default(),
+        );
         assert!(!messages.added_include_usage && !messages.json.contains_key("stream_options"));
     }
 
     #[test]
     fn output_tokens_are_capped() {
         let c = candidate(json!([]), "gpt-4o", Surface::ChatCompletions);
-        let options = BodyOptions { max_output_tokens: Some(100), ..Default::default() };
-        let out = prepare_body(&request(json!({"model": "gpt-4o", "max_tokens": 500})), Surface::ChatCompletions, &c, &options);
+        let options = BodyOptions {
+            max_output_tokens: Some(100),
+            ..Default::default()
+        };
+        let out = prepare_body(
+            &request(json!({"model": "gpt-4o", "max_tokens": 500})),
+            Surface::ChatCompletions,
+            &c,
+            &options,
+        );
         assert_eq!(out.json["max_tokens"], 100);
-        let out = prepare_body(&request(json!({"model": "gpt-4o", "max_tokens": 50})), Surface::ChatCompletions, &c, &options);
+        let out = prepare_body(
+            &request(json!({"model": "gpt-4o", "max_tokens": 50})),
+            Surface::ChatCompletions,
+            &c,
+            &options,
+        );
         assert_eq!(out.json["max_tokens"], 50);
-        let out = prepare_body(&request(json!({"model": "gpt-4o"})), Surface::ChatCompletions, &c, &options);
+        let out = prepare_body(
+            &request(json!({"model": "gpt-4o"})),
+            Surface::ChatCompletions,
+            &c,
+            &options,
+        );
         assert_eq!(out.json["max_completion_tokens"], 100);
         let claude = candidate(json!([]), "claude-haiku-4-5", Surface::Messages);
-        let out = prepare_body(&request(json!({"model": "claude-haiku-4-5"})), Surface::Messages, &claude, &options);
+        let out = prepare_body(
+            &request(json!({"model": "claude-haiku-4-5"})),
+            Surface::Messages,
+            &claude,
+            &options,
+        );
         assert_eq!(out.json["max_tokens"], 100);
     }
 }

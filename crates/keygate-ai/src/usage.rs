@@ -15,7 +15,8 @@ impl TokenUsage {
     /// cache reads and writes count as input).
     pub fn from_usage_object(usage: &Value) -> TokenUsage {
         let field = |name: &str| usage.get(name).and_then(Value::as_u64);
-        let cached = field("cache_creation_input_tokens").unwrap_or(0) + field("cache_read_input_tokens").unwrap_or(0);
+        let cached = field("cache_creation_input_tokens").unwrap_or(0)
+            + field("cache_read_input_tokens").unwrap_or(0);
         let input = field("prompt_tokens").or_else(|| field("input_tokens").map(|t| t + cached));
         let output = field("completion_tokens").or_else(|| field("output_tokens"));
         TokenUsage { input, output }
@@ -23,10 +24,17 @@ impl TokenUsage {
 
     /// Usage of a whole (non-streamed) response body; embeddings report no output tokens (0).
     pub fn from_response_body(body: &[u8]) -> TokenUsage {
-        let Ok(value) = serde_json::from_slice::<Value>(body) else { return TokenUsage::default() };
-        let Some(usage) = value.get("usage").filter(|u| u.is_object()) else { return TokenUsage::default() };
+        let Ok(value) = serde_json::from_slice::<Value>(body) else {
+            return TokenUsage::default();
+        };
+        let Some(usage) = value.get("usage").filter(|u| u.is_object()) else {
+            return TokenUsage::default();
+        };
         let mut parsed = TokenUsage::from_usage_object(usage);
-        if parsed.input.is_some() && parsed.output.is_none() && value.get("object").and_then(Value::as_str) == Some("list") {
+        if parsed.input.is_some()
+            && parsed.output.is_none()
+            && value.get("object").and_then(Value::as_str) == Some("list")
+        {
             parsed.output = Some(0);
         }
         parsed
@@ -41,7 +49,11 @@ impl TokenUsage {
                 }
             }
             Some("response.completed" | "response.incomplete" | "response.failed") => {
-                if let Some(usage) = event.get("response").and_then(|r| r.get("usage")).filter(|u| u.is_object()) {
+                if let Some(usage) = event
+                    .get("response")
+                    .and_then(|r| r.get("usage"))
+                    .filter(|u| u.is_object())
+                {
                     self.merge(TokenUsage::from_usage_object(usage));
                 }
             }
@@ -67,13 +79,37 @@ mod tests {
     #[test]
     fn shapes() {
         let chat = br#"{"object":"chat.completion","usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#;
-        assert_eq!(TokenUsage::from_response_body(chat), TokenUsage { input: Some(7), output: Some(3) });
+        assert_eq!(
+            TokenUsage::from_response_body(chat),
+            TokenUsage {
+                input: Some(7),
+                output: Some(3)
+            }
+        );
         let emb = br#"{"object":"list","data":[],"usage":{"prompt_tokens":5,"total_tokens":5}}"#;
-        assert_eq!(TokenUsage::from_response_body(emb), TokenUsage { input: Some(5), output: Some(0) });
+        assert_eq!(
+            TokenUsage::from_response_body(emb),
+            TokenUsage {
+                input: Some(5),
+                output: Some(0)
+            }
+        );
         let claude = br#"{"type":"message","usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":2}}"#;
-        assert_eq!(TokenUsage::from_response_body(claude), TokenUsage { input: Some(15), output: Some(2) });
-        assert_eq!(TokenUsage::from_response_body(b"not json"), TokenUsage::default());
-        assert_eq!(TokenUsage::from_response_body(br#"{"input_tokens":3}"#), TokenUsage::default());
+        assert_eq!(
+            TokenUsage::from_response_body(claude),
+            TokenUsage {
+                input: Some(15),
+                output: Some(2)
+            }
+        );
+        assert_eq!(
+            TokenUsage::from_response_body(b"not json"),
+            TokenUsage::default()
+        );
+        assert_eq!(
+            TokenUsage::from_response_body(br#"{"input_tokens":3}"#),
+            TokenUsage::default()
+        );
     }
 
     #[test]
@@ -82,13 +118,33 @@ mod tests {
         usage.observe_event(&json!({"type": "message_start", "message": {"usage": {"input_tokens": 12, "output_tokens": 1}}}));
         usage.observe_event(&json!({"type": "content_block_delta", "delta": {"text": "hi"}}));
         usage.observe_event(&json!({"type": "message_delta", "usage": {"output_tokens": 9}}));
-        assert_eq!(usage, TokenUsage { input: Some(12), output: Some(9) });
+        assert_eq!(
+            usage,
+            TokenUsage {
+                input: Some(12),
+                output: Some(9)
+            }
+        );
         let mut usage = TokenUsage::default();
         usage.observe_event(&json!({"choices": [], "usage": null}));
-        usage.observe_event(&json!({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 6}}));
-        assert_eq!(usage, TokenUsage { input: Some(4), output: Some(6) });
+        usage.observe_event(
+            &json!({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 6}}),
+        );
+        assert_eq!(
+            usage,
+            TokenUsage {
+                input: Some(4),
+                output: Some(6)
+            }
+        );
         let mut usage = TokenUsage::default();
         usage.observe_event(&json!({"type": "response.completed", "response": {"usage": {"input_tokens": 1, "output_tokens": 2}}}));
-        assert_eq!(usage, TokenUsage { input: Some(1), output: Some(2) });
+        assert_eq!(
+            usage,
+            TokenUsage {
+                input: Some(1),
+                output: Some(2)
+            }
+        );
     }
 }

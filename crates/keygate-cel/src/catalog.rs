@@ -142,6 +142,8 @@ pub const FUNCTIONS: &[&str] = &[
     "lastIndexOf",
     "join",
     "lowerAscii",
+    "lower",
+    "upper",
     "upperAscii",
     "trim",
     "replace",

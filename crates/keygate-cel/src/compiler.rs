@@ -145,12 +145,7 @@ impl Expression {
         context.set_variable_resolver(&resolver);
         let outcome = match Value::resolve_val(&compiled.ast, &context) {
             Ok(value) => f(value.as_ref()),
-            Err(error) => Err(EvalError::from_execution(
-                &error,
-                resolver
-                    .secrets_read
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            )),
+            Err(error) => Err(resolver.eval_error(&error)),
         };
         outcome
     }

@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use cel::common::traits::{Container, Indexer};
@@ -16,8 +17,10 @@ use cel::context::VariableResolver;
 use cel::ExecutionError;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::error::EvalError;
 use crate::functions::regex::{RegexTable, RegexVal};
-use crate::secrets::Secrets;
+use crate::rewrite::{HEADERS_PREFIX, SECRET_PREFIX};
+use crate::secrets::{read_secret, SecretError, Secrets};
 use crate::views::request::{content_length, content_type, header, version};
 use crate::views::{Headers, QueryParams};
 use crate::Scope;
@@ -28,6 +31,8 @@ pub(crate) struct Resolver<'a> {
     regexes: &'a [RegexVal],
     /// Set when the evaluation reads a secret.
     pub(crate) secrets_read: AtomicBool,
+    /// Why a `secrets.get` with literal names failed, see [`Resolver::internal`].
+    secret_error: OnceLock<SecretError>,
 }
 
 type Found<'b> = Option<CowVal<'b, 'b>>;
@@ -68,6 +73,7 @@ impl<'a> Resolver<'a> {
             scope,
             regexes,
             secrets_read: AtomicBool::new(false),
+            secret_error: OnceLock::new(),
         }
     }
 
@@ -80,6 +86,9 @@ impl<'a> Resolver<'a> {
 
     /// The value of the variable `name` (a dotted path), if it exists in this scope.
     pub(crate) fn lookup<'b>(&'b self, name: &str) -> Found<'b> {
+        if name.starts_with('@') {
+            return self.internal(name);
+        }
         let (root, rest) = name.split_once('.').unwrap_or((name, ""));
         match root {
             "req" => self.request(rest),
@@ -108,11 +117,6 @@ impl<'a> Resolver<'a> {
                     .and_then(|name| self.scope.actions.val(name))
                     .map(CowVal::Borrowed),
             },
-            "@secrets" if rest.is_empty() => Some(CowVal::owned(Secrets {
-                source: self.scope.secrets,
-                read: &self.secrets_read,
-            })),
-            "@re" if rest.is_empty() => Some(CowVal::owned(RegexTable(self.regexes))),
             _ => self
                 .scope
                 .extra
@@ -120,6 +124,48 @@ impl<'a> Resolver<'a> {
                 .find(|(extra, _)| *extra == name)
                 .and_then(|(_, value)| Box::<dyn Val>::try_from(value.clone()).ok())
                 .map(CowVal::Owned),
+        }
+    }
+
+    /// The hidden names the compile-time rewrite introduces (no expression can spell them).
+    fn internal<'b>(&'b self, name: &str) -> Found<'b> {
+        if let Some(path) = name.strip_prefix(SECRET_PREFIX) {
+            let (vault, secret) = path.split_once('/')?;
+            return match read_secret(self.scope.secrets, &self.secrets_read, vault, secret) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    // The resolver cannot fail: the interpreter reports the name as undeclared
+                    // and the evaluation turns that back into this error.
+                    let _ = self.secret_error.set(error);
+                    None
+                }
+            };
+        }
+        if let Some(header) = name
+            .strip_prefix("@req")
+            .and_then(|n| n.strip_prefix(HEADERS_PREFIX))
+        {
+            let req = self.scope.req?;
+            return Some(CowVal::owned(
+                Headers::new(&req.head.headers).values(header),
+            ));
+        }
+        if let Some(header) = name
+            .strip_prefix("@res")
+            .and_then(|n| n.strip_prefix(HEADERS_PREFIX))
+        {
+            let res = self.scope.res?;
+            return Some(CowVal::owned(
+                Headers::new(&res.head.headers).values(header),
+            ));
+        }
+        match name {
+            "@secrets" => Some(CowVal::owned(Secrets {
+                source: self.scope.secrets,
+                read: &self.secrets_read,
+            })),
+            "@re" => Some(CowVal::owned(RegexTable(self.regexes))),
+            _ => None,
         }
     }
 
@@ -204,6 +250,38 @@ fn content_type_field<'b>(headers: &'b http::HeaderMap, field: &str) -> Found<'b
         ".raw" => text(ct.raw),
         ".parameters" => string_map(&ct.parameters),
         _ => None,
+    }
+}
+
+impl Resolver<'_> {
+    /// The evaluation error for `error`, naming the secret a failed `secrets.get` wanted.
+    pub(crate) fn eval_error(&self, error: &ExecutionError) -> EvalError {
+        if let ExecutionError::UndeclaredReference(name) = error {
+            if let Some(message) = self.missing_path(name) {
+                return EvalError::new(message);
+            }
+            if let (Some(failure), true) =
+                (self.secret_error.get(), name.starts_with(SECRET_PREFIX))
+            {
+                return EvalError::new(format!("secrets.get(): {failure}"));
+            }
+        }
+        EvalError::from_execution(error, self.secrets_read.load(Ordering::Relaxed))
+    }
+}
+
+impl Resolver<'_> {
+    /// Why the collapsed path `name` (e.g. `req.content_length`, `vars.x`) has no value.
+    fn missing_path(&self, name: &str) -> Option<String> {
+        let (root, _) = name.split_once('.')?;
+        if !matches!(root, "req" | "res" | "conn" | "time" | "vars" | "actions") {
+            return None;
+        }
+        Some(match (root, self.lookup(root).is_some()) {
+            ("res", false) => "'res' is only available in on_http_response".to_owned(),
+            (_, false) => format!("'{root}' is not available in this phase"),
+            (_, true) => format!("'{name}' is not set"),
+        })
     }
 }
 

@@ -5,7 +5,10 @@
 //!   (an invalid pattern is a compile error); other patterns → `@kg_matches(s, p)` (cached);
 //! * `getReqHeader(n)` → `req.headers[n]`, `hasReqHeader(n)` → `n in req.headers`, likewise
 //!   for `getQueryParam`/`hasQueryParam` (`req.query_params`) and `getResHeader`/`hasResHeader`;
-//! * `secrets.get(v, n)` → `@secrets[v][n]`.
+//! * `secrets.get(v, n)` → `@secrets[v][n]`, or `@secret/v/n` when both names are literals;
+//! * `req.headers['name']` → `@req.headers/name` (likewise `res`);
+//! * `has(req.headers.x)` → `'x' in req.headers` (likewise the query maps);
+//! * known variable paths (`req.url.path`, `vars.x`) → one identifier, resolved in one lookup.
 
 use std::sync::Arc;
 
@@ -32,6 +35,8 @@ struct Rewriter<'s> {
     next_id: u64,
     regexes: Vec<RegexVal>,
     reads_secrets: bool,
+    /// How many enclosing comprehensions bind a variable named like a root.
+    shadowed: usize,
     info: &'s SourceInfo,
 }
 
@@ -41,6 +46,7 @@ pub(crate) fn rewrite(expr: &mut IdedExpr, info: &SourceInfo) -> Result<Rewritte
         next_id: max_id(expr, 0)? + 1,
         regexes: Vec::new(),
         reads_secrets: false,
+        shadowed: 0,
         info,
     };
     rewriter.walk(expr, 0)?;
@@ -48,6 +54,82 @@ pub(crate) fn rewrite(expr: &mut IdedExpr, info: &SourceInfo) -> Result<Rewritte
         regexes: rewriter.regexes,
         reads_secrets: rewriter.reads_secrets,
     })
+}
+
+/// `@secret/<vault>/<name>`: `secrets.get` with literal names, read by the resolver directly.
+pub(crate) const SECRET_PREFIX: &str = "@secret/";
+/// `@req.headers/<name>` (and `@res.`): `req.headers['<name>']` with a literal name.
+pub(crate) const HEADERS_PREFIX: &str = ".headers/";
+
+fn string_literal(expr: &IdedExpr) -> Option<&str> {
+    match &expr.expr {
+        Expr::Literal(LiteralValue::String(s)) => Some(s.inner()),
+        _ => None,
+    }
+}
+
+fn is_scalar_literal(expr: &IdedExpr) -> bool {
+    matches!(expr.expr, Expr::Literal(_))
+}
+
+fn is_literal_list(expr: &IdedExpr) -> bool {
+    matches!(&expr.expr, Expr::List(list) if list.elements.iter().all(is_scalar_literal))
+}
+
+/// `req.headers['name']` / `res.headers['name']` → the resolver's `@req.headers/name`, which
+/// skips building the map view.
+fn literal_header_lookup(expr: &Expr) -> Option<String> {
+    let Expr::Call(call) = expr else { return None };
+    if call.func_name != operators::INDEX || call.target.is_some() {
+        return None;
+    }
+    let [map, key] = call.args.as_slice() else {
+        return None;
+    };
+    let root = match dotted(&map.expr)?.as_str() {
+        "req.headers" => "req",
+        "res.headers" => "res",
+        _ => return None,
+    };
+    string_literal(key).map(|name| format!("@{root}{HEADERS_PREFIX}{name}"))
+}
+
+/// Roots whose fixed paths are collapsed into one identifier, see [`collapsed_path`].
+const ROOTS: [&str; 6] = ["req", "res", "conn", "time", "vars", "actions"];
+
+/// `req.url.path` (selections) → the identifier `req.url.path`, which the resolver answers in
+/// one lookup instead of the interpreter joining the segments on every evaluation.
+fn collapsed_path(expr: &Expr) -> Option<String> {
+    if !matches!(expr, Expr::Select(select) if !select.test) {
+        return None;
+    }
+    let path = dotted(expr)?;
+    let known = crate::VARIABLES.contains(&path.as_str())
+        || path
+            .strip_prefix("vars.")
+            .is_some_and(|name| !name.contains('.'))
+        || path
+            .strip_prefix("actions.ngrok.")
+            .is_some_and(|name| !name.contains('.'));
+    known.then_some(path)
+}
+
+/// The dotted name an expression spells (identifiers may already be collapsed paths).
+fn dotted(expr: &Expr) -> Option<String> {
+    path_segments(expr).map(|segments| segments.join("."))
+}
+
+/// The dotted name an identifier-and-selections expression spells, root first.
+fn path_segments(expr: &Expr) -> Option<Vec<&str>> {
+    match expr {
+        Expr::Ident(name) => Some(vec![name.as_str()]),
+        Expr::Select(select) if !select.test => {
+            let mut path = path_segments(&select.operand.expr)?;
+            path.push(select.field.as_str());
+            Some(path)
+        }
+        _ => None,
+    }
 }
 
 fn too_deep() -> CompileError {
@@ -147,8 +229,21 @@ impl Rewriter<'_> {
         if depth > MAX_DEPTH {
             return Err(too_deep());
         }
+        // A comprehension variable named like a root (`[..].map(req, req.x)`) shadows it:
+        // paths under it are left to the interpreter.
+        let shadows = matches!(&expr.expr, Expr::Comprehension(c)
+            if ROOTS.contains(&c.iter_var.as_str())
+                || c.iter_var2.as_deref().is_some_and(|v| ROOTS.contains(&v)));
+        self.shadowed += usize::from(shadows);
         for child in children(expr) {
             self.walk(child, depth + 1)?;
+        }
+        self.shadowed -= usize::from(shadows);
+        if self.shadowed == 0 {
+            if let Some(path) = collapsed_path(&expr.expr) {
+                expr.expr = Expr::Ident(path);
+                return Ok(());
+            }
         }
         let id = expr.id;
         if let Expr::Call(call) = &mut expr.expr {
@@ -156,7 +251,33 @@ impl Rewriter<'_> {
                 expr.expr = rewritten;
             }
         }
+        if let Some(name) = literal_header_lookup(&expr.expr) {
+            expr.expr = Expr::Ident(name);
+        }
+        if let Some(presence) = self.map_presence_test(&mut expr.expr) {
+            expr.expr = presence;
+        }
         Ok(())
+    }
+
+    /// `has(req.headers.x)` → `'x' in req.headers` (also `res.headers`, the query maps): the
+    /// views answer every name with a (maybe empty) list, so a field test would always hold.
+    fn map_presence_test(&mut self, expr: &mut Expr) -> Option<Expr> {
+        let Expr::Select(select) = expr else {
+            return None;
+        };
+        let is_view = matches!(
+            dotted(&select.operand.expr)?.as_str(),
+            "req.headers" | "res.headers" | "req.query_params" | "req.url.query_params"
+        );
+        if !select.test || !is_view {
+            return None;
+        }
+        let key = self.node(Expr::Literal(LiteralValue::String(
+            select.field.clone().into(),
+        )));
+        let map = std::mem::take(select.operand.as_mut());
+        Some(self.call(IN, vec![key, map]))
     }
 
     fn arity(&self, name: &str, call: &CallExpr, want: usize, id: u64) -> Result<(), CompileError> {
@@ -188,10 +309,15 @@ impl Rewriter<'_> {
             "getResHeader" | "hasResHeader" => ("res", "headers"),
             _ => ("", ""),
         };
+        // With a literal on one side no secret meets input the client controls, so the
+        // interpreter's own (faster) operators are kept.
+        let literal_operand = call.args.iter().any(is_scalar_literal);
         match name {
-            operators::EQUALS if global => call.func_name = EQ.to_owned(),
-            operators::NOT_EQUALS if global => call.func_name = NE.to_owned(),
-            operators::IN if global => call.func_name = IN.to_owned(),
+            operators::EQUALS if global && !literal_operand => call.func_name = EQ.to_owned(),
+            operators::NOT_EQUALS if global && !literal_operand => call.func_name = NE.to_owned(),
+            operators::IN if global && !call.args.get(1).is_some_and(is_literal_list) => {
+                call.func_name = IN.to_owned()
+            }
             "matches" => return self.rewrite_matches(call, id).map(Some),
             "getReqHeader" | "getQueryParam" | "getResHeader" if global => {
                 let name = name.to_owned();
@@ -211,6 +337,13 @@ impl Rewriter<'_> {
             {
                 self.arity("secrets.get", call, 2, id)?;
                 self.reads_secrets = true;
+                if let [Some(vault), Some(name)] =
+                    [&call.args[0], &call.args[1]].map(string_literal)
+                {
+                    if !vault.contains('/') {
+                        return Ok(Some(Expr::Ident(format!("{SECRET_PREFIX}{vault}/{name}"))));
+                    }
+                }
                 let name = call.args.pop().unwrap_or_default();
                 let vault = call.args.pop().unwrap_or_default();
                 let secrets = self.ident("@secrets");

@@ -126,14 +126,8 @@ impl Indexer for Vault<'_> {
         Self: 'v,
     {
         let name = string_key(idx, "secret name")?;
-        let secret = self
-            .source
-            .get(&self.vault, name)
-            .map_err(|error| ExecutionError::function_error("secrets.get", error))?;
-        self.read.store(true, Ordering::Relaxed);
-        Ok(CowVal::owned(CelString::from(
-            secret.expose_secret().to_owned(),
-        )))
+        read_secret(self.source, self.read, &self.vault, name)
+            .map_err(|error| ExecutionError::function_error("secrets.get", error))
     }
 
     fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
@@ -142,6 +136,20 @@ impl Indexer for Vault<'_> {
     {
         self.get(idx).map(CowVal::into_owned)
     }
+}
+
+/// Reads one secret as a CEL string, recording that the evaluation read a secret.
+pub(crate) fn read_secret<'b, 'v>(
+    source: &dyn SecretSource,
+    read: &AtomicBool,
+    vault: &str,
+    name: &str,
+) -> Result<CowVal<'b, 'v>, SecretError> {
+    let secret = source.get(vault, name)?;
+    read.store(true, Ordering::Relaxed);
+    Ok(CowVal::owned(CelString::from(
+        secret.expose_secret().to_owned(),
+    )))
 }
 
 impl fmt::Debug for Secrets<'_> {

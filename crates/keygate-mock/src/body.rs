@@ -14,7 +14,7 @@ pub(crate) type MockBody = UnsyncBoxBody<Bytes, DroppedMidStream>;
 /// The body error that makes hyper abort the connection mid-response (`x-mock-drop: mid-stream`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("connection dropped mid-stream as the mock's controls asked")]
-pub struct DroppedMidStream;
+pub(crate) struct DroppedMidStream;
 
 /// Pause before a mid-stream drop, long enough for the sent part to leave the socket.
 const FLUSH_PAUSE: Duration = Duration::from_millis(20);

@@ -10,22 +10,22 @@ use http::{HeaderMap, StatusCode};
 use crate::config::MockConfig;
 
 /// Header that answers with this status (200-599) in the surface's error shape.
-pub const STATUS_HEADER: &str = "x-mock-status";
+pub(crate) const STATUS_HEADER: &str = "x-mock-status";
 /// Header that delays the response head by this many milliseconds.
-pub const DELAY_HEADER: &str = "x-mock-delay-ms";
+pub(crate) const DELAY_HEADER: &str = "x-mock-delay-ms";
 /// Header that sets the pause before each streamed content chunk, in milliseconds.
-pub const CHUNK_DELAY_HEADER: &str = "x-mock-chunk-delay-ms";
+pub(crate) const CHUNK_DELAY_HEADER: &str = "x-mock-chunk-delay-ms";
 /// Header that sets the number of streamed content chunks.
-pub const CHUNKS_HEADER: &str = "x-mock-chunks";
+pub(crate) const CHUNKS_HEADER: &str = "x-mock-chunks";
 /// Header that drops the connection: `before-headers` or `mid-stream`.
-pub const DROP_HEADER: &str = "x-mock-drop";
+pub(crate) const DROP_HEADER: &str = "x-mock-drop";
 
 /// Largest chunk count a request may ask for.
 const MAX_CHUNKS: usize = 100_000;
 
 /// Where the mock cuts the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropPoint {
+pub(crate) enum DropPoint {
     /// Close the connection without sending a response head.
     BeforeHeaders,
     /// Send the head and part of the body, then abort the connection.
@@ -35,28 +35,28 @@ pub enum DropPoint {
 /// A control header whose value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {header} value '{value}': expected {expected}")]
-pub struct ControlError {
+pub(crate) struct ControlError {
     /// The header name.
-    pub header: &'static str,
+    pub(crate) header: &'static str,
     /// The value received (control headers never carry secrets).
-    pub value: String,
+    pub(crate) value: String,
     /// What the header accepts.
-    pub expected: &'static str,
+    pub(crate) expected: &'static str,
 }
 
 /// The behaviour of one request after all controls are applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Behaviour {
+pub(crate) struct Behaviour {
     /// Answer with this status instead of a normal reply (errors use the surface's error shape).
-    pub status: Option<StatusCode>,
+    pub(crate) status: Option<StatusCode>,
     /// Pause before the response head.
-    pub delay: Duration,
+    pub(crate) delay: Duration,
     /// Pause before each streamed content chunk.
-    pub chunk_delay: Duration,
+    pub(crate) chunk_delay: Duration,
     /// Number of streamed content chunks.
-    pub chunks: usize,
+    pub(crate) chunks: usize,
     /// Connection drop, if any.
-    pub drop: Option<DropPoint>,
+    pub(crate) drop: Option<DropPoint>,
 }
 
 /// Controls found in the request; `None` fields fall back to the next source.
@@ -82,7 +82,7 @@ impl Overrides {
 }
 
 /// Resolves the behaviour of a request from its headers, its API key and the mock defaults.
-pub fn resolve(headers: &HeaderMap, config: &MockConfig) -> Result<Behaviour, ControlError> {
+pub(crate) fn resolve(headers: &HeaderMap, config: &MockConfig) -> Result<Behaviour, ControlError> {
     let from_headers = header_overrides(headers)?;
     let from_key = api_key(headers)
         .map(|key| key_overrides(key, config))
@@ -98,7 +98,7 @@ pub fn resolve(headers: &HeaderMap, config: &MockConfig) -> Result<Behaviour, Co
 }
 
 /// The API key of a request: `Authorization: Bearer K`, `x-api-key: K` or Azure's `api-key: K`.
-pub fn api_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -202,14 +202,24 @@ fn key_overrides(key: &str, config: &MockConfig) -> Overrides {
     out
 }
 
-/// The run of ASCII digits right after the first occurrence of `word` (possibly empty).
+/// The digits right after `word` in `key`: from the first occurrence followed by a digit, else
+/// `""` when `word` occurs without digits, else `None`.
 fn digits_after<'a>(key: &'a str, word: &str) -> Option<&'a str> {
-    let start = key.find(word)? + word.len();
-    let rest = &key[start..];
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    Some(&rest[..end])
+    let runs = key.match_indices(word).map(|(i, _)| {
+        let rest = &key[i + word.len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        &rest[..end]
+    });
+    let mut found = None;
+    for run in runs {
+        if !run.is_empty() {
+            return Some(run);
+        }
+        found = Some(run);
+    }
+    found
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! wire formats, streamed and not, echoing the last user message. Tests script failures with
 //! request headers (`x-mock-status`, `x-mock-delay-ms`, `x-mock-chunk-delay-ms`, `x-mock-chunks`,
 //! `x-mock-drop`) or with words in the API key (`fail429`, `slow250`, `drop-mid`, ...); see
-//! [`controls`]. Every request is recorded and readable in process ([`MockServer::requests`]) or
+//! `docs/testing.md`. Every request is recorded and readable in process ([`MockServer::requests`]) or
 //! over HTTP (`GET`/`DELETE /_mock/requests`).
 //!
 //! The [`load`] module is the fixed-rate load generator behind the `keygate-load` binary.
@@ -13,7 +13,7 @@
 mod anthropic;
 mod body;
 mod config;
-pub mod controls;
+mod controls;
 mod errors;
 pub mod load;
 mod openai;
@@ -24,8 +24,6 @@ mod router;
 mod server;
 mod text;
 
-pub use body::DroppedMidStream;
 pub use config::MockConfig;
 pub use record::RecordedRequest;
-pub use router::ServiceError;
 pub use server::{MockServer, StartError};

@@ -31,7 +31,7 @@ pub(crate) struct State {
 
 /// Why the service ends a connection instead of answering.
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub(crate) enum ServiceError {
     /// `x-mock-drop: before-headers` (or a `drop-before` key) asked for it.
     #[error("connection dropped before the response head as the mock's controls asked")]
     DroppedBeforeHeaders,

@@ -39,19 +39,37 @@ pub struct BuildContext<'a> {
 }
 
 impl<'a> BuildContext<'a> {
-    pub(crate) fn new(compiler: &'a Compiler, deps: &'a Deps, phase: Phase, node: &'a Node, path: String) -> Self {
-        Self { compiler, deps, phase, node, path, warnings: RefCell::new(Vec::new()) }
+    pub(crate) fn new(
+        compiler: &'a Compiler,
+        deps: &'a Deps,
+        phase: Phase,
+        node: &'a Node,
+        path: String,
+    ) -> Self {
+        Self {
+            compiler,
+            deps,
+            phase,
+            node,
+            path,
+            warnings: RefCell::new(Vec::new()),
+        }
     }
 
     /// The raw `config` node, if the action has one.
     pub fn config_node(&self) -> Option<&'a Node> {
-        self.node.get("config").filter(|n| n.value != NodeValue::Null)
+        self.node
+            .get("config")
+            .filter(|n| n.value != NodeValue::Null)
     }
 
     /// Deserializes `config` into `T` (an absent config reads as an empty map).
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
         let path = join_key(&self.path, "config");
-        let empty = Node { value: NodeValue::Map(Vec::new()), pos: self.node.pos };
+        let empty = Node {
+            value: NodeValue::Map(Vec::new()),
+            pos: self.node.pos,
+        };
         let node = self.config_node().unwrap_or(&empty);
         from_node(node, &path).map_err(|err| {
             let (pos, path) = err.at.unwrap_or((node.pos, path));
@@ -68,7 +86,9 @@ impl<'a> BuildContext<'a> {
     /// Records a warning at `field` (relative to `config`); loading goes on.
     pub fn warn(&self, field: &str, message: impl Into<String>) {
         let (pos, path) = self.locate(field);
-        self.warnings.borrow_mut().push(Diagnostic::warning(pos, path, message));
+        self.warnings
+            .borrow_mut()
+            .push(Diagnostic::warning(pos, path, message));
     }
 
     /// Compiles a `${...}` template found at `field`.
@@ -87,7 +107,9 @@ impl<'a> BuildContext<'a> {
 
     fn locate(&self, field: &str) -> (crate::document::Position, String) {
         let base = join_key(&self.path, "config");
-        let Some(mut node) = self.config_node() else { return (self.node.pos, base) };
+        let Some(mut node) = self.config_node() else {
+            return (self.node.pos, base);
+        };
         for step in field_steps(field) {
             let next = match (&node.value, step) {
                 (NodeValue::Map(_), Step::Key(key)) => node.get(key),

@@ -23,16 +23,29 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(pos: Position, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, pos, path: path.into(), message: message.into() }
+        Self {
+            severity: Severity::Error,
+            pos,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     pub fn warning(pos: Position, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, pos, path: path.into(), message: message.into() }
+        Self {
+            severity: Severity::Warning,
+            pos,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// `FILE:LINE:COL: PATH: message` (SPEC section 1).
     pub fn in_file<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
-        InFile { file, diagnostic: self }
+        InFile {
+            file,
+            diagnostic: self,
+        }
     }
 }
 
@@ -44,11 +57,23 @@ struct InFile<'a> {
 impl fmt::Display for InFile<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.diagnostic;
-        let warning = if d.severity == Severity::Warning { "warning: " } else { "" };
-        if d.path.is_empty() {
-            write!(f, "{}:{}:{}: {warning}{}", self.file, d.pos.line, d.pos.col, d.message)
+        let warning = if d.severity == Severity::Warning {
+            "warning: "
         } else {
-            write!(f, "{}:{}:{}: {}: {warning}{}", self.file, d.pos.line, d.pos.col, d.path, d.message)
+            ""
+        };
+        if d.path.is_empty() {
+            write!(
+                f,
+                "{}:{}:{}: {warning}{}",
+                self.file, d.pos.line, d.pos.col, d.message
+            )
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}: {warning}{}",
+                self.file, d.pos.line, d.pos.col, d.path, d.message
+            )
         }
     }
 }
@@ -62,7 +87,12 @@ pub struct PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.diagnostics.iter().filter(|d| d.severity == Severity::Error).enumerate() {
+        for (i, d) in self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .enumerate()
+        {
             if i > 0 {
                 f.write_str("; ")?;
             }

@@ -27,7 +27,11 @@ impl Policy {
 
     /// Runs `on_http_response` over `response` (from upstream or an earlier custom-response) and
     /// returns what goes to the client, or `None` when an action closed the connection.
-    pub async fn on_http_response(&self, ex: &mut Exchange, response: Response<Body>) -> Option<Response<Body>> {
+    pub async fn on_http_response(
+        &self,
+        ex: &mut Exchange,
+        response: Response<Body>,
+    ) -> Option<Response<Body>> {
         if self.on_http_response.is_empty() {
             return Some(response);
         }
@@ -54,7 +58,15 @@ async fn run_phase(rules: &[Rule], ex: &mut Exchange) -> Outcome {
         match matches(rule, ex) {
             Ok(true) => {}
             Ok(false) => continue,
-            Err(response) => return Outcome::Respond(response),
+            Err(()) => {
+                return Outcome::Respond(
+                    GatewayError::policy_runtime(
+                        &rule.name,
+                        "an expression could not be evaluated",
+                    )
+                    .into_response(ex.api_format),
+                )
+            }
         }
         ex.log.matched_rules.push(rule.name.clone());
         for compiled in &rule.actions {
@@ -78,8 +90,8 @@ async fn run_phase(rules: &[Rule], ex: &mut Exchange) -> Outcome {
     Outcome::Continue
 }
 
-/// Evaluates a rule's expressions (all must be true). An error fails closed with a 500.
-fn matches(rule: &Rule, ex: &Exchange) -> Result<bool, Response<Body>> {
+/// Evaluates a rule's expressions (all must be true). An error is logged here and fails closed.
+fn matches(rule: &Rule, ex: &Exchange) -> Result<bool, ()> {
     if rule.expressions.is_empty() {
         return Ok(true);
     }
@@ -90,8 +102,7 @@ fn matches(rule: &Rule, ex: &Exchange) -> Result<bool, Response<Body>> {
             Ok(false) => return Ok(false),
             Err(err) => {
                 warn!(request_id = %ex.id, rule = %rule.name, expression = expression.source(), error = %err.message, "policy expression failed");
-                return Err(GatewayError::policy_runtime(&rule.name, "an expression could not be evaluated")
-                    .into_response(ex.api_format));
+                return Err(());
             }
         }
     }
@@ -102,8 +113,11 @@ fn error_response(rule: &Rule, action: &str, err: ActionError, ex: &Exchange) ->
     match err {
         ActionError::Eval(err) => {
             warn!(request_id = %ex.id, rule = %rule.name, action, error = %err.message, "policy action failed");
-            GatewayError::policy_runtime(&rule.name, &format!("action '{action}' could not be evaluated"))
-                .into_response(ex.api_format)
+            GatewayError::policy_runtime(
+                &rule.name,
+                &format!("action '{action}' could not be evaluated"),
+            )
+            .into_response(ex.api_format)
         }
         ActionError::Gateway(err) => err.into_response(ex.api_format),
     }

@@ -20,8 +20,19 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    pub fn new(status: StatusCode, code: &'static str, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, kind, message: message.into(), headers: Vec::new() }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            kind,
+            message: message.into(),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a response header.
@@ -32,7 +43,12 @@ impl GatewayError {
 
     /// 400: the request could not be understood.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "ERR_KEYGATE_3801", "invalid_request_error", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_KEYGATE_3801",
+            "invalid_request_error",
+            message,
+        )
     }
 
     /// 404: nothing in the policy handled the request and there is no upstream.
@@ -67,7 +83,12 @@ impl GatewayError {
 
     /// 502: the upstream could not be reached.
     pub fn upstream_unreachable(detail: &str) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "ERR_KEYGATE_3800", "api_error", format!("upstream unreachable: {detail}"))
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "ERR_KEYGATE_3800",
+            "api_error",
+            format!("upstream unreachable: {detail}"),
+        )
     }
 
     /// The HTTP response, with a body in `format`'s error shape.
@@ -76,7 +97,10 @@ impl GatewayError {
         let mut response = Response::new(full(body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         for (name, value) in self.headers {
             headers.append(name, value);
         }
@@ -86,7 +110,13 @@ impl GatewayError {
 
 impl std::fmt::Display for GatewayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

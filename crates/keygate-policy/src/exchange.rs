@@ -91,7 +91,11 @@ impl Exchange {
     pub fn scope(&self) -> Scope<'_> {
         Scope {
             conn: &self.conn,
-            req: Some(RequestView { head: &self.request, scheme: self.scheme, id: &self.id }),
+            req: Some(RequestView {
+                head: &self.request,
+                scheme: self.scheme,
+                id: &self.id,
+            }),
             res: self.response.as_ref().map(|head| ResponseView { head }),
             vars: &self.vars,
             actions: &self.results,
@@ -111,7 +115,11 @@ impl Exchange {
                     Err(err) if err.is::<http_body_util::LengthLimitError>() => {
                         return Err(GatewayError::body_too_large(self.max_body_bytes));
                     }
-                    Err(err) => return Err(GatewayError::bad_request(format!("reading the request body failed: {err}"))),
+                    Err(err) => {
+                        return Err(GatewayError::bad_request(format!(
+                            "reading the request body failed: {err}"
+                        )))
+                    }
                 }
             }
         };

@@ -36,7 +36,10 @@ impl HttpClient {
     }
 
     /// Sends a request; the response body streams.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         self.inner.request(request).await
     }
 }

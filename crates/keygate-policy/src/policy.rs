@@ -42,12 +42,26 @@ const PHASES: [(&str, Option<Phase>); 5] = [
 
 impl Policy {
     /// Parses and compiles policy text (YAML or JSON). `file` names it in diagnostics.
-    pub fn compile(file: &str, text: &str, compiler: &Compiler, deps: &Deps) -> Result<Policy, PolicyError> {
+    pub fn compile(
+        file: &str,
+        text: &str,
+        compiler: &Compiler,
+        deps: &Deps,
+    ) -> Result<Policy, PolicyError> {
         let mut diagnostics = Vec::new();
         let policy = match parse(text) {
-            Ok(root) => Compilation { compiler, deps, diagnostics: &mut diagnostics }.policy(&root),
+            Ok(root) => Compilation {
+                compiler,
+                deps,
+                diagnostics: &mut diagnostics,
+            }
+            .policy(&root),
             Err(err) => {
-                diagnostics.push(Diagnostic::error(err.pos, "", format!("invalid YAML/JSON: {}", err.message)));
+                diagnostics.push(Diagnostic::error(
+                    err.pos,
+                    "",
+                    format!("invalid YAML/JSON: {}", err.message),
+                ));
                 None
             }
         };
@@ -56,7 +70,10 @@ impl Policy {
                 policy.warnings = diagnostics;
                 Ok(policy)
             }
-            _ => Err(PolicyError { file: file.to_owned(), diagnostics }),
+            _ => Err(PolicyError {
+                file: file.to_owned(),
+                diagnostics,
+            }),
         }
     }
 
@@ -88,15 +105,27 @@ impl Compilation<'_> {
         let entries = match &root.value {
             NodeValue::Map(entries) => entries,
             NodeValue::Null => {
-                self.error(root.pos, "", "the policy is empty: expected on_http_request and/or on_http_response");
+                self.error(
+                    root.pos,
+                    "",
+                    "the policy is empty: expected on_http_request and/or on_http_response",
+                );
                 return None;
             }
             _ => {
-                self.error(root.pos, "", format!("expected a map of phases, found {}", root.type_name()));
+                self.error(
+                    root.pos,
+                    "",
+                    format!("expected a map of phases, found {}", root.type_name()),
+                );
                 return None;
             }
         };
-        let mut policy = Policy { on_http_request: Vec::new(), on_http_response: Vec::new(), warnings: Vec::new() };
+        let mut policy = Policy {
+            on_http_request: Vec::new(),
+            on_http_response: Vec::new(),
+            warnings: Vec::new(),
+        };
         let mut seen: Vec<Phase> = Vec::new();
         for (key, node) in entries {
             let Some((_, phase)) = PHASES.iter().find(|(name, _)| name == key) else {
@@ -123,7 +152,11 @@ impl Compilation<'_> {
                 ));
             }
             if seen.contains(&phase) {
-                self.error(node.pos, key.as_str(), format!("{} is given twice (legacy and current name)", phase.key()));
+                self.error(
+                    node.pos,
+                    key.as_str(),
+                    format!("{} is given twice (legacy and current name)", phase.key()),
+                );
                 continue;
             }
             seen.push(phase);
@@ -142,7 +175,11 @@ impl Compilation<'_> {
             NodeValue::Seq(items) => items,
             NodeValue::Null => return Vec::new(),
             _ => {
-                self.error(node.pos, key, format!("expected a list of rules, found {}", node.type_name()));
+                self.error(
+                    node.pos,
+                    key,
+                    format!("expected a list of rules, found {}", node.type_name()),
+                );
                 return Vec::new();
             }
         };
@@ -151,11 +188,18 @@ impl Compilation<'_> {
         for (i, item) in items.iter().enumerate() {
             let path = format!("{key}[{i}]");
             if let Some(earlier) = &unreachable_after {
-                self.error(item.pos, path.as_str(), format!("rule can never run: {earlier} always ends the phase"));
+                self.error(
+                    item.pos,
+                    path.as_str(),
+                    format!("rule can never run: {earlier} always ends the phase"),
+                );
             }
             if let Some(rule) = self.rule(phase, &path, item) {
                 let always_matches = rule.expressions.is_empty();
-                let ends = rule.actions.last().is_some_and(|a| a.kind.termination == Termination::Always);
+                let ends = rule
+                    .actions
+                    .last()
+                    .is_some_and(|a| a.kind.termination == Termination::Always);
                 if always_matches && ends && unreachable_after.is_none() {
                     unreachable_after = Some(path.clone());
                 }
@@ -167,7 +211,14 @@ impl Compilation<'_> {
 
     fn rule(&mut self, phase: Phase, path: &str, node: &Node) -> Option<Rule> {
         let NodeValue::Map(entries) = &node.value else {
-            self.error(node.pos, path, format!("expected a rule (a map with actions), found {}", node.type_name()));
+            self.error(
+                node.pos,
+                path,
+                format!(
+                    "expected a rule (a map with actions), found {}",
+                    node.type_name()
+                ),
+            );
             return None;
         };
         let mut name = None;
@@ -185,9 +236,15 @@ impl Compilation<'_> {
                 "type" | "config" => self.error(
                     value.pos,
                     field,
-                    format!("unknown key '{key}' in a rule: actions go in the rule's 'actions' list"),
+                    format!(
+                        "unknown key '{key}' in a rule: actions go in the rule's 'actions' list"
+                    ),
                 ),
-                _ => self.error(value.pos, field, format!("unknown key '{key}': a rule has name, expressions and actions")),
+                _ => self.error(
+                    value.pos,
+                    field,
+                    format!("unknown key '{key}': a rule has name, expressions and actions"),
+                ),
             }
         }
         let actions_path = join_key(path, "actions");
@@ -205,7 +262,8 @@ impl Compilation<'_> {
                         );
                     }
                     if let Some(action) = self.action(phase, &action_path, item) {
-                        if action.kind.termination == Termination::Always && always_ended.is_none() {
+                        if action.kind.termination == Termination::Always && always_ended.is_none()
+                        {
                             always_ended = Some(i);
                         }
                         actions.push(action);
@@ -223,7 +281,11 @@ impl Compilation<'_> {
             }
         };
         let name: Arc<str> = name.unwrap_or_else(|| path.to_owned()).into();
-        Some(Rule { name, expressions, actions })
+        Some(Rule {
+            name,
+            expressions,
+            actions,
+        })
     }
 
     fn expressions(&mut self, path: &str, node: &Node) -> Vec<Expression> {
@@ -231,7 +293,14 @@ impl Compilation<'_> {
             NodeValue::Seq(items) => items,
             NodeValue::Null => return Vec::new(),
             _ => {
-                self.error(node.pos, path, format!("expected a list of CEL expressions, found {}", node.type_name()));
+                self.error(
+                    node.pos,
+                    path,
+                    format!(
+                        "expected a list of CEL expressions, found {}",
+                        node.type_name()
+                    ),
+                );
                 return Vec::new();
             }
         };
@@ -239,7 +308,14 @@ impl Compilation<'_> {
         for (i, item) in items.iter().enumerate() {
             let field = format!("{path}[{i}]");
             let NodeValue::Str(source) = &item.value else {
-                self.error(item.pos, field, format!("expected a CEL expression string, found {}", item.type_name()));
+                self.error(
+                    item.pos,
+                    field,
+                    format!(
+                        "expected a CEL expression string, found {}",
+                        item.type_name()
+                    ),
+                );
                 continue;
             };
             match self.compiler.expression(source) {
@@ -252,12 +328,23 @@ impl Compilation<'_> {
 
     fn action(&mut self, phase: Phase, path: &str, node: &Node) -> Option<CompiledAction> {
         let NodeValue::Map(entries) = &node.value else {
-            self.error(node.pos, path, format!("expected an action (a map with type and config), found {}", node.type_name()));
+            self.error(
+                node.pos,
+                path,
+                format!(
+                    "expected an action (a map with type and config), found {}",
+                    node.type_name()
+                ),
+            );
             return None;
         };
         for (key, value) in entries {
             if key != "type" && key != "config" {
-                self.error(value.pos, join_key(path, key), format!("unknown key '{key}': an action has type and config"));
+                self.error(
+                    value.pos,
+                    join_key(path, key),
+                    format!("unknown key '{key}': an action has type and config"),
+                );
             }
         }
         let type_path = join_key(path, "type");
@@ -278,12 +365,20 @@ impl Compilation<'_> {
             return None;
         };
         if !kind.phases.contains(&phase) {
-            self.error(type_pos, type_path, format!("action '{}' cannot run in {}", kind.name, phase.key()));
+            self.error(
+                type_pos,
+                type_path,
+                format!("action '{}' cannot run in {}", kind.name, phase.key()),
+            );
             return None;
         }
         let config = node.get("config").filter(|n| n.value != NodeValue::Null);
         if kind.needs_config && config.is_none() {
-            self.error(node.pos, path, format!("action '{}' needs a config", kind.name));
+            self.error(
+                node.pos,
+                path,
+                format!("action '{}' needs a config", kind.name),
+            );
             return None;
         }
         let cx = BuildContext::new(self.compiler, self.deps, phase, node, path.to_owned());
@@ -317,5 +412,8 @@ impl Compilation<'_> {
 
 fn unknown_action_message(name: &str) -> String {
     let known: Vec<&str> = actions::REGISTRY.iter().map(|k| k.name).collect();
-    format!("unknown action type '{name}'; Keygate supports: {}", known.join(", "))
+    format!(
+        "unknown action type '{name}'; Keygate supports: {}",
+        known.join(", ")
+    )
 }

@@ -29,7 +29,8 @@ impl AccessRecord {
         let mut line = Map::new();
         line.insert(
             "timestamp".into(),
-            json!(chrono::DateTime::<chrono::Utc>::from(self.time).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            json!(chrono::DateTime::<chrono::Utc>::from(self.time)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         );
         line.insert("level".into(), json!("INFO"));
         line.insert("message".into(), json!("request"));
@@ -38,7 +39,10 @@ impl AccessRecord {
         line.insert("method".into(), json!(self.method));
         line.insert("path".into(), json!(self.path));
         line.insert("status".into(), json!(self.status));
-        line.insert("duration_ms".into(), json!(self.duration.as_secs_f64() * 1000.0));
+        line.insert(
+            "duration_ms".into(),
+            json!(self.duration.as_secs_f64() * 1000.0),
+        );
         let rules: Vec<&str> = self.log.matched_rules.iter().map(|r| &**r).collect();
         line.insert("rules".into(), json!(rules));
         if let Some(action) = self.log.terminated_by {
@@ -107,8 +111,8 @@ impl AccessLog {
         std::thread::Builder::new()
             .name("keygate-access-log".into())
             .spawn(move || {
-                let stdout = std::io::stdout();
-                let mut out = std::io::BufWriter::new(stdout.lock());
+                // Not `stdout().lock()`: event logs (tracing) write to stdout too.
+                let mut out = std::io::BufWriter::new(std::io::stdout());
                 while let Ok(record) = receiver.recv() {
                     let mut next = Some(record);
                     while let Some(record) = next {

@@ -25,24 +25,41 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
                 let gateway = gateway.clone();
                 async move { Ok::<_, Infallible>(answer(&gateway, &request)) }
             });
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
 
 fn answer(gateway: &Gateway, request: &Request<Incoming>) -> Response<Full<bytes::Bytes>> {
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/healthz") => (StatusCode::OK, "application/json", "{\"status\":\"ok\"}".to_owned()),
-        (&Method::GET, "/readyz") => (StatusCode::OK, "application/json", "{\"status\":\"ready\"}".to_owned()),
-        (&Method::GET, "/metrics") => {
-            (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", gateway.metrics.render())
-        }
-        _ => (StatusCode::NOT_FOUND, "application/json", "{\"error\":{\"message\":\"not found\"}}".to_owned()),
+        (&Method::GET, "/healthz") => (
+            StatusCode::OK,
+            "application/json",
+            "{\"status\":\"ok\"}".to_owned(),
+        ),
+        (&Method::GET, "/readyz") => (
+            StatusCode::OK,
+            "application/json",
+            "{\"status\":\"ready\"}".to_owned(),
+        ),
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            gateway.metrics.render(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            "{\"error\":{\"message\":\"not found\"}}".to_owned(),
+        ),
     };
     let mut response = Response::new(Full::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     response
 }

@@ -27,7 +27,11 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         .flat_map(|v| v.split(','))
         .filter_map(|hop| hop.trim().parse::<IpAddr>().ok().map(normalize))
         .collect::<Vec<_>>();
-    hops.iter().rev().copied().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+    hops.iter()
+        .rev()
+        .copied()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
 }
 
 #[cfg(test)]
@@ -42,18 +46,30 @@ mod tests {
 
     #[test]
     fn mapped_addresses_become_ipv4() {
-        assert_eq!(normalize("::ffff:127.0.0.2".parse().unwrap()), "127.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(normalize("::1".parse().unwrap()), "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            normalize("::ffff:127.0.0.2".parse().unwrap()),
+            "127.0.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            normalize("::1".parse().unwrap()),
+            "::1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn forwarded_for_only_from_trusted_peers() {
         let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(resolve(peer, &headers("203.0.113.9, 127.0.0.5"), &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            resolve(peer, &headers("203.0.113.9, 127.0.0.5"), &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(resolve(peer, &headers("203.0.113.9"), &[]), peer);
         let untrusted: IpAddr = "10.1.1.1".parse().unwrap();
-        assert_eq!(resolve(untrusted, &headers("203.0.113.9"), &trusted), untrusted);
+        assert_eq!(
+            resolve(untrusted, &headers("203.0.113.9"), &trusted),
+            untrusted
+        );
         assert_eq!(resolve(peer, &headers("garbage"), &trusted), peer);
     }
 }

@@ -45,11 +45,17 @@ impl Gateway {
             Ok(policy) => {
                 log_warnings(&self.config.policy, &policy);
                 self.policy.store(Arc::new(policy));
-                self.metrics.policy_reloads.get_or_create(&ResultLabels { result: "ok" }).inc();
+                self.metrics
+                    .policy_reloads
+                    .get_or_create(&ResultLabels { result: "ok" })
+                    .inc();
                 info!(policy = %self.config.policy.display(), "policy reloaded");
             }
             Err(err) => {
-                self.metrics.policy_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                self.metrics
+                    .policy_reloads
+                    .get_or_create(&ResultLabels { result: "error" })
+                    .inc();
                 warn!(error = %err, "policy reload rejected; the previous policy keeps serving");
             }
         }
@@ -84,7 +90,10 @@ pub enum StartError {
     #[error("{0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl StartError {
@@ -116,10 +125,16 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
     };
     let client_listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
     let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
         .await
-        .map_err(|source| StartError::Listen { addr: config.admin_listen, source })?;
+        .map_err(|source| StartError::Listen {
+            addr: config.admin_listen,
+            source,
+        })?;
     let gateway = Arc::new(Gateway {
         access_log: AccessLog::start(config.log_format),
         config,

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use keygate_ai::ApiFormat;
 use keygate_cel::{ConnInfo, Vars};
-use keygate_policy::body::{BoxError, Body};
+use keygate_policy::body::{Body, BoxError};
 use keygate_policy::{Exchange, GatewayError, Outcome, RequestBody, RequestLog};
 
 use crate::access_log::AccessRecord;
@@ -41,8 +41,19 @@ pub async fn handle(
     if let Ok(value) = HeaderValue::from_str(&id) {
         head.headers.insert(request_id::HEADER, value);
     }
-    let client_ip = client_ip::resolve(conn.client_ip, &head.headers, &gateway.config.trust_forwarded_for);
-    let conn = if client_ip == conn.client_ip { conn } else { Arc::new(ConnInfo { client_ip, ..(*conn).clone() }) };
+    let client_ip = client_ip::resolve(
+        conn.client_ip,
+        &head.headers,
+        &gateway.config.trust_forwarded_for,
+    );
+    let conn = if client_ip == conn.client_ip {
+        conn
+    } else {
+        Arc::new(ConnInfo {
+            client_ip,
+            ..(*conn).clone()
+        })
+    };
     let api_format = ApiFormat::for_path(head.uri.path());
     let max_body = gateway.config.max_body_bytes;
     let declared_too_large = head
@@ -97,7 +108,14 @@ pub async fn handle(
         duration: started.elapsed(),
         log: ex.log,
     };
-    Ok(response.map(|body| LoggedBody { body, pending: Some(Pending { gateway, record, started }) }))
+    Ok(response.map(|body| LoggedBody {
+        body,
+        pending: Some(Pending {
+            gateway,
+            record,
+            started,
+        }),
+    }))
 }
 
 fn close(
@@ -138,7 +156,10 @@ impl http_body::Body for LoggedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.body).poll_frame(cx)
     }
 
@@ -153,7 +174,12 @@ impl http_body::Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some(Pending { gateway, mut record, started }) = self.pending.take() {
+        if let Some(Pending {
+            gateway,
+            mut record,
+            started,
+        }) = self.pending.take()
+        {
             record.duration = started.elapsed();
             finish(&gateway, record);
         }
@@ -163,19 +189,37 @@ impl Drop for LoggedBody {
 /// Records metrics and queues the access-log line.
 fn finish(gateway: &Gateway, record: AccessRecord) {
     let metrics = &gateway.metrics;
-    metrics.http_requests.get_or_create(&StatusLabels { status: record.status }).inc();
+    metrics
+        .http_requests
+        .get_or_create(&StatusLabels {
+            status: record.status,
+        })
+        .inc();
     metrics.http_duration.observe(record.duration.as_secs_f64());
     if let Some(ai) = &record.log.ai {
-        let labels = AiLabels { provider: ai.provider.clone(), model: ai.model.clone(), status: record.status };
+        let labels = AiLabels {
+            provider: ai.provider.clone(),
+            model: ai.model.clone(),
+            status: record.status,
+        };
         metrics.ai_requests.get_or_create(&labels).inc();
-        metrics.ai_upstream_duration.observe(record.duration.as_secs_f64());
+        metrics
+            .ai_upstream_duration
+            .observe(record.duration.as_secs_f64());
         if let Some(ttft) = ai.time_to_first_token {
             metrics.ai_time_to_first_token.observe(ttft.as_secs_f64());
         }
-        for (direction, counter) in [("input", &ai.usage.input_tokens), ("output", &ai.usage.output_tokens)] {
+        for (direction, counter) in [
+            ("input", &ai.usage.input_tokens),
+            ("output", &ai.usage.output_tokens),
+        ] {
             let tokens = counter.load(std::sync::atomic::Ordering::Relaxed);
             if tokens > 0 {
-                let labels = TokenLabels { provider: ai.provider.clone(), model: ai.model.clone(), direction };
+                let labels = TokenLabels {
+                    provider: ai.provider.clone(),
+                    model: ai.model.clone(),
+                    direction,
+                };
                 metrics.ai_tokens.get_or_create(&labels).inc_by(tokens);
             }
         }

@@ -32,12 +32,20 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
     builder
 }
 
 /// Serves clients until `shutdown` resolves, then drains open connections for the grace period.
-pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsConfig>,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) {
     let builder = connection_builder();
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -54,7 +62,9 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, gateway: Arc<G
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else { continue };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let conn = ConnInfo {
             client_ip: normalize(peer.ip()),
             client_port: peer.port(),
@@ -68,17 +78,25 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, gateway: Arc<G
         let watcher = graceful.watcher();
         match &tls {
             None => {
-                tokio::spawn(serve_connection(&builder, watcher, stream, conn, "http", gateway));
+                tokio::spawn(serve_connection(
+                    &builder, watcher, stream, conn, "http", gateway,
+                ));
             }
             Some(tls) => {
                 let acceptor = tls.acceptor();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(err)) => return debug!(error = %err, "TLS handshake failed"),
-                        Err(_) => return debug!("TLS handshake timed out"),
+                    let stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => return debug!(error = %err, "TLS handshake failed"),
+                            Err(_) => return debug!("TLS handshake timed out"),
+                        };
+                    let conn = ConnInfo {
+                        tls: Some(tls_info(stream.get_ref().1)),
+                        ..conn
                     };
-                    let conn = ConnInfo { tls: Some(tls_info(stream.get_ref().1)), ..conn };
                     serve_connection(&builder, watcher, stream, conn, "https", gateway).await;
                 });
             }
@@ -104,8 +122,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(conn);
-    let service = service_fn(move |request| handler::handle(gateway.clone(), conn.clone(), scheme, request));
-    let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+    let service =
+        service_fn(move |request| handler::handle(gateway.clone(), conn.clone(), scheme, request));
+    let connection = watcher.watch(
+        builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned(),
+    );
     async move {
         if let Err(err) = connection.await {
             debug!(error = %err, "connection ended with an error");
@@ -121,8 +144,14 @@ fn tls_info(session: &rustls::ServerConnection) -> TlsInfo {
             Some(other) => format!("{other:?}"),
             None => String::new(),
         },
-        cipher_suite: session.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+        cipher_suite: session
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
         sni: session.server_name().unwrap_or_default().to_owned(),
-        negotiated_alpn: session.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default(),
+        negotiated_alpn: session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default(),
     }
 }

@@ -70,20 +70,36 @@ impl Metrics {
             ai_time_to_first_token: seconds_histogram(),
             registry: Registry::default(),
         };
-        registry.register("http_requests", "Requests answered, by status", metrics.http_requests.clone());
+        registry.register(
+            "http_requests",
+            "Requests answered, by status",
+            metrics.http_requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time from request head to the end of the response body",
             metrics.http_duration.clone(),
         );
-        registry.register("policy_reloads", "Policy reloads, by result", metrics.policy_reloads.clone());
+        registry.register(
+            "policy_reloads",
+            "Policy reloads, by result",
+            metrics.policy_reloads.clone(),
+        );
         registry.register(
             "rate_limit_decisions",
             "rate-limit decisions, by limiter name and outcome",
             metrics.rate_limit_decisions.clone(),
         );
-        registry.register("ai_requests", "ai-gateway requests, by provider, model and status", metrics.ai_requests.clone());
-        registry.register("ai_tokens", "Tokens reported by providers, by direction", metrics.ai_tokens.clone());
+        registry.register(
+            "ai_requests",
+            "ai-gateway requests, by provider, model and status",
+            metrics.ai_requests.clone(),
+        );
+        registry.register(
+            "ai_tokens",
+            "Tokens reported by providers, by direction",
+            metrics.ai_tokens.clone(),
+        );
         registry.register(
             "ai_upstream_duration_seconds",
             "Time from the upstream attempt to the end of its response",
@@ -94,7 +110,10 @@ impl Metrics {
             "Time from the first upstream attempt to the first response byte",
             metrics.ai_time_to_first_token.clone(),
         );
-        Self { registry, ..metrics }
+        Self {
+            registry,
+            ..metrics
+        }
     }
 
     /// The Prometheus text exposition.
@@ -119,8 +138,14 @@ mod tests {
     #[test]
     fn renders_the_spec_metric_names() {
         let metrics = Metrics::new();
-        metrics.http_requests.get_or_create(&StatusLabels { status: 200 }).inc();
-        metrics.policy_reloads.get_or_create(&ResultLabels { result: "ok" }).inc();
+        metrics
+            .http_requests
+            .get_or_create(&StatusLabels { status: 200 })
+            .inc();
+        metrics
+            .policy_reloads
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc();
         let text = metrics.render();
         for name in [
             "keygate_http_requests_total{status=\"200\"} 1",

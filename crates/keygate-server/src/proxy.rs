@@ -20,21 +20,26 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 /// Forwards the exchange's (possibly rewritten) request to `upstream` and returns its response.
 pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> Response<Body> {
-    let path_and_query = ex.request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = ex
+        .request
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str());
     let base = upstream.to_string();
     let target = format!("{}{path_and_query}", base.trim_end_matches('/'));
     let Ok(uri) = target.parse::<Uri>() else {
-        return GatewayError::bad_request("the request path cannot be forwarded").into_response(ex.api_format);
+        return GatewayError::bad_request("the request path cannot be forwarded")
+            .into_response(ex.api_format);
     };
     let mut headers = ex.request.headers.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(header::TRANSFER_ENCODING);
-    let original_host = ex
-        .request
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| ex.request.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let original_host = ex.request.headers.get(header::HOST).cloned().or_else(|| {
+        ex.request
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     if let Some(host) = &original_host {
         headers.insert(header::HOST, host.clone());
         headers.insert("x-forwarded-host", host.clone());
@@ -58,10 +63,13 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
             strip_hop_by_hop(&mut head.headers);
             Response::from_parts(head, body.map_err(Into::into).boxed())
         }
-        Err(err) if is_body_limit(&err) => GatewayError::body_too_large(ex.max_body_bytes).into_response(ex.api_format),
+        Err(err) if is_body_limit(&err) => {
+            GatewayError::body_too_large(ex.max_body_bytes).into_response(ex.api_format)
+        }
         Err(err) => {
             warn!(request_id = %ex.id, error = %err, "upstream request failed");
-            GatewayError::upstream_unreachable("the upstream did not answer").into_response(ex.api_format)
+            GatewayError::upstream_unreachable("the upstream did not answer")
+                .into_response(ex.api_format)
         }
     }
 }

@@ -18,16 +18,28 @@ pub fn watch(gateway: Arc<Gateway>) -> Option<notify::RecommendedWatcher> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let policy = gateway.config.policy.clone();
     let file_name = policy.file_name().map(|n| n.to_owned());
-    let dir = policy.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).to_owned();
+    let dir = policy
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_owned();
     let file_tx = tx.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if event.paths.iter().any(|p| p.file_name() == file_name.as_deref()) {
+            if event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == file_name.as_deref())
+            {
                 let _ = file_tx.send(());
             }
         }
     })
-    .and_then(|mut watcher| watcher.watch(&dir, RecursiveMode::NonRecursive).map(|()| watcher));
+    .and_then(|mut watcher| {
+        watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map(|()| watcher)
+    });
     let watcher = match watcher {
         Ok(watcher) => Some(watcher),
         Err(err) => {

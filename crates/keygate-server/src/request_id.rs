@@ -12,7 +12,9 @@ pub fn for_request(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|id| {
             (1..=128).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
         })
         .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned)
 }

@@ -26,7 +26,11 @@ impl TlsConfig {
     /// Loads and checks the certificate chain and key (error: one sentence naming the file).
     pub fn load(cert: &Path, key: &Path) -> Result<Self, String> {
         let config = server_config(cert, key)?;
-        Ok(Self { cert: cert.to_owned(), key: key.to_owned(), current: Arc::new(ArcSwap::from_pointee(config)) })
+        Ok(Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: Arc::new(ArcSwap::from_pointee(config)),
+        })
     }
 
     /// An acceptor using the current certificate.
@@ -51,7 +55,9 @@ impl TlsConfig {
                         this.current.store(Arc::new(config));
                         info!(cert = %this.cert.display(), "TLS certificate reloaded");
                     }
-                    Err(err) => warn!(error = %err, "TLS certificate reload rejected; keeping the previous one"),
+                    Err(err) => {
+                        warn!(error = %err, "TLS certificate reload rejected; keeping the previous one")
+                    }
                 }
             }
         });
@@ -73,14 +79,20 @@ fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String
     }
     let private_key = PrivateKeyDer::from_pem_file(key)
         .map_err(|err| format!("cannot read TLS private key {}: {err}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|err| format!("TLS setup failed: {err}"))?
-        .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(|err| {
-            format!("TLS certificate {} and key {} do not form a valid pair: {err}", cert.display(), key.display())
-        })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|err| format!("TLS setup failed: {err}"))?
+    .with_no_client_auth()
+    .with_single_cert(chain, private_key)
+    .map_err(|err| {
+        format!(
+            "TLS certificate {} and key {} do not form a valid pair: {err}",
+            cert.display(),
+            key.display()
+        )
+    })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

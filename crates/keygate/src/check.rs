@@ -55,7 +55,9 @@ fn unresolved_secrets(text: &str, data_dir: &std::path::Path) -> Vec<String> {
     if !data_dir.join(keygate_secrets::DB_FILE).exists() {
         return Vec::new();
     }
-    let Ok(store) = keygate_secrets::Store::open_read_only(data_dir) else { return Vec::new() };
+    let Ok(store) = keygate_secrets::Store::open_read_only(data_dir) else {
+        return Vec::new();
+    };
     let pattern = regex_lite_references(text);
     pattern
         .into_iter()
@@ -73,7 +75,10 @@ fn regex_lite_references(text: &str) -> Vec<(String, String)> {
     while let Some(start) = rest.find("secrets.get(") {
         rest = &rest[start + "secrets.get(".len()..];
         let Some(end) = rest.find(')') else { break };
-        let args: Vec<&str> = rest[..end].split(',').map(|a| a.trim().trim_matches(|c| c == '\'' || c == '"')).collect();
+        let args: Vec<&str> = rest[..end]
+            .split(',')
+            .map(|a| a.trim().trim_matches(|c| c == '\'' || c == '"'))
+            .collect();
         if let [vault, secret] = args[..] {
             let pair = (vault.to_owned(), secret.to_owned());
             if !found.contains(&pair) {

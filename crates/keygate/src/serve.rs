@@ -86,14 +86,19 @@ fn parse_upstream(value: &str) -> Result<http::Uri, String> {
 }
 
 fn parse_provider_url(value: &str) -> Result<(String, String), String> {
-    let (id, url) = value.split_once('=').ok_or("expected ID=URL, e.g. openai=http://127.0.0.1:9999/v1")?;
+    let (id, url) = value
+        .split_once('=')
+        .ok_or("expected ID=URL, e.g. openai=http://127.0.0.1:9999/v1")?;
     parse_upstream(url)?;
     Ok((id.trim().to_ascii_lowercase(), url.to_owned()))
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_tracing(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -118,7 +123,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
                 Failure::Open => FailureMode::Open,
                 Failure::Closed => FailureMode::Closed,
             };
-            match RedisLimiter::connect(url, RedisConfig { failure_mode, ..RedisConfig::default() }).await {
+            match RedisLimiter::connect(
+                url,
+                RedisConfig {
+                    failure_mode,
+                    ..RedisConfig::default()
+                },
+            )
+            .await
+            {
                 Ok(limiter) => Arc::new(limiter),
                 Err(err) => {
                     eprintln!("error: --redis: {err}");
@@ -141,7 +154,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
-    let services = Services { secrets, rate_limiter, provider_urls: args.provider_urls.into_iter().collect::<HashMap<_, _>>() };
+    let services = Services {
+        secrets,
+        rate_limiter,
+        provider_urls: args.provider_urls.into_iter().collect::<HashMap<_, _>>(),
+    };
     match keygate_server::run(config, services).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -152,15 +169,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn open_secrets(args: &ServeArgs) -> Result<Arc<CachedSecrets>, String> {
-    let source = MasterKeySource::from_env(args.master_key_file.clone()).map_err(|err| err.to_string())?;
+    let source =
+        MasterKeySource::from_env(args.master_key_file.clone()).map_err(|err| err.to_string())?;
     let store = Store::open_unlocked(&args.data_dir, &source).map_err(|err| err.to_string())?;
-    CachedSecrets::start(store, SECRET_POLL).map(Arc::new).map_err(|err| err.to_string())
+    CachedSecrets::start(store, SECRET_POLL)
+        .map(Arc::new)
+        .map_err(|err| err.to_string())
 }
 
 fn init_tracing(format: Format) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
     match format {
         Format::Json => builder.json().flatten_event(true).init(),
         Format::Pretty => builder.init(),

@@ -23,7 +23,10 @@ pub fn run(cmd: TokenCommand) -> ExitCode {
                 eprintln!("error: the OS random number generator failed: {err}");
                 return ExitCode::from(1);
             }
-            println!("{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&buf));
+            println!(
+                "{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&buf)
+            );
             ExitCode::SUCCESS
         }
     }

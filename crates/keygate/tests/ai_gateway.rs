@@ -21,7 +21,14 @@ const OPENAI_503: &str = "sk-canary-openai-fail503-0cc175b9c0f1b6a";
 const OPENAI_DROP: &str = "sk-canary-openai-drop-before-92eb5ffee6ae";
 const OPENAI_SLOW: &str = "sk-canary-openai-slow1500-e4da3b7fbbce23";
 const ANTHROPIC_GOOD: &str = "sk-ant-canary-good-1679091c5a880faf6fb5";
-const KEYS: [&str; 6] = [OPENAI_GOOD, OPENAI_429, OPENAI_503, OPENAI_DROP, OPENAI_SLOW, ANTHROPIC_GOOD];
+const KEYS: [&str; 6] = [
+    OPENAI_GOOD,
+    OPENAI_429,
+    OPENAI_503,
+    OPENAI_DROP,
+    OPENAI_SLOW,
+    ANTHROPIC_GOOD,
+];
 
 const AUTH_RULE: &str = r#"
 on_http_request:
@@ -54,18 +61,28 @@ fn seed(dir: &Path) {
 /// A gateway in front of `mock` with the auth rule and `config` (indented YAML under `config:`).
 fn gateway(mock: &MockServer, data: &TempDir, config: &str) -> Gateway {
     let config: String = config.lines().map(|l| format!("          {l}\n")).collect();
-    let policy = format!("{AUTH_RULE}  - actions:\n      - type: ai-gateway\n        config:\n{config}");
+    let policy =
+        format!("{AUTH_RULE}  - actions:\n      - type: ai-gateway\n        config:\n{config}");
     let args = vec![
         "--provider-url".to_owned(),
         format!("openai={}", mock.openai_base_url()),
         "--provider-url".to_owned(),
         format!("anthropic={}", mock.openai_base_url()),
     ];
-    Gateway::start_with(&policy, Options { args, data_dir: Some(data.path()), ..Options::default() })
+    Gateway::start_with(
+        &policy,
+        Options {
+            args,
+            data_dir: Some(data.path()),
+            ..Options::default()
+        },
+    )
 }
 
 async fn mock() -> MockServer {
-    MockServer::start(MockConfig::default().with_chunks(3)).await.expect("mock starts")
+    MockServer::start(MockConfig::default().with_chunks(3))
+        .await
+        .expect("mock starts")
 }
 
 async fn post(gw: &Gateway, path: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
@@ -84,7 +101,10 @@ fn chat(model: &str) -> Value {
 
 fn code(reply: &Reply) -> String {
     let value = reply.json();
-    value["error"]["code"].as_str().unwrap_or_default().to_owned()
+    value["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn assert_no_canary(text: &str) {
@@ -98,12 +118,19 @@ fn assert_clean(gw: &Gateway, mock: &MockServer) {
     assert_no_canary(&gw.output());
     for request in mock.requests() {
         let seen = format!("{:?} {} {:?}", request.headers, request.body, request.query);
-        assert!(!seen.contains(TOKEN), "client token reached the provider: {seen}");
+        assert!(
+            !seen.contains(TOKEN),
+            "client token reached the provider: {seen}"
+        );
     }
 }
 
 fn auth_of(request: &RecordedRequest) -> String {
-    request.header("authorization").or(request.header("x-api-key")).unwrap_or_default().to_owned()
+    request
+        .header("authorization")
+        .or(request.header("x-api-key"))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The access-log line (JSON) for the last request to `path`.
@@ -119,7 +146,11 @@ fn access_line(gw: &Gateway, path: &str) -> Value {
         if let Some(line) = found {
             return line;
         }
-        assert!(std::time::Instant::now() < deadline, "no access log line for {path}:\n{}", gw.output());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access log line for {path}:\n{}",
+            gw.output()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -137,7 +168,10 @@ async fn chat_streaming_embeddings_and_models_with_key_failover() {
 
     let reply = post(&gw, "/v1/chat/completions", chat("gpt-4o"), &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert!(reply.json()["choices"][0]["message"]["content"].as_str().unwrap().contains("Hello from the e2e test"));
+    assert!(reply.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Hello from the e2e test"));
     let seen = mock.requests();
     assert_eq!(seen.len(), 2, "the 429 key is followed by the good key");
     assert_eq!(auth_of(&seen[0]), format!("Bearer {OPENAI_429}"));
@@ -156,8 +190,14 @@ async fn chat_streaming_embeddings_and_models_with_key_failover() {
     assert_eq!(reply.header("content-type"), Some("text/event-stream"));
     let text = reply.text();
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
-    assert!(!text.contains("\"prompt_tokens\""), "the usage chunk Keygate asked for reached the client: {text}");
-    assert_eq!(mock.requests().last().unwrap().body_json().unwrap()["stream_options"]["include_usage"], true);
+    assert!(
+        !text.contains("\"prompt_tokens\""),
+        "the usage chunk Keygate asked for reached the client: {text}"
+    );
+    assert_eq!(
+        mock.requests().last().unwrap().body_json().unwrap()["stream_options"]["include_usage"],
+        true
+    );
     std::thread::sleep(Duration::from_millis(200));
     let line = access_line(&gw, "/v1/chat/completions");
     assert!(line["ai"]["output_tokens"].as_u64().unwrap() > 0, "{line}");
@@ -167,15 +207,30 @@ async fn chat_streaming_embeddings_and_models_with_key_failover() {
     asked["stream"] = json!(true);
     asked["stream_options"] = json!({"include_usage": true});
     let reply = post(&gw, "/v1/chat/completions", asked, &[]).await;
-    assert!(reply.text().contains("\"prompt_tokens\""), "a client that asked for usage gets it");
+    assert!(
+        reply.text().contains("\"prompt_tokens\""),
+        "a client that asked for usage gets it"
+    );
 
-    let reply = post(&gw, "/v1/embeddings", json!({"model": "text-embedding-3-small", "input": ["a", "b"]}), &[]).await;
+    let reply = post(
+        &gw,
+        "/v1/embeddings",
+        json!({"model": "text-embedding-3-small", "input": ["a", "b"]}),
+        &[],
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()["data"].as_array().unwrap().len(), 2);
 
-    let reply = send(gw.addr, Req::get("/v1/models").bearer(TOKEN)).await.unwrap();
+    let reply = send(gw.addr, Req::get("/v1/models").bearer(TOKEN))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
-    assert!(reply.json()["data"].as_array().unwrap().iter().any(|m| m["id"] == "gpt-4o"));
+    assert!(reply.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "gpt-4o"));
 
     let reply = post(&gw, "/v1/chat/completions", chat("mock-echo"), &[]).await;
     assert_eq!(reply.header("x-keygate-provider"), Some("mock"));
@@ -197,23 +252,48 @@ async fn anthropic_messages_plain_and_streamed() {
     let last = seen.last().unwrap();
     assert_eq!(last.path, "/v1/messages");
     assert_eq!(last.header("x-api-key"), Some(ANTHROPIC_GOOD));
-    assert_eq!(last.header("authorization"), None, "the client's bearer token must not go upstream");
+    assert_eq!(
+        last.header("authorization"),
+        None,
+        "the client's bearer token must not go upstream"
+    );
     assert_eq!(last.header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(last.body_json().unwrap()["model"], "claude-sonnet-4-0");
 
     let mut stream = body;
     stream["stream"] = json!(true);
-    let reply = post(&gw, "/v1/messages", stream, &[("anthropic-version", "2023-06-01")]).await;
+    let reply = post(
+        &gw,
+        "/v1/messages",
+        stream,
+        &[("anthropic-version", "2023-06-01")],
+    )
+    .await;
     assert_eq!(reply.status, 200);
     let text = reply.text();
-    assert!(text.contains("event: message_start") && text.contains("event: message_stop"), "{text}");
+    assert!(
+        text.contains("event: message_start") && text.contains("event: message_stop"),
+        "{text}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     let line = access_line(&gw, "/v1/messages");
     assert!(line["ai"]["output_tokens"].as_u64().unwrap() > 0, "{line}");
 
-    let reply = post(&gw, "/v1/messages/count_tokens", json!({"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "x"}]}), &[]).await;
+    let reply = post(
+        &gw,
+        "/v1/messages/count_tokens",
+        json!({"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "x"}]}),
+        &[],
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let reply = post(&gw, "/v1/messages", json!({"model": "gpt-4o", "max_tokens": 5, "messages": []}), &[]).await;
+    let reply = post(
+        &gw,
+        "/v1/messages",
+        json!({"model": "gpt-4o", "max_tokens": 5, "messages": []}),
+        &[],
+    )
+    .await;
     assert_eq!(reply.status, 422);
     assert_eq!(reply.json()["type"], "error");
     assert_eq!(reply.json()["error"]["code"], "ERR_KEYGATE_3813");
@@ -238,14 +318,29 @@ async fn failover_across_providers_drops_and_timeouts() {
         [OPENAI_503, OPENAI_DROP, OPENAI_SLOW, ANTHROPIC_GOOD].map(|k| format!("Bearer {k}")),
         "503, dropped connection and timeout each move to the next key, then to the next provider"
     );
-    assert_eq!(access_line(&gw, "/v1/chat/completions")["ai"]["attempts"], 4);
+    assert_eq!(
+        access_line(&gw, "/v1/chat/completions")["ai"]["attempts"],
+        4
+    );
 
     // Everything fails: 503 with the attempts listed, keys redacted.
     let reply = post(&gw, "/v1/chat/completions", chat("gpt-4o"), &[]).await;
-    assert_eq!((reply.status, code(&reply).as_str()), (503, "ERR_KEYGATE_3807"));
-    let message = reply.json()["error"]["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("[503] openai/gpt-4o (sk-cana...b6a)") || message.contains("sk-cana"), "{message}");
-    assert!(message.contains("[timeout]") && message.contains("[unreachable]"), "{message}");
+    assert_eq!(
+        (reply.status, code(&reply).as_str()),
+        (503, "ERR_KEYGATE_3807")
+    );
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("[503] openai/gpt-4o (sk-cana...b6a)") || message.contains("sk-cana"),
+        "{message}"
+    );
+    assert!(
+        message.contains("[timeout]") && message.contains("[unreachable]"),
+        "{message}"
+    );
     assert_clean(&gw, &mock);
 }
 
@@ -258,19 +353,57 @@ async fn total_timeout_and_error_codes() {
     let gw = gateway(&mock, &data, config);
     let started = std::time::Instant::now();
     let reply = post(&gw, "/v1/chat/completions", chat("gpt-4o"), &[]).await;
-    assert_eq!((reply.status, code(&reply).as_str()), (504, "ERR_KEYGATE_3810"), "{}", reply.text());
-    assert!(started.elapsed() < Duration::from_millis(1400), "total_timeout must stop the attempt");
+    assert_eq!(
+        (reply.status, code(&reply).as_str()),
+        (504, "ERR_KEYGATE_3810"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "total_timeout must stop the attempt"
+    );
 
     let cases: Vec<(&str, Value, u16, &str)> = vec![
-        ("/v1/chat/completions", json!({"model": ["x"]}), 400, "ERR_KEYGATE_3801"),
-        ("/v1/chat/completions", json!("not an object"), 400, "ERR_KEYGATE_3801"),
-        ("/v1/chat/completions", chat("gpt-nonexistent"), 422, "ERR_KEYGATE_3804"),
-        ("/v1/chat/completions", json!({"model": "mock-echo", "messages": [{"role": "user", "content": "y".repeat(2000)}]}), 413, "ERR_KEYGATE_3811"),
-        ("/v1/chat/completions", chat("claude-haiku-4-5"), 400, "ERR_KEYGATE_3802"),
+        (
+            "/v1/chat/completions",
+            json!({"model": ["x"]}),
+            400,
+            "ERR_KEYGATE_3801",
+        ),
+        (
+            "/v1/chat/completions",
+            json!("not an object"),
+            400,
+            "ERR_KEYGATE_3801",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("gpt-nonexistent"),
+            422,
+            "ERR_KEYGATE_3804",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "mock-echo", "messages": [{"role": "user", "content": "y".repeat(2000)}]}),
+            413,
+            "ERR_KEYGATE_3811",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("claude-haiku-4-5"),
+            400,
+            "ERR_KEYGATE_3802",
+        ),
     ];
     for (path, body, status, expected) in cases {
         let reply = post(&gw, path, body.clone(), &[]).await;
-        assert_eq!((reply.status, code(&reply).as_str()), (status, expected), "{body}: {}", reply.text());
+        assert_eq!(
+            (reply.status, code(&reply).as_str()),
+            (status, expected),
+            "{body}: {}",
+            reply.text()
+        );
     }
     // A provider's own 400 goes straight back to the client (no failover).
     mock.clear_requests();
@@ -282,13 +415,26 @@ async fn total_timeout_and_error_codes() {
         let policy = format!(
             "{AUTH_RULE}  - actions:\n      - type: ai-gateway\n        config:\n          providers:\n            - id: openai\n              api_keys:\n                - value: ${{secrets.get('openai', 'good')}}\n"
         );
-        let args = vec!["--provider-url".to_owned(), "openai=http://127.0.0.1:9/v1".to_owned()];
-        let dead = Gateway::start_with(&policy, Options { args, data_dir: Some(data.path()), ..Options::default() });
+        let args = vec![
+            "--provider-url".to_owned(),
+            "openai=http://127.0.0.1:9/v1".to_owned(),
+        ];
+        let dead = Gateway::start_with(
+            &policy,
+            Options {
+                args,
+                data_dir: Some(data.path()),
+                ..Options::default()
+            },
+        );
         let reply = post(&dead, "/v1/chat/completions", chat("gpt-4o"), &[]).await;
         assert_no_canary(&dead.output());
         reply
     };
-    assert_eq!((unreachable.status, code(&unreachable).as_str()), (502, "ERR_KEYGATE_3800"));
+    assert_eq!(
+        (unreachable.status, code(&unreachable).as_str()),
+        (502, "ERR_KEYGATE_3800")
+    );
     assert_clean(&gw, &mock);
 }
 
@@ -298,19 +444,55 @@ async fn provider_client_errors_pass_through_and_passthrough_keys() {
     let data = TempDir::new("ai-pass");
     seed(data.path());
     let gw = gateway(&mock, &data, "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('openai', 'good')}\n      - value: ${secrets.get('openai', 'limited')}");
-    let reply = post(&gw, "/v1/chat/completions", chat("gpt-4o"), &[("x-mock-status", "400")]).await;
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        chat("gpt-4o"),
+        &[("x-mock-status", "400")],
+    )
+    .await;
     assert_eq!(reply.status, 400, "{}", reply.text());
-    assert_eq!(mock.requests().len(), 1, "a provider's 400 is not failed over");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "a provider's 400 is not failed over"
+    );
 
     // Without server keys the client's own provider key is forwarded (passthrough mode).
     let open = MockServer::start(MockConfig::default()).await.unwrap();
     let policy = "on_http_request:\n  - actions:\n      - type: ai-gateway\n";
-    let args = vec!["--provider-url".to_owned(), format!("openai={}", open.openai_base_url())];
-    let passthrough = Gateway::start_with(policy, Options { args, ..Options::default() });
-    let reply = send(passthrough.addr, Req::post("/v1/chat/completions", chat("gpt-4o").to_string()).header("x-api-key", "sk-client-own-key-0123456789")).await.unwrap();
+    let args = vec![
+        "--provider-url".to_owned(),
+        format!("openai={}", open.openai_base_url()),
+    ];
+    let passthrough = Gateway::start_with(
+        policy,
+        Options {
+            args,
+            ..Options::default()
+        },
+    );
+    let reply = send(
+        passthrough.addr,
+        Req::post("/v1/chat/completions", chat("gpt-4o").to_string())
+            .header("x-api-key", "sk-client-own-key-0123456789"),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(auth_of(&open.requests()[0]), "Bearer sk-client-own-key-0123456789");
-    let reply = send(passthrough.addr, Req::post("/v1/chat/completions", chat("gpt-4o").to_string())).await.unwrap();
-    assert_eq!((reply.status, code(&reply).as_str()), (400, "ERR_KEYGATE_3802"));
+    assert_eq!(
+        auth_of(&open.requests()[0]),
+        "Bearer sk-client-own-key-0123456789"
+    );
+    let reply = send(
+        passthrough.addr,
+        Req::post("/v1/chat/completions", chat("gpt-4o").to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (reply.status, code(&reply).as_str()),
+        (400, "ERR_KEYGATE_3802")
+    );
     assert_clean(&gw, &mock);
 }

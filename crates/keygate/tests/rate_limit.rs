@@ -54,7 +54,9 @@ impl RedisServer {
             .arg("--pidfile")
             .arg(&pidfile)
             .status()
-            .expect("redis-server must be installed to run these tests (apt-get install redis-server)");
+            .expect(
+                "redis-server must be installed to run these tests (apt-get install redis-server)",
+            );
         assert!(status.success(), "redis-server failed to start");
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -71,7 +73,9 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = Command::new("redis-cli").args(["-p", &self.port.to_string(), "shutdown", "nosave"]).output();
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .output();
         let _ = std::fs::remove_file(&self.pidfile);
     }
 }
@@ -79,7 +83,14 @@ impl Drop for RedisServer {
 fn start_gateway(data: &TempDir, upstream: &EchoUpstream, extra: &[String]) -> Gateway {
     let mut args = vec!["--upstream".to_owned(), upstream.url()];
     args.extend_from_slice(extra);
-    Gateway::start_with(SEED_POLICY, Options { args, data_dir: Some(data.path()), ..Options::default() })
+    Gateway::start_with(
+        SEED_POLICY,
+        Options {
+            args,
+            data_dir: Some(data.path()),
+            ..Options::default()
+        },
+    )
 }
 
 fn data_dir() -> TempDir {
@@ -95,18 +106,28 @@ async fn seed_policy_admits_capacity_then_answers_429() {
     let gateway = start_gateway(&data, &upstream, &[]);
 
     for i in 0..100 {
-        let reply = send(gateway.addr, Req::get("/v1/models").bearer(TOKEN)).await.unwrap();
+        let reply = send(gateway.addr, Req::get("/v1/models").bearer(TOKEN))
+            .await
+            .unwrap();
         assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
     }
-    let reply = send(gateway.addr, Req::get("/v1/models").bearer(TOKEN)).await.unwrap();
+    let reply = send(gateway.addr, Req::get("/v1/models").bearer(TOKEN))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 429, "{}", reply.text());
-    let retry: u64 = reply.header("retry-after").expect("Retry-After").parse().unwrap();
+    let retry: u64 = reply
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     assert_eq!(reply.header("content-type"), Some("application/json"));
     assert_eq!(reply.json()["error"]["code"], "ERR_KEYGATE_429");
 
     // Anthropic clients get Anthropic's error shape.
-    let reply = send(gateway.addr, Req::post("/v1/messages", "{}").bearer(TOKEN)).await.unwrap();
+    let reply = send(gateway.addr, Req::post("/v1/messages", "{}").bearer(TOKEN))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 429);
     assert_eq!(reply.json()["type"], "error");
 
@@ -128,7 +149,12 @@ async fn two_gateways_sharing_redis_admit_exactly_capacity_in_total() {
     let mut tasks = Vec::new();
     for i in 0..160 {
         let addr = if i % 2 == 0 { a.addr } else { b.addr };
-        tasks.push(tokio::spawn(async move { send(addr, Req::get("/v1/models").bearer(TOKEN)).await.unwrap().status }));
+        tasks.push(tokio::spawn(async move {
+            send(addr, Req::get("/v1/models").bearer(TOKEN))
+                .await
+                .unwrap()
+                .status
+        }));
     }
     let mut statuses = Vec::new();
     for task in tasks {
@@ -147,7 +173,9 @@ async fn unreachable_redis_fails_open_by_default() {
     let dead = format!("redis://127.0.0.1:{}/", common::free_port());
     let gateway = start_gateway(&data, &upstream, &["--redis".to_owned(), dead]);
     let started = Instant::now();
-    let reply = send(gateway.addr, Req::get("/v1/models").bearer(TOKEN)).await.unwrap();
+    let reply = send(gateway.addr, Req::get("/v1/models").bearer(TOKEN))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -6,7 +6,10 @@ fn provider(json: Value) -> ProviderSpec {
 }
 
 fn registry(providers: Vec<ProviderSpec>) -> Registry {
-    let spec = GatewaySpec { providers, ..Default::default() };
+    let spec = GatewaySpec {
+        providers,
+        ..Default::default()
+    };
     Registry::new(&spec, Catalog::builtin()).unwrap()
 }
 
@@ -14,14 +17,26 @@ fn names(resolution: &Resolution) -> Vec<String> {
     resolution.candidates.iter().map(Candidate::name).collect()
 }
 
-fn resolve(reg: &Registry, requested: &[&str], surface: Surface) -> Result<Resolution, ResolveError> {
-    reg.resolve(&requested.iter().map(|s| s.to_string()).collect::<Vec<_>>(), surface)
+fn resolve(
+    reg: &Registry,
+    requested: &[&str],
+    surface: Surface,
+) -> Result<Resolution, ResolveError> {
+    reg.resolve(
+        &requested.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        surface,
+    )
 }
 
 #[test]
 fn bare_ids_aliases_and_case() {
     let reg = registry(vec![]);
-    let r = resolve(&reg, &["GPT-4o", "chatgpt-4o-latest", "claude-sonnet-4"], Surface::ChatCompletions).unwrap();
+    let r = resolve(
+        &reg,
+        &["GPT-4o", "chatgpt-4o-latest", "claude-sonnet-4"],
+        Surface::ChatCompletions,
+    )
+    .unwrap();
     assert_eq!(names(&r), ["openai:gpt-4o", "anthropic:claude-sonnet-4-0"]);
     assert_eq!(r.candidates[0].model.id, "gpt-4o");
 }
@@ -29,12 +44,30 @@ fn bare_ids_aliases_and_case() {
 #[test]
 fn provider_prefix_and_pass_through() {
     let reg = registry(vec![]);
-    let r = resolve(&reg, &["open-ai:gpt-4o", "openai:gpt-9-preview", "openrouter:meta-llama/llama-3.3-70b-instruct"], Surface::ChatCompletions)
-        .unwrap();
-    assert_eq!(names(&r), ["openai:gpt-4o", "openai:gpt-9-preview", "openrouter:meta-llama/llama-3.3-70b-instruct"]);
+    let r = resolve(
+        &reg,
+        &[
+            "open-ai:gpt-4o",
+            "openai:gpt-9-preview",
+            "openrouter:meta-llama/llama-3.3-70b-instruct",
+        ],
+        Surface::ChatCompletions,
+    )
+    .unwrap();
+    assert_eq!(
+        names(&r),
+        [
+            "openai:gpt-4o",
+            "openai:gpt-9-preview",
+            "openrouter:meta-llama/llama-3.3-70b-instruct"
+        ]
+    );
     assert!(!r.candidates[1].model.known);
     let err = resolve(&reg, &["gpt-9-preview"], Surface::ChatCompletions).unwrap_err();
-    assert!(matches!(err, ResolveError::NoMatchingModels { .. }), "{err}");
+    assert!(
+        matches!(err, ResolveError::NoMatchingModels { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("unknown model 'gpt-9-preview'"));
 }
 
@@ -43,8 +76,14 @@ fn colon_in_a_bare_model_id_is_not_a_provider_prefix() {
     let reg = registry(vec![provider(json!({
         "id": "ollama", "base_url": "http://127.0.0.1:11434/v1", "models": [{"id": "llama3:8b"}]
     }))]);
-    assert_eq!(names(&resolve(&reg, &["llama3:8b"], Surface::ChatCompletions).unwrap()), ["ollama:llama3:8b"]);
-    assert_eq!(names(&resolve(&reg, &["ollama:llama3:8b"], Surface::ChatCompletions).unwrap()), ["ollama:llama3:8b"]);
+    assert_eq!(
+        names(&resolve(&reg, &["llama3:8b"], Surface::ChatCompletions).unwrap()),
+        ["ollama:llama3:8b"]
+    );
+    assert_eq!(
+        names(&resolve(&reg, &["ollama:llama3:8b"], Surface::ChatCompletions).unwrap()),
+        ["ollama:llama3:8b"]
+    );
 }
 
 #[test]
@@ -60,20 +99,37 @@ fn configured_providers_come_first_for_shared_ids() {
 #[test]
 fn only_allow_configured_switches() {
     let spec = GatewaySpec {
-        providers: vec![provider(json!({"id": "openai", "models": [{"id": "gpt-4o-mini"}]}))],
+        providers: vec![provider(
+            json!({"id": "openai", "models": [{"id": "gpt-4o-mini"}]}),
+        )],
         only_allow_configured_providers: true,
         only_allow_configured_models: true,
         ..Default::default()
     };
     let reg = Registry::new(&spec, Catalog::builtin()).unwrap();
-    assert_eq!(names(&resolve(&reg, &["gpt-4o-mini"], Surface::ChatCompletions).unwrap()), ["openai:gpt-4o-mini"]);
+    assert_eq!(
+        names(&resolve(&reg, &["gpt-4o-mini"], Surface::ChatCompletions).unwrap()),
+        ["openai:gpt-4o-mini"]
+    );
     let err = resolve(&reg, &["gpt-4o"], Surface::ChatCompletions).unwrap_err();
-    assert!(err.to_string().contains("Model 'gpt-4o' is not allowed by gateway configuration"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Model 'gpt-4o' is not allowed by gateway configuration"),
+        "{err}"
+    );
     let err = resolve(&reg, &["claude-haiku-4-5"], Surface::ChatCompletions).unwrap_err();
-    assert!(err.to_string().contains("Provider 'anthropic' is not allowed"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Provider 'anthropic' is not allowed"),
+        "{err}"
+    );
     let err = resolve(&reg, &["openai:brand-new"], Surface::ChatCompletions).unwrap_err();
     assert!(err.to_string().contains("not allowed"), "{err}");
-    let available: Vec<String> = reg.available(Some(Surface::ChatCompletions)).iter().map(Candidate::name).collect();
+    let available: Vec<String> = reg
+        .available(Some(Surface::ChatCompletions))
+        .iter()
+        .map(Candidate::name)
+        .collect();
     assert_eq!(available, ["openai:gpt-4o-mini"]);
 }
 
@@ -81,13 +137,27 @@ fn only_allow_configured_switches() {
 fn disabled_providers_and_models_drop_out() {
     let reg = registry(vec![
         provider(json!({"id": "openai", "disabled": true})),
-        provider(json!({"id": "anthropic", "models": [{"id": "claude-haiku-4-5", "disabled": true}]})),
+        provider(
+            json!({"id": "anthropic", "models": [{"id": "claude-haiku-4-5", "disabled": true}]}),
+        ),
     ]);
-    let err = resolve(&reg, &["gpt-4o", "claude-haiku-4-5"], Surface::ChatCompletions).unwrap_err();
-    let ResolveError::NoMatchingModels { rejected } = err else { panic!("wrong error") };
+    let err = resolve(
+        &reg,
+        &["gpt-4o", "claude-haiku-4-5"],
+        Surface::ChatCompletions,
+    )
+    .unwrap_err();
+    let ResolveError::NoMatchingModels { rejected } = err else {
+        panic!("wrong error")
+    };
     assert_eq!(rejected.len(), 2);
     assert!(rejected[0].reason.contains("disabled") && rejected[1].reason.contains("disabled"));
-    let r = resolve(&reg, &["gpt-4o", "claude-sonnet-4-5"], Surface::ChatCompletions).unwrap();
+    let r = resolve(
+        &reg,
+        &["gpt-4o", "claude-sonnet-4-5"],
+        Surface::ChatCompletions,
+    )
+    .unwrap();
     assert_eq!(names(&r), ["anthropic:claude-sonnet-4-5"]);
     assert_eq!(r.rejected.len(), 1);
 }
@@ -96,9 +166,21 @@ fn disabled_providers_and_models_drop_out() {
 fn format_filter_gives_3813() {
     let reg = registry(vec![]);
     let err = resolve(&reg, &["gpt-4o"], Surface::Messages).unwrap_err();
-    assert!(matches!(err, ResolveError::IncompatibleFormat { format: "anthropic", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ResolveError::IncompatibleFormat {
+                format: "anthropic",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = resolve(&reg, &["text-embedding-3-small"], Surface::ChatCompletions).unwrap_err();
-    assert!(matches!(err, ResolveError::IncompatibleFormat { .. }), "{err}");
+    assert!(
+        matches!(err, ResolveError::IncompatibleFormat { .. }),
+        "{err}"
+    );
     // OpenAI-format requests reach Claude through Anthropic's OpenAI-compatible endpoint.
     let r = resolve(&reg, &["claude-haiku-4-5"], Surface::ChatCompletions).unwrap();
     assert_eq!(names(&r), ["anthropic:claude-haiku-4-5"]);
@@ -110,9 +192,17 @@ fn custom_provider_aliasing_a_builtin_replaces_it() {
     let reg = registry(vec![provider(json!({
         "id": "openai-eu", "id_aliases": ["openai"], "base_url": "https://eu.api.openai.com/v1"
     }))]);
-    let r = resolve(&reg, &["openai:gpt-4o", "gpt-4o-mini"], Surface::ChatCompletions).unwrap();
+    let r = resolve(
+        &reg,
+        &["openai:gpt-4o", "gpt-4o-mini"],
+        Surface::ChatCompletions,
+    )
+    .unwrap();
     assert_eq!(names(&r), ["openai-eu:gpt-4o", "openai-eu:gpt-4o-mini"]);
-    assert_eq!(r.candidates[0].provider.base_url, "https://eu.api.openai.com/v1");
+    assert_eq!(
+        r.candidates[0].provider.base_url,
+        "https://eu.api.openai.com/v1"
+    );
     assert!(reg.providers().all(|p| p.id != "openai"));
 }
 
@@ -137,8 +227,13 @@ fn configured_models_overlay_catalog_entries() {
 #[test]
 fn provider_url_overrides_win() {
     let spec = GatewaySpec {
-        providers: vec![provider(json!({"id": "openai", "base_url": "https://proxy.example/v1"}))],
-        provider_urls: HashMap::from([("openai".to_string(), "http://127.0.0.1:9999/v1/".to_string())]),
+        providers: vec![provider(
+            json!({"id": "openai", "base_url": "https://proxy.example/v1"}),
+        )],
+        provider_urls: HashMap::from([(
+            "openai".to_string(),
+            "http://127.0.0.1:9999/v1/".to_string(),
+        )]),
         ..Default::default()
     };
     let reg = Registry::new(&spec, Catalog::builtin()).unwrap();
@@ -148,8 +243,15 @@ fn provider_url_overrides_win() {
 
 #[test]
 fn configuration_errors_are_located() {
-    let spec = |providers| GatewaySpec { providers, ..Default::default() };
-    let err = Registry::new(&spec(vec![provider(json!({"id": "ollama"}))]), Catalog::builtin()).unwrap_err();
+    let spec = |providers| GatewaySpec {
+        providers,
+        ..Default::default()
+    };
+    let err = Registry::new(
+        &spec(vec![provider(json!({"id": "ollama"}))]),
+        Catalog::builtin(),
+    )
+    .unwrap_err();
     assert_eq!(err.path, "providers[0].base_url");
     let err = Registry::new(
         &spec(vec![provider(json!({"id": "x", "base_url": "ftp://x"}))]),
@@ -157,15 +259,24 @@ fn configuration_errors_are_located() {
     )
     .unwrap_err();
     assert!(err.message.contains("https://"));
-    let dup = provider(json!({"id": "x", "base_url": "http://x", "models": [{"id": "a", "id_aliases": ["b"]}, {"id": "b"}]}));
+    let dup = provider(
+        json!({"id": "x", "base_url": "http://x", "models": [{"id": "a", "id_aliases": ["b"]}, {"id": "b"}]}),
+    );
     let err = Registry::new(&spec(vec![dup]), Catalog::builtin()).unwrap_err();
     assert_eq!(err.path, "providers[0].models[1]");
     let clash = provider(json!({"id": "x", "id_aliases": ["gemini"], "base_url": "http://x"}));
     let err = Registry::new(&spec(vec![clash]), Catalog::builtin()).unwrap_err();
     assert!(err.message.contains("'gemini'"), "{err}");
-    let mut bad_surface = ProviderSpec { id: "y".into(), base_url: Some("http://y".into()), ..Default::default() };
-    bad_surface.supported_api_surfaces =
-        Some(vec![SurfaceSpec { format: ApiFormat::OpenAi, surface: Some(Surface::Messages), supported_params: vec![ParamName { name: "a".into() }] }]);
+    let mut bad_surface = ProviderSpec {
+        id: "y".into(),
+        base_url: Some("http://y".into()),
+        ..Default::default()
+    };
+    bad_surface.supported_api_surfaces = Some(vec![SurfaceSpec {
+        format: ApiFormat::OpenAi,
+        surface: Some(Surface::Messages),
+        supported_params: vec![ParamName { name: "a".into() }],
+    }]);
     let err = Registry::new(&spec(vec![bad_surface]), Catalog::builtin()).unwrap_err();
     assert_eq!(err.path, "providers[0].supported_api_surfaces[0]");
 }
@@ -181,7 +292,17 @@ fn surface_spec_prefers_exact_entries() {
         "models": [{"id": "qwen"}]
     }))]);
     let vllm = reg.providers().find(|p| p.id == "vllm").unwrap();
-    assert_eq!(vllm.surface_spec(Surface::ChatCompletions).unwrap().supported_params.len(), 1);
-    assert!(vllm.surface_spec(Surface::Embeddings).unwrap().supported_params.is_empty());
+    assert_eq!(
+        vllm.surface_spec(Surface::ChatCompletions)
+            .unwrap()
+            .supported_params
+            .len(),
+        1
+    );
+    assert!(vllm
+        .surface_spec(Surface::Embeddings)
+        .unwrap()
+        .supported_params
+        .is_empty());
     assert!(vllm.surface_spec(Surface::Messages).is_none());
 }

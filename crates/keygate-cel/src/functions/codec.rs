@@ -8,18 +8,9 @@ use cel::common::types::{CelBool, CelBytes, CelInt, CelMap, CelMapKey, CelString
 use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
-use super::{bytes_arg, global_and_member, str_arg, TEXT_TYPES};
+use super::{bytes_arg, global_and_member, one, str_arg, TEXT_TYPES};
 
 type Result<'b, 'v> = std::result::Result<CowVal<'b, 'v>, ExecutionError>;
-
-fn one<'a, 'b, 'v>(
-    args: &'a [CowVal<'b, 'v>],
-) -> std::result::Result<&'a (dyn Val + 'v), ExecutionError> {
-    match args {
-        [a] => Ok(a.as_ref()),
-        _ => Err(ExecutionError::invalid_argument_count(1, args.len())),
-    }
-}
 
 /// Standard alphabet first, then URL-safe; padding optional.
 fn decode_base64(function: &str, data: &[u8]) -> std::result::Result<Vec<u8>, ExecutionError> {

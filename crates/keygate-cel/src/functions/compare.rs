@@ -18,6 +18,9 @@ pub(crate) fn values_equal(a: &dyn Val, b: &dyn Val) -> bool {
     if let (Some(a), Some(b)) = (a.downcast_ref::<CelString>(), b.downcast_ref::<CelString>()) {
         return ct_str_eq(a.inner(), b.inner());
     }
+    if a.get_type().kind() == Kind::List && b.get_type().kind() == Kind::List {
+        return list_equals(a, b);
+    }
     a.equals(b) || b.equals(a)
 }
 
@@ -48,8 +51,12 @@ fn two<'a, 'b, 'v>(
     }
 }
 
+static TRUE: CelBool = CelBool::TRUE;
+static FALSE: CelBool = CelBool::FALSE;
+
+/// A bool result borrowed from a static: no allocation.
 fn boolean<'b, 'v>(value: bool) -> CowVal<'b, 'v> {
-    CowVal::owned(CelBool::from(value))
+    CowVal::Borrowed(if value { &TRUE } else { &FALSE })
 }
 
 /// `a == b`.

@@ -4,15 +4,8 @@ use cel::common::types::{CelBool, CelString, DYN_TYPE, STRING_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
-use super::{global_and_member, str_arg};
+use super::{global_and_member, one, str_arg};
 use crate::json::{from_json, to_json, val_to_value};
-
-fn one<'a, 'b, 'v>(args: &'a [CowVal<'b, 'v>]) -> Result<&'a (dyn Val + 'v), ExecutionError> {
-    match args {
-        [a] => Ok(a.as_ref()),
-        _ => Err(ExecutionError::invalid_argument_count(1, args.len())),
-    }
-}
 
 /// `json.encode(x) -> string`.
 fn encode<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {

@@ -8,9 +8,10 @@ mod hash;
 mod json;
 mod net;
 pub(crate) mod regex;
+mod text;
 
 use cel::common::types::{CelBytes, CelString, Type, BYTES_TYPE, DYN_TYPE, STRING_TYPE};
-use cel::common::value::Val;
+use cel::common::value::{CowVal, Val};
 use cel::{extensions, DeclarationError, Env, ExecutionError};
 
 /// Internal function names the rewrite produces. `@` cannot start an identifier in CEL
@@ -19,6 +20,16 @@ pub(crate) const EQ: &str = "@kg_eq";
 pub(crate) const NE: &str = "@kg_ne";
 pub(crate) const IN: &str = "@kg_in";
 pub(crate) const MATCHES: &str = "@kg_matches";
+
+/// The single argument of a one-argument function (or the receiver of a method).
+pub(crate) fn one<'a, 'b, 'v>(
+    args: &'a [CowVal<'b, 'v>],
+) -> Result<&'a (dyn Val + 'v), ExecutionError> {
+    match args {
+        [a] => Ok(a.as_ref()),
+        _ => Err(ExecutionError::invalid_argument_count(1, args.len())),
+    }
+}
 
 /// `v` as a string, or an error naming `function`.
 pub(crate) fn str_arg<'a>(function: &str, v: &'a dyn Val) -> Result<&'a str, ExecutionError> {
@@ -62,6 +73,7 @@ pub(crate) fn environment() -> Result<Env, DeclarationError> {
     codec::register(&mut env)?;
     json::register(&mut env)?;
     net::register(&mut env)?;
+    text::register(&mut env)?;
     Ok(env)
 }
 

@@ -1,5 +1,6 @@
 //! Unit tests: a fixture request and scope, then one module per concern.
 
+mod catalog;
 mod errors;
 mod functions;
 mod secrets;
@@ -131,4 +132,14 @@ impl Fixture {
 
 pub(crate) fn string(s: &str) -> Value {
     Value::String(s.to_owned().into())
+}
+
+#[test]
+fn compiled_values_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<crate::Compiler>();
+    assert_send_sync::<crate::Expression>();
+    assert_send_sync::<crate::Template>();
+    assert_send_sync::<crate::Vars>();
+    assert_send_sync::<crate::ActionResults>();
 }

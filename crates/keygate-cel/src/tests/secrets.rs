@@ -125,3 +125,16 @@ fn secrets_is_not_a_plain_variable() {
     let fx = Fixture::new(&[]);
     assert!(fx.error("secrets == 1").contains("secrets"));
 }
+
+#[test]
+fn computed_secret_names_take_the_indexing_path() {
+    let fx = Fixture::new(&[("authorization", "Bearer s3cret-token")]);
+    assert!(fx.truth("req.headers['authorization'][0] == 'Bearer ' + secrets.get('gateway-' + 'auth', 'access' + '-token')"));
+    let message = fx.error("secrets.get('gateway-auth', 'nope' + '') == ''");
+    assert!(
+        message.contains("'nope'") && message.contains("'gateway-auth'"),
+        "{message}"
+    );
+    let message = fx.error("secrets.get('gateway-auth', 1) == ''");
+    assert!(message.contains("string"), "{message}");
+}

@@ -224,3 +224,64 @@ fn vars_debug_hides_values() {
         "{debug}"
     );
 }
+
+#[test]
+fn has_on_header_and_query_maps_tests_presence() {
+    let fx = auth_fixture();
+    assert!(fx.truth("has(req.headers.authorization)"));
+    assert!(!fx.truth("has(req.headers.cookie)"));
+    assert!(fx.truth("has(req.url.query_params.model) && !has(req.query_params.nope)"));
+    let fx = auth_fixture().with_response(200, &[("x-up", "1")]);
+    assert!(fx.truth("!has(res.headers.x_up) && hasResHeader('x-up') && !has(res.headers.date)"));
+}
+
+#[test]
+fn literal_and_computed_header_names_agree() {
+    let fx = auth_fixture();
+    for name in ["authorization", "X-Multi", "x-missing"] {
+        let literal = fx.value(&format!("req.headers['{name}']"));
+        let computed = fx.value(&format!("req.headers['{name}' + '']"));
+        let helper = fx.value(&format!("getReqHeader('{name}')"));
+        assert_eq!(literal, computed, "{name}");
+        assert_eq!(literal, helper, "{name}");
+    }
+    assert!(fx.truth(
+        "req.headers['x-multi' + ''][1] == 'two' && req.headers['x-missing' + ''][0] == ''"
+    ));
+}
+
+#[test]
+fn comprehension_variables_named_like_roots_shadow_them() {
+    let fx = auth_fixture();
+    assert!(fx.truth("[{'method': 'X'}].all(req, req.method == 'X')"));
+    assert!(fx.truth("[{'tier': 'gold'}].exists(vars, vars.tier == 'gold')"));
+    assert!(fx.truth("{'a': 1}.all(conn, conn == 'a')"));
+    assert!(fx.truth("req.method == 'POST' && [1].all(x, req.method == 'POST')"));
+}
+
+#[test]
+fn collapsed_and_selected_paths_agree() {
+    let fx = auth_fixture().with_tls();
+    assert!(fx.truth("req['url'] == req.url && req['method'] == req.method"));
+    assert!(fx.truth("conn['tls'].sni == conn.tls.sni && conn.tls['version'] == 'TLSv1.3'"));
+    // `req.url` itself is a string: its parts are reached by their full names only.
+    assert!(fx
+        .error("req.url['path'] == ''")
+        .contains("no matching overload"));
+    let message = Fixture::new(&[]).error("req.content_length > 0");
+    assert!(
+        message.contains("'req.content_length' is not set"),
+        "{message}"
+    );
+    let message = Fixture::new(&[]).error("vars.missing == 1");
+    assert!(message.contains("'vars.missing' is not set"), "{message}");
+}
+
+#[test]
+fn invalid_header_names_are_simply_absent() {
+    let fx = auth_fixture();
+    assert!(fx.truth("req.headers['bad name'] == [] && !('bad name' in req.headers)"));
+    assert!(fx.truth("req.headers['ünïcode'][0] == '' && !hasReqHeader('')"));
+    // A name longer than http accepts (64 KiB).
+    assert!(fx.truth("req.headers[lists.range(7000).map(i, 'xxxxxxxxxx').join()] == []"));
+}

@@ -6,7 +6,9 @@ use http::HeaderMap;
 use keygate_cel::Value;
 use serde::Deserialize;
 
-use crate::action::{ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
+use crate::action::{
+    ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination,
+};
 use crate::actions::header_templates::HeaderTemplates;
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
@@ -58,14 +60,20 @@ impl AddHeaders {
         };
         let mut added = HashMap::with_capacity(rendered.len());
         for (name, value) in rendered {
-            added.insert(name.as_str().to_owned(), Value::from(value.to_str().unwrap_or_default().to_owned()));
+            added.insert(
+                name.as_str().to_owned(),
+                Value::from(value.to_str().unwrap_or_default().to_owned()),
+            );
             if name == http::header::HOST {
                 target.insert(name, value);
             } else {
                 target.append(name, value);
             }
         }
-        ex.results.set(KIND.result_name, Value::from(HashMap::from([("headers_added", Value::from(added))])));
+        ex.results.set(
+            KIND.result_name,
+            Value::from(HashMap::from([("headers_added", Value::from(added))])),
+        );
         Ok(())
     }
 }

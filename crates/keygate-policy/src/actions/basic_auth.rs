@@ -8,7 +8,9 @@ use keygate_cel::{Template, Value};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::action::{ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
+use crate::action::{
+    ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination,
+};
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
 use crate::error::GatewayError;
@@ -52,12 +54,23 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         credentials.push(template);
     }
     let realm = config.realm.unwrap_or_else(|| "ngrok".to_owned());
-    if realm.len() > 128 || !realm.chars().all(|c| c.is_ascii() && c != '"' && !c.is_ascii_control()) {
-        return Err(cx.error("realm", "realm must be at most 128 printable ASCII characters without quotes"));
+    if realm.len() > 128
+        || !realm
+            .chars()
+            .all(|c| c.is_ascii() && c != '"' && !c.is_ascii_control())
+    {
+        return Err(cx.error(
+            "realm",
+            "realm must be at most 128 printable ASCII characters without quotes",
+        ));
     }
     let challenge = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
         .map_err(|_| cx.error("realm", "realm is not valid in a header"))?;
-    Ok(Box::new(BasicAuth { credentials, challenge, enforce: config.enforce.unwrap_or(true) }))
+    Ok(Box::new(BasicAuth {
+        credentials,
+        challenge,
+        enforce: config.enforce.unwrap_or(true),
+    }))
 }
 
 /// `user:password`, user non-empty, password 8-128 characters.
@@ -92,11 +105,20 @@ impl BasicAuth {
                 authorized |= bool::from(expected.as_bytes().ct_eq(presented.as_bytes()));
             }
         }
-        let username = presented.as_deref().and_then(|c| c.split_once(':')).map_or("", |(user, _)| user);
+        let username = presented
+            .as_deref()
+            .and_then(|c| c.split_once(':'))
+            .map_or("", |(user, _)| user);
         ex.results.set(
             KIND.result_name,
             Value::from(HashMap::from([
-                ("credentials", Value::from(HashMap::from([("presented", Value::Bool(presented.is_some()))]))),
+                (
+                    "credentials",
+                    Value::from(HashMap::from([(
+                        "presented",
+                        Value::Bool(presented.is_some()),
+                    )])),
+                ),
                 ("username", Value::from(username.to_owned())),
                 ("authorized", Value::Bool(authorized)),
             ])),
@@ -104,9 +126,14 @@ impl BasicAuth {
         if authorized || !self.enforce {
             return Ok(Flow::Continue);
         }
-        Err(GatewayError::new(StatusCode::UNAUTHORIZED, "ERR_KEYGATE_3401", "authentication_error", "valid basic-auth credentials are required")
-            .with_header(http::header::WWW_AUTHENTICATE, self.challenge.clone())
-            .into())
+        Err(GatewayError::new(
+            StatusCode::UNAUTHORIZED,
+            "ERR_KEYGATE_3401",
+            "authentication_error",
+            "valid basic-auth credentials are required",
+        )
+        .with_header(http::header::WWW_AUTHENTICATE, self.challenge.clone())
+        .into())
     }
 }
 
@@ -117,7 +144,9 @@ fn presented_credential(headers: &http::HeaderMap) -> Option<String> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     String::from_utf8(decoded).ok()
 }
 

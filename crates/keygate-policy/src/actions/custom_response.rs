@@ -6,7 +6,9 @@ use http::{HeaderValue, Response, StatusCode};
 use keygate_cel::Template;
 use serde::Deserialize;
 
-use crate::action::{ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
+use crate::action::{
+    ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination,
+};
 use crate::actions::header_templates::HeaderTemplates;
 use crate::body::{empty, full};
 use crate::build::BuildContext;
@@ -49,10 +51,20 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
             .ok()
             .filter(|c| (100..=599).contains(c))
             .and_then(|c| StatusCode::from_u16(c).ok())
-            .ok_or_else(|| cx.error("status_code", format!("status_code must be 100-599, got {code}")))?,
+            .ok_or_else(|| {
+                cx.error(
+                    "status_code",
+                    format!("status_code must be 100-599, got {code}"),
+                )
+            })?,
     };
     let body_source = match (config.body, config.content) {
-        (Some(_), Some(_)) => return Err(cx.error("content", "give either body or its legacy name content, not both")),
+        (Some(_), Some(_)) => {
+            return Err(cx.error(
+                "content",
+                "give either body or its legacy name content, not both",
+            ))
+        }
         (Some(body), None) => Some((body, "body")),
         (None, Some(content)) => {
             cx.warn("content", "'content' is deprecated; use 'body'");
@@ -63,12 +75,22 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
     if body_source.as_ref().is_some_and(|(b, _)| !b.is_empty())
         && matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
     {
-        return Err(cx.error("body", format!("status {} cannot carry a body", status.as_u16())));
+        return Err(cx.error(
+            "body",
+            format!("status {} cannot carry a body", status.as_u16()),
+        ));
     }
-    let body = body_source.map(|(source, field)| cx.template(field, &source)).transpose()?;
+    let body = body_source
+        .map(|(source, field)| cx.template(field, &source))
+        .transpose()?;
     let headers = HeaderTemplates::build(cx, "headers", &config.headers)?;
     let inferred_content_type = !headers.contains("content-type");
-    Ok(Box::new(CustomResponse { status, body, headers, inferred_content_type }))
+    Ok(Box::new(CustomResponse {
+        status,
+        body,
+        headers,
+        inferred_content_type,
+    }))
 }
 
 impl Action for CustomResponse {
@@ -92,9 +114,10 @@ impl CustomResponse {
         self.headers.apply(&scope, response.headers_mut())?;
         if self.inferred_content_type {
             if let Some(text) = body.as_deref().filter(|b| !b.is_empty()) {
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(infer_content_type(text)));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static(infer_content_type(text)),
+                );
             }
         }
         Ok(response)
@@ -104,9 +127,13 @@ impl CustomResponse {
 /// JSON-looking → `application/json`, HTML-looking → `text/html`, else plain text.
 fn infer_content_type(body: &str) -> &'static str {
     let trimmed = body.trim_start();
-    if (trimmed.starts_with('{') || trimmed.starts_with('[')) && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() {
+    if (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok()
+    {
         "application/json"
-    } else if starts_with_ignore_case(trimmed, "<html") || starts_with_ignore_case(trimmed, "<!doctype") {
+    } else if starts_with_ignore_case(trimmed, "<html")
+        || starts_with_ignore_case(trimmed, "<!doctype")
+    {
         "text/html; charset=utf-8"
     } else {
         "text/plain; charset=utf-8"
@@ -114,7 +141,8 @@ fn infer_content_type(body: &str) -> &'static str {
 }
 
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
-    text.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    text.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 #[cfg(test)]
@@ -125,7 +153,10 @@ mod tests {
     fn content_type_inference() {
         assert_eq!(infer_content_type("{\"a\": 1}"), "application/json");
         assert_eq!(infer_content_type("{not json"), "text/plain; charset=utf-8");
-        assert_eq!(infer_content_type("<!DOCTYPE html><p>"), "text/html; charset=utf-8");
+        assert_eq!(
+            infer_content_type("<!DOCTYPE html><p>"),
+            "text/html; charset=utf-8"
+        );
         assert_eq!(infer_content_type("<html>"), "text/html; charset=utf-8");
         assert_eq!(infer_content_type("hello"), "text/plain; charset=utf-8");
     }

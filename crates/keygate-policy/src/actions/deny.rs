@@ -35,7 +35,12 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         .ok()
         .filter(|c| (400..=599).contains(c))
         .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or_else(|| cx.error("status_code", format!("status_code must be 400-599, got {code}")))?;
+        .ok_or_else(|| {
+            cx.error(
+                "status_code",
+                format!("status_code must be 400-599, got {code}"),
+            )
+        })?;
     Ok(Box::new(Deny { status }))
 }
 

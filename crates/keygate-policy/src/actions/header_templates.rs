@@ -18,9 +18,16 @@ pub struct HeaderTemplates {
 
 impl HeaderTemplates {
     /// Validates names (lower-cased) and compiles values of the map found at `field`.
-    pub fn build(cx: &BuildContext<'_>, field: &str, map: &BTreeMap<String, String>) -> Result<Self, Diagnostic> {
+    pub fn build(
+        cx: &BuildContext<'_>,
+        field: &str,
+        map: &BTreeMap<String, String>,
+    ) -> Result<Self, Diagnostic> {
         if map.len() > MAX_HEADERS {
-            return Err(cx.error(field, format!("at most {MAX_HEADERS} headers, got {}", map.len())));
+            return Err(cx.error(
+                field,
+                format!("at most {MAX_HEADERS} headers, got {}", map.len()),
+            ));
         }
         let mut entries = Vec::with_capacity(map.len());
         for (name, value) in map {
@@ -28,11 +35,15 @@ impl HeaderTemplates {
             let header = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                 .map_err(|_| cx.error(&at, format!("invalid header name '{name}'")))?;
             if entries.iter().any(|(n, _)| *n == header) {
-                return Err(cx.error(&at, format!("header '{name}' is given twice with different casing")));
+                return Err(cx.error(
+                    &at,
+                    format!("header '{name}' is given twice with different casing"),
+                ));
             }
             let template = cx.template(&at, value)?;
             if let Some(literal) = template.as_literal() {
-                HeaderValue::from_str(literal).map_err(|_| cx.error(&at, "invalid header value"))?;
+                HeaderValue::from_str(literal)
+                    .map_err(|_| cx.error(&at, "invalid header value"))?;
             }
             entries.push((header, template));
         }
@@ -51,7 +62,9 @@ impl HeaderTemplates {
             .map(|(name, template)| {
                 let text = template.eval_string(scope)?;
                 let value = HeaderValue::from_str(&text).map_err(|_| EvalError {
-                    message: format!("header '{name}' rendered to a value that is not a valid header"),
+                    message: format!(
+                        "header '{name}' rendered to a value that is not a valid header"
+                    ),
                 })?;
                 Ok((name.clone(), value))
             })

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use keygate_cel::{to_json, Value};
 use serde::Deserialize;
 
-use crate::action::{ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
+use crate::action::{
+    ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination,
+};
 use crate::actions::value_template::ValueTemplate;
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
@@ -35,7 +37,8 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
     if config.metadata.is_empty() {
         return Err(cx.error("metadata", "metadata must not be empty"));
     }
-    let metadata = ValueTemplate::build(cx, "metadata", &serde_json::Value::Object(config.metadata))?;
+    let metadata =
+        ValueTemplate::build(cx, "metadata", &serde_json::Value::Object(config.metadata))?;
     Ok(Box::new(Log { metadata }))
 }
 
@@ -49,7 +52,10 @@ impl Log {
     fn log(&self, ex: &mut Exchange) -> Result<(), ActionError> {
         let metadata = self.metadata.eval(&ex.scope())?;
         ex.log.metadata.push(to_json(&metadata));
-        ex.results.set(KIND.result_name, Value::from(HashMap::from([("metadata", metadata)])));
+        ex.results.set(
+            KIND.result_name,
+            Value::from(HashMap::from([("metadata", metadata)])),
+        );
         Ok(())
     }
 }

@@ -61,15 +61,28 @@ struct Rate {
 fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
     let config: Config = cx.config()?;
     if config.name.is_empty() || config.name.len() > MAX_NAME_LEN {
-        return Err(cx.error("name", format!("name must be 1 to {MAX_NAME_LEN} characters")));
+        return Err(cx.error(
+            "name",
+            format!("name must be 1 to {MAX_NAME_LEN} characters"),
+        ));
     }
-    if let Some(algorithm) = config.algorithm.as_deref().filter(|a| *a != "sliding_window") {
-        return Err(cx.error("algorithm", format!("unknown algorithm '{algorithm}': the only one is sliding_window")));
+    if let Some(algorithm) = config
+        .algorithm
+        .as_deref()
+        .filter(|a| *a != "sliding_window")
+    {
+        return Err(cx.error(
+            "algorithm",
+            format!("unknown algorithm '{algorithm}': the only one is sliding_window"),
+        ));
     }
     let rate = parse_rate(&config.rate).map_err(|message| cx.error("rate", message))?;
     let capacity = match (config.capacity, rate.count) {
         (Some(c), _) if !(1..=MAX_CAPACITY as i64).contains(&c) => {
-            return Err(cx.error("capacity", format!("capacity must be 1 to {MAX_CAPACITY}, got {c}")));
+            return Err(cx.error(
+                "capacity",
+                format!("capacity must be 1 to {MAX_CAPACITY}, got {c}"),
+            ));
         }
         (Some(c), Some(n)) if c as u64 != n => {
             return Err(cx.error(
@@ -83,11 +96,17 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         (Some(c), _) => c as u64,
         (None, Some(n)) => n,
         (None, None) => {
-            return Err(cx.error("capacity", "capacity is required (or write rate as N/unit, e.g. 100/min)"))
+            return Err(cx.error(
+                "capacity",
+                "capacity is required (or write rate as N/unit, e.g. 100/min)",
+            ))
         }
     };
     if config.bucket_key.is_empty() || config.bucket_key.len() > MAX_BUCKET_KEYS {
-        return Err(cx.error("bucket_key", format!("bucket_key needs 1 to {MAX_BUCKET_KEYS} expressions")));
+        return Err(cx.error(
+            "bucket_key",
+            format!("bucket_key needs 1 to {MAX_BUCKET_KEYS} expressions"),
+        ));
     }
     let bucket_key = config
         .bucket_key
@@ -97,7 +116,10 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         .collect::<Result<_, _>>()?;
     Ok(Box::new(RateLimit {
         name: config.name,
-        limit: Limit { capacity, window: rate.window },
+        limit: Limit {
+            capacity,
+            window: rate.window,
+        },
         enforce: config.enforce.unwrap_or(true),
         bucket_key,
         limiter: cx.deps.rate_limiter.clone(),
@@ -114,7 +136,11 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
             .parse()
             .ok()
             .filter(|n| (1..=MAX_CAPACITY).contains(n))
-            .ok_or_else(|| format!("the count in rate '{text}' must be a whole number from 1 to {MAX_CAPACITY}"))?;
+            .ok_or_else(|| {
+                format!(
+                    "the count in rate '{text}' must be a whole number from 1 to {MAX_CAPACITY}"
+                )
+            })?;
         let seconds = match unit.trim() {
             "s" | "sec" | "second" => 1,
             "m" | "min" | "minute" => 60,
@@ -126,7 +152,10 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
                 ))
             }
         };
-        return Ok(Rate { window: Duration::from_secs(seconds), count: Some(count) });
+        return Ok(Rate {
+            window: Duration::from_secs(seconds),
+            count: Some(count),
+        });
     }
     let invalid = || {
         format!(
@@ -149,7 +178,10 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
     if seconds % 10 != 0 || !(60..=86_400).contains(&seconds) {
         return Err(invalid());
     }
-    Ok(Rate { window: Duration::from_secs(seconds), count: None })
+    Ok(Rate {
+        window: Duration::from_secs(seconds),
+        count: None,
+    })
 }
 
 /// Appends `value` to `out` unambiguously: a type tag, then length-prefixed bytes (lists: their length,
@@ -204,7 +236,10 @@ impl RateLimit {
             StatusCode::TOO_MANY_REQUESTS,
             "ERR_KEYGATE_429",
             "rate_limit_error",
-            format!("rate limit '{}' exceeded: retry after {seconds} s", self.name),
+            format!(
+                "rate limit '{}' exceeded: retry after {seconds} s",
+                self.name
+            ),
         )
         .with_header(http::header::RETRY_AFTER, HeaderValue::from(seconds))
         .into())
@@ -246,8 +281,10 @@ mod tests {
         assert_eq!(window("1h"), Ok((Duration::from_secs(3600), None)));
         assert_eq!(window("24h"), Ok((Duration::from_secs(86_400), None)));
         assert_eq!(window("1440m"), Ok((Duration::from_secs(86_400), None)));
-        for bad in ["", "s", "m", "59s", "50s", "65s", "0m", "25h", "1441m", "1d", "60", "-60s", "1h30m", "6 0s", "60S"]
-        {
+        for bad in [
+            "", "s", "m", "59s", "50s", "65s", "0m", "25h", "1441m", "1d", "60", "-60s", "1h30m",
+            "6 0s", "60S",
+        ] {
             let err = parse_rate(bad).unwrap_err();
             assert!(err.contains("invalid rate"), "{bad}: {err}");
         }
@@ -270,15 +307,36 @@ mod tests {
             ("d", 86_400),
             ("day", 86_400),
         ] {
-            assert_eq!(rate(&format!("5/{unit}")), Ok((Duration::from_secs(secs), Some(5))), "{unit}");
+            assert_eq!(
+                rate(&format!("5/{unit}")),
+                Ok((Duration::from_secs(secs), Some(5))),
+                "{unit}"
+            );
         }
-        assert!(parse_rate("100/week").unwrap_err().contains("unknown unit 'week'"));
-        assert!(parse_rate("100/minutes").unwrap_err().contains("unknown unit"));
+        assert!(parse_rate("100/week")
+            .unwrap_err()
+            .contains("unknown unit 'week'"));
+        assert!(parse_rate("100/minutes")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(parse_rate("100/").unwrap_err().contains("unknown unit"));
-        for bad in ["0/min", "-1/min", "x/min", "/min", "2000000001/min", "1.5/min"] {
-            assert!(parse_rate(bad).unwrap_err().contains("whole number"), "{bad}");
+        for bad in [
+            "0/min",
+            "-1/min",
+            "x/min",
+            "/min",
+            "2000000001/min",
+            "1.5/min",
+        ] {
+            assert!(
+                parse_rate(bad).unwrap_err().contains("whole number"),
+                "{bad}"
+            );
         }
-        assert_eq!(rate("2000000000/d"), Ok((Duration::from_secs(86_400), Some(2_000_000_000))));
+        assert_eq!(
+            rate("2000000000/d"),
+            Ok((Duration::from_secs(86_400), Some(2_000_000_000)))
+        );
     }
 
     #[test]
@@ -293,7 +351,10 @@ mod tests {
         let s = |t: &str| Value::from(t.to_owned());
         assert_ne!(enc(&[s("ab"), s("c")]), enc(&[s("a"), s("bc")]));
         assert_ne!(enc(&[s("")]), enc(&[Value::List(Vec::new().into())]));
-        assert_ne!(enc(&[Value::List(vec![s("a"), s("b")].into())]), enc(&[Value::List(vec![s("ab")].into())]));
+        assert_ne!(
+            enc(&[Value::List(vec![s("a"), s("b")].into())]),
+            enc(&[Value::List(vec![s("ab")].into())])
+        );
         assert_ne!(enc(&[s("1")]), enc(&[Value::Int(1)]));
         assert_eq!(enc(&[Value::Int(1)]), enc(&[Value::UInt(1)]));
     }
@@ -309,9 +370,21 @@ mod tests {
     }
 
     fn compile(config: &str) -> Result<Policy, String> {
-        let text = format!("on_http_request:\n  - actions:\n      - type: rate-limit\n        config:\n{config}");
-        Policy::compile("t.yml", &text, &Compiler::new(), &deps(Arc::new(MemoryLimiter::default()))).map_err(|e| {
-            e.diagnostics.iter().map(|d| format!("{}: {}", d.path, d.message)).collect::<Vec<_>>().join("\n")
+        let text = format!(
+            "on_http_request:\n  - actions:\n      - type: rate-limit\n        config:\n{config}"
+        );
+        Policy::compile(
+            "t.yml",
+            &text,
+            &Compiler::new(),
+            &deps(Arc::new(MemoryLimiter::default())),
+        )
+        .map_err(|e| {
+            e.diagnostics
+                .iter()
+                .map(|d| format!("{}: {}", d.path, d.message))
+                .collect::<Vec<_>>()
+                .join("\n")
         })
     }
 
@@ -326,17 +399,39 @@ mod tests {
                 panic!("rejected {lines:?}: {e}");
             }
         };
-        let err = |lines: &[&str]| compile(&indent(lines)).err().unwrap_or_else(|| panic!("accepted: {lines:?}"));
+        let err = |lines: &[&str]| {
+            compile(&indent(lines))
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {lines:?}"))
+        };
         let key = "bucket_key: [\"req.headers['authorization']\"]";
-        ok(&["name: a", "algorithm: sliding_window", "capacity: 100", "rate: 100/min", key]);
+        ok(&[
+            "name: a",
+            "algorithm: sliding_window",
+            "capacity: 100",
+            "rate: 100/min",
+            key,
+        ]);
         ok(&["name: a", "capacity: 100", "rate: 60s", key]);
         ok(&["name: a", "rate: 100/min", key]);
-        ok(&["name: a", "enforce: false", "capacity: 2000000000", "rate: 24h", key]);
+        ok(&[
+            "name: a",
+            "enforce: false",
+            "capacity: 2000000000",
+            "rate: 24h",
+            key,
+        ]);
 
         let e = err(&["name: a", "capacity: 50", "rate: 100/min", key]);
-        assert!(e.contains("config.rate: rate '100/min' allows 100 requests but capacity is 50"), "{e}");
+        assert!(
+            e.contains("config.rate: rate '100/min' allows 100 requests but capacity is 50"),
+            "{e}"
+        );
         let e = err(&["name: a", "capacity: 0", "rate: 60s", key]);
-        assert!(e.contains("config.capacity: capacity must be 1 to 2000000000, got 0"), "{e}");
+        assert!(
+            e.contains("config.capacity: capacity must be 1 to 2000000000, got 0"),
+            "{e}"
+        );
         let e = err(&["name: a", "capacity: 2000000001", "rate: 60s", key]);
         assert!(e.contains("config.capacity"), "{e}");
         let e = err(&["name: a", "rate: 60s", key]);
@@ -345,14 +440,39 @@ mod tests {
         assert!(e.contains("config.rate: unknown unit 'fortnight'"), "{e}");
         let e = err(&["name: a", "capacity: 1", "rate: 30s", key]);
         assert!(e.contains("config.rate: invalid rate '30s'"), "{e}");
-        let e = err(&["name: a", "capacity: 1", "rate: 60s", "algorithm: token_bucket", key]);
-        assert!(e.contains("config.algorithm: unknown algorithm 'token_bucket'"), "{e}");
+        let e = err(&[
+            "name: a",
+            "capacity: 1",
+            "rate: 60s",
+            "algorithm: token_bucket",
+            key,
+        ]);
+        assert!(
+            e.contains("config.algorithm: unknown algorithm 'token_bucket'"),
+            "{e}"
+        );
         let e = err(&["name: a", "capacity: 1", "rate: 60s", "bucket_key: []"]);
-        assert!(e.contains("config.bucket_key: bucket_key needs 1 to 10"), "{e}");
-        let e = err(&["name: a", "capacity: 1", "rate: 60s", "bucket_key: [a, b, c, d, e, f, g, h, i, j, k]"]);
+        assert!(
+            e.contains("config.bucket_key: bucket_key needs 1 to 10"),
+            "{e}"
+        );
+        let e = err(&[
+            "name: a",
+            "capacity: 1",
+            "rate: 60s",
+            "bucket_key: [a, b, c, d, e, f, g, h, i, j, k]",
+        ]);
         assert!(e.contains("config.bucket_key"), "{e}");
-        let e = err(&["name: a", "capacity: 1", "rate: 60s", "bucket_key: ['conn.client_ip', 'req.headers[']"]);
-        assert!(e.contains("config.bucket_key[1]: invalid expression"), "{e}");
+        let e = err(&[
+            "name: a",
+            "capacity: 1",
+            "rate: 60s",
+            "bucket_key: ['conn.client_ip', 'req.headers[']",
+        ]);
+        assert!(
+            e.contains("config.bucket_key[1]: invalid expression"),
+            "{e}"
+        );
         let e = err(&["name: a", "capacity: 1", "rate: 60s", key, "burst: 5"]);
         assert!(e.contains("burst"), "{e}");
         let e = err(&["capacity: 1", "rate: 60s", key]);
@@ -412,18 +532,27 @@ on_http_request:
     fn policy(text: &str) -> (Policy, ManualClock) {
         let clock = ManualClock::new(0);
         let limiter = MemoryLimiter::with_clock(MemoryConfig::default(), clock.clone());
-        let policy = Policy::compile("t.yml", text, &Compiler::new(), &deps(Arc::new(limiter))).unwrap();
+        let policy =
+            Policy::compile("t.yml", text, &Compiler::new(), &deps(Arc::new(limiter))).unwrap();
         (policy, clock)
     }
 
-    async fn send(policy: &Policy, path: &str, auth: Option<&str>) -> (u16, http::HeaderMap, String) {
+    async fn send(
+        policy: &Policy,
+        path: &str,
+        auth: Option<&str>,
+    ) -> (u16, http::HeaderMap, String) {
         let mut ex = exchange(path, auth);
         match policy.on_http_request(&mut ex).await {
             Outcome::Continue => (0, http::HeaderMap::new(), String::new()),
             Outcome::Respond(response) => {
                 let (head, body) = response.into_parts();
                 let body = body.collect().await.unwrap().to_bytes();
-                (head.status.as_u16(), head.headers, String::from_utf8(body.to_vec()).unwrap())
+                (
+                    head.status.as_u16(),
+                    head.headers,
+                    String::from_utf8(body.to_vec()).unwrap(),
+                )
             }
             Outcome::Close => panic!("closed"),
         }
@@ -433,17 +562,26 @@ on_http_request:
     async fn seed_policy_limits_each_token_with_retry_after() {
         let (policy, clock) = policy(SEED);
         for _ in 0..3 {
-            assert_eq!(send(&policy, "/v1/chat/completions", Some("Bearer aaa")).await.0, 0);
+            assert_eq!(
+                send(&policy, "/v1/chat/completions", Some("Bearer aaa"))
+                    .await
+                    .0,
+                0
+            );
         }
         clock.advance(20_000);
-        let (status, headers, body) = send(&policy, "/v1/chat/completions", Some("Bearer aaa")).await;
+        let (status, headers, body) =
+            send(&policy, "/v1/chat/completions", Some("Bearer aaa")).await;
         assert_eq!(status, 429);
         assert_eq!(headers["retry-after"], "40");
         assert_eq!(headers["content-type"], "application/json");
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["error"]["code"], "ERR_KEYGATE_429");
         assert_eq!(body["error"]["type"], "rate_limit_error");
-        assert!(body["error"]["message"].as_str().unwrap().contains("ai-gateway-limit"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ai-gateway-limit"));
 
         // Another token has its own bucket; Anthropic clients get Anthropic's error shape.
         assert_eq!(send(&policy, "/v1/messages", Some("Bearer bbb")).await.0, 0);
@@ -458,7 +596,12 @@ on_http_request:
 
         // The window slides: 60 s after the first three requests, the token passes again.
         clock.advance(40_000);
-        assert_eq!(send(&policy, "/v1/chat/completions", Some("Bearer aaa")).await.0, 0);
+        assert_eq!(
+            send(&policy, "/v1/chat/completions", Some("Bearer aaa"))
+                .await
+                .0,
+            0
+        );
     }
 
     #[tokio::test]
@@ -469,12 +612,18 @@ on_http_request:
             assert_eq!(send(&policy, "/", Some("Bearer secret-token")).await.0, 0);
         }
         let (status, _, body) = send(&policy, "/", Some("Bearer secret-token")).await;
-        assert_eq!(status, 299, "a later rule sees actions.ngrok.rate_limit.limited");
+        assert_eq!(
+            status, 299,
+            "a later rule sees actions.ngrok.rate_limit.limited"
+        );
         // The published bucket key is a digest: stable, and never the token itself.
         assert_eq!(body.len(), PUBLISHED_DIGEST_LEN);
         assert!(body.bytes().all(|b| b.is_ascii_hexdigit()));
         let mut expected = Vec::new();
-        encode(&Value::List(vec![Value::from("Bearer secret-token".to_owned())].into()), &mut expected);
+        encode(
+            &Value::List(vec![Value::from("Bearer secret-token".to_owned())].into()),
+            &mut expected,
+        );
         assert!(key_digest_hex(&expected).starts_with(&body));
     }
 

@@ -6,7 +6,9 @@ use http::{HeaderValue, Response, StatusCode};
 use keygate_cel::{EvalError, Template, Value};
 use serde::Deserialize;
 
-use crate::action::{ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
+use crate::action::{
+    ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination,
+};
 use crate::actions::header_templates::HeaderTemplates;
 use crate::actions::url_pattern::{request_url, rewrite, Pattern};
 use crate::body::empty;
@@ -44,10 +46,20 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
     let config: Config = cx.config()?;
     let code = config.status_code.unwrap_or(302);
     let status = match code {
-        301 | 302 | 303 | 307 | 308 => StatusCode::from_u16(code as u16).map_err(|_| cx.error("status_code", "invalid status"))?,
-        _ => return Err(cx.error("status_code", format!("status_code must be 301, 302, 303, 307 or 308, got {code}"))),
+        301 | 302 | 303 | 307 | 308 => StatusCode::from_u16(code as u16)
+            .map_err(|_| cx.error("status_code", "invalid status"))?,
+        _ => {
+            return Err(cx.error(
+                "status_code",
+                format!("status_code must be 301, 302, 303, 307 or 308, got {code}"),
+            ))
+        }
     };
-    let from = config.from.as_deref().map(|from| Pattern::build(cx, "from", from)).transpose()?;
+    let from = config
+        .from
+        .as_deref()
+        .map(|from| Pattern::build(cx, "from", from))
+        .transpose()?;
     Ok(Box::new(Redirect {
         from,
         to: cx.template("to", &config.to)?,
@@ -72,16 +84,22 @@ impl Redirect {
         let fired = target != url;
         ex.results.set(
             KIND.result_name,
-            Value::from(HashMap::from([("matches", Value::List(matches.into())), ("url", Value::from(target.clone()))])),
+            Value::from(HashMap::from([
+                ("matches", Value::List(matches.into())),
+                ("url", Value::from(target.clone())),
+            ])),
         );
         if !fired {
             return Ok(Flow::Continue);
         }
-        let location = HeaderValue::from_str(&target)
-            .map_err(|_| EvalError { message: "redirect target is not a valid Location header".into() })?;
+        let location = HeaderValue::from_str(&target).map_err(|_| EvalError {
+            message: "redirect target is not a valid Location header".into(),
+        })?;
         let mut response = Response::new(empty());
         *response.status_mut() = self.status;
-        response.headers_mut().insert(http::header::LOCATION, location);
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
         for (name, value) in headers {
             response.headers_mut().append(name, value);
         }
@@ -94,9 +112,10 @@ fn absolute(target: &str, original: &str) -> String {
     if !target.starts_with('/') || target.starts_with("//") {
         return target.to_owned();
     }
-    let origin_end = original.find("://").map(|i| i + 3).and_then(|start| {
-        original[start..].find('/').map(|slash| start + slash)
-    });
+    let origin_end = original
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| original[start..].find('/').map(|slash| start + slash));
     match origin_end {
         Some(end) => format!("{}{target}", &original[..end]),
         None => format!("{original}{target}"),
@@ -110,6 +129,9 @@ mod tests {
     #[test]
     fn relative_targets_keep_the_origin() {
         assert_eq!(absolute("/b?x=1", "https://h:8/a"), "https://h:8/b?x=1");
-        assert_eq!(absolute("https://other/x", "https://h/a"), "https://other/x");
+        assert_eq!(
+            absolute("https://other/x", "https://h/a"),
+            "https://other/x"
+        );
     }
 }

@@ -60,7 +60,13 @@ impl Action for RemoveHeaders {
             .filter(|name| target.remove(*name).is_some())
             .map(|name| Value::from(name.as_str().to_owned()))
             .collect();
-        ex.results.set(KIND.result_name, Value::from(HashMap::from([("headers_removed", Value::List(removed.into()))])));
+        ex.results.set(
+            KIND.result_name,
+            Value::from(HashMap::from([(
+                "headers_removed",
+                Value::List(removed.into()),
+            )])),
+        );
         ready(Ok(Flow::Continue))
     }
 }

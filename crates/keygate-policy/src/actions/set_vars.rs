@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::action::{ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
+use crate::action::{
+    ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination,
+};
 use crate::actions::value_template::ValueTemplate;
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
@@ -40,9 +42,15 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
             return Err(cx.error(&field, "each entry of vars is a map with exactly one name"));
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(cx.error(&field, format!("invalid variable name '{name}': use letters, digits and _")));
+            return Err(cx.error(
+                &field,
+                format!("invalid variable name '{name}': use letters, digits and _"),
+            ));
         }
-        vars.push((name.clone(), ValueTemplate::build(cx, &format!("{field}.{name}"), value)?));
+        vars.push((
+            name.clone(),
+            ValueTemplate::build(cx, &format!("{field}.{name}"), value)?,
+        ));
     }
     Ok(Box::new(SetVars { vars }))
 }

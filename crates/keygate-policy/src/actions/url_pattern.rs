@@ -34,7 +34,9 @@ impl Pattern {
                 let source = template.eval_string(scope)?;
                 Regex::new(&source)
                     .map(std::borrow::Cow::Owned)
-                    .map_err(|err| EvalError { message: format!("interpolated pattern is not a valid regex: {err}") })
+                    .map_err(|err| EvalError {
+                        message: format!("interpolated pattern is not a valid regex: {err}"),
+                    })
             }
         }
     }
@@ -47,9 +49,19 @@ pub fn request_url(ex: &Exchange) -> String {
         .uri
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| ex.request.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
+        .or_else(|| {
+            ex.request
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
-    let path_and_query = ex.request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = ex
+        .request
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str());
     format!("{}://{authority}{path_and_query}", ex.scheme)
 }
 
@@ -63,12 +75,25 @@ pub fn rewrite(
     all: bool,
 ) -> Result<(String, Vec<Value>), EvalError> {
     let to = to.eval_string(scope)?;
-    let Some(from) = from else { return Ok((to, Vec::new())) };
+    let Some(from) = from else {
+        return Ok((to, Vec::new()));
+    };
     let regex = from.regex(scope)?;
     let mut matches = Vec::new();
-    for captures in regex.captures_iter(url).take(if all { usize::MAX } else { 1 }) {
-        matches.extend(captures.iter().map(|m| Value::from(m.map_or("", |m| m.as_str()).to_owned())));
+    for captures in regex
+        .captures_iter(url)
+        .take(if all { usize::MAX } else { 1 })
+    {
+        matches.extend(
+            captures
+                .iter()
+                .map(|m| Value::from(m.map_or("", |m| m.as_str()).to_owned())),
+        );
     }
-    let rewritten = if all { regex.replace_all(url, to.as_str()) } else { regex.replace(url, to.as_str()) };
+    let rewritten = if all {
+        regex.replace_all(url, to.as_str())
+    } else {
+        regex.replace(url, to.as_str())
+    };
     Ok((rewritten.into_owned(), matches))
 }

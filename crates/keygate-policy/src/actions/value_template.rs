@@ -17,7 +17,11 @@ pub enum ValueTemplate {
 
 impl ValueTemplate {
     /// Compiles `value`, found at `field` (relative to the action's config).
-    pub fn build(cx: &BuildContext<'_>, field: &str, value: &serde_json::Value) -> Result<Self, Diagnostic> {
+    pub fn build(
+        cx: &BuildContext<'_>,
+        field: &str,
+        value: &serde_json::Value,
+    ) -> Result<Self, Diagnostic> {
         Ok(match value {
             serde_json::Value::String(source) => {
                 let template = cx.template(field, source)?;
@@ -36,7 +40,12 @@ impl ValueTemplate {
             serde_json::Value::Object(entries) => ValueTemplate::Map(
                 entries
                     .iter()
-                    .map(|(key, item)| Ok((key.clone(), ValueTemplate::build(cx, &format!("{field}.{key}"), item)?)))
+                    .map(|(key, item)| {
+                        Ok((
+                            key.clone(),
+                            ValueTemplate::build(cx, &format!("{field}.{key}"), item)?,
+                        ))
+                    })
                     .collect::<Result<_, Diagnostic>>()?,
             ),
             scalar => ValueTemplate::Literal(from_json(scalar)),
@@ -48,9 +57,13 @@ impl ValueTemplate {
         Ok(match self {
             ValueTemplate::Literal(value) => value.clone(),
             ValueTemplate::String(template) => template.eval(scope)?,
-            ValueTemplate::List(items) => {
-                Value::List(items.iter().map(|i| i.eval(scope)).collect::<Result<Vec<_>, _>>()?.into())
-            }
+            ValueTemplate::List(items) => Value::List(
+                items
+                    .iter()
+                    .map(|i| i.eval(scope))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into(),
+            ),
             ValueTemplate::Map(entries) => {
                 let mut map = std::collections::HashMap::with_capacity(entries.len());
                 for (key, item) in entries {

@@ -24,13 +24,19 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        DeError { message: msg.to_string(), at: None }
+        DeError {
+            message: msg.to_string(),
+            at: None,
+        }
     }
 }
 
 /// Deserializes `node` (found at `path`) into `T`.
 pub fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, DeError> {
-    T::deserialize(NodeDe { node, path: path.to_owned() })
+    T::deserialize(NodeDe {
+        node,
+        path: path.to_owned(),
+    })
 }
 
 /// Joins a field path and a map key.
@@ -56,7 +62,10 @@ impl NodeDe<'_> {
     }
 
     fn expected(&self, what: &str) -> DeError {
-        self.locate(DeError { message: format!("expected {what}, found {}", self.node.type_name()), at: None })
+        self.locate(DeError {
+            message: format!("expected {what}, found {}", self.node.type_name()),
+            at: None,
+        })
     }
 }
 
@@ -78,10 +87,16 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             NodeValue::Int(i) => visitor.visit_i64(*i),
             NodeValue::Float(f) => visitor.visit_f64(*f),
             NodeValue::Str(s) => visitor.visit_str(s),
-            NodeValue::Seq(items) => visitor.visit_seq(SeqDe { items: items.iter(), index: 0, path: &self.path }),
-            NodeValue::Map(entries) => {
-                visitor.visit_map(MapDe { entries: entries.iter(), value: None, path: &self.path })
-            }
+            NodeValue::Seq(items) => visitor.visit_seq(SeqDe {
+                items: items.iter(),
+                index: 0,
+                path: &self.path,
+            }),
+            NodeValue::Map(entries) => visitor.visit_map(MapDe {
+                entries: entries.iter(),
+                value: None,
+                path: &self.path,
+            }),
         };
         result.map_err(|err| self.locate(err))
     }
@@ -142,7 +157,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -153,11 +172,19 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         deserialize_unit deserialize_identifier deserialize_ignored_any
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_any(visitor)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -180,8 +207,13 @@ struct SeqDe<'a> {
 impl<'de> de::SeqAccess<'de> for SeqDe<'_> {
     type Error = DeError;
 
-    fn next_element_seed<T: de::DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
-        let Some(node) = self.items.next() else { return Ok(None) };
+    fn next_element_seed<T: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        let Some(node) = self.items.next() else {
+            return Ok(None);
+        };
         let path = format!("{}[{}]", self.path, self.index);
         self.index += 1;
         seed.deserialize(NodeDe { node, path }).map(Some)
@@ -201,8 +233,13 @@ struct MapDe<'a> {
 impl<'de> de::MapAccess<'de> for MapDe<'_> {
     type Error = DeError;
 
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
-        let Some((key, node)) = self.entries.next() else { return Ok(None) };
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        let Some((key, node)) = self.entries.next() else {
+            return Ok(None);
+        };
         let path = join_key(self.path, key);
         let key_de: de::value::StrDeserializer<'_, DeError> = key.as_str().into_deserializer();
         let result = seed.deserialize(key_de).map_err(|mut err| {
@@ -213,8 +250,14 @@ impl<'de> de::MapAccess<'de> for MapDe<'_> {
         result.map(Some)
     }
 
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (node, path) = self.value.take().ok_or_else(|| de::Error::custom("value without a key"))?;
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, DeError> {
+        let (node, path) = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("value without a key"))?;
         seed.deserialize(NodeDe { node, path })
     }
 }
@@ -258,14 +301,21 @@ mod tests {
         let err = load("capacity: 5\ncapcity: 6\n").unwrap_err();
         let (pos, path) = err.at.unwrap();
         assert_eq!((pos.line, path.as_str()), (2, "config.capcity"));
-        assert!(err.message.contains("unknown field `capcity`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `capcity`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn wrong_type_is_located_at_the_value() {
         let err = load("capacity: 5\nnames:\n  - a\n  - [x]\n").unwrap_err();
         let (pos, path) = err.at.unwrap();
-        assert_eq!((pos.line, pos.col, path.as_str()), (4, 5, "config.names[1]"));
+        assert_eq!(
+            (pos.line, pos.col, path.as_str()),
+            (4, 5, "config.names[1]")
+        );
         let err = load("capacity: lots\n").unwrap_err();
         assert_eq!(err.at.unwrap().1, "config.capacity");
         let err = load("capacity: -1\n").unwrap_err();

@@ -73,7 +73,12 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 
 enum Frame {
     Seq(Vec<Node>, Position, usize),
-    Map(Vec<(String, Node)>, Option<(String, Position)>, Position, usize),
+    Map(
+        Vec<(String, Node)>,
+        Option<(String, Position)>,
+        Position,
+        usize,
+    ),
 }
 
 #[derive(Default)]
@@ -85,7 +90,10 @@ struct Builder {
 }
 
 fn position(span: &Span) -> Position {
-    Position { line: span.start.line(), col: span.start.col() + 1 }
+    Position {
+        line: span.start.line(),
+        col: span.start.col() + 1,
+    }
 }
 
 impl Builder {
@@ -93,7 +101,10 @@ impl Builder {
         let mut documents = 0;
         for event in Parser::new_from_str(text) {
             let (event, span) = event.map_err(|err| SyntaxError {
-                pos: Position { line: err.marker().line(), col: err.marker().col() + 1 },
+                pos: Position {
+                    line: err.marker().line(),
+                    col: err.marker().col() + 1,
+                },
                 message: err.info().to_owned(),
             })?;
             let pos = position(&span);
@@ -101,7 +112,10 @@ impl Builder {
                 Event::DocumentStart(_) => {
                     documents += 1;
                     if documents > 1 {
-                        return Err(SyntaxError { pos, message: "a policy file holds one document, found a second".into() });
+                        return Err(SyntaxError {
+                            pos,
+                            message: "a policy file holds one document, found a second".into(),
+                        });
                     }
                 }
                 Event::Scalar(text, style, anchor, tag) => {
@@ -116,37 +130,66 @@ impl Builder {
                             });
                         }
                     }
-                    let node = Node { value: scalar(&text, style), pos };
+                    let node = Node {
+                        value: scalar(&text, style),
+                        pos,
+                    };
                     self.push(node, anchor)?;
                 }
-                Event::SequenceStart(anchor, _) => self.open(Frame::Seq(Vec::new(), pos, anchor), pos)?,
-                Event::MappingStart(anchor, _) => self.open(Frame::Map(Vec::new(), None, pos, anchor), pos)?,
+                Event::SequenceStart(anchor, _) => {
+                    self.open(Frame::Seq(Vec::new(), pos, anchor), pos)?
+                }
+                Event::MappingStart(anchor, _) => {
+                    self.open(Frame::Map(Vec::new(), None, pos, anchor), pos)?
+                }
                 Event::SequenceEnd | Event::MappingEnd => {
                     let (node, anchor) = match self.stack.pop() {
-                        Some(Frame::Seq(items, pos, anchor)) => (Node { value: NodeValue::Seq(items), pos }, anchor),
-                        Some(Frame::Map(entries, _, pos, anchor)) => (Node { value: NodeValue::Map(entries), pos }, anchor),
-                        None => return Err(SyntaxError { pos, message: "unbalanced collection end".into() }),
+                        Some(Frame::Seq(items, pos, anchor)) => (
+                            Node {
+                                value: NodeValue::Seq(items),
+                                pos,
+                            },
+                            anchor,
+                        ),
+                        Some(Frame::Map(entries, _, pos, anchor)) => (
+                            Node {
+                                value: NodeValue::Map(entries),
+                                pos,
+                            },
+                            anchor,
+                        ),
+                        None => {
+                            return Err(SyntaxError {
+                                pos,
+                                message: "unbalanced collection end".into(),
+                            })
+                        }
                     };
                     self.push(node, anchor)?;
                 }
                 Event::Alias(id) => {
-                    let node = self
-                        .anchors
-                        .get(&id)
-                        .cloned()
-                        .ok_or_else(|| SyntaxError { pos, message: "alias refers to an unknown anchor".into() })?;
+                    let node = self.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
+                        pos,
+                        message: "alias refers to an unknown anchor".into(),
+                    })?;
                     self.nodes += count(&node);
                     self.push(node, 0)?;
                 }
                 Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
             }
         }
-        Ok(self.root.unwrap_or(Node { value: NodeValue::Null, pos: Position { line: 1, col: 1 } }))
+        Ok(self.root.unwrap_or(Node {
+            value: NodeValue::Null,
+            pos: Position { line: 1, col: 1 },
+        }))
     }
 
     fn open(&mut self, frame: Frame, pos: Position) -> Result<(), SyntaxError> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(SyntaxError { pos, message: format!("nesting deeper than {MAX_DEPTH} levels") });
+            return Err(SyntaxError {
+                pos,
+                message: format!("nesting deeper than {MAX_DEPTH} levels"),
+            });
         }
         self.stack.push(frame);
         Ok(())
@@ -155,7 +198,10 @@ impl Builder {
     fn push(&mut self, node: Node, anchor: usize) -> Result<(), SyntaxError> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Err(SyntaxError { pos: node.pos, message: format!("document has more than {MAX_NODES} values") });
+            return Err(SyntaxError {
+                pos: node.pos,
+                message: format!("document has more than {MAX_NODES} values"),
+            });
         }
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
@@ -172,11 +218,17 @@ impl Builder {
                         NodeValue::Float(f) => f.to_string(),
                         NodeValue::Null => "null".to_owned(),
                         NodeValue::Seq(_) | NodeValue::Map(_) => {
-                            return Err(SyntaxError { pos: node.pos, message: "map keys must be scalars".into() })
+                            return Err(SyntaxError {
+                                pos: node.pos,
+                                message: "map keys must be scalars".into(),
+                            })
                         }
                     };
                     if entries.iter().any(|(k, _)| *k == key) {
-                        return Err(SyntaxError { pos: node.pos, message: format!("duplicate key '{key}'") });
+                        return Err(SyntaxError {
+                            pos: node.pos,
+                            message: format!("duplicate key '{key}'"),
+                        });
                     }
                     *pending = Some((key, node.pos));
                 }
@@ -219,7 +271,9 @@ fn scalar(text: &str, style: ScalarStyle) -> NodeValue {
             return NodeValue::Int(i);
         }
     }
-    let numeric = text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+    let numeric = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
         && text.bytes().any(|b| b.is_ascii_digit());
     if numeric {
         if let Ok(i) = text.parse::<i64>() {
@@ -241,7 +295,9 @@ mod tests {
         let doc = parse("a: 1\nb:\n  - x\n  - 'true'\n  - true\nc: 2.5\nd: ~\n").unwrap();
         let b = doc.get("b").unwrap();
         assert_eq!(b.pos, Position { line: 3, col: 3 });
-        let NodeValue::Seq(items) = &b.value else { panic!("not a list") };
+        let NodeValue::Seq(items) = &b.value else {
+            panic!("not a list")
+        };
         assert_eq!(items[0].value, NodeValue::Str("x".into()));
         assert_eq!(items[1].value, NodeValue::Str("true".into()));
         assert_eq!(items[2].value, NodeValue::Bool(true));
@@ -254,8 +310,13 @@ mod tests {
     fn json_is_read_with_positions() {
         let doc = parse("{\n  \"on_http_request\": [\n    {\"name\": \"r\"}\n  ]\n}").unwrap();
         let rules = doc.get("on_http_request").unwrap();
-        let NodeValue::Seq(items) = &rules.value else { panic!("not a list") };
-        assert_eq!(items[0].get("name").unwrap().value, NodeValue::Str("r".into()));
+        let NodeValue::Seq(items) = &rules.value else {
+            panic!("not a list")
+        };
+        assert_eq!(
+            items[0].get("name").unwrap().value,
+            NodeValue::Str("r".into())
+        );
         assert_eq!(items[0].pos.line, 3);
     }
 
@@ -277,7 +338,11 @@ mod tests {
     fn alias_bombs_are_bounded() {
         let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 0..12 {
-            let prev = if i == 0 { "a".to_string() } else { format!("a{}", i - 1) };
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                format!("a{}", i - 1)
+            };
             text.push_str(&format!("a{i}: &a{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
         }
         let err = parse(&text).unwrap_err();
@@ -293,7 +358,15 @@ mod tests {
 
     #[test]
     fn broken_yaml_is_an_error_not_a_panic() {
-        for text in ["a: [1, 2", "a: {b", "- a\nb: c", "\"unterminated", "a:\n\t- b", ": : :", "[]]"] {
+        for text in [
+            "a: [1, 2",
+            "a: {b",
+            "- a\nb: c",
+            "\"unterminated",
+            "a:\n\t- b",
+            ": : :",
+            "[]]",
+        ] {
             assert!(parse(text).is_err(), "{text:?} parsed");
         }
     }

@@ -46,7 +46,11 @@ impl Drop for TempDir {
 
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Runs `keygate api ...` against `data_dir` and returns stdout (panics on failure).
@@ -59,7 +63,11 @@ pub fn api(data_dir: &Path, args: &[&str]) -> serde_json::Value {
         .env_remove("KEYGATE_MASTER_KEY")
         .output()
         .expect("run keygate api");
-    assert!(output.status.success(), "keygate api {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "keygate api {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("api output is JSON")
 }
 
@@ -71,7 +79,19 @@ pub fn seed_secrets(data_dir: &Path, secrets: &[(&str, &str, &str)]) {
             api(data_dir, &["vaults", "create", "--name", vault]);
             vaults.push(vault.to_string());
         }
-        api(data_dir, &["secrets", "create", "--name", name, "--value", value, "--vault-name", vault]);
+        api(
+            data_dir,
+            &[
+                "secrets",
+                "create",
+                "--name",
+                name,
+                "--value",
+                value,
+                "--vault-name",
+                vault,
+            ],
+        );
     }
 }
 
@@ -96,17 +116,29 @@ pub struct Options<'a> {
 impl Gateway {
     /// Starts the gateway on `policy` with extra CLI `args`.
     pub fn start(policy: &str, args: &[&str]) -> Self {
-        Self::start_with(policy, Options { args: args.iter().map(|a| a.to_string()).collect(), ..Options::default() })
+        Self::start_with(
+            policy,
+            Options {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                ..Options::default()
+            },
+        )
     }
 
     pub fn start_with(policy: &str, options: Options<'_>) -> Self {
         let dir = TempDir::new("gw");
         let policy_path = dir.path().join("policy.yml");
         std::fs::write(&policy_path, policy).expect("write policy");
-        let data_dir = options.data_dir.map_or_else(|| dir.path().join("data"), Path::to_owned);
+        let data_dir = options
+            .data_dir
+            .map_or_else(|| dir.path().join("data"), Path::to_owned);
         let host = options.listen_host.unwrap_or("127.0.0.1");
-        let addr: SocketAddr = format!("{host}:{}", free_port()).parse().expect("listen addr");
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("admin addr");
+        let addr: SocketAddr = format!("{host}:{}", free_port())
+            .parse()
+            .expect("listen addr");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("admin addr");
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--policy")
@@ -137,7 +169,14 @@ impl Gateway {
                 }
             });
         }
-        let mut gateway = Self { child, addr, admin, policy_path, output, dir };
+        let mut gateway = Self {
+            child,
+            addr,
+            admin,
+            policy_path,
+            output,
+            dir,
+        };
         gateway.wait_ready();
         gateway
     }
@@ -148,7 +187,9 @@ impl Gateway {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("keygate exited early ({status}):\n{}", self.output());
             }
-            if std::net::TcpStream::connect(self.admin).is_ok() && std::net::TcpStream::connect(self.addr).is_ok() {
+            if std::net::TcpStream::connect(self.admin).is_ok()
+                && std::net::TcpStream::connect(self.addr).is_ok()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -168,7 +209,10 @@ impl Gateway {
 
     /// Sends a signal to the process.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
         assert!(status.is_ok_and(|s| s.success()), "kill -{signal} failed");
     }
 
@@ -214,7 +258,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -222,7 +269,8 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.text()))
     }
 }
 
@@ -238,11 +286,23 @@ pub struct Req<'a> {
 
 impl<'a> Req<'a> {
     pub fn get(path: &'a str) -> Self {
-        Self { method: "GET", path, headers: Vec::new(), body: Vec::new(), from: None }
+        Self {
+            method: "GET",
+            path,
+            headers: Vec::new(),
+            body: Vec::new(),
+            from: None,
+        }
     }
 
     pub fn post(path: &'a str, body: impl Into<Vec<u8>>) -> Self {
-        Self { method: "POST", path, headers: vec![("content-type", "application/json".into())], body: body.into(), from: None }
+        Self {
+            method: "POST",
+            path,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.into(),
+            from: None,
+        }
     }
 
     pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
@@ -262,13 +322,20 @@ impl<'a> Req<'a> {
 
 /// Sends one HTTP/1.1 request on a fresh connection and reads the whole response.
 pub async fn send(addr: SocketAddr, req: Req<'_>) -> std::io::Result<Reply> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(ip) = req.from {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let mut stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
-    let mut head = format!("{} {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n", req.method, req.path);
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n",
+        req.method, req.path
+    );
     for (name, value) in &req.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -282,27 +349,49 @@ pub async fn send(addr: SocketAddr, req: Req<'_>) -> std::io::Result<Reply> {
 
 fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header end"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("head not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad status"))?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status"))?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+    {
         body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
     }
-    Ok(Reply { status, headers, body })
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..line_end])
+                .ok()?
+                .split(';')
+                .next()?
+                .trim(),
+            16,
+        )
+        .ok()?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Some(out);
@@ -331,7 +420,9 @@ pub struct EchoUpstream {
 
 impl EchoUpstream {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let record = received.clone();
@@ -340,49 +431,65 @@ impl EchoUpstream {
                 let _ = stream.set_nodelay(true);
                 let record = record.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let record = record.clone();
-                        async move {
-                            use http_body_util::BodyExt;
-                            let (head, body) = request.into_parts();
-                            if let Some(ms) = head.headers.get("x-delay-ms").and_then(|v| v.to_str().ok()?.parse().ok()) {
-                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let record = record.clone();
+                            async move {
+                                use http_body_util::BodyExt;
+                                let (head, body) = request.into_parts();
+                                if let Some(ms) = head
+                                    .headers
+                                    .get("x-delay-ms")
+                                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                                {
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                                }
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes().to_vec())
+                                    .unwrap_or_default();
+                                let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+                                for (name, value) in &head.headers {
+                                    headers
+                                        .entry(name.as_str().to_owned())
+                                        .or_default()
+                                        .push(value.to_str().unwrap_or_default().to_owned());
+                                }
+                                let echo = serde_json::json!({
+                                    "method": head.method.as_str(),
+                                    "path": head.uri.to_string(),
+                                    "headers": headers,
+                                    "body": String::from_utf8_lossy(&body),
+                                });
+                                record.lock().expect("record lock").push(Received {
+                                    method: head.method.to_string(),
+                                    path: head.uri.to_string(),
+                                    headers,
+                                    body,
+                                });
+                                let response = hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .header("x-upstream", "echo")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                                        echo.to_string(),
+                                    )))
+                                    .expect("response");
+                                Ok::<_, std::convert::Infallible>(response)
                             }
-                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                            let mut headers: HashMap<String, Vec<String>> = HashMap::new();
-                            for (name, value) in &head.headers {
-                                headers
-                                    .entry(name.as_str().to_owned())
-                                    .or_default()
-                                    .push(value.to_str().unwrap_or_default().to_owned());
-                            }
-                            let echo = serde_json::json!({
-                                "method": head.method.as_str(),
-                                "path": head.uri.to_string(),
-                                "headers": headers,
-                                "body": String::from_utf8_lossy(&body),
-                            });
-                            record.lock().expect("record lock").push(Received {
-                                method: head.method.to_string(),
-                                path: head.uri.to_string(),
-                                headers,
-                                body,
-                            });
-                            let response = hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .header("x-upstream", "echo")
-                                .body(http_body_util::Full::new(bytes::Bytes::from(echo.to_string())))
-                                .expect("response");
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        Self { addr, received, task }
+        Self {
+            addr,
+            received,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -55,12 +55,15 @@ pub fn split(source: &str) -> Result<Vec<Piece<'_>>, String> {
             b')' | b']' | b'}' => depth = depth.saturating_sub(1),
             b'.' if depth == 0 => {
                 let prev_digit = i > 0 && bytes[i - 1].is_ascii_digit();
-                let next_ident = bytes.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
+                let next_ident = bytes
+                    .get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
                 if next_ident && !prev_digit {
                     starts.push(i);
                 }
             }
-            b'?' | b':' | b'+' | b'-' | b'*' | b'/' | b'%' | b'<' | b'>' | b'=' | b'!' | b'&' | b'|' | b','
+            b'?' | b':' | b'+' | b'-' | b'*' | b'/' | b'%' | b'<' | b'>' | b'=' | b'!' | b'&'
+            | b'|' | b','
                 if depth == 0 =>
             {
                 top_level_operator = true
@@ -87,7 +90,8 @@ pub fn split(source: &str) -> Result<Vec<Piece<'_>>, String> {
     let mut offset = base.len();
     let mut previous = base;
     for segment in segments {
-        let method = parse_method(segment).filter(|(name, args)| is_ai_method(name, args, previous));
+        let method =
+            parse_method(segment).filter(|(name, args)| is_ai_method(name, args, previous));
         match method {
             Some((name, args)) => {
                 if let Some(start) = cel_start.take() {
@@ -130,9 +134,15 @@ fn mentions_ai_method(source: &str) -> bool {
             }
             b'.' => {
                 let rest = &source[i + 1..];
-                let name_len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                let name_len = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
                 let (name, after) = rest.split_at(name_len);
-                if after.starts_with('(') && AI_METHODS.contains(&name) && name != "sortBy" && name != "get" {
+                if after.starts_with('(')
+                    && AI_METHODS.contains(&name)
+                    && name != "sortBy"
+                    && name != "get"
+                {
                     return true;
                 }
             }
@@ -225,14 +235,26 @@ mod tests {
     use super::*;
 
     fn method<'a>(name: &'a str, args: &[&'a str]) -> Piece<'a> {
-        Piece::Method { name, args: args.to_vec() }
+        Piece::Method {
+            name,
+            args: args.to_vec(),
+        }
     }
 
     #[test]
     fn plain_cel_is_one_piece() {
-        assert_eq!(split("ai.models.filter(m, m.provider_id == 'openai')").unwrap(), [Piece::Cel("ai.models.filter(m, m.provider_id == 'openai')")]);
-        assert_eq!(split("ai.models.sortBy(m, m.pricing.input)[0]").unwrap(), [Piece::Cel("ai.models.sortBy(m, m.pricing.input)[0]")]);
-        assert_eq!(split("size(ai.models) > 0 ? ai.models : []").unwrap().len(), 1);
+        assert_eq!(
+            split("ai.models.filter(m, m.provider_id == 'openai')").unwrap(),
+            [Piece::Cel("ai.models.filter(m, m.provider_id == 'openai')")]
+        );
+        assert_eq!(
+            split("ai.models.sortBy(m, m.pricing.input)[0]").unwrap(),
+            [Piece::Cel("ai.models.sortBy(m, m.pricing.input)[0]")]
+        );
+        assert_eq!(
+            split("size(ai.models) > 0 ? ai.models : []").unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -243,13 +265,25 @@ mod tests {
         );
         assert_eq!(
             split("ai.models.randomize().filter(m, m.id.contains('.')).random()").unwrap(),
-            [Piece::Cel("ai.models"), method("randomize", &[]), Piece::Cel(".filter(m, m.id.contains('.'))"), method("random", &[])]
+            [
+                Piece::Cel("ai.models"),
+                method("randomize", &[]),
+                Piece::Cel(".filter(m, m.id.contains('.'))"),
+                method("random", &[])
+            ]
         );
         assert_eq!(
             split("ai.models.underCost('text.input', 1.5)[0]").unwrap(),
-            [Piece::Cel("ai.models"), method("underCost", &["'text.input'", "1.5"]), Piece::Cel("[0]")]
+            [
+                Piece::Cel("ai.models"),
+                method("underCost", &["'text.input'", "1.5"]),
+                Piece::Cel("[0]")
+            ]
         );
-        assert_eq!(split("ai.models.get('openai', 'gpt-4o')").unwrap()[1], method("get", &["'openai'", "'gpt-4o'"]));
+        assert_eq!(
+            split("ai.models.get('openai', 'gpt-4o')").unwrap()[1],
+            method("get", &["'openai'", "'gpt-4o'"])
+        );
     }
 
     #[test]
@@ -262,7 +296,11 @@ mod tests {
     fn strings_hide_dots_and_parens() {
         assert_eq!(
             split("ai.models.only(['a.b(', \"x'y\"]).random()").unwrap(),
-            [Piece::Cel("ai.models"), method("only", &["['a.b(', \"x'y\"]"]), method("random", &[])]
+            [
+                Piece::Cel("ai.models"),
+                method("only", &["['a.b(', \"x'y\"]"]),
+                method("random", &[])
+            ]
         );
     }
 }

@@ -115,17 +115,22 @@ impl ProviderConfig {
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or combinations such as `1m30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration '{text}': use a number with ms, s, m or h (e.g. 30s, 5m)");
+    let invalid =
+        || format!("invalid duration '{text}': use a number with ms, s, m or h (e.g. 30s, 5m)");
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(invalid());
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
         let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let step = match &rest[..unit_len] {
             "ms" => Duration::from_millis(number),
             "s" => Duration::from_secs(number),
@@ -160,10 +165,13 @@ mod tests {
 
     #[test]
     fn strict_fields() {
-        let err = serde_json::from_value::<Config>(serde_json::json!({"providers": [{"id": "openai", "api_key": "x"}]}))
-            .unwrap_err();
+        let err = serde_json::from_value::<Config>(
+            serde_json::json!({"providers": [{"id": "openai", "api_key": "x"}]}),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("api_key"), "{err}");
-        let err = serde_json::from_value::<Config>(serde_json::json!({"on_error": "retry"})).unwrap_err();
+        let err =
+            serde_json::from_value::<Config>(serde_json::json!({"on_error": "retry"})).unwrap_err();
         assert!(err.to_string().contains("retry"), "{err}");
         let ok: Config = serde_json::from_value(serde_json::json!({})).unwrap();
         assert_eq!(ok.on_error, OnError::Halt);

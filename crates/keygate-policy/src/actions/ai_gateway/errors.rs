@@ -22,7 +22,12 @@ pub fn not_a_surface(method: &http::Method, path: &str) -> GatewayError {
 
 /// 3801 (400): malformed body.
 pub fn invalid_body(err: &RequestError) -> GatewayError {
-    GatewayError::new(StatusCode::BAD_REQUEST, "ERR_KEYGATE_3801", INVALID, format!("invalid request body: {err}"))
+    GatewayError::new(
+        StatusCode::BAD_REQUEST,
+        "ERR_KEYGATE_3801",
+        INVALID,
+        format!("invalid request body: {err}"),
+    )
 }
 
 /// 3802 (400): no key from any source.
@@ -31,7 +36,10 @@ pub fn no_api_key(providers: &[String]) -> GatewayError {
         StatusCode::BAD_REQUEST,
         "ERR_KEYGATE_3802",
         INVALID,
-        format!("no API key found for provider(s) {}: configure api_keys or send a provider key", providers.join(", ")),
+        format!(
+            "no API key found for provider(s) {}: configure api_keys or send a provider key",
+            providers.join(", ")
+        ),
     )
 }
 
@@ -49,8 +57,13 @@ pub fn selection_failed(strategy: &str, detail: &str) -> GatewayError {
 pub fn unresolved(err: &ResolveError) -> GatewayError {
     match err {
         ResolveError::NoMatchingModels { rejected } => {
-            let reason = rejected.first().map(|r| r.reason.as_str()).unwrap_or_default();
-            let kind = if reason.starts_with("Provider '") && reason.ends_with("gateway configuration") {
+            let reason = rejected
+                .first()
+                .map(|r| r.reason.as_str())
+                .unwrap_or_default();
+            let kind = if reason.starts_with("Provider '")
+                && reason.ends_with("gateway configuration")
+            {
                 "provider_not_allowed"
             } else if reason.starts_with("Model '") && reason.ends_with("gateway configuration") {
                 "model_not_allowed"
@@ -61,11 +74,19 @@ pub fn unresolved(err: &ResolveError) -> GatewayError {
                 [single] if kind != INVALID => single.reason.clone(),
                 _ => err.to_string(),
             };
-            GatewayError::new(StatusCode::UNPROCESSABLE_ENTITY, "ERR_KEYGATE_3804", kind, message)
+            GatewayError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ERR_KEYGATE_3804",
+                kind,
+                message,
+            )
         }
-        ResolveError::IncompatibleFormat { .. } => {
-            GatewayError::new(StatusCode::UNPROCESSABLE_ENTITY, "ERR_KEYGATE_3813", INVALID, err.to_string())
-        }
+        ResolveError::IncompatibleFormat { .. } => GatewayError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ERR_KEYGATE_3813",
+            INVALID,
+            err.to_string(),
+        ),
     }
 }
 
@@ -91,22 +112,41 @@ pub fn selection_empty() -> GatewayError {
 
 /// 3806 (422): a strategy returned something other than models.
 pub fn selection_wrong_type(strategy: &str, detail: &str) -> GatewayError {
-    GatewayError::new(StatusCode::UNPROCESSABLE_ENTITY, "ERR_KEYGATE_3806", INVALID, format!("strategy '{strategy}': {detail}"))
+    GatewayError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ERR_KEYGATE_3806",
+        INVALID,
+        format!("strategy '{strategy}': {detail}"),
+    )
 }
 
 /// 3800 (502): every attempt failed to connect.
 pub fn unreachable(attempts: &str) -> GatewayError {
-    GatewayError::new(StatusCode::BAD_GATEWAY, "ERR_KEYGATE_3800", "api_error", format!("provider unreachable: {attempts}"))
+    GatewayError::new(
+        StatusCode::BAD_GATEWAY,
+        "ERR_KEYGATE_3800",
+        "api_error",
+        format!("provider unreachable: {attempts}"),
+    )
 }
 
 /// 3807 (503): every candidate failed.
 pub fn all_failed(attempts: &str) -> GatewayError {
-    GatewayError::new(StatusCode::SERVICE_UNAVAILABLE, "ERR_KEYGATE_3807", "api_error", format!("All providers failed: {attempts}"))
+    GatewayError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ERR_KEYGATE_3807",
+        "api_error",
+        format!("All providers failed: {attempts}"),
+    )
 }
 
 /// 3810 (504): `total_timeout` ran out.
 pub fn total_timeout(seconds: f64, attempts: &str) -> GatewayError {
-    let tried = if attempts.is_empty() { String::new() } else { format!("; attempts: {attempts}") };
+    let tried = if attempts.is_empty() {
+        String::new()
+    } else {
+        format!("; attempts: {attempts}")
+    };
     GatewayError::new(
         StatusCode::GATEWAY_TIMEOUT,
         "ERR_KEYGATE_3810",
@@ -133,16 +173,28 @@ mod tests {
     #[test]
     fn restriction_messages_follow_ngrok() {
         let err = unresolved(&ResolveError::NoMatchingModels {
-            rejected: vec![Rejection { model: "gpt-4o".into(), reason: "Model 'gpt-4o' is not allowed by gateway configuration".into() }],
+            rejected: vec![Rejection {
+                model: "gpt-4o".into(),
+                reason: "Model 'gpt-4o' is not allowed by gateway configuration".into(),
+            }],
         });
         assert_eq!(err.kind, "model_not_allowed");
-        assert_eq!(err.message, "Model 'gpt-4o' is not allowed by gateway configuration");
+        assert_eq!(
+            err.message,
+            "Model 'gpt-4o' is not allowed by gateway configuration"
+        );
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
         let err = unresolved(&ResolveError::NoMatchingModels {
-            rejected: vec![Rejection { model: "x".into(), reason: "unknown model 'x'".into() }],
+            rejected: vec![Rejection {
+                model: "x".into(),
+                reason: "unknown model 'x'".into(),
+            }],
         });
         assert_eq!((err.code, err.kind), ("ERR_KEYGATE_3804", INVALID));
         assert_eq!(input_too_large(10, 5).status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(total_timeout(1.5, "").message, "total timeout of 1.5 s exceeded");
+        assert_eq!(
+            total_timeout(1.5, "").message,
+            "total timeout of 1.5 s exceeded"
+        );
     }
 }

@@ -13,13 +13,15 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use keygate_ai::{
-    client_credential, mock_respond, prepare_body, redact, set_credential, upstream_headers, upstream_url, BodyOptions,
-    Candidate, ClientRequest, Outcome, PreparedBody, Sample, Surface,
+    client_credential, mock_respond, prepare_body, redact, set_credential, upstream_headers,
+    upstream_url, BodyOptions, Candidate, ClientRequest, Outcome, PreparedBody, Sample, Surface,
 };
 
 use super::errors;
 use super::pipeline::{Served, Stop};
-use super::results::{error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace};
+use super::results::{
+    error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace,
+};
 use super::stream::{MeteredBody, Scan};
 use super::{AiGateway, METRICS};
 use crate::body::{full, Body, BoxError};
@@ -29,8 +31,17 @@ use crate::exchange::{AiRecord, Exchange, Usage};
 const MAX_ERROR_READ: usize = 64 * 1024;
 
 /// Response headers never passed from a provider to the client.
-const HOP_BY_HOP: [&str; 9] =
-    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "set-cookie", "alt-svc"];
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "set-cookie",
+    "alt-svc",
+];
 
 /// Per-request renderings of the action's templates.
 pub(super) struct Rendered {
@@ -48,7 +59,10 @@ struct Credential {
 
 /// What to do after an attempt.
 enum Verdict {
-    Success { response: Response<Body>, first: Option<Bytes> },
+    Success {
+        response: Response<Body>,
+        first: Option<Bytes>,
+    },
     NextKey,
     NextModel,
     /// The provider refused the request itself: this response goes to the client.
@@ -84,25 +98,41 @@ impl AiGateway {
             });
             let model_index = trace.tried.len() - 1;
             let Some(keys) = keys else {
-                trace.tried[model_index].requests.push(no_key_request(candidate, surface));
+                trace.tried[model_index]
+                    .requests
+                    .push(no_key_request(candidate, surface));
                 continue;
             };
             let prepared = prepare_body(request, surface, candidate, &rendered.body);
             for key in &keys {
                 let now = Instant::now();
                 if now >= deadline {
-                    return Err(errors::total_timeout(self.total_timeout.as_secs_f64(), &trace.attempt_list()).into());
+                    return Err(errors::total_timeout(
+                        self.total_timeout.as_secs_f64(),
+                        &trace.attempt_list(),
+                    )
+                    .into());
                 }
                 let budget = self.per_request_timeout.min(deadline - now);
                 let started = *first_attempt.get_or_insert(now);
                 let attempt = if candidate.provider.is_mock() {
                     mock_attempt(surface, &prepared)
                 } else {
-                    self.http_attempt(ex, candidate, surface, &prepared, key.as_ref(), rendered, budget).await
+                    self.http_attempt(
+                        ex,
+                        candidate,
+                        surface,
+                        &prepared,
+                        key.as_ref(),
+                        rendered,
+                        budget,
+                    )
+                    .await
                 };
                 trace.upstream_wait += now.elapsed();
                 record_metrics(candidate, &attempt.made, now.elapsed());
-                let timed_out_total = attempt.made.end == AttemptEnd::Timeout && Instant::now() >= deadline;
+                let timed_out_total =
+                    attempt.made.end == AttemptEnd::Timeout && Instant::now() >= deadline;
                 let made = attempt.made.clone();
                 trace.tried[model_index].requests.push(attempt.made);
                 let request_index = trace.tried[model_index].requests.len() - 1;
@@ -110,22 +140,33 @@ impl AiGateway {
                     provider: candidate.provider.id.clone(),
                     model: candidate.model.id.clone(),
                     attempts: trace.attempts(),
-                    time_to_first_token: made.time_to_first_byte.map(|ttfb| (now + ttfb).duration_since(started)),
+                    time_to_first_token: made
+                        .time_to_first_byte
+                        .map(|ttfb| (now + ttfb).duration_since(started)),
                     usage,
                 };
                 match attempt.verdict {
                     Verdict::Success { response, first } => {
                         let usage = Arc::new(Usage::default());
                         let record = record(usage.clone());
-                        let response = self.client_response(response, first, &prepared, candidate, usage);
-                        return Ok(Served::Provider { response, success: (model_index, request_index), record });
+                        let response =
+                            self.client_response(response, first, &prepared, candidate, usage);
+                        return Ok(Served::Provider {
+                            response,
+                            success: (model_index, request_index),
+                            record,
+                        });
                     }
                     Verdict::Refuse(response) => {
                         let record = record(Arc::new(Usage::default()));
                         return Ok(Served::Refused { response, record });
                     }
                     Verdict::NextKey if timed_out_total => {
-                        return Err(errors::total_timeout(self.total_timeout.as_secs_f64(), &trace.attempt_list()).into());
+                        return Err(errors::total_timeout(
+                            self.total_timeout.as_secs_f64(),
+                            &trace.attempt_list(),
+                        )
+                        .into());
                     }
                     Verdict::NextKey => {}
                     Verdict::NextModel => break,
@@ -137,22 +178,36 @@ impl AiGateway {
 
     /// The keys to try for `candidate`: configured keys, else the client's own, else `[None]`
     /// for providers that need none; `None` when a key is needed and there is none.
-    fn keys_for(&self, candidate: &Candidate, ex: &Exchange) -> Result<Option<Vec<Option<Credential>>>, Stop> {
-        let configured = candidate.provider.config_index.and_then(|i| self.keys.get(i)).filter(|k| !k.is_empty());
+    fn keys_for(
+        &self,
+        candidate: &Candidate,
+        ex: &Exchange,
+    ) -> Result<Option<Vec<Option<Credential>>>, Stop> {
+        let configured = candidate
+            .provider
+            .config_index
+            .and_then(|i| self.keys.get(i))
+            .filter(|k| !k.is_empty());
         if let Some(templates) = configured {
             let scope = ex.scope();
             let mut keys = Vec::with_capacity(templates.len());
             for template in templates {
                 let value = template.eval_string(&scope)?;
                 if !value.is_empty() {
-                    keys.push(Some(Credential { value, server: true }));
+                    keys.push(Some(Credential {
+                        value,
+                        server: true,
+                    }));
                 }
             }
             return Ok((!keys.is_empty()).then_some(keys));
         }
         if !self.server_keys {
             if let Some(value) = client_credential(&ex.request.headers) {
-                return Ok(Some(vec![Some(Credential { value, server: false })]));
+                return Ok(Some(vec![Some(Credential {
+                    value,
+                    server: false,
+                })]));
             }
         }
         let needs_key = candidate.provider.requires_api_key && !candidate.provider.is_mock();
@@ -170,7 +225,12 @@ impl AiGateway {
         rendered: &Rendered,
         budget: Duration,
     ) -> Attempt {
-        let url = upstream_url(&candidate.provider.base_url, surface, ex.request.uri.query(), &rendered.query);
+        let url = upstream_url(
+            &candidate.provider.base_url,
+            surface,
+            ex.request.uri.query(),
+            &rendered.query,
+        );
         let shown_url = url.split('?').next().unwrap_or_default().to_owned();
         let shown_key = key.map(|k| redact(&k.value));
         let mut made = RequestMade {
@@ -185,13 +245,19 @@ impl AiGateway {
         };
         let fail = |mut made: RequestMade, end: AttemptEnd| {
             made.end = end;
-            Attempt { verdict: Verdict::NextKey, made }
+            Attempt {
+                verdict: Verdict::NextKey,
+                made,
+            }
         };
         let server = self.server_keys || key.is_some_and(|k| k.server);
         let mut headers = upstream_headers(&ex.request.headers, surface.format(), server);
         if let Some(key) = key {
             if set_credential(&mut headers, surface.format(), &key.value).is_err() {
-                return fail(made, AttemptEnd::Transport("the API key is not a valid header value".into()));
+                return fail(
+                    made,
+                    AttemptEnd::Transport("the API key is not a valid header value".into()),
+                );
             }
         }
         for (name, value) in &rendered.headers {
@@ -202,7 +268,13 @@ impl AiGateway {
             headers.insert(HeaderName::from_static("x-request-id"), id);
         }
         let Ok(uri) = url.parse::<http::Uri>() else {
-            return fail(made, AttemptEnd::Transport(format!("invalid upstream URL for provider '{}'", candidate.provider.id)));
+            return fail(
+                made,
+                AttemptEnd::Transport(format!(
+                    "invalid upstream URL for provider '{}'",
+                    candidate.provider.id
+                )),
+            );
         };
         let mut upstream = Request::new(full(prepared.to_bytes()));
         *upstream.method_mut() = Method::POST;
@@ -210,11 +282,17 @@ impl AiGateway {
         *upstream.headers_mut() = headers;
         let start = Instant::now();
         let exchange = async {
-            let response = self.http.send(upstream).await.map_err(|e| AttemptEnd::Transport(transport_error(&e)))?;
+            let response = self
+                .http
+                .send(upstream)
+                .await
+                .map_err(|e| AttemptEnd::Transport(transport_error(&e)))?;
             let (parts, mut body) = response.into_parts();
             let status = parts.status.as_u16();
             if status < 400 {
-                let first = first_chunk(&mut body).await.map_err(|e| AttemptEnd::Transport(format!("response body failed: {e}")))?;
+                let first = first_chunk(&mut body)
+                    .await
+                    .map_err(|e| AttemptEnd::Transport(format!("response body failed: {e}")))?;
                 Ok((parts, body, first, None))
             } else {
                 let error_body = read_capped(&mut body, MAX_ERROR_READ).await;
@@ -233,10 +311,19 @@ impl AiGateway {
         let Some(error_body) = error_body else {
             made.time_to_first_byte = Some(made.total);
             let body = body.map_err(box_error).boxed();
-            return Attempt { verdict: Verdict::Success { response: Response::from_parts(parts, body), first }, made };
+            return Attempt {
+                verdict: Verdict::Success {
+                    response: Response::from_parts(parts, body),
+                    first,
+                },
+                made,
+            };
         };
         made.end = AttemptEnd::Status(made.status_code);
-        made.body_on_error = Some(error_body_excerpt(&error_body, key.map(|k| k.value.as_str())));
+        made.body_on_error = Some(error_body_excerpt(
+            &error_body,
+            key.map(|k| k.value.as_str()),
+        ));
         let verdict = match made.status_code {
             404 => Verdict::NextModel,
             401 | 403 | 408 | 409 | 429 | 500.. => Verdict::NextKey,
@@ -260,7 +347,11 @@ impl AiGateway {
         usage: Arc<Usage>,
     ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
-        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         let scan = Scan::for_content_type(content_type, prepared.added_include_usage);
         if matches!(scan, Scan::Sse(_)) && prepared.added_include_usage {
             parts.headers.remove(CONTENT_LENGTH);
@@ -270,7 +361,10 @@ impl AiGateway {
         let mut response = Response::from_parts(parts, metered.boxed());
         strip_hop_by_hop(&mut response);
         let headers = response.headers_mut();
-        for (name, value) in [("x-keygate-provider", &candidate.provider.id), ("x-keygate-model", &candidate.model.id)] {
+        for (name, value) in [
+            ("x-keygate-provider", &candidate.provider.id),
+            ("x-keygate-model", &candidate.model.id),
+        ] {
             if let Ok(value) = HeaderValue::from_str(value) {
                 headers.insert(HeaderName::from_static(name), value);
             }
@@ -281,7 +375,10 @@ impl AiGateway {
 
 /// The in-process `mock` provider's answer, as an attempt.
 fn mock_attempt(surface: Surface, prepared: &PreparedBody) -> Attempt {
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let answer = mock_respond(surface, &prepared.json, created);
     let mut chunks = answer.chunks.into_iter();
     let first = chunks.next();
@@ -289,7 +386,9 @@ fn mock_attempt(surface: Surface, prepared: &PreparedBody) -> Attempt {
     let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
     let made = RequestMade {
         end: AttemptEnd::Success,
         status_code: answer.status,
@@ -300,7 +399,10 @@ fn mock_attempt(surface: Surface, prepared: &PreparedBody) -> Attempt {
         time_to_first_byte: Some(Duration::ZERO),
         total: Duration::ZERO,
     };
-    Attempt { verdict: Verdict::Success { response, first }, made }
+    Attempt {
+        verdict: Verdict::Success { response, first },
+        made,
+    }
 }
 
 /// The trace entry for a candidate that had no key to try.
@@ -327,7 +429,11 @@ fn exhausted(trace: &Trace) -> crate::error::GatewayError {
         providers.dedup();
         return errors::no_api_key(&providers);
     }
-    if !requests.is_empty() && requests.iter().all(|r| matches!(r.end, AttemptEnd::Transport(_))) {
+    if !requests.is_empty()
+        && requests
+            .iter()
+            .all(|r| matches!(r.end, AttemptEnd::Transport(_)))
+    {
         return errors::unreachable(&list);
     }
     errors::all_failed(&list)

@@ -28,7 +28,10 @@ use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
 use crate::exchange::Exchange;
 use crate::http_client::HttpClient;
-use config::{parse_duration, Config, OnError, DEFAULT_PER_REQUEST_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, MAX_TOKEN_LIMIT};
+use config::{
+    parse_duration, Config, OnError, DEFAULT_PER_REQUEST_TIMEOUT, DEFAULT_TOTAL_TIMEOUT,
+    MAX_TOKEN_LIMIT,
+};
 use strategy::Strategy;
 
 pub const KIND: ActionKind = ActionKind {
@@ -42,7 +45,8 @@ pub const KIND: ActionKind = ActionKind {
 
 /// Rolling per-(provider, model) statistics behind `m.metrics`, shared by every policy load so a
 /// reload keeps the history.
-static METRICS: LazyLock<MetricsStore> = LazyLock::new(|| MetricsStore::new(Duration::from_secs(300), 1024));
+static METRICS: LazyLock<MetricsStore> =
+    LazyLock::new(|| MetricsStore::new(Duration::from_secs(300), 1024));
 
 /// A compiled `ai-gateway` action.
 struct AiGateway {
@@ -67,12 +71,22 @@ struct AiGateway {
 
 fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
     let config: Config = cx.config()?;
-    for (field, value) in [("max_input_tokens", config.max_input_tokens), ("max_output_tokens", config.max_output_tokens)] {
+    for (field, value) in [
+        ("max_input_tokens", config.max_input_tokens),
+        ("max_output_tokens", config.max_output_tokens),
+    ] {
         if value.is_some_and(|v| v == 0 || v > MAX_TOKEN_LIMIT) {
-            return Err(cx.error(field, format!("{field} must be between 1 and {MAX_TOKEN_LIMIT}")));
+            return Err(cx.error(
+                field,
+                format!("{field} must be between 1 and {MAX_TOKEN_LIMIT}"),
+            ));
         }
     }
-    if config.api_key_selection.as_ref().is_some_and(|s| !s.strategy.is_empty()) {
+    if config
+        .api_key_selection
+        .as_ref()
+        .is_some_and(|s| !s.strategy.is_empty())
+    {
         return Err(cx.error(
             "api_key_selection",
             "api_key_selection is deprecated and not supported by Keygate: keys are tried in the order listed",
@@ -82,17 +96,33 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         Some(text) => parse_duration(text).map_err(|m| cx.error(field, m)),
         None => Ok(default),
     };
-    let per_request_timeout = duration("per_request_timeout", &config.per_request_timeout, DEFAULT_PER_REQUEST_TIMEOUT)?;
-    let total_timeout = duration("total_timeout", &config.total_timeout, DEFAULT_TOTAL_TIMEOUT)?;
+    let per_request_timeout = duration(
+        "per_request_timeout",
+        &config.per_request_timeout,
+        DEFAULT_PER_REQUEST_TIMEOUT,
+    )?;
+    let total_timeout = duration(
+        "total_timeout",
+        &config.total_timeout,
+        DEFAULT_TOTAL_TIMEOUT,
+    )?;
     let spec = GatewaySpec {
-        providers: config.providers.iter().map(config::ProviderConfig::spec).collect(),
+        providers: config
+            .providers
+            .iter()
+            .map(config::ProviderConfig::spec)
+            .collect(),
         only_allow_configured_providers: config.only_allow_configured_providers,
         only_allow_configured_models: config.only_allow_configured_models,
         provider_urls: (*cx.deps.provider_urls).clone(),
     };
-    let registry = Registry::new(&spec, Catalog::builtin()).map_err(|e| cx.error(&e.path, e.message))?;
+    let registry =
+        Registry::new(&spec, Catalog::builtin()).map_err(|e| cx.error(&e.path, e.message))?;
     if registry.available(None).is_empty() {
-        return Err(cx.error("", "no provider or model is usable with this configuration: the action can never answer"));
+        return Err(cx.error(
+            "",
+            "no provider or model is usable with this configuration: the action can never answer",
+        ));
     }
     let mut keys = Vec::with_capacity(config.providers.len());
     for (i, provider) in config.providers.iter().enumerate() {
@@ -112,7 +142,9 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
             .strategy
             .iter()
             .enumerate()
-            .map(|(i, source)| Strategy::build(cx, &format!("model_selection.strategy[{i}]"), source))
+            .map(|(i, source)| {
+                Strategy::build(cx, &format!("model_selection.strategy[{i}]"), source)
+            })
             .collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
     };
@@ -120,12 +152,21 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
     let query_params = config
         .query_params
         .iter()
-        .map(|(name, value)| Ok((name.clone(), cx.template(&format!("query_params.{name}"), value)?)))
+        .map(|(name, value)| {
+            Ok((
+                name.clone(),
+                cx.template(&format!("query_params.{name}"), value)?,
+            ))
+        })
         .collect::<Result<Vec<_>, Diagnostic>>()?;
     let body = if config.body.is_empty() {
         None
     } else {
-        Some(ValueTemplate::build(cx, "body", &serde_json::Value::Object(config.body))?)
+        Some(ValueTemplate::build(
+            cx,
+            "body",
+            &serde_json::Value::Object(config.body),
+        )?)
     };
     Ok(Box::new(AiGateway {
         registry,

@@ -4,10 +4,14 @@
 use std::sync::Arc;
 
 use http::{HeaderValue, Response};
-use keygate_ai::{estimate_input_tokens, models_list, BodyOptions, Candidate, ClientRequest, ResolveError, Surface};
+use keygate_ai::{
+    estimate_input_tokens, models_list, BodyOptions, Candidate, ClientRequest, ResolveError,
+    Surface,
+};
 use keygate_cel::{from_json, to_json, EvalError, Scope};
 use serde_json::{json, Value};
 
+use super::config::OnError;
 use super::errors;
 use super::failover::Rendered;
 use super::results::Trace;
@@ -19,7 +23,6 @@ use crate::error::GatewayError;
 use crate::exchange::{AiRecord, Exchange, RequestBody, Usage};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use super::config::OnError;
 
 /// Why the action stopped without a provider answer.
 pub(super) enum Stop {
@@ -44,9 +47,16 @@ impl From<GatewayError> for Stop {
 /// A response for the client.
 pub(super) enum Served {
     /// A provider answered 2xx/3xx (`success` = model and request index in the trace).
-    Provider { response: Response<Body>, success: (usize, usize), record: AiRecord },
+    Provider {
+        response: Response<Body>,
+        success: (usize, usize),
+        record: AiRecord,
+    },
     /// A provider refused the request itself (400, 413, 422, ...): passed back unchanged.
-    Refused { response: Response<Body>, record: AiRecord },
+    Refused {
+        response: Response<Body>,
+        record: AiRecord,
+    },
     /// Answered by the gateway (`GET /v1/models`).
     Local(Response<Body>),
 }
@@ -56,8 +66,13 @@ impl AiGateway {
     pub(super) async fn handle(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
         let mut trace = Trace::new(&ex.request);
         match self.serve(ex, &mut trace).await {
-            Ok(Served::Provider { response, success, record }) => {
-                ex.results.set(KIND.result_name, from_json(&trace.to_value(Ok(success))));
+            Ok(Served::Provider {
+                response,
+                success,
+                record,
+            }) => {
+                ex.results
+                    .set(KIND.result_name, from_json(&trace.to_value(Ok(success))));
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
@@ -66,16 +81,22 @@ impl AiGateway {
                     response.status(),
                     "ERR_KEYGATE_UPSTREAM",
                     "invalid_request_error",
-                    format!("provider '{}' refused the request with status {}", record.provider, response.status().as_u16()),
+                    format!(
+                        "provider '{}' refused the request with status {}",
+                        record.provider,
+                        response.status().as_u16()
+                    ),
                 );
-                ex.results.set(KIND.result_name, from_json(&trace.to_value(Err(&err))));
+                ex.results
+                    .set(KIND.result_name, from_json(&trace.to_value(Err(&err))));
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
             Ok(Served::Local(response)) => Ok(Flow::Respond(response)),
             Err(Stop::Eval(err)) => Err(ActionError::Eval(err)),
             Err(Stop::Gateway(err)) => {
-                ex.results.set(KIND.result_name, from_json(&trace.to_value(Err(&err))));
+                ex.results
+                    .set(KIND.result_name, from_json(&trace.to_value(Err(&err))));
                 if let Some(last) = trace.tried.last() {
                     ex.log.ai = Some(AiRecord {
                         provider: last.provider.clone(),
@@ -107,20 +128,25 @@ impl AiGateway {
         trace.set_requested(request.model.as_deref(), &request.models);
         let candidates = self.candidates(ex, &request, surface, trace)?;
         trace.input_estimate = estimate_input_tokens(&request.body);
-        if let Some(max) = self.max_input_tokens.filter(|max| trace.input_estimate > *max) {
+        if let Some(max) = self
+            .max_input_tokens
+            .filter(|max| trace.input_estimate > *max)
+        {
             return Err(errors::input_too_large(trace.input_estimate, max).into());
         }
         let rendered = self.render(ex)?;
-        self.failover(ex, &request, surface, &candidates, &rendered, trace).await
+        self.failover(ex, &request, surface, &candidates, &rendered, trace)
+            .await
     }
 
     /// `GET /v1/models`: every model this policy can serve.
     fn models_response(&self) -> Response<Body> {
         let body = models_list(&self.registry.available(None)).to_string();
         let mut response = Response::new(full(body));
-        response
-            .headers_mut()
-            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         response
     }
 
@@ -136,12 +162,23 @@ impl AiGateway {
         let overrides = match &self.body {
             Some(template) => match to_json(&template.eval(&scope)?) {
                 Value::Object(map) => map,
-                _ => return Err(Stop::Eval(EvalError { message: "ai-gateway body must evaluate to a map".into() })),
+                _ => {
+                    return Err(Stop::Eval(EvalError {
+                        message: "ai-gateway body must evaluate to a map".into(),
+                    }))
+                }
             },
             None => serde_json::Map::new(),
         };
-        let body = BodyOptions { overrides, max_output_tokens: self.max_output_tokens };
-        Ok(Rendered { headers, query, body })
+        let body = BodyOptions {
+            overrides,
+            max_output_tokens: self.max_output_tokens,
+        };
+        Ok(Rendered {
+            headers,
+            query,
+            body,
+        })
     }
 
     /// Steps 3-6 of the pipeline: resolution, allow filters, strategies, client order.
@@ -157,7 +194,8 @@ impl AiGateway {
             None
         } else {
             let resolution = self.registry.resolve(&requested, surface).map_err(|e| {
-                let (ResolveError::NoMatchingModels { rejected } | ResolveError::IncompatibleFormat { rejected, .. }) = &e;
+                let (ResolveError::NoMatchingModels { rejected }
+                | ResolveError::IncompatibleFormat { rejected, .. }) = &e;
                 trace.rejected = rejected.clone();
                 errors::unresolved(&e)
             })?;
@@ -168,8 +206,12 @@ impl AiGateway {
             return match resolved {
                 Some(candidates) => Ok(candidates),
                 None => {
-                    let configured: Vec<Candidate> =
-                        self.registry.available(Some(surface)).into_iter().filter(|c| c.model.custom).collect();
+                    let configured: Vec<Candidate> = self
+                        .registry
+                        .available(Some(surface))
+                        .into_iter()
+                        .filter(|c| c.model.custom)
+                        .collect();
                     if configured.is_empty() {
                         Err(errors::no_model_requested().into())
                     } else {
@@ -186,18 +228,28 @@ impl AiGateway {
         }
         let ai = ai_value(&universe);
         let extra = [("ai", from_json(&ai))];
-        let scope = Scope { extra: &extra, ..ex.scope() };
+        let scope = Scope {
+            extra: &extra,
+            ..ex.scope()
+        };
         for strategy in &self.strategies {
             let output = match strategy.eval(&scope) {
                 Ok(output) => output,
-                Err(StrategyError::Eval(detail)) => return Err(errors::selection_failed(strategy.source(), &detail).into()),
+                Err(StrategyError::Eval(detail)) => {
+                    return Err(errors::selection_failed(strategy.source(), &detail).into())
+                }
                 Err(StrategyError::WrongType(detail)) => {
                     return Err(errors::selection_wrong_type(strategy.source(), &detail).into())
                 }
             };
-            let allowed: Vec<Candidate> = output.iter().filter_map(|m| find(&universe, m)).collect();
+            let allowed: Vec<Candidate> =
+                output.iter().filter_map(|m| find(&universe, m)).collect();
             let chosen: Vec<Candidate> = match &resolved {
-                Some(client) => client.iter().filter(|c| allowed.iter().any(|a| a.same_as(c))).cloned().collect(),
+                Some(client) => client
+                    .iter()
+                    .filter(|c| allowed.iter().any(|a| a.same_as(c)))
+                    .cloned()
+                    .collect(),
                 None => allowed.clone(),
             };
             trace.selection.push(json!({
@@ -229,7 +281,9 @@ async fn buffer_body(ex: &mut Exchange) -> Result<Bytes, GatewayError> {
     };
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| GatewayError::bad_request(format!("reading the request body failed: {err}")))?;
+        let frame = frame.map_err(|err| {
+            GatewayError::bad_request(format!("reading the request body failed: {err}"))
+        })?;
         if let Ok(data) = frame.into_data() {
             if (buffer.len() + data.len()) as u64 > ex.max_body_bytes {
                 return Err(GatewayError::body_too_large(ex.max_body_bytes));
@@ -274,6 +328,8 @@ fn find(universe: &[Candidate], model: &Value) -> Option<Candidate> {
     let id = model.get("id")?.as_str()?;
     universe
         .iter()
-        .find(|c| c.provider.id.eq_ignore_ascii_case(provider) && c.model.id.eq_ignore_ascii_case(id))
+        .find(|c| {
+            c.provider.id.eq_ignore_ascii_case(provider) && c.model.id.eq_ignore_ascii_case(id)
+        })
         .cloned()
 }

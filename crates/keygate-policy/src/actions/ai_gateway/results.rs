@@ -67,7 +67,10 @@ impl Trace {
     /// Starts a trace with the client facts of `head`.
     pub fn new(head: &http::request::Parts) -> Trace {
         let headers = &head.headers;
-        let user_agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         Trace {
             started: Instant::now(),
             client: json!({
@@ -95,7 +98,12 @@ impl Trace {
 
     /// Number of upstream attempts (missing-key entries excluded).
     pub fn attempts(&self) -> u32 {
-        let count = self.tried.iter().flat_map(|m| &m.requests).filter(|r| r.end != AttemptEnd::NoKey).count();
+        let count = self
+            .tried
+            .iter()
+            .flat_map(|m| &m.requests)
+            .filter(|r| r.end != AttemptEnd::NoKey)
+            .count();
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
@@ -104,7 +112,11 @@ impl Trace {
         let mut parts = Vec::new();
         for model in &self.tried {
             for request in &model.requests {
-                let key = request.api_key.as_deref().map(|k| format!(" ({k})")).unwrap_or_default();
+                let key = request
+                    .api_key
+                    .as_deref()
+                    .map(|k| format!(" ({k})"))
+                    .unwrap_or_default();
                 let (tag, detail) = match &request.end {
                     AttemptEnd::Success => ("ok".to_owned(), "success".to_owned()),
                     AttemptEnd::Status(code) => (code.to_string(), status_text(*code)),
@@ -112,7 +124,10 @@ impl Trace {
                     AttemptEnd::Transport(err) => ("unreachable".to_owned(), err.clone()),
                     AttemptEnd::NoKey => ("no-key".to_owned(), "no API key".to_owned()),
                 };
-                parts.push(format!("[{tag}] {}/{}{key}: {detail}", model.provider, model.model));
+                parts.push(format!(
+                    "[{tag}] {}/{}{key}: {detail}",
+                    model.provider, model.model
+                ));
             }
         }
         parts.join("; ")
@@ -130,8 +145,11 @@ impl Trace {
             "model_selection": self.selection,
             "models_tried": self.tried.iter().map(model_value).collect::<Vec<_>>(),
         });
-        value["client"]["rejected_models"] =
-            self.rejected.iter().map(|r| json!({"model": r.model, "reason": r.reason})).collect();
+        value["client"]["rejected_models"] = self
+            .rejected
+            .iter()
+            .map(|r| json!({"model": r.model, "reason": r.reason}))
+            .collect();
         match outcome {
             Ok((model_index, request_index)) => {
                 if let Some(model) = self.tried.get(model_index) {
@@ -180,7 +198,10 @@ fn request_value(request: &RequestMade) -> Value {
 }
 
 fn status_text(code: u16) -> String {
-    let reason = http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let reason = http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
     format!("{code} {reason}").trim_end().to_owned()
 }
 
@@ -195,7 +216,9 @@ fn trimmed_headers(headers: &HeaderMap) -> Value {
         let text = value.to_str().unwrap_or_default();
         let shown = match name.as_str() {
             "authorization" | "x-api-key" | "api-key" | "proxy-authorization" => {
-                let token = text.split_once(' ').filter(|(scheme, _)| name == "authorization" && !scheme.is_empty());
+                let token = text
+                    .split_once(' ')
+                    .filter(|(scheme, _)| name == "authorization" && !scheme.is_empty());
                 match token {
                     Some((scheme, rest)) => format!("{scheme} {}", redact(rest.trim())),
                     None => redact(text),
@@ -216,7 +239,10 @@ pub fn response_headers(headers: &HeaderMap) -> Map<String, Value> {
         if name == http::header::SET_COOKIE {
             continue;
         }
-        out.insert(name.as_str().to_owned(), json!(value.to_str().unwrap_or_default()));
+        out.insert(
+            name.as_str().to_owned(),
+            json!(value.to_str().unwrap_or_default()),
+        );
     }
     out
 }
@@ -237,7 +263,9 @@ mod tests {
     use super::*;
 
     fn head(headers: &[(&str, &str)]) -> http::request::Parts {
-        let mut builder = http::Request::builder().method("POST").uri("/v1/chat/completions");
+        let mut builder = http::Request::builder()
+            .method("POST")
+            .uri("/v1/chat/completions");
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
@@ -247,11 +275,17 @@ mod tests {
     #[test]
     fn client_credentials_are_trimmed() {
         let token = "kg-abcdefghijklmnopqrstuvwxyz0123";
-        let trace = Trace::new(&head(&[("authorization", &format!("Bearer {token}")), ("x-other", "1")]));
+        let trace = Trace::new(&head(&[
+            ("authorization", &format!("Bearer {token}")),
+            ("x-other", "1"),
+        ]));
         let value = trace.to_value(Err(&GatewayError::bad_request("x")));
         let text = value.to_string();
         assert!(!text.contains(token), "{text}");
-        assert_eq!(value["client"]["request_headers"]["authorization"], "Bearer kg-abcd...0123");
+        assert_eq!(
+            value["client"]["request_headers"]["authorization"],
+            "Bearer kg-abcd...0123"
+        );
         assert_eq!(value["client"]["api_key_hash"], "kg-abcd...0123");
         assert_eq!(value["status"], "error");
         assert_eq!(value["error"]["code"], "ERR_KEYGATE_3801");
@@ -274,7 +308,10 @@ mod tests {
             provider: "openai".into(),
             model: "gpt-4o".into(),
             author: "openai".into(),
-            requests: vec![request(AttemptEnd::Status(429)), request(AttemptEnd::Timeout)],
+            requests: vec![
+                request(AttemptEnd::Status(429)),
+                request(AttemptEnd::Timeout),
+            ],
         });
         assert_eq!(
             trace.attempt_list(),
@@ -282,7 +319,10 @@ mod tests {
         );
         assert_eq!(trace.attempts(), 2);
         let value = trace.to_value(Ok((0, 1)));
-        assert_eq!(value["models_tried"][0]["requests_made"][0]["response"]["status_code"], 429);
+        assert_eq!(
+            value["models_tried"][0]["requests_made"][0]["response"]["status_code"],
+            429
+        );
         assert_eq!(value["success"]["provider"], "openai");
     }
 
@@ -293,6 +333,9 @@ mod tests {
         let excerpt = error_body_excerpt(body.as_bytes(), Some(key));
         assert!(!excerpt.contains(key));
         assert!(excerpt.contains("sk-live...wxyz"));
-        assert_eq!(error_body_excerpt(&[b'x'; 5000], None).len(), MAX_ERROR_BODY);
+        assert_eq!(
+            error_body_excerpt(&[b'x'; 5000], None).len(),
+            MAX_ERROR_BODY
+        );
     }
 }

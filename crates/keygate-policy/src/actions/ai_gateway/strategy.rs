@@ -81,20 +81,33 @@ impl Strategy {
         for (i, piece) in pieces.into_iter().enumerate() {
             steps.push(match piece {
                 Piece::Cel(text) if i == 0 => Step::Cel(cx.expression(field, text)?),
-                Piece::Cel(suffix) => Step::Cel(cx.expression(field, &format!("{CURRENT}{suffix}"))?),
+                Piece::Cel(suffix) => {
+                    Step::Cel(cx.expression(field, &format!("{CURRENT}{suffix}"))?)
+                }
                 Piece::Method { name, args } => {
                     let Some((method, arity)) = Method::parse(name) else {
-                        return Err(cx.error(field, format!("unknown AI collection method '{name}'")));
+                        return Err(
+                            cx.error(field, format!("unknown AI collection method '{name}'"))
+                        );
                     };
                     if !arity.contains(&args.len()) {
-                        return Err(cx.error(field, format!("'{name}' takes {arity:?} arguments, got {}", args.len())));
+                        return Err(cx.error(
+                            field,
+                            format!("'{name}' takes {arity:?} arguments, got {}", args.len()),
+                        ));
                     }
-                    let args = args.iter().map(|a| cx.expression(field, a)).collect::<Result<_, _>>()?;
+                    let args = args
+                        .iter()
+                        .map(|a| cx.expression(field, a))
+                        .collect::<Result<_, _>>()?;
                     Step::Method(method, args)
                 }
             });
         }
-        Ok(Strategy { source: source.to_owned(), steps })
+        Ok(Strategy {
+            source: source.to_owned(),
+            steps,
+        })
     }
 
     /// The strategy as written.
@@ -113,8 +126,13 @@ impl Strategy {
                     if i > 0 {
                         extra.push((CURRENT, from_json(&current)));
                     }
-                    let inner = Scope { extra: &extra, ..*scope };
-                    let value = expression.eval(&inner).map_err(|e| StrategyError::Eval(e.message))?;
+                    let inner = Scope {
+                        extra: &extra,
+                        ..*scope
+                    };
+                    let value = expression
+                        .eval(&inner)
+                        .map_err(|e| StrategyError::Eval(e.message))?;
                     to_json(&value)
                 }
                 Step::Method(method, args) => {
@@ -153,44 +171,77 @@ fn kind(value: &Json) -> &'static str {
 /// Runs one AI collection method over the current list.
 fn apply(method: Method, current: Json, args: &[Json]) -> Result<Json, StrategyError> {
     let Json::Array(items) = current else {
-        return Err(StrategyError::Eval(format!("{method:?} needs a list, got {}", kind(&current))));
+        return Err(StrategyError::Eval(format!(
+            "{method:?} needs a list, got {}",
+            kind(&current)
+        )));
     };
     let text_list = |value: &Json| -> Vec<String> {
         match value {
             Json::String(s) => vec![s.to_ascii_lowercase()],
-            Json::Array(values) => values.iter().filter_map(Json::as_str).map(str::to_ascii_lowercase).collect(),
+            Json::Array(values) => values
+                .iter()
+                .filter_map(Json::as_str)
+                .map(str::to_ascii_lowercase)
+                .collect(),
             _ => Vec::new(),
         }
     };
-    let keep = |items: Vec<Json>, pred: &dyn Fn(&Json) -> bool| Json::Array(items.into_iter().filter(|i| pred(i)).collect());
+    let keep = |items: Vec<Json>, pred: &dyn Fn(&Json) -> bool| {
+        Json::Array(items.into_iter().filter(|i| pred(i)).collect())
+    };
     Ok(match method {
         Method::Only | Method::Ignore => {
             let ids = text_list(&args[0]);
             let want = method == Method::Only;
-            keep(items, &|m| names(m, "id", "id_aliases").iter().any(|n| ids.contains(n)) == want)
+            keep(items, &|m| {
+                names(m, "id", "id_aliases").iter().any(|n| ids.contains(n)) == want
+            })
         }
         Method::OnlyProviders | Method::IgnoreProviders => {
             let ids = text_list(&args[0]);
             let want = method == Method::OnlyProviders;
-            keep(items, &|m| names(m, "provider_id", "provider_id_aliases").iter().any(|n| ids.contains(n)) == want)
+            keep(items, &|m| {
+                names(m, "provider_id", "provider_id_aliases")
+                    .iter()
+                    .any(|n| ids.contains(n))
+                    == want
+            })
         }
         Method::OnlyAuthors | Method::IgnoreAuthors => {
             let ids = text_list(&args[0]);
             let want = method == Method::OnlyAuthors;
-            keep(items, &|m| names(m, "author_id", "author_id_aliases").iter().any(|n| ids.contains(n)) == want)
+            keep(items, &|m| {
+                names(m, "author_id", "author_id_aliases")
+                    .iter()
+                    .any(|n| ids.contains(n))
+                    == want
+            })
         }
         Method::UnderCost => {
             let field = price_field(&args[0])?;
-            let max = args[1].as_f64().ok_or_else(|| StrategyError::Eval("underCost: the maximum must be a number".into()))?;
+            let max = args[1].as_f64().ok_or_else(|| {
+                StrategyError::Eval("underCost: the maximum must be a number".into())
+            })?;
             keep(items, &|m| price(m, field).is_some_and(|p| p < max))
         }
         Method::InRegion | Method::InCountryCode => {
             let wanted = text_list(&args[0]);
-            let key = if method == Method::InRegion { "region" } else { "country_code" };
+            let key = if method == Method::InRegion {
+                "region"
+            } else {
+                "country_code"
+            };
             keep(items, &|m| {
-                m.get("datacenters").and_then(Json::as_array).is_some_and(|dcs| {
-                    dcs.iter().any(|dc| dc.get(key).and_then(Json::as_str).is_some_and(|v| wanted.contains(&v.to_ascii_lowercase())))
-                })
+                m.get("datacenters")
+                    .and_then(Json::as_array)
+                    .is_some_and(|dcs| {
+                        dcs.iter().any(|dc| {
+                            dc.get(key)
+                                .and_then(Json::as_str)
+                                .is_some_and(|v| wanted.contains(&v.to_ascii_lowercase()))
+                        })
+                    })
             })
         }
         Method::SortBy => {
@@ -200,7 +251,10 @@ fn apply(method: Method, current: Json, args: &[Json]) -> Result<Json, StrategyE
             };
             let mut items = items;
             items.sort_by(|a, b| {
-                let (pa, pb) = (price(a, field).unwrap_or(f64::INFINITY), price(b, field).unwrap_or(f64::INFINITY));
+                let (pa, pb) = (
+                    price(a, field).unwrap_or(f64::INFINITY),
+                    price(b, field).unwrap_or(f64::INFINITY),
+                );
                 pa.total_cmp(&pb)
             });
             Json::Array(items)
@@ -224,10 +278,13 @@ fn apply(method: Method, current: Json, args: &[Json]) -> Result<Json, StrategyE
             let first = args[0].as_str().unwrap_or_default();
             let found = match args.get(1).and_then(Json::as_str) {
                 Some(model) => items.into_iter().find(|m| {
-                    names(m, "provider_id", "provider_id_aliases").contains(&first.to_ascii_lowercase())
+                    names(m, "provider_id", "provider_id_aliases")
+                        .contains(&first.to_ascii_lowercase())
                         && names(m, "id", "id_aliases").contains(&model.to_ascii_lowercase())
                 }),
-                None => items.into_iter().find(|m| names(m, "id", "id_aliases").contains(&first.to_ascii_lowercase())),
+                None => items
+                    .into_iter()
+                    .find(|m| names(m, "id", "id_aliases").contains(&first.to_ascii_lowercase())),
             };
             found.unwrap_or(Json::Null)
         }
@@ -236,9 +293,18 @@ fn apply(method: Method, current: Json, args: &[Json]) -> Result<Json, StrategyE
 
 /// An item's id and aliases, lower-cased.
 fn names(item: &Json, id: &str, aliases: &str) -> Vec<String> {
-    let mut out: Vec<String> = item.get(id).and_then(Json::as_str).map(str::to_ascii_lowercase).into_iter().collect();
+    let mut out: Vec<String> = item
+        .get(id)
+        .and_then(Json::as_str)
+        .map(str::to_ascii_lowercase)
+        .into_iter()
+        .collect();
     if let Some(list) = item.get(aliases).and_then(Json::as_array) {
-        out.extend(list.iter().filter_map(Json::as_str).map(str::to_ascii_lowercase));
+        out.extend(
+            list.iter()
+                .filter_map(Json::as_str)
+                .map(str::to_ascii_lowercase),
+        );
     }
     out
 }
@@ -248,13 +314,20 @@ fn price_field(kind_arg: &Json) -> Result<&'static str, StrategyError> {
     match kind_arg.as_str() {
         Some("text.input") => Ok("input"),
         Some("text.output") => Ok("output"),
-        Some(other) => Err(StrategyError::Eval(format!("price type '{other}' is not in the catalog (use text.input or text.output)"))),
-        None => Err(StrategyError::Eval("the price type must be a string".into())),
+        Some(other) => Err(StrategyError::Eval(format!(
+            "price type '{other}' is not in the catalog (use text.input or text.output)"
+        ))),
+        None => Err(StrategyError::Eval(
+            "the price type must be a string".into(),
+        )),
     }
 }
 
 fn price(model: &Json, field: &str) -> Option<f64> {
-    model.get("pricing").and_then(|p| p.get(field)).and_then(Json::as_f64)
+    model
+        .get("pricing")
+        .and_then(|p| p.get(field))
+        .and_then(Json::as_f64)
 }
 
 /// A non-cryptographic random number (load spreading only).
@@ -280,24 +353,66 @@ mod tests {
     }
 
     fn ids(value: &Json) -> Vec<&str> {
-        value.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect()
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect()
     }
 
     #[test]
     fn filters_by_name_provider_author() {
-        assert_eq!(ids(&apply(Method::Only, models(), &[json!(["ChatGPT-4o-latest"])]).unwrap()), ["gpt-4o"]);
-        assert_eq!(ids(&apply(Method::Ignore, models(), &[json!("gpt-4o")]).unwrap()), ["claude-haiku-4-5", "local"]);
-        assert_eq!(ids(&apply(Method::OnlyProviders, models(), &[json!(["open-ai", "ollama"])]).unwrap()), ["gpt-4o", "local"]);
-        assert_eq!(ids(&apply(Method::IgnoreAuthors, models(), &[json!(["openai"])]).unwrap()), ["claude-haiku-4-5", "local"]);
-        assert_eq!(ids(&apply(Method::InRegion, models(), &[json!("us-east-1")]).unwrap()), ["claude-haiku-4-5"]);
-        assert_eq!(ids(&apply(Method::InCountryCode, models(), &[json!("us")]).unwrap()), ["claude-haiku-4-5"]);
+        assert_eq!(
+            ids(&apply(Method::Only, models(), &[json!(["ChatGPT-4o-latest"])]).unwrap()),
+            ["gpt-4o"]
+        );
+        assert_eq!(
+            ids(&apply(Method::Ignore, models(), &[json!("gpt-4o")]).unwrap()),
+            ["claude-haiku-4-5", "local"]
+        );
+        assert_eq!(
+            ids(&apply(
+                Method::OnlyProviders,
+                models(),
+                &[json!(["open-ai", "ollama"])]
+            )
+            .unwrap()),
+            ["gpt-4o", "local"]
+        );
+        assert_eq!(
+            ids(&apply(Method::IgnoreAuthors, models(), &[json!(["openai"])]).unwrap()),
+            ["claude-haiku-4-5", "local"]
+        );
+        assert_eq!(
+            ids(&apply(Method::InRegion, models(), &[json!("us-east-1")]).unwrap()),
+            ["claude-haiku-4-5"]
+        );
+        assert_eq!(
+            ids(&apply(Method::InCountryCode, models(), &[json!("us")]).unwrap()),
+            ["claude-haiku-4-5"]
+        );
     }
 
     #[test]
     fn prices_and_sorting() {
-        assert_eq!(ids(&apply(Method::UnderCost, models(), &[json!("text.input"), json!(2.0)]).unwrap()), ["claude-haiku-4-5"]);
-        assert_eq!(ids(&apply(Method::SortBy, models(), &[json!("price")]).unwrap()), ["claude-haiku-4-5", "gpt-4o", "local"]);
-        assert!(matches!(apply(Method::UnderCost, models(), &[json!("tools.x"), json!(1)]), Err(StrategyError::Eval(_))));
+        assert_eq!(
+            ids(&apply(
+                Method::UnderCost,
+                models(),
+                &[json!("text.input"), json!(2.0)]
+            )
+            .unwrap()),
+            ["claude-haiku-4-5"]
+        );
+        assert_eq!(
+            ids(&apply(Method::SortBy, models(), &[json!("price")]).unwrap()),
+            ["claude-haiku-4-5", "gpt-4o", "local"]
+        );
+        assert!(matches!(
+            apply(Method::UnderCost, models(), &[json!("tools.x"), json!(1)]),
+            Err(StrategyError::Eval(_))
+        ));
     }
 
     #[test]
@@ -305,19 +420,40 @@ mod tests {
         let picked = apply(Method::Random, models(), &[]).unwrap();
         assert!(picked.is_object());
         assert_eq!(apply(Method::Random, json!([]), &[]).unwrap(), Json::Null);
-        let mut shuffled = ids(&apply(Method::Randomize, models(), &[]).unwrap()).into_iter().map(str::to_owned).collect::<Vec<_>>();
+        let mut shuffled = ids(&apply(Method::Randomize, models(), &[]).unwrap())
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
         shuffled.sort();
         assert_eq!(shuffled, ["claude-haiku-4-5", "gpt-4o", "local"]);
-        let seen: std::collections::HashSet<String> =
-            (0..64).map(|_| apply(Method::Random, models(), &[]).unwrap()["id"].as_str().unwrap().to_owned()).collect();
+        let seen: std::collections::HashSet<String> = (0..64)
+            .map(|_| {
+                apply(Method::Random, models(), &[]).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
         assert!(seen.len() > 1, "random() always picked the same model");
     }
 
     #[test]
     fn get_and_type_errors() {
-        assert_eq!(apply(Method::Get, models(), &[json!("openai"), json!("GPT-4o")]).unwrap()["id"], "gpt-4o");
-        assert_eq!(apply(Method::Get, models(), &[json!("local")]).unwrap()["provider_id"], "ollama");
-        assert_eq!(apply(Method::Get, models(), &[json!("nope")]).unwrap(), Json::Null);
-        assert!(matches!(apply(Method::Only, json!("x"), &[json!([])]), Err(StrategyError::Eval(_))));
+        assert_eq!(
+            apply(Method::Get, models(), &[json!("openai"), json!("GPT-4o")]).unwrap()["id"],
+            "gpt-4o"
+        );
+        assert_eq!(
+            apply(Method::Get, models(), &[json!("local")]).unwrap()["provider_id"],
+            "ollama"
+        );
+        assert_eq!(
+            apply(Method::Get, models(), &[json!("nope")]).unwrap(),
+            Json::Null
+        );
+        assert!(matches!(
+            apply(Method::Only, json!("x"), &[json!([])]),
+            Err(StrategyError::Eval(_))
+        ));
     }
 }

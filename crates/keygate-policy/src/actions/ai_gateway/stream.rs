@@ -80,14 +80,29 @@ pub struct MeteredBody {
 
 impl MeteredBody {
     /// Wraps `inner`, whose first data chunk (if any) was `first`.
-    pub fn new(first: Option<Bytes>, inner: Body, scan: Scan, usage: Arc<Usage>, idle: Duration) -> Self {
-        Self { first, inner, scan, usage, idle, timer: Box::pin(sleep(idle)), finished: false }
+    pub fn new(
+        first: Option<Bytes>,
+        inner: Body,
+        scan: Scan,
+        usage: Arc<Usage>,
+        idle: Duration,
+    ) -> Self {
+        Self {
+            first,
+            inner,
+            scan,
+            usage,
+            idle,
+            timer: Box::pin(sleep(idle)),
+            finished: false,
+        }
     }
 
     fn record(&mut self) -> Bytes {
         let (rest, usage) = self.scan.finish();
         if usage.input.is_some() || usage.output.is_some() {
-            self.usage.record(usage.input.unwrap_or(0), usage.output.unwrap_or(0));
+            self.usage
+                .record(usage.input.unwrap_or(0), usage.output.unwrap_or(0));
         }
         self.usage.complete.store(true, Ordering::Relaxed);
         self.finished = true;
@@ -99,7 +114,10 @@ impl HttpBody for MeteredBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if this.finished {
             return Poll::Ready(None);
@@ -136,7 +154,8 @@ impl HttpBody for MeteredBody {
                 Poll::Pending => {
                     if this.timer.as_mut().poll(cx).is_ready() {
                         this.finished = true;
-                        let message = format!("upstream sent nothing for {} ms", this.idle.as_millis());
+                        let message =
+                            format!("upstream sent nothing for {} ms", this.idle.as_millis());
                         return Poll::Ready(Some(Err(message.into())));
                     }
                     return Poll::Pending;
@@ -153,12 +172,13 @@ impl HttpBody for MeteredBody {
         match (&self.scan, &self.first) {
             (Scan::Sse(_), _) => SizeHint::default(),
             (_, Some(first)) => {
-                let mut hint = self.inner.size_hint();
+                let inner = self.inner.size_hint();
                 let extra = first.len() as u64;
-                hint.set_lower(hint.lower() + extra);
-                if let Some(upper) = hint.upper() {
-                    hint.set_upper(upper + extra);
+                let mut hint = SizeHint::new();
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper.saturating_add(extra));
                 }
+                hint.set_lower(inner.lower().saturating_add(extra));
                 hint
             }
             _ => self.inner.size_hint(),
@@ -172,7 +192,9 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
 
     fn body_of(chunks: Vec<&'static str>) -> Body {
-        let frames = chunks.into_iter().map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c.as_bytes()))));
+        let frames = chunks
+            .into_iter()
+            .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c.as_bytes()))));
         StreamBody::new(futures_util::stream::iter(frames)).boxed()
     }
 
@@ -183,24 +205,58 @@ mod tests {
             "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n",
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n",
         ]);
-        let first = Some(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"));
-        let body = MeteredBody::new(first, inner, Scan::for_content_type("text/event-stream", true), usage.clone(), Duration::from_secs(5));
+        let first = Some(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+        ));
+        let body = MeteredBody::new(
+            first,
+            inner,
+            Scan::for_content_type("text/event-stream", true),
+            usage.clone(),
+            Duration::from_secs(5),
+        );
         let bytes = body.collect().await.unwrap().to_bytes();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         assert!(text.starts_with("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}"));
-        assert!(!text.contains("prompt_tokens"), "usage chunk not stripped: {text}");
+        assert!(
+            !text.contains("prompt_tokens"),
+            "usage chunk not stripped: {text}"
+        );
         assert!(text.ends_with("data: [DONE]\n\n"));
         assert_eq!(usage.input_tokens.load(Ordering::Relaxed), 3);
         assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 4);
         assert!(usage.complete.load(Ordering::Relaxed));
     }
 
+    #[test]
+    fn size_hint_counts_the_first_chunk() {
+        let inner = http_body_util::Full::new(Bytes::from_static(b"world"))
+            .map_err(|never| match never {})
+            .boxed();
+        let body = MeteredBody::new(
+            Some(Bytes::from_static(b"hello ")),
+            inner,
+            Scan::Nothing,
+            Arc::default(),
+            Duration::from_secs(1),
+        );
+        assert_eq!(body.size_hint().exact(), Some(11));
+    }
+
     #[tokio::test]
     async fn meters_json() {
         let usage = Arc::new(Usage::default());
         let inner = body_of(vec!["\"prompt_tokens\":1,\"completion_tokens\":2}}"]);
-        let first = Some(Bytes::from_static(b"{\"object\":\"chat.completion\",\"usage\":{"));
-        let body = MeteredBody::new(first, inner, Scan::for_content_type("application/json", false), usage.clone(), Duration::from_secs(5));
+        let first = Some(Bytes::from_static(
+            b"{\"object\":\"chat.completion\",\"usage\":{",
+        ));
+        let body = MeteredBody::new(
+            first,
+            inner,
+            Scan::for_content_type("application/json", false),
+            usage.clone(),
+            Duration::from_secs(5),
+        );
         body.collect().await.unwrap();
         assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 2);
     }
@@ -208,8 +264,12 @@ mod tests {
     #[tokio::test]
     async fn idle_streams_end_with_an_error() {
         let usage = Arc::new(Usage::default());
-        let inner = StreamBody::new(futures_util::stream::pending::<Result<Frame<Bytes>, BoxError>>()).boxed();
-        let mut body = MeteredBody::new(None, inner, Scan::Nothing, usage, Duration::from_millis(30));
+        let inner = StreamBody::new(futures_util::stream::pending::<
+            Result<Frame<Bytes>, BoxError>,
+        >())
+        .boxed();
+        let mut body =
+            MeteredBody::new(None, inner, Scan::Nothing, usage, Duration::from_millis(30));
         let frame = body.frame().await.unwrap();
         assert!(frame.unwrap_err().to_string().contains("sent nothing"));
         assert!(body.frame().await.is_none());

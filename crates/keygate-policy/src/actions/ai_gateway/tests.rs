@@ -42,16 +42,27 @@ fn deps(urls: &[(&str, String)]) -> Deps {
         secrets: secrets(),
         http: HttpClient::new(),
         rate_limiter: Arc::new(MemoryLimiter::default()),
-        provider_urls: Arc::new(urls.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<HashMap<_, _>>()),
+        provider_urls: Arc::new(
+            urls.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        ),
         offline: true,
     }
 }
 
 fn compile_with(config: &str, urls: &[(&str, String)]) -> Result<Policy, String> {
     let config: String = config.lines().map(|l| format!("          {l}\n")).collect();
-    let text = format!("on_http_request:\n  - actions:\n      - type: ai-gateway\n        config:\n{config}");
-    Policy::compile("t.yml", &text, &Compiler::new(), &deps(urls))
-        .map_err(|e| e.diagnostics.iter().map(|d| format!("{}: {}", d.path, d.message)).collect::<Vec<_>>().join("\n"))
+    let text = format!(
+        "on_http_request:\n  - actions:\n      - type: ai-gateway\n        config:\n{config}"
+    );
+    Policy::compile("t.yml", &text, &Compiler::new(), &deps(urls)).map_err(|e| {
+        e.diagnostics
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 fn compile(config: &str) -> Policy {
@@ -76,7 +87,11 @@ fn exchange(method: &str, path: &str, body: &Value, headers: &[(&str, &str)]) ->
         }),
         scheme: "http",
         request,
-        body: RequestBody::Buffered(if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) }),
+        body: RequestBody::Buffered(if body.is_null() {
+            Bytes::new()
+        } else {
+            Bytes::from(body.to_string())
+        }),
         max_body_bytes: 1 << 20,
         response: None,
         vars: Default::default(),
@@ -95,11 +110,20 @@ struct Answer {
     attempts: u32,
 }
 
-async fn send(policy: &Policy, path: &str, body: Value, headers: &[(&str, &str)]) -> Option<Answer> {
+async fn send(
+    policy: &Policy,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> Option<Answer> {
     let method = if path == "/v1/models" { "GET" } else { "POST" };
     let mut ex = exchange(method, path, &body, headers);
     let outcome = policy.on_http_request(&mut ex).await;
-    let results = ex.results.get("ai_gateway").map(to_json).unwrap_or(Value::Null);
+    let results = ex
+        .results
+        .get("ai_gateway")
+        .map(to_json)
+        .unwrap_or(Value::Null);
     let attempts = ex.log.ai.as_ref().map_or(0, |a| a.attempts);
     match outcome {
         Outcome::Continue => None,
@@ -124,32 +148,54 @@ fn chat(model: &str) -> Value {
 
 fn code(answer: &Answer) -> String {
     let value: Value = serde_json::from_str(&answer.body).unwrap();
-    value["error"]["code"].as_str().unwrap_or_default().to_owned()
+    value["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
 fn config_validation() {
-    let err = |config: &str| compile_with(config, &[]).err().unwrap_or_else(|| panic!("accepted: {config}"));
+    let err = |config: &str| {
+        compile_with(config, &[])
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {config}"))
+    };
     assert!(compile_with("{}", &[]).is_ok());
     assert!(err("total_timeout: 5 minutes").contains("config.total_timeout: invalid duration"));
     assert!(err("max_input_tokens: 600000").contains("config.max_input_tokens"));
     assert!(err("providers:\n  - id: openai\n    api_key: x").contains("api_key"));
-    assert!(err("providers:\n  - id: ollama").contains("config.providers[0].base_url: custom provider 'ollama' needs a base_url"));
+    assert!(err("providers:\n  - id: ollama")
+        .contains("config.providers[0].base_url: custom provider 'ollama' needs a base_url"));
     assert!(err("on_error: retry").contains("retry"));
     assert!(err("api_key_selection:\n  strategy: ['ai.keys']").contains("api_key_selection"));
-    assert!(err("providers:\n  - id: openai\n    api_keys:\n      - value: ''").contains("providers[0].api_keys[0].value"));
-    assert!(err("model_selection:\n  strategy: ['ai.models.filter(m, ']").contains("config.model_selection.strategy[0]"));
+    assert!(
+        err("providers:\n  - id: openai\n    api_keys:\n      - value: ''")
+            .contains("providers[0].api_keys[0].value")
+    );
+    assert!(
+        err("model_selection:\n  strategy: ['ai.models.filter(m, ']")
+            .contains("config.model_selection.strategy[0]")
+    );
     assert!(err("model_selection:\n  strategy: ['ai.models.only() ']").contains("strategy[0]"));
     assert!(err("only_allow_configured_providers: true").contains("can never answer"));
-    let two = "on_http_request:\n  - actions:\n      - type: ai-gateway\n      - type: ai-gateway\n";
-    let diagnostics = Policy::compile("t.yml", two, &Compiler::new(), &deps(&[])).err().unwrap();
-    assert!(diagnostics.to_string().contains("at most one ai-gateway"), "{diagnostics}");
+    let two =
+        "on_http_request:\n  - actions:\n      - type: ai-gateway\n      - type: ai-gateway\n";
+    let diagnostics = Policy::compile("t.yml", two, &Compiler::new(), &deps(&[]))
+        .err()
+        .unwrap();
+    assert!(
+        diagnostics.to_string().contains("at most one ai-gateway"),
+        "{diagnostics}"
+    );
 }
 
 #[tokio::test]
 async fn mock_provider_answers_every_surface() {
     let policy = compile("{}");
-    let answer = send(&policy, "/v1/chat/completions", chat("mock-echo"), &[]).await.unwrap();
+    let answer = send(&policy, "/v1/chat/completions", chat("mock-echo"), &[])
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     let value: Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(value["choices"][0]["message"]["content"], "hello gateway");
@@ -159,35 +205,77 @@ async fn mock_provider_answers_every_surface() {
 
     let mut stream = chat("mock:mock-echo");
     stream["stream"] = json!(true);
-    let answer = send(&policy, "/v1/chat/completions", stream, &[]).await.unwrap();
+    let answer = send(&policy, "/v1/chat/completions", stream, &[])
+        .await
+        .unwrap();
     assert_eq!(answer.headers["content-type"], "text/event-stream");
     assert!(answer.body.contains("\"content\":\"gateway\""));
     assert!(answer.body.ends_with("data: [DONE]\n\n"));
-    assert!(!answer.body.contains("prompt_tokens"), "gateway-added usage chunk leaked: {}", answer.body);
+    assert!(
+        !answer.body.contains("prompt_tokens"),
+        "gateway-added usage chunk leaked: {}",
+        answer.body
+    );
 
     let messages = json!({"model": "mock-echo", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi claude"}]});
     let answer = send(&policy, "/v1/messages", messages, &[]).await.unwrap();
     assert!(answer.body.contains("event: message_stop"));
 
-    let answer = send(&policy, "/v1/embeddings", json!({"model": "mock-embed", "input": "x"}), &[]).await.unwrap();
+    let answer = send(
+        &policy,
+        "/v1/embeddings",
+        json!({"model": "mock-embed", "input": "x"}),
+        &[],
+    )
+    .await
+    .unwrap();
     assert!(answer.body.contains("\"embedding\""));
 
     let answer = send(&policy, "/v1/models", Value::Null, &[]).await.unwrap();
     let list: Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(list["object"], "list");
-    assert!(list["data"].as_array().unwrap().iter().any(|m| m["id"] == "gpt-4o"));
+    assert!(list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "gpt-4o"));
 }
 
 #[tokio::test]
 async fn preflight_errors_have_codes_in_the_clients_shape() {
     let policy = compile("max_input_tokens: 20");
     let cases: Vec<(&str, Value, u16, &str)> = vec![
-        ("/v1/chat/completions", json!({"model": 5}), 400, "ERR_KEYGATE_3801"),
-        ("/v1/chat/completions", chat("no-such-model"), 422, "ERR_KEYGATE_3804"),
-        ("/v1/chat/completions", json!({"messages": []}), 422, "ERR_KEYGATE_3804"),
+        (
+            "/v1/chat/completions",
+            json!({"model": 5}),
+            400,
+            "ERR_KEYGATE_3801",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("no-such-model"),
+            422,
+            "ERR_KEYGATE_3804",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": []}),
+            422,
+            "ERR_KEYGATE_3804",
+        ),
         ("/v1/messages", chat("gpt-4o"), 422, "ERR_KEYGATE_3813"),
-        ("/v1/chat/completions", json!({"model": "mock-echo", "messages": [{"role": "user", "content": "x".repeat(400)}]}), 413, "ERR_KEYGATE_3811"),
-        ("/v1/chat/completions", chat("gpt-4o"), 400, "ERR_KEYGATE_3802"),
+        (
+            "/v1/chat/completions",
+            json!({"model": "mock-echo", "messages": [{"role": "user", "content": "x".repeat(400)}]}),
+            413,
+            "ERR_KEYGATE_3811",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("gpt-4o"),
+            400,
+            "ERR_KEYGATE_3802",
+        ),
         ("/v2/other", json!({}), 404, "ERR_KEYGATE_404"),
     ];
     for (path, body, status, expected) in cases {
@@ -207,7 +295,10 @@ async fn preflight_errors_have_codes_in_the_clients_shape() {
 async fn on_error_continue_records_results() {
     let policy = compile("on_error: continue");
     let mut ex = exchange("POST", "/v1/chat/completions", &chat("nope"), &[]);
-    assert!(matches!(policy.on_http_request(&mut ex).await, Outcome::Continue));
+    assert!(matches!(
+        policy.on_http_request(&mut ex).await,
+        Outcome::Continue
+    ));
     let results = to_json(ex.results.get("ai_gateway").unwrap());
     assert_eq!(results["status"], "error");
     assert_eq!(results["error"]["code"], "ERR_KEYGATE_3804");
@@ -218,22 +309,48 @@ async fn on_error_continue_records_results() {
 #[tokio::test]
 async fn strategies_select_filter_and_fail_with_codes() {
     let policy = compile("model_selection:\n  strategy:\n    - ai.models.onlyProviders(['nobody'])\n    - ai.models.filter(m, m.provider_id == 'mock').sortBy('price')");
-    let answer = send(&policy, "/v1/chat/completions", json!({"messages": [{"role": "user", "content": "auto"}]}), &[]).await.unwrap();
+    let answer = send(
+        &policy,
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "auto"}]}),
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.results["model_selection"][0]["candidates_after_client_filter"], 0);
-    assert_eq!(answer.results["model_selection"][1]["models_to_try"][0], "mock:mock-echo");
+    assert_eq!(
+        answer.results["model_selection"][0]["candidates_after_client_filter"],
+        0
+    );
+    assert_eq!(
+        answer.results["model_selection"][1]["models_to_try"][0],
+        "mock:mock-echo"
+    );
     // The client's model must survive the strategy; gpt-4o is filtered out, so 3805.
-    let answer = send(&policy, "/v1/chat/completions", chat("gpt-4o"), &[]).await.unwrap();
-    assert_eq!((answer.status, code(&answer).as_str()), (422, "ERR_KEYGATE_3805"));
+    let answer = send(&policy, "/v1/chat/completions", chat("gpt-4o"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.status, code(&answer).as_str()),
+        (422, "ERR_KEYGATE_3805")
+    );
 
     let wrong = compile("model_selection:\n  strategy: [\"'gpt-4o'\"]");
-    let answer = send(&wrong, "/v1/chat/completions", chat("mock-echo"), &[]).await.unwrap();
+    let answer = send(&wrong, "/v1/chat/completions", chat("mock-echo"), &[])
+        .await
+        .unwrap();
     assert_eq!(code(&answer), "ERR_KEYGATE_3806");
-    let failing = compile("model_selection:\n  strategy: ['ai.models.filter(m, m.id == \"none\")[0]']");
-    let answer = send(&failing, "/v1/chat/completions", chat("mock-echo"), &[]).await.unwrap();
+    let failing =
+        compile("model_selection:\n  strategy: ['ai.models.filter(m, m.id == \"none\")[0]']");
+    let answer = send(&failing, "/v1/chat/completions", chat("mock-echo"), &[])
+        .await
+        .unwrap();
     assert_eq!(code(&answer), "ERR_KEYGATE_3803");
-    let random = compile("model_selection:\n  strategy: ['ai.models.onlyProviders([\"mock\"]).random()']");
-    let answer = send(&random, "/v1/chat/completions", chat("mock-echo"), &[]).await.unwrap();
+    let random =
+        compile("model_selection:\n  strategy: ['ai.models.onlyProviders([\"mock\"]).random()']");
+    let answer = send(&random, "/v1/chat/completions", chat("mock-echo"), &[])
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200);
 }
 
@@ -244,7 +361,14 @@ async fn body_overrides_and_config_headers_are_applied() {
     let policy = compile_with(config, &[("openai", upstream.base())]).unwrap();
     let mut body = chat("gpt-4o");
     body["temperature"] = json!(1.5);
-    let answer = send(&policy, "/v1/chat/completions", body, &[("authorization", &format!("Bearer {CLIENT_TOKEN}"))]).await.unwrap();
+    let answer = send(
+        &policy,
+        "/v1/chat/completions",
+        body,
+        &[("authorization", &format!("Bearer {CLIENT_TOKEN}"))],
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     let seen = upstream.seen();
     assert_eq!(seen.len(), 1);
@@ -254,7 +378,10 @@ async fn body_overrides_and_config_headers_are_applied() {
     assert_eq!(seen[0].uri, "/v1/chat/completions?api-version=2024-10-21");
     assert_eq!(seen[0].body["temperature"], 0);
     assert_eq!(seen[0].body["model"], "gpt-4o");
-    assert!(!format!("{:?}", seen[0].headers).contains(CLIENT_TOKEN), "client token went upstream");
+    assert!(
+        !format!("{:?}", seen[0].headers).contains(CLIENT_TOKEN),
+        "client token went upstream"
+    );
 }
 
 #[tokio::test]
@@ -262,27 +389,53 @@ async fn failover_walks_keys_then_models_and_never_leaks_keys() {
     let upstream = Upstream::start().await;
     let config = "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'limited')}\n      - value: ${secrets.get('llm', 'down')}\n      - value: ${secrets.get('llm', 'ok')}";
     let policy = compile_with(config, &[("openai", upstream.base())]).unwrap();
-    let answer = send(&policy, "/v1/chat/completions", chat("gpt-4o"), &[]).await.unwrap();
+    let answer = send(&policy, "/v1/chat/completions", chat("gpt-4o"), &[])
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.attempts, 3);
     let auths: Vec<String> = upstream.seen().iter().map(|s| s.auth.clone()).collect();
-    assert_eq!(auths, [format!("Bearer {KEY_429}"), format!("Bearer {KEY_500}"), format!("Bearer {KEY_OK}")]);
+    assert_eq!(
+        auths,
+        [
+            format!("Bearer {KEY_429}"),
+            format!("Bearer {KEY_500}"),
+            format!("Bearer {KEY_OK}")
+        ]
+    );
     let results = answer.results.to_string();
     for key in [KEY_OK, KEY_429, KEY_500] {
-        assert!(!results.contains(key) && !answer.body.contains(key), "key leaked");
+        assert!(
+            !results.contains(key) && !answer.body.contains(key),
+            "key leaked"
+        );
     }
     assert_eq!(answer.results["success"]["request_index"], 2);
-    assert_eq!(answer.results["models_tried"][0]["requests_made"][0]["response"]["status_code"], 429);
+    assert_eq!(
+        answer.results["models_tried"][0]["requests_made"][0]["response"]["status_code"],
+        429
+    );
 
     // All keys fail: 3807 listing attempts with redacted keys; then the next model is tried.
     let config = "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'limited')}\n      - value: ${secrets.get('llm', 'down')}";
     let policy = compile_with(config, &[("openai", upstream.base())]).unwrap();
-    let answer = send(&policy, "/v1/chat/completions", chat("gpt-4o"), &[]).await.unwrap();
-    assert_eq!((answer.status, code(&answer).as_str()), (503, "ERR_KEYGATE_3807"));
-    assert!(answer.body.contains("sk-rate...mnop") && !answer.body.contains(KEY_429), "{}", answer.body);
+    let answer = send(&policy, "/v1/chat/completions", chat("gpt-4o"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.status, code(&answer).as_str()),
+        (503, "ERR_KEYGATE_3807")
+    );
+    assert!(
+        answer.body.contains("sk-rate...mnop") && !answer.body.contains(KEY_429),
+        "{}",
+        answer.body
+    );
     let mut fallback = chat("gpt-4o");
     fallback["models"] = json!(["mock-echo"]);
-    let answer = send(&policy, "/v1/chat/completions", fallback, &[]).await.unwrap();
+    let answer = send(&policy, "/v1/chat/completions", fallback, &[])
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.headers["x-keygate-provider"], "mock");
 }
@@ -292,51 +445,137 @@ async fn client_errors_pass_through_and_404_skips_keys() {
     let upstream = Upstream::start().await;
     let config = "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}\n      - value: ${secrets.get('llm', 'down')}";
     let policy = compile_with(config, &[("openai", upstream.base())]).unwrap();
-    let answer = send(&policy, "/v1/chat/completions", chat("openai:bad-request"), &[]).await.unwrap();
+    let answer = send(
+        &policy,
+        "/v1/chat/completions",
+        chat("openai:bad-request"),
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status, 400);
     assert!(answer.body.contains("upstream says no"));
     assert_eq!(upstream.seen().len(), 1, "a 400 must not fail over");
     let mut missing = chat("openai:missing-model");
     missing["models"] = json!(["mock-echo"]);
-    let answer = send(&policy, "/v1/chat/completions", missing, &[]).await.unwrap();
+    let answer = send(&policy, "/v1/chat/completions", missing, &[])
+        .await
+        .unwrap();
     assert_eq!(answer.status, 200);
-    assert_eq!(upstream.seen().len(), 2, "a 404 moves to the next model, not the next key");
+    assert_eq!(
+        upstream.seen().len(),
+        2,
+        "a 404 moves to the next model, not the next key"
+    );
 }
 
 #[tokio::test]
 async fn passthrough_and_timeouts() {
     let upstream = Upstream::start().await;
-    let policy = compile_with("per_request_timeout: 200ms\ntotal_timeout: 1s", &[("openai", upstream.base())]).unwrap();
-    let answer = send(&policy, "/v1/chat/completions", chat("gpt-4o"), &[("x-api-key", KEY_OK)]).await.unwrap();
+    let policy = compile_with(
+        "per_request_timeout: 200ms\ntotal_timeout: 1s",
+        &[("openai", upstream.base())],
+    )
+    .unwrap();
+    let answer = send(
+        &policy,
+        "/v1/chat/completions",
+        chat("gpt-4o"),
+        &[("x-api-key", KEY_OK)],
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(upstream.seen()[0].auth, format!("Bearer {KEY_OK}"));
-    let slow = send(&policy, "/v1/chat/completions", chat("openai:slow"), &[("authorization", "Bearer sk-whatever-0123456789abcdef")]).await.unwrap();
-    assert_eq!((slow.status, code(&slow).as_str()), (503, "ERR_KEYGATE_3807"));
+    let slow = send(
+        &policy,
+        "/v1/chat/completions",
+        chat("openai:slow"),
+        &[("authorization", "Bearer sk-whatever-0123456789abcdef")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (slow.status, code(&slow).as_str()),
+        (503, "ERR_KEYGATE_3807")
+    );
     assert!(slow.body.contains("[timeout]"), "{}", slow.body);
-    let total = compile_with("per_request_timeout: 1s\ntotal_timeout: 300ms", &[("openai", upstream.base())]).unwrap();
-    let answer = send(&total, "/v1/chat/completions", chat("openai:slow"), &[("x-api-key", KEY_OK)]).await.unwrap();
-    assert_eq!((answer.status, code(&answer).as_str()), (504, "ERR_KEYGATE_3810"));
+    let total = compile_with(
+        "per_request_timeout: 1s\ntotal_timeout: 300ms",
+        &[("openai", upstream.base())],
+    )
+    .unwrap();
+    let answer = send(
+        &total,
+        "/v1/chat/completions",
+        chat("openai:slow"),
+        &[("x-api-key", KEY_OK)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (answer.status, code(&answer).as_str()),
+        (504, "ERR_KEYGATE_3810")
+    );
     let dead = compile_with("{}", &[("openai", "http://127.0.0.1:9/v1".to_string())]).unwrap();
-    let answer = send(&dead, "/v1/chat/completions", chat("gpt-4o"), &[("x-api-key", KEY_OK)]).await.unwrap();
-    assert_eq!((answer.status, code(&answer).as_str()), (502, "ERR_KEYGATE_3800"));
+    let answer = send(
+        &dead,
+        "/v1/chat/completions",
+        chat("gpt-4o"),
+        &[("x-api-key", KEY_OK)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (answer.status, code(&answer).as_str()),
+        (502, "ERR_KEYGATE_3800")
+    );
 }
 
 #[tokio::test]
 async fn streams_are_metered_and_the_added_usage_chunk_is_dropped() {
     let upstream = Upstream::start().await;
-    let config = "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}";
+    let config =
+        "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}";
     let policy = compile_with(config, &[("openai", upstream.base())]).unwrap();
     let mut body = chat("gpt-4o");
     body["stream"] = json!(true);
     let mut ex = exchange("POST", "/v1/chat/completions", &body, &[]);
-    let Outcome::Respond(response) = policy.on_http_request(&mut ex).await else { panic!("no response") };
-    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    assert!(text.contains("\"content\":\"hi\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
+    let Outcome::Respond(response) = policy.on_http_request(&mut ex).await else {
+        panic!("no response")
+    };
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("\"content\":\"hi\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
     assert!(!text.contains("prompt_tokens"), "{text}");
-    assert_eq!(upstream.seen()[0].body["stream_options"]["include_usage"], true);
+    assert_eq!(
+        upstream.seen()[0].body["stream_options"]["include_usage"],
+        true
+    );
     let usage = &ex.log.ai.as_ref().unwrap().usage;
-    assert_eq!(usage.input_tokens.load(std::sync::atomic::Ordering::Relaxed), 9);
-    assert_eq!(usage.output_tokens.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(
+        usage
+            .input_tokens
+            .load(std::sync::atomic::Ordering::Relaxed),
+        9
+    );
+    assert_eq!(
+        usage
+            .output_tokens
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
 }
 
 /// What the scripted upstream received.
@@ -362,12 +601,16 @@ impl Upstream {
         let log = seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 stream.set_nodelay(true).unwrap();
                 let log = log.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(req, log.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -383,34 +626,71 @@ impl Upstream {
     }
 }
 
-async fn answer(req: Request<Incoming>, log: Arc<Mutex<Vec<Seen>>>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    log: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (head, body) = req.into_parts();
-    let body: Value = serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap_or(Value::Null);
-    let auth = head.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    log.lock().unwrap().push(Seen { uri: head.uri.to_string(), auth: auth.clone(), headers: head.headers.clone(), body: body.clone() });
+    let body: Value =
+        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap_or(Value::Null);
+    let auth = head
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    log.lock().unwrap().push(Seen {
+        uri: head.uri.to_string(),
+        auth: auth.clone(),
+        headers: head.headers.clone(),
+        body: body.clone(),
+    });
     let model = body["model"].as_str().unwrap_or_default();
     let reply = |status: u16, content_type: &str, text: String| {
-        Ok(Response::builder().status(status).header("content-type", content_type).body(Full::new(Bytes::from(text))).unwrap())
+        Ok(Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(text)))
+            .unwrap())
     };
     if model == "slow" {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     if auth.contains("sk-rate") {
-        return reply(429, "application/json", json!({"error": {"message": format!("limited {auth}")}}).to_string());
+        return reply(
+            429,
+            "application/json",
+            json!({"error": {"message": format!("limited {auth}")}}).to_string(),
+        );
     }
     if auth.contains("sk-down") {
         return reply(503, "application/json", "{}".into());
     }
     match model {
-        "bad-request" => return reply(400, "application/json", json!({"error": {"message": "upstream says no"}}).to_string()),
+        "bad-request" => {
+            return reply(
+                400,
+                "application/json",
+                json!({"error": {"message": "upstream says no"}}).to_string(),
+            )
+        }
         "missing-model" => return reply(404, "application/json", "{}".into()),
         _ => {}
     }
     if body["stream"] == true {
         let chunk = json!({"choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": null});
         let usage = json!({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}});
-        return reply(200, "text/event-stream", format!("data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n"));
+        return reply(
+            200,
+            "text/event-stream",
+            format!("data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n"),
+        );
     }
-    reply(200, "application/json", json!({"object": "chat.completion", "choices": [{"message": {"content": "ok"}}],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 2}}).to_string())
+    reply(
+        200,
+        "application/json",
+        json!({"object": "chat.completion", "choices": [{"message": {"content": "ok"}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 2}})
+        .to_string(),
+    )
 }
