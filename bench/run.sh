@@ -129,10 +129,12 @@ http {
   upstream mock {
     server 127.0.0.1:$MOCK_PORT;
     keepalive 256;
+    keepalive_requests 1000000;
   }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     tcp_nodelay on;
+    keepalive_requests 1000000;
     location / {
       proxy_pass http://mock;
       proxy_http_version 1.1;

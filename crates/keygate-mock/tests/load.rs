@@ -97,3 +97,20 @@ async fn unreachable_target_counts_errors() {
     assert!(report.errors > 0);
     assert!(report.latency.is_none());
 }
+
+#[tokio::test]
+async fn connections_closed_by_the_server_are_reopened_without_errors() {
+    let mock = MockServer::start(MockConfig::default().with_max_records(0))
+        .await
+        .expect("starts");
+    let url = format!("{}/v1/chat/completions", mock.url());
+    let mut p = plan(&url, CHAT, Some(100.0), false);
+    // The server closes the connection after every response.
+    p.request.headers.push((
+        HeaderName::from_static("connection"),
+        HeaderValue::from_static("close"),
+    ));
+    let report = run(p, "close").await;
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert!((55..=65).contains(&report.ok), "{report:?}");
+}

@@ -420,3 +420,57 @@ async fn token_in_a_json_body_field() {
     assert_unauthorized(&get, "GET has no body to read");
     assert_eq!(upstream.requests().len(), 1);
 }
+
+/// `keygate policy check` on `policy`: (exit code, stderr).
+fn check(policy: &str) -> (Option<i32>, String) {
+    let dir = common::TempDir::new("jwt-check");
+    let path = dir.path().join("policy.yml");
+    std::fs::write(&path, policy).unwrap();
+    let output = std::process::Command::new(common::BIN)
+        .args(["policy", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_check_validates_without_fetching() {
+    let jwks = JwksServer::start(&[RSA_1_JWK]).await;
+    let good = policy(&jwks.url);
+    assert_eq!(check(&good), (Some(0), String::new()));
+
+    // The list shape of jws.keys (reference table) is accepted too.
+    let list_shape = good.replace(
+        &format!("            keys:\n              sources:\n                additional_jkus:\n                  - {}\n", jwks.url),
+        &format!(
+            "            keys:\n              - identification:\n                  - token_claims: [kid]\n                sources:\n                  - additional_jkus: ['{}']\n",
+            jwks.url
+        ),
+    );
+    assert_ne!(list_shape, good);
+    assert_eq!(check(&list_shape).0, Some(0), "{}", check(&list_shape).1);
+
+    let none = good.replace("              - ES256\n", "              - none\n");
+    let (code, stderr) = check(&none);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("config.jws.allowed_algorithms[1]: 'none' is never allowed"),
+        "{stderr}"
+    );
+
+    let hs = good.replace("              - ES256\n", "              - HS256\n");
+    assert!(check(&hs)
+        .1
+        .contains("config.jws.allowed_algorithms[1]: 'HS256' is not supported"));
+
+    let relative = good.replace(&jwks.url, "/jwks.json");
+    assert!(check(&relative)
+        .1
+        .contains("config.jws.keys.sources.additional_jkus[0]: '/jwks.json' is not an absolute"));
+
+    assert_eq!(jwks.hits(), 0, "policy check fetches nothing");
+}

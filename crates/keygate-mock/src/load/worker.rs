@@ -129,7 +129,13 @@ async fn send(
     plan: &LoadPlan,
     origin: Instant,
 ) -> Option<Outcome> {
-    if slot.is_none() {
+    // A server may close a keep-alive connection after a response (`connection: close`, nginx's
+    // `keepalive_requests`): that is not a failed request, so reconnect before sending.
+    let reusable = match slot.as_mut() {
+        Some(sender) => sender.ready().await.is_ok(),
+        None => false,
+    };
+    if !reusable {
         *slot = connect(plan).await;
     }
     let sender = slot.as_mut()?;

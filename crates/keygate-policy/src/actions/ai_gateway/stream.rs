@@ -98,15 +98,38 @@ impl MeteredBody {
         }
     }
 
-    fn record(&mut self) -> Bytes {
+    /// Reads the final usage; `complete` when the body ended normally.
+    fn record(&mut self, complete: bool) -> Bytes {
         let (rest, usage) = self.scan.finish();
         if usage.input.is_some() || usage.output.is_some() {
-            self.usage
-                .record(usage.input.unwrap_or(0), usage.output.unwrap_or(0));
+            self.usage.record(usage.input.unwrap_or(0), usage.output.unwrap_or(0));
         }
-        self.usage.complete.store(true, Ordering::Relaxed);
+        self.usage.complete.store(complete, Ordering::Relaxed);
         self.finished = true;
         rest
+    }
+
+    /// Passes `data` through the scanner; when the upstream body has nothing more, finishes at
+    /// once (hyper stops polling a body whose announced length has been sent).
+    fn forward(&mut self, data: Bytes) -> Option<Bytes> {
+        let mut out = self.scan.push(data);
+        if self.first.is_none() && self.inner.is_end_stream() {
+            let rest = self.record(true);
+            if !rest.is_empty() {
+                let mut joined = bytes::BytesMut::from(&out[..]);
+                joined.extend_from_slice(&rest);
+                out = joined.freeze();
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+impl Drop for MeteredBody {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(false);
+        }
     }
 }
 
@@ -114,18 +137,17 @@ impl HttpBody for MeteredBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if this.finished {
             return Poll::Ready(None);
         }
         if let Some(first) = this.first.take() {
-            let out = this.scan.push(first);
-            if !out.is_empty() {
+            if let Some(out) = this.forward(first) {
                 return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+            if this.finished {
+                return Poll::Ready(None);
             }
         }
         loop {
@@ -135,27 +157,28 @@ impl HttpBody for MeteredBody {
                     this.timer.as_mut().reset(deadline);
                     match frame.into_data() {
                         Ok(data) => {
-                            let out = this.scan.push(data);
-                            if !out.is_empty() {
+                            if let Some(out) = this.forward(data) {
                                 return Poll::Ready(Some(Ok(Frame::data(out))));
+                            }
+                            if this.finished {
+                                return Poll::Ready(None);
                             }
                         }
                         Err(frame) => return Poll::Ready(Some(Ok(frame))),
                     }
                 }
                 Poll::Ready(Some(Err(err))) => {
-                    this.finished = true;
+                    this.record(false);
                     return Poll::Ready(Some(Err(err)));
                 }
                 Poll::Ready(None) => {
-                    let rest = this.record();
+                    let rest = this.record(true);
                     return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
                 }
                 Poll::Pending => {
                     if this.timer.as_mut().poll(cx).is_ready() {
-                        this.finished = true;
-                        let message =
-                            format!("upstream sent nothing for {} ms", this.idle.as_millis());
+                        this.record(false);
+                        let message = format!("upstream sent nothing for {} ms", this.idle.as_millis());
                         return Poll::Ready(Some(Err(message.into())));
                     }
                     return Poll::Pending;
@@ -228,19 +251,29 @@ mod tests {
         assert!(usage.complete.load(Ordering::Relaxed));
     }
 
-    #[test]
-    fn size_hint_counts_the_first_chunk() {
-        let inner = http_body_util::Full::new(Bytes::from_static(b"world"))
-            .map_err(|never| match never {})
-            .boxed();
-        let body = MeteredBody::new(
-            Some(Bytes::from_static(b"hello ")),
-            inner,
-            Scan::Nothing,
-            Arc::default(),
-            Duration::from_secs(1),
-        );
-        assert_eq!(body.size_hint().exact(), Some(11));
+    #[tokio::test]
+    async fn size_hint_counts_the_first_chunk() {
+        let inner = http_body_util::Full::new(Bytes::from_static(b"\"completion_tokens\":5}}")).map_err(|never| match never {}).boxed();
+        let usage = Arc::new(Usage::default());
+        let first = Some(Bytes::from_static(b"{\"usage\":{"));
+        let mut body = MeteredBody::new(first, inner, Scan::for_content_type("application/json", false), usage.clone(), Duration::from_secs(1));
+        assert_eq!(body.size_hint().exact(), Some(33));
+        // Like hyper with a known length: read exactly the announced bytes, never poll the end.
+        body.frame().await.unwrap().unwrap();
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 5);
+        assert!(usage.complete.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_body_still_reports_what_it_saw() {
+        let usage = Arc::new(Usage::default());
+        let inner = body_of(vec!["data: {\"usage\":{\"prompt_tokens\":4}}\n\n"]);
+        let mut body = MeteredBody::new(None, inner, Scan::for_content_type("text/event-stream", false), usage.clone(), Duration::from_secs(5));
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        assert_eq!(usage.input_tokens.load(Ordering::Relaxed), 4);
+        assert!(!usage.complete.load(Ordering::Relaxed));
     }
 
     #[tokio::test]
