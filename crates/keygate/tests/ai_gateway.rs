@@ -140,9 +140,9 @@ fn access_line(gw: &Gateway, path: &str) -> Value {
         let found = gw
             .output()
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["message"] == "request" && v["path"] == path)
-            .last();
+            .find(|v| v["message"] == "request" && v["path"] == path);
         if let Some(line) = found {
             return line;
         }
@@ -187,7 +187,10 @@ async fn chat_streaming_embeddings_and_models_with_key_failover() {
     stream["stream"] = json!(true);
     let reply = post(&gw, "/v1/chat/completions", stream, &[]).await;
     assert_eq!(reply.status, 200);
-    assert!(reply.header("content-type").unwrap_or_default().starts_with("text/event-stream"));
+    assert!(reply
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/event-stream"));
     let text = reply.text();
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert!(

@@ -102,7 +102,8 @@ impl MeteredBody {
     fn record(&mut self, complete: bool) -> Bytes {
         let (rest, usage) = self.scan.finish();
         if usage.input.is_some() || usage.output.is_some() {
-            self.usage.record(usage.input.unwrap_or(0), usage.output.unwrap_or(0));
+            self.usage
+                .record(usage.input.unwrap_or(0), usage.output.unwrap_or(0));
         }
         self.usage.complete.store(complete, Ordering::Relaxed);
         self.finished = true;
@@ -137,7 +138,10 @@ impl HttpBody for MeteredBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if this.finished {
             return Poll::Ready(None);
@@ -178,7 +182,8 @@ impl HttpBody for MeteredBody {
                 Poll::Pending => {
                     if this.timer.as_mut().poll(cx).is_ready() {
                         this.record(false);
-                        let message = format!("upstream sent nothing for {} ms", this.idle.as_millis());
+                        let message =
+                            format!("upstream sent nothing for {} ms", this.idle.as_millis());
                         return Poll::Ready(Some(Err(message.into())));
                     }
                     return Poll::Pending;
@@ -253,10 +258,18 @@ mod tests {
 
     #[tokio::test]
     async fn size_hint_counts_the_first_chunk() {
-        let inner = http_body_util::Full::new(Bytes::from_static(b"\"completion_tokens\":5}}")).map_err(|never| match never {}).boxed();
+        let inner = http_body_util::Full::new(Bytes::from_static(b"\"completion_tokens\":5}}"))
+            .map_err(|never| match never {})
+            .boxed();
         let usage = Arc::new(Usage::default());
         let first = Some(Bytes::from_static(b"{\"usage\":{"));
-        let mut body = MeteredBody::new(first, inner, Scan::for_content_type("application/json", false), usage.clone(), Duration::from_secs(1));
+        let mut body = MeteredBody::new(
+            first,
+            inner,
+            Scan::for_content_type("application/json", false),
+            usage.clone(),
+            Duration::from_secs(1),
+        );
         assert_eq!(body.size_hint().exact(), Some(33));
         // Like hyper with a known length: read exactly the announced bytes, never poll the end.
         body.frame().await.unwrap().unwrap();
@@ -269,7 +282,13 @@ mod tests {
     async fn a_dropped_body_still_reports_what_it_saw() {
         let usage = Arc::new(Usage::default());
         let inner = body_of(vec!["data: {\"usage\":{\"prompt_tokens\":4}}\n\n"]);
-        let mut body = MeteredBody::new(None, inner, Scan::for_content_type("text/event-stream", false), usage.clone(), Duration::from_secs(5));
+        let mut body = MeteredBody::new(
+            None,
+            inner,
+            Scan::for_content_type("text/event-stream", false),
+            usage.clone(),
+            Duration::from_secs(5),
+        );
         body.frame().await.unwrap().unwrap();
         drop(body);
         assert_eq!(usage.input_tokens.load(Ordering::Relaxed), 4);
