@@ -245,3 +245,51 @@ fn invalid_lists_are_located_errors() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interpolated_entries_are_evaluated_per_request() {
+    let upstream = EchoUpstream::start().await;
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: set-vars
+        config:
+          vars:
+            - office:
+                - 127.0.0.2/32
+                - ::1/128
+            - lab: ${req.headers['x-lab'][0]}
+  - actions:
+      - type: restrict-ips
+        config:
+          allow:
+            - ${vars.office}
+          deny:
+            - 10.0.0.0/8
+            - ${vars.lab}
+"#;
+    let gateway = Gateway::start(policy, &["--upstream", &upstream.url()]);
+    let lab = |from: &'static str, lab: &'static str| Req::get("/").from(from).header("x-lab", lab);
+
+    let reply = send(gateway.addr, lab("127.0.0.2", "192.0.2.0/24"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_forbidden(
+        &send(gateway.addr, lab("127.0.0.3", "192.0.2.0/24"))
+            .await
+            .unwrap(),
+    );
+    // The interpolated deny entry matches this client.
+    assert_forbidden(
+        &send(gateway.addr, lab("127.0.0.2", "127.0.0.0/30"))
+            .await
+            .unwrap(),
+    );
+    // An interpolated value that is not a CIDR fails closed.
+    let reply = send(gateway.addr, lab("127.0.0.2", "not-a-cidr"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(upstream.requests().len(), 1);
+}

@@ -159,6 +159,13 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
     }))
 }
 
+/// A token location with its interpolations evaluated for one request.
+struct Resolved {
+    method: Method,
+    name: String,
+    prefix: Option<String>,
+}
+
 /// What one located token yielded, for `tokens[]`.
 struct Found {
     token: String,
@@ -175,64 +182,29 @@ impl Action for JwtValidation {
 impl JwtValidation {
     async fn validate(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
         self.jwks.start();
-        let (specs, issuers) = {
-            let scope = ex.scope();
-            let specs = self
-                .tokens
-                .iter()
-                .map(|spec| {
-                    let name = spec.name.resolve(&scope)?.into_owned();
-                    let prefix = spec
-                        .prefix
-                        .as_ref()
-                        .map(|p| p.resolve(&scope).map(Cow::into_owned))
-                        .transpose()?;
-                    Ok((spec.method, name, prefix))
-                })
-                .collect::<Result<Vec<_>, EvalError>>()?;
-            let issuers = self
-                .issuers
-                .iter()
-                .map(|i| i.resolve(&scope).map(Cow::into_owned))
-                .collect::<Result<Vec<_>, _>>()?;
-            (specs, issuers)
-        };
+        let (specs, issuers) = self.resolve(&ex.scope())?;
         let issuers: Vec<&str> = issuers.iter().map(String::as_str).collect();
         let mut published = Vec::with_capacity(specs.len());
         let mut failure = None;
-        for (method, name, prefix) in specs {
-            let token = match method {
-                Method::Header => {
-                    extract::from_header(&ex.request.headers, &name, prefix.as_deref())
-                }
-                Method::Body => match extract::body_allowed(&ex.request.method) {
-                    Ok(()) => {
-                        let body = buffer_body(ex).await?;
-                        extract::from_body(&ex.request.headers, &body, &name, prefix.as_deref())
-                    }
-                    Err(err) => Err(err),
-                },
-            };
-            let found = match token {
+        for spec in specs {
+            let found = match locate(ex, &spec).await? {
                 Ok(token) => Found {
                     token,
-                    method,
-                    name,
+                    method: spec.method,
+                    name: spec.name,
                 },
                 Err(err) => {
                     failure = Some(err);
                     break;
                 }
             };
-            let outcome = self.check(&found.token, &issuers).await;
-            let (result, error) = match outcome {
-                Ok(parsed) => (Some(token_result(&parsed, &found, true)), None),
-                Err((parsed, err)) => (parsed.map(|p| token_result(&p, &found, false)), Some(err)),
-            };
-            published.extend(result);
-            if let Some(err) = error {
-                failure = Some(err);
-                break;
+            match self.check(&found.token, &issuers).await {
+                Ok(parsed) => published.push(token_result(&parsed, &found, true)),
+                Err((parsed, err)) => {
+                    published.extend(parsed.map(|p| token_result(&p, &found, false)));
+                    failure = Some(err);
+                    break;
+                }
             }
         }
         let mut results = HashMap::from([("tokens", Value::List(published.into()))]);
@@ -250,6 +222,31 @@ impl JwtValidation {
             None => Ok(Flow::Continue),
             Some(err) => Err(ActionError::Gateway(rejection(&err))),
         }
+    }
+
+    /// Evaluates the interpolated token locations and issuers for this request.
+    fn resolve(&self, scope: &Scope<'_>) -> Result<(Vec<Resolved>, Vec<String>), EvalError> {
+        let specs = self
+            .tokens
+            .iter()
+            .map(|spec| {
+                Ok(Resolved {
+                    method: spec.method,
+                    name: spec.name.resolve(scope)?.into_owned(),
+                    prefix: spec
+                        .prefix
+                        .as_ref()
+                        .map(|p| p.resolve(scope).map(Cow::into_owned))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<_, EvalError>>()?;
+        let issuers = self
+            .issuers
+            .iter()
+            .map(|i| i.resolve(scope).map(Cow::into_owned))
+            .collect::<Result<_, _>>()?;
+        Ok((specs, issuers))
     }
 
     /// Parses, verifies and checks one token; on failure also returns what could be decoded.
@@ -278,6 +275,25 @@ impl JwtValidation {
             Err(err) => Err((Some(parsed), err)),
         }
     }
+}
+
+/// Finds one token in the request. The outer error stops the request (body too large, ...); the
+/// inner one refuses the token.
+async fn locate(
+    ex: &mut Exchange,
+    spec: &Resolved,
+) -> Result<Result<String, TokenError>, ActionError> {
+    let prefix = spec.prefix.as_deref();
+    Ok(match spec.method {
+        Method::Header => extract::from_header(&ex.request.headers, &spec.name, prefix),
+        Method::Body => match extract::body_allowed(&ex.request.method) {
+            Ok(()) => {
+                let body = buffer_body(ex).await?;
+                extract::from_body(&ex.request.headers, &body, &spec.name, prefix)
+            }
+            Err(err) => Err(err),
+        },
+    })
 }
 
 /// One `tokens[]` entry: `header`, `payload`, `signature`, `location`, `location_property`, `verified`.

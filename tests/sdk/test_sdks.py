@@ -1,0 +1,197 @@
+"""The official `openai` and `anthropic` Python SDKs against the real `keygate` binary.
+
+Keygate runs the seed guide's policy (gateway token checked against a vault secret, provider keys
+from vaults) with `--provider-url` pointing OpenAI and Anthropic at `keygate-mock`.
+
+Run: cargo build -p keygate -p keygate-mock && python3 -m unittest tests/sdk/test_sdks.py -v
+(pip install openai anthropic). KEYGATE_BIN / KEYGATE_MOCK_BIN override the binaries' paths.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+import anthropic
+import openai
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYGATE = os.environ.get("KEYGATE_BIN", str(ROOT / "target/debug/keygate"))
+MOCK = os.environ.get("KEYGATE_MOCK_BIN", str(ROOT / "target/debug/keygate-mock"))
+
+TOKEN = "kg-sdk-canary-token-5b2e8a17c4d9"
+OPENAI_KEY = "sk-sdk-canary-openai-0f9e8d7c6b5a4"
+ANTHROPIC_KEY = "sk-ant-sdk-canary-1a2b3c4d5e6f7"
+
+POLICY = """
+on_http_request:
+  - expressions:
+      - req.headers['authorization'][0] != 'Bearer ' + secrets.get('gateway-auth', 'access-token')
+    actions:
+      - type: custom-response
+        config:
+          status_code: 401
+          headers:
+            content-type: application/json
+          body: '{"error": {"message": "Invalid or missing authorization token", "type": "authentication_error"}}'
+  - actions:
+      - type: ai-gateway
+        config:
+          providers:
+            - id: openai
+              api_keys:
+                - value: ${secrets.get('openai', 'api-key')}
+            - id: anthropic
+              api_keys:
+                - value: ${secrets.get('anthropic', 'api-key')}
+            - id: mock
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
+
+
+class SdkTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.environ["NO_PROXY"] = "*"
+        cls.tmp = tempfile.TemporaryDirectory()
+        data = Path(cls.tmp.name) / "data"
+        env = {k: v for k, v in os.environ.items() if k != "KEYGATE_MASTER_KEY"}
+        for vault, name, value in [
+            ("gateway-auth", "access-token", TOKEN),
+            ("openai", "api-key", OPENAI_KEY),
+            ("anthropic", "api-key", ANTHROPIC_KEY),
+        ]:
+            subprocess.run([KEYGATE, "api", "vaults", "create", "--name", vault, "--data-dir", str(data)],
+                           check=True, capture_output=True, env=env)
+            subprocess.run([KEYGATE, "api", "secrets", "create", "--name", name, "--value", "-",
+                            "--vault-name", vault, "--data-dir", str(data)],
+                           input=value.encode(), check=True, capture_output=True, env=env)
+        policy = Path(cls.tmp.name) / "policy.yml"
+        policy.write_text(POLICY)
+        mock_port, gw_port, admin_port = free_port(), free_port(), free_port()
+        cls.mock = subprocess.Popen([MOCK, "--listen", f"127.0.0.1:{mock_port}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(mock_port, cls.mock, "keygate-mock")
+        cls.log = open(Path(cls.tmp.name) / "gateway.log", "w+")
+        cls.gateway = subprocess.Popen(
+            [KEYGATE, "serve", "--policy", str(policy), "--listen", f"127.0.0.1:{gw_port}",
+             "--admin-listen", f"127.0.0.1:{admin_port}", "--data-dir", str(data),
+             "--provider-url", f"openai=http://127.0.0.1:{mock_port}/v1",
+             "--provider-url", f"anthropic=http://127.0.0.1:{mock_port}/v1"],
+            stdout=cls.log, stderr=subprocess.STDOUT, env=env)
+        wait_port(gw_port, cls.gateway, "keygate")
+        cls.mock_url = f"http://127.0.0.1:{mock_port}"
+        cls.base = f"http://127.0.0.1:{gw_port}"
+        cls.openai = openai.OpenAI(base_url=cls.base + "/v1", api_key=TOKEN, max_retries=0)
+        cls.anthropic = anthropic.Anthropic(base_url=cls.base, api_key=TOKEN, max_retries=0)
+
+    @classmethod
+    def tearDownClass(cls):
+        for proc in (cls.gateway, cls.mock):
+            proc.terminate()
+            proc.wait(timeout=10)
+        cls.log.seek(0)
+        output = cls.log.read()
+        cls.log.close()
+        cls.tmp.cleanup()
+        for key in (OPENAI_KEY, ANTHROPIC_KEY):
+            assert key not in output, "a provider key reached the gateway log"
+
+    def mock_requests(self):
+        import urllib.request
+        with urllib.request.urlopen(self.mock_url + "/_mock/requests") as response:
+            return json.loads(response.read())
+
+    def test_openai_chat(self):
+        reply = self.openai.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hello from the openai sdk"}])
+        self.assertIn("hello from the openai sdk", reply.choices[0].message.content)
+        self.assertGreater(reply.usage.prompt_tokens, 0)
+
+    def test_openai_stream_without_and_with_usage(self):
+        chunks = list(self.openai.chat.completions.create(
+            model="gpt-4o", stream=True, messages=[{"role": "user", "content": "stream me please"}]))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        self.assertIn("stream me please", text)
+        self.assertTrue(all(c.choices for c in chunks), "the usage chunk Keygate added reached the client")
+        chunks = list(self.openai.chat.completions.create(
+            model="gpt-4o", stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "with usage"}]))
+        self.assertIsNotNone(chunks[-1].usage)
+
+    def test_openai_embeddings_responses_and_models(self):
+        embedding = self.openai.embeddings.create(model="text-embedding-3-small", input="embed this")
+        self.assertGreater(len(embedding.data[0].embedding), 0)
+        response = self.openai.responses.create(model="gpt-4o", input="respond to this")
+        self.assertIn("respond to this", response.output_text)
+        ids = [m.id for m in self.openai.models.list()]
+        self.assertIn("gpt-4o", ids)
+        self.assertIn("claude-sonnet-4-5", ids)
+
+    def test_openai_sdk_to_claude_and_mock(self):
+        reply = self.openai.chat.completions.create(
+            model="claude-haiku-4-5", messages=[{"role": "user", "content": "openai format to claude"}])
+        self.assertIn("openai format to claude", reply.choices[0].message.content)
+        reply = self.openai.chat.completions.create(
+            model="mock:echo", messages=[{"role": "user", "content": "offline"}])
+        self.assertEqual(reply.choices[0].message.content, "offline")
+
+    def test_anthropic_messages(self):
+        message = self.anthropic.messages.create(
+            model="claude-sonnet-4-5", max_tokens=64,
+            messages=[{"role": "user", "content": "hello from the anthropic sdk"}])
+        self.assertIn("hello from the anthropic sdk", message.content[0].text)
+        with self.anthropic.messages.stream(
+                model="claude-sonnet-4-5", max_tokens=64,
+                messages=[{"role": "user", "content": "stream from anthropic"}]) as stream:
+            text = "".join(stream.text_stream)
+        self.assertIn("stream from anthropic", text)
+        count = self.anthropic.messages.count_tokens(
+            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "count me"}])
+        self.assertGreater(count.input_tokens, 0)
+
+    def test_errors_surface_in_the_sdks(self):
+        with self.assertRaises(openai.UnprocessableEntityError) as caught:
+            self.openai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        self.assertEqual(caught.exception.code, "ERR_KEYGATE_3804")
+        with self.assertRaises(anthropic.UnprocessableEntityError) as caught:
+            self.anthropic.messages.create(model="gpt-4o", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        self.assertIn("ERR_KEYGATE_3813", str(caught.exception))
+        bad = openai.OpenAI(base_url=self.base + "/v1", api_key="wrong-token", max_retries=0)
+        with self.assertRaises(openai.AuthenticationError):
+            bad.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+
+    def test_provider_sees_server_keys_only(self):
+        self.openai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "whose key"}])
+        self.anthropic.messages.create(model="claude-haiku-4-5", max_tokens=8,
+                                       messages=[{"role": "user", "content": "whose key"}])
+        seen = json.dumps(self.mock_requests())
+        self.assertNotIn(TOKEN, seen, "the gateway token reached the provider")
+        self.assertIn(OPENAI_KEY, seen)
+        self.assertIn(ANTHROPIC_KEY, seen)
+
+
+if __name__ == "__main__":
+    unittest.main()
