@@ -148,7 +148,7 @@ class SdkTests(unittest.TestCase):
         self.assertIn("respond to this", response.output_text)
         ids = [m.id for m in self.openai.models.list()]
         self.assertIn("gpt-4o", ids)
-        self.assertIn("claude-sonnet-4-5", ids)
+        self.assertIn("claude-sonnet-4-6", ids)
 
     def test_openai_sdk_to_claude_and_mock(self):
         reply = self.openai.chat.completions.create(
@@ -160,16 +160,16 @@ class SdkTests(unittest.TestCase):
 
     def test_anthropic_messages(self):
         message = self.anthropic.messages.create(
-            model="claude-sonnet-4-5", max_tokens=64,
+            model="claude-sonnet-4-6", max_tokens=64,
             messages=[{"role": "user", "content": "hello from the anthropic sdk"}])
         self.assertIn("hello from the anthropic sdk", message.content[0].text)
         with self.anthropic.messages.stream(
-                model="claude-sonnet-4-5", max_tokens=64,
+                model="claude-sonnet-4-6", max_tokens=64,
                 messages=[{"role": "user", "content": "stream from anthropic"}]) as stream:
             text = "".join(stream.text_stream)
         self.assertIn("stream from anthropic", text)
         count = self.anthropic.messages.count_tokens(
-            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "count me"}])
+            model="claude-sonnet-4-6", messages=[{"role": "user", "content": "count me"}])
         self.assertGreater(count.input_tokens, 0)
 
     def test_errors_surface_in_the_sdks(self):
