@@ -4,19 +4,31 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use common::{get, start};
 use serde_json::Value;
 
+/// Kills the child if the test fails before it exits.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn mock_binary_serves_and_stops_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate-mock"))
-        .args(["--listen", "127.0.0.1:0", "--chunks", "2", "--max-records", "5"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn keygate-mock");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut child = Reap(
+        Command::new(env!("CARGO_BIN_EXE_keygate-mock"))
+            .args(["--listen", "127.0.0.1:0", "--chunks", "2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn keygate-mock"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("banner");
     let url = line
@@ -31,11 +43,11 @@ async fn mock_binary_serves_and_stops_on_sigterm() {
     assert_eq!(records[0]["path"], "/v1/models");
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
-    let exit = child.wait().expect("wait");
+    let exit = child.0.wait().expect("wait");
     assert!(exit.success(), "{exit:?}");
 }
 
@@ -44,13 +56,34 @@ async fn load_binary_prints_a_json_report() {
     let mock = start().await;
     let url = format!("{}/v1/chat/completions", mock.url());
     let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi there"}]}"#;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_keygate-load"))
-        .args(["--url", &url, "--rate", "50", "--duration", "0.4", "--warmup", "0.1"])
-        .args(["--connections", "2", "--body", body, "--stream", "--label", "t"])
-        .args(["-H", "content-type: application/json"])
-        .output()
-        .await
-        .expect("run keygate-load");
+    // Run the blocking child off the runtime thread so the in-process mock keeps serving.
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_keygate-load"))
+            .args([
+                "--url",
+                &url,
+                "--rate",
+                "50",
+                "--duration",
+                "0.4",
+                "--warmup",
+                "0.1",
+            ])
+            .args([
+                "--connections",
+                "2",
+                "--body",
+                body,
+                "--stream",
+                "--label",
+                "t",
+            ])
+            .args(["-H", "content-type: application/json"])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run keygate-load");
     assert!(output.status.success(), "{output:?}");
     let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
     assert_eq!(report["label"], "t");
@@ -69,7 +102,7 @@ fn load_binary_rejects_bad_arguments() {
     for args in [
         vec!["--url", "https://x/"],
         vec!["--url", "http://127.0.0.1:1/", "--header", "no-colon"],
-        vec!["--url", "http://127.0.0.1:1/", "--rate", "-5"],
+        vec!["--url", "http://127.0.0.1:1/", "--rate=-5"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_keygate-load"))
             .args(&args)

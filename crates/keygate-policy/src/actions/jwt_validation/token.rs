@@ -258,6 +258,32 @@ mod tests {
     }
 
     #[test]
+    fn eddsa_tokens_verify_with_an_okp_key_without_alg() {
+        const ED_JWK: &str = include_str!("../../../../keygate/tests/fixtures/jwt/ed-1.jwk.json");
+        const ED_KEY: &str = include_str!("../../../../keygate/tests/fixtures/jwt/ed-1.key.pem");
+        let doc = format!("{{\"keys\": [{ED_JWK}, {RSA_JWK}]}}");
+        let keys: Vec<_> = parse_jwks(doc.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("ed-1".into());
+        let token = encode(
+            &header,
+            &claims(),
+            &EncodingKey::from_ed_pem(ED_KEY.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let parsed = parse(&token, &[Algorithm::EdDSA]).unwrap();
+        assert!(parsed.verify(&keys));
+        assert!(
+            !parsed.verify(&keys[1..]),
+            "the RSA key never verifies EdDSA"
+        );
+    }
+
+    #[test]
     fn signature_by_another_key_fails() {
         let forged = rsa_token("rsa-1", RSA2_KEY, &claims());
         assert!(!parse(&forged, ALLOWED).unwrap().verify(&keys()));
