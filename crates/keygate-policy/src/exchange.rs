@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, LengthLimitError};
 use keygate_ai::ApiFormat;
 use keygate_cel::{ActionResults, ConnInfo, RequestView, ResponseView, Scope, SecretSource, Vars};
 
@@ -105,26 +105,36 @@ impl Exchange {
     }
 
     /// Reads the whole request body (at most `max_body_bytes`) and keeps it for forwarding.
+    ///
+    /// Reads frame by frame (not `Limited::collect`, whose future is not provably `Send` inside an
+    /// action future).
     pub async fn buffer_body(&mut self) -> Result<Bytes, GatewayError> {
-        let body = match std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new())) {
-            RequestBody::Buffered(bytes) => bytes,
-            RequestBody::Streaming(body) => {
-                let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
-                match Limited::new(body, limit).collect().await {
-                    Ok(collected) => collected.to_bytes(),
-                    Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                        return Err(GatewayError::body_too_large(self.max_body_bytes));
-                    }
-                    Err(err) => {
-                        return Err(GatewayError::bad_request(format!(
-                            "reading the request body failed: {err}"
-                        )))
-                    }
-                }
+        let mut body = match std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new())) {
+            RequestBody::Buffered(bytes) => {
+                self.body = RequestBody::Buffered(bytes.clone());
+                return Ok(bytes);
             }
+            RequestBody::Streaming(body) => body,
         };
-        self.body = RequestBody::Buffered(body.clone());
-        Ok(body)
+        let mut buffer = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| {
+                if err.is::<LengthLimitError>() {
+                    GatewayError::body_too_large(self.max_body_bytes)
+                } else {
+                    GatewayError::bad_request(format!("reading the request body failed: {err}"))
+                }
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if (buffer.len() + data.len()) as u64 > self.max_body_bytes {
+                    return Err(GatewayError::body_too_large(self.max_body_bytes));
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        let bytes = buffer.freeze();
+        self.body = RequestBody::Buffered(bytes.clone());
+        Ok(bytes)
     }
 
     /// Takes the body for forwarding, leaving an empty one.

@@ -11,9 +11,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use keygate_cel::{from_json, EvalError, Scope, Template, Value};
 
@@ -24,7 +22,7 @@ use crate::action::{Action, ActionError, ActionFuture, ActionKind, Flow, Phase, 
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
 use crate::error::GatewayError;
-use crate::exchange::{Exchange, RequestBody};
+use crate::exchange::Exchange;
 
 pub const KIND: ActionKind = ActionKind {
     name: "jwt-validation",
@@ -288,7 +286,7 @@ async fn locate(
         Method::Header => extract::from_header(&ex.request.headers, &spec.name, prefix),
         Method::Body => match extract::body_allowed(&ex.request.method) {
             Ok(()) => {
-                let body = buffer_body(ex).await?;
+                let body = ex.buffer_body().await?;
                 extract::from_body(&ex.request.headers, &body, &spec.name, prefix)
             }
             Err(err) => Err(err),
@@ -326,34 +324,6 @@ fn rejection(err: &TokenError) -> GatewayError {
         http::header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer error=\"invalid_token\""),
     )
-}
-
-/// Reads the whole request body (at most `--max-body-bytes`) and keeps it for forwarding, like
-/// [`Exchange::buffer_body`], whose future is not provably `Send` inside an action future
-/// (`Limited`'s higher-ranked error conversion); this frame loop is.
-async fn buffer_body(ex: &mut Exchange) -> Result<Bytes, GatewayError> {
-    let mut body = match std::mem::replace(&mut ex.body, RequestBody::Buffered(Bytes::new())) {
-        RequestBody::Buffered(bytes) => {
-            ex.body = RequestBody::Buffered(bytes.clone());
-            return Ok(bytes);
-        }
-        RequestBody::Streaming(body) => body,
-    };
-    let mut buffer = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| {
-            GatewayError::bad_request(format!("reading the request body failed: {err}"))
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if (buffer.len() + data.len()) as u64 > ex.max_body_bytes {
-                return Err(GatewayError::body_too_large(ex.max_body_bytes));
-            }
-            buffer.extend_from_slice(&data);
-        }
-    }
-    let bytes = buffer.freeze();
-    ex.body = RequestBody::Buffered(bytes.clone());
-    Ok(bytes)
 }
 
 fn unix_now() -> i64 {
