@@ -5,7 +5,9 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use keygate_ai::{prepare_body, BodyOptions, Catalog, ClientRequest, GatewaySpec, Registry, SseScanner, Surface};
+use keygate_ai::{
+    prepare_body, BodyOptions, Catalog, ClientRequest, GatewaySpec, Registry, SseScanner, Surface,
+};
 use serde_json::json;
 
 /// An OpenAI chat stream of `events` content chunks plus the usage chunk and `[DONE]`.
@@ -31,8 +33,16 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parse_resolve_prepare", |b| {
         b.iter(|| {
             let request = ClientRequest::parse(black_box(bytes.as_bytes())).expect("parse");
-            let resolution = registry.resolve(&request.requested(), Surface::ChatCompletions).expect("resolve");
-            prepare_body(&request, Surface::ChatCompletions, &resolution.candidates[0], &BodyOptions::default()).to_bytes()
+            let resolution = registry
+                .resolve(&request.requested(), Surface::ChatCompletions)
+                .expect("resolve");
+            prepare_body(
+                &request,
+                Surface::ChatCompletions,
+                &resolution.candidates[0],
+                &BodyOptions::default(),
+            )
+            .to_bytes()
         })
     });
 

@@ -19,6 +19,11 @@ use secrecy::{ExposeSecret, SecretString};
 pub trait SecretSource: Send + Sync {
     /// The current value of secret `name` in vault `vault`.
     fn get(&self, vault: &str, name: &str) -> Result<Arc<SecretString>, SecretError>;
+
+    /// Brings a cached source up to date with its store before returning. The gateway calls it
+    /// before compiling a reloaded policy, so a secret added just before the policy that reads it
+    /// is never missed. Sources without a cache need not do anything.
+    fn refresh(&self) {}
 }
 
 /// Why a secret could not be read. Messages name the vault and secret, never a value.

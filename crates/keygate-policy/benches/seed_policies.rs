@@ -113,13 +113,20 @@ fn bench(c: &mut Criterion) {
         tls: None,
         started: SystemTime::now(),
     });
-    for (name, text) in [("bearer", BEARER), ("multiple_tokens", MULTIPLE), ("x_api_key", API_KEY)] {
+    for (name, text) in [
+        ("bearer", BEARER),
+        ("multiple_tokens", MULTIPLE),
+        ("x_api_key", API_KEY),
+    ] {
         let policy = Policy::compile(name, text, &compiler, &deps).expect("seed policy compiles");
         c.bench_function(&format!("seed_policy/{name}/authorized"), |b| {
             b.iter_batched(
                 || exchange(&secrets, &conn),
                 |mut ex| {
-                    let outcome = policy.on_http_request(&mut ex).now_or_never().expect("ready");
+                    let outcome = policy
+                        .on_http_request(&mut ex)
+                        .now_or_never()
+                        .expect("ready");
                     assert!(matches!(outcome, Outcome::Continue));
                     ex
                 },

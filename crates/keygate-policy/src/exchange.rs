@@ -109,7 +109,8 @@ impl Exchange {
     /// Reads frame by frame (not `Limited::collect`, whose future is not provably `Send` inside an
     /// action future).
     pub async fn buffer_body(&mut self) -> Result<Bytes, GatewayError> {
-        let mut body = match std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new())) {
+        let mut body = match std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new()))
+        {
             RequestBody::Buffered(bytes) => {
                 self.body = RequestBody::Buffered(bytes.clone());
                 return Ok(bytes);

@@ -54,8 +54,19 @@ on_http_request:
 ";
     let errors = errors(text);
     assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(errors[0].starts_with("policy.yml:10:9: on_http_request[1].expressions[0]: invalid expression"), "{}", errors[0]);
-    assert!(errors[1].starts_with("policy.yml:15:18: on_http_request[1].actions[0].config.bogus: unknown field `bogus`"), "{}", errors[1]);
+    assert!(
+        errors[0]
+            .starts_with("policy.yml:10:9: on_http_request[1].expressions[0]: invalid expression"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with(
+            "policy.yml:15:18: on_http_request[1].actions[0].config.bogus: unknown field `bogus`"
+        ),
+        "{}",
+        errors[1]
+    );
     assert!(errors[2].starts_with("policy.yml:16:15: on_http_request[1].actions[1].type: unknown action type 'no-such-action'"), "{}", errors[2]);
 }
 
@@ -80,16 +91,32 @@ fn structural_mistakes_are_reported() {
     ];
     for (text, expected) in cases {
         let errors = errors(text);
-        assert!(errors.iter().any(|e| e.contains(expected)), "{text:?}: expected {expected:?} in {errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{text:?}: expected {expected:?} in {errors:#?}"
+        );
     }
 }
 
 #[test]
 fn legacy_names_load_with_warnings() {
-    let policy = compile("inbound:\n  - actions:\n      - type: custom-response\n        config: {content: hi}\n").unwrap();
+    let policy = compile(
+        "inbound:\n  - actions:\n      - type: custom-response\n        config: {content: hi}\n",
+    )
+    .unwrap();
     let warnings: Vec<String> = policy.warnings.iter().map(|w| w.message.clone()).collect();
-    assert!(warnings.iter().any(|w| w.contains("'inbound' is deprecated")), "{warnings:?}");
-    assert!(warnings.iter().any(|w| w.contains("'content' is deprecated")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("'inbound' is deprecated")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("'content' is deprecated")),
+        "{warnings:?}"
+    );
 }
 
 #[test]
@@ -97,9 +124,15 @@ fn json_policies_load() {
     let text = r#"{"on_http_request": [{"name": "r", "expressions": ["req.method == 'GET'"],
         "actions": [{"type": "custom-response", "config": {"status_code": 200, "body": "hi"}}]}]}"#;
     let policy = compile(text).unwrap();
-    assert_eq!(policy.rule_names(keygate_policy::Phase::OnHttpRequest), ["r"]);
+    assert_eq!(
+        policy.rule_names(keygate_policy::Phase::OnHttpRequest),
+        ["r"]
+    );
     let errors = errors("{\n  \"on_http_request\": [\n    {\"actions\": [{\"type\": \"deny\", \"config\": {\"status\": 1}}]}\n  ]\n}");
-    assert!(errors[0].starts_with("policy.yml:3:56: on_http_request[0].actions[0].config.status"), "{errors:?}");
+    assert!(
+        errors[0].starts_with("policy.yml:3:56: on_http_request[0].actions[0].config.status"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -108,7 +141,10 @@ fn examples_and_seed_policies_load() {
     let mut count = 0;
     for entry in std::fs::read_dir(dir).expect("examples dir") {
         let path = entry.expect("entry").path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml" | "json")) {
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yml" | "yaml" | "json")
+        ) {
             let text = std::fs::read_to_string(&path).expect("read example");
             if let Err(err) = compile(&text) {
                 panic!("{} does not load: {err}", path.display());
@@ -126,14 +162,26 @@ fn garbage_never_panics() {
     let mut inputs: Vec<String> = vec![
         "[".repeat(10_000),
         "{a: ".repeat(5_000),
-        format!("on_http_request:\n  - name: {}\n    actions: [{{type: deny}}]\n", "x".repeat(5_000_000)),
-        format!("on_http_request:\n  - expressions: [\"{}\"]\n    actions: [{{type: deny}}]\n", "(".repeat(10_000)),
-        format!("on_http_request:\n  - expressions: [\"{}\"]\n    actions: [{{type: deny}}]\n", "a+".repeat(100_000) + "a"),
+        format!(
+            "on_http_request:\n  - name: {}\n    actions: [{{type: deny}}]\n",
+            "x".repeat(5_000_000)
+        ),
+        format!(
+            "on_http_request:\n  - expressions: [\"{}\"]\n    actions: [{{type: deny}}]\n",
+            "(".repeat(10_000)
+        ),
+        format!(
+            "on_http_request:\n  - expressions: [\"{}\"]\n    actions: [{{type: deny}}]\n",
+            "a+".repeat(100_000) + "a"
+        ),
         "\u{0}\u{1}\u{2}".into(),
         "on_http_request: !!binary aGVsbG8=\n".into(),
         "on_http_request: &a [*a]\n".into(),
     ];
-    let replacements = ["", "[", "]", "{", "}", ":", "- ", "'", "\"", "${", "null", "[[[]]]", "{}", "7", "true", "\t"];
+    let replacements = [
+        "", "[", "]", "{", "}", ":", "- ", "'", "\"", "${", "null", "[[[]]]", "{}", "7", "true",
+        "\t",
+    ];
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     for _ in 0..3000 {
         seed ^= seed << 13;

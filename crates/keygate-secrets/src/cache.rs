@@ -4,7 +4,7 @@
 //! reload.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -20,7 +20,19 @@ use crate::store::Store;
 struct Shared {
     current: ArcSwap<Snapshot>,
     stop: AtomicBool,
+    /// How many checks the watcher has begun and finished, for [`SecretSource::refresh`].
+    checks: Mutex<Checks>,
+    checked: Condvar,
 }
+
+#[derive(Default)]
+struct Checks {
+    begun: u64,
+    finished: u64,
+}
+
+/// How long [`SecretSource::refresh`] waits for the watcher at most.
+const REFRESH_WAIT: Duration = Duration::from_secs(2);
 
 /// A cached, self-refreshing view of every secret. Dropping it stops the watcher thread.
 pub struct CachedSecrets {
@@ -47,6 +59,8 @@ impl CachedSecrets {
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(first),
             stop: AtomicBool::new(false),
+            checks: Mutex::new(Checks::default()),
+            checked: Condvar::new(),
         });
         let watcher_shared = Arc::clone(&shared);
         let dir = store.data_dir().to_path_buf();
@@ -70,6 +84,22 @@ impl SecretSource for CachedSecrets {
     fn get(&self, vault: &str, name: &str) -> Result<Arc<SecretString>, SecretError> {
         self.shared.current.load().get(vault, name)
     }
+
+    /// Wakes the watcher and waits until a check that began after this call has finished.
+    fn refresh(&self) {
+        let Some(watcher) = &self.watcher else { return };
+        let checks = self
+            .shared
+            .checks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let target = checks.begun + 1;
+        watcher.thread().unpark();
+        let _ = self
+            .shared
+            .checked
+            .wait_timeout_while(checks, REFRESH_WAIT, |checks| checks.finished < target);
+    }
 }
 
 impl Drop for CachedSecrets {
@@ -92,31 +122,47 @@ fn watch(store: &Store, shared: &Shared, poll_interval: Duration) {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        let seen = shared.current.load().generation();
-        let refreshed = store.generation().and_then(|generation| {
-            if generation == seen {
-                Ok(None)
-            } else {
-                store.load_snapshot().map(Some)
-            }
-        });
-        match refreshed {
-            Ok(Some(snapshot)) => {
-                tracing::info!(
-                    generation = snapshot.generation(),
-                    secrets = snapshot.len(),
-                    "secrets reloaded"
-                );
-                shared.current.store(Arc::new(snapshot));
-                failing = false;
-            }
-            Ok(None) => failing = false,
-            Err(err) if !failing => {
-                tracing::error!(error = %err, "secret reload failed; keeping the previous secrets");
-                failing = true;
-            }
-            Err(_) => {}
+        shared
+            .checks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .begun += 1;
+        check(store, shared, &mut failing);
+        let mut checks = shared
+            .checks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        checks.finished = checks.begun;
+        shared.checked.notify_all();
+    }
+}
+
+/// One check: reload when the store's generation differs from the snapshot's.
+fn check(store: &Store, shared: &Shared, failing: &mut bool) {
+    let seen = shared.current.load().generation();
+    let refreshed = store.generation().and_then(|generation| {
+        if generation == seen {
+            Ok(None)
+        } else {
+            store.load_snapshot().map(Some)
         }
+    });
+    match refreshed {
+        Ok(Some(snapshot)) => {
+            tracing::info!(
+                generation = snapshot.generation(),
+                secrets = snapshot.len(),
+                "secrets reloaded"
+            );
+            shared.current.store(Arc::new(snapshot));
+            *failing = false;
+        }
+        Ok(None) => *failing = false,
+        Err(err) if !*failing => {
+            tracing::error!(error = %err, "secret reload failed; keeping the previous secrets");
+            *failing = true;
+        }
+        Err(_) => {}
     }
 }
 
@@ -143,6 +189,24 @@ mod tests {
             thread::sleep(Duration::from_millis(10));
         }
         start.elapsed()
+    }
+
+    #[test]
+    fn refresh_sees_a_write_made_just_before() {
+        let dir = TempDir::new("refresh");
+        let writer = Store::open_unlocked(dir.path(), &inline_key(9)).unwrap();
+        let vault = writer.create_vault("gateway-auth", "").unwrap();
+        let reader = Store::open_unlocked(dir.path(), &inline_key(9)).unwrap();
+        // A poll interval far longer than the test: only `refresh` can bring the change in.
+        let cache = CachedSecrets::start(reader, Duration::from_secs(3600)).unwrap();
+        for round in 0..5 {
+            let name = format!("token-{round}");
+            writer
+                .create_secret(&vault.id, &name, &SecretString::from("v"), "")
+                .unwrap();
+            cache.refresh();
+            assert!(cache.get("gateway-auth", &name).is_ok(), "round {round}");
+        }
     }
 
     #[test]

@@ -41,6 +41,8 @@ impl Gateway {
 
     /// Reloads the policy file: swaps it in when valid, keeps the old one otherwise.
     pub fn reload(&self) {
+        // A secret stored just before the policy that reads it must be visible to the new policy.
+        self.deps.secrets.refresh();
         match self.load_policy() {
             Ok(policy) => {
                 log_warnings(&self.config.policy, &policy);

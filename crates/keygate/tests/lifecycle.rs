@@ -21,11 +21,20 @@ async fn reload_under_load_loses_no_request_and_keeps_the_last_good_policy() {
     let total = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let (stop, failures, seen_v2, total, addr) = (stop.clone(), failures.clone(), seen_v2.clone(), total.clone(), gw.addr);
+        let (stop, failures, seen_v2, total, addr) = (
+            stop.clone(),
+            failures.clone(),
+            seen_v2.clone(),
+            total.clone(),
+            gw.addr,
+        );
         clients.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match send(addr, Req::get("/")).await {
-                    Ok(reply) if reply.status == 200 && (reply.text() == "v1" || reply.text() == "v2") => {
+                    Ok(reply)
+                        if reply.status == 200
+                            && (reply.text() == "v1" || reply.text() == "v2") =>
+                    {
                         if reply.text() == "v2" {
                             seen_v2.fetch_add(1, Ordering::Relaxed);
                         }
@@ -47,18 +56,42 @@ async fn reload_under_load_loses_no_request_and_keeps_the_last_good_policy() {
     while seen_v2.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(seen_v2.load(Ordering::Relaxed) > 0, "the new policy never took effect:\n{}", gw.output());
+    assert!(
+        seen_v2.load(Ordering::Relaxed) > 0,
+        "the new policy never took effect:\n{}",
+        gw.output()
+    );
     // An invalid policy is rejected; v2 keeps serving.
-    std::fs::write(&gw.policy_path, "on_http_request:\n  - actions:\n      - type: nope\n").unwrap();
-    assert!(gw.wait_for_output("policy reload rejected", Duration::from_secs(5)), "{}", gw.output());
-    assert!(gw.output().contains("policy.yml:3:15: on_http_request[0].actions[0].type"), "{}", gw.output());
+    std::fs::write(
+        &gw.policy_path,
+        "on_http_request:\n  - actions:\n      - type: nope\n",
+    )
+    .unwrap();
+    assert!(
+        gw.wait_for_output("policy reload rejected", Duration::from_secs(5)),
+        "{}",
+        gw.output()
+    );
+    assert!(
+        gw.output()
+            .contains("policy.yml:3:15: on_http_request[0].actions[0].type"),
+        "{}",
+        gw.output()
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during reload");
-    assert!(total.load(Ordering::Relaxed) > 50, "too few requests to mean anything");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed during reload"
+    );
+    assert!(
+        total.load(Ordering::Relaxed) > 50,
+        "too few requests to mean anything"
+    );
     let after = send(gw.addr, Req::get("/")).await.unwrap();
     assert_eq!(after.text(), "v2");
     // SIGHUP reloads too.
@@ -69,11 +102,17 @@ async fn reload_under_load_loses_no_request_and_keeps_the_last_good_policy() {
         if send(gw.addr, Req::get("/")).await.unwrap().text() == "v3" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let metrics = send(gw.admin, Req::get("/metrics")).await.unwrap().text();
-    assert!(metrics.contains("keygate_policy_reloads_total{result=\"error\"}"), "{metrics}");
+    assert!(
+        metrics.contains("keygate_policy_reloads_total{result=\"error\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -81,13 +120,19 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let upstream = EchoUpstream::start().await;
     let mut gw = Gateway::start("on_http_request: []\n", &["--upstream", &upstream.url()]);
     let addr = gw.addr;
-    let slow = tokio::spawn(async move { send(addr, Req::get("/slow").header("x-delay-ms", "700")).await });
+    let slow =
+        tokio::spawn(
+            async move { send(addr, Req::get("/slow").header("x-delay-ms", "700")).await },
+        );
     tokio::time::sleep(Duration::from_millis(200)).await;
     gw.signal("TERM");
     let reply = slow.await.unwrap().expect("in-flight request completes");
     assert_eq!(reply.status, 200);
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
-    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after shutdown");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 fn check(text: &str) -> (i32, String, String) {
@@ -101,8 +146,13 @@ fn check(text: &str) -> (i32, String, String) {
         .arg(dir.path().join("none"))
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).replace(&path.display().to_string(), "policy.yml");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+    let stderr =
+        String::from_utf8_lossy(&output.stderr).replace(&path.display().to_string(), "policy.yml");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    )
 }
 
 #[test]
@@ -116,9 +166,16 @@ fn policy_check_prints_ok_or_every_error() {
     assert!(stdout.is_empty());
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
-    assert!(lines[0].starts_with("policy.yml:5:19: on_http_request[0].actions[0].config.allow[0]: "), "{stderr}");
+    assert!(
+        lines[0].starts_with("policy.yml:5:19: on_http_request[0].actions[0].config.allow[0]: "),
+        "{stderr}"
+    );
     assert!(lines[0].contains("10.0.0.0/33"), "{stderr}");
-    assert!(lines[1].starts_with("policy.yml:6:19: on_http_request[1].expressions[0]: invalid expression"), "{stderr}");
+    assert!(
+        lines[1]
+            .starts_with("policy.yml:6:19: on_http_request[1].expressions[0]: invalid expression"),
+        "{stderr}"
+    );
     let (code, _, stderr) = check("on_http_request: [\n");
     assert_eq!(code, 2);
     assert!(stderr.starts_with("policy.yml:"), "{stderr}");
@@ -129,10 +186,12 @@ async fn http2_prior_knowledge_is_served() {
     use http_body_util::{BodyExt, Empty};
     let gw = Gateway::start(&policy_answering("over h2"), &[]);
     let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
     tokio::spawn(connection);
     let request = hyper::Request::builder()
         .uri(format!("http://{}/", gw.addr))

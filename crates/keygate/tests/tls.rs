@@ -14,9 +14,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Writes a self-signed certificate for `localhost`/127.0.0.1 with common name `cn`.
 fn make_cert(dir: &Path, cn: &str) {
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", &format!("/CN={cn}"), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .args([
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ])
         .arg("-keyout")
         .arg(dir.join("key.pem"))
         .arg("-out")
@@ -38,12 +58,22 @@ on_http_request:
 fn start(certs: &TempDir) -> Gateway {
     let cert = certs.path().join("cert.pem").display().to_string();
     let key = certs.path().join("key.pem").display().to_string();
-    Gateway::start_with(POLICY, Options { args: vec!["--tls-cert".into(), cert, "--tls-key".into(), key], ..Options::default() })
+    Gateway::start_with(
+        POLICY,
+        Options {
+            args: vec!["--tls-cert".into(), cert, "--tls-key".into(), key],
+            ..Options::default()
+        },
+    )
 }
 
 /// Connects with `versions` and `alpn`; returns the server's leaf certificate and the HTTP/1.1 body.
 /// The server certificate is checked by the test itself (it compares leaves), not by a CA chain.
-async fn get(gw: &Gateway, versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> (Vec<u8>, String) {
+async fn get(
+    gw: &Gateway,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> (Vec<u8>, String) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
@@ -54,9 +84,14 @@ async fn get(gw: &Gateway, versions: &[&'static rustls::SupportedProtocolVersion
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
     let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut raw = Vec::new();
     let _ = tls.read_to_end(&mut raw).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -85,7 +120,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -94,7 +134,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -125,14 +170,21 @@ async fn serves_tls12_and_tls13_with_alpn_and_reloads_the_certificate() {
         if leaf != first_leaf {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "certificate was not reloaded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "certificate was not reloaded"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(gw.wait_for_output("TLS certificate reloaded", Duration::from_secs(2)));
 
     // A broken replacement is refused; the current certificate keeps serving.
     std::fs::write(&cert, "not a certificate").unwrap();
-    assert!(gw.wait_for_output("TLS certificate reload rejected", Duration::from_secs(10)), "{}", gw.output());
+    assert!(
+        gw.wait_for_output("TLS certificate reload rejected", Duration::from_secs(10)),
+        "{}",
+        gw.output()
+    );
     let (_, body) = get(&gw, &[&rustls::version::TLS13], &[]).await;
     assert!(body.starts_with("TLSv1.3"), "{body}");
 }
@@ -145,14 +197,37 @@ fn bad_certificates_stop_the_start_with_exit_2() {
     make_cert(other.path(), "two");
     let policy = certs.path().join("policy.yml");
     std::fs::write(&policy, "on_http_request: []\n").unwrap();
-    std::fs::write(certs.path().join("garbage.pem"), "-----BEGIN CERTIFICATE-----\nnope\n").unwrap();
+    std::fs::write(
+        certs.path().join("garbage.pem"),
+        "-----BEGIN CERTIFICATE-----\nnope\n",
+    )
+    .unwrap();
     for (cert, key, expected) in [
-        (certs.path().join("cert.pem"), other.path().join("key.pem"), "do not form a valid pair"),
-        (certs.path().join("garbage.pem"), certs.path().join("key.pem"), "TLS certificate"),
-        (certs.path().join("missing.pem"), certs.path().join("key.pem"), "cannot read TLS certificate"),
+        (
+            certs.path().join("cert.pem"),
+            other.path().join("key.pem"),
+            "do not form a valid pair",
+        ),
+        (
+            certs.path().join("garbage.pem"),
+            certs.path().join("key.pem"),
+            "TLS certificate",
+        ),
+        (
+            certs.path().join("missing.pem"),
+            certs.path().join("key.pem"),
+            "cannot read TLS certificate",
+        ),
     ] {
         let output = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--policy"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--policy",
+            ])
             .arg(&policy)
             .arg("--data-dir")
             .arg(certs.path().join("data"))
@@ -164,6 +239,9 @@ fn bad_certificates_stop_the_start_with_exit_2() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in {stderr}"
+        );
     }
 }

@@ -332,7 +332,11 @@ mod tests {
         let text = "[".repeat(500) + &"]".repeat(500);
         // Refused by our depth limit or the YAML parser's own recursion limit; never a stack overflow.
         let err = parse(&text).unwrap_err();
-        assert!(err.message.contains("nesting") || err.message.contains("recursion limit"), "{}", err.message);
+        assert!(
+            err.message.contains("nesting") || err.message.contains("recursion limit"),
+            "{}",
+            err.message
+        );
         let err = parse(&"- ".repeat(MAX_DEPTH + 1)).unwrap_err();
         assert!(err.message.contains("nesting"), "{}", err.message);
     }
