@@ -4,7 +4,9 @@ Keygate runs the seed guide's policy (gateway token checked against a vault secr
 from vaults) with `--provider-url` pointing OpenAI and Anthropic at `keygate-mock`.
 
 Run: cargo build -p keygate -p keygate-mock && python3 -m unittest tests/sdk/test_sdks.py -v
-(pip install openai anthropic). KEYGATE_BIN / KEYGATE_MOCK_BIN override the binaries' paths.
+(pip install openai anthropic). KEYGATE_BIN / KEYGATE_MOCK_BIN override the binaries' paths;
+KEYGATE_MOCK_URL points at an already running mock instead of starting one (the Rust test
+crates/keygate/tests/sdk.rs runs this file that way, so `cargo test --workspace` covers it).
 """
 
 import json
@@ -90,10 +92,15 @@ class SdkTests(unittest.TestCase):
                            input=value.encode(), check=True, capture_output=True, env=env)
         policy = Path(cls.tmp.name) / "policy.yml"
         policy.write_text(POLICY)
-        mock_port, gw_port, admin_port = free_port(), free_port(), free_port()
-        cls.mock = subprocess.Popen([MOCK, "--listen", f"127.0.0.1:{mock_port}"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(mock_port, cls.mock, "keygate-mock")
+        gw_port, admin_port = free_port(), free_port()
+        if os.environ.get("KEYGATE_MOCK_URL"):
+            cls.mock = None
+            mock_port = int(os.environ["KEYGATE_MOCK_URL"].rsplit(":", 1)[1].strip("/"))
+        else:
+            mock_port = free_port()
+            cls.mock = subprocess.Popen([MOCK, "--listen", f"127.0.0.1:{mock_port}"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_port(mock_port, cls.mock, "keygate-mock")
         cls.log = open(Path(cls.tmp.name) / "gateway.log", "w+")
         cls.gateway = subprocess.Popen(
             [KEYGATE, "serve", "--policy", str(policy), "--listen", f"127.0.0.1:{gw_port}",
@@ -110,6 +117,8 @@ class SdkTests(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         for proc in (cls.gateway, cls.mock):
+            if proc is None:
+                continue
             proc.terminate()
             proc.wait(timeout=10)
         cls.log.seek(0)

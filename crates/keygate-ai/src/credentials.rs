@@ -10,7 +10,7 @@ use crate::ApiFormat;
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Client headers never forwarded upstream.
-const DROPPED: [&str; 16] = [
+const DROPPED: [&str; 17] = [
     "host",
     "content-length",
     "connection",
@@ -22,6 +22,7 @@ const DROPPED: [&str; 16] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "expect",
     "authorization",
     "x-api-key",
     "api-key",
@@ -172,6 +173,7 @@ mod tests {
             ("openai-organization", "org-1"),
             ("x-request-id", "r1"),
             ("anthropic-beta", "tools"),
+            ("expect", "100-continue"),
         ]);
         let mut out = upstream_headers(&client, ApiFormat::Anthropic, true);
         assert!(
@@ -180,6 +182,7 @@ mod tests {
                 && out.get("host").is_none()
         );
         assert!(out.get("accept-encoding").is_none() && out.get("openai-organization").is_none());
+        assert!(out.get("expect").is_none());
         assert_eq!(out["x-request-id"], "r1");
         assert_eq!(out["anthropic-beta"], "tools");
         assert_eq!(out["anthropic-version"], DEFAULT_ANTHROPIC_VERSION);

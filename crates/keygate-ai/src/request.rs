@@ -3,6 +3,9 @@
 
 use serde_json::{Map, Value};
 
+/// Most entries accepted in `models`: each may cost upstream attempts, so the list is bounded.
+pub const MAX_MODELS: usize = 32;
+
 /// Model names that ask the gateway to choose (reference 4.6).
 const AUTO_MODELS: [&str; 2] = ["ngrok/auto", "keygate/auto"];
 
@@ -36,6 +39,8 @@ pub enum RequestError {
     ModelsEntryNotString(usize),
     #[error("'stream' must be a boolean")]
     StreamNotBool,
+    #[error("'models' may list at most {MAX_MODELS} models")]
+    TooManyModels,
 }
 
 impl ClientRequest {
@@ -53,6 +58,9 @@ impl ClientRequest {
         };
         let models = match body.get("models") {
             None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) if items.len() > MAX_MODELS => {
+                return Err(RequestError::TooManyModels)
+            }
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
@@ -130,6 +138,14 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_3801() {
+        let many = format!(
+            "{{\"models\":{}}}",
+            serde_json::json!(vec!["m"; MAX_MODELS + 1])
+        );
+        assert_eq!(
+            ClientRequest::parse(many.as_bytes()),
+            Err(RequestError::TooManyModels)
+        );
         let cases: [(&[u8], RequestError); 6] = [
             (b"{", RequestError::NotJson(String::new())),
             (b"[1]", RequestError::NotObject),

@@ -144,18 +144,31 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// The JSON of a `data:` line that may carry usage; `None` for other lines and `[DONE]`.
+/// The JSON of a `data:` line that carries a `usage` object; `None` for other lines (most
+/// chunks, which carry `"usage": null` or none) without parsing them.
 fn parse_data_line(line: &[u8]) -> Option<Value> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let data = line.strip_prefix(b"data:")?;
-    if !contains(data, b"usage") {
+    if !has_usage_object(data) {
         return None;
     }
     serde_json::from_slice(data.trim_ascii_start()).ok()
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Whether `"usage"` followed by `:` and `{` (whitespace allowed) occurs in `data`.
+fn has_usage_object(data: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut rest = data;
+    while let Some(pos) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        let after = rest[pos + KEY.len()..].trim_ascii_start();
+        if let Some(value) = after.strip_prefix(b":") {
+            if value.trim_ascii_start().first() == Some(&b'{') {
+                return true;
+            }
+        }
+        rest = &rest[pos + KEY.len()..];
+    }
+    false
 }
 
 #[cfg(test)]
@@ -238,6 +251,15 @@ mod tests {
         let second = scanner.push(Bytes::from_static(b"ices\":[{}]}\n\n"));
         assert_eq!(&second[..], b"data: {\"choices\":[{}]}\n\n");
         assert!(scanner.finish().is_empty());
+    }
+
+    #[test]
+    fn only_usage_objects_are_parsed() {
+        assert!(has_usage_object(br#"{"usage":{"a":1}}"#));
+        assert!(has_usage_object(br#"{"usage" : {"a":1}}"#));
+        assert!(has_usage_object(br#"{"x":"usage","usage":{"a":1}}"#));
+        assert!(!has_usage_object(br#"{"usage":null}"#));
+        assert!(!has_usage_object(br#"{"text":"the \"usage\": {x}"}"#));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use tokio::time::Instant;
 
 /// The body type of every mock response.
 pub(crate) type MockBody = UnsyncBoxBody<Bytes, DroppedMidStream>;
@@ -34,19 +35,22 @@ pub(crate) fn full(bytes: Bytes) -> MockBody {
         .boxed_unsync()
 }
 
-/// A body sent piece by piece: paced pieces wait `delay` first; after `drop_after` pieces the
+/// A body sent piece by piece: the k-th paced piece is due `k × delay` after the body was built
+/// (deadlines, so timer rounding does not add up over a stream); after `drop_after` pieces the
 /// body fails, which aborts the connection.
 pub(crate) fn scripted(pieces: Vec<Piece>, delay: Duration, drop_after: Option<usize>) -> MockBody {
     struct State {
         pieces: VecDeque<Piece>,
         sent: usize,
         delay: Duration,
+        next_due: Instant,
         drop_after: Option<usize>,
     }
     let state = State {
         pieces: pieces.into(),
         sent: 0,
         delay,
+        next_due: Instant::now(),
         drop_after,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -59,7 +63,8 @@ pub(crate) fn scripted(pieces: Vec<Piece>, delay: Duration, drop_after: Option<u
         }
         let piece = st.pieces.pop_front()?;
         if piece.paced && !st.delay.is_zero() {
-            tokio::time::sleep(st.delay).await;
+            st.next_due += st.delay;
+            tokio::time::sleep_until(st.next_due).await;
         }
         st.sent += 1;
         Some((Ok(Frame::data(piece.bytes)), st))
@@ -127,6 +132,17 @@ mod tests {
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(60), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(90), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn pacing_follows_deadlines_without_drift() {
+        let pieces = (0..30).map(|_| piece("x", true)).collect();
+        let start = std::time::Instant::now();
+        let _ = frames(scripted(pieces, Duration::from_millis(2), None)).await;
+        let elapsed = start.elapsed();
+        // Relative sleeps would round each 2 ms pause up to ~3 ms (≈ 90 ms in all).
+        assert!(elapsed >= Duration::from_millis(60), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(80), "{elapsed:?}");
     }
 
     #[tokio::test]

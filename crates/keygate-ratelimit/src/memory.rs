@@ -77,7 +77,7 @@ struct Shard {
 
 impl Shard {
     fn check(&mut self, id: u64, now_ms: u64, limit: Limit, max: usize) -> Decision {
-        let decision = match self.buckets.get_mut(&id) {
+        match self.buckets.get_mut(&id) {
             Some(bucket) => {
                 bucket.referenced = true;
                 bucket.log.check(now_ms, limit)
@@ -96,11 +96,10 @@ impl Shard {
                     },
                 );
                 self.hand.push_back(id);
+                self.sweep(now_ms);
                 decision
             }
-        };
-        self.sweep(now_ms);
-        decision
+        }
     }
 
     /// Advances the hand a few steps: drops idle buckets, clears the mark of the others.

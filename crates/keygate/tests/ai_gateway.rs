@@ -133,6 +133,15 @@ fn auth_of(request: &RecordedRequest) -> String {
         .to_owned()
 }
 
+/// How many access-log lines the gateway has written.
+fn request_lines(gw: &Gateway) -> usize {
+    gw.output()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .count()
+}
+
 /// The access-log line (JSON) for the last request to `path`.
 fn access_line(gw: &Gateway, path: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -235,6 +244,42 @@ async fn chat_streaming_embeddings_and_models_with_key_failover() {
         .iter()
         .any(|m| m["id"] == "gpt-4o"));
 
+    // A client that goes away mid-stream ends the request at once (the upstream body is dropped
+    // with it): the access-log line appears long before the 10 s stream would have ended.
+    let mut slow = chat("gpt-4o");
+    slow["stream"] = json!(true);
+    let payload = slow.to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\n\
+         x-mock-chunks: 100\r\nx-mock-chunk-delay-ms: 100\r\ncontent-length: {}\r\n\r\n{payload}",
+        payload.len()
+    );
+    let before = request_lines(&gw);
+    let started = std::time::Instant::now();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("data:") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stream closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            !String::from_utf8_lossy(&seen).contains("[DONE]"),
+            "the stream should still be running"
+        );
+    }
+    while request_lines(&gw) == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the request did not end when the client left"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     let reply = post(&gw, "/v1/chat/completions", chat("mock-echo"), &[]).await;
     assert_eq!(reply.header("x-keygate-provider"), Some("mock"));
     assert!(reply.text().contains("Hello from the e2e test"));
@@ -325,6 +370,28 @@ async fn failover_across_providers_drops_and_timeouts() {
         access_line(&gw, "/v1/chat/completions")["ai"]["attempts"],
         4
     );
+
+    // A stream that breaks after its first bytes is not failed over: the client sees it end.
+    mock.clear_requests();
+    let mut stream = chat("claude-haiku-4-5");
+    stream["stream"] = json!(true);
+    let req = Req::post("/v1/chat/completions", stream.to_string())
+        .bearer(TOKEN)
+        .header("x-mock-drop", "mid-stream");
+    let broken = send(gw.addr, req).await;
+    match &broken {
+        Ok(reply) => assert!(
+            reply.status == 200 && !reply.text().contains("[DONE]"),
+            "{}: {}",
+            reply.status,
+            reply.text()
+        ),
+        Err(err) => assert!(
+            err.to_string().contains("chunked"),
+            "the head arrived, then the chunked body broke: {err}"
+        ),
+    }
+    assert_eq!(mock.requests().len(), 1, "no failover after the first byte");
 
     // Everything fails: 503 with the attempts listed, keys redacted.
     let reply = post(&gw, "/v1/chat/completions", chat("gpt-4o"), &[]).await;

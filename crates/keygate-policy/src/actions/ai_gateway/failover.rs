@@ -133,15 +133,14 @@ impl AiGateway {
                 record_metrics(candidate, &attempt.made, now.elapsed());
                 let timed_out_total =
                     attempt.made.end == AttemptEnd::Timeout && Instant::now() >= deadline;
-                let made = attempt.made.clone();
+                let time_to_first_byte = attempt.made.time_to_first_byte;
                 trace.tried[model_index].requests.push(attempt.made);
                 let request_index = trace.tried[model_index].requests.len() - 1;
                 let record = |usage: Arc<Usage>| AiRecord {
                     provider: candidate.provider.id.clone(),
                     model: candidate.model.id.clone(),
                     attempts: trace.attempts(),
-                    time_to_first_token: made
-                        .time_to_first_byte
+                    time_to_first_token: time_to_first_byte
                         .map(|ttfb| (now + ttfb).duration_since(started)),
                     usage,
                 };

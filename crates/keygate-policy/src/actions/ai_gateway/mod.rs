@@ -56,6 +56,8 @@ struct AiGateway {
     /// Some provider has server-side keys: the client's credential then never goes upstream.
     server_keys: bool,
     strategies: Vec<Strategy>,
+    /// Some strategy reads `metrics`: only then are `m.metrics` values built per request.
+    strategies_read_metrics: bool,
     headers: HeaderTemplates,
     query_params: Vec<(String, Template)>,
     body: Option<ValueTemplate>,
@@ -172,6 +174,7 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         registry,
         keys,
         server_keys,
+        strategies_read_metrics: strategies.iter().any(|s| s.source().contains("metrics")),
         strategies,
         headers,
         query_params,

@@ -20,9 +20,7 @@ use super::{AiGateway, KIND, METRICS};
 use crate::action::{ActionError, Flow};
 use crate::body::{full, Body};
 use crate::error::GatewayError;
-use crate::exchange::{AiRecord, Exchange, RequestBody, Usage};
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
+use crate::exchange::{AiRecord, Exchange, Usage};
 
 /// Why the action stopped without a provider answer.
 pub(super) enum Stop {
@@ -123,7 +121,7 @@ impl AiGateway {
         if surface == Surface::Models {
             return Ok(Served::Local(self.models_response()));
         }
-        let bytes = buffer_body(ex).await?;
+        let bytes = ex.buffer_body().await?;
         let request = ClientRequest::parse(&bytes).map_err(|e| errors::invalid_body(&e))?;
         trace.set_requested(request.model.as_deref(), &request.models);
         let candidates = self.candidates(ex, &request, surface, trace)?;
@@ -139,9 +137,23 @@ impl AiGateway {
             .await
     }
 
-    /// `GET /v1/models`: every model this policy can serve.
+    /// `GET /v1/models`: every model this policy can serve. With server-side keys, providers
+    /// that need a key and have none configured are left out (they could only answer 3802).
     fn models_response(&self) -> Response<Body> {
-        let body = models_list(&self.registry.available(None)).to_string();
+        let usable: Vec<Candidate> = self
+            .registry
+            .available(None)
+            .into_iter()
+            .filter(|c| {
+                let p = &c.provider;
+                let has_keys = p
+                    .config_index
+                    .and_then(|i| self.keys.get(i))
+                    .is_some_and(|k| !k.is_empty());
+                !self.server_keys || has_keys || !p.requires_api_key || p.is_mock()
+            })
+            .collect();
+        let body = models_list(&usable).to_string();
         let mut response = Response::new(full(body));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -226,7 +238,7 @@ impl AiGateway {
                 universe.push(candidate.clone());
             }
         }
-        let ai = ai_value(&universe);
+        let ai = ai_value(&universe, self.strategies_read_metrics);
         let extra = [("ai", from_json(&ai))];
         let scope = Scope {
             extra: &extra,
@@ -268,40 +280,16 @@ impl AiGateway {
     }
 }
 
-/// Reads the whole request body (at most `--max-body-bytes`) and keeps it buffered, like
-/// [`Exchange::buffer_body`], whose future is not provably `Send` inside an action future
-/// (`Limited`'s higher-ranked error conversion); this frame loop is.
-async fn buffer_body(ex: &mut Exchange) -> Result<Bytes, GatewayError> {
-    let mut body = match std::mem::replace(&mut ex.body, RequestBody::Buffered(Bytes::new())) {
-        RequestBody::Buffered(bytes) => {
-            ex.body = RequestBody::Buffered(bytes.clone());
-            return Ok(bytes);
-        }
-        RequestBody::Streaming(body) => body,
-    };
-    let mut buffer = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| {
-            GatewayError::bad_request(format!("reading the request body failed: {err}"))
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if (buffer.len() + data.len()) as u64 > ex.max_body_bytes {
-                return Err(GatewayError::body_too_large(ex.max_body_bytes));
-            }
-            buffer.extend_from_slice(&data);
-        }
-    }
-    let bytes = buffer.freeze();
-    ex.body = RequestBody::Buffered(bytes.clone());
-    Ok(bytes)
-}
-
 /// The strategy environment: `ai.models`, `ai.providers`, `ai.authors`.
-fn ai_value(universe: &[Candidate]) -> Value {
-    let models: Vec<Value> = universe
-        .iter()
-        .map(|c| c.to_json(METRICS.metrics_value(&c.provider.id, &c.model.id)))
-        .collect();
+fn ai_value(universe: &[Candidate], with_metrics: bool) -> Value {
+    let metrics = |c: &Candidate| {
+        if with_metrics {
+            METRICS.metrics_value(&c.provider.id, &c.model.id)
+        } else {
+            Value::Null
+        }
+    };
+    let models: Vec<Value> = universe.iter().map(|c| c.to_json(metrics(c))).collect();
     let mut providers: Vec<Value> = Vec::new();
     let mut authors: Vec<Value> = Vec::new();
     for candidate in universe {

@@ -694,3 +694,32 @@ async fn answer(
         .to_string(),
     )
 }
+
+#[tokio::test]
+async fn models_list_leaves_out_providers_without_keys() {
+    let policy = compile(
+        "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}",
+    );
+    let answer = send(&policy, "/v1/models", Value::Null, &[]).await.unwrap();
+    let list: Value = serde_json::from_str(&answer.body).unwrap();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"gpt-4o") && ids.contains(&"mock-echo"),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.contains(&"claude-haiku-4-5"),
+        "anthropic has no key here: {ids:?}"
+    );
+    let open = compile("{}");
+    let answer = send(&open, "/v1/models", Value::Null, &[]).await.unwrap();
+    assert!(
+        answer.body.contains("claude-haiku-4-5"),
+        "passthrough mode lists every provider"
+    );
+}
