@@ -4,7 +4,8 @@
 # In one run, measures the Rust mock provider (keygate-mock) directly, behind nginx (proxy_pass),
 # and behind Keygate running the seed's full policy (bench/seed-full.yml: Bearer auth against a
 # vault secret, a rate limit that never trips, ai-gateway with a server-side key). For each target:
-#   - maximum rate: wrk (closed loop) -> requests/s, p50, p99, p99.9
+#   - maximum rate: wrk (closed loop) -> requests/s, p50, p99, p99.9, and the target process's
+#                   CPU time per request (user + system, children included: nginx workers)
 #   - fixed rate:   keygate-load (open loop, wrk2-style latency) -> p50, p99, p99.9
 #   - streams:      keygate-load --stream at a fixed rate -> time to first SSE data chunk
 # plus Keygate's RSS (idle, after load, peak). Prints a Markdown report and keeps raw JSON lines.
@@ -109,7 +110,8 @@ jq -nc --arg p "$PROMPT" '{model: "gpt-4o", stream: true, stream_options: {inclu
 log "starting keygate-mock on 127.0.0.1:$MOCK_PORT (chunks $CHUNKS, chunk delay ${CHUNK_DELAY_MS} ms)"
 "$MOCK_BIN" --listen "127.0.0.1:$MOCK_PORT" --chunks "$CHUNKS" --chunk-delay-ms "$CHUNK_DELAY_MS" \
   --max-records 1000 >"$WORK/mock.log" 2>&1 &
-PIDS+=($!)
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
 wait_http "http://127.0.0.1:$MOCK_PORT/v1/models" || die "keygate-mock did not start (see $WORK/mock.log)"
 
 # ---------------------------------------------------------------- nginx
@@ -146,7 +148,8 @@ http {
 EOF
 log "starting nginx on 127.0.0.1:$NGINX_PORT (workers: $NGINX_WORKERS)"
 nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
 wait_http "http://127.0.0.1:$NGINX_PORT/v1/models" || die "nginx did not start (see $WORK/nginx/error.log)"
 
 # ---------------------------------------------------------------- keygate
@@ -202,14 +205,27 @@ fi
 [[ -n "$KEYGATE_SKIP_REASON" ]] && log "keygate leg: $KEYGATE_SKIP_REASON"
 
 # ---------------------------------------------------------------- load
-run_wrk() { # LABEL URL AUTH
-  local headers=""
+cpu_ticks() { # PID... -> user+system clock ticks of these processes and their children
+  local total=0 pid ticks
+  for pid in "$@" $(ps -o pid= --ppid "$*" 2>/dev/null); do
+    ticks="$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+    total=$((total + ${ticks:-0}))
+  done
+  echo "$total"
+}
+
+run_wrk() { # LABEL URL AUTH PID (the target process, for its CPU time per request)
+  local headers="" before after line
   [[ -n "$3" ]] && headers="Authorization: Bearer $3"
   BENCH_BODY_FILE="$WORK/chat.json" BENCH_HEADERS="$headers" BENCH_LABEL="$1" \
     wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/wrk-report.lua" "$2" >/dev/null
-  BENCH_BODY_FILE="$WORK/chat.json" BENCH_HEADERS="$headers" BENCH_LABEL="$1" \
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/wrk-report.lua" "$2" \
-    | grep '^{"label"' >>"$JSONL"
+  before="$(cpu_ticks "$4")"
+  line="$(BENCH_BODY_FILE="$WORK/chat.json" BENCH_HEADERS="$headers" BENCH_LABEL="$1" \
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/wrk-report.lua" "$2" | grep '^{"label"')"
+  after="$(cpu_ticks "$4")"
+  jq -c --argjson ticks "$((after - before))" --argjson hz "$(getconf CLK_TCK)" \
+    '. + {cpu_us_per_req: (if .ok > 0 then ($ticks / $hz * 1e6 / .ok * 10 | round / 10) else null end)}' \
+    <<<"$line" >>"$JSONL"
 }
 
 run_load() { # LABEL URL AUTH RATE CONNECTIONS BODY [--stream]
@@ -219,24 +235,24 @@ run_load() { # LABEL URL AUTH RATE CONNECTIONS BODY [--stream]
     --body-file "$6" --header 'content-type: application/json' "${auth[@]}" --label "$1" "${@:7}" >>"$JSONL"
 }
 
-bench_target() { # NAME BASE_URL AUTH
+bench_target() { # NAME BASE_URL AUTH PID
   local url="$2/v1/chat/completions"
   log "$1: streams at $STREAM_RATE/s"
   run_load "$1 stream" "$url" "$3" "$STREAM_RATE" "$STREAM_CONNECTIONS" "$WORK/stream.json" --stream
   log "$1: fixed rate $RATE/s"
   run_load "$1 fixed" "$url" "$3" "$RATE" "$CONNECTIONS" "$WORK/chat.json"
   log "$1: maximum rate (wrk -t$WRK_THREADS -c$CONNECTIONS)"
-  run_wrk "$1 max" "$url" "$3"
+  run_wrk "$1 max" "$url" "$3" "$4"
 }
 
 : >"$JSONL"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
-bench_target mock "http://127.0.0.1:$MOCK_PORT" ""
-bench_target nginx "http://127.0.0.1:$NGINX_PORT" ""
+bench_target mock "http://127.0.0.1:$MOCK_PORT" "" "$MOCK_PID"
+bench_target nginx "http://127.0.0.1:$NGINX_PORT" "" "$NGINX_PID"
 RSS_IDLE="" RSS_AFTER="" RSS_PEAK=""
 if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
   RSS_IDLE="$(rss_kib "$KG_PID" VmRSS)"
-  bench_target keygate "http://127.0.0.1:$KG_PORT" "$TOKEN"
+  bench_target keygate "http://127.0.0.1:$KG_PORT" "$TOKEN" "$KG_PID"
   RSS_AFTER="$(rss_kib "$KG_PID" VmRSS)"
   RSS_PEAK="$(rss_kib "$KG_PID" VmHWM)"
   kill -0 "$KG_PID" 2>/dev/null || KEYGATE_SKIP_REASON="keygate exited during the run (see $WORK/keygate.log)"
@@ -254,12 +270,12 @@ fi
     "fixed = $RATE req/s over $CONNECTIONS connections; streams = $STREAM_RATE/s over $STREAM_CONNECTIONS" \
     "connections, $CHUNKS chunks, ${CHUNK_DELAY_MS} ms apart; nginx workers: $NGINX_WORKERS."
   echo
-  echo "| target | test | req/s | p50 ms | p99 ms | p99.9 ms | max ms | TTFT p50 | TTFT p99 | TTFT p99.9 | non-2xx | errors |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | test | req/s | p50 ms | p99 ms | p99.9 ms | max ms | TTFT p50 | TTFT p99 | TTFT p99.9 | non-2xx | errors | CPU µs/req |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   jq -r '[(.label | split(" ")[0]), (.label | split(" ")[1]) + (if .target_rps then " @\(.target_rps)/s" else "" end),
           .rps, (.latency.p50_ms // "-"), (.latency.p99_ms // "-"), (.latency.p999_ms // "-"),
           (.latency.max_ms // "-"), (.ttft.p50_ms // "-"), (.ttft.p99_ms // "-"), (.ttft.p999_ms // "-"),
-          .non_2xx, .errors] | "| " + (map(tostring) | join(" | ")) + " |"' "$JSONL"
+          .non_2xx, .errors, (.cpu_us_per_req // "-")] | "| " + (map(tostring) | join(" | ")) + " |"' "$JSONL"
   echo
   jq -rs 'def get(l): map(select(.label == l))[0];
     "nginx: max rate \(get("nginx max").rps / get("mock max").rps * 100 | floor)% of the mock direct;"

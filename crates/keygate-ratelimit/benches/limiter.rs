@@ -25,7 +25,7 @@ fn keys(prefix: &str) -> Vec<Vec<u8>> {
 }
 
 fn memory(c: &mut Criterion) {
-    let limiter = MemoryLimiter::new(MemoryConfig { shards: 1024, ..MemoryConfig::default() });
+    let limiter = MemoryLimiter::new(MemoryConfig::default());
     let ks = keys("a");
     let mut i = 0;
     c.bench_function("memory/uncontended", |b| {

@@ -2,9 +2,10 @@
 //!
 //! A bucket is found by a SipHash of `(name, key)` under a random per-process key; the raw key is never
 //! stored. Each shard keeps its buckets in a map plus a CLOCK queue (second-chance LRU approximation): every
-//! check advances the shard's hand over up to [`SWEEP_STEPS`] buckets, dropping idle ones (nothing left in
-//! their window) and clearing the "recently used" mark of the others. When a shard is full, the hand evicts
-//! the first bucket that is idle or was not used since the hand last passed it.
+//! new bucket advances the shard's hand over up to [`SWEEP_STEPS`] buckets, dropping idle ones (nothing left
+//! in their window) and clearing the "recently used" mark of the others. When a shard is full, the hand
+//! evicts the first bucket that is idle or was not used since the hand last passed it. Checks of existing
+//! buckets touch nothing else, so threads working on different buckets share few cache lines.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -15,22 +16,23 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::window::Log;
 use crate::{CheckFuture, Decision, Limit, RateLimiter};
 
-/// Buckets the hand examines on every check of a shard.
+/// Buckets the hand examines each time a bucket is created.
 const SWEEP_STEPS: usize = 2;
 
 /// Sizing of a [`MemoryLimiter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryConfig {
-    /// Number of independently locked shards (at least 1).
+    /// Number of independently locked shards (at least 1, at most `max_buckets`).
     pub shards: usize,
-    /// Most buckets kept at once, over all limiters sharing this store (split evenly over the shards).
+    /// Most buckets kept at once, over all limiters sharing this store (split evenly over the shards;
+    /// a full shard evicts even when others have room).
     pub max_buckets: usize,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
         Self {
-            shards: 64,
+            shards: 1024,
             max_buckets: 1_000_000,
         }
     }
@@ -167,10 +169,11 @@ impl Default for MemoryLimiter<MonotonicClock> {
 impl<C: Clock> MemoryLimiter<C> {
     /// A store sized by `config`, reading time from `clock`.
     pub fn with_clock(config: MemoryConfig, clock: C) -> Self {
-        let shards = config.shards.max(1);
+        // Never more shards than buckets, so `shards * per_shard <= max_buckets` holds.
+        let shards = config.shards.clamp(1, config.max_buckets.max(1));
         Self {
             shards: (0..shards).map(|_| PaddedShard::default()).collect(),
-            per_shard: config.max_buckets.div_ceil(shards).max(1),
+            per_shard: (config.max_buckets / shards).max(1),
             hasher: RandomState::new(),
             clock,
         }
@@ -318,11 +321,14 @@ mod tests {
         }
         assert_eq!(m.len(), 100);
         clock.advance(60_000);
-        // Each check advances the hand two steps: 50 checks of one live key sweep the 100 idle ones.
-        for _ in 0..50 {
-            m.check_now("n", b"live", L);
+        // Checks of existing buckets leave the others alone.
+        m.check_now("n", &0u32.to_le_bytes(), L);
+        assert_eq!(m.len(), 100);
+        // Each new bucket advances the hand two steps: 50 new buckets sweep the 99 idle ones.
+        for i in 1_000..1_050u32 {
+            m.check_now("n", &i.to_le_bytes(), L);
         }
-        assert_eq!(m.len(), 1);
+        assert_eq!(m.len(), 51);
     }
 
     #[test]
