@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keygate_ratelimit::{
     FailureMode, Limit, MemoryConfig, MemoryLimiter, RateLimiter, RedisConfig, RedisLimiter,
 };
@@ -116,6 +116,26 @@ fn redis(c: &mut Criterion) {
             black_box(rt.block_on(limiter.check("bench", &ks[i], LIMIT)))
         })
     });
+    // 64 decisions in flight at once share the multiplexed connection (pipelined): throughput.
+    let limiter = std::sync::Arc::new(limiter);
+    let mut group = c.benchmark_group("redis");
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("loopback_64_concurrent", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for k in 0..64 {
+                    let limiter = limiter.clone();
+                    set.spawn(async move {
+                        let key = format!("Bearer c-token-{k}");
+                        limiter.check("bench", key.as_bytes(), LIMIT).await
+                    });
+                }
+                black_box(set.join_all().await)
+            })
+        })
+    });
+    group.finish();
     assert_eq!(limiter.failures(), 0, "Redis failed during the bench");
 
     let _ = Command::new("redis-cli")

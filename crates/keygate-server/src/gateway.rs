@@ -7,12 +7,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use keygate_cel::{Compiler, SecretSource};
 use keygate_policy::{Deps, HttpClient, Policy, PolicyError};
-use keygate_ratelimit::RateLimiter;
+use keygate_ratelimit::{Decision, Observed, RateLimiter};
 use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
 use crate::config::ServerConfig;
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::{Metrics, RateLimitLabels, ResultLabels};
 use crate::{admin, listener, reload, tls};
 
 /// Services the CLI wires in.
@@ -111,10 +111,23 @@ impl StartError {
 /// Starts the gateway and serves until SIGTERM/SIGINT, then drains for the grace period.
 pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartError> {
     let http = HttpClient::new();
+    let metrics = Metrics::new();
+    let decisions = metrics.rate_limit_decisions.clone();
+    let rate_limiter: Arc<dyn RateLimiter> = Arc::new(Observed::new(
+        services.rate_limiter,
+        move |name: &str, decision: &Decision| {
+            decisions
+                .get_or_create(&RateLimitLabels {
+                    name: name.to_owned(),
+                    limited: decision.limited,
+                })
+                .inc();
+        },
+    ));
     let deps = Deps {
         secrets: services.secrets,
         http: http.clone(),
-        rate_limiter: services.rate_limiter,
+        rate_limiter,
         provider_urls: Arc::new(services.provider_urls),
         offline: false,
     };
@@ -144,7 +157,7 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         compiler,
         deps,
         http,
-        metrics: Metrics::new(),
+        metrics,
     });
     info!(
         listen = %gateway.config.listen,

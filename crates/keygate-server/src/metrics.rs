@@ -5,6 +5,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -45,6 +46,8 @@ pub struct Metrics {
     pub http_duration: Histogram,
     pub policy_reloads: Family<ResultLabels, Counter>,
     pub rate_limit_decisions: Family<RateLimitLabels, Counter>,
+    /// Set from the limiter when `/metrics` is scraped.
+    pub rate_limit_store_failures: Gauge,
     pub ai_requests: Family<AiLabels, Counter>,
     pub ai_tokens: Family<TokenLabels, Counter>,
     pub ai_upstream_duration: Histogram,
@@ -64,6 +67,7 @@ impl Metrics {
             http_duration: seconds_histogram(),
             policy_reloads: Family::default(),
             rate_limit_decisions: Family::default(),
+            rate_limit_store_failures: Gauge::default(),
             ai_requests: Family::default(),
             ai_tokens: Family::default(),
             ai_upstream_duration: seconds_histogram(),
@@ -91,6 +95,11 @@ impl Metrics {
             metrics.rate_limit_decisions.clone(),
         );
         registry.register(
+            "rate_limit_store_failures",
+            "Rate-limit store failures (Redis unreachable or slow) since start; decisions then follow --rate-limit-failure",
+            metrics.rate_limit_store_failures.clone(),
+        );
+        registry.register(
             "ai_requests",
             "ai-gateway requests, by provider, model and status",
             metrics.ai_requests.clone(),
@@ -110,6 +119,12 @@ impl Metrics {
             "Time from the first upstream attempt to the first response byte",
             metrics.ai_time_to_first_token.clone(),
         );
+        // Known outcomes start at zero, so a scrape shows them before the first reload.
+        for result in ["ok", "error"] {
+            metrics
+                .policy_reloads
+                .get_or_create(&ResultLabels { result });
+        }
         Self {
             registry,
             ..metrics

@@ -3,7 +3,9 @@
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_sdks_work_unchanged() {
-    let mock = keygate_mock::MockServer::start(keygate_mock::MockConfig::default()).await.expect("mock provider");
+    let mock = keygate_mock::MockServer::start(keygate_mock::MockConfig::default())
+        .await
+        .expect("mock provider");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let output = tokio::process::Command::new("python3")
         .args(["-m", "unittest", "-v", "tests/sdk/test_sdks.py"])
