@@ -44,11 +44,18 @@ fn answer(gateway: &Gateway, request: &Request<Incoming>) -> Response<Full<bytes
             "application/json",
             "{\"status\":\"ready\"}".to_owned(),
         ),
-        (&Method::GET, "/metrics") => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            gateway.metrics.render(),
-        ),
+        (&Method::GET, "/metrics") => {
+            let failures = gateway.deps.rate_limiter.failures();
+            gateway
+                .metrics
+                .rate_limit_store_failures
+                .set(i64::try_from(failures).unwrap_or(i64::MAX));
+            (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                gateway.metrics.render(),
+            )
+        }
         _ => (
             StatusCode::NOT_FOUND,
             "application/json",
