@@ -121,7 +121,7 @@ impl Metrics {
         );
         // Known outcomes start at zero, so a scrape shows them before the first reload.
         for result in ["ok", "error"] {
-            metrics
+            let _ = metrics
                 .policy_reloads
                 .get_or_create(&ResultLabels { result });
         }
