@@ -2,6 +2,10 @@
 //!
 //! INTERFACE CONTRACT (used by the `rate-limit` action in `keygate-policy`): `Limit`, `Decision` and
 //! `RateLimiter::check` keep these names and signatures.
+//!
+//! Both stores run the same exact sliding log (`window.rs`; the Redis Lua script is a port of it): a request
+//! is counted until one window after it, limited requests count nothing, and no trailing window ever holds
+//! more than `capacity` admitted requests. Design and measurements: `docs/rate-limit.md`.
 
 mod clock;
 mod memory;
