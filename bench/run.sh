@@ -246,6 +246,7 @@ bench_target() { # NAME BASE_URL AUTH PID
 }
 
 : >"$JSONL"
+STARTED="$(date -u '+%Y-%m-%d %H:%M UTC')"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 bench_target mock "http://127.0.0.1:$MOCK_PORT" "" "$MOCK_PID"
 bench_target nginx "http://127.0.0.1:$NGINX_PORT" "" "$NGINX_PID"
@@ -260,7 +261,7 @@ fi
 
 # ---------------------------------------------------------------- report
 {
-  echo "# Keygate benchmark run, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "# Keygate benchmark run, $STARTED"
   echo
   echo "Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))," \
     "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r);" \

@@ -24,16 +24,23 @@ impl TokenUsage {
 
     /// Usage of a whole (non-streamed) response body; embeddings report no output tokens (0).
     pub fn from_response_body(body: &[u8]) -> TokenUsage {
-        let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        /// Only the fields read here; everything else is skipped without being built.
+        #[derive(serde::Deserialize)]
+        struct Envelope<'a> {
+            usage: Option<Value>,
+            #[serde(borrow)]
+            object: Option<std::borrow::Cow<'a, str>>,
+        }
+        let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(body) else {
             return TokenUsage::default();
         };
-        let Some(usage) = value.get("usage").filter(|u| u.is_object()) else {
+        let Some(usage) = envelope.usage.filter(Value::is_object) else {
             return TokenUsage::default();
         };
-        let mut parsed = TokenUsage::from_usage_object(usage);
+        let mut parsed = TokenUsage::from_usage_object(&usage);
         if parsed.input.is_some()
             && parsed.output.is_none()
-            && value.get("object").and_then(Value::as_str) == Some("list")
+            && envelope.object.as_deref() == Some("list")
         {
             parsed.output = Some(0);
         }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use cel::common::value::Val;
@@ -51,18 +52,31 @@ pub struct ResponseView<'a> {
     pub head: &'a http::response::Parts,
 }
 
-/// A named value kept both as a [`Value`] (for the engine) and as a ready CEL value (so that
-/// reading it in an expression copies nothing).
-#[derive(Clone)]
+/// A named value kept as a [`Value`] (for the engine) and, once an expression reads it, as a
+/// ready CEL value (converted on first read, so a value nobody reads costs no conversion).
 struct Slot {
     value: Value,
-    val: Option<Box<dyn Val>>,
+    val: OnceLock<Option<Box<dyn Val>>>,
 }
 
 impl Slot {
     fn new(value: Value) -> Self {
-        let val = Box::<dyn Val>::try_from(value.clone()).ok();
-        Self { value, val }
+        Self {
+            value,
+            val: OnceLock::new(),
+        }
+    }
+
+    fn val(&self) -> Option<&dyn Val> {
+        self.val
+            .get_or_init(|| Box::<dyn Val>::try_from(self.value.clone()).ok())
+            .as_deref()
+    }
+}
+
+impl Clone for Slot {
+    fn clone(&self) -> Self {
+        Self::new(self.value.clone())
     }
 }
 
@@ -84,7 +98,7 @@ impl Vars {
         self.values.get(name).map(|slot| &slot.value)
     }
     pub(crate) fn val(&self, name: &str) -> Option<&dyn Val> {
-        self.values.get(name).and_then(|slot| slot.val.as_deref())
+        self.values.get(name).and_then(Slot::val)
     }
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str)
@@ -117,7 +131,7 @@ impl ActionResults {
         self.values.get(name).map(|slot| &slot.value)
     }
     pub(crate) fn val(&self, name: &str) -> Option<&dyn Val> {
-        self.values.get(name).and_then(|slot| slot.val.as_deref())
+        self.values.get(name).and_then(Slot::val)
     }
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.values.keys().copied()

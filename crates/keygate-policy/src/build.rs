@@ -35,6 +35,8 @@ pub struct BuildContext<'a> {
     pub(crate) node: &'a Node,
     /// The action's field path, e.g. `on_http_request[1].actions[0]`.
     pub(crate) path: String,
+    /// The whole policy text, for [`BuildContext::results_read`].
+    pub(crate) source: &'a str,
     pub(crate) warnings: RefCell<Vec<Diagnostic>>,
 }
 
@@ -45,6 +47,7 @@ impl<'a> BuildContext<'a> {
         phase: Phase,
         node: &'a Node,
         path: String,
+        source: &'a str,
     ) -> Self {
         Self {
             compiler,
@@ -52,8 +55,21 @@ impl<'a> BuildContext<'a> {
             phase,
             node,
             path,
+            source,
             warnings: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Whether anything in the policy can read `actions.ngrok.<result_name>`: the name appears, or
+    /// the whole `actions.ngrok` map (or `actions[...]`) is used. Actions whose results are costly
+    /// to build skip them when this is false.
+    pub fn results_read(&self, result_name: &str) -> bool {
+        self.source.contains(result_name)
+            || self.source.contains("actions[")
+            || self
+                .source
+                .match_indices("actions.ngrok")
+                .any(|(at, needle)| !self.source[at + needle.len()..].starts_with('.'))
     }
 
     /// The raw `config` node, if the action has one.

@@ -53,6 +53,7 @@ impl Policy {
             Ok(root) => Compilation {
                 compiler,
                 deps,
+                source: text,
                 diagnostics: &mut diagnostics,
             }
             .policy(&root),
@@ -93,6 +94,7 @@ impl Policy {
 struct Compilation<'a> {
     compiler: &'a Compiler,
     deps: &'a Deps,
+    source: &'a str,
     diagnostics: &'a mut Vec<Diagnostic>,
 }
 
@@ -381,7 +383,14 @@ impl Compilation<'_> {
             );
             return None;
         }
-        let cx = BuildContext::new(self.compiler, self.deps, phase, node, path.to_owned());
+        let cx = BuildContext::new(
+            self.compiler,
+            self.deps,
+            phase,
+            node,
+            path.to_owned(),
+            self.source,
+        );
         let built = (kind.build)(&cx);
         self.diagnostics.extend(cx.warnings.into_inner());
         match built {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -26,10 +26,17 @@ pub fn watch(gateway: Arc<Gateway>) -> Option<notify::RecommendedWatcher> {
     let file_tx = tx.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == file_name.as_deref())
+            // Only changes count: reading the file (as a reload does) raises access events,
+            // which would otherwise trigger the next reload, forever.
+            let changed = matches!(
+                event.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+            );
+            if changed
+                && event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name() == file_name.as_deref())
             {
                 let _ = file_tx.send(());
             }

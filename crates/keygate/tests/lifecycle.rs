@@ -203,3 +203,15 @@ async fn http2_prior_knowledge_is_served() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"over h2");
 }
+
+#[test]
+fn an_idle_gateway_does_not_reload_itself() {
+    let gw = Gateway::start(&policy_answering("steady"), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!gw.output().contains("policy reloaded"), "reloads without a change:\n{}", gw.output());
+    std::fs::write(&gw.policy_path, policy_answering("changed")).unwrap();
+    assert!(gw.wait_for_output("policy reloaded", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let reloads = gw.output().matches("policy reloaded").count();
+    assert!(reloads <= 2, "one write caused {reloads} reloads");
+}

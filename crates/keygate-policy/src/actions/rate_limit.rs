@@ -49,6 +49,8 @@ struct RateLimit {
     enforce: bool,
     bucket_key: Vec<Expression>,
     limiter: Arc<dyn RateLimiter>,
+    /// Something in the policy reads `actions.ngrok.rate_limit` (its digest costs a SHA-256).
+    publish_results: bool,
 }
 
 /// A parsed `rate`: the window, and the count when written as `N/unit`.
@@ -123,6 +125,7 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         enforce: config.enforce.unwrap_or(true),
         bucket_key,
         limiter: cx.deps.rate_limiter.clone(),
+        publish_results: cx.results_read(KIND.result_name),
     }))
 }
 
@@ -219,15 +222,17 @@ impl RateLimit {
     async fn check(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
         let key = self.bucket(ex)?;
         let decision = self.limiter.check(&self.name, &key, self.limit).await;
-        let mut digest = key_digest_hex(&key);
-        digest.truncate(PUBLISHED_DIGEST_LEN);
-        ex.results.set(
-            KIND.result_name,
-            Value::from(HashMap::from([
-                ("bucket_key", Value::from(digest)),
-                ("limited", Value::Bool(decision.limited)),
-            ])),
-        );
+        if self.publish_results {
+            let mut digest = key_digest_hex(&key);
+            digest.truncate(PUBLISHED_DIGEST_LEN);
+            ex.results.set(
+                KIND.result_name,
+                Value::from(HashMap::from([
+                    ("bucket_key", Value::from(digest)),
+                    ("limited", Value::Bool(decision.limited)),
+                ])),
+            );
+        }
         if !decision.limited || !self.enforce {
             return Ok(Flow::Continue);
         }

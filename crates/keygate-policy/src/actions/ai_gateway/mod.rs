@@ -58,6 +58,8 @@ struct AiGateway {
     strategies: Vec<Strategy>,
     /// Some strategy reads `metrics`: only then are `m.metrics` values built per request.
     strategies_read_metrics: bool,
+    /// Something in the policy reads `actions.ngrok.ai_gateway`: only then are results built.
+    publish_results: bool,
     headers: HeaderTemplates,
     query_params: Vec<(String, Template)>,
     body: Option<ValueTemplate>,
@@ -175,6 +177,7 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         keys,
         server_keys,
         strategies_read_metrics: strategies.iter().any(|s| s.source().contains("metrics")),
+        publish_results: cx.results_read(KIND.result_name),
         strategies,
         headers,
         query_params,

@@ -60,17 +60,32 @@ pub(super) enum Served {
 }
 
 impl AiGateway {
+    /// Publishes `actions.ngrok.ai_gateway.*` when the policy reads it: building the value is
+    /// otherwise the costliest part of a request (measured: ~60% of its instructions).
+    fn publish(
+        &self,
+        ex: &mut Exchange,
+        trace: &Trace,
+        outcome: Result<(usize, usize), &GatewayError>,
+    ) {
+        if self.publish_results {
+            ex.results.set(
+                KIND.result_name,
+                from_json(&trace.to_value(&ex.request, outcome)),
+            );
+        }
+    }
+
     /// Runs the action for one exchange.
     pub(super) async fn handle(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
-        let mut trace = Trace::new(&ex.request);
+        let mut trace = Trace::new();
         match self.serve(ex, &mut trace).await {
             Ok(Served::Provider {
                 response,
                 success,
                 record,
             }) => {
-                ex.results
-                    .set(KIND.result_name, from_json(&trace.to_value(Ok(success))));
+                self.publish(ex, &trace, Ok(success));
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
@@ -85,16 +100,14 @@ impl AiGateway {
                         response.status().as_u16()
                     ),
                 );
-                ex.results
-                    .set(KIND.result_name, from_json(&trace.to_value(Err(&err))));
+                self.publish(ex, &trace, Err(&err));
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
             Ok(Served::Local(response)) => Ok(Flow::Respond(response)),
             Err(Stop::Eval(err)) => Err(ActionError::Eval(err)),
             Err(Stop::Gateway(err)) => {
-                ex.results
-                    .set(KIND.result_name, from_json(&trace.to_value(Err(&err))));
+                self.publish(ex, &trace, Err(&err));
                 if let Some(last) = trace.tried.last() {
                     ex.log.ai = Some(AiRecord {
                         provider: last.provider.clone(),

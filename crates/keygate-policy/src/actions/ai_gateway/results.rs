@@ -54,7 +54,8 @@ pub struct ModelTried {
 /// The request's trace, built while the action runs.
 pub struct Trace {
     pub started: Instant,
-    client: Value,
+    /// What the client asked for (`model`, `models`).
+    requested: (String, Vec<String>),
     pub rejected: Vec<Rejection>,
     pub selection: Vec<Value>,
     pub tried: Vec<ModelTried>,
@@ -64,24 +65,11 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Starts a trace with the client facts of `head`.
-    pub fn new(head: &http::request::Parts) -> Trace {
-        let headers = &head.headers;
-        let user_agent = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+    /// Starts a trace; client facts are read from the request head only when published.
+    pub fn new() -> Trace {
         Trace {
             started: Instant::now(),
-            client: json!({
-                "method": head.method.as_str(),
-                "path": head.uri.path(),
-                "user_agent": user_agent,
-                "request_headers": trimmed_headers(headers),
-                "api_key_hash": client_credential(headers).map(|k| redact(&k)).unwrap_or_default(),
-                "model": "",
-                "models": [],
-            }),
+            requested: (String::new(), Vec::new()),
             rejected: Vec::new(),
             selection: Vec::new(),
             tried: Vec::new(),
@@ -92,8 +80,7 @@ impl Trace {
 
     /// Records what the client asked for.
     pub fn set_requested(&mut self, model: Option<&str>, models: &[String]) {
-        self.client["model"] = json!(model.unwrap_or_default());
-        self.client["models"] = json!(models);
+        self.requested = (model.unwrap_or_default().to_owned(), models.to_vec());
     }
 
     /// Number of upstream attempts (missing-key entries excluded).
@@ -133,12 +120,30 @@ impl Trace {
         parts.join("; ")
     }
 
-    /// The `actions.ngrok.ai_gateway` value: success (`Ok((model_index, request_index))`) or error.
-    pub fn to_value(&self, outcome: Result<(usize, usize), &GatewayError>) -> Value {
+    /// The `actions.ngrok.ai_gateway` value for the request `head`: success
+    /// (`Ok((model_index, request_index))`) or error.
+    pub fn to_value(
+        &self,
+        head: &http::request::Parts,
+        outcome: Result<(usize, usize), &GatewayError>,
+    ) -> Value {
         let total = self.started.elapsed();
+        let headers = &head.headers;
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         let mut value = json!({
             "status": if outcome.is_ok() { "success" } else { "error" },
-            "client": self.client.clone(),
+            "client": {
+                "method": head.method.as_str(),
+                "path": head.uri.path(),
+                "user_agent": user_agent,
+                "request_headers": trimmed_headers(headers),
+                "api_key_hash": client_credential(headers).map(|k| redact(&k)).unwrap_or_default(),
+                "model": self.requested.0,
+                "models": self.requested.1,
+            },
             "input_ngrok_tokens": self.input_estimate,
             "output_ngrok_tokens": 0,
             "gateway_latency_ms": millis(total.saturating_sub(self.upstream_wait)),
@@ -275,11 +280,11 @@ mod tests {
     #[test]
     fn client_credentials_are_trimmed() {
         let token = "kg-abcdefghijklmnopqrstuvwxyz0123";
-        let trace = Trace::new(&head(&[
+        let head = head(&[
             ("authorization", &format!("Bearer {token}")),
             ("x-other", "1"),
-        ]));
-        let value = trace.to_value(Err(&GatewayError::bad_request("x")));
+        ]);
+        let value = Trace::new().to_value(&head, Err(&GatewayError::bad_request("x")));
         let text = value.to_string();
         assert!(!text.contains(token), "{text}");
         assert_eq!(
@@ -293,7 +298,7 @@ mod tests {
 
     #[test]
     fn attempts_are_listed_with_redacted_keys() {
-        let mut trace = Trace::new(&head(&[]));
+        let mut trace = Trace::new();
         let request = |end| RequestMade {
             end,
             status_code: 429,
@@ -318,7 +323,7 @@ mod tests {
             "[429] openai/gpt-4o (sk-proj...ghij): 429 Too Many Requests; [timeout] openai/gpt-4o (sk-proj...ghij): per-request timeout"
         );
         assert_eq!(trace.attempts(), 2);
-        let value = trace.to_value(Ok((0, 1)));
+        let value = trace.to_value(&head(&[]), Ok((0, 1)));
         assert_eq!(
             value["models_tried"][0]["requests_made"][0]["response"]["status_code"],
             429
