@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use keygate_policy::RequestLog;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use crate::config::LogFormat;
 
@@ -24,47 +24,64 @@ pub struct AccessRecord {
     pub log: RequestLog,
 }
 
+/// The JSON form of one line, serialized straight into the output (no intermediate tree).
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    timestamp: String,
+    level: &'static str,
+    message: &'static str,
+    request_id: &'a str,
+    client_ip: IpAddr,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    duration_ms: f64,
+    rules: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    log: &'a [serde_json::Value],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ai: Option<AiLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct AiLine<'a> {
+    provider: &'a str,
+    model: &'a str,
+    attempts: u32,
+    input_tokens: u64,
+    output_tokens: u64,
+    time_to_first_token_ms: Option<f64>,
+}
+
 impl AccessRecord {
-    fn to_json(&self) -> Value {
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            json!(chrono::DateTime::<chrono::Utc>::from(self.time)
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        );
-        line.insert("level".into(), json!("INFO"));
-        line.insert("message".into(), json!("request"));
-        line.insert("request_id".into(), json!(self.request_id));
-        line.insert("client_ip".into(), json!(self.client_ip.to_string()));
-        line.insert("method".into(), json!(self.method));
-        line.insert("path".into(), json!(self.path));
-        line.insert("status".into(), json!(self.status));
-        line.insert(
-            "duration_ms".into(),
-            json!(self.duration.as_secs_f64() * 1000.0),
-        );
-        let rules: Vec<&str> = self.log.matched_rules.iter().map(|r| &**r).collect();
-        line.insert("rules".into(), json!(rules));
-        if let Some(action) = self.log.terminated_by {
-            line.insert("action".into(), json!(action));
-        }
-        if !self.log.metadata.is_empty() {
-            line.insert("log".into(), Value::Array(self.log.metadata.clone()));
-        }
-        if let Some(ai) = &self.log.ai {
-            line.insert(
-                "ai".into(),
-                json!({
-                    "provider": ai.provider,
-                    "model": ai.model,
-                    "attempts": ai.attempts,
-                    "input_tokens": ai.usage.input_tokens.load(Ordering::Relaxed),
-                    "output_tokens": ai.usage.output_tokens.load(Ordering::Relaxed),
-                    "time_to_first_token_ms": ai.time_to_first_token.map(|d| d.as_secs_f64() * 1000.0),
-                }),
-            );
-        }
-        Value::Object(line)
+    fn write_json(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let line = JsonLine {
+            timestamp: chrono::DateTime::<chrono::Utc>::from(self.time)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            level: "INFO",
+            message: "request",
+            request_id: &self.request_id,
+            client_ip: self.client_ip,
+            method: &self.method,
+            path: &self.path,
+            status: self.status,
+            duration_ms: self.duration.as_secs_f64() * 1000.0,
+            rules: self.log.matched_rules.iter().map(|r| &**r).collect(),
+            action: self.log.terminated_by,
+            log: &self.log.metadata,
+            ai: self.log.ai.as_ref().map(|ai| AiLine {
+                provider: &ai.provider,
+                model: &ai.model,
+                attempts: ai.attempts,
+                input_tokens: ai.usage.input_tokens.load(Ordering::Relaxed),
+                output_tokens: ai.usage.output_tokens.load(Ordering::Relaxed),
+                time_to_first_token_ms: ai.time_to_first_token.map(|d| d.as_secs_f64() * 1000.0),
+            }),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")
     }
 
     fn to_pretty(&self) -> String {
@@ -116,11 +133,10 @@ impl AccessLog {
                 while let Ok(record) = receiver.recv() {
                     let mut next = Some(record);
                     while let Some(record) = next {
-                        let line = match format {
-                            LogFormat::Json => record.to_json().to_string(),
-                            LogFormat::Pretty => record.to_pretty(),
+                        let _ = match format {
+                            LogFormat::Json => record.write_json(&mut out),
+                            LogFormat::Pretty => writeln!(out, "{}", record.to_pretty()),
                         };
-                        let _ = writeln!(out, "{line}");
                         next = receiver.try_recv().ok();
                     }
                     let _ = out.flush();

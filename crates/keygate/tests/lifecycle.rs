@@ -208,7 +208,11 @@ async fn http2_prior_knowledge_is_served() {
 fn an_idle_gateway_does_not_reload_itself() {
     let gw = Gateway::start(&policy_answering("steady"), &[]);
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!gw.output().contains("policy reloaded"), "reloads without a change:\n{}", gw.output());
+    assert!(
+        !gw.output().contains("policy reloaded"),
+        "reloads without a change:\n{}",
+        gw.output()
+    );
     std::fs::write(&gw.policy_path, policy_answering("changed")).unwrap();
     assert!(gw.wait_for_output("policy reloaded", Duration::from_secs(5)));
     std::thread::sleep(Duration::from_millis(1500));
