@@ -24,6 +24,33 @@ impl TokenUsage {
 
     /// Usage of a whole (non-streamed) response body; embeddings report no output tokens (0).
     pub fn from_response_body(body: &[u8]) -> TokenUsage {
+        match Self::from_trailing_usage(body) {
+            Some(usage) if usage.input.is_some() && usage.output.is_some() => usage,
+            _ => Self::from_whole_body(body),
+        }
+    }
+
+    /// Fast path: providers put `"usage": {...}` last, so read only that object (a key preceded
+    /// by a backslash is inside a string and is not taken).
+    fn from_trailing_usage(body: &[u8]) -> Option<TokenUsage> {
+        const KEY: &[u8] = b"\"usage\"";
+        let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+        if at > 0 && body[at - 1] == b'\\' {
+            return None;
+        }
+        let rest = &body[at + KEY.len()..];
+        let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        if rest[colon] != b':' {
+            return None;
+        }
+        let mut values =
+            serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Value>();
+        let usage = values.next()?.ok().filter(Value::is_object)?;
+        Some(TokenUsage::from_usage_object(&usage))
+    }
+
+    /// Slow path: the whole body, for bodies the fast path cannot read (and embeddings).
+    fn from_whole_body(body: &[u8]) -> TokenUsage {
         /// Only the fields read here; everything else is skipped without being built.
         #[derive(serde::Deserialize)]
         struct Envelope<'a> {
@@ -82,6 +109,19 @@ impl TokenUsage {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_fast_path_reads_only_the_trailing_usage() {
+        let body = br#"{"choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 999}"}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 5}}"#;
+        let fast = TokenUsage::from_trailing_usage(body).unwrap();
+        assert_eq!((fast.input, fast.output), (Some(12), Some(5)));
+        assert_eq!(TokenUsage::from_response_body(body), fast);
+        // A key only inside a string is refused by the fast path; the full parse decides.
+        let quoted = br#"{"choices":[{"message":{"content":"\"usage\": 1"}}]}"#;
+        assert_eq!(TokenUsage::from_trailing_usage(quoted), None);
+        assert_eq!(TokenUsage::from_response_body(quoted), TokenUsage::default());
+    }
 
     #[test]
     fn shapes() {
