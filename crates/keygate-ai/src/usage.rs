@@ -112,7 +112,8 @@ mod tests {
 
     #[test]
     fn the_fast_path_reads_only_the_trailing_usage() {
-        let body = br#"{"choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 999}"}}],
+        let body =
+            br#"{"choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 999}"}}],
             "usage": {"prompt_tokens": 12, "completion_tokens": 5}}"#;
         let fast = TokenUsage::from_trailing_usage(body).unwrap();
         assert_eq!((fast.input, fast.output), (Some(12), Some(5)));
@@ -120,7 +121,10 @@ mod tests {
         // A key only inside a string is refused by the fast path; the full parse decides.
         let quoted = br#"{"choices":[{"message":{"content":"\"usage\": 1"}}]}"#;
         assert_eq!(TokenUsage::from_trailing_usage(quoted), None);
-        assert_eq!(TokenUsage::from_response_body(quoted), TokenUsage::default());
+        assert_eq!(
+            TokenUsage::from_response_body(quoted),
+            TokenUsage::default()
+        );
     }
 
     #[test]

@@ -9,10 +9,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: under load, glibc malloc/free were ~28% of the gateway's instructions (callgrind).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Keygate: a self-hosted AI gateway driven by ngrok Traffic Policy.
 #[derive(Parser)]
 #[command(name = "keygate", version, about, disable_help_subcommand = false)]
