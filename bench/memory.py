@@ -29,7 +29,12 @@ def request(path, token, body):
     ).encode()
 
 
-async def keep_alive(port, token, ready):
+async def keep_alive(port, token, ready, gate):
+    async with gate:
+        return await _keep_alive(port, token, ready)
+
+
+async def _keep_alive(port, token, ready):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = '{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}'
     writer.write(request("/v1/chat/completions", token, body))
@@ -58,7 +63,10 @@ async def main():
     result = {"connections": n, "rss_idle_kib": rss_kib(pid)}
 
     ready = []
-    writers = await asyncio.gather(*(keep_alive(port, token, ready) for _ in range(n)))
+    # Connections are opened (and answered) 50 at a time, as clients arriving over a moment would
+    # be; they then all stay open and idle.
+    gate = asyncio.Semaphore(50)
+    writers = await asyncio.gather(*(keep_alive(port, token, ready, gate) for _ in range(n)))
     await asyncio.sleep(1)
     result["rss_keepalive_kib"] = rss_kib(pid)
     for writer in writers:
