@@ -218,11 +218,17 @@ run_wrk() { # LABEL URL AUTH PID (the target process, for its CPU time per reque
   local headers="" before after line
   [[ -n "$3" ]] && headers="Authorization: Bearer $3"
   BENCH_BODY_FILE="$WORK/chat.json" BENCH_HEADERS="$headers" BENCH_LABEL="$1" \
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/wrk-report.lua" "$2" >/dev/null
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/wrk-report.lua" "$2" >/dev/null 2>&1 || true
   before="$(cpu_ticks "$4")"
   line="$(BENCH_BODY_FILE="$WORK/chat.json" BENCH_HEADERS="$headers" BENCH_LABEL="$1" \
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/wrk-report.lua" "$2" | grep '^{"label"')"
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/wrk-report.lua" "$2" 2>&1 \
+    | grep '^{"label"' || true)"
   after="$(cpu_ticks "$4")"
+  if [[ -z "$line" ]]; then # wrk could not connect at all: record the failure, keep going
+    log "$1: wrk failed"
+    line="$(jq -nc --arg l "$1" '{label: $l, mode: "max", target_rps: null, rps: 0, ok: 0, non_2xx: 0,
+      errors: "wrk failed", duration_s: 0, latency: null, ttft: null}')"
+  fi
   jq -c --argjson ticks "$((after - before))" --argjson hz "$(getconf CLK_TCK)" \
     '. + {cpu_us_per_req: (if .ok > 0 then ($ticks / $hz * 1e6 / .ok * 10 | round / 10) else null end)}' \
     <<<"$line" >>"$JSONL"
@@ -232,11 +238,13 @@ run_load() { # LABEL URL AUTH RATE CONNECTIONS BODY [--stream]
   local auth=()
   [[ -n "$3" ]] && auth=(--header "authorization: Bearer $3")
   "$LOAD_BIN" --url "$2" --rate "$4" --connections "$5" --duration "$DURATION" --warmup "$WARMUP" \
-    --body-file "$6" --header 'content-type: application/json' "${auth[@]}" --label "$1" "${@:7}" >>"$JSONL"
+    --body-file "$6" --header 'content-type: application/json' "${auth[@]}" --label "$1" "${@:7}" >>"$JSONL" \
+    || log "$1: keygate-load failed"
 }
 
 bench_target() { # NAME BASE_URL AUTH PID
   local url="$2/v1/chat/completions"
+  kill -0 "$4" 2>/dev/null || log "$1: the process under test (pid $4) is not running"
   log "$1: streams at $STREAM_RATE/s"
   run_load "$1 stream" "$url" "$3" "$STREAM_RATE" "$STREAM_CONNECTIONS" "$WORK/stream.json" --stream
   log "$1: fixed rate $RATE/s"
@@ -256,7 +264,8 @@ if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
   bench_target keygate "http://127.0.0.1:$KG_PORT" "$TOKEN" "$KG_PID"
   RSS_AFTER="$(rss_kib "$KG_PID" VmRSS)"
   RSS_PEAK="$(rss_kib "$KG_PID" VmHWM)"
-  kill -0 "$KG_PID" 2>/dev/null || KEYGATE_SKIP_REASON="keygate exited during the run (see $WORK/keygate.log)"
+  kill -0 "$KG_PID" 2>/dev/null \
+    || KEYGATE_SKIP_REASON="keygate exited during the run, its results are void (see $WORK/keygate.log)"
 fi
 
 # ---------------------------------------------------------------- report
