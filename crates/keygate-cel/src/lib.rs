@@ -13,6 +13,34 @@
 //!   `getReqHeader` family become lookups;
 //! * evaluation errors describe types, never values.
 
+/// `impl Val` for a view read through its own `Indexer`: its CEL type (a static), `as_indexer`
+/// and `into_indexer`, plus the further capability methods written after the `;`.
+macro_rules! indexed_val {
+    ($view:ty, $cel_type:expr; $($methods:tt)*) => {
+        impl cel::common::value::Val for $view {
+            fn get_type(&self) -> &cel::common::types::Type {
+                &$cel_type
+            }
+            fn cel_type() -> &'static cel::common::types::Type {
+                &$cel_type
+            }
+            fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn cel::common::traits::Indexer + 'v)>
+            where
+                Self: 'v,
+            {
+                Some(self)
+            }
+            fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn cel::common::traits::Indexer + 'v>>
+            where
+                Self: 'v,
+            {
+                Some(self)
+            }
+            $($methods)*
+        }
+    };
+}
+
 mod catalog;
 mod compiler;
 mod error;

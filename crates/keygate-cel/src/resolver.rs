@@ -342,25 +342,8 @@ impl fmt::Debug for Node<'_> {
     }
 }
 
-impl Val for Node<'_> {
-    fn get_type(&self) -> &Type {
-        &NODE_TYPE
-    }
-    fn cel_type() -> &'static Type {
-        &NODE_TYPE
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+indexed_val! {
+    Node<'_>, NODE_TYPE;
     fn as_container(&self) -> Option<&dyn Container> {
         Some(self)
     }
@@ -438,25 +421,8 @@ impl fmt::Debug for Named<'_> {
 
 static NAMED_TYPE: Type = Type::new_unspecified_type("keygate.variables");
 
-impl Val for Named<'_> {
-    fn get_type(&self) -> &Type {
-        &NAMED_TYPE
-    }
-    fn cel_type() -> &'static Type {
-        &NAMED_TYPE
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+indexed_val! {
+    Named<'_>, NAMED_TYPE;
     fn as_container(&self) -> Option<&dyn Container> {
         Some(self)
     }

@@ -169,25 +169,8 @@ impl fmt::Debug for Vault<'_> {
     }
 }
 
-impl Val for Secrets<'_> {
-    fn get_type(&self) -> &Type {
-        &SECRETS_TYPE
-    }
-    fn cel_type() -> &'static Type {
-        &SECRETS_TYPE
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+indexed_val! {
+    Secrets<'_>, SECRETS_TYPE;
     fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
     where
         Self: 'v,
@@ -199,25 +182,8 @@ impl Val for Secrets<'_> {
     }
 }
 
-impl Val for Vault<'_> {
-    fn get_type(&self) -> &Type {
-        &SECRETS_TYPE
-    }
-    fn cel_type() -> &'static Type {
-        &SECRETS_TYPE
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+indexed_val! {
+    Vault<'_>, SECRETS_TYPE;
     fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
     where
         Self: 'v,

@@ -75,25 +75,8 @@ impl Indexer for RegexTable<'_> {
     }
 }
 
-impl Val for RegexTable<'_> {
-    fn get_type(&self) -> &Type {
-        &TABLE_TYPE
-    }
-    fn cel_type() -> &'static Type {
-        &TABLE_TYPE
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+indexed_val! {
+    RegexTable<'_>, TABLE_TYPE;
     fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
     where
         Self: 'v,

@@ -98,25 +98,8 @@ impl Iterable for Headers<'_> {
     }
 }
 
-impl Val for Headers<'_> {
-    fn get_type(&self) -> &Type {
-        &MAP
-    }
-    fn cel_type() -> &'static Type {
-        &MAP
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+indexed_val! {
+    Headers<'_>, MAP;
     fn as_iterable<'b, 'v>(&'b self) -> Option<&'b (dyn Iterable + 'v)>
     where
         Self: 'v,

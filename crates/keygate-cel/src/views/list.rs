@@ -75,25 +75,8 @@ impl Container for StrList<'_> {
     }
 }
 
-impl Val for StrList<'_> {
-    fn get_type(&self) -> &Type {
-        &LIST
-    }
-    fn cel_type() -> &'static Type {
-        &LIST
-    }
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+indexed_val! {
+    StrList<'_>, LIST;
     fn as_iterable<'b, 'v>(&'b self) -> Option<&'b (dyn Iterable + 'v)>
     where
         Self: 'v,
