@@ -33,8 +33,12 @@ pub async fn handle(
     scheme: &'static str,
     request: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, CloseConnection> {
-    let started = Instant::now();
-    let time = SystemTime::now();
+    let arrival = Arrival {
+        time: SystemTime::now(),
+        at: Instant::now(),
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+    };
     let policy = gateway.policy.load_full();
     let (mut head, body) = request.into_parts();
     let id = request_id::for_request(&head.headers);
@@ -63,8 +67,6 @@ pub async fn handle(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|len| len > max_body);
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let method = head.method.to_string();
-    let path = head.uri.path().to_owned();
     let mut ex = Exchange {
         id,
         conn,
@@ -84,7 +86,7 @@ pub async fn handle(
     } else {
         match policy.on_http_request(&mut ex).await {
             Outcome::Respond(response) => response,
-            Outcome::Close => return Err(close(&gateway, ex, method, path, time, started)),
+            Outcome::Close => return Err(close(&gateway, arrival, ex)),
             Outcome::Continue => match &gateway.config.upstream {
                 Some(upstream) => proxy::forward(&gateway.http, upstream, &mut ex).await,
                 None => GatewayError::no_route().into_response(api_format),
@@ -92,22 +94,13 @@ pub async fn handle(
         }
     };
     let Some(mut response) = policy.on_http_response(&mut ex, response).await else {
-        return Err(close(&gateway, ex, method, path, time, started));
+        return Err(close(&gateway, arrival, ex));
     };
     if let Ok(value) = HeaderValue::from_str(&ex.id) {
         response.headers_mut().insert(request_id::HEADER, value);
     }
-    let status = response.status().as_u16();
-    let record = AccessRecord {
-        time,
-        request_id: ex.id,
-        client_ip: ex.conn.client_ip,
-        method,
-        path,
-        status,
-        duration: started.elapsed(),
-        log: ex.log,
-    };
+    let started = arrival.at;
+    let record = arrival.record(ex, response.status().as_u16());
     Ok(response.map(|body| LoggedBody {
         body,
         pending: Some(Pending {
@@ -118,25 +111,32 @@ pub async fn handle(
     }))
 }
 
-fn close(
-    gateway: &Gateway,
-    ex: Exchange,
+/// What the access log needs from the moment a request arrived (before actions rewrite it).
+struct Arrival {
+    time: SystemTime,
+    at: Instant,
     method: String,
     path: String,
-    time: SystemTime,
-    started: Instant,
-) -> CloseConnection {
-    let record = AccessRecord {
-        time,
-        request_id: ex.id,
-        client_ip: ex.conn.client_ip,
-        method,
-        path,
-        status: 0,
-        duration: started.elapsed(),
-        log: ex.log,
-    };
-    finish(gateway, record);
+}
+
+impl Arrival {
+    fn record(self, ex: Exchange, status: u16) -> AccessRecord {
+        AccessRecord {
+            time: self.time,
+            request_id: ex.id,
+            client_ip: ex.conn.client_ip,
+            method: self.method,
+            path: self.path,
+            status,
+            duration: self.at.elapsed(),
+            log: ex.log,
+        }
+    }
+}
+
+/// Logs a request whose connection a policy closed (status 0) and tells hyper to drop it.
+fn close(gateway: &Gateway, arrival: Arrival, ex: Exchange) -> CloseConnection {
+    finish(gateway, arrival.record(ex, 0));
     CloseConnection
 }
 

@@ -58,8 +58,7 @@ fn unresolved_secrets(text: &str, data_dir: &std::path::Path) -> Vec<String> {
     let Ok(store) = keygate_secrets::Store::open_read_only(data_dir) else {
         return Vec::new();
     };
-    let pattern = regex_lite_references(text);
-    pattern
+    secret_references(text)
         .into_iter()
         .filter(|(vault, secret)| !store.secret_exists(vault, secret).unwrap_or(true))
         .map(|(vault, secret)| {
@@ -69,7 +68,7 @@ fn unresolved_secrets(text: &str, data_dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Finds `secrets.get('a', 'b')` (either quote style) in the policy text.
-fn regex_lite_references(text: &str) -> Vec<(String, String)> {
+fn secret_references(text: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("secrets.get(") {

@@ -219,3 +219,27 @@ fn an_idle_gateway_does_not_reload_itself() {
     let reloads = gw.output().matches("policy reloaded").count();
     assert!(reloads <= 2, "one write caused {reloads} reloads");
 }
+
+#[test]
+fn policy_check_warns_about_secrets_the_data_dir_lacks() {
+    let data = TempDir::new("check-secrets");
+    common::seed_secrets(data.path(), &[("gateway-auth", "access-token", "value-123")]);
+    let policy = data.path().join("policy.yml");
+    std::fs::write(
+        &policy,
+        "on_http_request:\n  - expressions:\n      - \"req.headers['a'][0] != secrets.get('gateway-auth', 'access-token') + secrets.get('gateway-auth', 'missing')\"\n    actions: [{type: deny}]\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(&policy)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok\n");
+    assert!(stderr.contains("warning: secrets.get('gateway-auth', 'missing')"), "{stderr}");
+    assert!(!stderr.contains("'access-token')"), "{stderr}");
+}
