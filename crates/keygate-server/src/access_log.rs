@@ -123,7 +123,7 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Starts the writer thread.
-    pub fn start(format: LogFormat) -> Self {
+    pub fn start(format: LogFormat) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<AccessRecord>();
         std::thread::Builder::new()
             .name("keygate-access-log".into())
@@ -141,9 +141,8 @@ impl AccessLog {
                     }
                     let _ = out.flush();
                 }
-            })
-            .expect("spawning the access-log thread");
-        Self { sender }
+            })?;
+        Ok(Self { sender })
     }
 
     /// Queues one line.

@@ -96,6 +96,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the access-log writer: {0}")]
+    AccessLog(std::io::Error),
 }
 
 impl StartError {
@@ -103,7 +105,7 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Policy(_) | StartError::Tls(_) => 2,
-            StartError::Listen { .. } => 1,
+            StartError::Listen { .. } | StartError::AccessLog(_) => 1,
         }
     }
 }
@@ -150,8 +152,9 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
             addr: config.admin_listen,
             source,
         })?;
+    let access_log = AccessLog::start(config.log_format).map_err(StartError::AccessLog)?;
     let gateway = Arc::new(Gateway {
-        access_log: AccessLog::start(config.log_format),
+        access_log,
         config,
         policy: ArcSwap::from_pointee(policy),
         compiler,

@@ -223,7 +223,10 @@ fn an_idle_gateway_does_not_reload_itself() {
 #[test]
 fn policy_check_warns_about_secrets_the_data_dir_lacks() {
     let data = TempDir::new("check-secrets");
-    common::seed_secrets(data.path(), &[("gateway-auth", "access-token", "value-123")]);
+    common::seed_secrets(
+        data.path(),
+        &[("gateway-auth", "access-token", "value-123")],
+    );
     let policy = data.path().join("policy.yml");
     std::fs::write(
         &policy,
@@ -240,6 +243,9 @@ fn policy_check_warns_about_secrets_the_data_dir_lacks() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "ok\n");
-    assert!(stderr.contains("warning: secrets.get('gateway-auth', 'missing')"), "{stderr}");
+    assert!(
+        stderr.contains("warning: secrets.get('gateway-auth', 'missing')"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("'access-token')"), "{stderr}");
 }
