@@ -53,8 +53,10 @@ fn deps(urls: &[(&str, String)]) -> Deps {
 
 fn compile_with(config: &str, urls: &[(&str, String)]) -> Result<Policy, String> {
     let config: String = config.lines().map(|l| format!("          {l}\n")).collect();
+    // The response rule reads the results, as a user's log or debug rule would: the action only
+    // builds `actions.ngrok.ai_gateway` when something in the policy can read it.
     let text = format!(
-        "on_http_request:\n  - actions:\n      - type: ai-gateway\n        config:\n{config}"
+        "on_http_request:\n  - actions:\n      - type: ai-gateway\n        config:\n{config}{READS_RESULTS}"
     );
     Policy::compile("t.yml", &text, &Compiler::new(), &deps(urls)).map_err(|e| {
         e.diagnostics
@@ -63,6 +65,38 @@ fn compile_with(config: &str, urls: &[(&str, String)]) -> Result<Policy, String>
             .collect::<Vec<_>>()
             .join("\n")
     })
+}
+
+const READS_RESULTS: &str = "on_http_response:
+  - expressions:
+      - \"'ai_gateway' in actions.ngrok && actions.ngrok.ai_gateway.status == 'unused'\"
+    actions:
+      - type: add-headers
+        config: {headers: {x-unused: '1'}}
+";
+
+#[tokio::test]
+async fn results_are_built_only_when_the_policy_reads_them() {
+    let text = "on_http_request:\n  - actions:\n      - type: ai-gateway\n        config: {}\n";
+    let policy = Policy::compile("t.yml", text, &Compiler::new(), &deps(&[])).unwrap();
+    let mut ex = exchange("POST", "/v1/chat/completions", &chat("mock-echo"), &[]);
+    assert!(matches!(
+        policy.on_http_request(&mut ex).await,
+        Outcome::Respond(_)
+    ));
+    assert!(ex.results.get("ai_gateway").is_none());
+    assert_eq!(
+        ex.log.ai.as_ref().map(|ai| ai.provider.as_str()),
+        Some("mock")
+    );
+
+    let policy = compile("{}");
+    let mut ex = exchange("POST", "/v1/chat/completions", &chat("mock-echo"), &[]);
+    assert!(matches!(
+        policy.on_http_request(&mut ex).await,
+        Outcome::Respond(_)
+    ));
+    assert!(ex.results.get("ai_gateway").is_some());
 }
 
 fn compile(config: &str) -> Policy {
