@@ -5,14 +5,6 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
-/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, as a dual-stack listener reports IPv4 peers) as plain IPv4.
-pub fn normalize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// The client address for a request from `peer` (SPEC `--trust-forwarded-for`): only when the
 /// peer is trusted, the right-most `X-Forwarded-For` address that is not itself trusted.
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
@@ -25,7 +17,12 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok().map(normalize))
+        .filter_map(|hop| {
+            hop.trim()
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| ip.to_canonical())
+        })
         .collect::<Vec<_>>();
     hops.iter()
         .rev()
@@ -45,14 +42,12 @@ mod tests {
     }
 
     #[test]
-    fn mapped_addresses_become_ipv4() {
+    fn mapped_forwarded_addresses_become_ipv4() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(
-            normalize("::ffff:127.0.0.2".parse().unwrap()),
-            "127.0.0.2".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            normalize("::1".parse().unwrap()),
-            "::1".parse::<IpAddr>().unwrap()
+            resolve(peer, &headers("::ffff:203.0.113.9"), &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
         );
     }
 

@@ -14,7 +14,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::client_ip::normalize;
 use crate::gateway::Gateway;
 use crate::handler;
 use crate::tls::TlsConfig;
@@ -66,9 +65,10 @@ pub async fn serve(
             continue;
         };
         let conn = ConnInfo {
-            client_ip: normalize(peer.ip()),
+            // IPv4-mapped IPv6 (a dual-stack listener's IPv4 peers) as plain IPv4.
+            client_ip: peer.ip().to_canonical(),
             client_port: peer.port(),
-            server_ip: normalize(local.ip()),
+            server_ip: local.ip().to_canonical(),
             server_port: local.port(),
             tls: None,
             started: SystemTime::now(),

@@ -14,7 +14,7 @@ use keygate_cel::{EvalError, Scope, Template, Value};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use self::cidr_set::{normalize_ip, normalize_net, CidrSet};
+use self::cidr_set::{normalize_net, CidrSet};
 use crate::action::{
     ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination,
 };
@@ -188,7 +188,7 @@ impl RestrictIps {
     }
 
     fn check(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
-        let ip = normalize_ip(ex.conn.client_ip);
+        let ip = ex.conn.client_ip.to_canonical();
         let decision = self.decide(ip, &ex.scope())?;
         ex.results.set(
             KIND.result_name,
@@ -320,7 +320,9 @@ mod tests {
             secrets: &secrets,
             extra: &[],
         };
-        action.decide(normalize_ip(conn.client_ip), &scope).unwrap()
+        action
+            .decide(conn.client_ip.to_canonical(), &scope)
+            .unwrap()
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl CidrSet {
 
     /// The most specific listed range that contains `ip`.
     pub fn lookup(&self, ip: IpAddr) -> Option<&IpNet> {
-        let (segments, key) = match normalize_ip(ip) {
+        let (segments, key) = match ip.to_canonical() {
             IpAddr::V4(v4) => (&self.v4, u128::from(u32::from(v4))),
             IpAddr::V6(v6) => (&self.v6, u128::from(v6)),
         };
@@ -67,14 +67,6 @@ impl CidrSet {
     /// True when no range is listed.
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
-    }
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) as plain IPv4; other addresses unchanged.
-pub fn normalize_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
     }
 }
 
