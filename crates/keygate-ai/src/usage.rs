@@ -1,5 +1,6 @@
 //! Token usage reported by providers, from JSON responses and stream events.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Provider-reported token counts; `None` where the provider said nothing.
@@ -9,17 +10,36 @@ pub struct TokenUsage {
     pub output: Option<u64>,
 }
 
+/// The counts a `usage` object may carry; other fields are skipped without being built.
+#[derive(Deserialize)]
+struct UsageFields {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl From<UsageFields> for TokenUsage {
+    fn from(fields: UsageFields) -> Self {
+        let cached = fields.cache_creation_input_tokens.unwrap_or(0)
+            + fields.cache_read_input_tokens.unwrap_or(0);
+        TokenUsage {
+            input: fields
+                .prompt_tokens
+                .or(fields.input_tokens.map(|t| t + cached)),
+            output: fields.completion_tokens.or(fields.output_tokens),
+        }
+    }
+}
+
 impl TokenUsage {
     /// Reads a `usage` object of any supported shape: OpenAI (`prompt_tokens`,
     /// `completion_tokens`), Responses and Anthropic (`input_tokens`, `output_tokens`; Anthropic
     /// cache reads and writes count as input).
     pub fn from_usage_object(usage: &Value) -> TokenUsage {
-        let field = |name: &str| usage.get(name).and_then(Value::as_u64);
-        let cached = field("cache_creation_input_tokens").unwrap_or(0)
-            + field("cache_read_input_tokens").unwrap_or(0);
-        let input = field("prompt_tokens").or_else(|| field("input_tokens").map(|t| t + cached));
-        let output = field("completion_tokens").or_else(|| field("output_tokens"));
-        TokenUsage { input, output }
+        UsageFields::deserialize(usage).map_or_else(|_| TokenUsage::default(), TokenUsage::from)
     }
 
     /// Usage of a whole (non-streamed) response body; embeddings report no output tokens (0).
@@ -44,9 +64,8 @@ impl TokenUsage {
             return None;
         }
         let mut values =
-            serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Value>();
-        let usage = values.next()?.ok().filter(Value::is_object)?;
-        Some(TokenUsage::from_usage_object(&usage))
+            serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<UsageFields>();
+        values.next()?.ok().map(TokenUsage::from)
     }
 
     /// Slow path: the whole body, for bodies the fast path cannot read (and embeddings).
