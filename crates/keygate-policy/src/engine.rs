@@ -3,7 +3,7 @@
 use http::Response;
 use tracing::warn;
 
-use crate::action::{ActionError, Flow, Phase};
+use crate::action::{ActionError, Flow};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
@@ -45,11 +45,6 @@ impl Policy {
             Outcome::Respond(replacement) => Some(replacement),
             Outcome::Close => None,
         }
-    }
-
-    /// True when the policy has `on_http_response` rules.
-    pub fn has_response_rules(&self) -> bool {
-        !self.rules(Phase::OnHttpResponse).is_empty()
     }
 }
 
