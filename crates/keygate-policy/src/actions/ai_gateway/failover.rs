@@ -306,7 +306,10 @@ impl AiGateway {
             Ok(Ok(result)) => result,
         };
         made.status_code = parts.status.as_u16();
-        made.response_headers = response_headers(&parts.headers);
+        if self.publish_results {
+            // Only the published results show provider headers.
+            made.response_headers = response_headers(&parts.headers);
+        }
         let Some(error_body) = error_body else {
             made.time_to_first_byte = Some(made.total);
             let body = body.map_err(box_error).boxed();
