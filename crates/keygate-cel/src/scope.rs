@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -22,6 +22,21 @@ pub struct ConnInfo {
     pub server_port: u16,
     pub tls: Option<TlsInfo>,
     pub started: SystemTime,
+}
+
+impl ConnInfo {
+    /// A plain-TCP connection from `client` to `server`, starting now. IPv4-mapped IPv6 addresses
+    /// (how a dual-stack listener sees IPv4 peers) become plain IPv4.
+    pub fn new(client: SocketAddr, server: SocketAddr) -> Self {
+        Self {
+            client_ip: client.ip().to_canonical(),
+            client_port: client.port(),
+            server_ip: server.ip().to_canonical(),
+            server_port: server.port(),
+            tls: None,
+            started: SystemTime::now(),
+        }
+    }
 }
 
 /// TLS handshake facts (`conn.tls.*`).

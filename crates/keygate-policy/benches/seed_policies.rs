@@ -2,11 +2,9 @@
 //! phase of an authorized request (the expensive path: every rule evaluated, nothing answers).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use futures_util::FutureExt;
-use keygate_ai::ApiFormat;
 use keygate_cel::{Compiler, ConnInfo, MemorySecrets, SecretSource};
 use keygate_policy::{Deps, Exchange, HttpClient, Outcome, Policy, RequestBody};
 use keygate_ratelimit::MemoryLimiter;
@@ -79,20 +77,15 @@ fn exchange(secrets: &Arc<dyn SecretSource>, conn: &Arc<ConnInfo>) -> Exchange {
         .body(())
         .expect("request")
         .into_parts();
-    Exchange {
-        id: "0123456789abcdef".into(),
-        conn: conn.clone(),
-        scheme: "http",
-        request: head,
-        body: RequestBody::Buffered(bytes::Bytes::new()),
-        max_body_bytes: 1 << 20,
-        response: None,
-        vars: Default::default(),
-        results: Default::default(),
-        secrets: secrets.clone(),
-        api_format: ApiFormat::OpenAi,
-        log: Default::default(),
-    }
+    Exchange::new(
+        "0123456789abcdef".into(),
+        conn.clone(),
+        "http",
+        head,
+        RequestBody::Buffered(bytes::Bytes::new()),
+        1 << 20,
+        secrets.clone(),
+    )
 }
 
 fn bench(c: &mut Criterion) {
@@ -105,14 +98,10 @@ fn bench(c: &mut Criterion) {
         offline: true,
     };
     let compiler = Compiler::new();
-    let conn = Arc::new(ConnInfo {
-        client_ip: "127.0.0.1".parse().expect("ip"),
-        client_port: 50000,
-        server_ip: "127.0.0.1".parse().expect("ip"),
-        server_port: 8080,
-        tls: None,
-        started: SystemTime::now(),
-    });
+    let conn = Arc::new(ConnInfo::new(
+        "127.0.0.1:50000".parse().expect("addr"),
+        "127.0.0.1:8080".parse().expect("addr"),
+    ));
     for (name, text) in [
         ("bearer", BEARER),
         ("multiple_tokens", MULTIPLE),

@@ -87,6 +87,33 @@ impl Usage {
 }
 
 impl Exchange {
+    /// A new exchange for `request`, before any policy ran; the API format follows the path.
+    pub fn new(
+        id: String,
+        conn: Arc<ConnInfo>,
+        scheme: &'static str,
+        request: http::request::Parts,
+        body: RequestBody,
+        max_body_bytes: u64,
+        secrets: Arc<dyn SecretSource>,
+    ) -> Self {
+        let api_format = ApiFormat::for_path(request.uri.path());
+        Self {
+            id,
+            conn,
+            scheme,
+            request,
+            body,
+            max_body_bytes,
+            response: None,
+            vars: Vars::default(),
+            results: ActionResults::default(),
+            secrets,
+            api_format,
+            log: RequestLog::default(),
+        }
+    }
+
     /// The CEL scope over this exchange's current state.
     pub fn scope(&self) -> Scope<'_> {
         Scope {

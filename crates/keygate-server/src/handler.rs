@@ -11,10 +11,9 @@ use http::{HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use keygate_ai::ApiFormat;
-use keygate_cel::{ConnInfo, Vars};
+use keygate_cel::ConnInfo;
 use keygate_policy::body::{Body, BoxError};
-use keygate_policy::{Exchange, GatewayError, Outcome, RequestBody, RequestLog};
+use keygate_policy::{Exchange, GatewayError, Outcome, RequestBody};
 
 use crate::access_log::AccessRecord;
 use crate::gateway::Gateway;
@@ -58,7 +57,6 @@ pub async fn handle(
             ..(*conn).clone()
         })
     };
-    let api_format = ApiFormat::for_path(head.uri.path());
     let max_body = gateway.config.max_body_bytes;
     let declared_too_large = head
         .headers
@@ -67,29 +65,24 @@ pub async fn handle(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|len| len > max_body);
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let mut ex = Exchange {
+    let mut ex = Exchange::new(
         id,
         conn,
         scheme,
-        request: head,
-        body: RequestBody::Streaming(Limited::new(body, limit).boxed()),
-        max_body_bytes: max_body,
-        response: None,
-        vars: Vars::default(),
-        results: Default::default(),
-        secrets: gateway.deps.secrets.clone(),
-        api_format,
-        log: RequestLog::default(),
-    };
+        head,
+        RequestBody::Streaming(Limited::new(body, limit).boxed()),
+        max_body,
+        gateway.deps.secrets.clone(),
+    );
     let response = if declared_too_large {
-        GatewayError::body_too_large(max_body).into_response(api_format)
+        GatewayError::body_too_large(max_body).into_response(ex.api_format)
     } else {
         match policy.on_http_request(&mut ex).await {
             Outcome::Respond(response) => response,
             Outcome::Close => return Err(close(&gateway, arrival, ex)),
             Outcome::Continue => match &gateway.config.upstream {
                 Some(upstream) => proxy::forward(&gateway.http, upstream, &mut ex).await,
-                None => GatewayError::no_route().into_response(api_format),
+                None => GatewayError::no_route().into_response(ex.api_format),
             },
         }
     };

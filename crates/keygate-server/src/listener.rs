@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -64,15 +64,7 @@ pub async fn serve(
         let Ok(local) = stream.local_addr() else {
             continue;
         };
-        let conn = ConnInfo {
-            // IPv4-mapped IPv6 (a dual-stack listener's IPv4 peers) as plain IPv4.
-            client_ip: peer.ip().to_canonical(),
-            client_port: peer.port(),
-            server_ip: local.ip().to_canonical(),
-            server_port: local.port(),
-            tls: None,
-            started: SystemTime::now(),
-        };
+        let conn = ConnInfo::new(peer, local);
         let gateway = gateway.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();

@@ -30,18 +30,7 @@ const KEYS: [&str; 6] = [
     ANTHROPIC_GOOD,
 ];
 
-const AUTH_RULE: &str = r#"
-on_http_request:
-  - expressions:
-      - req.headers['authorization'][0] != 'Bearer ' + secrets.get('gateway-auth', 'access-token')
-    actions:
-      - type: custom-response
-        config:
-          status_code: 401
-          headers:
-            content-type: application/json
-          body: '{"error": {"message": "Invalid or missing authorization token", "type": "authentication_error"}}'
-"#;
+use common::SEED_BEARER_RULE as AUTH_RULE;
 
 fn seed(dir: &Path) {
     seed_secrets(

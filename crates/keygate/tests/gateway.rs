@@ -8,19 +8,7 @@ use common::{seed_secrets, send, EchoUpstream, Gateway, Options, Req, TempDir};
 const UNAUTHORIZED_BODY: &str = r#"{"error": {"message": "Invalid or missing authorization token", "type": "authentication_error"}}"#;
 
 /// The seed guide's first policy, with the ai-gateway rule replaced by the plain upstream.
-const SEED_BEARER: &str = r#"
-on_http_request:
-  # Reject unauthorized requests
-  - expressions:
-      - req.headers['authorization'][0] != 'Bearer ' + secrets.get('gateway-auth', 'access-token')
-    actions:
-      - type: custom-response
-        config:
-          status_code: 401
-          headers:
-            content-type: application/json
-          body: '{"error": {"message": "Invalid or missing authorization token", "type": "authentication_error"}}'
-"#;
+use common::SEED_BEARER_RULE as SEED_BEARER;
 
 const SEED_MULTIPLE: &str = r#"
 on_http_request:

@@ -13,20 +13,9 @@ use common::{seed_secrets, send, EchoUpstream, Gateway, Options, Req, TempDir};
 
 const TOKEN: &str = "kg_test_0123456789abcdef";
 
-/// The seed guide's policy (section "Adding rate limiting"), with the upstream standing in for ai-gateway.
-const SEED_POLICY: &str = r#"
-on_http_request:
-  # Reject unauthorized requests
-  - expressions:
-      - req.headers['authorization'][0] != 'Bearer ' + secrets.get('gateway-auth', 'access-token')
-    actions:
-      - type: custom-response
-        config:
-          status_code: 401
-          headers:
-            content-type: application/json
-          body: '{"error": {"message": "Invalid or missing authorization token", "type": "authentication_error"}}'
-  # Apply rate limiting to authorized requests
+/// The seed guide's policy (section "Adding rate limiting"), with the upstream standing in for
+/// ai-gateway: its authorization rule, then this one.
+const RATE_LIMIT_RULE: &str = r#"  # Apply rate limiting to authorized requests
   - actions:
       - type: rate-limit
         config:
@@ -84,7 +73,7 @@ fn start_gateway(data: &TempDir, upstream: &EchoUpstream, extra: &[String]) -> G
     let mut args = vec!["--upstream".to_owned(), upstream.url()];
     args.extend_from_slice(extra);
     Gateway::start_with(
-        SEED_POLICY,
+        &format!("{}{RATE_LIMIT_RULE}", common::SEED_BEARER_RULE),
         Options {
             args,
             data_dir: Some(data.path()),

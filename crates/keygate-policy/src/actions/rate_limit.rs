@@ -259,12 +259,9 @@ impl Action for RateLimit {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-    use std::time::SystemTime;
 
     use bytes::Bytes;
     use http_body_util::BodyExt;
-    use keygate_ai::ApiFormat;
     use keygate_cel::{Compiler, ConnInfo, MemorySecrets};
     use keygate_ratelimit::{ManualClock, MemoryConfig, MemoryLimiter};
 
@@ -511,27 +508,18 @@ on_http_request:
             request = request.header("authorization", auth);
         }
         let (request, ()) = request.body(()).unwrap().into_parts();
-        Exchange {
-            id: "req-1".into(),
-            conn: Arc::new(ConnInfo {
-                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                client_port: 40000,
-                server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                server_port: 8080,
-                tls: None,
-                started: SystemTime::now(),
-            }),
-            scheme: "http",
+        Exchange::new(
+            "req-1".into(),
+            Arc::new(ConnInfo::new(
+                "127.0.0.1:40000".parse().unwrap(),
+                "127.0.0.1:8080".parse().unwrap(),
+            )),
+            "http",
             request,
-            body: RequestBody::Buffered(Bytes::new()),
-            max_body_bytes: 1024,
-            response: None,
-            vars: Default::default(),
-            results: Default::default(),
-            secrets: Arc::new(MemorySecrets::default()),
-            api_format: ApiFormat::for_path(path),
-            log: Default::default(),
-        }
+            RequestBody::Buffered(Bytes::new()),
+            1024,
+            Arc::new(MemorySecrets::default()),
+        )
     }
 
     fn policy(text: &str) -> (Policy, ManualClock) {

@@ -17,6 +17,22 @@ use tokio::net::{TcpListener, TcpSocket};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keygate");
 
+/// The seed guide's authorization rule (Bearer token checked against the vault secret
+/// `gateway-auth/access-token`), opening an `on_http_request` list tests extend with their own rules.
+pub const SEED_BEARER_RULE: &str = r#"
+on_http_request:
+  # Reject unauthorized requests
+  - expressions:
+      - req.headers['authorization'][0] != 'Bearer ' + secrets.get('gateway-auth', 'access-token')
+    actions:
+      - type: custom-response
+        config:
+          status_code: 401
+          headers:
+            content-type: application/json
+          body: '{"error": {"message": "Invalid or missing authorization token", "type": "authentication_error"}}'
+"#;
+
 /// A unique scratch directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -13,7 +13,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use keygate_ai::ApiFormat;
 use keygate_cel::{to_json, Compiler, ConnInfo, MemorySecrets};
 use keygate_ratelimit::MemoryLimiter;
 use serde_json::{json, Value};
@@ -109,31 +108,23 @@ fn exchange(method: &str, path: &str, body: &Value, headers: &[(&str, &str)]) ->
         request = request.header(*k, *v);
     }
     let (request, ()) = request.body(()).unwrap().into_parts();
-    Exchange {
-        id: "req-1".into(),
-        conn: Arc::new(ConnInfo {
-            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            client_port: 40000,
-            server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            server_port: 8080,
-            tls: None,
-            started: SystemTime::now(),
-        }),
-        scheme: "http",
+    let body = if body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    Exchange::new(
+        "req-1".into(),
+        Arc::new(ConnInfo::new(
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+        )),
+        "http",
         request,
-        body: RequestBody::Buffered(if body.is_null() {
-            Bytes::new()
-        } else {
-            Bytes::from(body.to_string())
-        }),
-        max_body_bytes: 1 << 20,
-        response: None,
-        vars: Default::default(),
-        results: Default::default(),
-        secrets: secrets(),
-        api_format: ApiFormat::for_path(path),
-        log: Default::default(),
-    }
+        RequestBody::Buffered(body),
+        1 << 20,
+        secrets(),
+    )
 }
 
 struct Answer {
