@@ -193,12 +193,7 @@ impl<'a> Resolver<'a> {
             "url.raw" => owned_text(req.url()),
             "url.uri" => text(req.uri()),
             "user_agent" => text(header(headers, http::header::USER_AGENT).unwrap_or("")),
-            "location" => text(header(headers, http::header::LOCATION).unwrap_or("")),
-            "content_encoding" => Some(CowVal::owned(
-                Headers::new(headers).values("content-encoding"),
-            )),
-            "content_length" => content_length(headers).and_then(int),
-            _ => content_type_field(headers, field),
+            _ => message_field(headers, field),
         }
     }
 
@@ -209,12 +204,7 @@ impl<'a> Resolver<'a> {
             "" => self.node("res"),
             "status_code" => int(i64::from(res.head.status.as_u16())),
             "headers" => Some(CowVal::owned(Headers::new(headers))),
-            "location" => text(header(headers, http::header::LOCATION).unwrap_or("")),
-            "content_encoding" => Some(CowVal::owned(
-                Headers::new(headers).values("content-encoding"),
-            )),
-            "content_length" => content_length(headers).and_then(int),
-            _ => content_type_field(headers, field),
+            _ => message_field(headers, field),
         }
     }
 
@@ -242,6 +232,19 @@ impl<'a> Resolver<'a> {
 
 /// `content_type`, `content_type.raw`, `content_type.parameters` of a header map; absent
 /// (so `has()` is false) without a `Content-Type` header.
+/// The fields requests and responses share (`location`, `content_encoding`, `content_length`,
+/// `content_type*`), read from `headers`.
+fn message_field<'b>(headers: &'b http::HeaderMap, field: &str) -> Found<'b> {
+    match field {
+        "location" => text(header(headers, http::header::LOCATION).unwrap_or("")),
+        "content_encoding" => Some(CowVal::owned(
+            Headers::new(headers).values("content-encoding"),
+        )),
+        "content_length" => content_length(headers).and_then(int),
+        _ => content_type_field(headers, field),
+    }
+}
+
 fn content_type_field<'b>(headers: &'b http::HeaderMap, field: &str) -> Found<'b> {
     let sub = field.strip_prefix("content_type")?;
     let ct = content_type(headers)?;
