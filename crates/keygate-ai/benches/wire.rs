@@ -29,10 +29,10 @@ fn bench(c: &mut Criterion) {
     let registry = Registry::new(&GatewaySpec::default(), Catalog::builtin()).expect("registry");
     let body = json!({"model": "gpt-4o-2024-11-20", "models": ["claude-haiku-4-5"], "stream": true,
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Hello there, how are you?"}]});
-    let bytes = body.to_string();
+    let bytes = bytes::Bytes::from(body.to_string());
     c.bench_function("parse_resolve_prepare", |b| {
         b.iter(|| {
-            let request = ClientRequest::parse(black_box(bytes.as_bytes())).expect("parse");
+            let request = ClientRequest::parse(black_box(bytes.clone())).expect("parse");
             let resolution = registry
                 .resolve(&request.requested(), Surface::ChatCompletions)
                 .expect("resolve");

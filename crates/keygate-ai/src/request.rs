@@ -1,6 +1,8 @@
 //! The client's request body: the fields the gateway reads (`model`, `models`, `stream`,
 //! `stream_options.include_usage`), with every other field kept verbatim for forwarding.
 
+use bytes::Bytes;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Most entries accepted in `models`: each may cost upstream attempts, so the list is bounded.
@@ -12,6 +14,8 @@ const AUTO_MODELS: [&str; 2] = ["ngrok/auto", "keygate/auto"];
 /// A parsed client request body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientRequest {
+    /// The body as the client sent it (forwarded as is when nothing needs to change).
+    pub raw: Bytes,
     /// The whole JSON object, unknown fields included.
     pub body: Map<String, Value>,
     /// `model`, if sent.
@@ -41,15 +45,25 @@ pub enum RequestError {
     StreamNotBool,
     #[error("'models' may list at most {MAX_MODELS} models")]
     TooManyModels,
+    /// A top-level key sent twice: parsers disagree on which one counts, so a provider could read
+    /// another `model` than the one the policy checked.
+    #[error("duplicate key '{0}'")]
+    DuplicateKey(String),
 }
 
 impl ClientRequest {
     /// Parses a request body.
-    pub fn parse(bytes: &[u8]) -> Result<ClientRequest, RequestError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| RequestError::NotJson(e.to_string()))?;
-        let Value::Object(body) = value else {
-            return Err(RequestError::NotObject);
+    pub fn parse(raw: Bytes) -> Result<ClientRequest, RequestError> {
+        let body = match serde_json::from_slice::<TopLevel>(&raw) {
+            Ok(TopLevel {
+                duplicate: Some(key),
+                ..
+            }) => return Err(RequestError::DuplicateKey(key)),
+            Ok(TopLevel { map, .. }) => map,
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                return Err(RequestError::NotObject)
+            }
+            Err(e) => return Err(RequestError::NotJson(e.to_string())),
         };
         let model = match body.get("model") {
             None | Some(Value::Null) => None,
@@ -83,6 +97,7 @@ impl ClientRequest {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         Ok(ClientRequest {
+            raw,
             body,
             model,
             models,
@@ -106,6 +121,42 @@ impl ClientRequest {
     }
 }
 
+/// The top-level object, noting the first key sent twice (anything else is a type error).
+struct TopLevel {
+    map: Map<String, Value>,
+    duplicate: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = TopLevel;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<TopLevel, A::Error> {
+                let mut top = TopLevel {
+                    map: Map::new(),
+                    duplicate: None,
+                };
+                while let Some(key) = access.next_key::<String>()? {
+                    let value = access.next_value::<Value>()?;
+                    if top.map.contains_key(&key) {
+                        top.duplicate.get_or_insert(key);
+                    } else {
+                        top.map.insert(key, value);
+                    }
+                }
+                Ok(top)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
 /// Whether `name` asks the gateway to pick the model (`ngrok/auto`, `keygate/auto`).
 pub fn is_auto(name: &str) -> bool {
     AUTO_MODELS.iter().any(|a| a.eq_ignore_ascii_case(name))
@@ -117,10 +168,10 @@ mod tests {
 
     #[test]
     fn reads_the_fields_it_needs_and_keeps_the_rest() {
-        let req = ClientRequest::parse(
+        let req = ClientRequest::parse(Bytes::from_static(
             br#"{"model":"gpt-4o","models":["claude-haiku-4-5","GPT-4o"],"stream":true,
                  "stream_options":{"include_usage":true},"messages":[],"x_vendor":{"a":1}}"#,
-        )
+        ))
         .unwrap();
         assert_eq!(req.model.as_deref(), Some("gpt-4o"));
         assert!(req.stream && req.include_usage);
@@ -130,9 +181,12 @@ mod tests {
 
     #[test]
     fn auto_and_missing_models() {
-        let req = ClientRequest::parse(br#"{"model":"ngrok/auto","messages":[]}"#).unwrap();
+        let req = ClientRequest::parse(Bytes::from_static(
+            br#"{"model":"ngrok/auto","messages":[]}"#,
+        ))
+        .unwrap();
         assert!(req.requested().is_empty());
-        let req = ClientRequest::parse(br#"{"messages":[]}"#).unwrap();
+        let req = ClientRequest::parse(Bytes::from_static(br#"{"messages":[]}"#)).unwrap();
         assert!(req.model.is_none() && !req.stream);
     }
 
@@ -143,12 +197,18 @@ mod tests {
             serde_json::json!(vec!["m"; MAX_MODELS + 1])
         );
         assert_eq!(
-            ClientRequest::parse(many.as_bytes()),
+            ClientRequest::parse(many.into()),
             Err(RequestError::TooManyModels)
         );
-        let cases: [(&[u8], RequestError); 6] = [
+        let cases: [(&'static [u8], RequestError); 9] = [
             (b"{", RequestError::NotJson(String::new())),
             (b"[1]", RequestError::NotObject),
+            (b"\"text\"", RequestError::NotObject),
+            (b"{\"a\":1} x", RequestError::NotJson(String::new())),
+            (
+                br#"{"model":"gpt-4o","messages":[],"model":"o1-pro"}"#,
+                RequestError::DuplicateKey("model".into()),
+            ),
             (br#"{"model":5}"#, RequestError::ModelNotString),
             (br#"{"models":"gpt-4o"}"#, RequestError::ModelsNotList),
             (
@@ -158,7 +218,7 @@ mod tests {
             (br#"{"stream":"yes"}"#, RequestError::StreamNotBool),
         ];
         for (body, expected) in cases {
-            let err = ClientRequest::parse(body).unwrap_err();
+            let err = ClientRequest::parse(Bytes::from_static(body)).unwrap_err();
             match expected {
                 RequestError::NotJson(_) => assert!(matches!(err, RequestError::NotJson(_))),
                 expected => assert_eq!(err, expected),

@@ -2,6 +2,9 @@
 //! set the upstream model id, drop `models`, strip parameters, merge the configured `body`,
 //! cap output tokens, and ask for streamed usage when the client did not.
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::registry::Candidate;
@@ -22,17 +25,23 @@ pub struct BodyOptions {
 
 /// The upstream body and what was changed for streaming.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PreparedBody {
-    pub json: Map<String, Value>,
+pub struct PreparedBody<'a> {
+    /// The upstream object: still the client's own (borrowed) when nothing had to change.
+    pub json: Cow<'a, Map<String, Value>>,
     /// Keygate set `stream_options.include_usage` itself: drop the extra usage chunk for the client.
     pub added_include_usage: bool,
+    /// The client's bytes, sent as they are while `json` is unchanged.
+    raw: &'a Bytes,
 }
 
-impl PreparedBody {
-    /// The serialized body.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Serializing a map of JSON values cannot fail.
-        serde_json::to_vec(&self.json).unwrap_or_default()
+impl PreparedBody<'_> {
+    /// The serialized body: the client's bytes themselves when nothing changed.
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.json {
+            Cow::Borrowed(_) => self.raw.clone(),
+            // Serializing a map of JSON values cannot fail.
+            Cow::Owned(json) => serde_json::to_vec(json).unwrap_or_default().into(),
+        }
     }
 
     /// Whether the upstream body asks for a stream.
@@ -44,63 +53,79 @@ impl PreparedBody {
     }
 }
 
-/// Builds the body sent to `candidate` for a request on `surface`.
-pub fn prepare_body(
-    request: &ClientRequest,
+/// Builds the body sent to `candidate` for a request on `surface`. Each step copies the client's
+/// object only when it changes something, so a request already in the provider's shape is
+/// forwarded byte for byte.
+pub fn prepare_body<'a>(
+    request: &'a ClientRequest,
     surface: Surface,
     candidate: &Candidate,
     options: &BodyOptions,
-) -> PreparedBody {
-    let mut json = request.body.clone();
-    json.insert("model".into(), Value::String(candidate.model.id.clone()));
-    json.remove("models");
+) -> PreparedBody<'a> {
+    let mut json = Cow::Borrowed(&request.body);
+    let model = &candidate.model.id;
+    if json.get("model").and_then(Value::as_str) != Some(model) {
+        json.to_mut()
+            .insert("model".into(), Value::String(model.clone()));
+    }
+    if json.contains_key("models") {
+        json.to_mut().remove("models");
+    }
     let allowlist = candidate
         .provider
         .surface_spec(surface)
         .map(|s| &s.supported_params[..])
         .unwrap_or_default();
-    if !allowlist.is_empty() {
-        json.retain(|key, _| {
-            ALWAYS_KEPT.contains(&key.as_str()) || allowlist.iter().any(|p| &p.name == key)
-        });
+    let allowed = |key: &str| ALWAYS_KEPT.contains(&key) || allowlist.iter().any(|p| p.name == key);
+    if !allowlist.is_empty() && !json.keys().all(|key| allowed(key)) {
+        json.to_mut().retain(|key, _| allowed(key));
     }
     let denylist = &candidate.model.unsupported_params;
-    json.retain(|key, _| key == "model" || !denylist.contains(key));
-    for (key, value) in &options.overrides {
-        json.insert(key.clone(), value.clone());
+    let denied = |key: &str| key != "model" && denylist.iter().any(|d| d == key);
+    if json.keys().any(|key| denied(key)) {
+        json.to_mut().retain(|key, _| !denied(key));
+    }
+    if !options.overrides.is_empty() {
+        let json = json.to_mut();
+        for (key, value) in &options.overrides {
+            json.insert(key.clone(), value.clone());
+        }
     }
     if let Some(cap) = options.max_output_tokens {
-        cap_output_tokens(&mut json, surface, &candidate.provider.id, cap);
+        cap_output_tokens(json.to_mut(), surface, &candidate.provider.id, cap);
     }
     let stream_options_allowed = (allowlist.is_empty()
         || allowlist.iter().any(|p| p.name == "stream_options"))
         && !denylist.iter().any(|p| p == "stream_options");
-    let added_include_usage = matches!(surface, Surface::ChatCompletions | Surface::Completions)
+    let wants_usage = matches!(surface, Surface::ChatCompletions | Surface::Completions)
         && stream_options_allowed
         && json.get("stream").and_then(Value::as_bool) == Some(true)
-        && add_include_usage(&mut json);
+        && json
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            != Some(true);
+    if wants_usage {
+        add_include_usage(json.to_mut());
+    }
     PreparedBody {
         json,
-        added_include_usage,
+        added_include_usage: wants_usage,
+        raw: &request.raw,
     }
 }
 
-/// Sets `stream_options.include_usage: true`; false when it already was.
-fn add_include_usage(json: &mut Map<String, Value>) -> bool {
+/// Sets `stream_options.include_usage: true`, replacing a `stream_options` that is not an object.
+fn add_include_usage(json: &mut Map<String, Value>) {
     let options = json
         .entry("stream_options")
         .or_insert_with(|| Value::Object(Map::new()));
     if !options.is_object() {
         *options = Value::Object(Map::new());
     }
-    let Value::Object(options) = options else {
-        return false;
-    };
-    if options.get("include_usage").and_then(Value::as_bool) == Some(true) {
-        return false;
+    if let Value::Object(options) = options {
+        options.insert("include_usage".into(), Value::Bool(true));
     }
-    options.insert("include_usage".into(), Value::Bool(true));
-    true
 }
 
 /// `max_output_tokens` (reference Q7): lower any output-token field above the cap; when the
@@ -147,7 +172,7 @@ mod tests {
     }
 
     fn request(body: Value) -> ClientRequest {
-        ClientRequest::parse(body.to_string().as_bytes()).unwrap()
+        ClientRequest::parse(body.to_string().into()).unwrap()
     }
 
     #[test]
@@ -158,8 +183,27 @@ mod tests {
         );
         let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
         assert_eq!(
-            Value::Object(out.json),
+            Value::Object(out.json.into_owned()),
             json!({"model": "o3", "messages": []})
+        );
+    }
+
+    #[test]
+    fn a_body_already_in_shape_is_forwarded_byte_for_byte() {
+        let c = candidate(json!([]), "gpt-4o", Surface::ChatCompletions);
+        let raw = r#"{ "messages": [{"role": "user", "content": "hi"}],   "model": "gpt-4o" }"#;
+        let req = ClientRequest::parse(raw.into()).unwrap();
+        let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
+        assert!(matches!(out.json, Cow::Borrowed(_)));
+        assert_eq!(out.to_bytes(), raw.as_bytes());
+
+        let req = request(json!({"model": "gpt-4o", "stream": true}));
+        let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
+        assert!(matches!(out.json, Cow::Owned(_)));
+        let sent: Value = serde_json::from_slice(&out.to_bytes()).unwrap();
+        assert_eq!(
+            sent,
+            json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}})
         );
     }
 
@@ -179,7 +223,7 @@ mod tests {
         };
         let out = prepare_body(&req, Surface::ChatCompletions, &c, &options);
         assert_eq!(
-            Value::Object(out.json),
+            Value::Object(out.json.into_owned()),
             json!({"model": "qwen", "messages": [1], "temperature": 0, "stream": false})
         );
     }

@@ -54,7 +54,7 @@ impl TokenUsage {
     /// by a backslash is inside a string and is not taken).
     fn from_trailing_usage(body: &[u8]) -> Option<TokenUsage> {
         const KEY: &[u8] = b"\"usage\"";
-        let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+        let at = memchr::memmem::rfind(body, KEY)?;
         if at > 0 && body[at - 1] == b'\\' {
             return None;
         }

@@ -37,7 +37,7 @@ fn registry() -> Registry {
 }
 
 fn transform(name: &str, surface: Surface, body: Value) {
-    let request = ClientRequest::parse(body.to_string().as_bytes()).unwrap();
+    let request = ClientRequest::parse(body.to_string().into()).unwrap();
     let candidate = registry()
         .resolve(&request.requested(), surface)
         .unwrap()

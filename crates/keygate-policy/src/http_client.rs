@@ -1,5 +1,6 @@
 //! The outbound HTTP client shared by the upstream proxy, `ai-gateway` and JWKS fetches.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -14,43 +15,48 @@ use crate::body::Body;
 /// provider; more would only hold memory after a burst (each costs ~20 KiB of buffers).
 const MAX_IDLE_PER_HOST: usize = 256;
 
-/// A pooled HTTP/1.1 + HTTP/2 client with rustls (webpki roots) and TCP_NODELAY.
-#[derive(Clone)]
-pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Body>,
+type Connector = HttpsConnector<HttpConnector>;
+
+/// The connector (TLS roots, TCP options) every thread's client shares.
+static CONNECTOR: LazyLock<Connector> = LazyLock::new(|| {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http)
+});
+
+thread_local! {
+    /// This thread's connection pool. The gateway serves each connection on one core's
+    /// runtime; a pool per thread keeps an upstream connection on the core that drives it, so a
+    /// request never wakes another thread.
+    static POOL: Client<Connector, Body> = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+        .build(CONNECTOR.clone());
 }
 
+/// Pooled HTTP/1.1 + HTTP/2 client with rustls (webpki roots) and TCP_NODELAY; connections idle
+/// for 90 s are closed. Cheap to copy: the pools live per thread.
+#[derive(Clone, Copy, Default)]
+pub struct HttpClient;
+
 impl HttpClient {
-    /// Builds the client. Connections idle for 90 s are closed.
+    /// The client handle.
     pub fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
-            .build(https);
-        Self { inner }
+        Self
     }
 
-    /// Sends a request; the response body streams.
+    /// Sends a request on the calling thread's pool; the response body streams.
     pub async fn send(
         &self,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        self.inner.request(request).await
-    }
-}
-
-impl Default for HttpClient {
-    fn default() -> Self {
-        Self::new()
+        POOL.with(Client::clone).request(request).await
     }
 }

@@ -8,7 +8,6 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use keygate_policy::RequestLog;
-use serde::Serialize;
 
 use crate::config::LogFormat;
 
@@ -24,64 +23,62 @@ pub struct AccessRecord {
     pub log: RequestLog,
 }
 
-/// The JSON form of one line, serialized straight into the output (no intermediate tree).
-#[derive(Serialize)]
-struct JsonLine<'a> {
-    timestamp: String,
-    level: &'static str,
-    message: &'static str,
-    request_id: &'a str,
-    client_ip: IpAddr,
-    method: &'a str,
-    path: &'a str,
-    status: u16,
-    duration_ms: f64,
-    rules: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<&'static str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    log: &'a [serde_json::Value],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ai: Option<AiLine<'a>>,
-}
-
-#[derive(Serialize)]
-struct AiLine<'a> {
-    provider: &'a str,
-    model: &'a str,
-    attempts: u32,
-    input_tokens: u64,
-    output_tokens: u64,
-    time_to_first_token_ms: Option<f64>,
-}
-
 impl AccessRecord {
-    fn write_json(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let line = JsonLine {
-            timestamp: chrono::DateTime::<chrono::Utc>::from(self.time)
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            level: "INFO",
-            message: "request",
-            request_id: &self.request_id,
-            client_ip: self.client_ip,
-            method: &self.method,
-            path: &self.path,
-            status: self.status,
-            duration_ms: self.duration.as_secs_f64() * 1000.0,
-            rules: self.log.matched_rules.iter().map(|r| &**r).collect(),
-            action: self.log.terminated_by,
-            log: &self.log.metadata,
-            ai: self.log.ai.as_ref().map(|ai| AiLine {
-                provider: &ai.provider,
-                model: &ai.model,
-                attempts: ai.attempts,
-                input_tokens: ai.usage.input_tokens.load(Ordering::Relaxed),
-                output_tokens: ai.usage.output_tokens.load(Ordering::Relaxed),
-                time_to_first_token_ms: ai.time_to_first_token.map(|d| d.as_secs_f64() * 1000.0),
-            }),
-        };
-        serde_json::to_writer(&mut *out, &line)?;
-        out.write_all(b"\n")
+    /// Appends the line as one JSON object. The keys are constants written as they are; only
+    /// values go through the JSON string escaper.
+    fn write_json(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let time = chrono::DateTime::<chrono::Utc>::from(self.time);
+        write!(
+            out,
+            r#"{{"timestamp":"{}","level":"INFO","message":"request","request_id":"#,
+            time.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        )?;
+        json_str(out, &self.request_id)?;
+        write!(out, r#","client_ip":"{}","method":"#, self.client_ip)?;
+        json_str(out, &self.method)?;
+        out.extend_from_slice(br#","path":"#);
+        json_str(out, &self.path)?;
+        write!(
+            out,
+            r#","status":{},"duration_ms":{},"rules":["#,
+            self.status,
+            Millis(self.duration)
+        )?;
+        for (index, rule) in self.log.matched_rules.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            json_str(out, rule)?;
+        }
+        out.push(b']');
+        if let Some(action) = self.log.terminated_by {
+            out.extend_from_slice(br#","action":"#);
+            json_str(out, action)?;
+        }
+        if !self.log.metadata.is_empty() {
+            out.extend_from_slice(br#","log":"#);
+            serde_json::to_writer(&mut *out, &self.log.metadata)?;
+        }
+        if let Some(ai) = &self.log.ai {
+            out.extend_from_slice(br#","ai":{"provider":"#);
+            json_str(out, &ai.provider)?;
+            out.extend_from_slice(br#","model":"#);
+            json_str(out, &ai.model)?;
+            write!(
+                out,
+                r#","attempts":{},"input_tokens":{},"output_tokens":{},"time_to_first_token_ms":"#,
+                ai.attempts,
+                ai.usage.input_tokens.load(Ordering::Relaxed),
+                ai.usage.output_tokens.load(Ordering::Relaxed),
+            )?;
+            match ai.time_to_first_token {
+                Some(ttft) => write!(out, "{}", Millis(ttft))?,
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}\n");
+        Ok(())
     }
 
     fn to_pretty(&self) -> String {
@@ -115,31 +112,70 @@ impl AccessRecord {
     }
 }
 
+/// How long the writer sleeps after writing a batch. Records sent meanwhile wake nobody: under load
+/// the writer costs one wake-up and one `write` per interval instead of one per request.
+const BATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+enum Message {
+    Line(AccessRecord),
+    /// Write everything queued before this, flush stdout, then acknowledge.
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// A duration in milliseconds with microsecond precision, e.g. `2.437`.
+struct Millis(Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
+/// Appends `value` as a JSON string.
+fn json_str(out: &mut Vec<u8>, value: &str) -> std::io::Result<()> {
+    Ok(serde_json::to_writer(out, value)?)
+}
+
 /// Sends records to the writer thread.
 #[derive(Clone)]
 pub struct AccessLog {
-    sender: mpsc::Sender<AccessRecord>,
+    sender: mpsc::Sender<Message>,
 }
 
 impl AccessLog {
     /// Starts the writer thread.
     pub fn start(format: LogFormat) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::channel::<AccessRecord>();
+        let (sender, receiver) = mpsc::channel::<Message>();
         std::thread::Builder::new()
             .name("keygate-access-log".into())
             .spawn(move || {
                 // Not `stdout().lock()`: event logs (tracing) write to stdout too.
-                let mut out = std::io::BufWriter::new(std::io::stdout());
-                while let Ok(record) = receiver.recv() {
-                    let mut next = Some(record);
-                    while let Some(record) = next {
-                        let _ = match format {
-                            LogFormat::Json => record.write_json(&mut out),
-                            LogFormat::Pretty => writeln!(out, "{}", record.to_pretty()),
-                        };
-                        next = receiver.try_recv().ok();
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+                let mut line = Vec::with_capacity(512);
+                // Blocks while idle, so the first line after a quiet spell is written at once.
+                while let Ok(first) = receiver.recv() {
+                    let mut acks = Vec::new();
+                    for message in std::iter::once(first).chain(receiver.try_iter()) {
+                        match message {
+                            Message::Line(record) => {
+                                // Whole lines only reach stdout, so event logs never land
+                                // in the middle of one.
+                                line.clear();
+                                let _ = match format {
+                                    LogFormat::Json => record.write_json(&mut line),
+                                    LogFormat::Pretty => writeln!(line, "{}", record.to_pretty()),
+                                };
+                                let _ = out.write_all(&line);
+                            }
+                            Message::Flush(ack) => acks.push(ack),
+                        }
                     }
                     let _ = out.flush();
+                    for ack in acks {
+                        let _ = ack.send(());
+                    }
+                    std::thread::sleep(BATCH_INTERVAL);
                 }
             })?;
         Ok(Self { sender })
@@ -147,6 +183,87 @@ impl AccessLog {
 
     /// Queues one line.
     pub fn write(&self, record: AccessRecord) {
-        let _ = self.sender.send(record);
+        let _ = self.sender.send(Message::Line(record));
+    }
+
+    /// Blocks until every line queued so far is written to stdout (used at shutdown).
+    pub fn flush(&self) {
+        let (ack, done) = mpsc::sync_channel(1);
+        if self.sender.send(Message::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_policy::{AiRecord, Usage};
+    use std::sync::Arc;
+
+    fn record() -> AccessRecord {
+        AccessRecord {
+            time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456),
+            request_id: "req-1".into(),
+            client_ip: "::1".parse().unwrap(),
+            method: "POST".into(),
+            path: "/v1/\"quoted\"\\path\u{7}".into(),
+            status: 200,
+            duration: Duration::from_micros(2_437),
+            log: RequestLog::default(),
+        }
+    }
+
+    fn json(record: &AccessRecord) -> serde_json::Value {
+        let mut line = Vec::new();
+        record.write_json(&mut line).unwrap();
+        assert_eq!(line.last(), Some(&b'\n'));
+        serde_json::from_slice(&line).unwrap()
+    }
+
+    #[test]
+    fn a_plain_line_is_valid_json_with_escaped_values() {
+        let line = json(&record());
+        assert_eq!(line["timestamp"], "2026-11-18T11:06:40.123456Z");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["message"], "request");
+        assert_eq!(line["request_id"], "req-1");
+        assert_eq!(line["client_ip"], "::1");
+        assert_eq!(line["path"], "/v1/\"quoted\"\\path\u{7}");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["duration_ms"], 2.437);
+        assert_eq!(line["rules"], serde_json::json!([]));
+        assert!(line.get("action").is_none() && line.get("log").is_none());
+        assert!(line.get("ai").is_none());
+    }
+
+    #[test]
+    fn rules_action_log_and_ai_fields() {
+        let mut record = record();
+        record.log.matched_rules = vec!["auth".into(), "on_http_request[1]".into()];
+        record.log.terminated_by = Some("ai-gateway");
+        record.log.metadata = vec![serde_json::json!({"team": "a\"b"})];
+        let usage = Usage::default();
+        usage.input_tokens.store(12, Ordering::Relaxed);
+        usage.output_tokens.store(34, Ordering::Relaxed);
+        record.log.ai = Some(AiRecord {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            attempts: 2,
+            time_to_first_token: None,
+            usage: Arc::new(usage),
+        });
+        let line = json(&record);
+        assert_eq!(
+            line["rules"],
+            serde_json::json!(["auth", "on_http_request[1]"])
+        );
+        assert_eq!(line["action"], "ai-gateway");
+        assert_eq!(line["log"], serde_json::json!([{"team": "a\"b"}]));
+        assert_eq!(
+            line["ai"],
+            serde_json::json!({"provider": "openai", "model": "gpt-4o", "attempts": 2,
+                "input_tokens": 12, "output_tokens": 34, "time_to_first_token_ms": null})
+        );
     }
 }

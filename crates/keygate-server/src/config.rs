@@ -28,4 +28,6 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
+    /// Per-core runtimes serving client connections.
+    pub workers: usize,
 }

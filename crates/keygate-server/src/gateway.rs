@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::access_log::AccessLog;
 use crate::config::ServerConfig;
 use crate::metrics::{Metrics, RateLimitLabels, ResultLabels};
+use crate::workers::Workers;
 use crate::{admin, listener, reload, tls};
 
 /// Services the CLI wires in.
@@ -98,6 +99,8 @@ pub enum StartError {
     },
     #[error("cannot start the access-log writer: {0}")]
     AccessLog(std::io::Error),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 impl StartError {
@@ -105,7 +108,7 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Policy(_) | StartError::Tls(_) => 2,
-            StartError::Listen { .. } | StartError::AccessLog(_) => 1,
+            StartError::Listen { .. } | StartError::AccessLog(_) | StartError::Workers(_) => 1,
         }
     }
 }
@@ -153,6 +156,7 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
             source,
         })?;
     let access_log = AccessLog::start(config.log_format).map_err(StartError::AccessLog)?;
+    let workers = Workers::start(config.workers).map_err(StartError::Workers)?;
     let gateway = Arc::new(Gateway {
         access_log,
         config,
@@ -174,8 +178,18 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         tls.watch();
     }
     let admin = tokio::spawn(admin::serve(admin_listener, gateway.clone()));
-    listener::serve(client_listener, tls, gateway.clone(), shutdown_signal()).await;
+    listener::serve(
+        client_listener,
+        tls,
+        gateway.clone(),
+        &workers,
+        shutdown_signal(),
+    )
+    .await;
     admin.abort();
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    let access_log = gateway.access_log.clone();
+    let _ = tokio::task::spawn_blocking(move || access_log.flush()).await;
     info!("keygate stopped");
     Ok(())
 }

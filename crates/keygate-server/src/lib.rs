@@ -14,6 +14,7 @@ mod proxy;
 mod reload;
 mod request_id;
 mod tls;
+mod workers;
 
 pub use config::{LogFormat, ServerConfig};
 pub use gateway::{run, Services};

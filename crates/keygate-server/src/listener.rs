@@ -11,12 +11,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use keygate_cel::{ConnInfo, TlsInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::gateway::Gateway;
 use crate::handler;
 use crate::tls::TlsConfig;
+use crate::workers::Workers;
 
 /// Request headers larger than this are refused with 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -38,11 +40,13 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves clients until `shutdown` resolves, then drains open connections for the grace period.
+/// Accepts clients until `shutdown` resolves, dealing each connection to a per-core runtime, then
+/// drains open connections for the grace period.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsConfig>,
     gateway: Arc<Gateway>,
+    workers: &Workers,
     shutdown: impl Future<Output = ()>,
 ) {
     let builder = connection_builder();
@@ -61,38 +65,17 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else {
+        let (Ok(local), Ok(stream)) = (stream.local_addr(), stream.into_std()) else {
             continue;
         };
-        let conn = ConnInfo::new(peer, local);
-        let gateway = gateway.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        match &tls {
-            None => {
-                tokio::spawn(serve_connection(
-                    &builder, watcher, stream, conn, "http", gateway,
-                ));
-            }
-            Some(tls) => {
-                let acceptor = tls.acceptor();
-                tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(err)) => return debug!(error = %err, "TLS handshake failed"),
-                            Err(_) => return debug!("TLS handshake timed out"),
-                        };
-                    let conn = ConnInfo {
-                        tls: Some(tls_info(stream.get_ref().1)),
-                        ..conn
-                    };
-                    serve_connection(&builder, watcher, stream, conn, "https", gateway).await;
-                });
-            }
-        }
+        workers.spawn(serve_client(
+            stream,
+            ConnInfo::new(peer, local),
+            tls.as_ref().map(TlsConfig::acceptor),
+            builder.clone(),
+            graceful.watcher(),
+            gateway.clone(),
+        ));
     }
     drop(listener);
     let grace = gateway.config.shutdown_grace;
@@ -100,6 +83,35 @@ pub async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => warn!(grace_seconds = grace.as_secs(), "shutdown grace period over; closing remaining connections"),
     }
+}
+
+/// Serves one client connection on the runtime this runs on (a worker's).
+async fn serve_client(
+    stream: std::net::TcpStream,
+    conn: ConnInfo,
+    tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    gateway: Arc<Gateway>,
+) {
+    // Registers the socket with this runtime's reactor.
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(err) => return warn!(error = %err, "cannot register an accepted connection"),
+    };
+    let Some(acceptor) = tls else {
+        return serve_connection(&builder, watcher, stream, conn, "http", gateway).await;
+    };
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => return debug!(error = %err, "TLS handshake failed"),
+        Err(_) => return debug!("TLS handshake timed out"),
+    };
+    let conn = ConnInfo {
+        tls: Some(tls_info(stream.get_ref().1)),
+        ..conn
+    };
+    serve_connection(&builder, watcher, stream, conn, "https", gateway).await;
 }
 
 fn serve_connection<S>(

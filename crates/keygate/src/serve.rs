@@ -63,6 +63,9 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "KEYGATE_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
+    /// Threads serving client connections, one runtime each (default: one per CPU).
+    #[arg(long, env = "KEYGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,7 +98,9 @@ fn parse_provider_url(value: &str) -> Result<(String, String), String> {
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_tracing(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The control plane (accept, reload, admin, signals) runs here; client connections run on
+    // the per-core worker runtimes that `keygate_server::run` starts.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -153,6 +158,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
             Format::Pretty => LogFormat::Pretty,
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        workers: args.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
     };
     let services = Services {
         secrets,

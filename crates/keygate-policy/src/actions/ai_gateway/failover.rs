@@ -219,7 +219,7 @@ impl AiGateway {
         ex: &Exchange,
         candidate: &Candidate,
         surface: Surface,
-        prepared: &PreparedBody,
+        prepared: &PreparedBody<'_>,
         key: Option<&Credential>,
         rendered: &Rendered,
         budget: Duration,
@@ -344,7 +344,7 @@ impl AiGateway {
         &self,
         response: Response<Body>,
         first: Option<Bytes>,
-        prepared: &PreparedBody,
+        prepared: &PreparedBody<'_>,
         candidate: &Candidate,
         usage: Arc<Usage>,
     ) -> Response<Body> {
@@ -376,7 +376,7 @@ impl AiGateway {
 }
 
 /// The in-process `mock` provider's answer, as an attempt.
-fn mock_attempt(surface: Surface, prepared: &PreparedBody) -> Attempt {
+fn mock_attempt(surface: Surface, prepared: &PreparedBody<'_>) -> Attempt {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -135,7 +135,7 @@ impl AiGateway {
             return Ok(Served::Local(self.models_response()));
         }
         let bytes = ex.buffer_body().await?;
-        let request = ClientRequest::parse(&bytes).map_err(|e| errors::invalid_body(&e))?;
+        let request = ClientRequest::parse(bytes).map_err(|e| errors::invalid_body(&e))?;
         trace.set_requested(request.model.as_deref(), &request.models);
         let candidates = self.candidates(ex, &request, surface, trace)?;
         trace.input_estimate = estimate_input_tokens(&request.body);
