@@ -228,47 +228,37 @@ mod tests {
         );
     }
 
+    /// The upstream body for `body` (as the bytes sent) and whether include_usage was added.
+    fn prepared(
+        body: Value,
+        surface: Surface,
+        candidate: &Candidate,
+        options: &BodyOptions,
+    ) -> (Value, bool) {
+        let request = request(body);
+        let out = prepare_body(&request, surface, candidate, options);
+        let sent: Value = serde_json::from_slice(&out.to_bytes()).unwrap();
+        assert_eq!(sent, Value::Object(out.json.clone().into_owned()));
+        (sent, out.added_include_usage)
+    }
+
     #[test]
     fn include_usage_is_added_only_when_missing() {
         let c = candidate(json!([]), "gpt-4o", Surface::ChatCompletions);
-        let out = prepare_body(
-            &request(json!({"model": "gpt-4o", "stream": true})),
-            Surface::ChatCompletions,
-            &c,
-            &BodyOptions::default(),
-        );
-        assert!(out.added_include_usage && out.streaming());
-        assert_eq!(out.json["stream_options"], json!({"include_usage": true}));
-        let asked = request(
-            json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}}),
-        );
-        assert!(
-            !prepare_body(
-                &asked,
-                Surface::ChatCompletions,
-                &c,
-                &BodyOptions::default()
-            )
-            .added_include_usage
-        );
-        let not_streaming = prepare_body(
-            &request(json!({"model": "gpt-4o"})),
-            Surface::ChatCompletions,
-            &c,
-            &BodyOptions::default(),
-        );
-        assert!(
-            !not_streaming.added_include_usage
-                && !not_streaming.json.contains_key("stream_options")
-        );
+        let none = BodyOptions::default();
+        let chat = Surface::ChatCompletions;
+        let (sent, added) = prepared(json!({"model": "gpt-4o", "stream": true}), chat, &c, &none);
+        assert!(added);
+        assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+        let asked =
+            json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}});
+        assert!(!prepared(asked, chat, &c, &none).1);
+        let (sent, added) = prepared(json!({"model": "gpt-4o"}), chat, &c, &none);
+        assert!(!added && sent.get("stream_options").is_none());
         let claude = candidate(json!([]), "claude-haiku-4-5", Surface::Messages);
-        let messages = prepare_body(
-            &request(json!({"model": "claude-haiku-4-5", "stream": true})),
-            Surface::Messages,
-            &claude,
-            &BodyOptions::default(),
-        );
-        assert!(!messages.added_include_usage && !messages.json.contains_key("stream_options"));
+        let body = json!({"model": "claude-haiku-4-5", "stream": true});
+        let (sent, added) = prepared(body, Surface::Messages, &claude, &none);
+        assert!(!added && sent.get("stream_options").is_none());
     }
 
     #[test]
@@ -278,34 +268,27 @@ mod tests {
             max_output_tokens: Some(100),
             ..Default::default()
         };
-        let out = prepare_body(
-            &request(json!({"model": "gpt-4o", "max_tokens": 500})),
-            Surface::ChatCompletions,
-            &c,
-            &options,
+        let chat = Surface::ChatCompletions;
+        let capped = |body: Value| prepared(body, chat, &c, &options).0;
+        assert_eq!(
+            capped(json!({"model": "gpt-4o", "max_tokens": 500}))["max_tokens"],
+            100
         );
-        assert_eq!(out.json["max_tokens"], 100);
-        let out = prepare_body(
-            &request(json!({"model": "gpt-4o", "max_tokens": 50})),
-            Surface::ChatCompletions,
-            &c,
-            &options,
+        assert_eq!(
+            capped(json!({"model": "gpt-4o", "max_tokens": 50}))["max_tokens"],
+            50
         );
-        assert_eq!(out.json["max_tokens"], 50);
-        let out = prepare_body(
-            &request(json!({"model": "gpt-4o"})),
-            Surface::ChatCompletions,
-            &c,
-            &options,
+        assert_eq!(
+            capped(json!({"model": "gpt-4o"}))["max_completion_tokens"],
+            100
         );
-        assert_eq!(out.json["max_completion_tokens"], 100);
         let claude = candidate(json!([]), "claude-haiku-4-5", Surface::Messages);
-        let out = prepare_body(
-            &request(json!({"model": "claude-haiku-4-5"})),
+        let (sent, _) = prepared(
+            json!({"model": "claude-haiku-4-5"}),
             Surface::Messages,
             &claude,
             &options,
         );
-        assert_eq!(out.json["max_tokens"], 100);
+        assert_eq!(sent["max_tokens"], 100);
     }
 }

@@ -42,8 +42,8 @@ thread_local! {
 }
 
 /// Pooled HTTP/1.1 + HTTP/2 client with rustls (webpki roots) and TCP_NODELAY; connections idle
-/// for 90 s are closed. Cheap to copy: the pools live per thread.
-#[derive(Clone, Copy, Default)]
+/// for 90 s are closed. A handle: the pools live per thread.
+#[derive(Clone, Default)]
 pub struct HttpClient;
 
 impl HttpClient {

@@ -27,23 +27,19 @@ impl AccessRecord {
     /// Appends the line as one JSON object. The keys are constants written as they are; only
     /// values go through the JSON string escaper.
     fn write_json(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
-        let time = chrono::DateTime::<chrono::Utc>::from(self.time);
-        write!(
-            out,
-            r#"{{"timestamp":"{}","level":"INFO","message":"request","request_id":"#,
-            time.format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        )?;
+        out.extend_from_slice(br#"{"timestamp":""#);
+        push_timestamp(out, self.time);
+        out.extend_from_slice(br#"","level":"INFO","message":"request","request_id":"#);
         json_str(out, &self.request_id)?;
         write!(out, r#","client_ip":"{}","method":"#, self.client_ip)?;
         json_str(out, &self.method)?;
         out.extend_from_slice(br#","path":"#);
         json_str(out, &self.path)?;
-        write!(
-            out,
-            r#","status":{},"duration_ms":{},"rules":["#,
-            self.status,
-            Millis(self.duration)
-        )?;
+        out.extend_from_slice(br#","status":"#);
+        push_int(out, self.status);
+        out.extend_from_slice(br#","duration_ms":"#);
+        push_millis(out, self.duration);
+        out.extend_from_slice(br#","rules":["#);
         for (index, rule) in self.log.matched_rules.iter().enumerate() {
             if index > 0 {
                 out.push(b',');
@@ -64,15 +60,15 @@ impl AccessRecord {
             json_str(out, &ai.provider)?;
             out.extend_from_slice(br#","model":"#);
             json_str(out, &ai.model)?;
-            write!(
-                out,
-                r#","attempts":{},"input_tokens":{},"output_tokens":{},"time_to_first_token_ms":"#,
-                ai.attempts,
-                ai.usage.input_tokens.load(Ordering::Relaxed),
-                ai.usage.output_tokens.load(Ordering::Relaxed),
-            )?;
+            out.extend_from_slice(br#","attempts":"#);
+            push_int(out, ai.attempts);
+            out.extend_from_slice(br#","input_tokens":"#);
+            push_int(out, ai.usage.input_tokens.load(Ordering::Relaxed));
+            out.extend_from_slice(br#","output_tokens":"#);
+            push_int(out, ai.usage.output_tokens.load(Ordering::Relaxed));
+            out.extend_from_slice(br#","time_to_first_token_ms":"#);
             match ai.time_to_first_token {
-                Some(ttft) => write!(out, "{}", Millis(ttft))?,
+                Some(ttft) => push_millis(out, ttft),
                 None => out.extend_from_slice(b"null"),
             }
             out.push(b'}');
@@ -116,20 +112,57 @@ impl AccessRecord {
 /// the writer costs one wake-up and one `write` per interval instead of one per request.
 const BATCH_INTERVAL: Duration = Duration::from_millis(20);
 
+// Lines are the traffic; `Flush` is sent once, at shutdown. Boxing lines to even out the variants
+// would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Line(AccessRecord),
     /// Write everything queued before this, flush stdout, then acknowledge.
     Flush(mpsc::SyncSender<()>),
 }
 
-/// A duration in milliseconds with microsecond precision, e.g. `2.437`.
-struct Millis(Duration);
+/// Appends an integer.
+fn push_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
 
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let micros = self.0.as_micros();
-        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+/// Appends a duration in milliseconds with microsecond precision, e.g. `2.437`.
+fn push_millis(out: &mut Vec<u8>, duration: Duration) {
+    let micros = duration.as_micros();
+    push_int(out, micros / 1000);
+    out.push(b'.');
+    push_digits(out, (micros % 1000) as u32, 3);
+}
+
+/// Appends `value` as exactly `width` decimal digits, zero-padded.
+fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for digit in out[start..].iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
+}
+
+/// Appends an RFC 3339 UTC time with microseconds, e.g. `2026-11-27T15:30:29.223222Z`
+/// (what chrono's formatter writes, without parsing a format string per line).
+fn push_timestamp(out: &mut Vec<u8>, time: SystemTime) {
+    use chrono::{Datelike, Timelike};
+    let time = chrono::DateTime::<chrono::Utc>::from(time);
+    push_digits(out, time.year().clamp(0, 9999) as u32, 4);
+    for (separator, value) in [
+        (b'-', time.month()),
+        (b'-', time.day()),
+        (b'T', time.hour()),
+        (b':', time.minute()),
+        (b':', time.second()),
+    ] {
+        out.push(separator);
+        push_digits(out, value, 2);
+    }
+    out.push(b'.');
+    push_digits(out, time.timestamp_subsec_micros() % 1_000_000, 6);
+    out.push(b'Z');
 }
 
 /// Appends `value` as a JSON string.
@@ -148,7 +181,7 @@ impl AccessLog {
     pub fn start(format: LogFormat) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Message>();
         std::thread::Builder::new()
-            .name("keygate-access-log".into())
+            .name("kg-access-log".into())
             .spawn(move || {
                 // Not `stdout().lock()`: event logs (tracing) write to stdout too.
                 let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
@@ -235,6 +268,20 @@ mod tests {
         assert_eq!(line["rules"], serde_json::json!([]));
         assert!(line.get("action").is_none() && line.get("log").is_none());
         assert!(line.get("ai").is_none());
+    }
+
+    #[test]
+    fn numbers_and_times_are_zero_padded() {
+        let mut out = Vec::new();
+        push_millis(&mut out, Duration::from_micros(1_000_005));
+        out.push(b' ');
+        push_millis(&mut out, Duration::from_micros(42));
+        out.push(b' ');
+        push_timestamp(&mut out, SystemTime::UNIX_EPOCH + Duration::from_micros(7));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1000.005 0.042 1970-01-01T00:00:00.000007Z"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
 use crate::config::ServerConfig;
-use crate::metrics::{Metrics, RateLimitLabels, ResultLabels};
+use crate::metrics::{Metrics, ResultLabels};
 use crate::workers::Workers;
 use crate::{admin, listener, reload, tls};
 
@@ -117,17 +117,10 @@ impl StartError {
 pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartError> {
     let http = HttpClient::new();
     let metrics = Metrics::new();
-    let decisions = metrics.rate_limit_decisions.clone();
+    let count_decision = metrics.rate_limit_observer();
     let rate_limiter: Arc<dyn RateLimiter> = Arc::new(Observed::new(
         services.rate_limiter,
-        move |name: &str, decision: &Decision| {
-            decisions
-                .get_or_create(&RateLimitLabels {
-                    name: name.to_owned(),
-                    limited: decision.limited,
-                })
-                .inc();
-        },
+        move |name: &str, decision: &Decision| count_decision(name, decision.limited),
     ));
     let deps = Deps {
         secrets: services.secrets,

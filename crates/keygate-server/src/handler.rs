@@ -17,7 +17,6 @@ use keygate_policy::{Exchange, GatewayError, Outcome, RequestBody};
 
 use crate::access_log::AccessRecord;
 use crate::gateway::Gateway;
-use crate::metrics::{AiLabels, StatusLabels, TokenLabels};
 use crate::{client_ip, proxy, request_id};
 
 /// Returned to hyper to make it drop the connection (`close-connection`).
@@ -182,40 +181,9 @@ impl Drop for LoggedBody {
 /// Records metrics and queues the access-log line.
 fn finish(gateway: &Gateway, record: AccessRecord) {
     let metrics = &gateway.metrics;
-    metrics
-        .http_requests
-        .get_or_create(&StatusLabels {
-            status: record.status,
-        })
-        .inc();
-    metrics.http_duration.observe(record.duration.as_secs_f64());
+    metrics.record_request(record.status, record.duration);
     if let Some(ai) = &record.log.ai {
-        let labels = AiLabels {
-            provider: ai.provider.clone(),
-            model: ai.model.clone(),
-            status: record.status,
-        };
-        metrics.ai_requests.get_or_create(&labels).inc();
-        metrics
-            .ai_upstream_duration
-            .observe(record.duration.as_secs_f64());
-        if let Some(ttft) = ai.time_to_first_token {
-            metrics.ai_time_to_first_token.observe(ttft.as_secs_f64());
-        }
-        for (direction, counter) in [
-            ("input", &ai.usage.input_tokens),
-            ("output", &ai.usage.output_tokens),
-        ] {
-            let tokens = counter.load(std::sync::atomic::Ordering::Relaxed);
-            if tokens > 0 {
-                let labels = TokenLabels {
-                    provider: ai.provider.clone(),
-                    model: ai.model.clone(),
-                    direction,
-                };
-                metrics.ai_tokens.get_or_create(&labels).inc_by(tokens);
-            }
-        }
+        metrics.record_ai(ai, record.status, record.duration);
     }
     gateway.access_log.write(record);
 }

@@ -1,6 +1,12 @@
 //! Prometheus metrics (SPEC section 6). Label values are bounded: statuses, provider and model
 //! ids from the policy, limiter names — never tokens, keys or client addresses.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use keygate_policy::AiRecord;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -40,8 +46,25 @@ pub struct TokenLabels {
 }
 
 /// Every metric Keygate exports, registered once.
+/// The counters of one (provider, model, status).
+#[derive(Clone)]
+struct AiCounters {
+    provider: String,
+    model: String,
+    status: u16,
+    requests: Counter,
+    input_tokens: Counter,
+    output_tokens: Counter,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Counters already taken from `http_requests`.
+    by_status: Memo<(u16, Counter)>,
+    /// Counters already taken from `ai_requests` and `ai_tokens`.
+    by_ai_labels: Memo<AiCounters>,
+    /// Counters already taken from `rate_limit_decisions`.
+    by_limiter: Arc<Memo<(RateLimitLabels, Counter)>>,
     pub http_requests: Family<StatusLabels, Counter>,
     pub http_duration: Histogram,
     pub policy_reloads: Family<ResultLabels, Counter>,
@@ -73,6 +96,9 @@ impl Metrics {
             ai_upstream_duration: seconds_histogram(),
             ai_time_to_first_token: seconds_histogram(),
             registry: Registry::default(),
+            by_status: Memo::default(),
+            by_ai_labels: Memo::default(),
+            by_limiter: Arc::default(),
         };
         registry.register(
             "http_requests",
@@ -131,6 +157,87 @@ impl Metrics {
         }
     }
 
+    /// Counts one answered request.
+    pub fn record_request(&self, status: u16, duration: Duration) {
+        self.by_status.with(
+            |(known, _)| *known == status,
+            || {
+                let labels = StatusLabels { status };
+                (status, self.http_requests.get_or_create(&labels).clone())
+            },
+            |(_, counter)| {
+                counter.inc();
+            },
+        );
+        self.http_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Counts one request `ai-gateway` served (or failed), with its tokens.
+    pub fn record_ai(&self, ai: &AiRecord, status: u16, duration: Duration) {
+        let input = ai.usage.input_tokens.load(Ordering::Relaxed);
+        let output = ai.usage.output_tokens.load(Ordering::Relaxed);
+        self.by_ai_labels.with(
+            |known| {
+                known.status == status && known.provider == ai.provider && known.model == ai.model
+            },
+            || {
+                let token_counter = |direction| {
+                    self.ai_tokens
+                        .get_or_create(&TokenLabels {
+                            provider: ai.provider.clone(),
+                            model: ai.model.clone(),
+                            direction,
+                        })
+                        .clone()
+                };
+                let labels = AiLabels {
+                    provider: ai.provider.clone(),
+                    model: ai.model.clone(),
+                    status,
+                };
+                AiCounters {
+                    provider: ai.provider.clone(),
+                    model: ai.model.clone(),
+                    status,
+                    requests: self.ai_requests.get_or_create(&labels).clone(),
+                    input_tokens: token_counter("input"),
+                    output_tokens: token_counter("output"),
+                }
+            },
+            |counters| {
+                counters.requests.inc();
+                counters.input_tokens.inc_by(input);
+                counters.output_tokens.inc_by(output);
+            },
+        );
+        self.ai_upstream_duration.observe(duration.as_secs_f64());
+        if let Some(ttft) = ai.time_to_first_token {
+            self.ai_time_to_first_token.observe(ttft.as_secs_f64());
+        }
+    }
+
+    /// A callback counting rate-limit decisions, for `keygate_ratelimit::Observed`.
+    pub fn rate_limit_observer(&self) -> impl Fn(&str, bool) + Send + Sync + 'static {
+        let family = self.rate_limit_decisions.clone();
+        let memo = self.by_limiter.clone();
+        move |name, limited| {
+            memo.with(
+                |(labels, _)| labels.limited == limited && labels.name == name,
+                || {
+                    let labels = RateLimitLabels {
+                        name: name.to_owned(),
+                        limited,
+                    };
+                    let counter = family.get_or_create(&labels).clone();
+                    (labels, counter)
+                },
+                |(_, counter)| {
+                    counter.inc();
+                },
+            )
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -146,9 +253,95 @@ impl Default for Metrics {
     }
 }
 
+/// Values already looked up in a metric family (each carrying its labels), found again by a
+/// linear scan: no hashing, cloning or locking on the request path. Bounded; past the bound a
+/// miss goes to the family every time, which is still right, only slower.
+struct Memo<V> {
+    entries: ArcSwap<Vec<V>>,
+}
+
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Self {
+            entries: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+}
+
+impl<V: Clone> Memo<V> {
+    const MAX_ENTRIES: usize = 512;
+
+    /// Runs `apply` on the entry that `matches`, creating and remembering it on a miss.
+    fn with(
+        &self,
+        matches: impl Fn(&V) -> bool,
+        create: impl FnOnce() -> V,
+        apply: impl FnOnce(&V),
+    ) {
+        let entries = self.entries.load();
+        if let Some(entry) = entries.iter().find(|entry| matches(entry)) {
+            return apply(entry);
+        }
+        let entry = create();
+        apply(&entry);
+        if entries.len() < Self::MAX_ENTRIES {
+            self.entries.rcu(|current| {
+                let mut next = Vec::clone(current);
+                if !next.iter().any(&matches) {
+                    next.push(entry.clone());
+                }
+                next
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ai_record(model: &str, input: u64, output: u64) -> AiRecord {
+        let usage = keygate_policy::Usage::default();
+        usage.input_tokens.store(input, Ordering::Relaxed);
+        usage.output_tokens.store(output, Ordering::Relaxed);
+        AiRecord {
+            provider: "openai".into(),
+            model: model.into(),
+            attempts: 1,
+            time_to_first_token: Some(Duration::from_millis(3)),
+            usage: Arc::new(usage),
+        }
+    }
+
+    #[test]
+    fn remembered_counters_add_up_per_label_set() {
+        let metrics = Metrics::new();
+        let second = Duration::from_secs(1);
+        for status in [200, 200, 429, 200] {
+            metrics.record_request(status, second);
+        }
+        metrics.record_ai(&ai_record("gpt-4o", 10, 5), 200, second);
+        metrics.record_ai(&ai_record("gpt-4o", 7, 0), 200, second);
+        metrics.record_ai(&ai_record("gpt-4o-mini", 0, 0), 502, second);
+        let count = metrics.rate_limit_observer();
+        for (name, limited) in [("a", false), ("a", false), ("a", true), ("b", false)] {
+            count(name, limited);
+        }
+        let text = metrics.render();
+        for line in [
+            "keygate_http_requests_total{status=\"200\"} 3",
+            "keygate_http_requests_total{status=\"429\"} 1",
+            "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o\",status=\"200\"} 2",
+            "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o-mini\",status=\"502\"} 1",
+            "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"input\"} 17",
+            "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"output\"} 5",
+            "keygate_rate_limit_decisions_total{name=\"a\",limited=\"false\"} 2",
+            "keygate_rate_limit_decisions_total{name=\"a\",limited=\"true\"} 1",
+            "keygate_rate_limit_decisions_total{name=\"b\",limited=\"false\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
 
     #[test]
     fn renders_the_spec_metric_names() {

@@ -32,7 +32,7 @@ impl Workers {
             handles.push(runtime.handle().clone());
             let (stop, stopped) = oneshot::channel::<()>();
             let thread = std::thread::Builder::new()
-                .name(format!("keygate-worker-{index}"))
+                .name(format!("kg-worker-{index}"))
                 .spawn(move || {
                     // Tasks spawned on a current-thread runtime run while `block_on` runs.
                     let _ = runtime.block_on(stopped);

@@ -555,3 +555,52 @@ async fn provider_client_errors_pass_through_and_passthrough_keys() {
     );
     assert_clean(&gw, &mock);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_shape_pass_byte_for_byte_and_duplicate_keys_are_refused() {
+    let mock = mock().await;
+    let data = TempDir::new("ai-raw-body");
+    seed(data.path());
+    let config = "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('openai', 'good')}";
+    let gw = gateway(&mock, &data, config);
+
+    // Nothing to change (model already the provider's id): the provider gets the client's bytes.
+    let raw = "{ \"messages\": [{\"role\": \"user\", \"content\": \"Caf\\u00e9\"}],\n  \"model\": \"gpt-4o\", \"x_vendor\": {\"b\": 2, \"a\": 1} }";
+    let reply = send(
+        gw.addr,
+        Req::post("/v1/chat/completions", raw).bearer(TOKEN),
+    )
+    .await
+    .expect("request");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let received = mock.requests().pop().expect("the provider got the request");
+    assert_eq!(received.body, raw);
+
+    // An alias is rewritten to the provider's id, so that body is re-serialized.
+    mock.clear_requests();
+    let reply = post(&gw, "/v1/chat/completions", chat("openai:gpt-4o"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let received: Value = serde_json::from_str(&mock.requests().pop().unwrap().body).unwrap();
+    assert_eq!(received["model"], "gpt-4o");
+
+    // Parsers disagree on which duplicate counts: refused before any provider sees it.
+    mock.clear_requests();
+    let duplicate = r#"{"model": "gpt-4o", "messages": [], "model": "o1-pro"}"#;
+    let reply = send(
+        gw.addr,
+        Req::post("/v1/chat/completions", duplicate).bearer(TOKEN),
+    )
+    .await
+    .expect("request");
+    assert_eq!(
+        (reply.status, code(&reply).as_str()),
+        (400, "ERR_KEYGATE_3801")
+    );
+    assert!(
+        reply.text().contains("duplicate key 'model'"),
+        "{}",
+        reply.text()
+    );
+    assert!(mock.requests().is_empty());
+    assert_clean(&gw, &mock);
+}

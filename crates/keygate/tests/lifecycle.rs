@@ -249,3 +249,34 @@ fn policy_check_warns_about_secrets_the_data_dir_lacks() {
     );
     assert!(!stderr.contains("'access-token')"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_flag_sets_the_serving_threads() {
+    let gw = Gateway::start(&policy_answering("one"), &["--workers", "1"]);
+    let workers = |gw: &Gateway| {
+        let mut names = gw.thread_names();
+        names.retain(|name| name.starts_with("kg-worker-"));
+        names.sort();
+        names
+    };
+    assert_eq!(workers(&gw), ["kg-worker-0"]);
+    let three = Gateway::start(&policy_answering("three"), &["--workers", "3"]);
+    assert_eq!(
+        workers(&three),
+        ["kg-worker-0", "kg-worker-1", "kg-worker-2"]
+    );
+    let clients: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(send(gw.addr, Req::get("/"))))
+        .collect();
+    for client in clients {
+        let reply = client.await.unwrap().expect("request");
+        assert_eq!((reply.status, reply.text()), (200, "one".to_owned()));
+    }
+
+    let output = std::process::Command::new(BIN)
+        .args(["serve", "--policy", "unused.yml", "--workers", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--workers"));
+}

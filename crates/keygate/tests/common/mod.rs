@@ -214,6 +214,19 @@ impl Gateway {
     }
 
     /// Everything the process printed so far (stdout and stderr).
+    /// Names of the gateway process's threads (Linux `/proc`, at most 15 bytes each).
+    pub fn thread_names(&self) -> Vec<String> {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(tasks)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                    .map(|name| name.trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn output(&self) -> String {
         self.output.lock().expect("output lock").clone()
     }

@@ -138,7 +138,10 @@ impl AiGateway {
         let request = ClientRequest::parse(bytes).map_err(|e| errors::invalid_body(&e))?;
         trace.set_requested(request.model.as_deref(), &request.models);
         let candidates = self.candidates(ex, &request, surface, trace)?;
-        trace.input_estimate = estimate_input_tokens(&request.body);
+        // The estimate walks every message: only when a limit or the published results need it.
+        if self.max_input_tokens.is_some() || self.publish_results {
+            trace.input_estimate = estimate_input_tokens(&request.body);
+        }
         if let Some(max) = self
             .max_input_tokens
             .filter(|max| trace.input_estimate > *max)
