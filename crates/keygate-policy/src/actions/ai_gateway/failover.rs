@@ -130,7 +130,10 @@ impl AiGateway {
                     .await
                 };
                 trace.upstream_wait += now.elapsed();
-                record_metrics(candidate, &attempt.made, now.elapsed());
+                // Samples feed `m.metrics`; only a strategy that reads them pays for them.
+                if self.strategies_read_metrics {
+                    record_metrics(candidate, &attempt.made, now.elapsed());
+                }
                 let timed_out_total =
                     attempt.made.end == AttemptEnd::Timeout && Instant::now() >= deadline;
                 let time_to_first_byte = attempt.made.time_to_first_byte;

@@ -380,6 +380,29 @@ async fn strategies_select_filter_and_fail_with_codes() {
 }
 
 #[tokio::test]
+async fn strategies_reading_metrics_see_recorded_attempts() {
+    let recording = compile("model_selection:\n  strategy:\n    - ai.models.filter(m, m.provider_id == 'mock' && m.metrics.global.request_count >= 0)");
+    let answer = send(&recording, "/v1/chat/completions", chat("mock-echo"), &[])
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seen = compile("model_selection:\n  strategy:\n    - ai.models.filter(m, m.metrics.global.request_count > 0)");
+    let answer = send(
+        &seen,
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "auto"}]}),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.results["model_selection"][0]["models_to_try"][0],
+        "mock:mock-echo"
+    );
+}
+
+#[tokio::test]
 async fn body_overrides_and_config_headers_are_applied() {
     let upstream = Upstream::start().await;
     let config = "headers:\n  x-tenant: ${req.id}\nquery_params:\n  api-version: '2024-10-21'\nbody:\n  temperature: 0\nproviders:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}";
