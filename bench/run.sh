@@ -2,8 +2,10 @@
 # Keygate load benchmark (issue 7 part 4).
 #
 # In one run, measures the Rust mock provider (keygate-mock) directly, behind nginx (proxy_pass),
-# and behind Keygate running the seed's full policy (bench/seed-full.yml: Bearer auth against a
-# vault secret, a rate limit that never trips, ai-gateway with a server-side key). For each target:
+# behind Keygate running the seed's full policy (bench/seed-full.yml: Bearer auth against a
+# vault secret, a rate limit that never trips, ai-gateway with a server-side key), and behind a
+# second Keygate with an empty policy and --upstream (keygate-proxy: the cost of the proxy hop
+# alone, without policy or AI work; PROXY_LEG=0 skips it). For each target:
 #   - maximum rate: wrk (closed loop) -> requests/s, p50, p99, p99.9, and the target process's
 #                   CPU time per request (user + system, children included: nginx workers)
 #   - fixed rate:   keygate-load (open loop, wrk2-style latency) -> p50, p99, p99.9
@@ -34,6 +36,9 @@ MOCK_PORT="${MOCK_PORT:-18181}"
 NGINX_PORT="${NGINX_PORT:-18182}"
 KG_PORT="${KG_PORT:-18183}"
 KG_ADMIN_PORT="${KG_ADMIN_PORT:-18184}"
+KG_PROXY_PORT="${KG_PROXY_PORT:-18185}"
+KG_PROXY_ADMIN_PORT="${KG_PROXY_ADMIN_PORT:-18186}"
+PROXY_LEG="${PROXY_LEG:-1}"
 SKIP_KEYGATE="${SKIP_KEYGATE:-0}"
 SERVER_KEY="sk-bench-server-key-0123456789"   # the provider key Keygate holds in its vault
 
@@ -66,8 +71,8 @@ for tool in cargo curl jq wrk nginx; do
 done
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$MOCK_PORT" "$NGINX_PORT" "$KG_PORT" "$KG_ADMIN_PORT"; do
-  port_free "$port" || die "port $port is in use; set MOCK_PORT/NGINX_PORT/KG_PORT/KG_ADMIN_PORT"
+for port in "$MOCK_PORT" "$NGINX_PORT" "$KG_PORT" "$KG_ADMIN_PORT" "$KG_PROXY_PORT" "$KG_PROXY_ADMIN_PORT"; do
+  port_free "$port" || die "port $port is in use; set MOCK_PORT/NGINX_PORT/KG_PORT/KG_ADMIN_PORT/KG_PROXY_PORT/KG_PROXY_ADMIN_PORT"
 done
 
 wait_http() { # URL [seconds]
@@ -172,6 +177,17 @@ start_keygate() {
   wait_http "http://127.0.0.1:$KG_ADMIN_PORT/readyz" 20
 }
 
+KG_PROXY_PID=""
+start_keygate_proxy() { # the proxy hop alone: empty policy, --upstream to the mock
+  printf 'on_http_request: []\n' >"$WORK/proxy-only.yml"
+  "$KEYGATE_BIN" serve --policy "$WORK/proxy-only.yml" --listen "127.0.0.1:$KG_PROXY_PORT" \
+    --admin-listen "127.0.0.1:$KG_PROXY_ADMIN_PORT" --data-dir "$KEYGATE_DATA_DIR" \
+    --upstream "http://127.0.0.1:$MOCK_PORT" >"$WORK/keygate-proxy.log" 2>&1 &
+  KG_PROXY_PID=$!
+  PIDS+=("$KG_PROXY_PID")
+  wait_http "http://127.0.0.1:$KG_PROXY_ADMIN_PORT/readyz" 20
+}
+
 if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
   log "starting keygate on 127.0.0.1:$KG_PORT with bench/seed-full.yml"
   if ! start_keygate >>"$WORK/keygate-setup.log" 2>&1; then
@@ -266,6 +282,17 @@ if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
   RSS_PEAK="$(rss_kib "$KG_PID" VmHWM)"
   kill -0 "$KG_PID" 2>/dev/null \
     || KEYGATE_SKIP_REASON="keygate exited during the run, its results are void (see $WORK/keygate.log)"
+  if [[ "$PROXY_LEG" == 1 ]]; then
+    # Started after the seed leg, so the two gateways never share the machine under load.
+    kill "$KG_PID" 2>/dev/null || true
+    log "starting keygate-proxy on 127.0.0.1:$KG_PROXY_PORT (empty policy, --upstream mock)"
+    if start_keygate_proxy >>"$WORK/keygate-setup.log" 2>&1 \
+      && check_echo keygate-proxy "http://127.0.0.1:$KG_PROXY_PORT/v1/chat/completions"; then
+      bench_target keygate-proxy "http://127.0.0.1:$KG_PROXY_PORT" "" "$KG_PROXY_PID"
+    else
+      log "keygate-proxy leg skipped (see $WORK/keygate-proxy.log)"
+    fi
+  fi
 fi
 
 # ---------------------------------------------------------------- report
@@ -302,6 +329,11 @@ fi
       | (get("keygate stream").ttft.p50_ms - get("mock stream").ttft.p50_ms) as $t
       | "Ratios: Keygate max rate = \($m * 100 | floor)% of the mock direct, \($n * 100 | floor)% of nginx;"
         + " added p50 at the fixed rate \($a * 1000 | round) us; added TTFT p50 \($t * 1000 | round) us."' "$JSONL"
+    jq -rs 'def get(l): map(select(.label == l))[0];
+      if get("keygate-proxy max") == null then empty else
+        "keygate-proxy (no policy): max rate \(get("keygate-proxy max").rps / get("nginx max").rps * 100 | floor)% of nginx;"
+        + " added p50 at the fixed rate \((get("keygate-proxy fixed").latency.p50_ms - get("mock fixed").latency.p50_ms) * 1000 | round) us."
+      end' "$JSONL"
   fi
   echo
   echo "Raw results: $JSONL; logs in $WORK."

@@ -11,9 +11,10 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::body::Body;
 
-/// Idle upstream connections kept per host. Enough for thousands of requests per second to one
-/// provider; more would only hold memory after a burst (each costs ~20 KiB of buffers).
-const MAX_IDLE_PER_HOST: usize = 256;
+/// Idle upstream connections kept per host by each thread's pool. Plenty for thousands of requests
+/// per second per core (each request holds one for about a millisecond); more would only hold
+/// memory after a burst (each costs ~20 KiB of buffers).
+const MAX_IDLE_PER_HOST: usize = 64;
 
 type Connector = HttpsConnector<HttpConnector>;
 

@@ -85,7 +85,9 @@ pub async fn serve(
     }
 }
 
-/// Serves one client connection on the runtime this runs on (a worker's).
+/// Sets up one client connection on the runtime this runs on (a worker's), then serves it as a
+/// task of its own: a long-lived idle connection then holds only its connection state, not this
+/// setup's (the TLS handshake's buffers, the builder).
 async fn serve_client(
     stream: std::net::TcpStream,
     conn: ConnInfo,
@@ -100,7 +102,10 @@ async fn serve_client(
         Err(err) => return warn!(error = %err, "cannot register an accepted connection"),
     };
     let Some(acceptor) = tls else {
-        return serve_connection(&builder, watcher, stream, conn, "http", gateway).await;
+        tokio::spawn(serve_connection(
+            &builder, watcher, stream, conn, "http", gateway,
+        ));
+        return;
     };
     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
@@ -111,7 +116,9 @@ async fn serve_client(
         tls: Some(tls_info(stream.get_ref().1)),
         ..conn
     };
-    serve_connection(&builder, watcher, stream, conn, "https", gateway).await;
+    tokio::spawn(serve_connection(
+        &builder, watcher, stream, conn, "https", gateway,
+    ));
 }
 
 fn serve_connection<S>(
