@@ -1,5 +1,7 @@
 //! Token usage reported by providers, from JSON responses and stream events.
 
+use std::sync::LazyLock;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -54,7 +56,10 @@ impl TokenUsage {
     /// by a backslash is inside a string and is not taken).
     fn from_trailing_usage(body: &[u8]) -> Option<TokenUsage> {
         const KEY: &[u8] = b"\"usage\"";
-        let at = memchr::memmem::rfind(body, KEY)?;
+        /// Built once: building a searcher costs more than searching a typical response tail.
+        static FINDER: LazyLock<memchr::memmem::FinderRev<'static>> =
+            LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
+        let at = FINDER.rfind(body)?;
         if at > 0 && body[at - 1] == b'\\' {
             return None;
         }
