@@ -2,6 +2,7 @@
 //! headers sent upstream (client headers minus credentials and hop-by-hop ones, plus the
 //! provider credential in the format's header).
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::ApiFormat;
@@ -102,11 +103,14 @@ pub fn set_credential(
     format: ApiFormat,
     key: &str,
 ) -> Result<(), InvalidKey> {
-    let (name, text) = match format {
-        ApiFormat::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
-        ApiFormat::OpenAi => (AUTHORIZATION, format!("Bearer {key}")),
+    let (name, scheme) = match format {
+        ApiFormat::Anthropic => (HeaderName::from_static("x-api-key"), ""),
+        ApiFormat::OpenAi => (AUTHORIZATION, "Bearer "),
     };
-    let mut value = HeaderValue::from_str(&text).map_err(|_| InvalidKey)?;
+    let mut text = Vec::with_capacity(scheme.len() + key.len());
+    text.extend_from_slice(scheme.as_bytes());
+    text.extend_from_slice(key.as_bytes());
+    let mut value = HeaderValue::from_maybe_shared(Bytes::from(text)).map_err(|_| InvalidKey)?;
     value.set_sensitive(true);
     headers.insert(name, value);
     Ok(())

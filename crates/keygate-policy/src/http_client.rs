@@ -3,6 +3,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use http::header::{HeaderValue, HOST};
+use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -53,11 +55,22 @@ impl HttpClient {
         Self
     }
 
-    /// Sends a request on the calling thread's pool; the response body streams.
+    /// Sends a request on the calling thread's pool; the response body streams. A request
+    /// without `Host` gets its URI's authority (the pool would otherwise format one per request).
     pub async fn send(
         &self,
-        request: Request<Body>,
+        mut request: Request<Body>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        if !request.headers().contains_key(HOST) {
+            let authority = request.uri().authority().map(Authority::as_str);
+            // Userinfo (`user:pass@`) never goes into Host; the pool handles such URIs itself.
+            if let Some(Ok(host)) = authority
+                .filter(|a| !a.contains('@'))
+                .map(HeaderValue::from_str)
+            {
+                request.headers_mut().insert(HOST, host);
+            }
+        }
         POOL.with(Client::clone).request(request).await
     }
 }

@@ -31,7 +31,9 @@ impl AccessRecord {
         push_timestamp(out, self.time);
         out.extend_from_slice(br#"","level":"INFO","message":"request","request_id":"#);
         json_str(out, &self.request_id)?;
-        write!(out, r#","client_ip":"{}","method":"#, self.client_ip)?;
+        out.extend_from_slice(br#","client_ip":""#);
+        crate::client_ip::push_text(out, self.client_ip);
+        out.extend_from_slice(br#"","method":"#);
         json_str(out, &self.method)?;
         out.extend_from_slice(br#","path":"#);
         json_str(out, &self.path)?;

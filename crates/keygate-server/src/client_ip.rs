@@ -2,8 +2,11 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
+
+/// The header proxies append client addresses to.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The client address for a request from `peer` (SPEC `--trust-forwarded-for`): only when the
 /// peer is trusted, the right-most `X-Forwarded-For` address that is not itself trusted.
@@ -13,7 +16,7 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         return peer;
     }
     let hops = headers
-        .get_all("x-forwarded-for")
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -29,6 +32,25 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         .copied()
         .find(|ip| !is_trusted(ip))
         .unwrap_or(peer)
+}
+
+/// Appends the address as text (`127.0.0.1`, `::1`): IPv4 without the formatting machinery.
+pub fn push_text(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (index, octet) in v4.octets().into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,15 @@
 //! The plain reverse proxy to `--upstream`: streams bodies both ways, adds forwarding headers.
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use keygate_policy::body::Body;
 use keygate_policy::{Exchange, GatewayError, HttpClient};
 use tracing::warn;
+
+use crate::client_ip::{self, X_FORWARDED_FOR};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) that never cross a proxy.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -18,16 +22,12 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// Forwards the exchange's (possibly rewritten) request to `upstream` and returns its response.
 pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> Response<Body> {
-    let path_and_query = ex
-        .request
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str());
-    let base = upstream.to_string();
-    let target = format!("{}{path_and_query}", base.trim_end_matches('/'));
-    let Ok(uri) = target.parse::<Uri>() else {
+    let Some(uri) = target_uri(upstream, &ex.request.uri) else {
         return GatewayError::bad_request("the request path cannot be forwarded")
             .into_response(ex.api_format);
     };
@@ -42,17 +42,18 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
     });
     if let Some(host) = &original_host {
         headers.insert(header::HOST, host.clone());
-        headers.insert("x-forwarded-host", host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
-    let client_ip = ex.conn.client_ip.to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {client_ip}"),
-        None => client_ip,
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
+    let mut forwarded_for = Vec::with_capacity(64);
+    if let Some(existing) = headers.get(X_FORWARDED_FOR) {
+        forwarded_for.extend_from_slice(existing.as_bytes());
+        forwarded_for.extend_from_slice(b", ");
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(ex.scheme));
+    client_ip::push_text(&mut forwarded_for, ex.conn.client_ip);
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(forwarded_for)) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(ex.scheme));
     let mut request = Request::new(ex.take_body());
     *request.method_mut() = ex.request.method.clone();
     *request.uri_mut() = uri;
@@ -72,6 +73,19 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
                 .into_response(ex.api_format)
         }
     }
+}
+
+/// `upstream` with the request's path and query appended to its path (`http://h:1/base` +
+/// `/v1/x?y` = `http://h:1/base/v1/x?y`); the request's path is reused as is when `upstream` has none.
+fn target_uri(upstream: &Uri, request: &Uri) -> Option<Uri> {
+    let request_path = request.path_and_query().map_or("/", PathAndQuery::as_str);
+    let base_path = upstream.path().trim_end_matches('/');
+    let mut parts = upstream.clone().into_parts();
+    parts.path_and_query = Some(match (base_path, request.path_and_query()) {
+        ("", Some(path)) => path.clone(),
+        _ => format!("{base_path}{request_path}").parse().ok()?,
+    });
+    Uri::from_parts(parts).ok()
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

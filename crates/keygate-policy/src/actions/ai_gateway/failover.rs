@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -31,17 +34,21 @@ use crate::exchange::{AiRecord, Exchange, Usage};
 const MAX_ERROR_READ: usize = 64 * 1024;
 
 /// Response headers never passed from a provider to the client.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "set-cookie",
-    "alt-svc",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TRANSFER_ENCODING,
+    TE,
+    TRAILER,
+    UPGRADE,
+    SET_COOKIE,
+    HeaderName::from_static("alt-svc"),
 ];
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_KEYGATE_PROVIDER: HeaderName = HeaderName::from_static("x-keygate-provider");
+const X_KEYGATE_MODEL: HeaderName = HeaderName::from_static("x-keygate-model");
 
 /// Per-request renderings of the action's templates.
 pub(super) struct Rendered {
@@ -267,7 +274,7 @@ impl AiGateway {
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(id) = HeaderValue::from_str(&ex.id) {
-            headers.insert(HeaderName::from_static("x-request-id"), id);
+            headers.insert(X_REQUEST_ID, id);
         }
         let Ok(uri) = url.parse::<http::Uri>() else {
             return fail(
@@ -367,11 +374,11 @@ impl AiGateway {
         strip_hop_by_hop(&mut response);
         let headers = response.headers_mut();
         for (name, value) in [
-            ("x-keygate-provider", &candidate.provider.id),
-            ("x-keygate-model", &candidate.model.id),
+            (X_KEYGATE_PROVIDER, &candidate.provider.id),
+            (X_KEYGATE_MODEL, &candidate.model.id),
         ] {
             if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(HeaderName::from_static(name), value);
+                headers.insert(name, value);
             }
         }
         response
@@ -499,7 +506,7 @@ fn box_error(err: hyper::Error) -> BoxError {
 }
 
 fn strip_hop_by_hop<B>(response: &mut Response<B>) {
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         response.headers_mut().remove(name);
     }
 }
