@@ -45,7 +45,6 @@ pub struct TokenLabels {
     pub direction: &'static str,
 }
 
-/// Every metric Keygate exports, registered once.
 /// The counters of one (provider, model, status).
 #[derive(Clone)]
 struct AiCounters {
@@ -57,6 +56,7 @@ struct AiCounters {
     output_tokens: Counter,
 }
 
+/// Every metric Keygate exports, registered once.
 pub struct Metrics {
     registry: Registry,
     /// Counters already taken from `http_requests`.
