@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use cel::common::ast::IdedExpr;
+use cel::common::ast::{Expr, IdedExpr};
 use cel::common::types::CelBool;
 use cel::{Context, Env};
 
@@ -35,9 +35,14 @@ impl Compiler {
     pub fn expression(&self, source: &str) -> Result<Expression, CompileError> {
         guard::check(source)?;
         let (ast, rewritten) = on_parse_stack(|| self.parse(source))?;
+        let variable = match &ast.expr {
+            Expr::Ident(name) => Some(name.clone()),
+            _ => None,
+        };
         Ok(Expression {
             inner: Arc::new(Compiled {
                 source: source.to_owned(),
+                variable,
                 ast,
                 regexes: rewritten.regexes,
                 reads_secrets: rewritten.reads_secrets,
@@ -97,6 +102,10 @@ fn on_parse_stack<T: Send>(
 
 struct Compiled {
     source: String,
+    /// The variable the whole (rewritten) expression is, e.g. `@req.headers/authorization` for
+    /// `req.headers['authorization']` or `@secret/v/n` for `secrets.get('v', 'n')`: read from the
+    /// resolver without running the interpreter.
+    variable: Option<String>,
     ast: IdedExpr,
     regexes: Vec<RegexVal>,
     reads_secrets: bool,
@@ -141,6 +150,14 @@ impl Expression {
     ) -> Result<T, EvalError> {
         let compiled = &*self.inner;
         let resolver = Resolver::new(scope, &compiled.regexes);
+        if let Some(value) = compiled
+            .variable
+            .as_deref()
+            .and_then(|name| resolver.lookup(name))
+        {
+            return f(value.as_ref());
+        }
+        // Everything else, and a variable that is missing (the interpreter words the error).
         let mut context = Context::with_env(Arc::clone(&compiled.env));
         context.set_variable_resolver(&resolver);
         let outcome = match Value::resolve_val(&compiled.ast, &context) {
