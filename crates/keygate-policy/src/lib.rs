@@ -20,5 +20,5 @@ pub use diagnostic::{Diagnostic, PolicyError, Severity};
 pub use engine::Outcome;
 pub use error::GatewayError;
 pub use exchange::{AiRecord, Exchange, RequestBody, RequestLog, Usage};
-pub use http_client::HttpClient;
+pub use http_client::{HttpClient, SendError};
 pub use policy::Policy;

@@ -29,6 +29,7 @@ use super::stream::{MeteredBody, Scan};
 use super::{AiGateway, METRICS};
 use crate::body::{full, Body, BoxError};
 use crate::exchange::{AiRecord, Exchange, Usage};
+use crate::http_client::SendError;
 
 /// Largest provider error body read (and passed back when the error goes to the client).
 const MAX_ERROR_READ: usize = 64 * 1024;
@@ -512,7 +513,7 @@ fn strip_hop_by_hop<B>(response: &mut Response<B>) {
 }
 
 /// A transport error's chain of causes, one line (never holds request headers or keys).
-fn transport_error(err: &hyper_util::client::legacy::Error) -> String {
+fn transport_error(err: &SendError) -> String {
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {

@@ -1,10 +1,17 @@
 //! The outbound HTTP client shared by the upstream proxy, `ai-gateway` and JWKS fetches.
+//!
+//! `http://` origins use this crate's own per-thread HTTP/1.1 pool ([`plain`]); `https://`
+//! origins use hyper-util's pool with rustls, ALPN and HTTP/2. Both pools live per thread: the
+//! gateway serves each connection on one core's runtime, and an upstream connection stays on the
+//! core that drives it, so a request never wakes another thread.
+
+mod plain;
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
-use http::uri::Authority;
+use http::uri::{Authority, Scheme};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -35,13 +42,24 @@ static CONNECTOR: LazyLock<Connector> = LazyLock::new(|| {
 });
 
 thread_local! {
-    /// This thread's connection pool. The gateway serves each connection on one core's
-    /// runtime; a pool per thread keeps an upstream connection on the core that drives it, so a
-    /// request never wakes another thread.
+    /// This thread's pool for `https://` origins.
     static POOL: Client<Connector, Body> = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
         .build(CONNECTOR.clone());
+}
+
+/// Why an upstream request failed (its `source()` chain holds the causes).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the URI has no host")]
+    NoHost,
+    #[error("cannot connect")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Http(hyper::Error),
+    #[error(transparent)]
+    Pooled(hyper_util::client::legacy::Error),
 }
 
 /// Pooled HTTP/1.1 + HTTP/2 client with rustls (webpki roots) and TCP_NODELAY; connections idle
@@ -57,10 +75,7 @@ impl HttpClient {
 
     /// Sends a request on the calling thread's pool; the response body streams. A request
     /// without `Host` gets its URI's authority (the pool would otherwise format one per request).
-    pub async fn send(
-        &self,
-        mut request: Request<Body>,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, SendError> {
         if !request.headers().contains_key(HOST) {
             let authority = request.uri().authority().map(Authority::as_str);
             // Userinfo (`user:pass@`) never goes into Host; the pool handles such URIs itself.
@@ -71,6 +86,12 @@ impl HttpClient {
                 request.headers_mut().insert(HOST, host);
             }
         }
-        POOL.with(Client::clone).request(request).await
+        if request.uri().scheme() == Some(&Scheme::HTTP) {
+            return plain::send(request).await;
+        }
+        POOL.with(Client::clone)
+            .request(request)
+            .await
+            .map_err(SendError::Pooled)
     }
 }
