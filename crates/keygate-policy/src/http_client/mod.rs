@@ -77,10 +77,10 @@ impl HttpClient {
     /// without `Host` gets its URI's authority (the pool would otherwise format one per request).
     pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, SendError> {
         if !request.headers().contains_key(HOST) {
-            let authority = request.uri().authority().map(Authority::as_str);
-            // Userinfo (`user:pass@`) never goes into Host; the pool handles such URIs itself.
-            if let Some(Ok(host)) = authority
-                .filter(|a| !a.contains('@'))
+            // `host[:port]`: userinfo (`user:pass@`) never goes into Host.
+            let host = request.uri().authority().map(Authority::as_str);
+            if let Some(Ok(host)) = host
+                .and_then(|a| a.rsplit('@').next())
                 .map(HeaderValue::from_str)
             {
                 request.headers_mut().insert(HOST, host);

@@ -90,18 +90,24 @@ pub(super) async fn send(mut request: Request<Body>) -> Result<Response<Incoming
 /// A ready connection to `authority` from this thread's list, dropping closed and stale ones.
 fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
     ORIGINS.with_borrow_mut(|origins| {
-        let origin = origins.iter_mut().find(|o| o.authority == *authority)?;
+        let index = origins.iter().position(|o| o.authority == *authority)?;
+        let connections = &mut origins[index].connections;
         let now = Instant::now();
         let stale = |c: &Connection| {
             c.sender.is_closed()
                 || (c.sender.is_ready() && now.duration_since(c.last_used) > IDLE_TIMEOUT)
         };
-        origin.connections.retain(|c| !stale(c));
-        let ready = origin
-            .connections
-            .iter()
-            .position(|c| c.sender.is_ready())?;
-        Some(origin.connections.swap_remove(ready).sender)
+        connections.retain(|c| !stale(c));
+        match connections.iter().position(|c| c.sender.is_ready()) {
+            Some(ready) => Some(connections.swap_remove(ready).sender),
+            None => {
+                // An origin left with no connection is forgotten.
+                if connections.is_empty() {
+                    origins.swap_remove(index);
+                }
+                None
+            }
+        }
     })
 }
 
