@@ -5,7 +5,7 @@
 //! three times per request, locks a mutex twice and spawns a task to put each connection back;
 //! that was ~8k of a proxied request's ~60k instructions. Here a connection stays in its
 //! thread's list while it serves a request, and the next request takes the first one that is
-//! ready again.
+//! ready again; every so often a sweep drops closed connections and idle ones beyond the cap.
 
 use std::cell::RefCell;
 use std::sync::LazyLock;
@@ -22,10 +22,14 @@ use super::SendError;
 use crate::body::Body;
 
 /// Connections kept per origin by each thread, busy or idle; beyond this, extra connections
-/// serve one request and close.
-const MAX_PER_ORIGIN: usize = 64;
-/// A connection unused this long is closed when next seen.
+/// serve one request and close (so many requests in flight do not churn connections).
+const MAX_PER_ORIGIN: usize = 1024;
+/// Idle connections kept per origin by each thread after a sweep (each holds ~20 KiB).
+const MAX_IDLE_PER_ORIGIN: usize = 64;
+/// A connection unused this long is closed by the next sweep.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Checkouts between two sweeps of an origin's list.
+const SWEEP_EVERY: u32 = 64;
 
 static CONNECTOR: LazyLock<HttpConnector> = LazyLock::new(|| {
     let mut connector = HttpConnector::new();
@@ -43,6 +47,41 @@ struct Connection {
 struct Origin {
     authority: Authority,
     connections: Vec<Connection>,
+    checkouts: u32,
+}
+
+impl Origin {
+    /// Takes the first ready connection, dropping closed ones met on the way. Connections that
+    /// were kept first are the likeliest to have finished, so the scan is usually short.
+    fn take_ready(&mut self) -> Option<SendRequest<Body>> {
+        let mut index = 0;
+        while let Some(connection) = self.connections.get(index) {
+            if connection.sender.is_closed() {
+                self.connections.swap_remove(index);
+            } else if connection.sender.is_ready() {
+                return Some(self.connections.swap_remove(index).sender);
+            } else {
+                index += 1;
+            }
+        }
+        None
+    }
+
+    /// Drops closed connections, idle ones unused for [`IDLE_TIMEOUT`], and idle ones beyond
+    /// [`MAX_IDLE_PER_ORIGIN`].
+    fn sweep(&mut self, now: Instant) {
+        let mut idle = 0;
+        self.connections.retain(|c| {
+            if c.sender.is_closed() {
+                return false;
+            }
+            if !c.sender.is_ready() {
+                return true;
+            }
+            idle += 1;
+            idle <= MAX_IDLE_PER_ORIGIN && now.duration_since(c.last_used) <= IDLE_TIMEOUT
+        });
+    }
 }
 
 thread_local! {
@@ -87,27 +126,21 @@ pub(super) async fn send(mut request: Request<Body>) -> Result<Response<Incoming
     }
 }
 
-/// A ready connection to `authority` from this thread's list, dropping closed and stale ones.
+/// A ready connection to `authority` from this thread's list.
 fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
     ORIGINS.with_borrow_mut(|origins| {
         let index = origins.iter().position(|o| o.authority == *authority)?;
-        let connections = &mut origins[index].connections;
-        let now = Instant::now();
-        let stale = |c: &Connection| {
-            c.sender.is_closed()
-                || (c.sender.is_ready() && now.duration_since(c.last_used) > IDLE_TIMEOUT)
-        };
-        connections.retain(|c| !stale(c));
-        match connections.iter().position(|c| c.sender.is_ready()) {
-            Some(ready) => Some(connections.swap_remove(ready).sender),
-            None => {
-                // An origin left with no connection is forgotten.
-                if connections.is_empty() {
-                    origins.swap_remove(index);
-                }
-                None
-            }
+        let origin = &mut origins[index];
+        origin.checkouts = origin.checkouts.wrapping_add(1);
+        if origin.checkouts % SWEEP_EVERY == 0 {
+            origin.sweep(Instant::now());
         }
+        let ready = origin.take_ready();
+        // An origin left with no connection is forgotten.
+        if ready.is_none() && origin.connections.is_empty() {
+            origins.swap_remove(index);
+        }
+        ready
     })
 }
 
@@ -120,6 +153,7 @@ fn keep(authority: &Authority, sender: SendRequest<Body>) {
                 origins.push(Origin {
                     authority: authority.clone(),
                     connections: Vec::new(),
+                    checkouts: 0,
                 });
                 origins.len() - 1
             }
@@ -261,6 +295,20 @@ mod tests {
             kept(authority.as_str()) <= 1,
             "closed connections are dropped"
         );
+    }
+
+    #[tokio::test]
+    async fn sweeps_keep_at_most_the_idle_cap() {
+        let (authority, _) = server(Duration::from_millis(20)).await;
+        let burst = MAX_IDLE_PER_ORIGIN + 16;
+        let replies = futures_util::future::join_all((0..burst).map(|_| get(&authority))).await;
+        assert!(replies.iter().all(|r| r == "ok"));
+        assert_eq!(kept(authority.as_str()), burst);
+        // The sweep runs every SWEEP_EVERY checkouts; sequential requests reach one.
+        for _ in 0..SWEEP_EVERY {
+            assert_eq!(get(&authority).await, "ok");
+        }
+        assert_eq!(kept(authority.as_str()), MAX_IDLE_PER_ORIGIN);
     }
 
     #[tokio::test]
