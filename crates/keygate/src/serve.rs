@@ -63,8 +63,8 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "KEYGATE_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
-    /// Threads serving client connections, one runtime each (default: one per CPU).
-    #[arg(long, env = "KEYGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Threads serving client connections, one runtime each (1-1024; default: one per CPU).
+    #[arg(long, env = "KEYGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
 }
 

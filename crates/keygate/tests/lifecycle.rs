@@ -133,6 +133,13 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         std::net::TcpStream::connect(addr).is_err(),
         "still accepting after shutdown"
     );
+    // The access-log writer batches lines; shutdown flushes the drained request's line.
+    let output = gw.output();
+    let logged = output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .any(|line| line["message"] == "request" && line["path"] == "/slow");
+    assert!(logged, "no access-log line for /slow:\n{output}");
 }
 
 fn check(text: &str) -> (i32, String, String) {
