@@ -7,7 +7,7 @@
 //! thread's list while it serves a request, and the next request takes the first one that is
 //! ready again; every so often a sweep drops closed connections and idle ones beyond the cap.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ const MAX_IDLE_PER_ORIGIN: usize = 64;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Checkouts between two sweeps of an origin's list.
 const SWEEP_EVERY: u32 = 64;
+/// While a thread keeps more idle connections than the cap allows, a timer sweeps its lists this
+/// often, so a burst's connections are released without waiting for more traffic.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 static CONNECTOR: LazyLock<HttpConnector> = LazyLock::new(|| {
     let mut connector = HttpConnector::new();
@@ -86,6 +89,8 @@ impl Origin {
 
 thread_local! {
     static ORIGINS: RefCell<Vec<Origin>> = const { RefCell::new(Vec::new()) };
+    /// A sweeper task is running for this thread's lists.
+    static SWEEPER: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Sends `request` (an `http://` URI and a `Host` header) on a pooled connection, or a new one.
@@ -165,7 +170,33 @@ fn keep(authority: &Authority, sender: SendRequest<Body>) {
                 last_used: Instant::now(),
             });
         }
+        if connections.len() > MAX_IDLE_PER_ORIGIN && !SWEEPER.replace(true) {
+            // On a worker (a current-thread runtime) the task runs on this same thread.
+            tokio::spawn(sweep_while_over_the_cap());
+        }
     });
+}
+
+/// Sweeps this thread's lists every [`SWEEP_INTERVAL`] until none holds more connections than
+/// the idle cap.
+async fn sweep_while_over_the_cap() {
+    loop {
+        tokio::time::sleep(SWEEP_INTERVAL).await;
+        let over = ORIGINS.with_borrow_mut(|origins| {
+            let now = Instant::now();
+            for origin in origins.iter_mut() {
+                origin.sweep(now);
+            }
+            origins.retain(|o| !o.connections.is_empty());
+            origins
+                .iter()
+                .any(|o| o.connections.len() > MAX_IDLE_PER_ORIGIN)
+        });
+        if !over {
+            SWEEPER.set(false);
+            return;
+        }
+    }
 }
 
 /// Opens a connection and drives it on this thread's runtime.
@@ -297,17 +328,29 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn sweeps_keep_at_most_the_idle_cap() {
-        let (authority, _) = server(Duration::from_millis(20)).await;
+    async fn burst(authority: &Authority) {
         let burst = MAX_IDLE_PER_ORIGIN + 16;
-        let replies = futures_util::future::join_all((0..burst).map(|_| get(&authority))).await;
+        let replies = futures_util::future::join_all((0..burst).map(|_| get(authority))).await;
         assert!(replies.iter().all(|r| r == "ok"));
         assert_eq!(kept(authority.as_str()), burst);
-        // The sweep runs every SWEEP_EVERY checkouts; sequential requests reach one.
+    }
+
+    #[tokio::test]
+    async fn traffic_sweeps_idle_connections_down_to_the_cap() {
+        let (authority, _) = server(Duration::from_millis(20)).await;
+        burst(&authority).await;
+        // A sweep runs every SWEEP_EVERY checkouts; sequential requests reach one.
         for _ in 0..SWEEP_EVERY {
             assert_eq!(get(&authority).await, "ok");
         }
+        assert_eq!(kept(authority.as_str()), MAX_IDLE_PER_ORIGIN);
+    }
+
+    #[tokio::test]
+    async fn without_traffic_a_timer_sweeps_a_burst_down_to_the_cap() {
+        let (authority, _) = server(Duration::from_millis(20)).await;
+        burst(&authority).await;
+        tokio::time::sleep(SWEEP_INTERVAL + Duration::from_millis(300)).await;
         assert_eq!(kept(authority.as_str()), MAX_IDLE_PER_ORIGIN);
     }
 
