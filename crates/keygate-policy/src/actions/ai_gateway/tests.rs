@@ -167,6 +167,16 @@ async fn send(
     }
 }
 
+/// A chat request naming no model (the strategies choose), answered with 200.
+async fn chat_without_model(policy: &Policy) -> Answer {
+    let body = json!({"messages": [{"role": "user", "content": "auto"}]});
+    let answer = send(policy, "/v1/chat/completions", body, &[])
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer
+}
+
 fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hello gateway"}]})
 }
@@ -334,15 +344,7 @@ async fn on_error_continue_records_results() {
 #[tokio::test]
 async fn strategies_select_filter_and_fail_with_codes() {
     let policy = compile("model_selection:\n  strategy:\n    - ai.models.onlyProviders(['nobody'])\n    - ai.models.filter(m, m.provider_id == 'mock').sortBy('price')");
-    let answer = send(
-        &policy,
-        "/v1/chat/completions",
-        json!({"messages": [{"role": "user", "content": "auto"}]}),
-        &[],
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = chat_without_model(&policy).await;
     assert_eq!(
         answer.results["model_selection"][0]["candidates_after_client_filter"],
         0
@@ -387,15 +389,7 @@ async fn strategies_reading_metrics_see_recorded_attempts() {
         .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     let seen = compile("model_selection:\n  strategy:\n    - ai.models.filter(m, m.metrics.global.request_count > 0)");
-    let answer = send(
-        &seen,
-        "/v1/chat/completions",
-        json!({"messages": [{"role": "user", "content": "auto"}]}),
-        &[],
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = chat_without_model(&seen).await;
     assert_eq!(
         answer.results["model_selection"][0]["models_to_try"][0],
         "mock:mock-echo"
