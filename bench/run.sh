@@ -17,6 +17,7 @@
 #   DURATION=20 RATE=5000 bench/run.sh
 #   KEYGATE_BIN=target/release/keygate bench/run.sh
 #   SKIP_KEYGATE=1 bench/run.sh          # mock and nginx only
+#   KEYGATE_ARGS="--workers 1" bench/run.sh   # extra `keygate serve` flags for both Keygate legs
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +41,7 @@ KG_PROXY_PORT="${KG_PROXY_PORT:-18185}"
 KG_PROXY_ADMIN_PORT="${KG_PROXY_ADMIN_PORT:-18186}"
 PROXY_LEG="${PROXY_LEG:-1}"
 SKIP_KEYGATE="${SKIP_KEYGATE:-0}"
+read -r -a KEYGATE_ARGS <<<"${KEYGATE_ARGS:-}"   # extra `keygate serve` flags (both Keygate legs)
 SERVER_KEY="sk-bench-server-key-0123456789"   # the provider key Keygate holds in its vault
 
 WORK="$(mktemp -d /tmp/keygate-bench.XXXXXX)"
@@ -171,7 +173,7 @@ start_keygate() {
   "$kg" policy check "$BENCH/seed-full.yml" >/dev/null || return 1
   "$kg" serve --policy "$BENCH/seed-full.yml" --listen "127.0.0.1:$KG_PORT" \
     --admin-listen "127.0.0.1:$KG_ADMIN_PORT" --data-dir "$KEYGATE_DATA_DIR" \
-    --provider-url "openai=http://127.0.0.1:$MOCK_PORT/v1" >"$WORK/keygate.log" 2>&1 &
+    --provider-url "openai=http://127.0.0.1:$MOCK_PORT/v1" "${KEYGATE_ARGS[@]}" >"$WORK/keygate.log" 2>&1 &
   KG_PID=$!
   PIDS+=("$KG_PID")
   wait_http "http://127.0.0.1:$KG_ADMIN_PORT/readyz" 20
@@ -182,7 +184,7 @@ start_keygate_proxy() { # the proxy hop alone: empty policy, --upstream to the m
   printf 'on_http_request: []\n' >"$WORK/proxy-only.yml"
   "$KEYGATE_BIN" serve --policy "$WORK/proxy-only.yml" --listen "127.0.0.1:$KG_PROXY_PORT" \
     --admin-listen "127.0.0.1:$KG_PROXY_ADMIN_PORT" --data-dir "$KEYGATE_DATA_DIR" \
-    --upstream "http://127.0.0.1:$MOCK_PORT" >"$WORK/keygate-proxy.log" 2>&1 &
+    --upstream "http://127.0.0.1:$MOCK_PORT" "${KEYGATE_ARGS[@]}" >"$WORK/keygate-proxy.log" 2>&1 &
   KG_PROXY_PID=$!
   PIDS+=("$KG_PROXY_PID")
   wait_http "http://127.0.0.1:$KG_PROXY_ADMIN_PORT/readyz" 20
@@ -305,7 +307,8 @@ fi
   echo "Tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | cut -d' ' -f3), keygate-load."
   echo "Settings: ${DURATION}s measured after ${WARMUP}s warm-up; max rate = wrk -t$WRK_THREADS -c$CONNECTIONS;" \
     "fixed = $RATE req/s over $CONNECTIONS connections; streams = $STREAM_RATE/s over $STREAM_CONNECTIONS" \
-    "connections, $CHUNKS chunks, ${CHUNK_DELAY_MS} ms apart; nginx workers: $NGINX_WORKERS."
+    "connections, $CHUNKS chunks, ${CHUNK_DELAY_MS} ms apart; nginx workers: $NGINX_WORKERS;" \
+    "extra keygate flags: ${KEYGATE_ARGS[*]:-none}."
   echo
   echo "| target | test | req/s | p50 ms | p99 ms | p99.9 ms | max ms | TTFT p50 | TTFT p99 | TTFT p99.9 | non-2xx | errors | CPU µs/req |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
