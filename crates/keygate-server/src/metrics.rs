@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabels {
+struct StatusLabels {
     pub status: u16,
 }
 
@@ -26,20 +26,20 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RateLimitLabels {
+struct RateLimitLabels {
     pub name: String,
     pub limited: bool,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AiLabels {
+struct AiLabels {
     pub provider: String,
     pub model: String,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TokenLabels {
+struct TokenLabels {
     pub provider: String,
     pub model: String,
     pub direction: &'static str,
@@ -65,16 +65,16 @@ pub struct Metrics {
     by_ai_labels: Memo<AiCounters>,
     /// Counters already taken from `rate_limit_decisions`.
     by_limiter: Arc<Memo<(RateLimitLabels, Counter)>>,
-    pub http_requests: Family<StatusLabels, Counter>,
-    pub http_duration: Histogram,
+    http_requests: Family<StatusLabels, Counter>,
+    http_duration: Histogram,
     pub policy_reloads: Family<ResultLabels, Counter>,
-    pub rate_limit_decisions: Family<RateLimitLabels, Counter>,
+    rate_limit_decisions: Family<RateLimitLabels, Counter>,
     /// Set from the limiter when `/metrics` is scraped.
     pub rate_limit_store_failures: Gauge,
-    pub ai_requests: Family<AiLabels, Counter>,
-    pub ai_tokens: Family<TokenLabels, Counter>,
-    pub ai_upstream_duration: Histogram,
-    pub ai_time_to_first_token: Histogram,
+    ai_requests: Family<AiLabels, Counter>,
+    ai_tokens: Family<TokenLabels, Counter>,
+    ai_upstream_duration: Histogram,
+    ai_time_to_first_token: Histogram,
 }
 
 fn seconds_histogram() -> Histogram {

@@ -34,12 +34,7 @@ const SWEEP_EVERY: u32 = 64;
 /// often, so a burst's connections are released without waiting for more traffic.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-static CONNECTOR: LazyLock<HttpConnector> = LazyLock::new(|| {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    connector
-});
+static CONNECTOR: LazyLock<HttpConnector> = LazyLock::new(super::tcp_connector);
 
 struct Connection {
     sender: SendRequest<Body>,
