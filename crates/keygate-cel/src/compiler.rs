@@ -12,6 +12,7 @@ use crate::error::{CompileError, EvalError};
 use crate::functions::regex::RegexVal;
 use crate::json::val_to_value;
 use crate::resolver::Resolver;
+use crate::shortcut::StringComparison;
 use crate::template::Template;
 use crate::{guard, rewrite, Scope, Value};
 
@@ -43,6 +44,7 @@ impl Compiler {
             inner: Arc::new(Compiled {
                 source: source.to_owned(),
                 variable,
+                comparison: StringComparison::recognise(&ast),
                 ast,
                 regexes: rewritten.regexes,
                 reads_secrets: rewritten.reads_secrets,
@@ -106,6 +108,8 @@ struct Compiled {
     /// `req.headers['authorization']` or `@secret/v/n` for `secrets.get('v', 'n')`: read from the
     /// resolver without running the interpreter.
     variable: Option<String>,
+    /// A string comparison evaluated without the interpreter (see [`crate::shortcut`]).
+    comparison: Option<StringComparison>,
     ast: IdedExpr,
     regexes: Vec<RegexVal>,
     reads_secrets: bool,
@@ -137,6 +141,12 @@ impl Expression {
         self.inner.reads_secrets
     }
 
+    /// Whether the expression is a string comparison evaluated without the interpreter.
+    #[cfg(test)]
+    pub(crate) fn compares_strings_directly(&self) -> bool {
+        self.inner.comparison.is_some()
+    }
+
     /// How many regexes were compiled ahead of evaluation (literal `matches` patterns).
     pub fn precompiled_regexes(&self) -> usize {
         self.inner.regexes.len()
@@ -149,6 +159,9 @@ impl Expression {
         f: impl FnOnce(&dyn cel::common::value::Val) -> Result<T, EvalError>,
     ) -> Result<T, EvalError> {
         let compiled = &*self.inner;
+        if let Some(equal) = compiled.comparison.as_ref().and_then(|c| c.eval(scope)) {
+            return f(&CelBool::from(equal));
+        }
         let resolver = Resolver::new(scope, &compiled.regexes);
         if let Some(value) = compiled
             .variable

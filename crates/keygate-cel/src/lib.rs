@@ -52,6 +52,7 @@ mod rewrite;
 mod scan;
 mod scope;
 mod secrets;
+mod shortcut;
 mod template;
 mod views;
 

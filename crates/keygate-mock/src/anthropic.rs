@@ -68,7 +68,7 @@ pub(crate) fn messages(req: &Value, ctx: Ctx<'_>) -> Reply {
         })
     };
     if req.get("stream").and_then(Value::as_bool) != Some(true) {
-        return Reply::json(message(
+        return Reply::json(&message(
             json!([{"type": "text", "text": text}]),
             json!("end_turn"),
             usage(input, output),
@@ -123,7 +123,7 @@ pub(crate) fn count_tokens(req: &Value) -> Reply {
         return bad_request("model: Field required");
     }
     match messages_field(req) {
-        Ok(_) => Reply::json(json!({"input_tokens": input_tokens(req)})),
+        Ok(_) => Reply::json(&json!({"input_tokens": input_tokens(req)})),
         Err(reply) => reply,
     }
 }
@@ -138,5 +138,5 @@ pub(crate) fn models() -> Reply {
         .collect();
     let first = MODELS.first().map(|(id, _)| *id);
     let last = MODELS.last().map(|(id, _)| *id);
-    Reply::json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
+    Reply::json(&json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
 }

@@ -114,6 +114,13 @@ pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn header_overrides(headers: &HeaderMap) -> Result<Overrides, ControlError> {
+    // Most requests carry no control header: one pass over the names instead of five lookups.
+    if !headers
+        .keys()
+        .any(|name| name.as_str().starts_with("x-mock-"))
+    {
+        return Ok(Overrides::default());
+    }
     let text = |name: &'static str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
     let mut out = Overrides::default();
     if let Some(value) = text(STATUS_HEADER) {

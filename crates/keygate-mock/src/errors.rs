@@ -25,7 +25,7 @@ pub(crate) fn error_reply(shape: Shape, status: StatusCode, message: &str) -> Re
             json!({"type": "error", "error": {"type": anthropic_kind(status), "message": message}})
         }
     };
-    let mut reply = Reply::json(body);
+    let mut reply = Reply::json(&body);
     reply.status = status;
     if status == StatusCode::TOO_MANY_REQUESTS {
         reply = reply.with_header("retry-after", "1");
@@ -74,9 +74,9 @@ mod tests {
     use super::*;
     use crate::reply::Payload;
 
-    fn body(reply: &Reply) -> &serde_json::Value {
+    fn body(reply: &Reply) -> serde_json::Value {
         match &reply.payload {
-            Payload::Json(v) => v,
+            Payload::Json(bytes) => serde_json::from_slice(bytes).expect("JSON body"),
             Payload::Sse(_) => panic!("error replies are JSON"),
         }
     }

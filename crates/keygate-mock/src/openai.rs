@@ -2,6 +2,7 @@
 
 use base64::Engine as _;
 use http::StatusCode;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::errors::{error_reply, Shape};
@@ -47,19 +48,147 @@ fn wants_usage(req: &Value) -> bool {
         == Some(true)
 }
 
-fn chat_usage(prompt: u64, completion: u64) -> Value {
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0
+/// `usage` of a chat completion, with OpenAI's detail objects.
+#[derive(Serialize)]
+struct ChatUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptTokensDetails,
+    completion_tokens_details: CompletionTokensDetails,
+}
+
+#[derive(Serialize, Default)]
+struct PromptTokensDetails {
+    cached_tokens: u64,
+    audio_tokens: u64,
+}
+
+#[derive(Serialize, Default)]
+struct CompletionTokensDetails {
+    reasoning_tokens: u64,
+    audio_tokens: u64,
+    accepted_prediction_tokens: u64,
+    rejected_prediction_tokens: u64,
+}
+
+impl ChatUsage {
+    fn new(prompt: u64, completion: u64) -> Self {
+        Self {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            prompt_tokens_details: PromptTokensDetails::default(),
+            completion_tokens_details: CompletionTokensDetails::default(),
         }
-    })
+    }
+}
+
+/// A `chat.completion` or `chat.completion.chunk` object. Serialized from borrowed fields (no
+/// JSON tree), so a reply costs one pass over its bytes.
+#[derive(Serialize)]
+struct ChatObject<'a, C> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: C,
+    /// Absent (`None`), `null` (`Some(None)`, a chunk before the last when usage is included) or
+    /// the figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<ChatUsage>>,
+    service_tier: &'static str,
+    system_fingerprint: &'static str,
+}
+
+/// `choices[i]` of a complete reply.
+#[derive(Serialize)]
+struct MessageChoice<'a> {
+    index: u32,
+    message: AssistantMessage<'a>,
+    /// Always `null`.
+    logprobs: (),
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    /// Always `null`.
+    refusal: (),
+    annotations: [(); 0],
+}
+
+/// `choices[i]` of a stream chunk.
+#[derive(Serialize)]
+struct DeltaChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    /// Always `null`.
+    logprobs: (),
+    finish_reason: Option<&'static str>,
+}
+
+/// A chunk's `delta`: `{"role":"assistant","content":"","refusal":null}` first, then
+/// `{"content":...}`, and `{}` with the finish reason.
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    /// `Some(())` writes `"refusal": null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<()>,
+}
+
+/// The fields every object of one chat reply shares.
+struct ChatHead<'a> {
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+}
+
+impl<'a> ChatHead<'a> {
+    fn object<C>(
+        &self,
+        object: &'static str,
+        choices: C,
+        usage: Option<Option<ChatUsage>>,
+    ) -> ChatObject<'a, C> {
+        ChatObject {
+            id: self.id,
+            object,
+            created: self.created,
+            model: self.model,
+            choices,
+            usage,
+            service_tier: "default",
+            system_fingerprint: FINGERPRINT,
+        }
+    }
+
+    /// One `data:` event of a stream; `usage: null` is written when the stream includes usage.
+    fn chunk(
+        &self,
+        delta: Delta<'_>,
+        finish_reason: Option<&'static str>,
+        include_usage: bool,
+        paced: bool,
+    ) -> SseEvent {
+        let choice = DeltaChoice {
+            index: 0,
+            delta,
+            logprobs: (),
+            finish_reason,
+        };
+        let usage = include_usage.then_some(None);
+        SseEvent::data(
+            &self.object("chat.completion.chunk", [choice], usage),
+            paced,
+        )
+    }
 }
 
 /// `POST /v1/chat/completions`: echoes the last user message, streamed or not.
@@ -72,72 +201,49 @@ pub(crate) fn chat(req: &Value, ctx: Ctx<'_>) -> Reply {
         return bad_request("you must provide a messages parameter");
     };
     let text = last_user_text(Some(messages));
-    let prompt_tokens = estimate_tokens(messages_chars(Some(messages)));
-    let completion_tokens = estimate_tokens(text.chars().count());
+    let usage = ChatUsage::new(
+        estimate_tokens(messages_chars(Some(messages))),
+        estimate_tokens(text.chars().count()),
+    );
     let id = ctx.ids.next("chatcmpl-");
-    let created = unix_now();
+    let head = ChatHead {
+        id: &id,
+        created: unix_now(),
+        model,
+    };
     if !wants_stream(req) {
-        return Reply::json(json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
-                "logprobs": null,
-                "finish_reason": "stop"
-            }],
-            "usage": chat_usage(prompt_tokens, completion_tokens),
-            "service_tier": "default",
-            "system_fingerprint": FINGERPRINT
-        }));
+        let choice = MessageChoice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: &text,
+                refusal: (),
+                annotations: [],
+            },
+            logprobs: (),
+            finish_reason: "stop",
+        };
+        return Reply::json(&head.object("chat.completion", [choice], Some(Some(usage))));
     }
     let include_usage = wants_usage(req);
-    let chunk = |choices: Value, usage: Option<Value>| {
-        let mut c = json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": FINGERPRINT,
-            "choices": choices
-        });
-        if include_usage {
-            c["usage"] = usage.unwrap_or(Value::Null);
-        }
-        c
+    let opening = Delta {
+        role: Some("assistant"),
+        content: Some(""),
+        refusal: Some(()),
     };
-    let choice = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
-    let mut events = vec![SseEvent::data(
-        &chunk(
-            choice(
-                json!({"role": "assistant", "content": "", "refusal": null}),
-                Value::Null,
-            ),
-            None,
-        ),
-        false,
-    )];
+    let mut events = vec![head.chunk(opening, None, include_usage, false)];
     events.extend(split_chunks(&text, ctx.chunks).into_iter().map(|piece| {
-        SseEvent::data(
-            &chunk(choice(json!({"content": piece}), Value::Null), None),
-            true,
-        )
+        let delta = Delta {
+            content: Some(piece),
+            ..Delta::default()
+        };
+        head.chunk(delta, None, include_usage, true)
     }));
-    events.push(SseEvent::data(
-        &chunk(choice(json!({}), json!("stop")), None),
-        false,
-    ));
+    events.push(head.chunk(Delta::default(), Some("stop"), include_usage, false));
     if include_usage {
-        events.push(SseEvent::data(
-            &chunk(
-                json!([]),
-                Some(chat_usage(prompt_tokens, completion_tokens)),
-            ),
-            false,
-        ));
+        let last: ChatObject<'_, [DeltaChoice<'_>; 0]> =
+            head.object("chat.completion.chunk", [], Some(Some(usage)));
+        events.push(SseEvent::data(&last, false));
     }
     events.push(SseEvent::done());
     Reply::sse(events)
@@ -187,7 +293,7 @@ pub(crate) fn completions(req: &Value, ctx: Ctx<'_>) -> Reply {
     if !wants_stream(req) {
         let mut body = object(choice(&text, json!("stop")));
         body["usage"] = usage;
-        return Reply::json(body);
+        return Reply::json(&body);
     }
     let mut events: Vec<SseEvent> = split_chunks(&text, ctx.chunks)
         .into_iter()
@@ -289,7 +395,7 @@ pub(crate) fn embeddings(req: &Value) -> Reply {
             json!({"object": "embedding", "index": index, "embedding": embedding})
         })
         .collect();
-    Reply::json(json!({
+    Reply::json(&json!({
         "object": "list",
         "data": data,
         "model": model,
@@ -304,7 +410,7 @@ pub(crate) fn models() -> Reply {
         .iter()
         .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "keygate-mock"}))
         .collect();
-    Reply::json(json!({"object": "list", "data": data}))
+    Reply::json(&json!({"object": "list", "data": data}))
 }
 
 #[cfg(test)]

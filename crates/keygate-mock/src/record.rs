@@ -3,6 +3,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
 
 /// One request as the mock received it.
@@ -47,7 +50,40 @@ pub(crate) struct Recorder {
 struct Log {
     cap: usize,
     next_seq: u64,
-    entries: VecDeque<RecordedRequest>,
+    entries: VecDeque<Entry>,
+}
+
+/// A request as received: shared handles to hyper's buffers, decoded into a [`RecordedRequest`]
+/// only when the record is read, so recording costs a few reference counts per request.
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Entry {
+    fn decode(&self) -> RecordedRequest {
+        RecordedRequest {
+            seq: self.seq,
+            method: self.method.to_string(),
+            path: self.uri.path().to_owned(),
+            query: self.uri.query().map(str::to_owned),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        }
+    }
 }
 
 impl Recorder {
@@ -67,22 +103,31 @@ impl Recorder {
     }
 
     /// Appends a request, assigning its sequence number and evicting the oldest past the cap.
-    pub(crate) fn push(&self, mut request: RecordedRequest) {
-        self.lock(|log| {
+    pub(crate) fn push(&self, parts: &Parts, body: &Bytes) {
+        let mut entry = Entry {
+            seq: 0,
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        };
+        let evicted = self.lock(|log| {
             if log.cap == 0 {
-                return;
+                return None;
             }
-            request.seq = log.next_seq;
+            entry.seq = log.next_seq;
             log.next_seq += 1;
-            if log.entries.len() == log.cap {
-                log.entries.pop_front();
-            }
-            log.entries.push_back(request);
+            let evicted = (log.entries.len() == log.cap)
+                .then(|| log.entries.pop_front())
+                .flatten();
+            log.entries.push_back(entry);
+            evicted
         });
+        drop(evicted); // freed outside the lock
     }
 
     pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
-        self.lock(|log| log.entries.iter().cloned().collect())
+        self.lock(|log| log.entries.iter().map(Entry::decode).collect())
     }
 
     pub(crate) fn clear(&self) {
@@ -99,30 +144,30 @@ impl Recorder {
 mod tests {
     use super::*;
 
-    fn request(path: &str) -> RecordedRequest {
-        RecordedRequest {
-            seq: 0,
-            method: "POST".into(),
-            path: path.into(),
-            query: None,
-            headers: vec![("X-Test".into(), "1".into())],
-            body: "{\"a\":1}".into(),
-        }
+    fn push(rec: &Recorder, path: &str) {
+        let (parts, body) = http::Request::post(path)
+            .header("x-test", "1")
+            .body(Bytes::from_static(b"{\"a\":1}"))
+            .expect("valid request")
+            .into_parts();
+        rec.push(&parts, &body);
     }
 
     #[test]
     fn keeps_newest_up_to_cap_with_sequence_numbers() {
         let rec = Recorder::new(2);
-        rec.push(request("/a"));
-        rec.push(request("/b"));
-        rec.push(request("/c"));
+        push(&rec, "/a");
+        push(&rec, "/b");
+        push(&rec, "/c?x=1");
         let all = rec.snapshot();
         assert_eq!(all.len(), 2);
         assert_eq!((all[0].seq, all[0].path.as_str()), (2, "/b"));
         assert_eq!((all[1].seq, all[1].path.as_str()), (3, "/c"));
+        assert_eq!(all[1].query.as_deref(), Some("x=1"));
+        assert_eq!(all[1].method, "POST");
         rec.clear();
         assert!(rec.snapshot().is_empty());
-        rec.push(request("/d"));
+        push(&rec, "/d");
         assert_eq!(rec.snapshot()[0].seq, 4);
     }
 
@@ -130,13 +175,15 @@ mod tests {
     fn zero_cap_records_nothing() {
         let rec = Recorder::new(0);
         assert!(!rec.enabled());
-        rec.push(request("/a"));
+        push(&rec, "/a");
         assert!(rec.snapshot().is_empty());
     }
 
     #[test]
     fn header_lookup_and_json_body() {
-        let r = request("/a");
+        let rec = Recorder::new(1);
+        push(&rec, "/a");
+        let r = &rec.snapshot()[0];
         assert_eq!(r.header("x-test"), Some("1"));
         assert_eq!(r.header("missing"), None);
         assert_eq!(r.body_json(), Some(serde_json::json!({"a": 1})));

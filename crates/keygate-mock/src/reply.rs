@@ -3,12 +3,25 @@
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use serde_json::Value;
+use serde::Serialize;
 
 /// `content-type` of JSON replies.
 pub(crate) const JSON: &str = "application/json";
 /// `content-type` of streamed replies (as OpenAI and Anthropic send it).
 pub(crate) const EVENT_STREAM: &str = "text/event-stream; charset=utf-8";
+
+/// Room reserved for a serialized reply: a chat completion fits, so it is written without
+/// growing the buffer.
+const INITIAL_CAPACITY: usize = 1024;
+
+/// `head`, then `value` as JSON.
+fn to_json(head: &[u8], value: &impl Serialize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(INITIAL_CAPACITY);
+    bytes.extend_from_slice(head);
+    // Serializing plain data into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut bytes, value);
+    bytes
+}
 
 /// One SSE event as written on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,17 +35,21 @@ pub(crate) struct SseEvent {
 
 impl SseEvent {
     /// `data: {json}` (OpenAI chat and completions framing).
-    pub(crate) fn data(value: &Value, paced: bool) -> Self {
-        Self {
-            bytes: Bytes::from(format!("data: {value}\n\n")),
-            paced,
-        }
+    pub(crate) fn data(value: &impl Serialize, paced: bool) -> Self {
+        Self::framed(b"data: ", value, paced)
     }
 
     /// `event: NAME` + `data: {json}` (Anthropic and Responses framing).
-    pub(crate) fn named(name: &str, value: &Value, paced: bool) -> Self {
+    pub(crate) fn named(name: &str, value: &impl Serialize, paced: bool) -> Self {
+        let head = format!("event: {name}\ndata: ");
+        Self::framed(head.as_bytes(), value, paced)
+    }
+
+    fn framed(head: &[u8], value: &impl Serialize, paced: bool) -> Self {
+        let mut bytes = to_json(head, value);
+        bytes.extend_from_slice(b"\n\n");
         Self {
-            bytes: Bytes::from(format!("event: {name}\ndata: {value}\n\n")),
+            bytes: Bytes::from(bytes),
             paced,
         }
     }
@@ -49,8 +66,8 @@ impl SseEvent {
 /// The body of a reply.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Payload {
-    /// A JSON document.
-    Json(Value),
+    /// A JSON document, serialized.
+    Json(Bytes),
     /// A server-sent event stream.
     Sse(Vec<SseEvent>),
 }
@@ -65,11 +82,11 @@ pub(crate) struct Reply {
 
 impl Reply {
     /// A `200 OK` JSON reply.
-    pub(crate) fn json(value: Value) -> Self {
+    pub(crate) fn json(value: &impl Serialize) -> Self {
         Self {
             status: StatusCode::OK,
             headers: Vec::new(),
-            payload: Payload::Json(value),
+            payload: Payload::Json(Bytes::from(to_json(b"", value))),
         }
     }
 

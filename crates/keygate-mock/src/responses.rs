@@ -108,7 +108,7 @@ pub(crate) fn create(req: &Value, ctx: Ctx<'_>) -> Reply {
     let done_item = message_item(&msg_id, "completed", Some(&text));
     let completed = response("completed", json!([done_item]), usage);
     if req.get("stream").and_then(Value::as_bool) != Some(true) {
-        return Reply::json(completed);
+        return Reply::json(&completed);
     }
 
     let mut events = Vec::new();

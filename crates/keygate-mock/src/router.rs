@@ -13,7 +13,7 @@ use crate::body::{full, scripted, MockBody, Piece};
 use crate::config::MockConfig;
 use crate::controls::{resolve, Behaviour, DropPoint};
 use crate::errors::{error_reply, scripted_message, Shape};
-use crate::record::{RecordedRequest, Recorder};
+use crate::record::Recorder;
 use crate::reply::{Ctx, Payload, Reply, EVENT_STREAM, JSON};
 use crate::text::Ids;
 use crate::{anthropic, openai, responses};
@@ -99,7 +99,7 @@ pub(crate) async fn handle(
         return Ok(records(&state.recorder, &parts.method));
     }
     if state.recorder.enabled() {
-        state.recorder.push(record(&parts, &body));
+        state.recorder.push(&parts, &body);
     }
     let anthropic_client = parts.headers.contains_key("anthropic-version");
     let shape = shape_of(route, parts.uri.path(), anthropic_client);
@@ -166,26 +166,6 @@ fn dispatch(route: Route, shape: Shape, body: &Bytes, behaviour: &Behaviour, ids
     }
 }
 
-fn record(parts: &http::request::Parts, body: &Bytes) -> RecordedRequest {
-    RecordedRequest {
-        seq: 0,
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: String::from_utf8_lossy(body).into_owned(),
-    }
-}
-
 fn records(recorder: &Recorder, method: &Method) -> Response<MockBody> {
     let (status, body) = if method == Method::GET {
         let list = serde_json::to_vec(&recorder.snapshot()).unwrap_or_default();
@@ -210,8 +190,7 @@ fn records(recorder: &Recorder, method: &Method) -> Response<MockBody> {
 fn respond(reply: Reply, behaviour: Option<&Behaviour>, ids: &Ids) -> Response<MockBody> {
     let drop_mid = behaviour.and_then(|b| b.drop) == Some(DropPoint::MidStream);
     let (content_type, body) = match reply.payload {
-        Payload::Json(value) => {
-            let bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        Payload::Json(bytes) => {
             let body = if drop_mid {
                 let half = bytes.len() / 2;
                 let piece = Piece {

@@ -4,6 +4,7 @@ mod catalog;
 mod errors;
 mod functions;
 mod secrets;
+mod shortcut;
 mod templates;
 mod variables;
 
