@@ -62,13 +62,17 @@ pub fn client_credential(headers: &HeaderMap) -> Option<String> {
 /// A key shown safely: its first 7 and last 4 characters (`sk-proj...7890`) when it is long
 /// enough that this hides most of it, otherwise only `...`.
 pub fn redact(key: &str) -> String {
-    let chars: Vec<char> = key.chars().collect();
-    if chars.len() < 20 {
+    let count = key.chars().count();
+    if count < 20 {
         return "...".to_owned();
     }
-    let head: String = chars[..7].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}...{tail}")
+    let boundary = |n: usize| key.char_indices().nth(n).map_or(key.len(), |(i, _)| i);
+    let (head, tail) = (&key[..boundary(7)], &key[boundary(count - 4)..]);
+    let mut out = String::with_capacity(head.len() + 3 + tail.len());
+    out.push_str(head);
+    out.push_str("...");
+    out.push_str(tail);
+    out
 }
 
 /// Why a key cannot be sent in a header.
@@ -165,6 +169,8 @@ mod tests {
         assert_eq!(redact("sk-proj-abcdefghijklmnop7890"), "sk-proj...7890");
         assert_eq!(redact("short-key"), "...");
         assert_eq!(redact(""), "...");
+        // Characters, not bytes: a multi-byte key is cut on character boundaries.
+        assert_eq!(redact("ключ-абвгдежзийклмнопрст"), "ключ-аб...прст");
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! The client's request body: the fields the gateway reads (`model`, `models`, `stream`,
-//! `stream_options.include_usage`), with every other field kept verbatim for forwarding.
+//! `stream_options.include_usage`) and the top-level keys, with the bytes kept verbatim for
+//! forwarding. The whole object is parsed into a JSON tree only when something needs it (a body
+//! to rewrite, an input-token estimate): most requests are forwarded as sent.
+
+use std::sync::OnceLock;
 
 use bytes::Bytes;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Most entries accepted in `models`: each may cost upstream attempts, so the list is bounded.
@@ -16,8 +20,10 @@ const AUTO_MODELS: [&str; 2] = ["ngrok/auto", "keygate/auto"];
 pub struct ClientRequest {
     /// The body as the client sent it (forwarded as is when nothing needs to change).
     pub raw: Bytes,
-    /// The whole JSON object, unknown fields included.
-    pub body: Map<String, Value>,
+    /// The top-level keys, in the order sent (each once: duplicates are refused).
+    pub keys: Vec<String>,
+    /// The whole JSON object, parsed from `raw` on first use.
+    body: OnceLock<Map<String, Value>>,
     /// `model`, if sent.
     pub model: Option<String>,
     /// `models`, the fallback list (an ngrok extension).
@@ -52,58 +58,72 @@ pub enum RequestError {
 }
 
 impl ClientRequest {
-    /// Parses a request body.
+    /// Parses a request body: checks that it is one JSON object without duplicate top-level
+    /// keys and reads the fields the gateway needs; other values are checked but not kept.
     pub fn parse(raw: Bytes) -> Result<ClientRequest, RequestError> {
-        let body = match serde_json::from_slice::<TopLevel>(&raw) {
-            Ok(TopLevel {
-                duplicate: Some(key),
-                ..
-            }) => return Err(RequestError::DuplicateKey(key)),
-            Ok(TopLevel { map, .. }) => map,
+        let top = match serde_json::from_slice::<TopLevel>(&raw) {
+            Ok(top) => top,
             Err(e) if e.classify() == serde_json::error::Category::Data => {
                 return Err(RequestError::NotObject)
             }
             Err(e) => return Err(RequestError::NotJson(e.to_string())),
         };
-        let model = match body.get("model") {
+        if let Some(key) = first_duplicate(&top.keys) {
+            return Err(RequestError::DuplicateKey(key.to_owned()));
+        }
+        let model = match top.model {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(s),
             Some(_) => return Err(RequestError::ModelNotString),
         };
-        let models = match body.get("models") {
+        let models = match top.models {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) if items.len() > MAX_MODELS => {
                 return Err(RequestError::TooManyModels)
             }
             Some(Value::Array(items)) => items
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(i, v)| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or(RequestError::ModelsEntryNotString(i))
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(RequestError::ModelsEntryNotString(i)),
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(RequestError::ModelsNotList),
         };
-        let stream = match body.get("stream") {
+        let stream = match top.stream {
             None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
+            Some(Value::Bool(b)) => b,
             Some(_) => return Err(RequestError::StreamNotBool),
         };
-        let include_usage = body
-            .get("stream_options")
+        let include_usage = top
+            .stream_options
+            .as_ref()
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
         Ok(ClientRequest {
             raw,
-            body,
+            keys: top.keys,
+            body: OnceLock::new(),
             model,
             models,
             stream,
             include_usage,
         })
+    }
+
+    /// The whole JSON object, unknown fields included (parsed on first use).
+    pub fn body(&self) -> &Map<String, Value> {
+        self.body.get_or_init(|| {
+            // `raw` was checked to be one JSON object when the request was parsed.
+            serde_json::from_slice(&self.raw).unwrap_or_default()
+        })
+    }
+
+    /// Whether the client sent top-level `key`.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key)
     }
 
     /// The models the client named, `model` first then `models`, without auto markers or repeats.
@@ -121,10 +141,22 @@ impl ClientRequest {
     }
 }
 
-/// The top-level object, noting the first key sent twice (anything else is a type error).
+/// A key sent twice at the top level, if any (sorting keeps this linear-logarithmic for bodies
+/// with many keys).
+fn first_duplicate(keys: &[String]) -> Option<&str> {
+    let mut sorted: Vec<&str> = keys.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
+/// The top level of the object: every key, and the values of the fields the gateway reads.
+/// Every other value is checked as JSON and skipped without building a tree.
 struct TopLevel {
-    map: Map<String, Value>,
-    duplicate: Option<String>,
+    keys: Vec<String>,
+    model: Option<Value>,
+    models: Option<Value>,
+    stream: Option<Value>,
+    stream_options: Option<Value>,
 }
 
 impl<'de> Deserialize<'de> for TopLevel {
@@ -139,16 +171,28 @@ impl<'de> Deserialize<'de> for TopLevel {
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<TopLevel, A::Error> {
                 let mut top = TopLevel {
-                    map: Map::new(),
-                    duplicate: None,
+                    keys: Vec::new(),
+                    model: None,
+                    models: None,
+                    stream: None,
+                    stream_options: None,
                 };
                 while let Some(key) = access.next_key::<String>()? {
+                    let slot = match key.as_str() {
+                        "model" => &mut top.model,
+                        "models" => &mut top.models,
+                        "stream" => &mut top.stream,
+                        "stream_options" => &mut top.stream_options,
+                        _ => {
+                            access.next_value::<IgnoredAny>()?;
+                            top.keys.push(key);
+                            continue;
+                        }
+                    };
+                    // A duplicate keeps the first value; `parse` refuses the body anyway.
                     let value = access.next_value::<Value>()?;
-                    if top.map.contains_key(&key) {
-                        top.duplicate.get_or_insert(key);
-                    } else {
-                        top.map.insert(key, value);
-                    }
+                    slot.get_or_insert(value);
+                    top.keys.push(key);
                 }
                 Ok(top)
             }
@@ -176,7 +220,19 @@ mod tests {
         assert_eq!(req.model.as_deref(), Some("gpt-4o"));
         assert!(req.stream && req.include_usage);
         assert_eq!(req.requested(), ["gpt-4o", "claude-haiku-4-5"]);
-        assert_eq!(req.body["x_vendor"]["a"], 1);
+        assert_eq!(req.body()["x_vendor"]["a"], 1);
+        assert_eq!(
+            req.keys,
+            [
+                "model",
+                "models",
+                "stream",
+                "stream_options",
+                "messages",
+                "x_vendor"
+            ]
+        );
+        assert!(req.has_key("x_vendor") && !req.has_key("temperature"));
     }
 
     #[test]
@@ -199,6 +255,12 @@ mod tests {
         assert_eq!(
             ClientRequest::parse(many.into()),
             Err(RequestError::TooManyModels)
+        );
+        let mut wide: Vec<String> = (0..5000).map(|i| format!("\"k{i}\":[{i}]")).collect();
+        wide.push("\"k17\":{}".to_owned());
+        assert_eq!(
+            ClientRequest::parse(format!("{{{}}}", wide.join(",")).into()),
+            Err(RequestError::DuplicateKey("k17".into()))
         );
         let cases: [(&'static [u8], RequestError); 9] = [
             (b"{", RequestError::NotJson(String::new())),

@@ -2,8 +2,6 @@
 //! set the upstream model id, drop `models`, strip parameters, merge the configured `body`,
 //! cap output tokens, and ask for streamed usage when the client did not.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -26,92 +24,109 @@ pub struct BodyOptions {
 /// The upstream body and what was changed for streaming.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedBody<'a> {
-    /// The upstream object: still the client's own (borrowed) when nothing had to change.
-    pub json: Cow<'a, Map<String, Value>>,
+    /// The rewritten object, or `None` when the client's body goes out as sent.
+    rewritten: Option<Map<String, Value>>,
     /// Keygate set `stream_options.include_usage` itself: drop the extra usage chunk for the client.
     pub added_include_usage: bool,
-    /// The client's bytes, sent as they are while `json` is unchanged.
-    raw: &'a Bytes,
+    request: &'a ClientRequest,
 }
 
 impl PreparedBody<'_> {
+    /// The upstream object (the client's own when nothing had to change).
+    pub fn json(&self) -> &Map<String, Value> {
+        self.rewritten
+            .as_ref()
+            .unwrap_or_else(|| self.request.body())
+    }
+
+    /// Whether the client's bytes are sent as they are.
+    pub fn is_unchanged(&self) -> bool {
+        self.rewritten.is_none()
+    }
+
     /// The serialized body: the client's bytes themselves when nothing changed.
     pub fn to_bytes(&self) -> Bytes {
-        match &self.json {
-            Cow::Borrowed(_) => self.raw.clone(),
+        match &self.rewritten {
+            None => self.request.raw.clone(),
             // Serializing a map of JSON values cannot fail.
-            Cow::Owned(json) => serde_json::to_vec(json).unwrap_or_default().into(),
+            Some(json) => serde_json::to_vec(json).unwrap_or_default().into(),
         }
     }
 
     /// Whether the upstream body asks for a stream.
     pub fn streaming(&self) -> bool {
-        self.json
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        match &self.rewritten {
+            None => self.request.stream,
+            Some(json) => json.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        }
     }
 }
 
-/// Builds the body sent to `candidate` for a request on `surface`. Each step copies the client's
-/// object only when it changes something, so a request already in the provider's shape is
-/// forwarded byte for byte.
+/// Builds the body sent to `candidate` for a request on `surface`. A request already in the
+/// provider's shape (decided from the fields read at parse time, without a JSON tree) is
+/// forwarded byte for byte; otherwise the client's object is copied and rewritten.
 pub fn prepare_body<'a>(
     request: &'a ClientRequest,
     surface: Surface,
     candidate: &Candidate,
     options: &BodyOptions,
 ) -> PreparedBody<'a> {
-    let mut json = Cow::Borrowed(&request.body);
     let model = &candidate.model.id;
-    if json.get("model").and_then(Value::as_str) != Some(model) {
-        json.to_mut()
-            .insert("model".into(), Value::String(model.clone()));
-    }
-    if json.contains_key("models") {
-        json.to_mut().remove("models");
-    }
     let allowlist = candidate
         .provider
         .surface_spec(surface)
         .map(|s| &s.supported_params[..])
         .unwrap_or_default();
     let allowed = |key: &str| ALWAYS_KEPT.contains(&key) || allowlist.iter().any(|p| p.name == key);
-    if !allowlist.is_empty() && !json.keys().all(|key| allowed(key)) {
-        json.to_mut().retain(|key, _| allowed(key));
-    }
     let denylist = &candidate.model.unsupported_params;
     let denied = |key: &str| key != "model" && denylist.iter().any(|d| d == key);
-    if json.keys().any(|key| denied(key)) {
-        json.to_mut().retain(|key, _| !denied(key));
-    }
-    if !options.overrides.is_empty() {
-        let json = json.to_mut();
-        for (key, value) in &options.overrides {
-            json.insert(key.clone(), value.clone());
-        }
-    }
-    if let Some(cap) = options.max_output_tokens {
-        cap_output_tokens(json.to_mut(), surface, &candidate.provider.id, cap);
-    }
     let stream_options_allowed = (allowlist.is_empty()
         || allowlist.iter().any(|p| p.name == "stream_options"))
         && !denylist.iter().any(|p| p == "stream_options");
-    let wants_usage = matches!(surface, Surface::ChatCompletions | Surface::Completions)
-        && stream_options_allowed
+    // Streamed usage is asked for where the surface reports it and the provider takes it.
+    let usage_applies = stream_options_allowed
+        && matches!(surface, Surface::ChatCompletions | Surface::Completions);
+    let unchanged = request.model.as_ref() == Some(model)
+        && !request.has_key("models")
+        && (allowlist.is_empty() || request.keys.iter().all(|key| allowed(key)))
+        && !request.keys.iter().any(|key| denied(key))
+        && options.overrides.is_empty()
+        && options.max_output_tokens.is_none()
+        && !(usage_applies && request.stream && !request.include_usage);
+    if unchanged {
+        return PreparedBody {
+            rewritten: None,
+            added_include_usage: false,
+            request,
+        };
+    }
+    let mut json = request.body().clone();
+    json.insert("model".into(), Value::String(model.clone()));
+    json.remove("models");
+    if !allowlist.is_empty() {
+        json.retain(|key, _| allowed(key));
+    }
+    json.retain(|key, _| !denied(key));
+    for (key, value) in &options.overrides {
+        json.insert(key.clone(), value.clone());
+    }
+    if let Some(cap) = options.max_output_tokens {
+        cap_output_tokens(&mut json, surface, &candidate.provider.id, cap);
+    }
+    let added_include_usage = usage_applies
         && json.get("stream").and_then(Value::as_bool) == Some(true)
         && json
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             != Some(true);
-    if wants_usage {
-        add_include_usage(json.to_mut());
+    if added_include_usage {
+        add_include_usage(&mut json);
     }
     PreparedBody {
-        json,
-        added_include_usage: wants_usage,
-        raw: &request.raw,
+        rewritten: Some(json),
+        added_include_usage,
+        request,
     }
 }
 
@@ -183,7 +198,7 @@ mod tests {
         );
         let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
         assert_eq!(
-            Value::Object(out.json.into_owned()),
+            Value::Object(out.json().clone()),
             json!({"model": "o3", "messages": []})
         );
     }
@@ -194,12 +209,12 @@ mod tests {
         let raw = r#"{ "messages": [{"role": "user", "content": "hi"}],   "model": "gpt-4o" }"#;
         let req = ClientRequest::parse(raw.into()).unwrap();
         let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
-        assert!(matches!(out.json, Cow::Borrowed(_)));
+        assert!(out.is_unchanged());
         assert_eq!(out.to_bytes(), raw.as_bytes());
 
         let req = request(json!({"model": "gpt-4o", "stream": true}));
         let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
-        assert!(matches!(out.json, Cow::Owned(_)));
+        assert!(!out.is_unchanged());
         let sent: Value = serde_json::from_slice(&out.to_bytes()).unwrap();
         assert_eq!(
             sent,
@@ -223,7 +238,7 @@ mod tests {
         };
         let out = prepare_body(&req, Surface::ChatCompletions, &c, &options);
         assert_eq!(
-            Value::Object(out.json.into_owned()),
+            Value::Object(out.json().clone()),
             json!({"model": "qwen", "messages": [1], "temperature": 0, "stream": false})
         );
     }
@@ -238,7 +253,7 @@ mod tests {
         let request = request(body);
         let out = prepare_body(&request, surface, candidate, options);
         let sent: Value = serde_json::from_slice(&out.to_bytes()).unwrap();
-        assert_eq!(sent, Value::Object(out.json.clone().into_owned()));
+        assert_eq!(sent, Value::Object(out.json().clone()));
         (sent, out.added_include_usage)
     }
 

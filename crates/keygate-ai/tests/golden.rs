@@ -66,7 +66,7 @@ fn transform(name: &str, surface: Surface, body: Value) {
     check(
         &format!("transform_{name}"),
         &json!({"client_body": body, "provider": candidate.provider.id, "url": url, "headers": headers,
-                "body": prepared.json, "added_include_usage": prepared.added_include_usage}),
+                "body": prepared.json(), "added_include_usage": prepared.added_include_usage}),
     );
 }
 

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use cel::common::ast::{Expr, IdedExpr};
 use cel::common::types::CelBool;
 use cel::{Context, Env};
+use secrecy::ExposeSecret;
 
 use crate::error::{CompileError, EvalError};
 use crate::functions::regex::RegexVal;
 use crate::json::val_to_value;
 use crate::resolver::Resolver;
+use crate::rewrite::SECRET_PREFIX;
 use crate::shortcut::StringComparison;
-use crate::template::Template;
+use crate::template::{stringify, Template};
 use crate::{guard, rewrite, Scope, Value};
 
 /// Compiles expressions and templates against Keygate's CEL environment (built once, shared).
@@ -178,6 +180,21 @@ impl Expression {
             Err(error) => Err(resolver.eval_error(&error)),
         };
         outcome
+    }
+
+    /// Appends the value as a `${...}` reads inside a string (see [`stringify`]). A
+    /// `secrets.get` with literal names is copied straight from the store, without a CEL value.
+    pub(crate) fn render_into(&self, scope: &Scope<'_>, out: &mut String) -> Result<(), EvalError> {
+        let secret = (self.inner.variable.as_deref())
+            .and_then(|name| name.strip_prefix(SECRET_PREFIX))
+            .and_then(|path| path.split_once('/'))
+            .and_then(|(vault, name)| scope.secrets.get(vault, name).ok());
+        match secret {
+            Some(secret) => out.push_str(secret.expose_secret()),
+            // Everything else, and a secret that cannot be read (the evaluation words the error).
+            None => out.push_str(&stringify(&self.eval(scope)?)),
+        }
+        Ok(())
     }
 
     /// Evaluates to an owned value.

@@ -104,7 +104,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
-                Part::Expr(expression) => out.push_str(&stringify(&expression.eval(scope)?)),
+                Part::Expr(expression) => expression.render_into(scope, &mut out)?,
             }
         }
         Ok(out)

@@ -16,7 +16,7 @@ pub struct AccessRecord {
     pub time: SystemTime,
     pub request_id: String,
     pub client_ip: IpAddr,
-    pub method: String,
+    pub method: http::Method,
     pub path: String,
     pub status: u16,
     pub duration: Duration,
@@ -34,7 +34,7 @@ impl AccessRecord {
         out.extend_from_slice(br#","client_ip":""#);
         crate::client_ip::push_text(out, self.client_ip);
         out.extend_from_slice(br#"","method":"#);
-        json_str(out, &self.method)?;
+        json_str(out, self.method.as_str())?;
         out.extend_from_slice(br#","path":"#);
         json_str(out, &self.path)?;
         out.extend_from_slice(br#","status":"#);
@@ -167,9 +167,17 @@ fn push_timestamp(out: &mut Vec<u8>, time: SystemTime) {
     out.push(b'Z');
 }
 
-/// Appends `value` as a JSON string.
+/// Appends `value` as a JSON string: copied between quotes when nothing in it needs escaping
+/// (ids, paths, rule names, model names), through the JSON escaper otherwise.
 fn json_str(out: &mut Vec<u8>, value: &str) -> std::io::Result<()> {
-    Ok(serde_json::to_writer(out, value)?)
+    let plain = value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if !plain {
+        return Ok(serde_json::to_writer(out, value)?);
+    }
+    out.push(b'"');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+    Ok(())
 }
 
 /// Sends records to the writer thread.
@@ -241,7 +249,7 @@ mod tests {
             time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456),
             request_id: "req-1".into(),
             client_ip: "::1".parse().unwrap(),
-            method: "POST".into(),
+            method: http::Method::POST,
             path: "/v1/\"quoted\"\\path\u{7}".into(),
             status: 200,
             duration: Duration::from_micros(2_437),

@@ -34,7 +34,7 @@ pub async fn handle(
     let arrival = Arrival {
         time: SystemTime::now(),
         at: Instant::now(),
-        method: request.method().to_string(),
+        method: request.method().clone(),
         path: request.uri().path().to_owned(),
     };
     let policy = gateway.policy.load_full();
@@ -107,7 +107,7 @@ pub async fn handle(
 struct Arrival {
     time: SystemTime,
     at: Instant,
-    method: String,
+    method: http::Method,
     path: String,
 }
 

@@ -105,6 +105,12 @@ fn template_string_of_a_secret_is_plain() {
         template.eval(&fx.scope()).unwrap(),
         string("Bearer s3cret-token")
     );
+    let missing = fx
+        .compiler
+        .template("${secrets.get('gateway-auth', 'nope')}")
+        .unwrap();
+    let error = missing.eval_string(&fx.scope()).unwrap_err();
+    assert!(error.message.contains("'nope'"), "{}", error.message);
 }
 
 #[test]

@@ -392,7 +392,7 @@ fn mock_attempt(surface: Surface, prepared: &PreparedBody<'_>) -> Attempt {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let answer = mock_respond(surface, &prepared.json, created);
+    let answer = mock_respond(surface, prepared.json(), created);
     let mut chunks = answer.chunks.into_iter();
     let first = chunks.next();
     let frames = chunks.map(data_frame);

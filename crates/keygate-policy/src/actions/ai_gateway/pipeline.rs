@@ -140,7 +140,7 @@ impl AiGateway {
         let candidates = self.candidates(ex, &request, surface, trace)?;
         // The estimate walks every message: only when a limit or the published results need it.
         if self.max_input_tokens.is_some() || self.publish_results {
-            trace.input_estimate = estimate_input_tokens(&request.body);
+            trace.input_estimate = estimate_input_tokens(request.body());
         }
         if let Some(max) = self
             .max_input_tokens
