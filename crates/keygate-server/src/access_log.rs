@@ -167,17 +167,9 @@ fn push_timestamp(out: &mut Vec<u8>, time: SystemTime) {
     out.push(b'Z');
 }
 
-/// Appends `value` as a JSON string: copied between quotes when nothing in it needs escaping
-/// (ids, paths, rule names, model names), through the JSON escaper otherwise.
+/// Appends `value` as a JSON string.
 fn json_str(out: &mut Vec<u8>, value: &str) -> std::io::Result<()> {
-    let plain = value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if !plain {
-        return Ok(serde_json::to_writer(out, value)?);
-    }
-    out.push(b'"');
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'"');
-    Ok(())
+    Ok(serde_json::to_writer(out, value)?)
 }
 
 /// Sends records to the writer thread.
