@@ -1,5 +1,6 @@
 //! The `keygate` command line: argument parsing and wiring, nothing else.
 
+mod alloc;
 mod api;
 mod check;
 mod serve;
@@ -9,11 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: per-thread free lists for every size, where glibc's fast path stops at 1 KiB and the
-/// per-request read buffers (8 KiB) took its slow path with consolidation. Seed policy: 87.9k ->
-/// 77.4k instructions per request (`bench/RESULTS.md`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
 
 /// Keygate: a self-hosted AI gateway driven by ngrok Traffic Policy.
 #[derive(Parser)]
