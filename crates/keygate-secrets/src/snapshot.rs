@@ -1,6 +1,6 @@
 //! [`Snapshot`]: every secret of a store, decrypted into memory, looked up by vault and secret name.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keygate_cel::{SecretError, SecretSource};
@@ -21,7 +21,9 @@ enum Entry {
 /// All secrets as of one store generation. Values are zeroized when the last reference drops.
 pub struct Snapshot {
     generation: u64,
-    vaults: HashMap<String, HashMap<String, Entry>>,
+    /// B-trees: a lookup is a few short string comparisons, cheaper than SipHashing both names on
+    /// every `secrets.get` (the names are the operator's, so there is no hash flooding to guard).
+    vaults: BTreeMap<String, BTreeMap<String, Entry>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -41,7 +43,7 @@ impl Snapshot {
 
     /// Number of secrets.
     pub fn len(&self) -> usize {
-        self.vaults.values().map(HashMap::len).sum()
+        self.vaults.values().map(BTreeMap::len).sum()
     }
 
     /// Whether there are no secrets.
@@ -76,12 +78,12 @@ impl Store {
         let key = self.key()?;
         let tx = Transaction::new_unchecked(self.conn(), TransactionBehavior::Deferred)?;
         let generation = read_generation(&tx)?;
-        let mut vaults: HashMap<String, HashMap<String, Entry>> = HashMap::new();
+        let mut vaults: BTreeMap<String, BTreeMap<String, Entry>> = BTreeMap::new();
         for name in tx
             .prepare("SELECT name FROM vaults")?
             .query_map([], |row| row.get(0))?
         {
-            vaults.insert(name?, HashMap::new());
+            vaults.insert(name?, BTreeMap::new());
         }
         let mut stmt = tx.prepare(
             "SELECT s.id, s.vault_id, v.name, s.name, s.key_nonce, s.wrapped_key, s.value_nonce, s.ciphertext \
