@@ -1,6 +1,6 @@
 //! The global allocator: mimalloc, whose per-thread free lists serve every size class, where
 //! glibc's fast path stops at 1 KiB and the per-request read buffers (8 KiB) took its slow path
-//! with consolidation. Seed policy: 87.9k -> 75.8k instructions per request (`bench/RESULTS.md`).
+//! with consolidation. Seed policy: 88.9k -> 75.8k instructions per request (`bench/RESULTS.md`).
 //!
 //! Called directly rather than through the `mimalloc` crate, which routes every allocation
 //! through `mi_malloc_aligned`: for blocks over 1 KiB that takes mimalloc's generic
