@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Most entries accepted in `models`: each may cost upstream attempts, so the list is bounded.
@@ -150,7 +150,7 @@ fn first_duplicate(keys: &[String]) -> Option<&str> {
 }
 
 /// The top level of the object: every key, and the values of the fields the gateway reads.
-/// Every other value is checked as JSON and skipped without building a tree.
+/// Every other value is checked as [`Checked`] and skipped without building a tree.
 struct TopLevel {
     keys: Vec<String>,
     model: Option<Value>,
@@ -184,7 +184,7 @@ impl<'de> Deserialize<'de> for TopLevel {
                         "stream" => &mut top.stream,
                         "stream_options" => &mut top.stream_options,
                         _ => {
-                            access.next_value::<IgnoredAny>()?;
+                            access.next_value::<Checked>()?;
                             top.keys.push(key);
                             continue;
                         }
@@ -198,6 +198,63 @@ impl<'de> Deserialize<'de> for TopLevel {
             }
         }
         deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A JSON value checked exactly as `serde_json::Value` parses one (string escapes and surrogates,
+/// UTF-8, number range), without being built: a body accepted here can always be turned into a
+/// tree later, when it must be rewritten.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Checked, A::Error> {
+        while access.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Checked, A::Error> {
+        while access.next_key::<Checked>()?.is_some() {
+            access.next_value::<Checked>()?;
+        }
+        Ok(Checked)
     }
 }
 
@@ -262,6 +319,17 @@ mod tests {
             ClientRequest::parse(format!("{{{}}}", wide.join(",")).into()),
             Err(RequestError::DuplicateKey("k17".into()))
         );
+        // What a JSON tree refuses deep inside a value is refused here too, although the value
+        // is not kept: a lone surrogate, invalid UTF-8, a number out of range.
+        for body in [
+            &br#"{"model":"gpt-4o","messages":[{"content":"\ud800"}]}"#[..],
+            &b"{\"model\":\"gpt-4o\",\"messages\":[{\"content\":\"\xff\"}]}"[..],
+            &br#"{"model":"gpt-4o","temperature":1e400}"#[..],
+        ] {
+            assert!(serde_json::from_slice::<Value>(body).is_err());
+            let err = ClientRequest::parse(Bytes::copy_from_slice(body)).unwrap_err();
+            assert!(matches!(err, RequestError::NotJson(_)), "{err:?}");
+        }
         let cases: [(&'static [u8], RequestError); 9] = [
             (b"{", RequestError::NotJson(String::new())),
             (b"[1]", RequestError::NotObject),
