@@ -291,10 +291,33 @@ enum Exclusion {
     Format(String),
 }
 
+/// See [`Registry::by_name`]: the same answers as asking every model of every provider
+/// `answers_to(name)` and keeping each provider's first.
+fn name_index(
+    providers: &[(Arc<Provider>, Vec<Arc<Model>>)],
+) -> HashMap<String, Vec<(usize, usize)>> {
+    let mut index: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+    for (p, (_, models)) in providers.iter().enumerate() {
+        for (m, model) in models.iter().enumerate() {
+            for name in std::iter::once(&model.id).chain(&model.id_aliases) {
+                let entry = index.entry(name.to_ascii_lowercase()).or_default();
+                if entry.last().is_none_or(|&(last, _)| last != p) {
+                    entry.push((p, m));
+                }
+            }
+        }
+    }
+    index
+}
+
 /// The merged provider/model universe of one policy.
 #[derive(Debug, Clone)]
 pub struct Registry {
     providers: Vec<(Arc<Provider>, Vec<Arc<Model>>)>,
+    /// Lower-case model id or alias → (provider, model) indices: per provider the first model that
+    /// answers to the name, providers in candidate order. Built once, so resolving a request
+    /// does not compare the name with every catalog model.
+    by_name: HashMap<String, Vec<(usize, usize)>>,
     only_allow_configured_providers: bool,
     only_allow_configured_models: bool,
 }
@@ -366,11 +389,13 @@ impl Registry {
                 }
             }
         }
+        let providers: Vec<(Arc<Provider>, Vec<Arc<Model>>)> = merged
+            .into_iter()
+            .map(|(p, models)| (Arc::new(p), models.into_iter().map(Arc::new).collect()))
+            .collect();
         Ok(Registry {
-            providers: merged
-                .into_iter()
-                .map(|(p, models)| (Arc::new(p), models.into_iter().map(Arc::new).collect()))
-                .collect(),
+            by_name: name_index(&providers),
+            providers,
             only_allow_configured_providers: spec.only_allow_configured_providers,
             only_allow_configured_models: spec.only_allow_configured_models,
         })
@@ -483,16 +508,24 @@ impl Registry {
                 model,
             }];
         }
-        let mut out = Vec::new();
-        for (provider, models) in &self.providers {
-            if let Some(model) = models.iter().find(|m| m.answers_to(name)) {
-                out.push(Candidate {
-                    provider: provider.clone(),
-                    model: model.clone(),
-                });
+        let found = match self.by_name.get(name) {
+            Some(found) => Some(found),
+            None if name.bytes().any(|b| b.is_ascii_uppercase()) => {
+                self.by_name.get(&name.to_ascii_lowercase())
             }
-        }
-        out
+            None => None,
+        };
+        found
+            .into_iter()
+            .flatten()
+            .map(|&(provider, model)| {
+                let (p, models) = &self.providers[provider];
+                Candidate {
+                    provider: p.clone(),
+                    model: models[model].clone(),
+                }
+            })
+            .collect()
     }
 
     /// `provider:model` → (provider index, model part), when the prefix names a provider.

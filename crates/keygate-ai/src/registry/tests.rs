@@ -306,3 +306,42 @@ fn surface_spec_prefers_exact_entries() {
         .is_empty());
     assert!(vllm.surface_spec(Surface::Messages).is_none());
 }
+
+/// The name index answers as asking every model of every provider would, for every id and alias
+/// of the catalog and of configured providers (sharing ids with the catalog), in any case.
+#[test]
+fn the_name_index_matches_a_full_scan() {
+    let reg = registry(vec![provider(json!({
+        "id": "openai-2", "base_url": "http://127.0.0.1:9/v1",
+        "models": [{"id": "gpt-4o"}, {"id": "my-model", "id_aliases": ["Mine"]}]
+    }))]);
+    let scan = |name: &str| -> Vec<String> {
+        reg.providers
+            .iter()
+            .filter_map(|(p, models)| {
+                let model = models.iter().find(|m| m.answers_to(name))?;
+                Some(format!("{}:{}", p.id, model.id))
+            })
+            .collect()
+    };
+    let mut checked = 0;
+    for (_, models) in &reg.providers {
+        for model in models {
+            for name in std::iter::once(&model.id).chain(&model.id_aliases) {
+                for name in [name.clone(), name.to_ascii_uppercase()] {
+                    let indexed: Vec<String> =
+                        reg.lookup(&name).iter().map(Candidate::name).collect();
+                    assert_eq!(indexed, scan(&name), "{name}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "{checked}");
+    assert!(reg.lookup("no-such-model").is_empty());
+    assert_eq!(
+        scan("GPT-4o").len(),
+        2,
+        "shared id: catalog and configured provider"
+    );
+}
