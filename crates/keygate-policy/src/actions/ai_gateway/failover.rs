@@ -274,8 +274,13 @@ impl AiGateway {
             headers.insert(name.clone(), value.clone());
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Ok(id) = HeaderValue::from_str(&ex.id) {
-            headers.insert(X_REQUEST_ID, id);
+        // Usually already there, once, copied from the request head the server stamped.
+        let mut ids = headers.get_all(X_REQUEST_ID).iter();
+        let stamped = matches!((ids.next(), ids.next()), (Some(id), None) if id.as_bytes() == ex.id.as_bytes());
+        if !stamped {
+            if let Ok(id) = HeaderValue::from_str(&ex.id) {
+                headers.insert(X_REQUEST_ID, id);
+            }
         }
         let Ok(uri) = url.parse::<http::Uri>() else {
             return fail(
@@ -506,9 +511,13 @@ fn box_error(err: hyper::Error) -> BoxError {
     Box::new(err)
 }
 
-fn strip_hop_by_hop<B>(response: &mut Response<B>) {
-    for name in &HOP_BY_HOP {
-        response.headers_mut().remove(name);
+pub(super) fn strip_hop_by_hop<B>(response: &mut Response<B>) {
+    // One pass over the few headers a provider sends instead of a hashed lookup per name.
+    let present = |name: &HeaderName| HOP_BY_HOP.contains(name);
+    if response.headers().keys().any(present) {
+        for name in &HOP_BY_HOP {
+            response.headers_mut().remove(name);
+        }
     }
 }
 

@@ -620,6 +620,53 @@ async fn streams_are_metered_and_the_added_usage_chunk_is_dropped() {
     );
 }
 
+/// The upstream request carries the gateway's request id exactly once, whether the head already
+/// had it (as the server stamps it), had another one, or had it twice.
+#[tokio::test]
+async fn the_upstream_gets_the_request_id_once() {
+    let upstream = Upstream::start().await;
+    let config =
+        "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}";
+    let policy = compile_with(config, &[("openai", upstream.base())]).unwrap();
+    let cases: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("x-request-id", "req-1")],
+        &[("x-request-id", "client-chosen")],
+        &[("x-request-id", "req-1"), ("x-request-id", "req-1")],
+    ];
+    for headers in cases {
+        let answer = send(&policy, "/v1/chat/completions", chat("gpt-4o"), headers)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    for (seen, headers) in upstream.seen().iter().zip(cases) {
+        let ids: Vec<_> = seen.headers.get_all("x-request-id").iter().collect();
+        assert_eq!(ids, ["req-1"], "{headers:?}");
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_are_stripped_from_provider_responses() {
+    let mut response = http::Response::builder()
+        .header("connection", "keep-alive")
+        .header("keep-alive", "timeout=5")
+        .header("alt-svc", "h3=\":443\"")
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    super::failover::strip_hop_by_hop(&mut response);
+    let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["content-type"]);
+    let mut plain = http::Response::builder()
+        .header("content-type", "application/json")
+        .header("x-request-id", "abc")
+        .body(())
+        .unwrap();
+    super::failover::strip_hop_by_hop(&mut plain);
+    assert_eq!(plain.headers().len(), 2);
+}
+
 /// What the scripted upstream received.
 #[derive(Clone)]
 struct Seen {
