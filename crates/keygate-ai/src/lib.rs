@@ -29,7 +29,7 @@ pub use mock::{respond as mock_respond, MockResponse};
 pub use models_list::models_list;
 pub use registry::{
     Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, Rejection, Resolution,
-    ResolveError,
+    ResolveError, UpstreamTarget,
 };
 pub use request::{is_auto, ClientRequest, RequestError};
 pub use spec::{ModelSpec, ParamName, Pricing, ProviderSpec, SurfaceSpec};

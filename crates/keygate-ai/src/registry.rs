@@ -5,12 +5,13 @@
 //! providers in configuration order, then the remaining built-ins in catalog order.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
 
 use crate::catalog::Catalog;
 use crate::spec::{ModelSpec, Pricing, ProviderSpec, SurfaceSpec};
+use crate::url::upstream_url;
 use crate::{ApiFormat, Surface};
 
 /// What the policy says about providers, in domain terms (keys live in the policy crate).
@@ -44,12 +45,46 @@ pub struct Provider {
     pub surfaces: Vec<SurfaceSpec>,
     /// Index in `providers[]` when configured.
     pub config_index: Option<usize>,
+    /// Per surface, parsed on first use: see [`Provider::upstream_target`].
+    plain_targets: [OnceLock<UpstreamTarget>; Surface::COUNT],
+}
+
+/// Where an attempt goes: the URI (`None` when the base URL does not make a valid one), and the
+/// URL without its query as traces show it (a configured query parameter may hold a secret).
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    pub uri: Option<http::Uri>,
+    pub shown_url: String,
 }
 
 impl Provider {
     /// Whether this provider is Keygate's in-process mock (base URL scheme `mock:`).
     pub fn is_mock(&self) -> bool {
         self.base_url.starts_with("mock:")
+    }
+
+    /// The upstream target of `surface` ([`upstream_url`]). Without query parameters from the
+    /// request or the config (the common case) it is built and parsed once per provider and
+    /// surface.
+    pub fn upstream_target(
+        &self,
+        surface: Surface,
+        client_query: Option<&str>,
+        extra: &[(String, String)],
+    ) -> UpstreamTarget {
+        let build = || {
+            let url = upstream_url(&self.base_url, surface, client_query, extra);
+            UpstreamTarget {
+                shown_url: url.split('?').next().unwrap_or_default().to_owned(),
+                uri: url.parse().ok(),
+            }
+        };
+        if client_query.is_some_and(|q| !q.is_empty()) || !extra.is_empty() {
+            return build();
+        }
+        self.plain_targets[surface as usize]
+            .get_or_init(build)
+            .clone()
     }
 
     /// The surface entry serving `surface`: an exact-surface entry wins over a format-wide one.
@@ -615,6 +650,7 @@ fn merge_builtin(
             .or_else(|| builtin.supported_api_surfaces.clone())
             .unwrap_or_default(),
         config_index: configured.then_some(index),
+        plain_targets: Default::default(),
     };
     let mut models: Vec<Model> = builtin
         .models
@@ -687,6 +723,7 @@ fn custom_provider(
         metadata: config.metadata.clone(),
         surfaces,
         config_index: Some(index),
+        plain_targets: Default::default(),
     };
     Ok((provider, models))
 }

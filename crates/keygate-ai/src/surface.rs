@@ -28,6 +28,9 @@ pub enum Surface {
 }
 
 impl Surface {
+    /// How many surfaces there are (`surface as usize` indexes per-surface tables).
+    pub const COUNT: usize = Surface::Models as usize + 1;
+
     /// Every surface that is forwarded to a provider (all but [`Surface::Models`]).
     pub const FORWARDED: [Surface; 6] = [
         Surface::ChatCompletions,

@@ -345,3 +345,48 @@ fn the_name_index_matches_a_full_scan() {
         "shared id: catalog and configured provider"
     );
 }
+
+/// The cached target (no query from the request or the config) is the one built from scratch;
+/// a query from either bypasses the cache; a base URL that is no URI still shows its URL.
+#[test]
+fn upstream_targets() {
+    let reg = registry(vec![
+        provider(
+            json!({"id": "azure", "base_url": "http://127.0.0.1:9/openai/deployments/d?api-version=1",
+            "models": [{"id": "gpt-4o"}]}),
+        ),
+        provider(
+            json!({"id": "broken", "base_url": "http://bad host:9/v1", "models": [{"id": "m"}]}),
+        ),
+    ]);
+    let azure = &reg.lookup("azure:gpt-4o")[0].provider;
+    for _ in 0..2 {
+        let target = azure.upstream_target(Surface::ChatCompletions, None, &[]);
+        assert_eq!(
+            target.uri.unwrap().to_string(),
+            "http://127.0.0.1:9/openai/deployments/d/chat/completions?api-version=1"
+        );
+        assert_eq!(
+            target.shown_url,
+            "http://127.0.0.1:9/openai/deployments/d/chat/completions"
+        );
+    }
+    let with_query = azure.upstream_target(
+        Surface::Embeddings,
+        Some("x=1"),
+        &[("k".into(), "v w".into())],
+    );
+    assert_eq!(
+        with_query.uri.unwrap().to_string(),
+        "http://127.0.0.1:9/openai/deployments/d/embeddings?api-version=1&x=1&k=v%20w"
+    );
+    let cached = azure.upstream_target(Surface::Embeddings, Some(""), &[]);
+    assert_eq!(
+        cached.uri.unwrap().to_string(),
+        "http://127.0.0.1:9/openai/deployments/d/embeddings?api-version=1"
+    );
+    let broken = &reg.lookup("broken:m")[0].provider;
+    let target = broken.upstream_target(Surface::ChatCompletions, None, &[]);
+    assert!(target.uri.is_none());
+    assert_eq!(target.shown_url, "http://bad host:9/v1/chat/completions");
+}

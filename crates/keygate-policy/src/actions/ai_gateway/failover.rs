@@ -235,18 +235,15 @@ impl AiGateway {
         rendered: &Rendered,
         budget: Duration,
     ) -> Attempt {
-        let url = upstream_url(
-            &candidate.provider.base_url,
-            surface,
-            ex.request.uri.query(),
-            &rendered.query,
-        );
-        let shown_url = url.split('?').next().unwrap_or_default().to_owned();
+        let target =
+            candidate
+                .provider
+                .upstream_target(surface, ex.request.uri.query(), &rendered.query);
         let shown_key = key.map(|k| redact(&k.value));
         let mut made = RequestMade {
             end: AttemptEnd::Success,
             status_code: 0,
-            url: shown_url,
+            url: target.shown_url,
             api_key: shown_key,
             response_headers: Default::default(),
             body_on_error: None,
@@ -282,7 +279,7 @@ impl AiGateway {
                 headers.insert(X_REQUEST_ID, id);
             }
         }
-        let Ok(uri) = url.parse::<http::Uri>() else {
+        let Some(uri) = target.uri else {
             return fail(
                 made,
                 AttemptEnd::Transport(format!(
