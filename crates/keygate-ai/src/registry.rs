@@ -82,9 +82,10 @@ impl Provider {
         if client_query.is_some_and(|q| !q.is_empty()) || !extra.is_empty() {
             return build();
         }
-        self.plain_targets[surface as usize]
-            .get_or_init(build)
-            .clone()
+        match self.plain_targets.get(surface as usize) {
+            Some(target) => target.get_or_init(build).clone(),
+            None => build(),
+        }
     }
 
     /// The surface entry serving `surface`: an exact-surface entry wins over a format-wide one.

@@ -28,7 +28,8 @@ pub enum Surface {
 }
 
 impl Surface {
-    /// How many surfaces there are (`surface as usize` indexes per-surface tables).
+    /// How many surfaces there are (`surface as usize` indexes per-surface tables): `Models` is
+    /// the last variant.
     pub const COUNT: usize = Surface::Models as usize + 1;
 
     /// Every surface that is forwarded to a provider (all but [`Surface::Models`]).

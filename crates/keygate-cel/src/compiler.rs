@@ -45,6 +45,11 @@ impl Compiler {
         Ok(Expression {
             inner: Arc::new(Compiled {
                 source: source.to_owned(),
+                secret: variable
+                    .as_deref()
+                    .and_then(|name| name.strip_prefix(SECRET_PREFIX))
+                    .and_then(|path| path.split_once('/'))
+                    .map(|(vault, name)| (vault.to_owned(), name.to_owned())),
                 variable,
                 comparison: StringComparison::recognise(&ast),
                 ast,
@@ -110,6 +115,8 @@ struct Compiled {
     /// `req.headers['authorization']` or `@secret/v/n` for `secrets.get('v', 'n')`: read from the
     /// resolver without running the interpreter.
     variable: Option<String>,
+    /// `(vault, name)` when the whole expression is a `secrets.get` with literal names.
+    secret: Option<(String, String)>,
     /// A string comparison evaluated without the interpreter (see [`crate::shortcut`]).
     comparison: Option<StringComparison>,
     ast: IdedExpr,
@@ -185,9 +192,7 @@ impl Expression {
     /// Appends the value as a `${...}` reads inside a string (see [`stringify`]). A
     /// `secrets.get` with literal names is copied straight from the store, without a CEL value.
     pub(crate) fn render_into(&self, scope: &Scope<'_>, out: &mut String) -> Result<(), EvalError> {
-        let secret = (self.inner.variable.as_deref())
-            .and_then(|name| name.strip_prefix(SECRET_PREFIX))
-            .and_then(|path| path.split_once('/'))
+        let secret = (self.inner.secret.as_ref())
             .and_then(|(vault, name)| scope.secrets.get(vault, name).ok());
         match secret {
             Some(secret) => out.push_str(secret.expose_secret()),

@@ -114,6 +114,30 @@ impl Exchange {
         }
     }
 
+    /// For unit tests: request `req-1` over plain HTTP from 127.0.0.1:40000 to 127.0.0.1:8080,
+    /// its body already buffered.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        request: http::request::Parts,
+        body: Bytes,
+        max_body_bytes: u64,
+        secrets: Arc<dyn SecretSource>,
+    ) -> Self {
+        let conn = ConnInfo::new(
+            "127.0.0.1:40000".parse().expect("literal address"),
+            "127.0.0.1:8080".parse().expect("literal address"),
+        );
+        Self::new(
+            "req-1".into(),
+            Arc::new(conn),
+            "http",
+            request,
+            RequestBody::Buffered(body),
+            max_body_bytes,
+            secrets,
+        )
+    }
+
     /// The CEL scope over this exchange's current state.
     pub fn scope(&self) -> Scope<'_> {
         Scope {

@@ -262,13 +262,12 @@ mod tests {
 
     use bytes::Bytes;
     use http_body_util::BodyExt;
-    use keygate_cel::{Compiler, ConnInfo, MemorySecrets};
+    use keygate_cel::{Compiler, MemorySecrets};
     use keygate_ratelimit::{ManualClock, MemoryConfig, MemoryLimiter};
 
     use super::*;
     use crate::build::Deps;
     use crate::engine::Outcome;
-    use crate::exchange::RequestBody;
     use crate::http_client::HttpClient;
     use crate::policy::Policy;
 
@@ -508,15 +507,9 @@ on_http_request:
             request = request.header("authorization", auth);
         }
         let (request, ()) = request.body(()).unwrap().into_parts();
-        Exchange::new(
-            "req-1".into(),
-            Arc::new(ConnInfo::new(
-                "127.0.0.1:40000".parse().unwrap(),
-                "127.0.0.1:8080".parse().unwrap(),
-            )),
-            "http",
+        Exchange::for_test(
             request,
-            RequestBody::Buffered(Bytes::new()),
+            Bytes::new(),
             1024,
             Arc::new(MemorySecrets::default()),
         )

@@ -213,7 +213,6 @@ impl Gateway {
         panic!("keygate did not start:\n{}", self.output());
     }
 
-    /// Everything the process printed so far (stdout and stderr).
     /// Names of the gateway process's threads (Linux `/proc`, at most 15 bytes each).
     pub fn thread_names(&self) -> Vec<String> {
         let tasks = format!("/proc/{}/task", self.child.id());
@@ -227,6 +226,7 @@ impl Gateway {
             .unwrap_or_default()
     }
 
+    /// Everything the process printed so far (stdout and stderr).
     pub fn output(&self) -> String {
         self.output.lock().expect("output lock").clone()
     }

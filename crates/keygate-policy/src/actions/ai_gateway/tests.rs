@@ -13,13 +13,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use keygate_cel::{to_json, Compiler, ConnInfo, MemorySecrets};
+use keygate_cel::{to_json, Compiler, MemorySecrets};
 use keygate_ratelimit::MemoryLimiter;
 use serde_json::{json, Value};
 
 use crate::build::Deps;
 use crate::engine::Outcome;
-use crate::exchange::{Exchange, RequestBody};
+use crate::exchange::Exchange;
 use crate::http_client::HttpClient;
 use crate::policy::Policy;
 
@@ -113,18 +113,7 @@ fn exchange(method: &str, path: &str, body: &Value, headers: &[(&str, &str)]) ->
     } else {
         Bytes::from(body.to_string())
     };
-    Exchange::new(
-        "req-1".into(),
-        Arc::new(ConnInfo::new(
-            "127.0.0.1:40000".parse().unwrap(),
-            "127.0.0.1:8080".parse().unwrap(),
-        )),
-        "http",
-        request,
-        RequestBody::Buffered(body),
-        1 << 20,
-        secrets(),
-    )
+    Exchange::for_test(request, body, 1 << 20, secrets())
 }
 
 struct Answer {
