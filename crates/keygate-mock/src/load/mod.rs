@@ -7,6 +7,7 @@
 //! connection was idle it is measured from the actual send, so timer wake-up jitter is not
 //! counted as server latency.
 
+mod pacer;
 mod stats;
 mod target;
 mod worker;

@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::pacer::Pacer;
 use super::LoadPlan;
 
 /// What one or more connections measured.
@@ -58,13 +59,14 @@ pub(crate) async fn run(plan: Arc<LoadPlan>, index: usize, start: Instant) -> Sa
     let mut samples = Samples::default();
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     let mut prev_done = start;
+    let mut pacer: Option<Pacer> = None;
     loop {
         let origin = match interval {
             Some(step) => {
                 if next >= end {
                     break;
                 }
-                tokio::time::sleep_until(next).await;
+                pacer.get_or_insert_with(Pacer::new).sleep_until(next).await;
                 // Busy connection: count from the due time (coordinated omission).
                 let origin = if prev_done <= next {
                     Instant::now()
