@@ -12,11 +12,12 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use keygate_cel::ConnInfo;
-use keygate_policy::body::{Body, BoxError};
+use keygate_policy::body::{empty, Body, BoxError};
 use keygate_policy::{Exchange, GatewayError, Outcome, RequestBody};
 
 use crate::access_log::AccessRecord;
 use crate::gateway::Gateway;
+use crate::settle::{self, Settle};
 use crate::{client_ip, proxy, request_id};
 
 /// Returned to hyper to make it drop the connection (`close-connection`).
@@ -128,7 +129,7 @@ impl Arrival {
 
 /// Logs a request whose connection a policy closed (status 0) and tells hyper to drop it.
 fn close(gateway: &Gateway, arrival: Arrival, ex: Exchange) -> CloseConnection {
-    finish(gateway, arrival.record(ex, 0));
+    settle::finish(gateway, arrival.record(ex, 0));
     CloseConnection
 }
 
@@ -173,17 +174,8 @@ impl Drop for LoggedBody {
         }) = self.pending.take()
         {
             record.duration = started.elapsed();
-            finish(&gateway, record);
+            let body = std::mem::replace(&mut self.body, empty());
+            settle::defer(Settle::new(body, gateway, record));
         }
     }
-}
-
-/// Records metrics and queues the access-log line.
-fn finish(gateway: &Gateway, record: AccessRecord) {
-    let metrics = &gateway.metrics;
-    metrics.record_request(record.status, record.duration);
-    if let Some(ai) = &record.log.ai {
-        metrics.record_ai(ai, record.status, record.duration);
-    }
-    gateway.access_log.write(record);
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod proxy;
 mod reload;
 mod request_id;
+mod settle;
 mod tls;
 mod workers;
 

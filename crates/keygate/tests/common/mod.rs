@@ -149,68 +149,61 @@ impl Gateway {
             .data_dir
             .map_or_else(|| dir.path().join("data"), Path::to_owned);
         let host = options.listen_host.unwrap_or("127.0.0.1");
-        let addr: SocketAddr = format!("{host}:{}", free_port())
-            .parse()
-            .expect("listen addr");
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port())
-            .parse()
-            .expect("admin addr");
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg("--policy")
-            .arg(&policy_path)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(&options.args)
-            .env_remove("KEYGATE_MASTER_KEY")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn keygate serve");
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut out = output.lock().expect("output lock");
-                    out.push_str(&line);
-                    out.push('\n');
+        // A port found free can be taken (by another test's client socket) before keygate binds
+        // it: then keygate exits with "Address already in use", and it starts again on new ports.
+        for attempt in 1.. {
+            let addr: SocketAddr = format!("{host}:{}", free_port())
+                .parse()
+                .expect("listen addr");
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port())
+                .parse()
+                .expect("admin addr");
+            let mut child = Command::new(BIN)
+                .arg("serve")
+                .arg("--policy")
+                .arg(&policy_path)
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--admin-listen")
+                .arg(admin.to_string())
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(&options.args)
+                .env_remove("KEYGATE_MASTER_KEY")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn keygate serve");
+            let output = Arc::new(Mutex::new(String::new()));
+            for stream in [
+                Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+                Box::new(child.stderr.take().expect("stderr")),
+            ] {
+                let output = output.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        let mut out = output.lock().expect("output lock");
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                });
+            }
+            match wait_ready(&mut child, addr, admin, &output) {
+                Ok(()) => {
+                    return Self {
+                        child,
+                        addr,
+                        admin,
+                        policy_path,
+                        output,
+                        dir,
+                    }
                 }
-            });
-        }
-        let mut gateway = Self {
-            child,
-            addr,
-            admin,
-            policy_path,
-            output,
-            dir,
-        };
-        gateway.wait_ready();
-        gateway
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("keygate exited early ({status}):\n{}", self.output());
+                Err(printed) if attempt < 3 && printed.contains("Address already in use") => {}
+                Err(printed) => panic!("keygate exited early:\n{printed}"),
             }
-            if std::net::TcpStream::connect(self.admin).is_ok()
-                && std::net::TcpStream::connect(self.addr).is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("keygate did not start:\n{}", self.output());
+        unreachable!("the loop returns or panics")
     }
 
     /// Names of the gateway process's threads (Linux `/proc`, at most 15 bytes each).
@@ -275,6 +268,31 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until both listeners of a starting gateway accept; `Err` with what it printed when the
+/// process exited first.
+fn wait_ready(
+    child: &mut Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    output: &Mutex<String>,
+) -> Result<(), String> {
+    let printed = || output.lock().expect("output lock").clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            // Let the output readers catch the last lines.
+            std::thread::sleep(Duration::from_millis(50));
+            return Err(format!("({status})\n{}", printed()));
+        }
+        if std::net::TcpStream::connect(admin).is_ok() && std::net::TcpStream::connect(addr).is_ok()
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("keygate did not start:\n{}", printed());
 }
 
 /// A parsed HTTP response.

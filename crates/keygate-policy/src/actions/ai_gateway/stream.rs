@@ -18,17 +18,42 @@ use tokio::time::{sleep, Instant, Sleep};
 use crate::body::{Body, BoxError};
 use crate::exchange::Usage;
 
-/// Largest JSON body copied aside to read its `usage`.
+/// Largest JSON body kept to read its `usage`.
 const MAX_JSON_SCAN: usize = 8 << 20;
 
 /// How the body is read for usage.
 pub enum Scan {
     /// `text/event-stream`.
     Sse(SseScanner),
-    /// A JSON body, copied up to [`MAX_JSON_SCAN`] bytes.
-    Json(Vec<u8>),
+    /// A JSON body, read when the body is dropped (after its last bytes went to the client).
+    Json(JsonChunks),
     /// Anything else.
     Nothing,
+}
+
+/// The chunks of a JSON body, shared with the client's copy rather than copied, up to
+/// [`MAX_JSON_SCAN`] bytes.
+#[derive(Default)]
+pub struct JsonChunks {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl JsonChunks {
+    fn push(&mut self, chunk: &Bytes) {
+        if self.len + chunk.len() <= MAX_JSON_SCAN {
+            self.len += chunk.len();
+            self.chunks.push(chunk.clone());
+        }
+    }
+
+    fn usage(&self) -> TokenUsage {
+        match self.chunks.as_slice() {
+            [] => TokenUsage::default(),
+            [one] => TokenUsage::from_response_body(one),
+            many => TokenUsage::from_response_body(&many.concat()),
+        }
+    }
 }
 
 impl Scan {
@@ -38,7 +63,7 @@ impl Scan {
         if content_type.starts_with("text/event-stream") {
             Scan::Sse(SseScanner::new(strip_usage_chunk))
         } else if content_type.starts_with("application/json") {
-            Scan::Json(Vec::new())
+            Scan::Json(JsonChunks::default())
         } else {
             Scan::Nothing
         }
@@ -47,21 +72,11 @@ impl Scan {
     fn push(&mut self, chunk: Bytes) -> Bytes {
         match self {
             Scan::Sse(scanner) => scanner.push(chunk),
-            Scan::Json(copy) => {
-                if copy.len() + chunk.len() <= MAX_JSON_SCAN {
-                    copy.extend_from_slice(&chunk);
-                }
+            Scan::Json(json) => {
+                json.push(&chunk);
                 chunk
             }
             Scan::Nothing => chunk,
-        }
-    }
-
-    fn finish(&mut self) -> (Bytes, TokenUsage) {
-        match self {
-            Scan::Sse(scanner) => (scanner.finish(), scanner.usage()),
-            Scan::Json(copy) => (Bytes::new(), TokenUsage::from_response_body(copy)),
-            Scan::Nothing => (Bytes::new(), TokenUsage::default()),
         }
     }
 }
@@ -98,13 +113,17 @@ impl MeteredBody {
         }
     }
 
-    /// Reads the final usage; `complete` when the body ended normally.
+    /// Ends the body (`complete` when it ended normally) and returns the bytes a stream still
+    /// holds back; a stream's usage is known now, a JSON body's is read on drop.
     fn record(&mut self, complete: bool) -> Bytes {
-        let (rest, usage) = self.scan.finish();
-        if usage.input.is_some() || usage.output.is_some() {
-            self.usage
-                .record(usage.input.unwrap_or(0), usage.output.unwrap_or(0));
-        }
+        let rest = match &mut self.scan {
+            Scan::Sse(scanner) => {
+                let rest = scanner.finish();
+                store(&self.usage, scanner.usage());
+                rest
+            }
+            Scan::Json(_) | Scan::Nothing => Bytes::new(),
+        };
         self.usage.complete.store(complete, Ordering::Relaxed);
         self.finished = true;
         rest
@@ -131,6 +150,16 @@ impl Drop for MeteredBody {
         if !self.finished {
             self.record(false);
         }
+        if let Scan::Json(json) = &self.scan {
+            store(&self.usage, json.usage());
+        }
+    }
+}
+
+/// Records `usage` when the provider reported any of it.
+fn store(usage: &Usage, reported: TokenUsage) {
+    if reported.input.is_some() || reported.output.is_some() {
+        usage.record(reported.input.unwrap_or(0), reported.output.unwrap_or(0));
     }
 }
 
@@ -274,8 +303,12 @@ mod tests {
         // Like hyper with a known length: read exactly the announced bytes, never poll the end.
         body.frame().await.unwrap().unwrap();
         body.frame().await.unwrap().unwrap();
-        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 5);
+        assert!(body.is_end_stream());
         assert!(usage.complete.load(Ordering::Relaxed));
+        // A JSON body's usage is read when the body is dropped, after the client got its bytes.
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 0);
+        drop(body);
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 5);
     }
 
     #[tokio::test]
