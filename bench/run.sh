@@ -8,7 +8,8 @@
 # alone, without policy or AI work; PROXY_LEG=0 skips it). For each target:
 #   - maximum rate: wrk (closed loop) -> requests/s, p50, p99, p99.9, and the target process's
 #                   CPU time per request (user + system, children included: nginx workers)
-#   - fixed rate:   keygate-load (open loop, wrk2-style latency) -> p50, p99, p99.9
+#   - fixed rate:   keygate-load (open loop, evenly paced on a timerfd, wrk2-style latency)
+#                   -> p50, p99, p99.9
 #   - streams:      keygate-load --stream at a fixed rate -> time to first SSE data chunk
 # plus Keygate's RSS (idle, after load, peak). Prints a Markdown report and keeps raw JSON lines.
 #
