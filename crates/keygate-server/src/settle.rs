@@ -71,7 +71,9 @@ thread_local! {
 }
 
 /// Settles `settle` on this thread once the running task yields. Off a current-thread runtime
-/// (whose tasks never move to another thread) it is settled at once.
+/// (whose tasks never move to another thread) it is settled at once. The draining task belongs to
+/// the thread that spawned it, so a runtime must be dropped on the thread that ran it, as the
+/// workers and `#[tokio::test]` do.
 pub fn defer(settle: Settle) {
     match DRAINER.replace(Drainer::Scheduled) {
         Drainer::Scheduled => QUEUE.with_borrow_mut(|queue| queue.push_back(settle)),
