@@ -3,7 +3,7 @@
 //!
 //! hyper drops a finished response body *before* it flushes the body's last bytes to the
 //! socket, so doing this work in the body's `Drop` delayed every response by it (~5k
-//! instructions for an AI request; -4.5 µs of p50 at 2,000 req/s once moved). The body's drop
+//! instructions for an AI request; 3.6-4.5 µs of p50 at 2,000 req/s once moved). The body's drop
 //! queues it instead, and one task per worker drains the queue when the connection's task has
 //! written the response and yielded. A queue and a waker rather than a task per request: a
 //! spawn cost ~1.3k instructions per request.
