@@ -50,6 +50,13 @@ fn deps(urls: &[(&str, String)]) -> Deps {
     }
 }
 
+/// A policy sending `openai` requests to `upstream` with the vault key `llm/ok`.
+fn openai_with_vault_key(upstream: &Upstream) -> Policy {
+    let config =
+        "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}";
+    compile_with(config, &[("openai", upstream.base())]).unwrap()
+}
+
 fn compile_with(config: &str, urls: &[(&str, String)]) -> Result<Policy, String> {
     let config: String = config.lines().map(|l| format!("          {l}\n")).collect();
     // The response rule reads the results, as a user's log or debug rule would: the action only
@@ -566,9 +573,7 @@ async fn passthrough_and_timeouts() {
 #[tokio::test]
 async fn streams_are_metered_and_the_added_usage_chunk_is_dropped() {
     let upstream = Upstream::start().await;
-    let config =
-        "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}";
-    let policy = compile_with(config, &[("openai", upstream.base())]).unwrap();
+    let policy = openai_with_vault_key(&upstream);
     let mut body = chat("gpt-4o");
     body["stream"] = json!(true);
     let mut ex = exchange("POST", "/v1/chat/completions", &body, &[]);
@@ -614,9 +619,7 @@ async fn streams_are_metered_and_the_added_usage_chunk_is_dropped() {
 #[tokio::test]
 async fn the_upstream_gets_the_request_id_once() {
     let upstream = Upstream::start().await;
-    let config =
-        "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('llm', 'ok')}";
-    let policy = compile_with(config, &[("openai", upstream.base())]).unwrap();
+    let policy = openai_with_vault_key(&upstream);
     let cases: [&[(&str, &str)]; 4] = [
         &[],
         &[("x-request-id", "req-1")],
