@@ -3,10 +3,11 @@
 Keygate runs the seed guide's policy (gateway token checked against a vault secret, provider keys
 from vaults) with `--provider-url` pointing OpenAI and Anthropic at `keygate-mock`.
 
-Run: cargo build -p keygate -p keygate-mock && python3 -m unittest tests/sdk/test_sdks.py -v
-(pip install openai anthropic). KEYGATE_BIN / KEYGATE_MOCK_BIN override the binaries' paths;
-KEYGATE_MOCK_URL points at an already running mock instead of starting one (the Rust test
-crates/keygate/tests/sdk.rs runs this file that way, so `cargo test --workspace` covers it).
+Run: `cargo xtask test` runs this file (through crates/keygate/tests/sdk.rs) with the SDKs of
+tests/sdk/requirements.txt. By hand: cargo build -p keygate -p keygate-mock, then
+target/test-venv/bin/python3 -m unittest tests/sdk/test_sdks.py -v. KEYGATE_BIN / KEYGATE_MOCK_BIN
+override the binaries' paths; KEYGATE_MOCK_URL points at an already running mock instead of
+starting one (the Rust test runs this file that way).
 """
 
 import json

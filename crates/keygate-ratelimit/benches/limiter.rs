@@ -1,9 +1,7 @@
 //! Decision latency: in-memory store from one and two threads, Redis store on loopback.
-//! The Redis bench starts its own `redis-server` on a free port (it must be installed).
+//! The Redis bench starts its own `redis-server` on a free port (`cargo xtask test` installs it).
 
 use std::hint::black_box;
-use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -11,6 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keygate_ratelimit::{
     FailureMode, Limit, MemoryConfig, MemoryLimiter, RateLimiter, RedisConfig, RedisLimiter,
 };
+use keygate_test_support::RedisServer;
 
 /// A limit that admits every request in the bench, so each decision takes the admitting path.
 const LIMIT: Limit = Limit {
@@ -79,23 +78,7 @@ fn two_threads<'k>(
 }
 
 fn redis(c: &mut Criterion) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let pidfile = std::env::temp_dir().join(format!("keygate-rl-bench-{port}.pid"));
-    let status = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
-        .arg("--pidfile")
-        .arg(&pidfile)
-        .status()
-        .expect("redis-server must be installed");
-    assert!(status.success());
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-
+    let redis = RedisServer::start().unwrap_or_else(|missing| panic!("the Redis bench {missing}"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,7 +87,7 @@ fn redis(c: &mut Criterion) {
         timeout: Duration::from_millis(250),
         failure_mode: FailureMode::Closed,
     };
-    let url = format!("redis://127.0.0.1:{port}/");
+    let url = redis.url();
     let limiter = rt
         .block_on(RedisLimiter::connect(&url, config))
         .expect("connect");
@@ -137,11 +120,6 @@ fn redis(c: &mut Criterion) {
     });
     group.finish();
     assert_eq!(limiter.failures(), 0, "Redis failed during the bench");
-
-    let _ = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "shutdown", "nosave"])
-        .output();
-    let _ = std::fs::remove_file(pidfile);
 }
 
 criterion_group!(benches, memory, redis);

@@ -1,83 +1,12 @@
-//! RedisLimiter against a real `redis-server` started on a free loopback port. A missing `redis-server`
-//! fails these tests (install it with `apt-get install redis-server`).
+//! RedisLimiter against a real `redis-server` started on a free loopback port. Without
+//! `redis-server` these tests say so in one line (see `keygate_test_support::parts`).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keygate_ratelimit::{FailureMode, Limit, RateLimiter, RedisConfig, RedisLimiter};
-
-/// A throwaway Redis server, shut down on drop.
-struct RedisServer {
-    port: u16,
-    pidfile: PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        Self::start_on(port)
-    }
-
-    fn start_on(port: u16) -> Self {
-        let pidfile = std::env::temp_dir().join(format!("keygate-rl-test-{port}.pid"));
-        let status = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
-            .arg("--pidfile")
-            .arg(&pidfile)
-            .status()
-            .expect(
-                "redis-server must be installed to run these tests (apt-get install redis-server)",
-            );
-        assert!(status.success(), "redis-server failed to start");
-        let server = Self { port, pidfile };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !server.answers_ping() {
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
-    }
-
-    fn answers_ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_nodelay(true);
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn stop(&self) {
-        let _ = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
-            .output();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(Instant::now() < deadline, "redis-server did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = std::fs::remove_file(&self.pidfile);
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use keygate_test_support::{require, RedisServer};
 
 fn config(failure_mode: FailureMode) -> RedisConfig {
     RedisConfig {
@@ -113,7 +42,9 @@ async fn wait_until_redis_counts(limiter: &RedisLimiter, within: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_admit_exactly_capacity_in_total() {
-    let redis = RedisServer::start();
+    let Some(redis) = require(RedisServer::start()) else {
+        return;
+    };
     let a = Arc::new(
         RedisLimiter::connect(&redis.url(), config(FailureMode::Closed))
             .await
@@ -157,7 +88,9 @@ async fn two_instances_admit_exactly_capacity_in_total() {
 
 #[tokio::test]
 async fn window_slides_on_the_server_clock_and_limited_requests_consume_nothing() {
-    let redis = RedisServer::start();
+    let Some(redis) = require(RedisServer::start()) else {
+        return;
+    };
     let limiter = RedisLimiter::connect(&redis.url(), config(FailureMode::Closed))
         .await
         .unwrap();
@@ -184,14 +117,16 @@ async fn window_slides_on_the_server_clock_and_limited_requests_consume_nothing(
 
 #[tokio::test]
 async fn keys_hold_no_raw_token_and_expire_on_their_own() {
-    let redis = RedisServer::start();
+    let Some(redis) = require(RedisServer::start()) else {
+        return;
+    };
     let limiter = RedisLimiter::connect(&redis.url(), config(FailureMode::Closed))
         .await
         .unwrap();
     limiter
         .check("ai-limit", b"Bearer sk-secret-token", MINUTE)
         .await;
-    let keys = redis_cli(&redis, &["--scan"]);
+    let keys = redis.cli(&["--scan"]);
     assert!(!keys.contains("secret"), "{keys}");
     let mut keys: Vec<&str> = keys.lines().collect();
     keys.sort();
@@ -199,31 +134,16 @@ async fn keys_hold_no_raw_token_and_expire_on_their_own() {
     assert!(keys[0].starts_with("keygate:rl:ai-limit:"));
     assert_eq!(keys[1], format!("{}:n", keys[0]));
     for key in keys {
-        let ttl = Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "pttl", key])
-            .output()
-            .unwrap();
-        let ttl: u64 = String::from_utf8(ttl.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let ttl: u64 = redis.cli(&["pttl", key]).parse().unwrap();
         assert!((110_000..=120_000).contains(&ttl), "{key}: pttl {ttl}");
     }
 }
 
-fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string()])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn lost_total_is_rebuilt_and_lowered_capacity_waits_for_enough_expiries() {
-    let redis = RedisServer::start();
+    let Some(redis) = require(RedisServer::start()) else {
+        return;
+    };
     let limiter = RedisLimiter::connect(&redis.url(), config(FailureMode::Closed))
         .await
         .unwrap();
@@ -234,10 +154,10 @@ async fn lost_total_is_rebuilt_and_lowered_capacity_waits_for_enough_expiries() 
     for _ in 0..4 {
         assert!(!limiter.check("n", b"k", four).await.limited);
     }
-    let keys = redis_cli(&redis, &["--scan", "--pattern", "keygate:rl:n:*:n"]);
+    let keys = redis.cli(&["--scan", "--pattern", "keygate:rl:n:*:n"]);
     let total_key = keys.trim();
-    assert_eq!(redis_cli(&redis, &["get", total_key]).trim(), "4");
-    redis_cli(&redis, &["del", total_key]);
+    assert_eq!(redis.cli(&["get", total_key]).trim(), "4");
+    redis.cli(&["del", total_key]);
     // The total is rebuilt from the log: still full.
     assert!(limiter.check("n", b"k", four).await.limited);
     // With capacity lowered to 2, three of the four must leave: they were admitted within a few
@@ -253,8 +173,10 @@ async fn lost_total_is_rebuilt_and_lowered_capacity_waits_for_enough_expiries() 
 }
 
 async fn outage_and_recovery(mode: FailureMode) {
-    let redis = RedisServer::start();
-    let port = redis.port;
+    let Some(redis) = require(RedisServer::start()) else {
+        return;
+    };
+    let port = redis.port();
     let limiter = RedisLimiter::connect(&redis.url(), config(mode))
         .await
         .unwrap();
@@ -282,7 +204,7 @@ async fn outage_and_recovery(mode: FailureMode) {
     );
     assert_eq!(limiter.failures(), 5);
 
-    let _redis = RedisServer::start_on(port);
+    let _redis = RedisServer::start_on(port).expect("redis-server ran before");
     wait_until_redis_counts(&limiter, Duration::from_secs(10)).await;
     let failures = limiter.failures();
     for _ in 0..3 {
@@ -314,7 +236,9 @@ async fn starts_while_redis_is_down_and_connects_later() {
         .unwrap();
     assert!(limiter.check("n", b"k", MINUTE).await.limited);
     assert_eq!(limiter.failures(), 1);
-    let _redis = RedisServer::start_on(port);
+    let Some(_redis) = require(RedisServer::start_on(port)) else {
+        return;
+    };
     wait_until_redis_counts(&limiter, Duration::from_secs(10)).await;
     assert!(!limiter.check("n", b"k", MINUTE).await.limited);
 }

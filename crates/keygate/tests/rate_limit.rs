@@ -1,13 +1,12 @@
 //! End to end: the seed guide's "authorization + rate limiting" policy through the real binary, in memory
 //! and with two gateways sharing one Redis (which must hold the limit exactly, in total).
-//! A missing `redis-server` fails the Redis tests (install it with `apt-get install redis-server`).
+//! Without `redis-server` the Redis test says so in one line (see `keygate_test_support::parts`).
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+use keygate_test_support::{require, RedisServer};
 
 use common::{seed_secrets, send, EchoUpstream, Gateway, Options, Req, TempDir};
 
@@ -26,48 +25,6 @@ const RATE_LIMIT_RULE: &str = r#"  # Apply rate limiting to authorized requests
           bucket_key:
             - req.headers['authorization']
 "#;
-
-/// A throwaway Redis server, shut down on drop.
-struct RedisServer {
-    port: u16,
-    pidfile: PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = common::free_port();
-        let pidfile = std::env::temp_dir().join(format!("keygate-e2e-redis-{port}.pid"));
-        let status = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
-            .arg("--pidfile")
-            .arg(&pidfile)
-            .status()
-            .expect(
-                "redis-server must be installed to run these tests (apt-get install redis-server)",
-            );
-        assert!(status.success(), "redis-server failed to start");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self { port, pidfile }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
-            .output();
-        let _ = std::fs::remove_file(&self.pidfile);
-    }
-}
 
 fn start_gateway(data: &TempDir, upstream: &EchoUpstream, extra: &[String]) -> Gateway {
     let mut args = vec!["--upstream".to_owned(), upstream.url()];
@@ -128,7 +85,9 @@ async fn seed_policy_admits_capacity_then_answers_429() {
 
 #[tokio::test]
 async fn two_gateways_sharing_redis_admit_exactly_capacity_in_total() {
-    let redis = RedisServer::start();
+    let Some(redis) = require(RedisServer::start()) else {
+        return;
+    };
     let upstream = EchoUpstream::start().await;
     let data = data_dir();
     let args = ["--redis".to_owned(), redis.url()];

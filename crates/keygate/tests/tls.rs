@@ -43,7 +43,7 @@ fn make_cert(dir: &Path, cn: &str) {
         .arg(dir.join("cert.pem"))
         .stderr(std::process::Stdio::null())
         .status()
-        .expect("openssl is installed (.ci/run installs it)");
+        .expect("openssl is installed (`cargo xtask test` installs it)");
     assert!(status.success());
 }
 

@@ -1,0 +1,158 @@
+//! Finding the external parts a test needs, and what happens when one is missing.
+//!
+//! A missing part is never a traceback. Under `cargo xtask test`, which sets
+//! [`REQUIRE_PARTS_ENV`] after installing every part, a missing part fails the test with one
+//! line. Under a bare `cargo test`, cargo would stop at the first failing test binary and the
+//! Rust-only tests after it would never run, so the test instead writes one line naming the
+//! part and the set-up command to the terminal (past libtest's output capture) and returns.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Set (to `1`) by `cargo xtask test`: every part must be present.
+pub const REQUIRE_PARTS_ENV: &str = "KEYGATE_TEST_REQUIRE_PARTS";
+/// The Python interpreter whose environment holds the SDKs (set by `cargo xtask test`).
+pub const PYTHON_ENV: &str = "KEYGATE_TEST_PYTHON";
+
+/// An external part a test needs that this machine lacks.
+#[derive(Debug, Clone)]
+pub struct Missing {
+    /// What is missing, e.g. "redis-server (not on PATH)".
+    pub what: String,
+    /// How to provide it by hand, e.g. "apt-get install redis-server".
+    pub by_hand: &'static str,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "needs {}: run `cargo xtask test`, which sets it up (or {})",
+            self.what, self.by_hand
+        )
+    }
+}
+
+/// `Some(part)` when it is present. When it is missing: under `cargo xtask test` the calling test
+/// fails with one line; otherwise one line is written to the terminal and `None` tells the test
+/// to return without running.
+#[track_caller]
+pub fn require<T>(part: Result<T, Missing>) -> Option<T> {
+    match part {
+        Ok(part) => Some(part),
+        Err(missing) => {
+            let test = std::thread::current().name().unwrap_or("test").to_owned();
+            if std::env::var_os(REQUIRE_PARTS_ENV).is_some_and(|v| v == "1") {
+                panic!("{test} {missing}");
+            }
+            // `eprintln!` would be captured and shown only for failing tests.
+            let _ = writeln!(std::io::stderr(), "skipped {test}: {missing}");
+            None
+        }
+    }
+}
+
+/// The first executable called `name` on `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `redis-server` and `redis-cli` on `PATH`: the path of `redis-server`.
+pub fn redis_server() -> Result<PathBuf, Missing> {
+    let missing = |what: &str| Missing {
+        what: format!("{what} (not on PATH)"),
+        by_hand: "apt-get install redis-server",
+    };
+    let server = find_on_path("redis-server").ok_or_else(|| missing("redis-server"))?;
+    find_on_path("redis-cli").ok_or_else(|| missing("redis-cli"))?;
+    Ok(server)
+}
+
+/// The workspace's target directory (`CARGO_TARGET_DIR` when set).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// The virtualenv `cargo xtask test` creates for the SDK tests.
+pub fn test_venv() -> PathBuf {
+    target_dir().join("test-venv")
+}
+
+/// A Python interpreter that imports the `openai` and `anthropic` packages: `KEYGATE_TEST_PYTHON`,
+/// else the test virtualenv's, else `python3` on `PATH`.
+pub fn python_sdks() -> Result<PathBuf, Missing> {
+    let venv_python = test_venv().join("bin/python3");
+    let python = std::env::var_os(PYTHON_ENV)
+        .map(PathBuf::from)
+        .or_else(|| venv_python.exists().then_some(venv_python))
+        .or_else(|| find_on_path("python3"))
+        .ok_or_else(|| Missing {
+            what: "python3 (not on PATH)".into(),
+            by_hand: "apt-get install python3",
+        })?;
+    let imports = Command::new(&python)
+        .args(["-c", "import openai, anthropic"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !imports {
+        return Err(Missing {
+            what: format!(
+                "the openai and anthropic Python packages (not importable by {})",
+                python.display()
+            ),
+            by_hand: "pip install -r tests/sdk/requirements.txt",
+        });
+    }
+    Ok(python)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_program_on_path_and_not_an_absent_one() {
+        assert!(find_on_path("sh").is_some());
+        assert!(find_on_path("keygate-no-such-program").is_none());
+    }
+
+    #[test]
+    fn a_missing_part_names_the_set_up_command_in_one_line() {
+        let missing = Missing {
+            what: "redis-server (not on PATH)".into(),
+            by_hand: "apt-get install redis-server",
+        };
+        let line = missing.to_string();
+        assert_eq!(
+            line,
+            "needs redis-server (not on PATH): run `cargo xtask test`, which sets it up \
+             (or apt-get install redis-server)"
+        );
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn require_passes_a_present_part_through() {
+        assert_eq!(require::<u8>(Ok(7)), Some(7));
+    }
+}
