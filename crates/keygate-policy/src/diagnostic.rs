@@ -40,7 +40,7 @@ impl Diagnostic {
         }
     }
 
-    /// `FILE:LINE:COL: PATH: message` (SPEC section 1).
+    /// `FILE:LINE:COL: PATH: message`, the form `keygate policy check` prints.
     pub fn in_file<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
         InFile {
             file,

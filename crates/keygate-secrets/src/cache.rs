@@ -175,7 +175,7 @@ mod tests {
     use super::*;
     use crate::test_support::{inline_key, TempDir};
 
-    /// Polls `cache` until `done` holds, failing after 2 s (the SPEC's bound for a running gateway).
+    /// Polls `cache` until `done` holds, failing after 2 s (the bound within which a running gateway sees a change).
     fn within_two_seconds(
         cache: &CachedSecrets,
         done: impl Fn(&CachedSecrets) -> bool,

@@ -443,7 +443,7 @@ async fn policy_check_validates_without_fetching() {
     let good = policy(&jwks.url);
     assert_eq!(check(&good), (Some(0), String::new()));
 
-    // The list shape of jws.keys (reference table) is accepted too.
+    // The list shape of jws.keys (as ngrok's docs also show it) is accepted too.
     let list_shape = good.replace(
         &format!("            keys:\n              sources:\n                additional_jkus:\n                  - {}\n", jwks.url),
         &format!(

@@ -1,4 +1,4 @@
-//! `/metrics` on the admin listener: every SPEC section 6 metric, bounded labels, and `log`
+//! `/metrics` on the admin listener: every metric docs/server.md promises, bounded labels, and `log`
 //! metadata in the access log.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The `jwt-validation` config as written (reference 3.13) and the load-time checks that need no
+//! The `jwt-validation` config as written (ngrok's schema) and the load-time checks that need no
 //! CEL: algorithms, token locations and JWKS URLs (both documented shapes of `jws.keys`).
 
 use http::Uri;
