@@ -538,13 +538,14 @@ impl Registry {
             let found = self.lookup(name);
             if found.is_empty() {
                 format_only = false;
-                let reason = if self.pinned_provider(name).is_some()
-                    && self.only_allow_configured_models
-                {
-                    RejectReason::ModelNotAllowed { model: name.clone() }
-                } else {
-                    RejectReason::UnknownModel { name: name.clone() }
-                };
+                let reason =
+                    if self.pinned_provider(name).is_some() && self.only_allow_configured_models {
+                        RejectReason::ModelNotAllowed {
+                            model: name.clone(),
+                        }
+                    } else {
+                        RejectReason::UnknownModel { name: name.clone() }
+                    };
                 rejected.push(Rejection {
                     model: name.clone(),
                     reasons: vec![reason],

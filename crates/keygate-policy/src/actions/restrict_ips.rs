@@ -210,11 +210,7 @@ impl RestrictIps {
         if decision.allowed || !self.enforce {
             return Ok(Flow::Continue);
         }
-        Err(GatewayError::new(
-            ErrorCode::Forbidden,
-            "blocked by endpoint IP restriction",
-        )
-        .into())
+        Err(GatewayError::new(ErrorCode::Forbidden, "blocked by endpoint IP restriction").into())
     }
 }
 

@@ -171,7 +171,10 @@ mod tests {
             (err.code.as_str(), err.code.error_type()),
             ("ERR_KEYGATE_3804", "invalid_request_error")
         );
-        assert_eq!(err.message, "no matching models: 'gpt-4o' (unknown model 'x')");
+        assert_eq!(
+            err.message,
+            "no matching models: 'gpt-4o' (unknown model 'x')"
+        );
         assert_eq!(input_too_large(10, 5).status().as_u16(), 413);
         assert_eq!(
             total_timeout(1.5, "").message,

@@ -314,9 +314,7 @@ fn token_result(parsed: &Parsed<'_>, found: &Found, verified: bool) -> Value {
 
 /// The 401 answer for a refused token.
 fn rejection(err: &TokenError) -> GatewayError {
-    GatewayError::new(err.code(), format!("invalid JWT: {err}"),
-    )
-    .with_header(
+    GatewayError::new(err.code(), format!("invalid JWT: {err}")).with_header(
         http::header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer error=\"invalid_token\""),
     )

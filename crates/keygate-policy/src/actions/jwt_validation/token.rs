@@ -9,8 +9,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::config::algorithm;
-use crate::error::ErrorCode;
 use super::keys::VerifyKey;
+use crate::error::ErrorCode;
 
 /// Clock skew tolerated for `exp` and `nbf`, in seconds.
 pub(super) const LEEWAY_SECS: i64 = 60;
