@@ -33,7 +33,7 @@ pub use registry::{
 };
 pub use request::{is_auto, ClientRequest, RequestError};
 pub use spec::{ModelSpec, ParamName, Pricing, ProviderSpec, SurfaceSpec};
-pub use sse::SseScanner;
+pub use sse::{FinalEvent, SseScanner};
 pub use surface::Surface;
 pub use tokens::{estimate_input_tokens, estimate_text_tokens};
 pub use transform::{prepare_body, BodyOptions, PreparedBody};
