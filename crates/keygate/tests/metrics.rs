@@ -59,7 +59,10 @@ async fn every_spec_metric_is_exported_without_secrets() {
     // Metrics are counted just before the line is queued: once the last request's line is out,
     // the scrape sees every request.
     assert!(
-        gw.wait_for_output(r#""path":"/v1/models","status":401"#, Duration::from_secs(2)),
+        gw.wait_for_output(
+            r#""path":"/v1/models","status":401"#,
+            Duration::from_secs(2)
+        ),
         "{}",
         gw.output()
     );
