@@ -222,8 +222,10 @@ fn respond(
             (JSON, body)
         }
         Payload::Sse(events) => {
-            let paced = events.iter().filter(|e| e.paced).count();
-            let after = drop_point(&events, paced);
+            let after = cut.is_some().then(|| {
+                let paced = events.iter().filter(|e| e.paced).count();
+                drop_point(&events, paced)
+            });
             let pieces = events
                 .into_iter()
                 .map(|e| Piece {
@@ -232,8 +234,8 @@ fn respond(
                 })
                 .collect();
             let delay = behaviour.map(|b| b.chunk_delay).unwrap_or_default();
-            let body = match cut {
-                Some(ending) => ending.apply(pieces, after, delay),
+            let body = match cut.zip(after) {
+                Some((ending, after)) => ending.apply(pieces, after, delay),
                 None => scripted(pieces, delay, None),
             };
             (EVENT_STREAM, body)
