@@ -327,6 +327,21 @@ mod tests {
     }
 
     #[test]
+    fn a_provider_refusal_is_an_upstream_error() {
+        let outcome = Outcome::Refused {
+            provider: "openai",
+            status: http::StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let value = Trace::new().to_value(&head(&[]), outcome);
+        assert_eq!(value["status"], "error");
+        assert_eq!(
+            value["error"],
+            json!({"code": "ERR_KEYGATE_UPSTREAM",
+                "message": "provider 'openai' refused the request with status 422"})
+        );
+    }
+
+    #[test]
     fn attempts_are_listed_with_redacted_keys() {
         let mut trace = Trace::new();
         let request = |end| RequestMade {
