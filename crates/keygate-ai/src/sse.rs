@@ -118,7 +118,9 @@ impl SseScanner {
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             let (head, tail) = rest.split_at(pos);
             if self.skipping {
+                // The skipped line was part of an event all the same.
                 self.skipping = false;
+                self.in_event = true;
             } else if self.pending.is_empty() {
                 self.scan_line(head);
             } else {
