@@ -290,8 +290,8 @@ impl Rejection {
         texts.join("; ")
     }
 
-    /// The restriction that alone refused this model, when every reason is the same one of
-    /// `only_allow_configured_providers` or `only_allow_configured_models`.
+    /// The `only_allow_configured_*` switch that refused this model, when only those switches
+    /// did (the first reason's, if the model's providers met both).
     pub fn restriction(&self) -> Option<Restriction> {
         let restriction = |reason: &RejectReason| match reason {
             RejectReason::ProviderNotAllowed { .. } => Some(Restriction::Provider),
@@ -301,7 +301,7 @@ impl Rejection {
         let first = restriction(self.reasons.first()?)?;
         self.reasons
             .iter()
-            .all(|r| restriction(r) == Some(first))
+            .all(|r| restriction(r).is_some())
             .then_some(first)
     }
 }
@@ -309,7 +309,9 @@ impl Rejection {
 /// Which `only_allow_configured_*` switch refused a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restriction {
+    /// `only_allow_configured_providers`.
     Provider,
+    /// `only_allow_configured_models`.
     Model,
 }
 

@@ -40,7 +40,7 @@ pub fn selection_failed(strategy: &str, detail: &str) -> GatewayError {
 }
 
 /// 3804 (422) or 3813 (422): no usable model. When the first rejected model was refused only by
-/// an `only_allow_configured_*` switch, the type says which (ngrok's `provider_not_allowed`,
+/// the `only_allow_configured_*` switches, the type says which (ngrok's `provider_not_allowed`,
 /// `model_not_allowed`), and a single rejection is worded as ngrok words it.
 pub fn unresolved(err: &ResolveError) -> GatewayError {
     match err {
@@ -158,7 +158,13 @@ mod tests {
             "Provider 'openai' is not allowed by gateway configuration; Provider 'azure' is not \
              allowed by gateway configuration"
         );
-        // A mix of reasons is no single restriction.
+        // Both switches: the first reason's names the type.
+        let model = RejectReason::ModelNotAllowed {
+            model: "gpt-4o".into(),
+        };
+        let err = no_match(vec![provider("openai"), model]);
+        assert_eq!(err.code, ErrorCode::AiProviderNotAllowed);
+        // A reason beyond the switches makes it no restriction.
         let err = no_match(vec![
             provider("openai"),
             RejectReason::ModelDisabled {
