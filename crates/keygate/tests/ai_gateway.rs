@@ -356,17 +356,37 @@ async fn a_stream_that_breaks_is_an_error_in_the_log_and_metrics() {
             );
         }
     }
-    // A stream that completes carries no error.
-    let mut body = chat("gpt-4o");
-    body["stream"] = json!(true);
-    let before = request_lines(&gw);
-    let reply = post(&gw, "/v1/chat/completions", body, &[]).await;
-    assert!(reply.text().contains("[DONE]"));
-    let line = next_access_line(&gw, before, "/v1/chat/completions");
-    assert!(
-        line["ai"].get("error").is_none() && line["ai"].get("events").is_none(),
-        "{line}"
-    );
+    // Complete streams, each ending with its surface's final event, carry no error.
+    let user = json!([{"role": "user", "content": "Hello"}]);
+    let complete = [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": user}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-3.5-turbo", "prompt": "Hello"}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-4o", "input": "Hello"}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": user}),
+        ),
+    ];
+    for (path, mut body) in complete {
+        body["stream"] = json!(true);
+        let before = request_lines(&gw);
+        let reply = post(&gw, path, body, &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        let line = next_access_line(&gw, before, path);
+        assert!(
+            line["ai"].get("error").is_none() && line["ai"].get("events").is_none(),
+            "{line}"
+        );
+    }
 
     let metrics = send(gw.admin, Req::get("/metrics")).await.unwrap().text();
     for (provider, model, status) in [
@@ -374,7 +394,6 @@ async fn a_stream_that_breaks_is_an_error_in_the_log_and_metrics() {
         ("openai", "gpt-4o-mini", "stream_error"),
         ("openai", "gpt-4.1", "stream_error"),
         ("anthropic", "claude-haiku-4-5", "stream_error"),
-        ("openai", "gpt-4o", "200"),
     ] {
         let expected = format!(
             "keygate_ai_requests_total{{provider=\"{provider}\",model=\"{model}\",status=\"{status}\"}} 1"
@@ -384,10 +403,15 @@ async fn a_stream_that_breaks_is_an_error_in_the_log_and_metrics() {
             "missing {expected} in\n{metrics}"
         );
     }
-    assert!(
-        metrics.contains("keygate_http_requests_total{status=\"200\"} 5"),
-        "{metrics}"
-    );
+    for expected in [
+        "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o\",status=\"200\"} 2",
+        "keygate_http_requests_total{status=\"200\"} 8",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
     assert_clean(&gw, &mock);
 }
 
