@@ -119,6 +119,7 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
+    /// An answer with `code`'s status and type, worded `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
