@@ -28,12 +28,12 @@ pub use metrics::{MetricsStore, Outcome, Sample};
 pub use mock::{respond as mock_respond, MockResponse};
 pub use models_list::models_list;
 pub use registry::{
-    Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, Rejection, Resolution,
-    ResolveError, UpstreamTarget,
+    Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, RejectReason, Rejection,
+    Resolution, ResolveError, Restriction, UpstreamTarget,
 };
 pub use request::{is_auto, ClientRequest, RequestError};
 pub use spec::{ModelSpec, ParamName, Pricing, ProviderSpec, SurfaceSpec};
-pub use sse::SseScanner;
+pub use sse::{FinalEvent, SseScanner};
 pub use surface::Surface;
 pub use tokens::{estimate_input_tokens, estimate_text_tokens};
 pub use transform::{prepare_body, BodyOptions, PreparedBody};

@@ -459,11 +459,13 @@ mod tests {
         assert_eq!(res.content_type, "text/event-stream");
         let text = joined(&res);
         assert!(text.ends_with("data: [DONE]\n\n"));
-        let mut scanner = SseScanner::new(false);
+        let final_event = Surface::ChatCompletions.final_event();
+        let mut scanner = SseScanner::new(false).with_final_event(final_event);
         res.chunks
             .iter()
             .for_each(|c| drop(scanner.push(c.clone())));
         assert_eq!(scanner.usage().output, Some(4));
+        assert!(scanner.saw_final_event());
         let deltas: String = res.chunks[1..4]
             .iter()
             .map(|c| {
@@ -482,12 +484,14 @@ mod tests {
             "messages": [{"role": "user", "content": "hi there"}]})),
             1,
         );
-        let mut scanner = SseScanner::new(false);
+        let final_event = Surface::Messages.final_event();
+        let mut scanner = SseScanner::new(false).with_final_event(final_event);
         claude
             .chunks
             .iter()
             .for_each(|c| drop(scanner.push(c.clone())));
         assert!(scanner.usage().input.is_some());
+        assert!(scanner.saw_final_event());
         assert_eq!(scanner.usage().output, Some(2));
         assert!(joined(&claude).contains("event: message_stop"));
     }

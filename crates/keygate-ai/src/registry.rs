@@ -275,11 +275,79 @@ fn merged_metadata(provider: &Provider, model: &Model) -> Map<String, Value> {
     merged
 }
 
-/// A client-named model that was dropped, and why (`client.rejected_models[]`).
+/// A client-named model that was dropped, and why (`client.rejected_models[]`): one reason per
+/// provider that offers the name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub model: String,
-    pub reason: String,
+    pub reasons: Vec<RejectReason>,
+}
+
+impl Rejection {
+    /// The reasons as one sentence, `; `-separated.
+    pub fn reason(&self) -> String {
+        let texts: Vec<String> = self.reasons.iter().map(ToString::to_string).collect();
+        texts.join("; ")
+    }
+
+    /// The `only_allow_configured_*` switch that refused this model, when only those switches
+    /// did (the first reason's, if the model's providers met both).
+    pub fn restriction(&self) -> Option<Restriction> {
+        let restriction = |reason: &RejectReason| match reason {
+            RejectReason::ProviderNotAllowed { .. } => Some(Restriction::Provider),
+            RejectReason::ModelNotAllowed { .. } => Some(Restriction::Model),
+            _ => None,
+        };
+        let first = restriction(self.reasons.first()?)?;
+        self.reasons
+            .iter()
+            .all(|r| restriction(r).is_some())
+            .then_some(first)
+    }
+}
+
+/// Which `only_allow_configured_*` switch refused a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restriction {
+    /// `only_allow_configured_providers`.
+    Provider,
+    /// `only_allow_configured_models`.
+    Model,
+}
+
+/// Why one candidate for a client-named model cannot be used. The messages follow ngrok's where
+/// it has one ("... is not allowed by gateway configuration").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("unknown model '{name}'")]
+    UnknownModel { name: String },
+    #[error("provider '{provider}' is disabled")]
+    ProviderDisabled { provider: String },
+    #[error("Provider '{provider}' is not allowed by gateway configuration")]
+    ProviderNotAllowed { provider: String },
+    #[error("model '{model}' is disabled")]
+    ModelDisabled { model: String },
+    #[error("Model '{model}' is not allowed by gateway configuration")]
+    ModelNotAllowed { model: String },
+    #[error("provider '{provider}' does not serve the {format} surface '{surface}'")]
+    SurfaceNotServed {
+        provider: String,
+        format: &'static str,
+        surface: Surface,
+    },
+    #[error("model '{model}' does not support surface '{surface}'")]
+    SurfaceNotSupported { model: String, surface: Surface },
+}
+
+impl RejectReason {
+    /// Whether the candidate was refused for the request's format or surface only (not by the
+    /// policy): when every reason is, the answer is `ERR_KEYGATE_3813`.
+    fn is_format(&self) -> bool {
+        matches!(
+            self,
+            RejectReason::SurfaceNotServed { .. } | RejectReason::SurfaceNotSupported { .. }
+        )
+    }
 }
 
 /// The outcome of resolving the client's requested models.
@@ -308,7 +376,7 @@ pub enum ResolveError {
 fn describe(rejected: &[Rejection]) -> String {
     rejected
         .iter()
-        .map(|r| format!("'{}' ({})", r.model, r.reason))
+        .map(|r| format!("'{}' ({})", r.model, r.reason()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -319,12 +387,6 @@ fn describe(rejected: &[Rejection]) -> String {
 pub struct RegistryError {
     pub path: String,
     pub message: String,
-}
-
-/// Why a candidate is not usable for a surface.
-enum Exclusion {
-    Policy(String),
-    Format(String),
 }
 
 /// See [`Registry::by_name`]: the same answers as asking every model of every provider
@@ -480,13 +542,15 @@ impl Registry {
                 format_only = false;
                 let reason =
                     if self.pinned_provider(name).is_some() && self.only_allow_configured_models {
-                        format!("Model '{name}' is not allowed by gateway configuration")
+                        RejectReason::ModelNotAllowed {
+                            model: name.clone(),
+                        }
                     } else {
-                        format!("unknown model '{name}'")
+                        RejectReason::UnknownModel { name: name.clone() }
                     };
                 rejected.push(Rejection {
                     model: name.clone(),
-                    reason,
+                    reasons: vec![reason],
                 });
                 continue;
             }
@@ -498,17 +562,16 @@ impl Registry {
                         candidates.push(candidate)
                     }
                     None => {}
-                    Some(Exclusion::Policy(reason)) => {
-                        format_only = false;
+                    Some(reason) => {
+                        format_only &= reason.is_format();
                         reasons.push(reason);
                     }
-                    Some(Exclusion::Format(reason)) => reasons.push(reason),
                 }
             }
             if candidates.len() == before && !reasons.is_empty() {
                 rejected.push(Rejection {
                     model: name.clone(),
-                    reason: reasons.join("; "),
+                    reasons,
                 });
             }
         }
@@ -574,41 +637,40 @@ impl Registry {
         Some((index, model))
     }
 
-    fn exclusion(&self, candidate: &Candidate, surface: Surface) -> Option<Exclusion> {
+    fn exclusion(&self, candidate: &Candidate, surface: Surface) -> Option<RejectReason> {
         let (p, m) = (&candidate.provider, &candidate.model);
         if p.disabled {
-            return Some(Exclusion::Policy(format!(
-                "provider '{}' is disabled",
-                p.id
-            )));
+            return Some(RejectReason::ProviderDisabled {
+                provider: p.id.clone(),
+            });
         }
         if self.only_allow_configured_providers && !p.configured {
-            return Some(Exclusion::Policy(format!(
-                "Provider '{}' is not allowed by gateway configuration",
-                p.id
-            )));
+            return Some(RejectReason::ProviderNotAllowed {
+                provider: p.id.clone(),
+            });
         }
         if m.disabled {
-            return Some(Exclusion::Policy(format!("model '{}' is disabled", m.id)));
+            return Some(RejectReason::ModelDisabled {
+                model: m.id.clone(),
+            });
         }
         if self.only_allow_configured_models && !m.custom {
-            return Some(Exclusion::Policy(format!(
-                "Model '{}' is not allowed by gateway configuration",
-                m.id
-            )));
+            return Some(RejectReason::ModelNotAllowed {
+                model: m.id.clone(),
+            });
         }
         if p.surface_spec(surface).is_none() {
-            return Some(Exclusion::Format(format!(
-                "provider '{}' does not serve the {} surface '{surface}'",
-                p.id,
-                surface.format().name()
-            )));
+            return Some(RejectReason::SurfaceNotServed {
+                provider: p.id.clone(),
+                format: surface.format().name(),
+                surface,
+            });
         }
         if !m.surfaces.is_empty() && !m.surfaces.contains(&surface) {
-            return Some(Exclusion::Format(format!(
-                "model '{}' does not support surface '{surface}'",
-                m.id
-            )));
+            return Some(RejectReason::SurfaceNotSupported {
+                model: m.id.clone(),
+                surface,
+            });
         }
         None
     }

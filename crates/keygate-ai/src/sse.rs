@@ -4,6 +4,9 @@
 //! Without stripping, every chunk is returned unchanged the moment it arrives; only a copy of the
 //! current partial line is kept for scanning. With stripping, complete events are released as
 //! soon as their terminating blank line arrives and only the unfinished event is held back.
+//!
+//! It also counts events and notes the surface's final event (`data: [DONE]`, `event:
+//! message_stop`, ...), so a stream that ends without it can be told from a complete one.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -13,10 +16,40 @@ use crate::usage::TokenUsage;
 /// Longest line (or held event) scanned; longer ones are passed on without being read.
 const MAX_SCAN: usize = 1 << 20;
 
+/// How a surface's event stream marks its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalEvent {
+    /// A `data: [DONE]` line (OpenAI chat and text completions).
+    Done,
+    /// An `event:` line with one of these names (Responses, Anthropic messages).
+    Named(&'static [&'static str]),
+}
+
+impl FinalEvent {
+    /// Whether `line` (without its line ending) is this final event's marker line.
+    fn marks(self, line: &[u8]) -> bool {
+        let (prefix, names): (&[u8], &[&str]) = match self {
+            FinalEvent::Done => (b"data:", &["[DONE]"]),
+            FinalEvent::Named(names) => (b"event:", names),
+        };
+        line.strip_prefix(prefix)
+            .map(|value| value.trim_ascii())
+            .is_some_and(|value| names.iter().any(|name| value == name.as_bytes()))
+    }
+}
+
 /// Scans one upstream SSE stream.
 #[derive(Debug, Default)]
 pub struct SseScanner {
     strip_usage_chunk: bool,
+    /// The marker of a complete stream, when the surface has one.
+    final_event: Option<FinalEvent>,
+    /// Whether [`Self::final_event`] was seen.
+    final_seen: bool,
+    /// Events completed so far (blank lines ending a non-empty event).
+    events: u64,
+    /// Pass mode: whether the current event has a line yet.
+    in_event: bool,
     /// Pass mode: the current partial line. Strip mode: the current unfinished event.
     pending: BytesMut,
     /// Pass mode: the current line grew past [`MAX_SCAN`]; skip to the next newline.
@@ -33,9 +66,25 @@ impl SseScanner {
         }
     }
 
+    /// Also notes whether the stream carries `final_event`.
+    pub fn with_final_event(mut self, final_event: Option<FinalEvent>) -> Self {
+        self.final_event = final_event;
+        self
+    }
+
     /// Usage seen so far.
     pub fn usage(&self) -> TokenUsage {
         self.usage
+    }
+
+    /// Complete events seen so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// False when the surface has a final event and it has not arrived (yet).
+    pub fn saw_final_event(&self) -> bool {
+        self.final_event.is_none() || self.final_seen
     }
 
     /// Feeds one chunk; returns the bytes to forward now.
@@ -69,7 +118,9 @@ impl SseScanner {
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             let (head, tail) = rest.split_at(pos);
             if self.skipping {
+                // The skipped line was part of an event all the same.
                 self.skipping = false;
+                self.in_event = true;
             } else if self.pending.is_empty() {
                 self.scan_line(head);
             } else {
@@ -89,8 +140,22 @@ impl SseScanner {
     }
 
     fn scan_line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            self.events += u64::from(self.in_event);
+            self.in_event = false;
+            return;
+        }
+        self.in_event = true;
+        self.note_final(line);
         if let Some(event) = parse_data_line(line) {
             self.usage.observe_event(&event);
+        }
+    }
+
+    fn note_final(&mut self, line: &[u8]) {
+        if let Some(final_event) = self.final_event.filter(|_| !self.final_seen) {
+            self.final_seen = final_event.marks(line);
         }
     }
 
@@ -99,6 +164,7 @@ impl SseScanner {
         let mut out = BytesMut::new();
         while let Some(end) = event_end(&self.pending) {
             let event = self.pending.split_to(end).freeze();
+            self.events += 1;
             if self.event_is_kept(&event) {
                 out.extend_from_slice(&event);
             }
@@ -113,6 +179,8 @@ impl SseScanner {
     fn event_is_kept(&mut self, event: &[u8]) -> bool {
         let mut kept = true;
         for line in event.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            self.note_final(line);
             if let Some(value) = parse_data_line(line) {
                 self.usage.observe_event(&value);
                 let usage_only = value
@@ -147,7 +215,6 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 /// The JSON of a `data:` line that carries a `usage` object; `None` for other lines (most
 /// chunks, which carry `"usage": null` or none) without parsing them.
 fn parse_data_line(line: &[u8]) -> Option<Value> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let data = line.strip_prefix(b"data:")?;
     if !has_usage_object(data) {
         return None;
@@ -174,6 +241,7 @@ fn has_usage_object(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Surface;
 
     const OPENAI: &str = concat!(
         "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
@@ -224,6 +292,36 @@ mod tests {
                 "size {size}"
             );
         }
+    }
+
+    #[test]
+    fn counts_events_and_notes_the_final_one_at_any_chunk_boundary() {
+        let cases = [
+            (OPENAI, Surface::ChatCompletions, 4, "data: [DONE]"),
+            (ANTHROPIC, Surface::Messages, 4, "event: message_stop"),
+        ];
+        for (input, surface, events, last) in cases {
+            let cut = &input[..input.rfind(last).unwrap()];
+            for size in [1, 3, 64, 4096] {
+                for strip in [false, true] {
+                    let scan = |text: &str| {
+                        let mut scanner =
+                            SseScanner::new(strip).with_final_event(surface.final_event());
+                        for chunk in text.as_bytes().chunks(size) {
+                            scanner.push(Bytes::copy_from_slice(chunk));
+                        }
+                        scanner.finish();
+                        (scanner.events(), scanner.saw_final_event())
+                    };
+                    assert_eq!(scan(input), (events, true), "{surface} {size} {strip}");
+                    let (_, complete) = scan(cut);
+                    assert!(!complete, "{surface} {size} {strip}: {cut}");
+                }
+            }
+        }
+        let mut embeddings = SseScanner::new(false).with_final_event(None);
+        embeddings.push(Bytes::from_static(b"data: {}\n\n"));
+        assert!(embeddings.saw_final_event());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sse::FinalEvent;
 use crate::ApiFormat;
 
 /// One client-facing endpoint of the AI gateway.
@@ -100,6 +101,22 @@ impl Surface {
     /// The path below a versioned base URL (`/chat/completions` under `https://api.openai.com/v1`).
     pub fn suffix(self) -> &'static str {
         &self.client_path()[3..]
+    }
+
+    /// The event that ends a complete stream on this surface (Responses also ends with
+    /// `response.incomplete` or `response.failed`, which are complete streams of an unfinished
+    /// or failed response).
+    pub fn final_event(self) -> Option<FinalEvent> {
+        match self {
+            Surface::ChatCompletions | Surface::Completions => Some(FinalEvent::Done),
+            Surface::Responses => Some(FinalEvent::Named(&[
+                "response.completed",
+                "response.incomplete",
+                "response.failed",
+            ])),
+            Surface::Messages => Some(FinalEvent::Named(&["message_stop"])),
+            Surface::Embeddings | Surface::CountTokens | Surface::Models => None,
+        }
     }
 
     /// Whether requests on this surface may ask for a streamed (SSE) answer.

@@ -9,6 +9,8 @@ use http_body::Frame;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use tokio::time::Instant;
 
+use crate::conn::ResetSwitch;
+
 /// The body type of every mock response.
 pub(crate) type MockBody = UnsyncBoxBody<Bytes, DroppedMidStream>;
 
@@ -35,30 +37,42 @@ pub(crate) fn full(bytes: Bytes) -> MockBody {
         .boxed_unsync()
 }
 
+/// Where a scripted body breaks the connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Cut {
+    /// Pieces sent first.
+    pub(crate) after: usize,
+    /// Tripped before the break, to make it a reset rather than a close.
+    pub(crate) reset: Option<ResetSwitch>,
+}
+
 /// A body sent piece by piece: the k-th paced piece is due `k × delay` after the body was built
-/// (deadlines, so timer rounding does not add up over a stream); after `drop_after` pieces the
-/// body fails, which aborts the connection.
-pub(crate) fn scripted(pieces: Vec<Piece>, delay: Duration, drop_after: Option<usize>) -> MockBody {
+/// (deadlines, so timer rounding does not add up over a stream); at `cut` the body fails, which
+/// ends the connection.
+pub(crate) fn scripted(pieces: Vec<Piece>, delay: Duration, cut: Option<Cut>) -> MockBody {
     struct State {
         pieces: VecDeque<Piece>,
         sent: usize,
         delay: Duration,
         next_due: Instant,
-        drop_after: Option<usize>,
+        cut: Option<Cut>,
     }
     let state = State {
         pieces: pieces.into(),
         sent: 0,
         delay,
         next_due: Instant::now(),
-        drop_after,
+        cut,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
-        if st.drop_after == Some(st.sent) {
-            st.drop_after = None;
+        if st.cut.as_ref().is_some_and(|cut| cut.after == st.sent) {
+            let cut = st.cut.take();
             st.pieces.clear();
             // Let the connection flush what was sent, so the client sees a partial body.
             tokio::time::sleep(FLUSH_PAUSE).await;
+            if let Some(reset) = cut.and_then(|cut| cut.reset) {
+                reset.trip();
+            }
             return Some((Err(DroppedMidStream), st));
         }
         let piece = st.pieces.pop_front()?;
@@ -112,7 +126,10 @@ mod tests {
         let body = scripted(
             vec![piece("a", false), piece("b", true), piece("c", true)],
             Duration::ZERO,
-            Some(2),
+            Some(Cut {
+                after: 2,
+                reset: None,
+            }),
         );
         assert_eq!(
             frames(body).await,

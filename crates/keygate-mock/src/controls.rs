@@ -17,7 +17,8 @@ pub(crate) const DELAY_HEADER: &str = "x-mock-delay-ms";
 pub(crate) const CHUNK_DELAY_HEADER: &str = "x-mock-chunk-delay-ms";
 /// Header that sets the number of streamed content chunks.
 pub(crate) const CHUNKS_HEADER: &str = "x-mock-chunks";
-/// Header that drops the connection: `before-headers` or `mid-stream`.
+/// Header that drops the connection or cuts the body: `before-headers`, `mid-stream`,
+/// `fin-mid-stream` or `end-mid-stream`.
 pub(crate) const DROP_HEADER: &str = "x-mock-drop";
 
 /// Largest chunk count a request may ask for.
@@ -28,8 +29,14 @@ const MAX_CHUNKS: usize = 100_000;
 pub(crate) enum DropPoint {
     /// Close the connection without sending a response head.
     BeforeHeaders,
-    /// Send the head and part of the body, then abort the connection.
+    /// Send the head and part of the body, then reset the connection (TCP RST).
     MidStream,
+    /// Send the head and part of the body, then close the connection (TCP FIN) with the body's
+    /// HTTP framing unfinished.
+    FinMidStream,
+    /// Send the head and part of the body, then end the body cleanly: the stream lacks its
+    /// final events (`[DONE]`, `message_stop`, ...).
+    EndMidStream,
 }
 
 /// A control header whose value cannot be used.
@@ -152,11 +159,13 @@ fn header_overrides(headers: &HeaderMap) -> Result<Overrides, ControlError> {
         out.drop = Some(match value.trim() {
             "before-headers" => DropPoint::BeforeHeaders,
             "mid-stream" => DropPoint::MidStream,
+            "fin-mid-stream" => DropPoint::FinMidStream,
+            "end-mid-stream" => DropPoint::EndMidStream,
             _ => {
                 return Err(ControlError {
                     header: DROP_HEADER,
                     value: value.to_owned(),
-                    expected: "before-headers or mid-stream",
+                    expected: "before-headers, mid-stream, fin-mid-stream or end-mid-stream",
                 })
             }
         });
@@ -185,7 +194,8 @@ fn parse_millis(header: &'static str, value: &str) -> Result<Duration, ControlEr
         })
 }
 
-/// Reads the words `fail<NNN>`, `slow[<ms>]`, `drop-before` and `drop-mid` inside a key.
+/// Reads the words `fail<NNN>`, `slow[<ms>]`, `drop-before`, `drop-mid`, `fin-mid` and `end-mid`
+/// inside a key.
 fn key_overrides(key: &str, config: &MockConfig) -> Overrides {
     let key = key.to_ascii_lowercase();
     let mut out = Overrides::default();
@@ -201,11 +211,15 @@ fn key_overrides(key: &str, config: &MockConfig) -> Overrides {
             Err(_) => config.slow_delay,
         });
     }
-    if key.contains("drop-before") || key.contains("dropbefore") {
-        out.drop = Some(DropPoint::BeforeHeaders);
-    } else if key.contains("drop-mid") || key.contains("dropmid") {
-        out.drop = Some(DropPoint::MidStream);
-    }
+    let words = [
+        ("drop-before", "dropbefore", DropPoint::BeforeHeaders),
+        ("drop-mid", "dropmid", DropPoint::MidStream),
+        ("fin-mid", "finmid", DropPoint::FinMidStream),
+        ("end-mid", "endmid", DropPoint::EndMidStream),
+    ];
+    out.drop = words.into_iter().find_map(|(word, joined, point)| {
+        (key.contains(word) || key.contains(joined)).then_some(point)
+    });
     out
 }
 
@@ -313,11 +327,14 @@ mod tests {
             resolve(&drop, &config).expect("valid").drop,
             Some(DropPoint::BeforeHeaders)
         );
-        let drop_mid = headers(&[("api-key", "k-dropmid")]);
-        assert_eq!(
-            resolve(&drop_mid, &config).expect("valid").drop,
-            Some(DropPoint::MidStream)
-        );
+        for (key, point) in [
+            ("k-dropmid", DropPoint::MidStream),
+            ("k-fin-mid", DropPoint::FinMidStream),
+            ("k-ENDMID", DropPoint::EndMidStream),
+        ] {
+            let h = headers(&[("api-key", key)]);
+            assert_eq!(resolve(&h, &config).expect("valid").drop, Some(point));
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 mod anthropic;
 mod body;
 mod config;
+mod conn;
 mod controls;
 mod errors;
 pub mod load;

@@ -9,8 +9,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::body::{full, scripted, MockBody, Piece};
+use crate::body::{full, scripted, Cut, MockBody, Piece};
 use crate::config::MockConfig;
+use crate::conn::ResetSwitch;
 use crate::controls::{resolve, Behaviour, DropPoint};
 use crate::errors::{error_reply, scripted_message, Shape};
 use crate::record::Recorder;
@@ -87,10 +88,11 @@ fn shape_of(route: Route, path: &str, anthropic_client: bool) -> Shape {
     }
 }
 
-/// Handles one request.
+/// Handles one request; `reset` makes its connection end with a TCP reset.
 pub(crate) async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
+    reset: ResetSwitch,
 ) -> Result<Response<MockBody>, ServiceError> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
@@ -107,7 +109,7 @@ pub(crate) async fn handle(
         Ok(b) => b,
         Err(e) => {
             let reply = error_reply(shape, StatusCode::BAD_REQUEST, &e.to_string());
-            return Ok(respond(reply, None, &state.ids));
+            return Ok(respond(reply, None, &state.ids, None));
         }
     };
     if !behaviour.delay.is_zero() {
@@ -130,7 +132,9 @@ pub(crate) async fn handle(
             reply
         }
     };
-    Ok(respond(reply, Some(&behaviour), &state.ids))
+    // HTTP/2 streams share the connection: a broken body resets only its stream.
+    let reset = (parts.version < http::Version::HTTP_2).then_some(reset);
+    Ok(respond(reply, Some(&behaviour), &state.ids, reset))
 }
 
 fn dispatch(route: Route, shape: Shape, body: &Bytes, behaviour: &Behaviour, ids: &Ids) -> Reply {
@@ -186,26 +190,42 @@ fn records(recorder: &Recorder, method: &Method) -> Response<MockBody> {
     resp
 }
 
-/// Builds the hyper response, applying chunk timing and a mid-stream drop when asked.
-fn respond(reply: Reply, behaviour: Option<&Behaviour>, ids: &Ids) -> Response<MockBody> {
-    let drop_mid = behaviour.and_then(|b| b.drop) == Some(DropPoint::MidStream);
+/// Builds the hyper response, applying chunk timing and a mid-stream cut when asked (`reset`:
+/// the connection's switch, for a reset).
+fn respond(
+    reply: Reply,
+    behaviour: Option<&Behaviour>,
+    ids: &Ids,
+    reset: Option<ResetSwitch>,
+) -> Response<MockBody> {
+    let cut = behaviour
+        .and_then(|b| b.drop)
+        .and_then(|point| match point {
+            DropPoint::BeforeHeaders => None,
+            DropPoint::MidStream => Some(Ending::Break(reset)),
+            DropPoint::FinMidStream => Some(Ending::Break(None)),
+            DropPoint::EndMidStream => Some(Ending::Clean),
+        });
     let (content_type, body) = match reply.payload {
         Payload::Json(bytes) => {
-            let body = if drop_mid {
-                let half = bytes.len() / 2;
-                let piece = Piece {
-                    bytes: bytes.slice(..half),
-                    paced: false,
-                };
-                scripted(vec![piece], std::time::Duration::ZERO, Some(1))
-            } else {
-                full(bytes)
+            let body = match cut {
+                Some(ending) => {
+                    let half = bytes.len() / 2;
+                    let piece = Piece {
+                        bytes: bytes.slice(..half),
+                        paced: false,
+                    };
+                    ending.apply(vec![piece], 1, std::time::Duration::ZERO)
+                }
+                None => full(bytes),
             };
             (JSON, body)
         }
         Payload::Sse(events) => {
-            let paced = events.iter().filter(|e| e.paced).count();
-            let drop_after = drop_mid.then(|| drop_point(&events, paced));
+            let after = cut.is_some().then(|| {
+                let paced = events.iter().filter(|e| e.paced).count();
+                drop_point(&events, paced)
+            });
             let pieces = events
                 .into_iter()
                 .map(|e| Piece {
@@ -214,7 +234,11 @@ fn respond(reply: Reply, behaviour: Option<&Behaviour>, ids: &Ids) -> Response<M
                 })
                 .collect();
             let delay = behaviour.map(|b| b.chunk_delay).unwrap_or_default();
-            (EVENT_STREAM, scripted(pieces, delay, drop_after))
+            let body = match cut.zip(after) {
+                Some((ending, after)) => ending.apply(pieces, after, delay),
+                None => scripted(pieces, delay, None),
+            };
+            (EVENT_STREAM, body)
         }
     };
     let mut resp = Response::new(body);
@@ -231,6 +255,27 @@ fn respond(reply: Reply, behaviour: Option<&Behaviour>, ids: &Ids) -> Response<M
         headers.insert(name, value);
     }
     resp
+}
+
+/// How a cut body ends after its first pieces.
+enum Ending {
+    /// The connection breaks: reset when the switch is given, else closed.
+    Break(Option<ResetSwitch>),
+    /// The body ends as if complete.
+    Clean,
+}
+
+impl Ending {
+    /// The body of `pieces` cut after the first `after`.
+    fn apply(self, mut pieces: Vec<Piece>, after: usize, delay: std::time::Duration) -> MockBody {
+        match self {
+            Ending::Break(reset) => scripted(pieces, delay, Some(Cut { after, reset })),
+            Ending::Clean => {
+                pieces.truncate(after);
+                scripted(pieces, delay, None)
+            }
+        }
+    }
 }
 
 /// Number of events to send before dropping: through the first half of the content events

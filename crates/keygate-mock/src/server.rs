@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::MockConfig;
+use crate::conn::{Conn, ResetSwitch};
 use crate::record::{RecordedRequest, Recorder};
 use crate::router::{handle, State};
 use crate::text::Ids;
@@ -129,8 +130,11 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: ones
                 let builder = builder.clone();
                 let state = Arc::clone(&state);
                 connections.spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&state), req));
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    let reset = ResetSwitch::default();
+                    let conn = Conn::new(stream, reset.clone());
+                    let service =
+                        service_fn(move |req| handle(Arc::clone(&state), req, reset.clone()));
+                    let _ = builder.serve_connection(TokioIo::new(conn), service).await;
                 });
             }
         }

@@ -191,42 +191,84 @@ async fn drop_before_headers_closes_without_response() {
 async fn drop_mid_stream_sends_head_and_partial_body() {
     let mock = start().await;
     for body in [chat(true), chat(false)] {
-        let stream = tokio::net::TcpStream::connect(mock.addr)
-            .await
-            .expect("connect");
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .expect("handshake");
-        tokio::spawn(conn);
-        let req = http::Request::post("/v1/chat/completions")
-            .header("host", "mock")
-            .header("x-mock-drop", "mid-stream")
-            .body(http_body_util::Full::new(bytes::Bytes::from(
-                body.to_string(),
-            )))
-            .expect("request");
-        let resp = sender.send_request(req).await.expect("head arrives");
-        assert_eq!(resp.status(), 200);
-        let mut body = resp.into_body();
-        let mut received = Vec::new();
-        let mut failed = false;
-        while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-            match frame {
-                Ok(f) => {
-                    received.extend_from_slice(f.data_ref().map(|d| d.as_ref()).unwrap_or_default())
-                }
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        assert!(failed, "the body must end in an error");
+        let (received, end) = cut(&mock, "mid-stream", &body).await;
+        let err = end.expect_err("the body must end in an error");
+        assert_eq!(
+            io_kind(&err),
+            Some(std::io::ErrorKind::ConnectionReset),
+            "{err:?}"
+        );
         assert!(!received.is_empty(), "part of the body arrived");
-        let text = String::from_utf8_lossy(&received);
-        assert!(!text.contains("[DONE]"));
+        assert!(!received.contains("[DONE]"));
     }
+}
+
+#[tokio::test]
+async fn fin_mid_stream_closes_with_the_body_unfinished() {
+    let mock = start().await;
+    for body in [chat(true), chat(false)] {
+        let (received, end) = cut(&mock, "fin-mid-stream", &body).await;
+        let err = end.expect_err("the body must end in an error");
+        assert_ne!(
+            io_kind(&err),
+            Some(std::io::ErrorKind::ConnectionReset),
+            "{err:?}"
+        );
+        assert!(!received.is_empty() && !received.contains("[DONE]"));
+    }
+}
+
+#[tokio::test]
+async fn end_mid_stream_ends_cleanly_without_the_final_events() {
+    let mock = start().await;
+    let (received, end) = cut(&mock, "end-mid-stream", &chat(true)).await;
+    end.expect("a clean end");
+    assert!(received.contains("data: {") && !received.contains("[DONE]"));
+    assert!(!received.contains("\"finish_reason\":\"stop\""));
+}
+
+/// Sends `body` with `x-mock-drop: drop` over HTTP/1.1: the body received and how it ended.
+async fn cut(mock: &MockServer, drop: &str, body: &Value) -> (String, Result<(), hyper::Error>) {
+    let stream = tokio::net::TcpStream::connect(mock.addr)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::post("/v1/chat/completions")
+        .header("host", "mock")
+        .header("x-mock-drop", drop)
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("head arrives");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut received = Vec::new();
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        match frame {
+            Ok(f) => {
+                received.extend_from_slice(f.data_ref().map(|d| d.as_ref()).unwrap_or_default())
+            }
+            Err(err) => return (String::from_utf8_lossy(&received).into(), Err(err)),
+        }
+    }
+    (String::from_utf8_lossy(&received).into(), Ok(()))
+}
+
+/// The kind of the I/O error beneath `err`, if there is one.
+fn io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cause = err.source();
+    }
+    None
 }
 
 #[tokio::test]

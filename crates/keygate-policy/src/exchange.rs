@@ -2,7 +2,7 @@
 //! the response head in `on_http_response`, variables, action results and what the access log needs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -76,6 +76,33 @@ pub struct Usage {
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
     pub complete: AtomicBool,
+    /// Set when the provider's response broke off after its head went to the client.
+    pub broken: OnceLock<BrokenStream>,
+}
+
+/// A provider response that ended before its end: why, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenStream {
+    pub cause: StreamFailure,
+    /// Stream events received before it ended (0 for a body that is not an event stream).
+    pub events: u64,
+}
+
+/// Why a provider response ended early. The texts go to the access log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamFailure {
+    #[error("upstream stream ended early: connection reset")]
+    Reset,
+    #[error("upstream stream ended early: the connection closed before the end of the stream")]
+    Closed,
+    #[error("upstream stream ended early: {0}")]
+    Read(String),
+    #[error("upstream sent nothing for {} ms", .0.as_millis())]
+    Idle(Duration),
+    /// The body ended as HTTP frames it, but without the surface's final event (`[DONE]`,
+    /// `message_stop`, ...): the provider stopped partway.
+    #[error("stream ended before its final event")]
+    Unfinished,
 }
 
 impl Usage {

@@ -18,7 +18,9 @@ pub use body::Body;
 pub use build::{BuildContext, Deps};
 pub use diagnostic::{Diagnostic, PolicyError, Severity};
 pub use engine::Outcome;
-pub use error::GatewayError;
-pub use exchange::{AiRecord, Exchange, RequestBody, RequestLog, Usage};
+pub use error::{ErrorCode, GatewayError};
+pub use exchange::{
+    AiRecord, BrokenStream, Exchange, RequestBody, RequestLog, StreamFailure, Usage,
+};
 pub use http_client::{HttpClient, SendError};
 pub use policy::Policy;

@@ -73,6 +73,12 @@ impl AccessRecord {
                 Some(ttft) => push_millis(out, ttft),
                 None => out.extend_from_slice(b"null"),
             }
+            if let Some(broken) = ai.usage.broken.get() {
+                out.extend_from_slice(br#","error":"#);
+                json_str(out, &broken.cause.to_string())?;
+                out.extend_from_slice(br#","events":"#);
+                push_int(out, broken.events);
+            }
             out.push(b'}');
         }
         out.extend_from_slice(b"}\n");
@@ -102,6 +108,12 @@ impl AccessRecord {
                 ai.usage.input_tokens.load(Ordering::Relaxed),
                 ai.usage.output_tokens.load(Ordering::Relaxed)
             ));
+            if let Some(broken) = ai.usage.broken.get() {
+                line.push_str(&format!(
+                    " events={} error=\"{}\"",
+                    broken.events, broken.cause
+                ));
+            }
         }
         for metadata in &self.log.metadata {
             line.push_str(&format!(" log={metadata}"));
@@ -233,7 +245,7 @@ impl AccessLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_policy::{AiRecord, Usage};
+    use keygate_policy::{AiRecord, BrokenStream, StreamFailure, Usage};
     use std::sync::Arc;
 
     fn record() -> AccessRecord {
@@ -314,5 +326,33 @@ mod tests {
             serde_json::json!({"provider": "openai", "model": "gpt-4o", "attempts": 2,
                 "input_tokens": 12, "output_tokens": 34, "time_to_first_token_ms": null})
         );
+    }
+
+    #[test]
+    fn a_broken_stream_adds_its_cause_and_events() {
+        let mut record = record();
+        let usage = Usage::default();
+        usage.input_tokens.store(9, Ordering::Relaxed);
+        let broken = BrokenStream {
+            cause: StreamFailure::Reset,
+            events: 3,
+        };
+        usage.broken.set(broken).unwrap();
+        record.log.ai = Some(AiRecord {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            attempts: 1,
+            time_to_first_token: Some(Duration::from_millis(2)),
+            usage: Arc::new(usage),
+        });
+        let ai = &json(&record)["ai"];
+        assert_eq!(ai["error"], "upstream stream ended early: connection reset");
+        assert_eq!(
+            (ai["events"].as_u64(), ai["input_tokens"].as_u64()),
+            (Some(3), Some(9))
+        );
+        assert!(record
+            .to_pretty()
+            .ends_with(" events=3 error=\"upstream stream ended early: connection reset\""));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use keygate_policy::AiRecord;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -35,7 +35,35 @@ struct RateLimitLabels {
 struct AiLabels {
     pub provider: String,
     pub model: String,
-    pub status: u16,
+    pub status: AiStatus,
+}
+
+/// The `status` label of `keygate_ai_requests_total`: the response status, or `stream_error`
+/// when the provider's response broke off after its head went to the client (the client saw
+/// the head's status, then a stream that ended early).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum AiStatus {
+    Http(u16),
+    StreamError,
+}
+
+impl AiStatus {
+    fn of(ai: &AiRecord, status: u16) -> AiStatus {
+        if ai.usage.broken.get().is_some() {
+            AiStatus::StreamError
+        } else {
+            AiStatus::Http(status)
+        }
+    }
+}
+
+impl EncodeLabelValue for AiStatus {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self {
+            AiStatus::Http(status) => status.encode(encoder),
+            AiStatus::StreamError => "stream_error".encode(encoder),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,7 +78,7 @@ struct TokenLabels {
 struct AiCounters {
     provider: String,
     model: String,
-    status: u16,
+    status: AiStatus,
     requests: Counter,
     input_tokens: Counter,
     output_tokens: Counter,
@@ -176,6 +204,7 @@ impl Metrics {
     pub fn record_ai(&self, ai: &AiRecord, status: u16, duration: Duration) {
         let input = ai.usage.input_tokens.load(Ordering::Relaxed);
         let output = ai.usage.output_tokens.load(Ordering::Relaxed);
+        let status = AiStatus::of(ai, status);
         self.by_ai_labels.with(
             |known| {
                 known.status == status && known.provider == ai.provider && known.model == ai.model
@@ -323,6 +352,13 @@ mod tests {
         metrics.record_ai(&ai_record("gpt-4o", 10, 5), 200, second);
         metrics.record_ai(&ai_record("gpt-4o", 7, 0), 200, second);
         metrics.record_ai(&ai_record("gpt-4o-mini", 0, 0), 502, second);
+        let broken = ai_record("gpt-4o", 4, 0);
+        let cause = keygate_policy::StreamFailure::Closed;
+        let _ = broken
+            .usage
+            .broken
+            .set(keygate_policy::BrokenStream { cause, events: 2 });
+        metrics.record_ai(&broken, 200, second);
         let count = metrics.rate_limit_observer();
         for (name, limited) in [("a", false), ("a", false), ("a", true), ("b", false)] {
             count(name, limited);
@@ -333,7 +369,8 @@ mod tests {
             "keygate_http_requests_total{status=\"429\"} 1",
             "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o\",status=\"200\"} 2",
             "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o-mini\",status=\"502\"} 1",
-            "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"input\"} 17",
+            "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o\",status=\"stream_error\"} 1",
+            "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"input\"} 21",
             "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"output\"} 5",
             "keygate_rate_limit_decisions_total{name=\"a\",limited=\"false\"} 2",
             "keygate_rate_limit_decisions_total{name=\"a\",limited=\"true\"} 1",

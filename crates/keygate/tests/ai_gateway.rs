@@ -131,6 +131,19 @@ fn request_lines(gw: &Gateway) -> usize {
         .count()
 }
 
+/// The access-log line for `path` once more than `before` lines were written.
+fn next_access_line(gw: &Gateway, before: usize, path: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while request_lines(gw) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new access-log line"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    access_line(gw, path)
+}
+
 /// The access-log line (JSON) for the last request to `path`.
 fn access_line(gw: &Gateway, path: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -272,6 +285,133 @@ async fn chat_streaming_embeddings_and_models_with_key_failover() {
     let reply = post(&gw, "/v1/chat/completions", chat("mock-echo"), &[]).await;
     assert_eq!(reply.header("x-keygate-provider"), Some("mock"));
     assert!(reply.text().contains("Hello from the e2e test"));
+    assert_clean(&gw, &mock);
+}
+
+/// A stream the provider breaks after its head went out ends for the client, and its access-log
+/// line and `keygate_ai_requests_total{status="stream_error"}` say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_breaks_is_an_error_in_the_log_and_metrics() {
+    let mock = mock().await;
+    let data = TempDir::new("ai-broken-stream");
+    seed(data.path());
+    let gw = gateway(&mock, &data, "providers:\n  - id: openai\n    api_keys:\n      - value: ${secrets.get('openai', 'good')}\n  - id: anthropic\n    api_keys:\n      - value: ${secrets.get('anthropic', 'good')}");
+    let cases = [
+        (
+            "/v1/chat/completions",
+            "gpt-4o",
+            "mid-stream",
+            "upstream stream ended early: connection reset",
+        ),
+        (
+            "/v1/chat/completions",
+            "gpt-4o-mini",
+            "fin-mid-stream",
+            "upstream stream ended early: the connection closed before the end of the stream",
+        ),
+        (
+            "/v1/chat/completions",
+            "gpt-4.1",
+            "end-mid-stream",
+            "stream ended before its final event",
+        ),
+        (
+            "/v1/messages",
+            "claude-haiku-4-5",
+            "mid-stream",
+            "upstream stream ended early: connection reset",
+        ),
+    ];
+    for (path, model, drop, error) in cases {
+        let mut body = chat(model);
+        body["stream"] = json!(true);
+        body["max_tokens"] = json!(64);
+        let req = Req::post(path, body.to_string())
+            .bearer(TOKEN)
+            .header("x-mock-drop", drop)
+            .header("x-mock-chunks", "4");
+        let before = request_lines(&gw);
+        let reply = tokio::time::timeout(Duration::from_secs(5), send(gw.addr, req))
+            .await
+            .unwrap_or_else(|_| panic!("{drop}: the client's stream did not end"));
+        if let Ok(reply) = &reply {
+            assert_eq!(reply.status, 200, "{drop}");
+            assert!(!reply.text().contains("[DONE]") && !reply.text().contains("message_stop"));
+        }
+        let line = next_access_line(&gw, before, path);
+        let ai = &line["ai"];
+        assert_eq!(
+            (line["status"].as_u64(), ai["error"].as_str()),
+            (Some(200), Some(error)),
+            "{line}"
+        );
+        // OpenAI: the role chunk and two of four content chunks; Anthropic: `message_start`,
+        // `content_block_start`, `ping` and two deltas.
+        let events = if path == "/v1/messages" { 5 } else { 3 };
+        assert_eq!(ai["events"], events, "{line}");
+        if path == "/v1/messages" {
+            assert!(
+                ai["input_tokens"].as_u64().unwrap() > 0,
+                "message_start's count: {line}"
+            );
+        }
+    }
+    // Complete streams, each ending with its surface's final event, carry no error.
+    let user = json!([{"role": "user", "content": "Hello"}]);
+    let complete = [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": user}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-3.5-turbo", "prompt": "Hello"}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-4o", "input": "Hello"}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": user}),
+        ),
+    ];
+    for (path, mut body) in complete {
+        body["stream"] = json!(true);
+        let before = request_lines(&gw);
+        let reply = post(&gw, path, body, &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        let line = next_access_line(&gw, before, path);
+        assert!(
+            line["ai"].get("error").is_none() && line["ai"].get("events").is_none(),
+            "{line}"
+        );
+    }
+
+    let metrics = send(gw.admin, Req::get("/metrics")).await.unwrap().text();
+    for (provider, model, status) in [
+        ("openai", "gpt-4o", "stream_error"),
+        ("openai", "gpt-4o-mini", "stream_error"),
+        ("openai", "gpt-4.1", "stream_error"),
+        ("anthropic", "claude-haiku-4-5", "stream_error"),
+    ] {
+        let expected = format!(
+            "keygate_ai_requests_total{{provider=\"{provider}\",model=\"{model}\",status=\"{status}\"}} 1"
+        );
+        assert!(
+            metrics.contains(&expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    for expected in [
+        "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o\",status=\"200\"} 2",
+        "keygate_http_requests_total{status=\"200\"} 8",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
     assert_clean(&gw, &mock);
 }
 

@@ -56,6 +56,16 @@ async fn every_spec_metric_is_exported_without_secrets() {
         "{}",
         gw.output()
     );
+    // Metrics are counted just before the line is queued: once the last request's line is out,
+    // the scrape sees every request.
+    assert!(
+        gw.wait_for_output(
+            r#""path":"/v1/models","status":401"#,
+            Duration::from_secs(2)
+        ),
+        "{}",
+        gw.output()
+    );
 
     let metrics = send(gw.admin, Req::get("/metrics")).await.unwrap();
     assert_eq!(metrics.status, 200);

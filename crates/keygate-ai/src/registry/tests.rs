@@ -151,7 +151,13 @@ fn disabled_providers_and_models_drop_out() {
         panic!("wrong error")
     };
     assert_eq!(rejected.len(), 2);
-    assert!(rejected[0].reason.contains("disabled") && rejected[1].reason.contains("disabled"));
+    assert_eq!(
+        rejected[0].reasons,
+        [RejectReason::ProviderDisabled {
+            provider: "openai".into()
+        }]
+    );
+    assert_eq!(rejected[1].reason(), "model 'claude-haiku-4-5' is disabled");
     let r = resolve(
         &reg,
         &["gpt-4o", "claude-sonnet-4-5"],

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 use keygate_cel::{Template, Value};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -13,7 +13,7 @@ use crate::action::{
 };
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
-use crate::error::GatewayError;
+use crate::error::{ErrorCode, GatewayError};
 use crate::exchange::Exchange;
 
 pub const KIND: ActionKind = ActionKind {
@@ -127,9 +127,7 @@ impl BasicAuth {
             return Ok(Flow::Continue);
         }
         Err(GatewayError::new(
-            StatusCode::UNAUTHORIZED,
-            "ERR_KEYGATE_3401",
-            "authentication_error",
+            ErrorCode::Unauthorized,
             "valid basic-auth credentials are required",
         )
         .with_header(http::header::WWW_AUTHENTICATE, self.challenge.clone())

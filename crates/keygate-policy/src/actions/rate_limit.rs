@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 use keygate_cel::{stringify, EvalError, Expression, Value};
 use keygate_ratelimit::{key_digest_hex, Limit, RateLimiter};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::action::{Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
-use crate::error::GatewayError;
+use crate::error::{ErrorCode, GatewayError};
 use crate::exchange::Exchange;
 
 pub const KIND: ActionKind = ActionKind {
@@ -238,9 +238,7 @@ impl RateLimit {
         }
         let seconds = decision.retry_after.as_secs().max(1);
         Err(GatewayError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ERR_KEYGATE_429",
-            "rate_limit_error",
+            ErrorCode::RateLimited,
             format!(
                 "rate limit '{}' exceeded: retry after {seconds} s",
                 self.name

@@ -8,7 +8,6 @@ pub mod cidr_set;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use http::StatusCode;
 use ipnet::IpNet;
 use keygate_cel::{EvalError, Scope, Template, Value};
 use serde::de::IgnoredAny;
@@ -20,7 +19,7 @@ use crate::action::{
 };
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
-use crate::error::GatewayError;
+use crate::error::{ErrorCode, GatewayError};
 use crate::exchange::Exchange;
 
 pub const KIND: ActionKind = ActionKind {
@@ -211,13 +210,7 @@ impl RestrictIps {
         if decision.allowed || !self.enforce {
             return Ok(Flow::Continue);
         }
-        Err(GatewayError::new(
-            StatusCode::FORBIDDEN,
-            "ERR_KEYGATE_3205",
-            "permission_error",
-            "blocked by endpoint IP restriction",
-        )
-        .into())
+        Err(GatewayError::new(ErrorCode::Forbidden, "blocked by endpoint IP restriction").into())
     }
 }
 

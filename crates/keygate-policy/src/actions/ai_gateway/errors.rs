@@ -1,18 +1,13 @@
-//! The `ai-gateway` error responses (reference 4.14), as [`GatewayError`]s with Keygate codes.
+//! The `ai-gateway` error answers: each picks its [`ErrorCode`] and words the message.
 
-use http::StatusCode;
-use keygate_ai::{RequestError, ResolveError};
+use keygate_ai::{RequestError, ResolveError, Restriction};
 
-use crate::error::GatewayError;
-
-const INVALID: &str = "invalid_request_error";
+use crate::error::{ErrorCode, GatewayError};
 
 /// 404: the path is not an AI gateway surface.
 pub fn not_a_surface(method: &http::Method, path: &str) -> GatewayError {
     GatewayError::new(
-        StatusCode::NOT_FOUND,
-        "ERR_KEYGATE_404",
-        "not_found_error",
+        ErrorCode::NoRoute,
         format!(
             "the ai-gateway action does not serve {method} {path}; it serves POST /v1/chat/completions, /v1/completions, \
              /v1/embeddings, /v1/responses, /v1/messages, /v1/messages/count_tokens and GET /v1/models"
@@ -22,20 +17,13 @@ pub fn not_a_surface(method: &http::Method, path: &str) -> GatewayError {
 
 /// 3801 (400): malformed body.
 pub fn invalid_body(err: &RequestError) -> GatewayError {
-    GatewayError::new(
-        StatusCode::BAD_REQUEST,
-        "ERR_KEYGATE_3801",
-        INVALID,
-        format!("invalid request body: {err}"),
-    )
+    GatewayError::bad_request(format!("invalid request body: {err}"))
 }
 
 /// 3802 (400): no key from any source.
 pub fn no_api_key(providers: &[String]) -> GatewayError {
     GatewayError::new(
-        StatusCode::BAD_REQUEST,
-        "ERR_KEYGATE_3802",
-        INVALID,
+        ErrorCode::AiNoApiKey,
         format!(
             "no API key found for provider(s) {}: configure api_keys or send a provider key",
             providers.join(", ")
@@ -46,56 +34,38 @@ pub fn no_api_key(providers: &[String]) -> GatewayError {
 /// 3803 (422): a strategy failed to evaluate.
 pub fn selection_failed(strategy: &str, detail: &str) -> GatewayError {
     GatewayError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "ERR_KEYGATE_3803",
-        INVALID,
+        ErrorCode::AiSelectionFailed,
         format!("model selection failed: strategy '{strategy}': {detail}"),
     )
 }
 
-/// 3804 (422) or 3813 (422): no usable model.
+/// 3804 (422) or 3813 (422): no usable model. When the first rejected model was refused only by
+/// the `only_allow_configured_*` switches, the type says which (ngrok's `provider_not_allowed`,
+/// `model_not_allowed`), and a single rejection is worded as ngrok words it.
 pub fn unresolved(err: &ResolveError) -> GatewayError {
     match err {
         ResolveError::NoMatchingModels { rejected } => {
-            let reason = rejected
-                .first()
-                .map(|r| r.reason.as_str())
-                .unwrap_or_default();
-            let kind = if reason.starts_with("Provider '")
-                && reason.ends_with("gateway configuration")
-            {
-                "provider_not_allowed"
-            } else if reason.starts_with("Model '") && reason.ends_with("gateway configuration") {
-                "model_not_allowed"
-            } else {
-                INVALID
+            let code = match rejected.first().and_then(|r| r.restriction()) {
+                Some(Restriction::Provider) => ErrorCode::AiProviderNotAllowed,
+                Some(Restriction::Model) => ErrorCode::AiModelNotAllowed,
+                None => ErrorCode::AiNoMatchingModels,
             };
             let message = match rejected.as_slice() {
-                [single] if kind != INVALID => single.reason.clone(),
+                [single] if code != ErrorCode::AiNoMatchingModels => single.reason(),
                 _ => err.to_string(),
             };
-            GatewayError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "ERR_KEYGATE_3804",
-                kind,
-                message,
-            )
+            GatewayError::new(code, message)
         }
-        ResolveError::IncompatibleFormat { .. } => GatewayError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ERR_KEYGATE_3813",
-            INVALID,
-            err.to_string(),
-        ),
+        ResolveError::IncompatibleFormat { .. } => {
+            GatewayError::new(ErrorCode::AiIncompatibleFormat, err.to_string())
+        }
     }
 }
 
 /// 3804 (422): the request names no model and nothing is configured to choose from.
 pub fn no_model_requested() -> GatewayError {
     GatewayError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "ERR_KEYGATE_3804",
-        INVALID,
+        ErrorCode::AiNoMatchingModels,
         "no matching models: the request names no model and the policy has no model_selection strategy or configured models",
     )
 }
@@ -103,9 +73,7 @@ pub fn no_model_requested() -> GatewayError {
 /// 3805 (422): every strategy came back empty.
 pub fn selection_empty() -> GatewayError {
     GatewayError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "ERR_KEYGATE_3805",
-        INVALID,
+        ErrorCode::AiSelectionEmpty,
         "model selection returned no usable models for this request across all strategies",
     )
 }
@@ -113,9 +81,7 @@ pub fn selection_empty() -> GatewayError {
 /// 3806 (422): a strategy returned something other than models.
 pub fn selection_wrong_type(strategy: &str, detail: &str) -> GatewayError {
     GatewayError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "ERR_KEYGATE_3806",
-        INVALID,
+        ErrorCode::AiSelectionWrongType,
         format!("strategy '{strategy}': {detail}"),
     )
 }
@@ -123,9 +89,7 @@ pub fn selection_wrong_type(strategy: &str, detail: &str) -> GatewayError {
 /// 3800 (502): every attempt failed to connect.
 pub fn unreachable(attempts: &str) -> GatewayError {
     GatewayError::new(
-        StatusCode::BAD_GATEWAY,
-        "ERR_KEYGATE_3800",
-        "api_error",
+        ErrorCode::UpstreamUnreachable,
         format!("provider unreachable: {attempts}"),
     )
 }
@@ -133,9 +97,7 @@ pub fn unreachable(attempts: &str) -> GatewayError {
 /// 3807 (503): every candidate failed.
 pub fn all_failed(attempts: &str) -> GatewayError {
     GatewayError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "ERR_KEYGATE_3807",
-        "api_error",
+        ErrorCode::AllProvidersFailed,
         format!("All providers failed: {attempts}"),
     )
 }
@@ -148,9 +110,7 @@ pub fn total_timeout(seconds: f64, attempts: &str) -> GatewayError {
         format!("; attempts: {attempts}")
     };
     GatewayError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        "ERR_KEYGATE_3810",
-        "timeout_error",
+        ErrorCode::TotalTimeout,
         format!("total timeout of {seconds} s exceeded{tried}"),
     )
 }
@@ -158,9 +118,7 @@ pub fn total_timeout(seconds: f64, attempts: &str) -> GatewayError {
 /// 3811 (413): prompt over `max_input_tokens`.
 pub fn input_too_large(estimate: u64, max: u64) -> GatewayError {
     GatewayError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "ERR_KEYGATE_3811",
-        "request_too_large",
+        ErrorCode::InputTooLarge,
         format!("input too large: {estimate} tokens (max {max})"),
     )
 }
@@ -168,30 +126,62 @@ pub fn input_too_large(estimate: u64, max: u64) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_ai::Rejection;
+    use keygate_ai::{RejectReason, Rejection};
+
+    fn no_match(reasons: Vec<RejectReason>) -> GatewayError {
+        unresolved(&ResolveError::NoMatchingModels {
+            rejected: vec![Rejection {
+                model: "gpt-4o".into(),
+                reasons,
+            }],
+        })
+    }
 
     #[test]
     fn restriction_messages_follow_ngrok() {
-        let err = unresolved(&ResolveError::NoMatchingModels {
-            rejected: vec![Rejection {
-                model: "gpt-4o".into(),
-                reason: "Model 'gpt-4o' is not allowed by gateway configuration".into(),
-            }],
-        });
-        assert_eq!(err.kind, "model_not_allowed");
+        let err = no_match(vec![RejectReason::ModelNotAllowed {
+            model: "gpt-4o".into(),
+        }]);
+        assert_eq!(err.code, ErrorCode::AiModelNotAllowed);
+        assert_eq!(err.code.error_type(), "model_not_allowed");
         assert_eq!(
             err.message,
             "Model 'gpt-4o' is not allowed by gateway configuration"
         );
-        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
-        let err = unresolved(&ResolveError::NoMatchingModels {
-            rejected: vec![Rejection {
-                model: "x".into(),
-                reason: "unknown model 'x'".into(),
-            }],
-        });
-        assert_eq!((err.code, err.kind), ("ERR_KEYGATE_3804", INVALID));
-        assert_eq!(input_too_large(10, 5).status, StatusCode::PAYLOAD_TOO_LARGE);
+        let provider = |id: &str| RejectReason::ProviderNotAllowed {
+            provider: id.into(),
+        };
+        let err = no_match(vec![provider("openai"), provider("azure")]);
+        assert_eq!(err.code, ErrorCode::AiProviderNotAllowed);
+        assert_eq!(
+            err.message,
+            "Provider 'openai' is not allowed by gateway configuration; Provider 'azure' is not \
+             allowed by gateway configuration"
+        );
+        // Both switches: the first reason's names the type.
+        let model = RejectReason::ModelNotAllowed {
+            model: "gpt-4o".into(),
+        };
+        let err = no_match(vec![provider("openai"), model]);
+        assert_eq!(err.code, ErrorCode::AiProviderNotAllowed);
+        // A reason beyond the switches makes it no restriction.
+        let err = no_match(vec![
+            provider("openai"),
+            RejectReason::ModelDisabled {
+                model: "gpt-4o".into(),
+            },
+        ]);
+        assert_eq!(err.code, ErrorCode::AiNoMatchingModels);
+        let err = no_match(vec![RejectReason::UnknownModel { name: "x".into() }]);
+        assert_eq!(
+            (err.code.as_str(), err.code.error_type()),
+            ("ERR_KEYGATE_3804", "invalid_request_error")
+        );
+        assert_eq!(
+            err.message,
+            "no matching models: 'gpt-4o' (unknown model 'x')"
+        );
+        assert_eq!(input_too_large(10, 5).status().as_u16(), 413);
         assert_eq!(
             total_timeout(1.5, "").message,
             "total timeout of 1.5 s exceeded"

@@ -159,8 +159,8 @@ impl AiGateway {
                     Verdict::Success { response, first } => {
                         let usage = Arc::new(Usage::default());
                         let record = record(usage.clone());
-                        let response =
-                            self.client_response(response, first, &prepared, candidate, usage);
+                        let response = self
+                            .client_response(response, first, surface, &prepared, candidate, usage);
                         return Ok(Served::Provider {
                             response,
                             success: (model_index, request_index),
@@ -357,6 +357,7 @@ impl AiGateway {
         &self,
         response: Response<Body>,
         first: Option<Bytes>,
+        surface: Surface,
         prepared: &PreparedBody<'_>,
         candidate: &Candidate,
         usage: Arc<Usage>,
@@ -367,7 +368,7 @@ impl AiGateway {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let scan = Scan::for_content_type(content_type, prepared.added_include_usage);
+        let scan = Scan::for_content_type(content_type, surface, prepared.added_include_usage);
         if matches!(scan, Scan::Sse(_)) && prepared.added_include_usage {
             parts.headers.remove(CONTENT_LENGTH);
         }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::config::OnError;
 use super::errors;
 use super::failover::Rendered;
-use super::results::Trace;
+use super::results::{Outcome, Trace};
 use super::strategy::StrategyError;
 use super::{AiGateway, KIND, METRICS};
 use crate::action::{ActionError, Flow};
@@ -62,12 +62,7 @@ pub(super) enum Served {
 impl AiGateway {
     /// Publishes `actions.ngrok.ai_gateway.*` when the policy reads it: building the value is
     /// otherwise the costliest part of a request (measured: ~60% of its instructions).
-    fn publish(
-        &self,
-        ex: &mut Exchange,
-        trace: &Trace,
-        outcome: Result<(usize, usize), &GatewayError>,
-    ) {
+    fn publish(&self, ex: &mut Exchange, trace: &Trace, outcome: Outcome<'_>) {
         if self.publish_results {
             ex.results.set(
                 KIND.result_name,
@@ -85,29 +80,28 @@ impl AiGateway {
                 success,
                 record,
             }) => {
-                self.publish(ex, &trace, Ok(success));
+                let (model_index, request_index) = success;
+                let outcome = Outcome::Success {
+                    model_index,
+                    request_index,
+                };
+                self.publish(ex, &trace, outcome);
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
             Ok(Served::Refused { response, record }) => {
-                let err = GatewayError::new(
-                    response.status(),
-                    "ERR_KEYGATE_UPSTREAM",
-                    "invalid_request_error",
-                    format!(
-                        "provider '{}' refused the request with status {}",
-                        record.provider,
-                        response.status().as_u16()
-                    ),
-                );
-                self.publish(ex, &trace, Err(&err));
+                let outcome = Outcome::Refused {
+                    provider: &record.provider,
+                    status: response.status(),
+                };
+                self.publish(ex, &trace, outcome);
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
             Ok(Served::Local(response)) => Ok(Flow::Respond(response)),
             Err(Stop::Eval(err)) => Err(ActionError::Eval(err)),
             Err(Stop::Gateway(err)) => {
-                self.publish(ex, &trace, Err(&err));
+                self.publish(ex, &trace, Outcome::Failed(&err));
                 if let Some(last) = trace.tried.last() {
                     ex.log.ai = Some(AiRecord {
                         provider: last.provider.clone(),

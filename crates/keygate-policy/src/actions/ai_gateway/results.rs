@@ -120,13 +120,8 @@ impl Trace {
         parts.join("; ")
     }
 
-    /// The `actions.ngrok.ai_gateway` value for the request `head`: success
-    /// (`Ok((model_index, request_index))`) or error.
-    pub fn to_value(
-        &self,
-        head: &http::request::Parts,
-        outcome: Result<(usize, usize), &GatewayError>,
-    ) -> Value {
+    /// The `actions.ngrok.ai_gateway` value for the request `head` and how it ended.
+    pub fn to_value(&self, head: &http::request::Parts, outcome: Outcome<'_>) -> Value {
         let total = self.started.elapsed();
         let headers = &head.headers;
         let user_agent = headers
@@ -134,7 +129,7 @@ impl Trace {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let mut value = json!({
-            "status": if outcome.is_ok() { "success" } else { "error" },
+            "status": if matches!(outcome, Outcome::Success { .. }) { "success" } else { "error" },
             "client": {
                 "method": head.method.as_str(),
                 "path": head.uri.path(),
@@ -153,10 +148,13 @@ impl Trace {
         value["client"]["rejected_models"] = self
             .rejected
             .iter()
-            .map(|r| json!({"model": r.model, "reason": r.reason}))
+            .map(|r| json!({"model": r.model, "reason": r.reason()}))
             .collect();
         match outcome {
-            Ok((model_index, request_index)) => {
+            Outcome::Success {
+                model_index,
+                request_index,
+            } => {
                 if let Some(model) = self.tried.get(model_index) {
                     value["success"] = json!({
                         "model_index": model_index, "request_index": request_index,
@@ -164,10 +162,42 @@ impl Trace {
                     });
                 }
             }
-            Err(err) => value["error"] = json!({"code": err.code, "message": err.message}),
+            Outcome::Failed(err) => {
+                value["error"] = json!({"code": err.code.as_str(), "message": err.message});
+            }
+            Outcome::Refused { provider, status } => {
+                value["error"] = json!({
+                    "code": PROVIDER_REFUSED,
+                    "message": format!(
+                        "provider '{provider}' refused the request with status {}",
+                        status.as_u16()
+                    ),
+                });
+            }
         }
         value
     }
+}
+
+/// The `error.code` of a request whose provider refused it with its own 4xx, which went to the
+/// client unchanged: not a gateway answer, so not an [`crate::ErrorCode`].
+const PROVIDER_REFUSED: &str = "ERR_KEYGATE_UPSTREAM";
+
+/// How a request through the action ended, as the published results describe it.
+#[derive(Clone, Copy)]
+pub enum Outcome<'a> {
+    /// Request `request_index` of model `model_index` (indices into the trace) succeeded.
+    Success {
+        model_index: usize,
+        request_index: usize,
+    },
+    /// The gateway answered with an error.
+    Failed(&'a GatewayError),
+    /// The provider's own 4xx answer was passed to the client.
+    Refused {
+        provider: &'a str,
+        status: http::StatusCode,
+    },
 }
 
 fn model_value(model: &ModelTried) -> Value {
@@ -284,7 +314,7 @@ mod tests {
             ("authorization", &format!("Bearer {token}")),
             ("x-other", "1"),
         ]);
-        let value = Trace::new().to_value(&head, Err(&GatewayError::bad_request("x")));
+        let value = Trace::new().to_value(&head, Outcome::Failed(&GatewayError::bad_request("x")));
         let text = value.to_string();
         assert!(!text.contains(token), "{text}");
         assert_eq!(
@@ -294,6 +324,21 @@ mod tests {
         assert_eq!(value["client"]["api_key_hash"], "kg-abcd...0123");
         assert_eq!(value["status"], "error");
         assert_eq!(value["error"]["code"], "ERR_KEYGATE_3801");
+    }
+
+    #[test]
+    fn a_provider_refusal_is_an_upstream_error() {
+        let outcome = Outcome::Refused {
+            provider: "openai",
+            status: http::StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let value = Trace::new().to_value(&head(&[]), outcome);
+        assert_eq!(value["status"], "error");
+        assert_eq!(
+            value["error"],
+            json!({"code": "ERR_KEYGATE_UPSTREAM",
+                "message": "provider 'openai' refused the request with status 422"})
+        );
     }
 
     #[test]
@@ -323,7 +368,13 @@ mod tests {
             "[429] openai/gpt-4o (sk-proj...ghij): 429 Too Many Requests; [timeout] openai/gpt-4o (sk-proj...ghij): per-request timeout"
         );
         assert_eq!(trace.attempts(), 2);
-        let value = trace.to_value(&head(&[]), Ok((0, 1)));
+        let value = trace.to_value(
+            &head(&[]),
+            Outcome::Success {
+                model_index: 0,
+                request_index: 1,
+            },
+        );
         assert_eq!(
             value["models_tried"][0]["requests_made"][0]["response"]["status_code"],
             429

@@ -1,7 +1,9 @@
 //! The response body handed to the client: upstream bytes forwarded frame by frame as they
 //! arrive, with usage read on the way (SSE events or a JSON body), the gateway-added usage
 //! chunk dropped, and an idle timeout between chunks. Dropping it (client gone) drops the
-//! upstream body, which cancels the upstream request.
+//! upstream body, which cancels the upstream request. A body that breaks off (reset, closed,
+//! idle, or an event stream without its final event) is recorded in [`Usage::broken`]; the
+//! client's copy then ends too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,11 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use keygate_ai::{SseScanner, TokenUsage};
+use keygate_ai::{SseScanner, Surface, TokenUsage};
 use tokio::time::{sleep, Instant, Sleep};
 
 use crate::body::{Body, BoxError};
-use crate::exchange::Usage;
+use crate::exchange::{BrokenStream, StreamFailure, Usage};
 
 /// Largest JSON body kept to read its `usage`.
 const MAX_JSON_SCAN: usize = 8 << 20;
@@ -57,11 +59,11 @@ impl JsonChunks {
 }
 
 impl Scan {
-    /// The scan mode for a response content type; `strip_usage_chunk` when the gateway added
-    /// `include_usage` itself.
-    pub fn for_content_type(content_type: &str, strip_usage_chunk: bool) -> Scan {
+    /// The scan mode for a response content type on `surface`; `strip_usage_chunk` when the
+    /// gateway added `include_usage` itself.
+    pub fn for_content_type(content_type: &str, surface: Surface, strip_usage_chunk: bool) -> Scan {
         if content_type.starts_with("text/event-stream") {
-            Scan::Sse(SseScanner::new(strip_usage_chunk))
+            Scan::Sse(SseScanner::new(strip_usage_chunk).with_final_event(surface.final_event()))
         } else if content_type.starts_with("application/json") {
             Scan::Json(JsonChunks::default())
         } else {
@@ -113,18 +115,28 @@ impl MeteredBody {
         }
     }
 
-    /// Ends the body (`complete` when it ended normally) and returns the bytes a stream still
-    /// holds back; a stream's usage is known now, a JSON body's is read on drop.
-    fn record(&mut self, complete: bool) -> Bytes {
-        let rest = match &mut self.scan {
+    /// Ends the body and returns the bytes a stream still holds back; a stream's usage is known
+    /// now, a JSON body's is read on drop.
+    fn record(&mut self, end: End) -> Bytes {
+        let (rest, events, unfinished) = match &mut self.scan {
             Scan::Sse(scanner) => {
                 let rest = scanner.finish();
                 store(&self.usage, scanner.usage());
-                rest
+                (rest, scanner.events(), !scanner.saw_final_event())
             }
-            Scan::Json(_) | Scan::Nothing => Bytes::new(),
+            Scan::Json(_) | Scan::Nothing => (Bytes::new(), 0, false),
         };
-        self.usage.complete.store(complete, Ordering::Relaxed);
+        self.usage
+            .complete
+            .store(matches!(end, End::Complete), Ordering::Relaxed);
+        let cause = match end {
+            End::Complete if unfinished => Some(StreamFailure::Unfinished),
+            End::Complete | End::Abandoned => None,
+            End::Broken(cause) => Some(cause),
+        };
+        if let Some(cause) = cause {
+            let _ = self.usage.broken.set(BrokenStream { cause, events });
+        }
         self.finished = true;
         rest
     }
@@ -134,7 +146,7 @@ impl MeteredBody {
     fn forward(&mut self, data: Bytes) -> Option<Bytes> {
         let mut out = self.scan.push(data);
         if self.first.is_none() && self.inner.is_end_stream() {
-            let rest = self.record(true);
+            let rest = self.record(End::Complete);
             if !rest.is_empty() {
                 let mut joined = bytes::BytesMut::from(&out[..]);
                 joined.extend_from_slice(&rest);
@@ -148,12 +160,47 @@ impl MeteredBody {
 impl Drop for MeteredBody {
     fn drop(&mut self) {
         if !self.finished {
-            self.record(false);
+            self.record(End::Abandoned);
         }
         if let Scan::Json(json) = &self.scan {
             store(&self.usage, json.usage());
         }
     }
+}
+
+/// How a [`MeteredBody`] ended.
+enum End {
+    /// The upstream body ended as HTTP frames it.
+    Complete,
+    /// The upstream body failed or went idle.
+    Broken(StreamFailure),
+    /// The client went away first.
+    Abandoned,
+}
+
+/// What a failed upstream body read means: a reset, a connection closed before the body's end
+/// (hyper reports both as I/O errors beneath its own), or something else, quoted.
+fn failure_of(err: &(dyn std::error::Error + 'static)) -> StreamFailure {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    return StreamFailure::Reset
+                }
+                std::io::ErrorKind::UnexpectedEof => return StreamFailure::Closed,
+                _ => {}
+            }
+        }
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return StreamFailure::Closed;
+        }
+        cause = err.source();
+    }
+    StreamFailure::Read(err.to_string())
 }
 
 /// Records `usage` when the provider reported any of it.
@@ -201,18 +248,18 @@ impl HttpBody for MeteredBody {
                     }
                 }
                 Poll::Ready(Some(Err(err))) => {
-                    this.record(false);
+                    this.record(End::Broken(failure_of(&*err)));
                     return Poll::Ready(Some(Err(err)));
                 }
                 Poll::Ready(None) => {
-                    let rest = this.record(true);
+                    let rest = this.record(End::Complete);
                     return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
                 }
                 Poll::Pending => {
                     if this.timer.as_mut().poll(cx).is_ready() {
-                        this.record(false);
-                        let message =
-                            format!("upstream sent nothing for {} ms", this.idle.as_millis());
+                        let idle = StreamFailure::Idle(this.idle);
+                        let message = idle.to_string();
+                        this.record(End::Broken(idle));
                         return Poll::Ready(Some(Err(message.into())));
                     }
                     return Poll::Pending;
@@ -268,7 +315,7 @@ mod tests {
         let body = MeteredBody::new(
             first,
             inner,
-            Scan::for_content_type("text/event-stream", true),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, true),
             usage.clone(),
             Duration::from_secs(5),
         );
@@ -283,6 +330,62 @@ mod tests {
         assert_eq!(usage.input_tokens.load(Ordering::Relaxed), 3);
         assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 4);
         assert!(usage.complete.load(Ordering::Relaxed));
+        assert_eq!(usage.broken.get(), None);
+    }
+
+    fn sse(inner: Body, usage: &Arc<Usage>) -> MeteredBody {
+        let scan = Scan::for_content_type("text/event-stream", Surface::Messages, false);
+        MeteredBody::new(None, inner, scan, usage.clone(), Duration::from_secs(5))
+    }
+
+    const START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":6}}}\n\n";
+
+    #[tokio::test]
+    async fn a_reset_upstream_is_recorded_with_the_events_seen() {
+        let usage = Arc::new(Usage::default());
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(START.as_bytes()))),
+            Err(BoxError::from(reset)),
+        ];
+        let inner = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+        let mut body = sse(inner, &usage);
+        body.frame().await.unwrap().unwrap();
+        assert!(
+            body.frame().await.unwrap().is_err(),
+            "the client's copy ends too"
+        );
+        assert!(body.frame().await.is_none());
+        let broken = usage.broken.get().unwrap();
+        assert_eq!((&broken.cause, broken.events), (&StreamFailure::Reset, 1));
+        assert_eq!(usage.input_tokens.load(Ordering::Relaxed), 6);
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(failure_of(&eof), StreamFailure::Closed);
+        let other = std::io::Error::other("tls alert");
+        assert_eq!(
+            failure_of(&other).to_string(),
+            "upstream stream ended early: tls alert"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_its_final_event_is_unfinished() {
+        let usage = Arc::new(Usage::default());
+        let body = sse(body_of(vec![START]), &usage);
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, START.as_bytes(), "what came is forwarded as it came");
+        let broken = usage.broken.get().unwrap();
+        assert_eq!(
+            (&broken.cause, broken.events),
+            (&StreamFailure::Unfinished, 1)
+        );
+        let usage = Arc::new(Usage::default());
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        sse(body_of(vec![START, stop]), &usage)
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(usage.broken.get(), None);
     }
 
     #[tokio::test]
@@ -295,7 +398,7 @@ mod tests {
         let mut body = MeteredBody::new(
             first,
             inner,
-            Scan::for_content_type("application/json", false),
+            Scan::for_content_type("application/json", Surface::ChatCompletions, false),
             usage.clone(),
             Duration::from_secs(1),
         );
@@ -318,7 +421,7 @@ mod tests {
         let mut body = MeteredBody::new(
             None,
             inner,
-            Scan::for_content_type("text/event-stream", false),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
             usage.clone(),
             Duration::from_secs(5),
         );
@@ -326,6 +429,11 @@ mod tests {
         drop(body);
         assert_eq!(usage.input_tokens.load(Ordering::Relaxed), 4);
         assert!(!usage.complete.load(Ordering::Relaxed));
+        assert_eq!(
+            usage.broken.get(),
+            None,
+            "a client that left is no upstream failure"
+        );
     }
 
     #[tokio::test]
@@ -338,7 +446,7 @@ mod tests {
         let body = MeteredBody::new(
             first,
             inner,
-            Scan::for_content_type("application/json", false),
+            Scan::for_content_type("application/json", Surface::ChatCompletions, false),
             usage.clone(),
             Duration::from_secs(5),
         );
@@ -353,10 +461,17 @@ mod tests {
             Result<Frame<Bytes>, BoxError>,
         >())
         .boxed();
-        let mut body =
-            MeteredBody::new(None, inner, Scan::Nothing, usage, Duration::from_millis(30));
+        let mut body = MeteredBody::new(
+            None,
+            inner,
+            Scan::Nothing,
+            usage.clone(),
+            Duration::from_millis(30),
+        );
         let frame = body.frame().await.unwrap();
         assert!(frame.unwrap_err().to_string().contains("sent nothing"));
         assert!(body.frame().await.is_none());
+        let cause = &usage.broken.get().unwrap().cause;
+        assert_eq!(cause.to_string(), "upstream sent nothing for 30 ms");
     }
 }

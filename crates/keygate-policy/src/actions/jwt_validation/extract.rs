@@ -95,6 +95,7 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+    use crate::error::ErrorCode;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
@@ -130,7 +131,7 @@ mod tests {
         );
         assert_eq!(
             from_header(&h, "x-token", None).unwrap_err().code(),
-            "ERR_KEYGATE_3408"
+            ErrorCode::JwtHeaderMissing
         );
         assert_eq!(
             from_header(
@@ -164,7 +165,7 @@ mod tests {
         );
         assert_eq!(
             from_body(&json, &body, "token", None).unwrap_err().code(),
-            "ERR_KEYGATE_3406"
+            ErrorCode::JwtTokenMissing
         );
         assert_eq!(
             from_body(&json, &Bytes::from_static(b"{\"token\": 5}"), "token", None),

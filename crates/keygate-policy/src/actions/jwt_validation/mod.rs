@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use keygate_cel::{from_json, EvalError, Scope, Template, Value};
 
@@ -210,7 +210,7 @@ impl JwtValidation {
             results.insert(
                 "error",
                 Value::from(HashMap::from([
-                    ("code", Value::from(err.code())),
+                    ("code", Value::from(err.code().as_str())),
                     ("message", Value::from(err.to_string())),
                 ])),
             );
@@ -314,13 +314,7 @@ fn token_result(parsed: &Parsed<'_>, found: &Found, verified: bool) -> Value {
 
 /// The 401 answer for a refused token.
 fn rejection(err: &TokenError) -> GatewayError {
-    GatewayError::new(
-        StatusCode::UNAUTHORIZED,
-        err.code(),
-        "authentication_error",
-        format!("invalid JWT: {err}"),
-    )
-    .with_header(
+    GatewayError::new(err.code(), format!("invalid JWT: {err}")).with_header(
         http::header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer error=\"invalid_token\""),
     )

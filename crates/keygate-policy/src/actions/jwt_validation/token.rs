@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::config::algorithm;
 use super::keys::VerifyKey;
+use crate::error::ErrorCode;
 
 /// Clock skew tolerated for `exp` and `nbf`, in seconds.
 pub(super) const LEEWAY_SECS: i64 = 60;
@@ -51,20 +52,26 @@ pub(super) enum TokenError {
 }
 
 impl TokenError {
-    /// The `ERR_KEYGATE_NNNN` code (ngrok's numbers for these failures).
-    pub fn code(&self) -> &'static str {
+    /// The gateway error it answers with (ngrok's numbers for these failures).
+    pub fn code(&self) -> ErrorCode {
         match self {
             TokenError::Missing {
                 location: "header", ..
-            } => "ERR_KEYGATE_3408",
-            TokenError::Missing { .. } => "ERR_KEYGATE_3406",
-            TokenError::PrefixMissing => "ERR_KEYGATE_3413",
-            TokenError::BodyMethod => "ERR_KEYGATE_3415",
-            TokenError::BodyContentType => "ERR_KEYGATE_3414",
-            TokenError::BodyParse => "ERR_KEYGATE_3411",
-            TokenError::Malformed => "ERR_KEYGATE_3416",
-            TokenError::KeysUnavailable => "ERR_KEYGATE_3422",
-            _ => "ERR_KEYGATE_3401",
+            } => ErrorCode::JwtHeaderMissing,
+            TokenError::Missing { .. } => ErrorCode::JwtTokenMissing,
+            TokenError::PrefixMissing => ErrorCode::JwtPrefixMissing,
+            TokenError::BodyMethod => ErrorCode::JwtBodyMethod,
+            TokenError::BodyContentType => ErrorCode::JwtBodyContentType,
+            TokenError::BodyParse => ErrorCode::JwtBodyUnreadable,
+            TokenError::Malformed => ErrorCode::JwtMalformed,
+            TokenError::KeysUnavailable => ErrorCode::JwtKeysUnavailable,
+            TokenError::Algorithm
+            | TokenError::UnknownKey
+            | TokenError::Signature
+            | TokenError::Expired
+            | TokenError::NotYetValid
+            | TokenError::Issuer
+            | TokenError::Audience => ErrorCode::Unauthorized,
         }
     }
 }
