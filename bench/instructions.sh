@@ -15,6 +15,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REQUESTS="${REQUESTS:-2000}"
+CONNECTIONS="${CONNECTIONS:-4}"        # keep-alive connections the requests share
 WARMUP="${WARMUP:-200}"
 LEG="${LEG:-http}"
 MOCK_PORT="${MOCK_PORT:-18281}"
@@ -68,9 +69,9 @@ PIDS+=("$KG_PID")
 wait_http "http://127.0.0.1:$KG_ADMIN_PORT/readyz"
 
 printf '{"model":"gpt-4o","messages":[{"role":"user","content":"Benchmark round trip: please echo this sentence back in small streamed chunks, thank you very much."}]}' >"$WORK/chat.json"
-load() { # N requests back to back on one connection; prints how many succeeded
+load() { # about N requests over CONNECTIONS connections in 2 s; prints how many succeeded
   "$LOAD_BIN" --url "http://127.0.0.1:$KG_PORT/v1/chat/completions" --rate "$(( $1 / 2 ))" \
-    --duration 2 --warmup 0 --connections 1 --timeout-ms 60000 --body-file "$WORK/chat.json" \
+    --duration 2 --warmup 0 --connections "$CONNECTIONS" --timeout-ms 60000 --body-file "$WORK/chat.json" \
     -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" | jq -r .ok
 }
 load "$WARMUP" >/dev/null

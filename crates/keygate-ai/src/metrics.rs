@@ -1,5 +1,5 @@
-//! Local rolling statistics per (provider, model) that feed `m.metrics` in selection strategies
-//! (reference 4.8). One node's view: the `global`, `region`, `account` and `endpoint` scopes all
+//! Local rolling statistics per (provider, model) that feed `m.metrics` in selection strategies.
+//! One node's view: the `global`, `region`, `account` and `endpoint` scopes all
 //! report the same window.
 
 use std::collections::{HashMap, VecDeque};

@@ -1,7 +1,7 @@
 //! The provider/model universe one policy sees: the catalog merged with the policy's `providers[]`,
 //! `--provider-url` overrides applied, and the `only_allow_configured_*` switches.
 //!
-//! Provider order (used when several providers offer the same model id, reference Q9): configured
+//! Provider order (used when several providers offer the same model id): configured
 //! providers in configuration order, then the remaining built-ins in catalog order.
 
 use std::collections::{HashMap, HashSet};
@@ -236,7 +236,7 @@ impl Candidate {
         self.provider.id == other.provider.id && self.model.id == other.model.id
     }
 
-    /// The `AIModel` value strategies see (reference 4.8), with `metrics` supplied by the caller.
+    /// The `AIModel` value strategies see (`ai.models` elements), with `metrics` supplied by the caller.
     pub fn to_json(&self, metrics: Value) -> Value {
         let m = &self.model;
         let p = &self.provider;

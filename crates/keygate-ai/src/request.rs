@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 /// Most entries accepted in `models`: each may cost upstream attempts, so the list is bounded.
 pub const MAX_MODELS: usize = 32;
 
-/// Model names that ask the gateway to choose (reference 4.6).
+/// Model names that ask the gateway to choose (ngrok's `ngrok/auto`, and Keygate's own name for it).
 const AUTO_MODELS: [&str; 2] = ["ngrok/auto", "keygate/auto"];
 
 /// A parsed client request body.

@@ -1,4 +1,4 @@
-//! Turning the client's body into the upstream body for one candidate (reference 4.11):
+//! Turning the client's body into the upstream body for one candidate:
 //! set the upstream model id, drop `models`, strip parameters, merge the configured `body`,
 //! cap output tokens, and ask for streamed usage when the client did not.
 
@@ -143,7 +143,7 @@ fn add_include_usage(json: &mut Map<String, Value>) {
     }
 }
 
-/// `max_output_tokens` (reference Q7): lower any output-token field above the cap; when the
+/// `max_output_tokens`: lower any output-token field above the cap; when the
 /// client sent none, add the surface's field set to the cap.
 fn cap_output_tokens(json: &mut Map<String, Value>, surface: Surface, provider: &str, cap: u64) {
     const FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];

@@ -1,4 +1,4 @@
-//! Joining a provider's base URL with the surface path (reference 4.11 [REC]) and query parameters.
+//! Joining a provider's base URL with the surface path (ngrok's rule: a base URL that ends in a version keeps it) and query parameters.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
