@@ -118,7 +118,7 @@ impl StartError {
 
 /// Starts the gateway and serves until SIGTERM/SIGINT, then drains for the grace period.
 pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartError> {
-    let http = HttpClient::default();
+    let http = services.http;
     let metrics = Metrics::new();
     let count_decision = metrics.rate_limit_observer();
     let rate_limiter: Arc<dyn RateLimiter> = Arc::new(Observed::new(
