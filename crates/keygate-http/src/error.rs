@@ -32,3 +32,17 @@ pub enum SendError {
     #[error(transparent)]
     Http(hyper::Error),
 }
+
+impl SendError {
+    /// The message and its chain of causes, on one line (never holds request headers or keys).
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}

@@ -63,8 +63,8 @@ use crate::response::ResponseBody;
 /// Connections listed per origin by each thread, busy or idle; beyond this, extra connections
 /// serve one request and close (so many requests in flight do not churn connections).
 const MAX_PER_ORIGIN: usize = 1024;
-/// Idle connections kept per origin by each thread after a sweep (each holds some 20 KiB of
-/// buffers).
+/// Idle connections kept per origin by each thread after a sweep: enough for a busy core, few
+/// enough that a past burst does not keep holding every connection's buffers.
 const MAX_IDLE_PER_ORIGIN: usize = 64;
 /// A connection unused this long is closed by the next sweep.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);

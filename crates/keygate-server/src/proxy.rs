@@ -56,8 +56,8 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
             GatewayError::body_too_large(ex.max_body_bytes).into_response(ex.api_format)
         }
         Err(err) => {
-            warn!(request_id = %ex.id, error = %err, "upstream request failed");
-            let error = GatewayError::upstream_unreachable(&err.to_string());
+            let error = GatewayError::upstream_unreachable(&err.with_causes());
+            warn!(request_id = %ex.id, error = %error.message, "upstream request failed");
             ex.log.error = Some(error.message.clone());
             error.into_response(ex.api_format)
         }

@@ -26,7 +26,7 @@ use super::stream::{MeteredBody, Scan};
 use super::{AiGateway, METRICS};
 use crate::body::{full, Body, BoxError};
 use crate::exchange::{AiRecord, Exchange, Usage};
-use keygate_http::{strip_hop_by_hop, ResponseBody, SendError};
+use keygate_http::{strip_hop_by_hop, ResponseBody};
 
 /// Largest provider error body read (and passed back when the error goes to the client).
 const MAX_ERROR_READ: usize = 64 * 1024;
@@ -291,7 +291,7 @@ impl AiGateway {
             let response = http
                 .send(upstream)
                 .await
-                .map_err(|e| AttemptEnd::Transport(transport_error(&e)))?;
+                .map_err(|e| AttemptEnd::Transport(e.with_causes()))?;
             let (parts, mut body) = response.into_parts();
             let status = parts.status.as_u16();
             if status < 400 {
@@ -509,16 +509,4 @@ pub(super) fn strip_provider_headers<B>(response: &mut Response<B>) {
             headers.remove(name);
         }
     }
-}
-
-/// A transport error's chain of causes, one line (never holds request headers or keys).
-fn transport_error(err: &SendError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
