@@ -64,8 +64,7 @@ impl HttpClient {
         &self,
         mut request: Request<Body>,
     ) -> Result<Response<ResponseBody>, SendError> {
-        let authority = request.uri().authority().ok_or(SendError::NoHost)?.clone();
-        pool::ensure_host(&mut request, &authority);
+        pool::ensure_host(&mut request, None);
         let inner = &*self.inner;
         match request.uri().scheme() {
             Some(scheme) if *scheme == Scheme::HTTP => {

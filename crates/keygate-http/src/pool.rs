@@ -316,7 +316,7 @@ pub(crate) async fn send(
                 Some(unsent) if reused => {
                     request = unsent;
                     reused = false;
-                    ensure_host(&mut request, &key.authority);
+                    ensure_host(&mut request, Some(&key.authority));
                     ready = opened(&key, connector.open(&target, &key.authority, tls).await?);
                 }
                 _ => return Err(SendError::Http(error.into_error())),
@@ -325,13 +325,17 @@ pub(crate) async fn send(
     }
 }
 
-/// Sets `Host` to `authority` (without userinfo) when the request has none.
-pub(crate) fn ensure_host(request: &mut Request<Body>, authority: &Authority) {
+/// Sets `Host` to `authority` (or the URI's) when the request has none.
+pub(crate) fn ensure_host(request: &mut Request<Body>, authority: Option<&Authority>) {
     if request.headers().contains_key(HOST) {
         return;
     }
-    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
-    if let Ok(host) = HeaderValue::from_str(host) {
+    // `host[:port]`: userinfo (`user:pass@`) never goes into Host.
+    let host = authority
+        .or_else(|| request.uri().authority())
+        .and_then(|a| a.as_str().rsplit('@').next())
+        .and_then(|host| HeaderValue::from_str(host).ok());
+    if let Some(host) = host {
         request.headers_mut().insert(HOST, host);
     }
 }

@@ -334,3 +334,38 @@ fn unusable_tls_files_are_clear_errors_at_load() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_the_handshake_times_out_at_the_connect_timeout() {
+    // Accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let upstream = format!("https://{addr}");
+    let gw = Gateway::start(
+        "on_http_request: []\n",
+        &[
+            "--upstream",
+            &upstream,
+            "--upstream-connect-timeout",
+            "500ms",
+        ],
+    );
+    let started = Instant::now();
+    let reply = send(gw.addr, Req::get("/")).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.status, 502);
+    assert_eq!(
+        reply.json()["error"]["message"],
+        format!("upstream unreachable: connecting to {addr} timed out after 0.5s")
+    );
+}
