@@ -202,11 +202,12 @@ async fn slow_gets(mock: &MockServer, tls: &TlsConnector, id: u64, n: usize, del
 async fn a_second_http2_connection_opens_when_the_first_is_at_the_peers_limit() {
     let (mock, tls) = tls_mock(2, false).await;
     let started = Instant::now();
-    slow_gets(&mock, &tls, 1001, 5, 300).await;
-    // Five streams at two per connection: three connections, all running at once.
+    slow_gets(&mock, &tls, 1001, 5, 500).await;
+    // Five streams at two per connection: three connections, all running at once (queued
+    // streams would take two delays or more).
     assert_eq!(listed(&mock.addr.to_string()), 3);
     assert!(
-        started.elapsed() < Duration::from_millis(550),
+        started.elapsed() < Duration::from_millis(950),
         "no request queued behind another: {:?}",
         started.elapsed()
     );
