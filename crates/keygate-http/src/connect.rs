@@ -22,7 +22,7 @@ use tower_service::Service;
 
 use crate::body::Body;
 use crate::error::SendError;
-use crate::pool::Streams;
+use crate::streams::Streams;
 
 /// How often a new HTTP/2 connection is looked at until the peer's first SETTINGS arrived.
 const SETTINGS_POLL: Duration = Duration::from_millis(1);

@@ -14,6 +14,7 @@ mod error;
 mod headers;
 mod pool;
 mod response;
+mod streams;
 mod tls;
 
 pub use body::{empty, full, Body, BoxError};

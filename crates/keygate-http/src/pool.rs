@@ -20,7 +20,7 @@
 //! **HTTP/2 connections** (chosen by ALPN over TLS) carry many streams, but never more than the
 //! peer's `SETTINGS_MAX_CONCURRENT_STREAMS`: past it hyper would queue requests behind each
 //! other, and a long LLM stream can hold a slot for minutes. So each HTTP/2 connection counts
-//! its open streams: a request takes a slot, its response body gives it back when it ends or is
+//! its open streams (`streams`): a request takes a slot, its response body gives it back when it ends or is
 //! dropped (a request that failed gives it back at once). The connection's driver publishes the
 //! peer's current limit after every poll (hyper has no other way to read the peer's SETTINGS),
 //! and a new connection is handed out only once the peer's first SETTINGS have arrived, so the
@@ -44,7 +44,6 @@
 //! runs while the thread lists any connection, so idle connections close even without traffic.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +58,7 @@ use crate::body::Body;
 use crate::connect::{Connector, Fresh};
 use crate::error::SendError;
 use crate::response::ResponseBody;
+use crate::streams::{StreamSlot, Streams};
 
 /// Connections listed per origin by each thread, busy or idle; beyond this, extra connections
 /// serve one request and close (so many requests in flight do not churn connections).
@@ -81,33 +81,6 @@ pub(crate) struct Key {
     pub tls: Option<u64>,
 }
 
-/// Open streams of one HTTP/2 connection, and the peer's limit as last seen by its driver.
-#[derive(Default)]
-pub(crate) struct Streams {
-    open: AtomicUsize,
-    pub(crate) limit: AtomicUsize,
-}
-
-impl Streams {
-    fn has_room(&self) -> bool {
-        self.open.load(Ordering::Relaxed) < self.limit.load(Ordering::Relaxed)
-    }
-
-    fn take(self: &Arc<Self>) -> StreamSlot {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        StreamSlot(self.clone())
-    }
-}
-
-/// One open stream of an HTTP/2 connection; given back when dropped.
-pub(crate) struct StreamSlot(Arc<Streams>);
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 enum Sender {
     Http1(http1::SendRequest<Body>),
     Http2(http2::SendRequest<Body>, Arc<Streams>),
@@ -124,7 +97,7 @@ impl Sender {
     fn is_idle(&self) -> bool {
         match self {
             Sender::Http1(sender) => sender.is_ready(),
-            Sender::Http2(_, streams) => streams.open.load(Ordering::Relaxed) == 0,
+            Sender::Http2(_, streams) => streams.is_idle(),
         }
     }
 }

@@ -8,7 +8,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::body::BoxError;
-use crate::pool::StreamSlot;
+use crate::streams::StreamSlot;
 
 /// A streamed upstream response body. On an HTTP/2 connection it holds one of the connection's
 /// stream slots until it ends or is dropped, so the pool knows how many streams are open.
