@@ -84,3 +84,42 @@ impl Default for HttpClient {
         Self::new(HttpConfig::default()).expect("the default settings read no file")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_add_nothing_share_the_client_and_its_connections() {
+        let client = HttpClient::default();
+        let same = client.with_tls(&TlsFiles::default()).unwrap();
+        assert!(Arc::ptr_eq(&client.inner, &same.inner));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_naming_it() {
+        let missing = std::path::PathBuf::from("/nonexistent/keygate-ca.pem");
+        let err = HttpClient::default()
+            .with_tls(&TlsFiles {
+                ca_files: vec![missing.clone()],
+                client_cert: None,
+            })
+            .err()
+            .expect("refused");
+        assert_eq!(err.file, missing);
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/keygate-ca.pem: cannot read PEM certificates"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_uri_without_http_or_https_is_refused() {
+        let request = Request::get("ftp://127.0.0.1/x")
+            .body(crate::empty())
+            .unwrap();
+        let err = HttpClient::default().send(request).await.err().unwrap();
+        assert!(matches!(err, SendError::Scheme), "{err}");
+    }
+}

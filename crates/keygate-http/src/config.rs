@@ -62,3 +62,38 @@ pub struct ConfigError {
     pub file: PathBuf,
     pub problem: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(name: &str) -> ClientCert {
+        ClientCert {
+            cert_file: format!("{name}.crt").into(),
+            key_file: format!("{name}.key").into(),
+        }
+    }
+
+    #[test]
+    fn layered_settings_add_cas_and_replace_the_client_certificate() {
+        let global = TlsFiles {
+            ca_files: vec!["global.pem".into()],
+            client_cert: Some(cert("global")),
+        };
+        let provider = TlsFiles {
+            ca_files: vec!["provider.pem".into()],
+            client_cert: None,
+        };
+        let merged = global.with(&provider);
+        assert_eq!(
+            merged.ca_files,
+            [PathBuf::from("global.pem"), "provider.pem".into()]
+        );
+        assert_eq!(merged.client_cert, Some(cert("global")));
+        let own = TlsFiles {
+            ca_files: Vec::new(),
+            client_cert: Some(cert("provider")),
+        };
+        assert_eq!(global.with(&own).client_cert, Some(cert("provider")));
+    }
+}
