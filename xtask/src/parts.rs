@@ -25,10 +25,6 @@ pub const ALL: &[Part] = &[
         ensure: redis_server,
     },
     Part {
-        name: "openssl",
-        ensure: openssl,
-    },
-    Part {
         name: "python SDKs",
         ensure: python_sdks,
     },
@@ -45,16 +41,6 @@ fn redis_server() -> Result<String, String> {
     }
     apt::install("redis-server")?;
     let path = found::redis_server().map_err(|missing| missing.to_string())?;
-    Ok(format!("installed {} with apt-get", path.display()))
-}
-
-/// The TLS tests make their certificates with the `openssl` program.
-fn openssl() -> Result<String, String> {
-    if let Some(path) = found::find_on_path("openssl") {
-        return Ok(format!("found {}", path.display()));
-    }
-    apt::install("openssl")?;
-    let path = found::find_on_path("openssl").ok_or("openssl is still not on PATH")?;
     Ok(format!("installed {} with apt-get", path.display()))
 }
 

@@ -1,6 +1,7 @@
 //! Credentials: reading the client's key, redacting keys for logs and result variables, and the
-//! headers sent upstream (client headers minus credentials and hop-by-hop ones, plus the
-//! provider credential in the format's header).
+//! headers sent upstream (client headers minus credentials, plus the provider credential in the
+//! format's header). Hop-by-hop headers are the HTTP client's to remove
+//! (`keygate_http::strip_hop_by_hop`).
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
@@ -10,19 +11,11 @@ use crate::ApiFormat;
 /// The Anthropic API version sent when the client named none.
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// Client headers never forwarded upstream.
-const DROPPED: [&str; 17] = [
+/// Client headers never forwarded upstream: the body is rewritten and re-framed, and
+/// credentials belong to the client.
+const DROPPED: [&str; 8] = [
     "host",
     "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
     "expect",
     "authorization",
     "x-api-key",

@@ -21,6 +21,21 @@ pub struct MockConfig {
     pub max_records: usize,
     /// Idle time allowed while a client sends its request head.
     pub header_read_timeout: Duration,
+    /// Serve HTTPS with this certificate chain and key (PEM); ALPN offers `h2` and `http/1.1`.
+    pub tls: Option<MockTls>,
+    /// Streams one HTTP/2 connection may carry at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// Speak HTTP/1.1 only (no h2c, and ALPN offers only `http/1.1`).
+    pub http1_only: bool,
+}
+
+/// The mock's HTTPS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// When set, clients must present a certificate signed by this CA (PEM).
+    pub client_ca_pem: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -32,6 +47,9 @@ impl Default for MockConfig {
             slow_delay: Duration::from_millis(2000),
             max_records: 10_000,
             header_read_timeout: Duration::from_secs(30),
+            tls: None,
+            max_concurrent_streams: 100,
+            http1_only: false,
         }
     }
 }
@@ -64,6 +82,36 @@ impl MockConfig {
     /// Sets how many requests the record keeps; `0` turns recording off.
     pub fn with_max_records(mut self, max_records: usize) -> Self {
         self.max_records = max_records;
+        self
+    }
+
+    /// Serves HTTPS with this certificate chain and private key (PEM).
+    pub fn with_tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some(MockTls {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+            client_ca_pem: None,
+        });
+        self
+    }
+
+    /// Requires clients to present a certificate signed by `ca_pem` (after [`Self::with_tls`]).
+    pub fn with_client_ca(mut self, ca_pem: impl Into<String>) -> Self {
+        if let Some(tls) = &mut self.tls {
+            tls.client_ca_pem = Some(ca_pem.into());
+        }
+        self
+    }
+
+    /// Sets how many streams one HTTP/2 connection may carry at once.
+    pub fn with_max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.max_concurrent_streams = streams;
+        self
+    }
+
+    /// Speaks HTTP/1.1 only.
+    pub fn with_http1_only(mut self) -> Self {
+        self.http1_only = true;
         self
     }
 }

@@ -8,10 +8,14 @@
 //! `docs/testing.md`. Every request is recorded and readable in process ([`MockServer::requests`]) or
 //! over HTTP (`GET`/`DELETE /_mock/requests`).
 //!
+//! With [`MockConfig::with_tls`] it serves HTTPS (ALPN `h2` and `http/1.1`); [`certs`] makes the
+//! test certificates.
+//!
 //! The [`load`] module is the fixed-rate load generator behind the `keygate-load` binary.
 
 mod anthropic;
 mod body;
+pub mod certs;
 mod config;
 mod conn;
 mod controls;
@@ -24,7 +28,8 @@ mod responses;
 mod router;
 mod server;
 mod text;
+mod tls;
 
-pub use config::MockConfig;
+pub use config::{MockConfig, MockTls};
 pub use record::RecordedRequest;
 pub use server::{MockServer, StartError};

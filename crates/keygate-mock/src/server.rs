@@ -1,4 +1,5 @@
-//! The listener: accepts connections (TCP_NODELAY, HTTP/1.1 and h2c) and serves the mock on them.
+//! The listener: accepts connections (TCP_NODELAY; HTTP/1.1 and h2c, or HTTPS with ALPN) and
+//! serves the mock on them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::MockConfig;
 use crate::conn::{Conn, ResetSwitch};
@@ -28,6 +30,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running mock provider. Dropping it stops the server (without waiting).
@@ -43,6 +48,10 @@ pub struct MockServer {
 impl MockServer {
     /// Binds `config.listen` and serves in the background on the current tokio runtime.
     pub async fn start(config: MockConfig) -> Result<MockServer, StartError> {
+        let tls = match &config.tls {
+            Some(tls) => Some(crate::tls::acceptor(tls, config.http1_only)?),
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -60,7 +69,7 @@ impl MockServer {
             ids: Ids::default(),
         });
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
+        let task = tokio::spawn(accept_loop(listener, tls, Arc::clone(&state), stopped));
         Ok(MockServer {
             addr,
             state,
@@ -69,14 +78,20 @@ impl MockServer {
         })
     }
 
-    /// `http://ADDR`, the root URL (Anthropic-style base URL).
+    /// `http://ADDR` (`https://` with TLS), the root URL (Anthropic-style base URL).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
-    /// `http://ADDR/v1`, the OpenAI-style base URL (for `--provider-url openai=...`).
+    /// `http://ADDR/v1` (`https://` with TLS), the OpenAI-style base URL (for
+    /// `--provider-url openai=...`).
     pub fn openai_base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("{}/v1", self.url())
     }
 
     /// Every request recorded so far, oldest first (requests to `/_mock/*` are not recorded).
@@ -108,13 +123,24 @@ impl Drop for MockServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: oneshot::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<State>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(state.config.max_concurrent_streams);
+    if state.config.http1_only {
+        builder = builder.http1_only();
+    }
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -129,12 +155,25 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: ones
                 let _ = stream.set_nodelay(true);
                 let builder = builder.clone();
                 let state = Arc::clone(&state);
+                let tls = tls.clone();
                 connections.spawn(async move {
                     let reset = ResetSwitch::default();
                     let conn = Conn::new(stream, reset.clone());
                     let service =
                         service_fn(move |req| handle(Arc::clone(&state), req, reset.clone()));
-                    let _ = builder.serve_connection(TokioIo::new(conn), service).await;
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(conn), service).await;
+                        }
+                        Some(tls) => {
+                            // A refused handshake (untrusted client, missing client certificate)
+                            // just ends the connection.
+                            let Ok(stream) = tls.accept(conn).await else {
+                                return;
+                            };
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         }

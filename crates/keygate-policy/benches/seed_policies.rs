@@ -92,7 +92,7 @@ fn bench(c: &mut Criterion) {
     let secrets = secrets();
     let deps = Deps {
         secrets: secrets.clone(),
-        http: HttpClient::new(),
+        http: HttpClient::default(),
         rate_limiter: Arc::new(MemoryLimiter::default()),
         provider_urls: Arc::default(),
         offline: true,

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::action::Phase;
 use crate::diagnostic::Diagnostic;
 use crate::document::{from_node, join_key, Node, NodeValue};
-use crate::http_client::HttpClient;
+use keygate_http::HttpClient;
 
 /// Process-wide services actions are built with. Cloning is cheap.
 #[derive(Clone)]

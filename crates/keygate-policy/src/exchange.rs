@@ -55,6 +55,8 @@ pub struct RequestLog {
     pub metadata: Vec<serde_json::Value>,
     /// Set by `ai-gateway`.
     pub ai: Option<AiRecord>,
+    /// The upstream failure behind an error the gateway answered (unreachable, TLS refused...).
+    pub error: Option<String>,
 }
 
 /// What `ai-gateway` did for this request.

@@ -3,18 +3,15 @@
 
 pub mod action;
 pub mod actions;
-pub mod body;
 pub mod build;
 pub mod diagnostic;
 pub mod document;
 pub mod engine;
 pub mod error;
 pub mod exchange;
-pub mod http_client;
 pub mod policy;
 
 pub use action::{Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
-pub use body::Body;
 pub use build::{BuildContext, Deps};
 pub use diagnostic::{Diagnostic, PolicyError, Severity};
 pub use engine::Outcome;
@@ -22,5 +19,8 @@ pub use error::{ErrorCode, GatewayError};
 pub use exchange::{
     AiRecord, BrokenStream, Exchange, RequestBody, RequestLog, StreamFailure, Usage,
 };
-pub use http_client::{HttpClient, SendError};
+/// The body type, owned by `keygate-http`; re-exported under its old path.
+pub use keygate_http::body;
+pub use keygate_http::body::Body;
+pub use keygate_http::{HttpClient, SendError};
 pub use policy::Policy;

@@ -9,7 +9,7 @@ use keygate_ratelimit::MemoryLimiter;
 fn deps() -> Deps {
     Deps {
         secrets: Arc::new(MemorySecrets::default()),
-        http: HttpClient::new(),
+        http: HttpClient::default(),
         rate_limiter: Arc::new(MemoryLimiter::default()),
         provider_urls: Arc::default(),
         offline: true,

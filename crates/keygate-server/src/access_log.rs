@@ -53,6 +53,10 @@ impl AccessRecord {
             out.extend_from_slice(br#","action":"#);
             json_str(out, action)?;
         }
+        if let Some(error) = &self.log.error {
+            out.extend_from_slice(br#","error":"#);
+            json_str(out, error)?;
+        }
         if !self.log.metadata.is_empty() {
             out.extend_from_slice(br#","log":"#);
             serde_json::to_writer(&mut *out, &self.log.metadata)?;
@@ -98,6 +102,9 @@ impl AccessRecord {
         );
         if let Some(action) = self.log.terminated_by {
             line.push_str(&format!(" action={action}"));
+        }
+        if let Some(error) = &self.log.error {
+            line.push_str(&format!(" error={error:?}"));
         }
         if let Some(ai) = &self.log.ai {
             line.push_str(&format!(
@@ -321,6 +328,7 @@ mod tests {
         );
         assert_eq!(line["action"], "ai-gateway");
         assert_eq!(line["log"], serde_json::json!([{"team": "a\"b"}]));
+        assert!(line.get("error").is_none());
         assert_eq!(
             line["ai"],
             serde_json::json!({"provider": "openai", "model": "gpt-4o", "attempts": 2,
@@ -354,5 +362,15 @@ mod tests {
         assert!(record
             .to_pretty()
             .ends_with(" events=3 error=\"upstream stream ended early: connection reset\""));
+    }
+
+    #[test]
+    fn the_upstream_failure_is_logged() {
+        let mut record = record();
+        record.log.error = Some("TLS handshake with h:1 failed: \"x\"".into());
+        assert_eq!(
+            json(&record)["error"],
+            "TLS handshake with h:1 failed: \"x\""
+        );
     }
 }

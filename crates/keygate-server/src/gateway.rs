@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use keygate_cel::{Compiler, SecretSource};
-use keygate_policy::{Deps, HttpClient, Policy, PolicyError};
+use keygate_http::HttpClient;
+use keygate_policy::{Deps, Policy, PolicyError};
 use keygate_ratelimit::{Decision, Observed, RateLimiter};
 use tracing::{info, warn};
 
@@ -21,6 +22,8 @@ pub struct Services {
     pub secrets: Arc<dyn SecretSource>,
     pub rate_limiter: Arc<dyn RateLimiter>,
     pub provider_urls: std::collections::HashMap<String, String>,
+    /// Every upstream request goes through it (`--upstream`, providers, JWKS).
+    pub http: HttpClient,
 }
 
 /// Shared state of a running gateway.
@@ -115,7 +118,7 @@ impl StartError {
 
 /// Starts the gateway and serves until SIGTERM/SIGINT, then drains for the grace period.
 pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartError> {
-    let http = HttpClient::new();
+    let http = services.http;
     let metrics = Metrics::new();
     let count_decision = metrics.rate_limit_observer();
     let rate_limiter: Arc<dyn RateLimiter> = Arc::new(Observed::new(

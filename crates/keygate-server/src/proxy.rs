@@ -1,26 +1,15 @@
 //! The plain reverse proxy to `--upstream`: streams bodies both ways, adds forwarding headers.
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
-use keygate_policy::body::Body;
-use keygate_policy::{Exchange, GatewayError, HttpClient};
+use keygate_http::{strip_hop_by_hop, Body, HttpClient};
+use keygate_policy::{Exchange, GatewayError};
 use tracing::warn;
 
 use crate::client_ip::{self, X_FORWARDED_FOR};
-
-/// Hop-by-hop headers (RFC 9110 7.6.1) that never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-];
 
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -33,7 +22,6 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
     };
     let mut headers = ex.request.headers.clone();
     strip_hop_by_hop(&mut headers);
-    headers.remove(header::TRANSFER_ENCODING);
     let original_host = ex.request.headers.get(header::HOST).cloned().or_else(|| {
         ex.request
             .uri
@@ -62,15 +50,16 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
         Ok(response) => {
             let (mut head, body) = response.into_parts();
             strip_hop_by_hop(&mut head.headers);
-            Response::from_parts(head, body.map_err(Into::into).boxed())
+            Response::from_parts(head, body.boxed())
         }
         Err(err) if is_body_limit(&err) => {
             GatewayError::body_too_large(ex.max_body_bytes).into_response(ex.api_format)
         }
         Err(err) => {
-            warn!(request_id = %ex.id, error = %err, "upstream request failed");
-            GatewayError::upstream_unreachable("the upstream did not answer")
-                .into_response(ex.api_format)
+            let error = GatewayError::upstream_unreachable(&err.with_causes());
+            warn!(request_id = %ex.id, error = %error.message, "upstream request failed");
+            ex.log.error = Some(error.message.clone());
+            error.into_response(ex.api_format)
         }
     }
 }
@@ -86,19 +75,6 @@ fn target_uri(upstream: &Uri, request: &Uri) -> Option<Uri> {
         _ => format!("{base_path}{request_path}").parse().ok()?,
     });
     Uri::from_parts(parts).ok()
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(&listed) {
-        headers.remove(name);
-    }
 }
 
 /// Whether a client error was caused by the request body going over `--max-body-bytes`.

@@ -28,7 +28,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     };
     let deps = Deps {
         secrets: Arc::new(MemorySecrets::default()),
-        http: HttpClient::new(),
+        http: HttpClient::default(),
         rate_limiter: Arc::new(MemoryLimiter::default()),
         provider_urls: Arc::default(),
         offline: true,

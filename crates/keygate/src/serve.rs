@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use keygate_http::{ClientCert, HttpClient, HttpConfig, TlsFiles};
 use keygate_ratelimit::{FailureMode, MemoryLimiter, RateLimiter, RedisConfig, RedisLimiter};
 use keygate_secrets::{CachedSecrets, MasterKeySource, Store};
 use keygate_server::{LogFormat, ServerConfig, Services};
@@ -63,6 +64,31 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "KEYGATE_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
+    /// PEM CA certificates trusted for https:// upstreams besides the system and webpki roots
+    /// (repeatable).
+    #[arg(
+        long = "upstream-ca-file",
+        env = "KEYGATE_UPSTREAM_CA_FILE",
+        value_delimiter = ','
+    )]
+    upstream_ca_files: Vec<PathBuf>,
+    /// Longest time to open an upstream connection: TCP, TLS and HTTP/2 setup (e.g. 10s, 500ms).
+    #[arg(long, env = "KEYGATE_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    upstream_connect_timeout: Duration,
+    /// PEM client certificate chain for upstreams that require one (mTLS).
+    #[arg(
+        long,
+        env = "KEYGATE_UPSTREAM_CLIENT_CERT",
+        requires = "upstream_client_key"
+    )]
+    upstream_client_cert: Option<PathBuf>,
+    /// PEM private key for --upstream-client-cert.
+    #[arg(
+        long,
+        env = "KEYGATE_UPSTREAM_CLIENT_KEY",
+        requires = "upstream_client_cert"
+    )]
+    upstream_client_key: Option<PathBuf>,
     /// Threads serving client connections, one runtime each (1-1024; default: one per CPU).
     #[arg(long, env = "KEYGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
@@ -86,6 +112,10 @@ fn parse_upstream(value: &str) -> Result<http::Uri, String> {
         Some("http" | "https") if uri.authority().is_some() => Ok(uri),
         _ => Err("expected an http:// or https:// URL with a host".into()),
     }
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    keygate_policy::actions::parse_duration(value)
 }
 
 fn parse_provider_url(value: &str) -> Result<(String, String), String> {
@@ -145,6 +175,25 @@ async fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     };
+    let http = HttpClient::new(HttpConfig {
+        connect_timeout: args.upstream_connect_timeout,
+        tls: TlsFiles {
+            ca_files: args.upstream_ca_files,
+            client_cert: args.upstream_client_cert.zip(args.upstream_client_key).map(
+                |(cert_file, key_file)| ClientCert {
+                    cert_file,
+                    key_file,
+                },
+            ),
+        },
+    });
+    let http = match http {
+        Ok(http) => http,
+        Err(err) => {
+            eprintln!("error: cannot use the upstream TLS file {err}");
+            return ExitCode::from(2);
+        }
+    };
     let config = ServerConfig {
         policy: args.policy,
         listen: args.listen,
@@ -167,6 +216,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         secrets,
         rate_limiter,
         provider_urls: args.provider_urls.into_iter().collect::<HashMap<_, _>>(),
+        http,
     };
     match keygate_server::run(config, services).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,50 +2,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Gateway, Options, TempDir, BIN};
+use common::{make_cert, Gateway, Options, TempDir, BIN};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Writes a self-signed certificate for `localhost`/127.0.0.1 with common name `cn`.
-fn make_cert(dir: &Path, cn: &str) {
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ])
-        .args([
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl is installed (`cargo xtask test` installs it)");
-    assert!(status.success());
-}
 
 const POLICY: &str = r#"
 on_http_request:

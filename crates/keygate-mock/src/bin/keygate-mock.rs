@@ -1,6 +1,7 @@
 //! `keygate-mock`: runs the mock LLM provider until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,6 +30,21 @@ struct Args {
     /// Runtime worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    /// PEM certificate chain; with --tls-key, serve HTTPS (ALPN h2 and http/1.1).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (with --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Streams one HTTP/2 connection may carry at once.
+    #[arg(long, default_value_t = 100)]
+    max_concurrent_streams: u32,
+    /// Speak HTTP/1.1 only.
+    #[arg(long)]
+    http1_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -48,12 +64,38 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> ExitCode {
-    let config = MockConfig::default()
+    let mut config = MockConfig::default()
         .with_listen(args.listen)
         .with_chunks(args.chunks)
         .with_chunk_delay(Duration::from_millis(args.chunk_delay_ms))
         .with_slow_delay(Duration::from_millis(args.slow_delay_ms))
-        .with_max_records(args.max_records);
+        .with_max_records(args.max_records)
+        .with_max_concurrent_streams(args.max_concurrent_streams);
+    if args.http1_only {
+        config = config.with_http1_only();
+    }
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let files = (
+            read(cert),
+            read(key),
+            args.client_ca.as_ref().map(read).transpose(),
+        );
+        match files {
+            (Ok(cert), Ok(key), Ok(ca)) => {
+                config = config.with_tls(cert, key);
+                if let Some(ca) = ca {
+                    config = config.with_client_ca(ca);
+                }
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                eprintln!("keygate-mock: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let server = match MockServer::start(config).await {
         Ok(s) => s,
         Err(e) => {

@@ -19,6 +19,9 @@ pub mod restrict_ips;
 mod set_vars;
 mod url_rewrite;
 
+/// ngrok's duration syntax (`30s`, `5m`, `1m30s`, `250ms`), also used by `keygate serve` flags.
+pub use ai_gateway::parse_duration;
+
 use crate::action::ActionKind;
 
 /// All supported action types. Adding an action: one module above and one line here.

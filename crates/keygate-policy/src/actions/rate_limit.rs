@@ -266,8 +266,8 @@ mod tests {
     use super::*;
     use crate::build::Deps;
     use crate::engine::Outcome;
-    use crate::http_client::HttpClient;
     use crate::policy::Policy;
+    use keygate_http::HttpClient;
 
     const MIN: Duration = Duration::from_secs(60);
 
@@ -361,7 +361,7 @@ mod tests {
     fn deps(limiter: Arc<dyn RateLimiter>) -> Deps {
         Deps {
             secrets: Arc::new(MemorySecrets::default()),
-            http: HttpClient::new(),
+            http: HttpClient::default(),
             rate_limiter: limiter,
             provider_urls: Arc::new(HashMap::new()),
             offline: true,

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use keygate_mock::certs::{TestCa, LOCAL_NAMES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -58,6 +59,16 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Writes `DIR/cert.pem` and `DIR/key.pem`: a certificate for 127.0.0.1 and localhost signed by
+/// a new CA named `ca_name` (whose certificate is returned, PEM).
+pub fn make_cert(dir: &Path, ca_name: &str) -> String {
+    let ca = TestCa::new(ca_name);
+    let leaf = ca.server_cert(&LOCAL_NAMES);
+    std::fs::write(dir.join("cert.pem"), leaf.cert_pem).expect("write cert");
+    std::fs::write(dir.join("key.pem"), leaf.key_pem).expect("write key");
+    ca.cert_pem()
 }
 
 /// A free loopback port (bound and released).

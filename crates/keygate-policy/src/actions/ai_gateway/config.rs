@@ -2,6 +2,7 @@
 //! fields.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use keygate_ai::{ModelSpec, ProviderSpec, SurfaceSpec};
@@ -84,6 +85,20 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub models: Vec<ModelSpec>,
     pub supported_api_surfaces: Option<Vec<SurfaceSpec>>,
+    /// Keygate extension: TLS settings for this provider's connections, on top of the server's
+    /// `--upstream-*` ones.
+    pub tls: Option<ProviderTls>,
+}
+
+/// `providers[].tls`: PEM files, paths relative to the gateway's working directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderTls {
+    /// A CA to trust for this provider besides the system, webpki and `--upstream-ca-file` roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain for mTLS (with `client_key_file`); replaces the server's.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `providers[].api_keys[]`.

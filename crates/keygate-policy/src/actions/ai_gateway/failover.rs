@@ -8,13 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
 use keygate_ai::{
     client_credential, mock_respond, prepare_body, redact, set_credential, upstream_headers,
     upstream_url, BodyOptions, Candidate, ClientRequest, Outcome, PreparedBody, Sample, Surface,
@@ -29,23 +26,14 @@ use super::stream::{MeteredBody, Scan};
 use super::{AiGateway, METRICS};
 use crate::body::{full, Body, BoxError};
 use crate::exchange::{AiRecord, Exchange, Usage};
-use crate::http_client::SendError;
+use keygate_http::{strip_hop_by_hop, ResponseBody};
 
 /// Largest provider error body read (and passed back when the error goes to the client).
 const MAX_ERROR_READ: usize = 64 * 1024;
 
-/// Response headers never passed from a provider to the client.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    TRANSFER_ENCODING,
-    TE,
-    TRAILER,
-    UPGRADE,
-    SET_COOKIE,
-    HeaderName::from_static("alt-svc"),
-];
+/// Provider response headers that describe the provider's site, not the gateway's: never
+/// passed to the client (besides the hop-by-hop ones).
+const PROVIDER_ONLY: [HeaderName; 2] = [SET_COOKIE, HeaderName::from_static("alt-svc")];
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_KEYGATE_PROVIDER: HeaderName = HeaderName::from_static("x-keygate-provider");
@@ -259,6 +247,7 @@ impl AiGateway {
         };
         let server = self.server_keys || key.is_some_and(|k| k.server);
         let mut headers = upstream_headers(&ex.request.headers, surface.format(), server);
+        strip_hop_by_hop(&mut headers);
         if let Some(key) = key {
             if set_credential(&mut headers, surface.format(), &key.value).is_err() {
                 return fail(
@@ -294,11 +283,15 @@ impl AiGateway {
         *upstream.headers_mut() = headers;
         let start = Instant::now();
         let exchange = async {
-            let response = self
-                .http
+            let http = candidate
+                .provider
+                .config_index
+                .and_then(|i| self.provider_http.get(i)?.as_ref())
+                .unwrap_or(&self.http);
+            let response = http
                 .send(upstream)
                 .await
-                .map_err(|e| AttemptEnd::Transport(transport_error(&e)))?;
+                .map_err(|e| AttemptEnd::Transport(e.with_causes()))?;
             let (parts, mut body) = response.into_parts();
             let status = parts.status.as_u16();
             if status < 400 {
@@ -325,7 +318,7 @@ impl AiGateway {
         }
         let Some(error_body) = error_body else {
             made.time_to_first_byte = Some(made.total);
-            let body = body.map_err(box_error).boxed();
+            let body = body.boxed();
             return Attempt {
                 verdict: Verdict::Success {
                     response: Response::from_parts(parts, body),
@@ -344,7 +337,7 @@ impl AiGateway {
             401 | 403 | 408 | 409 | 429 | 500.. => Verdict::NextKey,
             _ => {
                 let mut response = Response::from_parts(parts, full(error_body));
-                strip_hop_by_hop(&mut response);
+                strip_provider_headers(&mut response);
                 response.headers_mut().remove(CONTENT_LENGTH);
                 Verdict::Refuse(response)
             }
@@ -352,7 +345,8 @@ impl AiGateway {
         Attempt { verdict, made }
     }
 
-    /// The response the client gets: provider head (hop-by-hop headers removed) and a metered body.
+    /// The response the client gets: provider head (hop-by-hop and provider-only headers removed)
+    /// and a metered body.
     fn client_response(
         &self,
         response: Response<Body>,
@@ -375,7 +369,7 @@ impl AiGateway {
         parts.version = http::Version::default();
         let metered = MeteredBody::new(first, body, scan, usage, self.stream_idle_timeout);
         let mut response = Response::from_parts(parts, metered.boxed());
-        strip_hop_by_hop(&mut response);
+        strip_provider_headers(&mut response);
         let headers = response.headers_mut();
         for (name, value) in [
             (X_KEYGATE_PROVIDER, &candidate.provider.id),
@@ -474,7 +468,7 @@ fn record_metrics(candidate: &Candidate, made: &RequestMade, elapsed: Duration) 
 }
 
 /// Reads until the first non-empty data frame (`None` for an empty body).
-async fn first_chunk(body: &mut hyper::body::Incoming) -> Result<Option<Bytes>, hyper::Error> {
+async fn first_chunk(body: &mut ResponseBody) -> Result<Option<Bytes>, BoxError> {
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
             if !data.is_empty() {
@@ -486,7 +480,7 @@ async fn first_chunk(body: &mut hyper::body::Incoming) -> Result<Option<Bytes>, 
 }
 
 /// Reads at most `cap` bytes of a body (errors end the read).
-async fn read_capped(body: &mut hyper::body::Incoming, cap: usize) -> Bytes {
+async fn read_capped(body: &mut ResponseBody, cap: usize) -> Bytes {
     let mut out = Vec::new();
     while out.len() < cap {
         match body.frame().await {
@@ -505,28 +499,15 @@ fn data_frame(chunk: Bytes) -> Result<Frame<Bytes>, BoxError> {
     Ok(Frame::data(chunk))
 }
 
-fn box_error(err: hyper::Error) -> BoxError {
-    Box::new(err)
-}
-
-pub(super) fn strip_hop_by_hop<B>(response: &mut Response<B>) {
+/// Removes the headers a provider response must not pass to the client: hop-by-hop ones and
+/// [`PROVIDER_ONLY`].
+pub(super) fn strip_provider_headers<B>(response: &mut Response<B>) {
+    let headers = response.headers_mut();
+    strip_hop_by_hop(headers);
     // One pass over the few headers a provider sends instead of a hashed lookup per name.
-    let present = |name: &HeaderName| HOP_BY_HOP.contains(name);
-    if response.headers().keys().any(present) {
-        for name in &HOP_BY_HOP {
-            response.headers_mut().remove(name);
+    if headers.keys().any(|name| PROVIDER_ONLY.contains(name)) {
+        for name in &PROVIDER_ONLY {
+            headers.remove(name);
         }
     }
-}
-
-/// A transport error's chain of causes, one line (never holds request headers or keys).
-fn transport_error(err: &SendError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -27,11 +27,12 @@ use crate::actions::value_template::ValueTemplate;
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
 use crate::exchange::Exchange;
-use crate::http_client::HttpClient;
+pub use config::parse_duration;
 use config::{
-    parse_duration, Config, OnError, DEFAULT_PER_REQUEST_TIMEOUT, DEFAULT_TOTAL_TIMEOUT,
+    Config, OnError, ProviderTls, DEFAULT_PER_REQUEST_TIMEOUT, DEFAULT_TOTAL_TIMEOUT,
     MAX_TOKEN_LIMIT,
 };
+use keygate_http::{ClientCert, HttpClient, TlsFiles};
 use strategy::Strategy;
 
 pub const KIND: ActionKind = ActionKind {
@@ -71,6 +72,8 @@ struct AiGateway {
     /// Longest silence between two chunks of a response body (the per-request timeout).
     stream_idle_timeout: Duration,
     http: HttpClient,
+    /// A client of its own for each provider (by config index) that has a `tls` block.
+    provider_http: Vec<Option<HttpClient>>,
 }
 
 fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
@@ -141,6 +144,12 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         keys.push(templates);
     }
     let server_keys = keys.iter().any(|k| !k.is_empty());
+    let provider_http = config
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, provider)| provider_client(cx, i, provider.tls.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let strategies = match &config.model_selection {
         Some(selection) => selection
             .strategy
@@ -189,7 +198,53 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         total_timeout,
         stream_idle_timeout: per_request_timeout,
         http: cx.deps.http.clone(),
+        provider_http,
     }))
+}
+
+/// The client for provider `index` when it has a `tls` block; its files are read (checked) now.
+fn provider_client(
+    cx: &BuildContext<'_>,
+    index: usize,
+    tls: Option<&ProviderTls>,
+) -> Result<Option<HttpClient>, Diagnostic> {
+    let Some(tls) = tls else {
+        return Ok(None);
+    };
+    let field = |name: &str| format!("providers[{index}].tls.{name}");
+    let client_cert = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert_file), Some(key_file)) => Some(ClientCert {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(cx.error(
+                &field("client_cert_file"),
+                "client_cert_file needs client_key_file",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(cx.error(
+                &field("client_key_file"),
+                "client_key_file needs client_cert_file",
+            ))
+        }
+    };
+    let files = TlsFiles {
+        ca_files: tls.ca_file.iter().cloned().collect(),
+        client_cert,
+    };
+    cx.deps.http.with_tls(&files).map(Some).map_err(|err| {
+        let name = if tls.ca_file.as_ref() == Some(&err.file) {
+            "ca_file"
+        } else if tls.client_cert_file.as_ref() == Some(&err.file) {
+            "client_cert_file"
+        } else {
+            "client_key_file"
+        };
+        cx.error(&field(name), format!("invalid TLS file {err}"))
+    })
 }
 
 impl Action for AiGateway {

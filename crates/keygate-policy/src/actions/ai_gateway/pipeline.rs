@@ -103,6 +103,7 @@ impl AiGateway {
             Err(Stop::Gateway(err)) => {
                 self.publish(ex, &trace, Outcome::Failed(&err));
                 if let Some(last) = trace.tried.last() {
+                    ex.log.error = Some(err.message.clone());
                     ex.log.ai = Some(AiRecord {
                         provider: last.provider.clone(),
                         model: last.model.clone(),

@@ -192,10 +192,7 @@ fn failure_of(err: &(dyn std::error::Error + 'static)) -> StreamFailure {
                 _ => {}
             }
         }
-        if err
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_incomplete_message)
-        {
+        if keygate_http::is_incomplete_message(err) {
             return StreamFailure::Closed;
         }
         cause = err.source();

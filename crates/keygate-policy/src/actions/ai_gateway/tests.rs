@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use crate::build::Deps;
 use crate::engine::Outcome;
 use crate::exchange::Exchange;
-use crate::http_client::HttpClient;
 use crate::policy::Policy;
+use keygate_http::HttpClient;
 
 const KEY_OK: &str = "sk-good-0123456789abcdefghijklmnop";
 const KEY_429: &str = "sk-rate-0123456789abcdefghijklmnop";
@@ -39,7 +39,7 @@ fn secrets() -> Arc<MemorySecrets> {
 fn deps(urls: &[(&str, String)]) -> Deps {
     Deps {
         secrets: secrets(),
-        http: HttpClient::new(),
+        http: HttpClient::default(),
         rate_limiter: Arc::new(MemoryLimiter::default()),
         provider_urls: Arc::new(
             urls.iter()
@@ -647,7 +647,7 @@ fn hop_by_hop_headers_are_stripped_from_provider_responses() {
         .header("content-type", "application/json")
         .body(())
         .unwrap();
-    super::failover::strip_hop_by_hop(&mut response);
+    super::failover::strip_provider_headers(&mut response);
     let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
     assert_eq!(names, ["content-type"]);
     let mut plain = http::Response::builder()
@@ -655,7 +655,7 @@ fn hop_by_hop_headers_are_stripped_from_provider_responses() {
         .header("x-request-id", "abc")
         .body(())
         .unwrap();
-    super::failover::strip_hop_by_hop(&mut plain);
+    super::failover::strip_provider_headers(&mut plain);
     assert_eq!(plain.headers().len(), 2);
 }
 

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use super::keys::{parse_jwks, VerifyKey};
 use crate::body::empty;
-use crate::http_client::HttpClient;
+use keygate_http::HttpClient;
 
 /// Refresh interval when the JWKS response has no usable `max-age`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(15 * 60);
@@ -436,7 +436,7 @@ mod tests {
     async fn fetched_at_start_rotated_kid_refetched_forged_kids_bounded() {
         use super::super::keys::tests::{EC_JWK, RSA_JWK};
         let server = TestJwks::start(document(&[RSA_JWK, EC_JWK])).await;
-        let jwks = Jwks::new(vec![server.url.clone()], HttpClient::new());
+        let jwks = Jwks::new(vec![server.url.clone()], HttpClient::default());
         jwks.start();
         wait_for_hits(&server, 1).await;
         // Give the swap a moment to land after the response was served.
@@ -494,7 +494,7 @@ mod tests {
     async fn stale_keys_are_served_while_the_jwks_is_down() {
         use super::super::keys::tests::RSA_JWK;
         let server = TestJwks::start(document(&[RSA_JWK])).await;
-        let jwks = Jwks::new(vec![server.url.clone()], HttpClient::new());
+        let jwks = Jwks::new(vec![server.url.clone()], HttpClient::default());
         // No refresher: the first lookup loads on demand.
         assert_eq!(
             kids(jwks.candidates(Some("rsa-1"), Algorithm::RS256).await),
@@ -518,7 +518,7 @@ mod tests {
             .parse()
             .unwrap();
         drop(listener);
-        let jwks = Jwks::new(vec![url], HttpClient::new());
+        let jwks = Jwks::new(vec![url], HttpClient::default());
         assert_eq!(
             kids(jwks.candidates(Some("rsa-1"), Algorithm::RS256).await),
             vec!["<unavailable>"]
