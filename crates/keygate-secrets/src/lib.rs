@@ -15,6 +15,8 @@ mod error;
 mod ids;
 mod master_key;
 mod model;
+mod periodic;
+mod refreshing;
 mod schema;
 mod snapshot;
 mod store;
@@ -24,13 +26,19 @@ mod validate;
 mod test_support;
 
 pub use cache::CachedSecrets;
+pub use crypto::{Binding, Sealed, SEALED_COLUMNS};
 pub use error::{Result, StoreError};
-pub use ids::{ID_RANDOM_CHARS, SECRET_PREFIX, VAULT_PREFIX};
+pub use ids::{new_id, ID_RANDOM_CHARS, SECRET_PREFIX, VAULT_PREFIX};
 pub use master_key::{
     MasterKey, MasterKeySource, DEFAULT_KEY_FILE, MASTER_KEY_ENV, MASTER_KEY_LEN,
 };
-pub use model::{Secret, Vault, VaultRef};
+pub use model::{format_timestamp, Secret, Vault, VaultRef};
+pub use periodic::Periodic;
+pub use refreshing::{Refreshing, Reload};
 pub use schema::DB_FILE;
 pub use snapshot::Snapshot;
 pub use store::Store;
-pub use validate::{check_name, check_value, MAX_DESCRIPTION_BYTES, MAX_NAME_LEN, MAX_VALUE_BYTES};
+pub use validate::{
+    check_description, check_name, check_value, MAX_DESCRIPTION_BYTES, MAX_NAME_LEN,
+    MAX_VALUE_BYTES,
+};
