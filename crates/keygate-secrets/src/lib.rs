@@ -22,8 +22,8 @@ mod snapshot;
 mod store;
 mod validate;
 
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub use cache::CachedSecrets;
 pub use crypto::{Binding, Sealed, SEALED_COLUMNS};
