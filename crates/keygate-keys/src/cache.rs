@@ -199,6 +199,14 @@ mod tests {
         (created.key.id, created.token.expose_secret().to_owned())
     }
 
+    fn set_disabled(keys: &KeyStore, id: &str, disabled: bool) {
+        let update = ApiKeyUpdate {
+            disabled: Some(disabled),
+            ..Default::default()
+        };
+        keys.update_api_key(id, &update).unwrap();
+    }
+
     /// Polls until `done` holds, failing after 2 s (the bound promised for a running gateway).
     fn within_two_seconds(done: impl Fn() -> bool) {
         let start = Instant::now();
@@ -293,29 +301,13 @@ mod tests {
             Rejection::Expired
         );
 
-        writer
-            .update_api_key(
-                &id,
-                &ApiKeyUpdate {
-                    disabled: Some(true),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        set_disabled(&writer, &id, true);
         cache.refresh();
         assert_eq!(
             cache.authenticate(token.as_bytes()).unwrap_err(),
             Rejection::Disabled
         );
-        writer
-            .update_api_key(
-                &id,
-                &ApiKeyUpdate {
-                    disabled: Some(false),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        set_disabled(&writer, &id, false);
         cache.refresh();
         assert!(cache.authenticate(token.as_bytes()).is_ok());
         assert_eq!(Rejection::Disabled.to_string(), "access key disabled");
@@ -331,15 +323,7 @@ mod tests {
 
         let (_, added) = create(&writer, None);
         within_two_seconds(|| cache.authenticate(added.as_bytes()).is_ok());
-        writer
-            .update_api_key(
-                &id,
-                &ApiKeyUpdate {
-                    disabled: Some(true),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        set_disabled(&writer, &id, true);
         within_two_seconds(|| {
             cache.authenticate(token.as_bytes()).err() == Some(Rejection::Disabled)
         });

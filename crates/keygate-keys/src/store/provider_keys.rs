@@ -83,14 +83,12 @@ impl KeyStore {
                     id: api_key_id.to_owned(),
                 },
             };
-            let sealed = self
-                .store
-                .seal(&key.binding(), value.expose_secret().as_bytes())?;
+            // The sealed columns start empty and are filled by the one place that stores values.
             tx.execute(
                 "INSERT INTO ai_gateway_provider_keys (id, api_key_id, provider_id, description, metadata, \
                  created_at, updated_at, key_nonce, wrapped_key, value_nonce, ciphertext) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                rusqlite::params![
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, x'', x'', x'', x'')",
+                (
                     &key.id,
                     &key.ai_gateway_api_key.id,
                     &key.provider_id,
@@ -98,12 +96,9 @@ impl KeyStore {
                     &metadata_text,
                     &key.created_at,
                     &key.updated_at,
-                    &sealed.key_nonce,
-                    &sealed.wrapped_key,
-                    &sealed.value_nonce,
-                    &sealed.ciphertext,
-                ],
+                ),
             )?;
+            self.store_value(tx, &key, value)?;
             Ok(key)
         })
     }
@@ -161,23 +156,34 @@ impl KeyStore {
                 (&key.id, &key.description, &metadata_text, &key.updated_at),
             )?;
             if let Some(value) = update.value {
-                let sealed = self
-                    .store
-                    .seal(&key.binding(), value.expose_secret().as_bytes())?;
-                tx.execute(
-                    "UPDATE ai_gateway_provider_keys SET key_nonce = ?2, wrapped_key = ?3, value_nonce = ?4, \
-                     ciphertext = ?5 WHERE id = ?1",
-                    (
-                        &key.id,
-                        &sealed.key_nonce,
-                        &sealed.wrapped_key,
-                        &sealed.value_nonce,
-                        &sealed.ciphertext,
-                    ),
-                )?;
+                self.store_value(tx, &key, value)?;
             }
             Ok(key)
         })
+    }
+
+    /// Seals `value` for `key` under a fresh data key and stores it.
+    fn store_value(
+        &self,
+        tx: &Transaction<'_>,
+        key: &ProviderKey,
+        value: &SecretString,
+    ) -> Result<()> {
+        let sealed = self
+            .store
+            .seal(&key.binding(), value.expose_secret().as_bytes())?;
+        tx.execute(
+            "UPDATE ai_gateway_provider_keys SET key_nonce = ?2, wrapped_key = ?3, value_nonce = ?4, \
+             ciphertext = ?5 WHERE id = ?1",
+            (
+                &key.id,
+                &sealed.key_nonce,
+                &sealed.wrapped_key,
+                &sealed.value_nonce,
+                &sealed.ciphertext,
+            ),
+        )?;
+        Ok(())
     }
 
     /// Detaches and deletes a provider key.

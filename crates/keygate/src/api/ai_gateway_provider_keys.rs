@@ -4,9 +4,8 @@
 use clap::{ArgGroup, Subcommand};
 use keygate_keys::{parse_metadata, KeyStore, ProviderKeyUpdate};
 use keygate_secrets::Store;
-use zeroize::Zeroize;
 
-use super::{print, read_value, ApiArgs, Failure};
+use super::{print, read_value, value_arg, ApiArgs, Failure, ValueArg};
 
 #[derive(Subcommand)]
 pub(super) enum ProviderKeysCommand {
@@ -19,8 +18,8 @@ pub(super) enum ProviderKeysCommand {
         #[arg(long)]
         provider_id: String,
         /// The value; `-` reads it from stdin (one trailing newline stripped), keeping it out of shell history.
-        #[arg(long)]
-        value: String,
+        #[arg(long, value_parser = value_arg)]
+        value: ValueArg,
         /// Free-text description.
         #[arg(long, default_value = "")]
         description: String,
@@ -45,8 +44,8 @@ pub(super) enum ProviderKeysCommand {
         /// Provider key id (aipk_...).
         id: String,
         /// New value; `-` reads it from stdin.
-        #[arg(long, group = "changes")]
-        value: Option<String>,
+        #[arg(long, group = "changes", value_parser = value_arg)]
+        value: Option<ValueArg>,
         /// New description.
         #[arg(long, group = "changes")]
         description: Option<String>,
@@ -59,19 +58,6 @@ pub(super) enum ProviderKeysCommand {
         /// Provider key id (aipk_...).
         id: String,
     },
-}
-
-/// Wipes a value given on the command line once the command is done with it.
-impl Drop for ProviderKeysCommand {
-    fn drop(&mut self) {
-        match self {
-            Self::Create { value, .. }
-            | Self::Update {
-                value: Some(value), ..
-            } => value.zeroize(),
-            _ => {}
-        }
-    }
 }
 
 pub(super) fn run(
@@ -114,7 +100,10 @@ pub(super) fn run(
             metadata,
         } => {
             let metadata = metadata.as_deref().map(parse_metadata).transpose()?;
-            let value = value.as_deref().map(read_value).transpose()?;
+            let value = value
+                .as_deref()
+                .map(|value| read_value(value))
+                .transpose()?;
             if value.is_some() {
                 args.unlock(&mut store)?;
             }

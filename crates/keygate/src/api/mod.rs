@@ -134,6 +134,14 @@ fn execute(args: &ApiArgs) -> Result<(), Failure> {
     }
 }
 
+/// A `--value` argument, wiped from memory once the command is done with it.
+type ValueArg = Zeroizing<String>;
+
+/// Parses a `--value` argument.
+fn value_arg(text: &str) -> Result<ValueArg, std::convert::Infallible> {
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
 /// The value given on the command line, or read from stdin when it is `-`.
 fn read_value(arg: &str) -> Result<SecretString, Failure> {
     if arg != "-" {

@@ -2,9 +2,8 @@
 
 use clap::{ArgGroup, Args, Subcommand};
 use keygate_secrets::Store;
-use zeroize::Zeroize;
 
-use super::{print, read_value, ApiArgs, Failure};
+use super::{print, read_value, value_arg, ApiArgs, Failure, ValueArg};
 
 #[derive(Subcommand)]
 pub(super) enum SecretsCommand {
@@ -14,8 +13,8 @@ pub(super) enum SecretsCommand {
         #[arg(long)]
         name: String,
         /// The value; `-` reads it from stdin (one trailing newline stripped), keeping it out of shell history.
-        #[arg(long)]
-        value: String,
+        #[arg(long, value_parser = value_arg)]
+        value: ValueArg,
         #[command(flatten)]
         vault: VaultChoice,
         /// Free-text description.
@@ -39,8 +38,8 @@ pub(super) enum SecretsCommand {
         /// Secret id (secret_...).
         id: String,
         /// New value; `-` reads it from stdin.
-        #[arg(long, group = "changes")]
-        value: Option<String>,
+        #[arg(long, group = "changes", value_parser = value_arg)]
+        value: Option<ValueArg>,
         /// New description.
         #[arg(long, group = "changes")]
         description: Option<String>,
@@ -50,19 +49,6 @@ pub(super) enum SecretsCommand {
         /// Secret id (secret_...).
         id: String,
     },
-}
-
-/// Wipes a value given on the command line once the command is done with it.
-impl Drop for SecretsCommand {
-    fn drop(&mut self) {
-        match self {
-            Self::Create { value, .. }
-            | Self::Update {
-                value: Some(value), ..
-            } => value.zeroize(),
-            _ => {}
-        }
-    }
 }
 
 /// The vault a new secret goes into, by id or by name.
@@ -109,7 +95,10 @@ pub(super) fn run(
             value,
             description,
         } => {
-            let value = value.as_deref().map(read_value).transpose()?;
+            let value = value
+                .as_deref()
+                .map(|value| read_value(value))
+                .transpose()?;
             if value.is_some() {
                 args.unlock(&mut store)?;
             }
