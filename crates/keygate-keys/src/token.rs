@@ -38,7 +38,6 @@ pub(crate) fn display_name(token: &str) -> String {
 
 /// HMAC-SHA-256 under the token hashing key. The key schedule is computed once; each hash clones it on the
 /// stack.
-#[derive(Clone)]
 pub(crate) struct TokenHasher(Hmac<Sha256>);
 
 impl TokenHasher {

@@ -6,6 +6,12 @@
 //!   `DATA_DIR/master.key`).
 //! - [`CachedSecrets`]: the gateway's [`keygate_cel::SecretSource`], refreshed in the background.
 //!
+//! Crates that keep their own records in the same database build on: [`Store::migrate_component`] (their
+//! tables), [`Store::write`] / [`Store::read`] (transactions that notify, and consistent reads),
+//! [`Store::seal`] / [`Store::open_text`] (the same envelope encryption, bound to their [`Binding`]),
+//! [`Store::derive_key`] (keys derived from the master key) and [`Refreshing`] (a cache that follows the
+//! generation counter).
+//!
 //! Secret values are encrypted with AES-256-GCM under per-record data keys wrapped by the master key; they are
 //! never returned by any metadata call, never logged and never part of an error message.
 
