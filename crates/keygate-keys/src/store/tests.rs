@@ -33,6 +33,8 @@ fn api_key_crud_round_trip() {
         )
         .unwrap();
     let token = created.token.expose_secret().to_owned();
+    let debug = format!("{created:?} {keys:?}");
+    assert!(!debug.contains(&token[7..]), "{debug}");
     let key = created.key;
     assert!(
         key.id.starts_with("aigk_") && key.id.len() == 5 + 26,
