@@ -1,50 +1,23 @@
-//! [`CachedSecrets`]: the gateway's [`SecretSource`]. Lookups read an in-memory [`Snapshot`] through
-//! `arc-swap` (no lock); a background thread polls the store's generation and swaps in a fresh snapshot when
-//! anything changed, so `keygate api secrets ...` reaches a running gateway within one poll interval plus a
-//! reload.
+//! [`CachedSecrets`]: the gateway's [`SecretSource`], a [`Refreshing`] [`Snapshot`] of every secret, so
+//! `keygate api secrets ...` reaches a running gateway within one poll interval plus a reload.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use keygate_cel::{SecretError, SecretSource};
 use secrecy::SecretString;
 
-use crate::error::{Result, StoreError};
+use crate::error::Result;
+use crate::refreshing::{Refreshing, Reload};
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 
-/// State shared between the cache handle and its watcher thread.
-struct Shared {
-    current: ArcSwap<Snapshot>,
-    stop: AtomicBool,
-    /// How many checks the watcher has begun and finished, for [`SecretSource::refresh`].
-    checks: Mutex<Checks>,
-    checked: Condvar,
-}
-
-#[derive(Default)]
-struct Checks {
-    begun: u64,
-    finished: u64,
-}
-
-/// How long [`SecretSource::refresh`] waits for the watcher at most.
-const REFRESH_WAIT: Duration = Duration::from_secs(2);
-
 /// A cached, self-refreshing view of every secret. Dropping it stops the watcher thread.
-pub struct CachedSecrets {
-    shared: Arc<Shared>,
-    watcher: Option<JoinHandle<()>>,
-}
+pub struct CachedSecrets(Refreshing<Snapshot>);
 
 impl std::fmt::Debug for CachedSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedSecrets")
-            .field("snapshot", &*self.shared.current.load())
-            .finish()
+        f.debug_tuple("CachedSecrets").field(&self.0).finish()
     }
 }
 
@@ -55,114 +28,39 @@ impl CachedSecrets {
     /// Loads the first snapshot from an unlocked `store` (so a wrong key or broken database fails here, at
     /// startup), then starts a thread that checks for changes every `poll_interval`.
     pub fn start(store: Store, poll_interval: Duration) -> Result<Self> {
-        let first = store.load_snapshot()?;
-        let shared = Arc::new(Shared {
-            current: ArcSwap::from_pointee(first),
-            stop: AtomicBool::new(false),
-            checks: Mutex::new(Checks::default()),
-            checked: Condvar::new(),
-        });
-        let watcher_shared = Arc::clone(&shared);
-        let dir = store.data_dir().to_path_buf();
-        let watcher = thread::Builder::new()
-            .name("keygate-secrets-watch".to_owned())
-            .spawn(move || watch(&store, &watcher_shared, poll_interval))
-            .map_err(|e| StoreError::io("cannot start the secret watcher thread for", dir, e))?;
-        Ok(Self {
-            shared,
-            watcher: Some(watcher),
-        })
+        Refreshing::start(store, poll_interval).map(Self)
     }
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.shared.current.load_full()
+        self.0.current_full()
+    }
+}
+
+impl Reload for Snapshot {
+    const NAME: &'static str = "secrets";
+
+    fn load(store: &Store) -> Result<Self> {
+        store.load_snapshot()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation()
+    }
+
+    fn entries(&self) -> usize {
+        self.len()
     }
 }
 
 impl SecretSource for CachedSecrets {
     fn get(&self, vault: &str, name: &str) -> Result<Arc<SecretString>, SecretError> {
-        self.shared.current.load().get(vault, name)
+        self.0.current().get(vault, name)
     }
 
-    /// Wakes the watcher and waits until a check that began after this call has finished.
+    /// Waits until a check that began after this call has finished.
     fn refresh(&self) {
-        let Some(watcher) = &self.watcher else { return };
-        let checks = self
-            .shared
-            .checks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let target = checks.begun + 1;
-        watcher.thread().unpark();
-        let _ = self
-            .shared
-            .checked
-            .wait_timeout_while(checks, REFRESH_WAIT, |checks| checks.finished < target);
-    }
-}
-
-impl Drop for CachedSecrets {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(watcher) = self.watcher.take() {
-            watcher.thread().unpark();
-            // The thread only ends by seeing `stop`; a panic inside it has nothing left to clean up.
-            let _ = watcher.join();
-        }
-    }
-}
-
-/// Watcher loop: reload whenever the generation differs from the snapshot's. Failures keep the previous
-/// snapshot and are logged once per failure streak.
-fn watch(store: &Store, shared: &Shared, poll_interval: Duration) {
-    let mut failing = false;
-    loop {
-        thread::park_timeout(poll_interval);
-        if shared.stop.load(Ordering::Acquire) {
-            return;
-        }
-        shared
-            .checks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .begun += 1;
-        check(store, shared, &mut failing);
-        let mut checks = shared
-            .checks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        checks.finished = checks.begun;
-        shared.checked.notify_all();
-    }
-}
-
-/// One check: reload when the store's generation differs from the snapshot's.
-fn check(store: &Store, shared: &Shared, failing: &mut bool) {
-    let seen = shared.current.load().generation();
-    let refreshed = store.generation().and_then(|generation| {
-        if generation == seen {
-            Ok(None)
-        } else {
-            store.load_snapshot().map(Some)
-        }
-    });
-    match refreshed {
-        Ok(Some(snapshot)) => {
-            tracing::info!(
-                generation = snapshot.generation(),
-                secrets = snapshot.len(),
-                "secrets reloaded"
-            );
-            shared.current.store(Arc::new(snapshot));
-            *failing = false;
-        }
-        Ok(None) => *failing = false,
-        Err(err) if !*failing => {
-            tracing::error!(error = %err, "secret reload failed; keeping the previous secrets");
-            *failing = true;
-        }
-        Err(_) => {}
+        self.0.refresh();
     }
 }
 
@@ -172,10 +70,13 @@ mod tests {
 
     use secrecy::ExposeSecret;
 
+    use std::thread;
+
     use super::*;
+    use crate::error::StoreError;
     use crate::test_support::{inline_key, TempDir};
 
-    /// Polls `cache` until `done` holds, failing after 2 s (the bound within which a running gateway sees a change).
+    /// Polls `cache` until `done` holds, failing after 2 s (the bound promised for a running gateway).
     fn within_two_seconds(
         cache: &CachedSecrets,
         done: impl Fn(&CachedSecrets) -> bool,

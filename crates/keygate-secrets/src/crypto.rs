@@ -1,8 +1,8 @@
 //! Envelope encryption with AES-256-GCM.
 //!
-//! Each secret value is encrypted under its own random 256-bit data key; the data key is encrypted ("wrapped")
-//! under the master key. Both encryptions carry associated data binding them to the record (secret id, vault
-//! id, secret name), so a ciphertext copied onto another row fails authentication. A key check (the
+//! Each value is encrypted under its own random 256-bit data key; the data key is encrypted ("wrapped") under
+//! the master key. Both encryptions carry associated data binding them to the record (its id, its owner's id
+//! and its name), so a ciphertext copied onto another row fails authentication. A key check (the
 //! encryption of 32 zero bytes under the master key with a stored nonce) tells a wrong master key apart from
 //! corrupt data.
 
@@ -19,18 +19,42 @@ pub(crate) const NONCE_LEN: usize = 12;
 const DATA_KEY_LEN: usize = 32;
 const KEY_CHECK_AAD: &[u8] = b"keygate:key-check:v1";
 
-/// A sealed secret value, as stored.
-pub(crate) struct Sealed {
-    pub key_nonce: [u8; NONCE_LEN],
+/// A sealed value as stored: four columns, `key_nonce, wrapped_key, value_nonce, ciphertext` (see
+/// [`SEALED_COLUMNS`]).
+pub struct Sealed {
+    /// Nonce of the data key's encryption.
+    pub key_nonce: Vec<u8>,
+    /// The data key, encrypted under the master key.
     pub wrapped_key: Vec<u8>,
-    pub value_nonce: [u8; NONCE_LEN],
+    /// Nonce of the value's encryption.
+    pub value_nonce: Vec<u8>,
+    /// The value, encrypted under the data key.
     pub ciphertext: Vec<u8>,
 }
 
-/// The record a ciphertext belongs to.
-pub(crate) struct Binding<'a> {
-    pub secret_id: &'a str,
-    pub vault_id: &'a str,
+/// The column names of a [`Sealed`] value, in its field order, for SQL statements.
+pub const SEALED_COLUMNS: &str = "key_nonce, wrapped_key, value_nonce, ciphertext";
+
+impl Sealed {
+    /// Reads the four columns starting at index `first` of `row`.
+    pub fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        Ok(Self {
+            key_nonce: row.get(first)?,
+            wrapped_key: row.get(first + 1)?,
+            value_nonce: row.get(first + 2)?,
+            ciphertext: row.get(first + 3)?,
+        })
+    }
+}
+
+/// The record a ciphertext belongs to: its id, its owner's id and its name. Ids carry their kind as a prefix
+/// (`secret_`, `aipk_`, ...), so a ciphertext of one kind of record never opens as another.
+pub struct Binding<'a> {
+    /// The record's id (a secret's id).
+    pub record_id: &'a str,
+    /// The id of the record that owns it (a secret's vault).
+    pub owner_id: &'a str,
+    /// The record's name (a secret's name).
     pub name: &'a str,
 }
 
@@ -40,7 +64,7 @@ impl Binding<'_> {
     fn aad(&self, purpose: &str) -> Vec<u8> {
         format!(
             "keygate:{purpose}:v1\0{}\0{}\0{}",
-            self.secret_id, self.vault_id, self.name
+            self.record_id, self.owner_id, self.name
         )
         .into_bytes()
     }
@@ -95,19 +119,11 @@ pub(crate) fn seal(master: &MasterKey, binding: &Binding<'_>, plaintext: &[u8]) 
         &binding.aad("data-key"),
     )?;
     Ok(Sealed {
-        key_nonce,
+        key_nonce: key_nonce.to_vec(),
         wrapped_key,
-        value_nonce,
+        value_nonce: value_nonce.to_vec(),
         ciphertext,
     })
-}
-
-/// Stored columns of a sealed value, borrowed from a database row.
-pub(crate) struct SealedRef<'a> {
-    pub key_nonce: &'a [u8],
-    pub wrapped_key: &'a [u8],
-    pub value_nonce: &'a [u8],
-    pub ciphertext: &'a [u8],
 }
 
 /// Unwraps the data key and decrypts the value; any modification of any column, or a different binding,
@@ -115,19 +131,19 @@ pub(crate) struct SealedRef<'a> {
 pub(crate) fn open(
     master: &MasterKey,
     binding: &Binding<'_>,
-    sealed: &SealedRef<'_>,
+    sealed: &Sealed,
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let unwrapped = decrypt(
         master.bytes(),
-        sealed.key_nonce,
-        sealed.wrapped_key,
+        &sealed.key_nonce,
+        &sealed.wrapped_key,
         &binding.aad("data-key"),
     )?;
     let data_key: &[u8; DATA_KEY_LEN] = unwrapped.as_slice().try_into().map_err(|_| OpenError)?;
     decrypt(
         data_key,
-        sealed.value_nonce,
-        sealed.ciphertext,
+        &sealed.value_nonce,
+        &sealed.ciphertext,
         &binding.aad("value"),
     )
 }
@@ -152,18 +168,9 @@ mod tests {
 
     fn binding() -> Binding<'static> {
         Binding {
-            secret_id: "secret_a",
-            vault_id: "vault_a",
+            record_id: "secret_a",
+            owner_id: "vault_a",
             name: "api-key",
-        }
-    }
-
-    fn as_ref(sealed: &Sealed) -> SealedRef<'_> {
-        SealedRef {
-            key_nonce: &sealed.key_nonce,
-            wrapped_key: &sealed.wrapped_key,
-            value_nonce: &sealed.value_nonce,
-            ciphertext: &sealed.ciphertext,
         }
     }
 
@@ -173,7 +180,7 @@ mod tests {
         let one = seal(&master, &binding(), b"sk-live-value").unwrap();
         let two = seal(&master, &binding(), b"sk-live-value").unwrap();
         assert_eq!(
-            open(&master, &binding(), &as_ref(&one)).unwrap().as_slice(),
+            open(&master, &binding(), &one).unwrap().as_slice(),
             b"sk-live-value"
         );
         assert_ne!(one.ciphertext, two.ciphertext);
@@ -187,9 +194,9 @@ mod tests {
         let sealed = seal(&master, &binding(), b"value").unwrap();
         for column in 0..4 {
             let mut copy = Sealed {
-                key_nonce: sealed.key_nonce,
+                key_nonce: sealed.key_nonce.clone(),
                 wrapped_key: sealed.wrapped_key.clone(),
-                value_nonce: sealed.value_nonce,
+                value_nonce: sealed.value_nonce.clone(),
                 ciphertext: sealed.ciphertext.clone(),
             };
             match column {
@@ -198,10 +205,7 @@ mod tests {
                 2 => copy.value_nonce[11] ^= 1,
                 _ => copy.ciphertext[0] ^= 1,
             }
-            assert!(
-                open(&master, &binding(), &as_ref(&copy)).is_err(),
-                "column {column}"
-            );
+            assert!(open(&master, &binding(), &copy).is_err(), "column {column}");
         }
     }
 
@@ -211,11 +215,11 @@ mod tests {
         let sealed = seal(&master, &binding(), b"value").unwrap();
         for other in [
             Binding {
-                secret_id: "secret_b",
+                record_id: "secret_b",
                 ..binding()
             },
             Binding {
-                vault_id: "vault_b",
+                owner_id: "vault_b",
                 ..binding()
             },
             Binding {
@@ -223,7 +227,7 @@ mod tests {
                 ..binding()
             },
         ] {
-            assert!(open(&master, &other, &as_ref(&sealed)).is_err());
+            assert!(open(&master, &other, &sealed).is_err());
         }
     }
 
@@ -232,7 +236,7 @@ mod tests {
         let master = MasterKey::generate().unwrap();
         let other = MasterKey::generate().unwrap();
         let sealed = seal(&master, &binding(), b"value").unwrap();
-        assert!(open(&other, &binding(), &as_ref(&sealed)).is_err());
+        assert!(open(&other, &binding(), &sealed).is_err());
         let nonce = random_nonce().unwrap();
         let check = key_check(&master, &nonce).unwrap();
         assert!(verify_key_check(&master, &nonce, &check).unwrap());

@@ -51,6 +51,14 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    /// Another crate's tables were written by a newer Keygate.
+    #[error("the {component} tables in {dir} have schema version {found}, newer than this keygate supports ({supported})")]
+    UnsupportedComponent {
+        dir: PathBuf,
+        component: String,
+        found: i64,
+        supported: i64,
+    },
     /// A file system operation failed.
     #[error("{context} {path}: {source}")]
     Io {

@@ -1,4 +1,4 @@
-//! Record ids: a prefix (`vault_`, `secret_`) followed by 26 random characters of the RFC 4648 base32
+//! Record ids: a prefix (`vault_`, `secret_`, ...) followed by 26 random characters of the RFC 4648 base32
 //! alphabet in lower case (`a-z`, `2-7`), i.e. 130 bits from the OS CSPRNG.
 
 use crate::error::Result;
@@ -13,8 +13,8 @@ pub const VAULT_PREFIX: &str = "vault_";
 /// Prefix of secret ids.
 pub const SECRET_PREFIX: &str = "secret_";
 
-/// A new random id with the given prefix.
-pub(crate) fn new_id(prefix: &str) -> Result<String> {
+/// A new random id: `prefix` followed by [`ID_RANDOM_CHARS`] random base32 characters.
+pub fn new_id(prefix: &str) -> Result<String> {
     let mut random = [0u8; ID_RANDOM_CHARS];
     getrandom::fill(&mut random)?;
     let mut id = String::with_capacity(prefix.len() + ID_RANDOM_CHARS);

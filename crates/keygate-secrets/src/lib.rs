@@ -6,6 +6,12 @@
 //!   `DATA_DIR/master.key`).
 //! - [`CachedSecrets`]: the gateway's [`keygate_cel::SecretSource`], refreshed in the background.
 //!
+//! Crates that keep their own records in the same database build on: [`Store::migrate_component`] (their
+//! tables), [`Store::write`] / [`Store::read`] (transactions that notify, and consistent reads),
+//! [`Store::seal`] / [`Store::open_text`] (the same envelope encryption, bound to their [`Binding`]),
+//! [`Store::derive_key`] (keys derived from the master key) and [`Refreshing`] (a cache that follows the
+//! generation counter).
+//!
 //! Secret values are encrypted with AES-256-GCM under per-record data keys wrapped by the master key; they are
 //! never returned by any metadata call, never logged and never part of an error message.
 
@@ -15,22 +21,30 @@ mod error;
 mod ids;
 mod master_key;
 mod model;
+mod periodic;
+mod refreshing;
 mod schema;
 mod snapshot;
 mod store;
 mod validate;
 
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub use cache::CachedSecrets;
+pub use crypto::{Binding, Sealed, SEALED_COLUMNS};
 pub use error::{Result, StoreError};
-pub use ids::{ID_RANDOM_CHARS, SECRET_PREFIX, VAULT_PREFIX};
+pub use ids::{new_id, ID_RANDOM_CHARS, SECRET_PREFIX, VAULT_PREFIX};
 pub use master_key::{
     MasterKey, MasterKeySource, DEFAULT_KEY_FILE, MASTER_KEY_ENV, MASTER_KEY_LEN,
 };
-pub use model::{Secret, Vault, VaultRef};
+pub use model::{format_timestamp, Secret, Vault, VaultRef};
+pub use periodic::Periodic;
+pub use refreshing::{Refreshing, Reload};
 pub use schema::DB_FILE;
 pub use snapshot::Snapshot;
 pub use store::Store;
-pub use validate::{check_name, check_value, MAX_DESCRIPTION_BYTES, MAX_NAME_LEN, MAX_VALUE_BYTES};
+pub use validate::{
+    check_description, check_name, check_value, MAX_DESCRIPTION_BYTES, MAX_NAME_LEN,
+    MAX_VALUE_BYTES,
+};

@@ -60,6 +60,16 @@ impl MasterKey {
         &self.0
     }
 
+    /// A 256-bit key for one purpose, derived with HKDF-SHA-256 (`context` is the HKDF info string), so no
+    /// use of a derived key can reveal the master key or another derived key.
+    pub(crate) fn derive(&self, context: &str) -> Zeroizing<[u8; MASTER_KEY_LEN]> {
+        let mut out = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        hkdf::Hkdf::<sha2::Sha256>::new(None, self.0.as_ref())
+            .expand(context.as_bytes(), out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA-256 output length");
+        out
+    }
+
     fn to_base64(&self) -> Zeroizing<String> {
         Zeroizing::new(STANDARD.encode(self.0.as_ref()))
     }
@@ -247,6 +257,16 @@ mod tests {
                 "invalid master key in KEYGATE_MASTER_KEY: expected 32 bytes encoded as base64"
             );
         }
+    }
+
+    #[test]
+    fn derived_keys_depend_on_key_and_context() {
+        let key = MasterKey::generate().unwrap();
+        let other = MasterKey::generate().unwrap();
+        assert_eq!(*key.derive("a"), *key.derive("a"));
+        assert_ne!(*key.derive("a"), *key.derive("b"));
+        assert_ne!(*key.derive("a"), *other.derive("a"));
+        assert_ne!(&*key.derive("a"), key.bytes());
     }
 
     #[test]

@@ -45,5 +45,11 @@ pub struct Secret {
 
 /// The current time as stored: RFC 3339 UTC with second precision (`2026-01-31T12:00:00Z`).
 pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    format_timestamp(chrono::Utc::now())
+}
+
+/// A time as stored: RFC 3339 UTC with second precision (`2026-01-31T12:00:00Z`). Stored timestamps
+/// therefore sort as text in time order.
+pub fn format_timestamp(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

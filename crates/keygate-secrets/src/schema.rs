@@ -6,18 +6,20 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 
 use crate::error::{Result, StoreError};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "keygate.db";
-/// Schema version written to `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
 /// How long a statement waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
-const SCHEMA: &str = "
+/// The core schema's migration steps; step `n` takes `PRAGMA user_version` from `n` to `n + 1`.
+const STEPS: &[&str] = &[
+    "
 CREATE TABLE meta (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     generation      INTEGER NOT NULL,
@@ -45,8 +47,17 @@ CREATE TABLE secrets (
     ciphertext  BLOB NOT NULL,
     UNIQUE (vault_id, name)
 );
-PRAGMA user_version = 1;
-";
+",
+    // Other crates keep their own tables in this file, each versioned here under its component name.
+    "
+CREATE TABLE schema_components (
+    name    TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+",
+];
+/// Schema version written to `PRAGMA user_version` once every step has run.
+const SCHEMA_VERSION: i64 = STEPS.len() as i64;
 
 /// Opens (creating when needed) the data directory (mode 0700), the database file (mode 0600) and the schema.
 pub(crate) fn open_read_write(dir: &Path) -> Result<Connection> {
@@ -132,16 +143,65 @@ fn check_version(found: i64, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates the schema in a fresh database; concurrent openers serialise on the write lock.
+/// Brings the core schema up to date; concurrent openers serialise on the write lock.
 fn migrate(conn: &Connection, dir: &Path) -> Result<()> {
     if schema_version(conn)? == SCHEMA_VERSION {
         return Ok(());
     }
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    match schema_version(&tx)? {
-        0 => tx.execute_batch(SCHEMA)?,
-        v => check_version(v, dir)?,
+    let found = schema_version(&tx)?;
+    check_version(found, dir)?;
+    run_steps(&tx, found, STEPS)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Runs `steps[from..]`.
+fn run_steps(tx: &Transaction<'_>, from: i64, steps: &[&str]) -> Result<()> {
+    let from = usize::try_from(from).unwrap_or(0);
+    for step in &steps[from.min(steps.len())..] {
+        tx.execute_batch(step)?;
     }
+    Ok(())
+}
+
+/// Brings the tables of `component` up to date: `steps[n]` takes its version from `n` to `n + 1`. A version
+/// newer than `steps` knows is refused ([`StoreError::UnsupportedComponent`]).
+pub(crate) fn migrate_component(
+    conn: &Connection,
+    dir: &Path,
+    component: &str,
+    steps: &[&str],
+) -> Result<()> {
+    let supported = steps.len() as i64;
+    let version = |conn: &Connection| -> Result<i64> {
+        let found = conn
+            .prepare_cached("SELECT version FROM schema_components WHERE name = ?1")?
+            .query_row([component], |row| row.get(0))
+            .optional()?;
+        let found = found.unwrap_or(0);
+        if found > supported {
+            return Err(StoreError::UnsupportedComponent {
+                dir: dir.to_path_buf(),
+                component: component.to_owned(),
+                found,
+                supported,
+            });
+        }
+        Ok(found)
+    };
+    if version(conn)? == supported {
+        return Ok(());
+    }
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let found = version(&tx)?;
+    run_steps(&tx, found, steps)?;
+    tx.execute(
+        "INSERT INTO schema_components (name, version) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+        (component, supported),
+    )?;
     tx.commit()?;
     Ok(())
 }

@@ -4,12 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keygate_cel::{SecretError, SecretSource};
-use rusqlite::{Transaction, TransactionBehavior};
 use secrecy::SecretString;
 
-use crate::crypto::{self, Binding, SealedRef};
+use crate::crypto::{Binding, Sealed, SEALED_COLUMNS};
 use crate::error::Result;
-use crate::store::{read_generation, Store};
+use crate::store::Store;
 
 /// One secret in a snapshot: its value, or the fact that it failed to decrypt (tampered or corrupt), so one bad
 /// record fails only the requests that use it.
@@ -75,56 +74,44 @@ impl Store {
     /// Reads and decrypts every secret in one read transaction. Needs the master key. A record that fails
     /// authentication is logged (by id and name) and kept as unreadable rather than failing the whole load.
     pub fn load_snapshot(&self) -> Result<Snapshot> {
-        let key = self.key()?;
-        let tx = Transaction::new_unchecked(self.conn(), TransactionBehavior::Deferred)?;
-        let generation = read_generation(&tx)?;
-        let mut vaults: BTreeMap<String, BTreeMap<String, Entry>> = BTreeMap::new();
-        for name in tx
-            .prepare("SELECT name FROM vaults")?
-            .query_map([], |row| row.get(0))?
-        {
-            vaults.insert(name?, BTreeMap::new());
-        }
-        let mut stmt = tx.prepare(
-            "SELECT s.id, s.vault_id, v.name, s.name, s.key_nonce, s.wrapped_key, s.value_nonce, s.ciphertext \
-             FROM secrets s JOIN vaults v ON v.id = s.vault_id",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let secret_id: String = row.get(0)?;
-            let vault_id: String = row.get(1)?;
-            let vault_name: String = row.get(2)?;
-            let name: String = row.get(3)?;
-            let binding = Binding {
-                secret_id: &secret_id,
-                vault_id: &vault_id,
-                name: &name,
-            };
-            let columns: [Vec<u8>; 4] = [row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?];
-            let sealed = SealedRef {
-                key_nonce: &columns[0],
-                wrapped_key: &columns[1],
-                value_nonce: &columns[2],
-                ciphertext: &columns[3],
-            };
-            let entry = match crypto::open(key, &binding, &sealed)
-                .ok()
-                .and_then(|plain| std::str::from_utf8(&plain).ok().map(SecretString::from))
+        self.key()?;
+        self.read(|tx, generation| {
+            let mut vaults: BTreeMap<String, BTreeMap<String, Entry>> = BTreeMap::new();
+            for name in tx
+                .prepare("SELECT name FROM vaults")?
+                .query_map([], |row| row.get(0))?
             {
-                Some(value) => Entry::Ready(Arc::new(value)),
-                None => {
-                    tracing::error!(
-                        secret_id = %secret_id, vault = %vault_name, secret = %name,
-                        "stored secret failed authentication (modified or corrupt); requests using it will fail"
-                    );
-                    Entry::Unreadable
-                }
-            };
-            vaults.entry(vault_name).or_default().insert(name, entry);
-        }
-        drop(rows);
-        drop(stmt);
-        tx.commit()?;
-        Ok(Snapshot { generation, vaults })
+                vaults.insert(name?, BTreeMap::new());
+            }
+            let sql = format!(
+                "SELECT s.id, s.vault_id, v.name, s.name, {SEALED_COLUMNS} \
+                 FROM secrets s JOIN vaults v ON v.id = s.vault_id"
+            );
+            let mut stmt = tx.prepare(&sql)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let secret_id: String = row.get(0)?;
+                let vault_id: String = row.get(1)?;
+                let vault_name: String = row.get(2)?;
+                let name: String = row.get(3)?;
+                let binding = Binding {
+                    record_id: &secret_id,
+                    owner_id: &vault_id,
+                    name: &name,
+                };
+                let entry = match self.open_text(&binding, &Sealed::from_row(row, 4)?)? {
+                    Some(value) => Entry::Ready(Arc::new(value)),
+                    None => {
+                        tracing::error!(
+                            secret_id = %secret_id, vault = %vault_name, secret = %name,
+                            "stored secret failed authentication (modified or corrupt); requests using it will fail"
+                        );
+                        Entry::Unreadable
+                    }
+                };
+                vaults.entry(vault_name).or_default().insert(name, entry);
+            }
+            Ok(Snapshot { generation, vaults })
+        })
     }
 }

@@ -1,4 +1,5 @@
-//! Helpers for unit tests: unique temporary data directories and fixed master keys.
+//! Helpers for unit tests here and in crates built on the store (feature `test-support`): unique temporary
+//! data directories and fixed master keys.
 
 use std::path::{Path, PathBuf};
 
@@ -8,20 +9,20 @@ use secrecy::SecretString;
 use crate::master_key::MasterKeySource;
 
 /// A temporary directory removed on drop.
-pub(crate) struct TempDir(PathBuf);
+pub struct TempDir(PathBuf);
 
 impl TempDir {
-    pub(crate) fn new(tag: &str) -> Self {
+    pub fn new(tag: &str) -> Self {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).expect("random");
         let path = std::env::temp_dir().join(format!(
-            "keygate-secrets-{tag}-{:016x}",
+            "keygate-store-{tag}-{:016x}",
             u64::from_le_bytes(random)
         ));
         Self(path)
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -33,13 +34,13 @@ impl Drop for TempDir {
 }
 
 /// An inline master key made of `byte` repeated.
-pub(crate) fn inline_key(byte: u8) -> MasterKeySource {
+pub fn inline_key(byte: u8) -> MasterKeySource {
     let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
     MasterKeySource::Inline(SecretString::from(text.as_str()))
 }
 
 /// Every byte of every file under `dir`.
-pub(crate) fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     std::fs::read_dir(dir)
         .expect("read dir")
         .map(|entry| {

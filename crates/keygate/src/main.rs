@@ -28,7 +28,7 @@ enum Command {
     /// Validate policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Manage vaults and secrets (mirrors `ngrok api vaults|secrets`).
+    /// Manage vaults, secrets and AI gateway keys (mirrors `ngrok api ...`).
     Api(api::ApiArgs),
     /// Access tokens.
     #[command(subcommand)]
@@ -48,5 +48,15 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check(args)) => check::run(args),
         Command::Api(args) => api::run(args),
         Command::Token(cmd) => token::run(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -1,127 +1,26 @@
 //! `keygate api vaults|secrets ...` driven through the real binary.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod api_support;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use api_support::*;
 use base64::Engine as _;
 use keygate_cel::SecretSource;
 use keygate_secrets::{MasterKeySource, Store};
 use secrecy::ExposeSecret;
-use serde_json::Value;
 
-/// A unique temporary data directory, removed on drop.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(tag: &str) -> Self {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).unwrap();
-        let name = format!("keygate-api-cli-{tag}-{:016x}", u64::from_le_bytes(random));
-        Self(std::env::temp_dir().join(name))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// `keygate api ARGS --data-dir DIR`, with no KEYGATE_* variables inherited.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
-        cmd.arg("api").args(args).arg("--data-dir").arg(self.path());
-        for var in [
-            "KEYGATE_MASTER_KEY",
-            "KEYGATE_MASTER_KEY_FILE",
-            "KEYGATE_DATA_DIR",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs a command that must succeed and returns its stdout as JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        parse_ok(&self.run(args))
-    }
-
-    /// The decrypted value of a secret, read through the library with the directory's key file.
-    fn stored_value(&self, vault: &str, name: &str) -> String {
-        let store = Store::open_unlocked(self.path(), &MasterKeySource::DefaultFile).unwrap();
-        let snapshot = store.load_snapshot().unwrap();
-        snapshot
-            .get(vault, name)
-            .unwrap()
-            .expose_secret()
-            .to_owned()
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn parse_ok(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "status {:?}, stderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Asserts exit status `code` and a one-line `error: ...` on stderr containing `needle`; returns stderr.
-fn assert_fails(out: &Output, code: i32, needle: &str) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    stderr
-}
-
-fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
-    value[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string '{field}' in {value}"))
-}
-
-fn random_value(tag: &str) -> String {
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).unwrap();
-    format!(
-        "{tag}-{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
-    )
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+/// The decrypted value of a secret, read through the library with the directory's key file.
+fn stored_value(dir: &DataDir, vault: &str, name: &str) -> String {
+    let store = Store::open_unlocked(dir.path(), &MasterKeySource::DefaultFile).unwrap();
+    let snapshot = store.load_snapshot().unwrap();
+    snapshot
+        .get(vault, name)
+        .unwrap()
+        .expose_secret()
+        .to_owned()
 }
 
 #[test]
@@ -266,8 +165,11 @@ fn secrets_round_trip_never_prints_values() {
     let update = dir.run(&["secrets", "update", &secret_id, "--value", &new_value]);
     assert_eq!(str_field(&parse_ok(&update), "description"), "rotated soon");
     outputs.push(update);
-    assert_eq!(dir.stored_value("gateway-auth", "access-token"), new_value);
-    assert_eq!(dir.stored_value("gateway-auth", "client-b"), v2);
+    assert_eq!(
+        stored_value(&dir, "gateway-auth", "access-token"),
+        new_value
+    );
+    assert_eq!(stored_value(&dir, "gateway-auth", "client-b"), v2);
 
     for out in &outputs {
         for value in [&v1, &v2, &v3, &new_value] {
@@ -317,7 +219,7 @@ fn value_dash_reads_stdin_and_strips_one_trailing_newline() {
     let out = dir.run_with_stdin(&create, format!("{value}\n").as_bytes());
     let secret = parse_ok(&out);
     assert!(!contains(&out.stdout, &value));
-    assert_eq!(dir.stored_value("v", "piped"), value);
+    assert_eq!(stored_value(&dir, "v", "piped"), value);
 
     let crlf = [
         "secrets",
@@ -330,7 +232,7 @@ fn value_dash_reads_stdin_and_strips_one_trailing_newline() {
         vault_id,
     ];
     parse_ok(&dir.run_with_stdin(&crlf, b"windows\r\n"));
-    assert_eq!(dir.stored_value("v", "crlf"), "windows");
+    assert_eq!(stored_value(&dir, "v", "crlf"), "windows");
 
     let update = [
         "secrets",
@@ -340,7 +242,7 @@ fn value_dash_reads_stdin_and_strips_one_trailing_newline() {
         "-",
     ];
     parse_ok(&dir.run_with_stdin(&update, b"two lines\nkept\n\n"));
-    assert_eq!(dir.stored_value("v", "piped"), "two lines\nkept\n");
+    assert_eq!(stored_value(&dir, "v", "piped"), "two lines\nkept\n");
 
     let empty = [
         "secrets",
@@ -408,20 +310,7 @@ fn data_dir_holds_no_plaintext_even_in_the_wal() {
     ]);
 
     let scan = |stage: &str| {
-        let mut files = 0;
-        for entry in std::fs::read_dir(dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            for value in [&arg_value, &piped_value, &updated] {
-                assert!(
-                    !contains(&bytes, value),
-                    "{stage}: {} holds a plaintext value",
-                    path.display()
-                );
-            }
-            files += 1;
-        }
-        files
+        assert_absent_from_files(dir.path(), stage, &[&arg_value, &piped_value, &updated])
     };
     assert!(dir.path().join("keygate.db-wal").exists());
     assert!(scan("before checkpoint") >= 3);
@@ -436,7 +325,7 @@ fn data_dir_holds_no_plaintext_even_in_the_wal() {
     assert_eq!(mode(dir.path()), 0o700);
     assert_eq!(mode(&dir.path().join("master.key")), 0o600);
     assert_eq!(mode(&dir.path().join("keygate.db")), 0o600);
-    assert_eq!(dir.stored_value("v", "a"), updated);
+    assert_eq!(stored_value(&dir, "v", "a"), updated);
 }
 
 #[test]
@@ -573,7 +462,10 @@ fn concurrent_processes_all_succeed() {
             4
         );
         for (i, value) in values.iter().enumerate() {
-            assert_eq!(&dir.stored_value("vault-0", &format!("secret-{i}")), value);
+            assert_eq!(
+                &stored_value(&dir, "vault-0", &format!("secret-{i}")),
+                value
+            );
         }
     }
 }

@@ -6,10 +6,12 @@ mod vaults;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use secrecy::SecretString;
+use zeroize::Zeroizing;
 
-use crate::crypto;
+use crate::crypto::{self, Binding, Sealed};
 use crate::error::{Result, StoreError};
-use crate::master_key::{MasterKey, MasterKeySource};
+use crate::master_key::{MasterKey, MasterKeySource, MASTER_KEY_LEN};
 use crate::schema;
 
 /// The store of one data directory. Metadata operations work without the master key; storing a value and
@@ -83,7 +85,7 @@ impl Store {
         &self.dir
     }
 
-    /// A counter bumped by every committed write, from any process.
+    /// A counter bumped by every committed [`Store::write`], from any process.
     pub fn generation(&self) -> Result<u64> {
         read_generation(&self.conn)
     }
@@ -99,7 +101,8 @@ impl Store {
         Ok(found)
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
+    /// The database connection, for reads outside a transaction. Writes go through [`Store::write`].
+    pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
@@ -107,20 +110,83 @@ impl Store {
         self.key.as_ref().ok_or(StoreError::Locked)
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and bumps the generation; rolls back on error.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+    /// Creates or upgrades the tables another crate keeps in this database. `steps[n]` is the SQL taking
+    /// `component` from version `n` to `n + 1`; steps only ever get appended. A database whose `component`
+    /// is newer than `steps` is refused ([`StoreError::UnsupportedComponent`]).
+    pub fn migrate_component(&self, component: &str, steps: &[&str]) -> Result<()> {
+        schema::migrate_component(&self.conn, &self.dir, component, steps)
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and bumps the generation, so every cache on this data
+    /// directory reloads; rolls back when `f` fails.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_unannounced(|tx| {
+            let out = f(tx)?;
+            tx.execute(
+                "UPDATE meta SET generation = generation + 1 WHERE id = 1",
+                [],
+            )
+            .map_err(StoreError::from)?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction without bumping the generation: for bookkeeping that no
+    /// cache reads (such as last-use times), which would otherwise make every cache reload.
+    pub fn write_unannounced<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
         let out = f(&tx)?;
-        tx.execute(
-            "UPDATE meta SET generation = generation + 1 WHERE id = 1",
-            [],
-        )?;
-        tx.commit()?;
+        tx.commit().map_err(StoreError::from)?;
         Ok(out)
+    }
+
+    /// Runs `f` in one read transaction, passing the generation that transaction sees, so a cache built from
+    /// it is exactly the state of that generation.
+    pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, u64) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)
+            .map_err(StoreError::from)?;
+        let generation = read_generation(&tx)?;
+        let out = f(&tx, generation)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Encrypts `plaintext` for the record `binding` under a fresh data key. Needs the master key.
+    pub fn seal(&self, binding: &Binding<'_>, plaintext: &[u8]) -> Result<Sealed> {
+        crypto::seal(self.key()?, binding, plaintext)
+    }
+
+    /// Decrypts a UTF-8 value sealed for `binding`. Needs the master key. `None` when the stored bytes fail
+    /// authentication (modified, moved to another record, or corrupt).
+    pub fn open_text(
+        &self,
+        binding: &Binding<'_>,
+        sealed: &Sealed,
+    ) -> Result<Option<SecretString>> {
+        let key = self.key()?;
+        Ok(crypto::open(key, binding, sealed)
+            .ok()
+            .and_then(|plain| std::str::from_utf8(&plain).ok().map(SecretString::from)))
+    }
+
+    /// A 256-bit key for one purpose, derived from the master key (HKDF-SHA-256 with `context` as the info
+    /// string). Needs the master key.
+    pub fn derive_key(&self, context: &str) -> Result<Zeroizing<[u8; MASTER_KEY_LEN]>> {
+        Ok(self.key()?.derive(context))
     }
 }
 
-pub(crate) fn read_generation(conn: &Connection) -> Result<u64> {
+fn read_generation(conn: &Connection) -> Result<u64> {
     let generation: i64 = conn
         .prepare_cached("SELECT generation FROM meta WHERE id = 1")?
         .query_row([], |row| row.get(0))?;

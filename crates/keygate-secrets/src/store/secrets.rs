@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::vaults::vault_by_id;
 use super::{map_unique, Store};
-use crate::crypto::{self, Binding};
+use crate::crypto::Binding;
 use crate::error::{Result, StoreError};
 use crate::ids::{new_id, SECRET_PREFIX};
 use crate::model::{now, Secret, VaultRef};
@@ -50,7 +50,8 @@ impl Store {
         check_name("secret", name)?;
         check_value(value.expose_secret())?;
         check_description(description)?;
-        let key = self.key()?;
+        // Fail before taking the write lock when the store is locked.
+        self.key()?;
         self.write(|tx| {
             let vault = vault_by_id(tx, vault_id)?;
             let now = now();
@@ -66,11 +67,11 @@ impl Store {
                 },
             };
             let binding = Binding {
-                secret_id: &secret.id,
-                vault_id: &secret.vault.id,
+                record_id: &secret.id,
+                owner_id: &secret.vault.id,
                 name: &secret.name,
             };
-            let sealed = crypto::seal(key, &binding, value.expose_secret().as_bytes())?;
+            let sealed = self.seal(&binding, value.expose_secret().as_bytes())?;
             tx.execute(
                 "INSERT INTO secrets (id, vault_id, name, description, created_at, updated_at, \
                  key_nonce, wrapped_key, value_nonce, ciphertext) \
@@ -82,9 +83,9 @@ impl Store {
                     &secret.description,
                     &secret.created_at,
                     &secret.updated_at,
-                    sealed.key_nonce.as_slice(),
+                    &sealed.key_nonce,
                     &sealed.wrapped_key,
-                    sealed.value_nonce.as_slice(),
+                    &sealed.value_nonce,
                     &sealed.ciphertext,
                 ),
             )
@@ -101,7 +102,7 @@ impl Store {
     /// All secrets, or those of one vault ([`StoreError::VaultNotFound`] for an unknown vault id), oldest
     /// first.
     pub fn list_secrets(&self, vault_id: Option<&str>) -> Result<Vec<Secret>> {
-        let conn = self.conn();
+        let conn = self.connection();
         let secrets = match vault_id {
             Some(vault_id) => {
                 vault_by_id(conn, vault_id)?;
@@ -122,7 +123,7 @@ impl Store {
 
     /// The secret with this id (metadata only).
     pub fn get_secret(&self, id: &str) -> Result<Secret> {
-        secret_by_id(self.conn(), id)
+        secret_by_id(self.connection(), id)
     }
 
     /// Replaces a secret's value (needs the master key) and/or its description; `None` keeps the current one.
@@ -132,13 +133,10 @@ impl Store {
         value: Option<&SecretString>,
         description: Option<&str>,
     ) -> Result<Secret> {
-        let key = match value {
-            Some(value) => {
-                check_value(value.expose_secret())?;
-                Some(self.key()?)
-            }
-            None => None,
-        };
+        if let Some(value) = value {
+            check_value(value.expose_secret())?;
+            self.key()?;
+        }
         if let Some(description) = description {
             check_description(description)?;
         }
@@ -152,21 +150,21 @@ impl Store {
                 "UPDATE secrets SET description = ?2, updated_at = ?3 WHERE id = ?1",
                 (&secret.id, &secret.description, &secret.updated_at),
             )?;
-            if let (Some(key), Some(value)) = (key, value) {
+            if let Some(value) = value {
                 let binding = Binding {
-                    secret_id: &secret.id,
-                    vault_id: &secret.vault.id,
+                    record_id: &secret.id,
+                    owner_id: &secret.vault.id,
                     name: &secret.name,
                 };
-                let sealed = crypto::seal(key, &binding, value.expose_secret().as_bytes())?;
+                let sealed = self.seal(&binding, value.expose_secret().as_bytes())?;
                 tx.execute(
                     "UPDATE secrets SET key_nonce = ?2, wrapped_key = ?3, value_nonce = ?4, ciphertext = ?5 \
                      WHERE id = ?1",
                     (
                         &secret.id,
-                        sealed.key_nonce.as_slice(),
+                        &sealed.key_nonce,
                         &sealed.wrapped_key,
-                        sealed.value_nonce.as_slice(),
+                        &sealed.value_nonce,
                         &sealed.ciphertext,
                     ),
                 )?;

@@ -66,7 +66,7 @@ impl Store {
     /// All vaults, oldest first.
     pub fn list_vaults(&self) -> Result<Vec<Vault>> {
         let sql = format!("SELECT {VAULT_COLUMNS} FROM vaults ORDER BY rowid");
-        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut stmt = self.connection().prepare_cached(&sql)?;
         let vaults = stmt
             .query_map([], vault_from_row)?
             .collect::<rusqlite::Result<_>>()?;
@@ -75,12 +75,12 @@ impl Store {
 
     /// The vault with this id.
     pub fn get_vault(&self, id: &str) -> Result<Vault> {
-        vault_by_id(self.conn(), id)
+        vault_by_id(self.connection(), id)
     }
 
     /// The vault with this name.
     pub fn vault_by_name(&self, name: &str) -> Result<Vault> {
-        find_vault(self.conn(), "name", name)?
+        find_vault(self.connection(), "name", name)?
             .ok_or_else(|| StoreError::VaultNotFound(name.to_owned()))
     }
 

@@ -1,0 +1,55 @@
+//! [`KeyStore`]: access keys and provider keys in a data directory's database.
+
+mod api_keys;
+mod provider_keys;
+
+pub(crate) use provider_keys::binding;
+
+use keygate_secrets::Store;
+use rusqlite::types::Type;
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+use crate::schema;
+
+/// Prefix of access key ids.
+pub const API_KEY_PREFIX: &str = "aigk_";
+/// Prefix of provider key ids.
+pub const PROVIDER_KEY_PREFIX: &str = "aipk_";
+
+/// Access keys and provider keys on a [`Store`]. Metadata operations work on a locked store; creating an
+/// access key (its token is hashed under a key derived from the master key) and storing a provider key value
+/// need an unlocked one. Every change bumps the store's generation, so every [`crate::KeyCache`] on the data
+/// directory sees it.
+#[derive(Debug)]
+pub struct KeyStore {
+    store: Store,
+}
+
+impl KeyStore {
+    /// Wraps `store`, creating or upgrading the key tables.
+    pub fn open(store: Store) -> Result<Self> {
+        store.migrate_component(schema::COMPONENT, schema::STEPS)?;
+        Ok(Self { store })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> Store {
+        self.store
+    }
+}
+
+/// Reads a metadata column (compact JSON text) as an object.
+fn metadata_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Map<String, Value>> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests;

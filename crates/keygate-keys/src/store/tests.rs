@@ -1,0 +1,295 @@
+use chrono::{Duration, SubsecRound, Utc};
+use keygate_secrets::test_support::{all_file_bytes, inline_key, TempDir};
+use keygate_secrets::{Store, StoreError};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::error::KeyError;
+use crate::model::{ApiKeyUpdate, ProviderKeyUpdate};
+use crate::token::{Digest, TokenHasher, TOKEN_LEN};
+
+fn unlocked(dir: &TempDir, key: u8) -> KeyStore {
+    KeyStore::open(Store::open_unlocked(dir.path(), &inline_key(key)).unwrap()).unwrap()
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+#[test]
+fn api_key_crud_round_trip() {
+    let dir = TempDir::new("api-keys");
+    let keys = unlocked(&dir, 1);
+    let expiry = (Utc::now() + Duration::days(30)).trunc_subsecs(0);
+    let created = keys
+        .create_api_key(
+            "ci runner",
+            &object(json!({"team": "search"})),
+            Some(expiry),
+        )
+        .unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let debug = format!("{created:?} {keys:?}");
+    assert!(!debug.contains(&token[7..]), "{debug}");
+    let key = created.key;
+    assert!(
+        key.id.starts_with("aigk_") && key.id.len() == 5 + 26,
+        "{}",
+        key.id
+    );
+    assert_eq!(token.len(), TOKEN_LEN);
+    assert_eq!(
+        key.display_name,
+        format!("{}...{}", &token[..7], &token[token.len() - 4..])
+    );
+    assert_eq!(key.metadata["team"], "search");
+    assert_eq!(
+        key.expires_at.as_deref(),
+        Some(keygate_secrets::format_timestamp(expiry).as_str())
+    );
+    assert_eq!((key.last_used.as_deref(), key.disabled), (None, false));
+    assert_eq!(keys.get_api_key(&key.id).unwrap(), key);
+
+    let other = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    assert_eq!(
+        keys.list_api_keys().unwrap(),
+        vec![key.clone(), other.clone()]
+    );
+
+    let disabled = keys
+        .update_api_key(
+            &key.id,
+            &ApiKeyUpdate {
+                disabled: Some(true),
+                expires_at: Some(None),
+                ..ApiKeyUpdate::default()
+            },
+        )
+        .unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(disabled.expires_at, None);
+    assert_eq!(disabled.description, "ci runner");
+    let described = keys
+        .update_api_key(
+            &key.id,
+            &ApiKeyUpdate {
+                description: Some("new"),
+                metadata: Some(&object(json!({"owner": "ana"}))),
+                ..ApiKeyUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(described.metadata, object(json!({"owner": "ana"})));
+    assert!(described.disabled);
+    assert_eq!(keys.get_api_key(&key.id).unwrap(), described);
+
+    keys.delete_api_key(&key.id).unwrap();
+    assert!(matches!(
+        keys.get_api_key(&key.id),
+        Err(KeyError::ApiKeyNotFound(_))
+    ));
+    let err = keys.delete_api_key(&key.id).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("AI gateway API key '{}' not found", key.id)
+    );
+    assert!(err.is_invalid_input());
+    assert_eq!(keys.list_api_keys().unwrap(), vec![other]);
+}
+
+#[test]
+fn api_key_rules() {
+    let dir = TempDir::new("api-key-rules");
+    let keys = unlocked(&dir, 1);
+    let past = Utc::now() - Duration::seconds(1);
+    let err = keys
+        .create_api_key("", &Map::new(), Some(past))
+        .unwrap_err();
+    assert!(
+        err.is_invalid_input() && err.to_string().contains("not in the future"),
+        "{err}"
+    );
+    let big = object(json!({"k": "x".repeat(5000)}));
+    assert!(keys
+        .create_api_key("", &big, None)
+        .unwrap_err()
+        .is_invalid_input());
+    assert!(keys
+        .create_api_key("bell\u{7}", &Map::new(), None)
+        .unwrap_err()
+        .is_invalid_input());
+    let key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let update = ApiKeyUpdate {
+        expires_at: Some(Some(past)),
+        ..ApiKeyUpdate::default()
+    };
+    assert!(keys
+        .update_api_key(&key.id, &update)
+        .unwrap_err()
+        .is_invalid_input());
+    assert!(matches!(
+        keys.update_api_key("aigk_nope", &ApiKeyUpdate::default()),
+        Err(KeyError::ApiKeyNotFound(_))
+    ));
+    // Metadata reads need no key; creating a token does.
+    let locked = KeyStore::open(Store::open(dir.path()).unwrap()).unwrap();
+    assert_eq!(locked.list_api_keys().unwrap(), vec![key]);
+    assert!(matches!(
+        locked.create_api_key("", &Map::new(), None),
+        Err(KeyError::Store(StoreError::Locked))
+    ));
+}
+
+#[test]
+fn the_store_keeps_a_keyed_hash_of_the_token() {
+    let dir = TempDir::new("keyed-hash");
+    let keys = unlocked(&dir, 1);
+    let created = keys.create_api_key("", &Map::new(), None).unwrap();
+    let token = created.token.expose_secret().as_bytes();
+    let stored: Vec<u8> = keys
+        .store()
+        .connection()
+        .query_row("SELECT token_hash FROM ai_gateway_api_keys", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    let stored = Digest(stored.try_into().unwrap());
+    assert!(TokenHasher::for_store(keys.store()).unwrap().digest(token) == stored);
+    // The same token under another master key hashes to something else.
+    let elsewhere = TempDir::new("keyed-hash-other");
+    let other = unlocked(&elsewhere, 2);
+    assert!(TokenHasher::for_store(other.store()).unwrap().digest(token) != stored);
+    for (path, bytes) in all_file_bytes(dir.path()) {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn provider_key_crud_round_trip() {
+    let dir = TempDir::new("provider-keys");
+    let keys = unlocked(&dir, 1);
+    let api_key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let other_api_key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let value = SecretString::from("sk-live-provider-value");
+    let pk = keys
+        .create_provider_key(
+            &api_key.id,
+            "openai",
+            &value,
+            "prod",
+            &object(json!({"tier": 1})),
+        )
+        .unwrap();
+    assert!(pk.id.starts_with("aipk_") && pk.id.len() == 5 + 26);
+    assert_eq!(pk.ai_gateway_api_key.id, api_key.id);
+    assert_eq!(
+        (pk.provider_id.as_str(), pk.description.as_str()),
+        ("openai", "prod")
+    );
+    assert_eq!(keys.get_provider_key(&pk.id).unwrap(), pk);
+    let elsewhere = keys
+        .create_provider_key(&other_api_key.id, "anthropic", &value, "", &Map::new())
+        .unwrap();
+    assert_eq!(
+        keys.list_provider_keys(None).unwrap(),
+        vec![pk.clone(), elsewhere.clone()]
+    );
+    assert_eq!(
+        keys.list_provider_keys(Some(&api_key.id)).unwrap(),
+        vec![pk.clone()]
+    );
+    assert!(matches!(
+        keys.list_provider_keys(Some("aigk_nope")),
+        Err(KeyError::ApiKeyNotFound(_))
+    ));
+    let json = serde_json::to_string(&keys.list_provider_keys(None).unwrap()).unwrap();
+    assert!(!json.contains("sk-live"), "{json}");
+
+    let new_value = SecretString::from("sk-rotated");
+    let updated = keys
+        .update_provider_key(
+            &pk.id,
+            &ProviderKeyUpdate {
+                value: Some(&new_value),
+                description: Some("rotated"),
+                ..ProviderKeyUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(updated.description, "rotated");
+    assert_eq!(updated.metadata, pk.metadata);
+
+    keys.delete_provider_key(&pk.id).unwrap();
+    assert!(matches!(
+        keys.get_provider_key(&pk.id),
+        Err(KeyError::ProviderKeyNotFound(_))
+    ));
+    assert!(matches!(
+        keys.delete_provider_key(&pk.id),
+        Err(KeyError::ProviderKeyNotFound(_))
+    ));
+    // Deleting an access key deletes what is attached to it.
+    keys.delete_api_key(&other_api_key.id).unwrap();
+    assert!(keys.list_provider_keys(None).unwrap().is_empty());
+}
+
+#[test]
+fn provider_key_rules() {
+    let dir = TempDir::new("provider-key-rules");
+    let keys = unlocked(&dir, 1);
+    let api_key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let value = SecretString::from("sk");
+    let create = |provider: &str, value: &SecretString| {
+        keys.create_provider_key(&api_key.id, provider, value, "", &Map::new())
+    };
+    assert!(create("Open AI", &value)
+        .unwrap_err()
+        .to_string()
+        .starts_with("invalid provider id"));
+    let err = create("openai", &SecretString::from("")).unwrap_err();
+    assert_eq!(err.to_string(), "secret value is empty");
+    assert!(matches!(
+        keys.create_provider_key("aigk_nope", "openai", &value, "", &Map::new()),
+        Err(KeyError::ApiKeyNotFound(_))
+    ));
+    for _ in 0..crate::MAX_PROVIDER_KEYS_PER_PROVIDER {
+        create("openai", &value).unwrap();
+    }
+    let err = create("openai", &value).unwrap_err();
+    assert!(
+        matches!(err, KeyError::TooManyProviderKeys { .. }) && err.is_invalid_input(),
+        "{err}"
+    );
+    create("anthropic", &value).unwrap();
+    let locked = KeyStore::open(Store::open(dir.path()).unwrap()).unwrap();
+    assert!(matches!(
+        locked.create_provider_key(&api_key.id, "google", &value, "", &Map::new()),
+        Err(KeyError::Store(StoreError::Locked))
+    ));
+}
+
+#[test]
+fn last_use_is_recorded_without_notifying_caches_and_never_goes_back() {
+    let dir = TempDir::new("last-used");
+    let keys = unlocked(&dir, 1);
+    let key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let generation = keys.store().generation().unwrap();
+    let later = Utc::now().trunc_subsecs(0);
+    let earlier = later - Duration::minutes(5);
+    keys.record_last_used(&[(&key.id, later)]).unwrap();
+    keys.record_last_used(&[(&key.id, earlier), ("aigk_gone", later)])
+        .unwrap();
+    assert_eq!(
+        keys.get_api_key(&key.id).unwrap().last_used,
+        Some(keygate_secrets::format_timestamp(later))
+    );
+    assert_eq!(keys.store().generation().unwrap(), generation);
+}
