@@ -111,7 +111,7 @@ pub struct AttachedProviderKey {
 }
 
 impl AttachedProviderKey {
-    /// The provider key's id (`aipk_...`).
+    /// The provider key's id (`aigpk_...`).
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -54,7 +54,7 @@ pub struct ApiKeyRef {
 /// A provider key attached to an access key. Its value is write-only.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProviderKey {
-    /// `aipk_` + 26 base32 characters.
+    /// `aigpk_` + 26 base32 characters.
     pub id: String,
     /// RFC 3339 UTC, second precision.
     pub created_at: String,

@@ -96,6 +96,7 @@ fn bench(c: &mut Criterion) {
         rate_limiter: Arc::new(MemoryLimiter::default()),
         provider_urls: Arc::default(),
         offline: true,
+        access_keys: None,
     };
     let compiler = Compiler::new();
     let conn = Arc::new(ConnInfo::new(

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use http::Response;
 use keygate_cel::EvalError;
 
+use crate::access_keys::AccessKeyMode;
 use crate::body::Body;
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
@@ -51,6 +52,11 @@ pub trait Action: Send + Sync {
     /// Runs the action against one exchange. Publish result variables with
     /// `ex.results.set(KIND.result_name, ...)`.
     fn run<'a>(&'a self, ex: &'a mut Exchange) -> ActionFuture<'a>;
+
+    /// Whether this action asks for access keys to be checked before the first rule.
+    fn access_keys(&self) -> Option<AccessKeyMode> {
+        None
+    }
 }
 
 /// Wraps a synchronous outcome as an [`ActionFuture`].

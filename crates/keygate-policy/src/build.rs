@@ -9,6 +9,7 @@ use keygate_cel::{Compiler, Expression, SecretSource, Template};
 use keygate_ratelimit::RateLimiter;
 use serde::de::DeserializeOwned;
 
+use crate::access_keys::AccessKeys;
 use crate::action::Phase;
 use crate::diagnostic::Diagnostic;
 use crate::document::{from_node, join_key, Node, NodeValue};
@@ -24,6 +25,8 @@ pub struct Deps {
     pub provider_urls: Arc<HashMap<String, String>>,
     /// True for `policy check`: builders must not fetch anything (JWKS, ...).
     pub offline: bool,
+    /// The data dir's access keys (`None` for `policy check`).
+    pub access_keys: Option<Arc<dyn AccessKeys>>,
 }
 
 /// The context one action is built in.

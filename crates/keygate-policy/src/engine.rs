@@ -22,6 +22,11 @@ pub enum Outcome {
 impl Policy {
     /// Runs `on_http_request`.
     pub async fn on_http_request(&self, ex: &mut Exchange) -> Outcome {
+        if let Some(check) = &self.access_keys {
+            if let Err(err) = check.run(ex) {
+                return Outcome::Respond(err.into_response(ex.api_format));
+            }
+        }
         run_phase(&self.on_http_request, ex).await
     }
 

@@ -35,6 +35,8 @@ error_codes! {
     /// The request could not be understood: a malformed or unreadable body, a path that cannot
     /// be forwarded, an AI request body that is not what the surface takes.
     BadRequest => (BAD_REQUEST, "ERR_KEYGATE_3801", "invalid_request_error"),
+    /// An access key was required and missing, or it is unknown, expired, disabled or deleted.
+    AccessKeyInvalid => (UNAUTHORIZED, "ERR_KEYGATE_27007", "authentication_error"),
     /// Missing or invalid credentials (`basic-auth`, or a JWT refused for its signature,
     /// algorithm, key, claims or lifetime).
     Unauthorized => (UNAUTHORIZED, "ERR_KEYGATE_3401", "authentication_error"),

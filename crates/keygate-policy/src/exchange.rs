@@ -42,6 +42,10 @@ pub struct Exchange {
     pub api_format: ApiFormat,
     /// What the access log line reports beyond the request itself.
     pub log: RequestLog,
+    /// The access key the request authenticated with (see `access_keys`).
+    pub access_key: Option<Arc<keygate_keys::AuthenticatedKey>>,
+    /// Top-level CEL variables besides the standard ones (`access_key`).
+    extra: Vec<(&'static str, keygate_cel::Value)>,
 }
 
 /// Access-log facts gathered while the policy runs.
@@ -57,6 +61,8 @@ pub struct RequestLog {
     pub ai: Option<AiRecord>,
     /// The upstream failure behind an error the gateway answered (unreachable, TLS refused...).
     pub error: Option<String>,
+    /// The id of the access key the request authenticated with.
+    pub access_key: Option<String>,
 }
 
 /// What `ai-gateway` did for this request.
@@ -140,7 +146,15 @@ impl Exchange {
             secrets,
             api_format,
             log: RequestLog::default(),
+            access_key: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// Sets the top-level CEL variable `name` for the rest of this exchange.
+    pub(crate) fn set_extra(&mut self, name: &'static str, value: keygate_cel::Value) {
+        self.extra.retain(|(existing, _)| *existing != name);
+        self.extra.push((name, value));
     }
 
     /// For unit tests: request `req-1` over plain HTTP from 127.0.0.1:40000 to 127.0.0.1:8080,
@@ -180,7 +194,7 @@ impl Exchange {
             vars: &self.vars,
             actions: &self.results,
             secrets: &*self.secrets,
-            extra: &[],
+            extra: &self.extra,
         }
     }
 

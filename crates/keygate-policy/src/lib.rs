@@ -1,6 +1,7 @@
 //! Traffic Policy documents: parse YAML/JSON with positions, validate, compile into a [`Policy`],
 //! and run it against requests. One module per action under [`actions`].
 
+pub mod access_keys;
 pub mod action;
 pub mod actions;
 pub mod build;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod exchange;
 pub mod policy;
 
+pub use access_keys::{AccessKeyMode, AccessKeys};
 pub use action::{Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination};
 pub use build::{BuildContext, Deps};
 pub use diagnostic::{Diagnostic, PolicyError, Severity};

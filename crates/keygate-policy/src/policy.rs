@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use keygate_cel::{Compiler, Expression};
 
+use crate::access_keys::AccessKeyCheck;
 use crate::action::{Action, ActionKind, Phase, Termination};
 use crate::actions;
 use crate::build::{BuildContext, Deps};
@@ -17,6 +18,8 @@ pub struct Policy {
     pub(crate) on_http_response: Vec<Rule>,
     /// Warnings found while loading (deprecated keys, ...).
     pub warnings: Vec<Diagnostic>,
+    /// Run before the first rule when the `ai-gateway` action sets `access_keys`.
+    pub(crate) access_keys: Option<AccessKeyCheck>,
 }
 
 /// One compiled rule.
@@ -127,6 +130,7 @@ impl Compilation<'_> {
             on_http_request: Vec::new(),
             on_http_response: Vec::new(),
             warnings: Vec::new(),
+            access_keys: None,
         };
         let mut seen: Vec<Phase> = Vec::new();
         for (key, node) in entries {
@@ -169,6 +173,7 @@ impl Compilation<'_> {
             }
         }
         self.check_single_ai_gateway(&policy);
+        policy.access_keys = self.access_key_check(&policy);
         Some(policy)
     }
 
@@ -415,6 +420,32 @@ impl Compilation<'_> {
                 "on_http_request",
                 format!("a policy may hold at most one ai-gateway action, found {count}"),
             );
+        }
+    }
+
+    /// The access-key check the policy's actions ask for; the data dir's keys must be there
+    /// unless the policy is only checked.
+    fn access_key_check(&mut self, policy: &Policy) -> Option<AccessKeyCheck> {
+        let mode = policy
+            .on_http_request
+            .iter()
+            .flat_map(|r| &r.actions)
+            .find_map(|a| a.action.access_keys())?;
+        match &self.deps.access_keys {
+            Some(keys) => Some(AccessKeyCheck {
+                keys: keys.clone(),
+                mode,
+            }),
+            None => {
+                if !self.deps.offline {
+                    self.error(
+                        Position { line: 1, col: 1 },
+                        "on_http_request",
+                        "access_keys needs the data dir's key store, which this gateway has not opened",
+                    );
+                }
+                None
+            }
         }
     }
 }

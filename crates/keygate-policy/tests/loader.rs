@@ -13,6 +13,7 @@ fn deps() -> Deps {
         rate_limiter: Arc::new(MemoryLimiter::default()),
         provider_urls: Arc::default(),
         offline: true,
+        access_keys: None,
     }
 }
 

@@ -48,7 +48,7 @@ impl Sealed {
 }
 
 /// The record a ciphertext belongs to: its id, its owner's id and its name. Ids carry their kind as a prefix
-/// (`secret_`, `aipk_`, ...), so a ciphertext of one kind of record never opens as another.
+/// (`secret_`, `aigpk_`, ...), so a ciphertext of one kind of record never opens as another.
 pub struct Binding<'a> {
     /// The record's id (a secret's id).
     pub record_id: &'a str,

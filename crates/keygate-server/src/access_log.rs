@@ -57,6 +57,10 @@ impl AccessRecord {
             out.extend_from_slice(br#","error":"#);
             json_str(out, error)?;
         }
+        if let Some(key) = &self.log.access_key {
+            out.extend_from_slice(br#","access_key":"#);
+            json_str(out, key)?;
+        }
         if !self.log.metadata.is_empty() {
             out.extend_from_slice(br#","log":"#);
             serde_json::to_writer(&mut *out, &self.log.metadata)?;
@@ -105,6 +109,9 @@ impl AccessRecord {
         }
         if let Some(error) = &self.log.error {
             line.push_str(&format!(" error={error:?}"));
+        }
+        if let Some(key) = &self.log.access_key {
+            line.push_str(&format!(" access_key={key}"));
         }
         if let Some(ai) = &self.log.ai {
             line.push_str(&format!(
@@ -362,6 +369,14 @@ mod tests {
         assert!(record
             .to_pretty()
             .ends_with(" events=3 error=\"upstream stream ended early: connection reset\""));
+    }
+
+    #[test]
+    fn the_access_key_id_is_logged() {
+        let mut record = record();
+        record.log.access_key = Some("aigk_01ABC".into());
+        assert_eq!(json(&record)["access_key"], "aigk_01ABC");
+        assert!(record.to_pretty().contains(" access_key=aigk_01ABC"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use keygate_cel::{Compiler, SecretSource};
 use keygate_http::HttpClient;
-use keygate_policy::{Deps, Policy, PolicyError};
+use keygate_policy::{AccessKeys, Deps, Policy, PolicyError};
 use keygate_ratelimit::{Decision, Observed, RateLimiter};
 use tracing::{info, warn};
 
@@ -24,6 +24,8 @@ pub struct Services {
     pub provider_urls: std::collections::HashMap<String, String>,
     /// Every upstream request goes through it (`--upstream`, providers, JWKS).
     pub http: HttpClient,
+    /// The data dir's access keys, for policies whose `ai-gateway` sets `access_keys`.
+    pub access_keys: Arc<dyn AccessKeys>,
 }
 
 /// Shared state of a running gateway.
@@ -131,6 +133,7 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         rate_limiter,
         provider_urls: Arc::new(services.provider_urls),
         offline: false,
+        access_keys: Some(services.access_keys),
     };
     let compiler = Compiler::new();
     let policy = load_policy(&config.policy, &compiler, &deps).map_err(StartError::Policy)?;

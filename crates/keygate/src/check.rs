@@ -32,6 +32,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         rate_limiter: Arc::new(MemoryLimiter::default()),
         provider_urls: Arc::default(),
         offline: true,
+        access_keys: None,
     };
     let diagnostics = match Policy::compile(&name, &text, &Compiler::new(), &deps) {
         Ok(policy) => policy.warnings,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use keygate_http::{ClientCert, HttpClient, HttpConfig, TlsFiles};
+use keygate_keys::{KeyCache, KeyStore};
 use keygate_ratelimit::{FailureMode, MemoryLimiter, RateLimiter, RedisConfig, RedisLimiter};
 use keygate_secrets::{CachedSecrets, MasterKeySource, Store};
 use keygate_server::{LogFormat, ServerConfig, Services};
@@ -144,8 +145,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let secrets = match open_secrets(&args) {
-        Ok(secrets) => secrets,
+    let (secrets, access_keys) = match open_stores(&args) {
+        Ok(stores) => stores,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
@@ -217,6 +218,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         rate_limiter,
         provider_urls: args.provider_urls.into_iter().collect::<HashMap<_, _>>(),
         http,
+        access_keys,
     };
     match keygate_server::run(config, services).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,13 +229,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn open_secrets(args: &ServeArgs) -> Result<Arc<CachedSecrets>, String> {
+/// The data dir's secrets and access keys, each cached in memory and refreshed on change.
+fn open_stores(args: &ServeArgs) -> Result<(Arc<CachedSecrets>, Arc<KeyCache>), String> {
     let source =
         MasterKeySource::from_env(args.master_key_file.clone()).map_err(|err| err.to_string())?;
-    let store = Store::open_unlocked(&args.data_dir, &source).map_err(|err| err.to_string())?;
-    CachedSecrets::start(store, SECRET_POLL)
-        .map(Arc::new)
-        .map_err(|err| err.to_string())
+    let open = || Store::open_unlocked(&args.data_dir, &source).map_err(|err| err.to_string());
+    let secrets = CachedSecrets::start(open()?, SECRET_POLL).map_err(|err| err.to_string())?;
+    let keys = KeyStore::open(open()?).map_err(|err| err.to_string())?;
+    let keys = KeyCache::start(
+        keys,
+        KeyCache::DEFAULT_POLL_INTERVAL,
+        KeyCache::DEFAULT_LAST_USED_INTERVAL,
+    )
+    .map_err(|err| err.to_string())?;
+    Ok((Arc::new(secrets), Arc::new(keys)))
 }
 
 fn init_tracing(format: Format) {

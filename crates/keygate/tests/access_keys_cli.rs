@@ -199,7 +199,7 @@ fn provider_keys_round_trip_and_values_are_never_printed() {
     );
     let pk_id = str_field(&pk, "id").to_owned();
     assert!(
-        pk_id.starts_with("aipk_") && pk_id.len() == "aipk_".len() + 26,
+        pk_id.starts_with("aigpk_") && pk_id.len() == "aigpk_".len() + 26,
         "{pk_id}"
     );
     assert_eq!(pk["ai_gateway_api_key"], json!({ "id": api_key_id }));
@@ -416,22 +416,22 @@ fn invalid_input_exits_2_with_one_sentence() {
             "metadata must be a JSON object",
         ),
         (
-            vec!["ai-gateway-provider-keys", "get", "aipk_nope"],
-            "AI gateway provider key 'aipk_nope' not found",
+            vec!["ai-gateway-provider-keys", "get", "aigpk_nope"],
+            "AI gateway provider key 'aigpk_nope' not found",
         ),
         (
             vec![
                 "ai-gateway-provider-keys",
                 "update",
-                "aipk_nope",
+                "aigpk_nope",
                 "--description",
                 "d",
             ],
-            "AI gateway provider key 'aipk_nope' not found",
+            "AI gateway provider key 'aigpk_nope' not found",
         ),
         (
-            vec!["ai-gateway-provider-keys", "delete", "aipk_nope"],
-            "AI gateway provider key 'aipk_nope' not found",
+            vec!["ai-gateway-provider-keys", "delete", "aigpk_nope"],
+            "AI gateway provider key 'aigpk_nope' not found",
         ),
         (
             vec![
@@ -501,7 +501,7 @@ fn invalid_input_exits_2_with_one_sentence() {
             "--expires-in",
             "1d",
         ],
-        vec!["ai-gateway-provider-keys", "update", "aipk_x"],
+        vec!["ai-gateway-provider-keys", "update", "aigpk_x"],
     ] {
         assert_eq!(dir.run(&args).status.code(), Some(2), "{args:?}");
     }

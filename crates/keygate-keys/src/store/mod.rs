@@ -15,7 +15,7 @@ use crate::schema;
 /// Prefix of access key ids.
 pub const API_KEY_PREFIX: &str = "aigk_";
 /// Prefix of provider key ids.
-pub const PROVIDER_KEY_PREFIX: &str = "aipk_";
+pub const PROVIDER_KEY_PREFIX: &str = "aigpk_";
 
 /// Access keys and provider keys on a [`Store`]. Metadata operations work on a locked store; creating an
 /// access key (its token is hashed under a key derived from the master key) and storing a provider key value

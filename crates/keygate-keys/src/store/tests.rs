@@ -188,7 +188,7 @@ fn provider_key_crud_round_trip() {
             &object(json!({"tier": 1})),
         )
         .unwrap();
-    assert!(pk.id.starts_with("aipk_") && pk.id.len() == 5 + 26);
+    assert!(pk.id.starts_with("aigpk_") && pk.id.len() == "aigpk_".len() + 26);
     assert_eq!(pk.ai_gateway_api_key.id, api_key.id);
     assert_eq!(
         (pk.provider_id.as_str(), pk.description.as_str()),

@@ -365,6 +365,7 @@ mod tests {
             rate_limiter: limiter,
             provider_urls: Arc::new(HashMap::new()),
             offline: true,
+            access_keys: None,
         }
     }
 

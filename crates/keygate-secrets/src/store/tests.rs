@@ -507,7 +507,7 @@ fn sealed_values_open_only_for_their_binding_and_derived_keys_need_the_key() {
     let dir = TempDir::new("seal");
     let locked = Store::open(dir.path()).unwrap();
     let binding = Binding {
-        record_id: "aipk_a",
+        record_id: "aigpk_a",
         owner_id: "aigk_a",
         name: "openai",
     };

@@ -35,13 +35,13 @@ pub(super) enum ProviderKeysCommand {
     },
     /// Show one provider key's metadata.
     Get {
-        /// Provider key id (aipk_...).
+        /// Provider key id (aigpk_...).
         id: String,
     },
     /// Replace a provider key's value, description or metadata.
     #[command(group = ArgGroup::new("changes").required(true).multiple(true))]
     Update {
-        /// Provider key id (aipk_...).
+        /// Provider key id (aigpk_...).
         id: String,
         /// New value; `-` reads it from stdin.
         #[arg(long, group = "changes", value_parser = value_arg)]
@@ -55,7 +55,7 @@ pub(super) enum ProviderKeysCommand {
     },
     /// Detach and delete a provider key.
     Delete {
-        /// Provider key id (aipk_...).
+        /// Provider key id (aigpk_...).
         id: String,
     },
 }

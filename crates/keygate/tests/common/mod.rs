@@ -80,7 +80,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Runs `keygate api ...` against `data_dir` and returns stdout (panics on failure).
+/// Runs `keygate api ...` against `data_dir` and returns its JSON output, `null` when it prints
+/// nothing (panics on failure).
 pub fn api(data_dir: &Path, args: &[&str]) -> serde_json::Value {
     let output = Command::new(BIN)
         .arg("api")
@@ -95,6 +96,9 @@ pub fn api(data_dir: &Path, args: &[&str]) -> serde_json::Value {
         "keygate api {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    if output.stdout.is_empty() {
+        return serde_json::Value::Null; // `delete` prints nothing
+    }
     serde_json::from_slice(&output.stdout).expect("api output is JSON")
 }
 

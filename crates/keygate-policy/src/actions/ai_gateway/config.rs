@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access_keys::AccessKeyMode;
 use keygate_ai::{ModelSpec, ProviderSpec, SurfaceSpec};
 use serde::Deserialize;
 
@@ -44,6 +45,8 @@ pub struct Config {
     pub model_selection: Option<Selection>,
     #[serde(default)]
     pub api_key_selection: Option<Selection>,
+    /// Keygate extension: check `kg-` access keys before the first rule (docs/access-keys.md).
+    pub access_keys: Option<AccessKeyMode>,
 }
 
 /// What happens after a pre-flight error or when every candidate failed.

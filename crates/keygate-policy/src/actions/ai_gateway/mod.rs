@@ -21,6 +21,7 @@ use std::time::Duration;
 use keygate_ai::{Catalog, GatewaySpec, MetricsStore, Registry};
 use keygate_cel::Template;
 
+use crate::access_keys::AccessKeyMode;
 use crate::action::{Action, ActionFuture, ActionKind, Phase, Termination};
 use crate::actions::header_templates::HeaderTemplates;
 use crate::actions::value_template::ValueTemplate;
@@ -74,6 +75,7 @@ struct AiGateway {
     http: HttpClient,
     /// A client of its own for each provider (by config index) that has a `tls` block.
     provider_http: Vec<Option<HttpClient>>,
+    access_keys: Option<AccessKeyMode>,
 }
 
 fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
@@ -199,6 +201,7 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         stream_idle_timeout: per_request_timeout,
         http: cx.deps.http.clone(),
         provider_http,
+        access_keys: config.access_keys,
     }))
 }
 
@@ -250,6 +253,10 @@ fn provider_client(
 impl Action for AiGateway {
     fn run<'a>(&'a self, ex: &'a mut Exchange) -> ActionFuture<'a> {
         Box::pin(self.handle(ex))
+    }
+
+    fn access_keys(&self) -> Option<AccessKeyMode> {
+        self.access_keys
     }
 }
 

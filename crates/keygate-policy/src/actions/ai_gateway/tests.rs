@@ -47,6 +47,7 @@ fn deps(urls: &[(&str, String)]) -> Deps {
                 .collect::<HashMap<_, _>>(),
         ),
         offline: true,
+        access_keys: None,
     }
 }
 
