@@ -8,7 +8,7 @@ use ipnet::IpNet;
 /// The header proxies append client addresses to.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// The client address for a request from `peer` (SPEC `--trust-forwarded-for`): only when the
+/// The client address for a request from `peer` (`--trust-forwarded-for`): only when the
 /// peer is trusted, the right-most `X-Forwarded-For` address that is not itself trusted.
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));

@@ -1,4 +1,4 @@
-//! Settings for `keygate serve` (SPEC section 2), already parsed by the CLI.
+//! Settings for `keygate serve`, already parsed by the CLI.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

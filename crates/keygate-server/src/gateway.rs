@@ -109,7 +109,7 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// Usage/validation problems exit 2, runtime ones 1 (SPEC section 1).
+    /// Usage/validation problems exit 2, runtime ones 1, as for every command.
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Policy(_) | StartError::Tls(_) => 2,

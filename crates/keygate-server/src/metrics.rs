@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC section 6). Label values are bounded: statuses, provider and model
+//! Prometheus metrics (the families docs/server.md lists). Label values are bounded: statuses, provider and model
 //! ids from the policy, limiter names — never tokens, keys or client addresses.
 
 use std::sync::atomic::Ordering;

@@ -1,5 +1,5 @@
-//! `keygate serve`: parse flags (SPEC section 2), open the secret store and rate-limit store,
-//! and run the gateway.
+//! `keygate serve`: parse flags (each also an env var, `KEYGATE_` + its name), open the secret,
+//! access-key and rate-limit stores, and run the gateway.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
