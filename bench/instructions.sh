@@ -44,7 +44,7 @@ scheme=http
 upstream_args=()
 if [[ "$LEG" == https ]]; then
   "$MOCK_BIN" --write-test-certs "$WORK/certs" >/dev/null
-  mock_args+=(--tls-cert "$WORK/certs/server.pem" --tls-key "$WORK/certs/server.key")
+  mock_args+=(--tls-cert "$WORK/certs/server.crt" --tls-key "$WORK/certs/server.key")
   upstream_args=(--upstream-ca-file "$WORK/certs/ca.pem")
   scheme=https
 fi

@@ -112,3 +112,39 @@ fn load_binary_rejects_bad_arguments() {
         assert!(String::from_utf8_lossy(&output.stderr).starts_with("keygate-load: "));
     }
 }
+
+#[test]
+fn mock_binary_writes_test_certificates_it_can_serve_with() {
+    let dir = std::env::temp_dir().join(format!("keygate-mock-certs-{}", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_keygate-mock"))
+        .arg("--write-test-certs")
+        .arg(&dir)
+        .status()
+        .expect("run keygate-mock");
+    assert!(status.success());
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect(name);
+    let (ca, cert, key) = (read("ca.pem"), read("server.crt"), read("server.key"));
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----") && cert != ca);
+    assert!(key.contains("PRIVATE KEY-----"));
+    // The mock accepts the pair it wrote.
+    let mut child = Reap(
+        Command::new(env!("CARGO_BIN_EXE_keygate-mock"))
+            .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(dir.join("server.crt"))
+            .arg("--tls-key")
+            .arg(dir.join("server.key"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn keygate-mock"),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("banner");
+    assert!(
+        line.starts_with("keygate-mock listening on https://"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

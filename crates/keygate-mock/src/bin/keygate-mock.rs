@@ -45,10 +45,17 @@ struct Args {
     /// Speak HTTP/1.1 only.
     #[arg(long)]
     http1_only: bool,
+    /// Write a new test CA (`ca.pem`) and a certificate for 127.0.0.1/localhost signed by it
+    /// (`server.crt`, `server.key`) into this directory, then exit (for benchmarks and trials).
+    #[arg(long, exclusive = true)]
+    write_test_certs: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.write_test_certs {
+        return write_test_certs(dir);
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {
         runtime.worker_threads(threads.max(1));
@@ -117,5 +124,25 @@ async fn stop_signal() -> std::io::Result<()> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r,
         _ = term.recv() => Ok(()),
+    }
+}
+
+fn write_test_certs(dir: &std::path::Path) -> ExitCode {
+    let ca = keygate_mock::certs::TestCa::new("keygate-mock test CA");
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(dir.join("ca.pem"), ca.cert_pem()))
+        .and_then(|()| {
+            ca.server_cert(&keygate_mock::certs::LOCAL_NAMES)
+                .write(dir, "server")
+        });
+    match written {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "keygate-mock: cannot write test certificates to {}: {e}",
+                dir.display()
+            );
+            ExitCode::FAILURE
+        }
     }
 }
