@@ -59,7 +59,7 @@ printf '%s' "$TOKEN" | "$KEYGATE_BIN" api secrets create --name access-token --v
 "$KEYGATE_BIN" api vaults create --name openai >/dev/null
 printf 'sk-bench-server-key-0123456789' | "$KEYGATE_BIN" api secrets create --name api-key --value - --vault-name openai >/dev/null
 
-valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" ${CALLGRIND_ARGS:-} \
   "$KEYGATE_BIN" serve --policy "$ROOT/bench/seed-full.yml" --workers 1 --log-format json \
   --listen "127.0.0.1:$KG_PORT" --admin-listen "127.0.0.1:$KG_ADMIN_PORT" \
   --provider-url "openai=$scheme://127.0.0.1:$MOCK_PORT/v1" "${upstream_args[@]}" \
@@ -79,5 +79,9 @@ callgrind_control -z "$KG_PID" >/dev/null
 ok="$(load "$REQUESTS")"
 callgrind_control -d "$KG_PID" >/dev/null
 sleep 1
-total="$(cat "$WORK"/callgrind.out* | awk '/^(summary|totals):/ {s += $2} END {print s}')"
+total="$(cat "$WORK"/callgrind.out* | awk '/^summary:/ {s += $2} END {print s}')"
+[[ -n "${KEEP:-}" ]] && cp "$WORK"/callgrind.out* "$KEEP"/
 echo "instructions per request: $(( total / ok )) ($ok requests, leg $LEG)"
+if [[ -n "${CALLGRIND_ARGS:-}" ]]; then # per thread (with --separate-threads=yes)
+  for f in "$WORK"/callgrind.out*; do awk -v f="${f##*/}" -v ok="$ok" '/^summary:/ {print f": "int($2 / ok)" per request"}' "$f"; done
+fi

@@ -5,7 +5,9 @@
 # behind Keygate running the seed's full policy (bench/seed-full.yml: Bearer auth against a
 # vault secret, a rate limit that never trips, ai-gateway with a server-side key), and behind a
 # second Keygate with an empty policy and --upstream (keygate-proxy: the cost of the proxy hop
-# alone, without policy or AI work; PROXY_LEG=0 skips it). For each target:
+# alone, without policy or AI work; PROXY_LEG=0 skips it), and behind a third Keygate running the
+# seed policy against a second mock that serves HTTPS (keygate-https: TLS and HTTP/2 to the
+# provider, trusted with --upstream-ca-file; HTTPS_LEG=0 skips it). For each target:
 #   - maximum rate: wrk (closed loop) -> requests/s, p50, p99, p99.9, and the target process's
 #                   CPU time per request (user + system, children included: nginx workers)
 #   - fixed rate:   keygate-load (open loop, evenly paced on a timerfd, wrk2-style latency)
@@ -49,6 +51,8 @@ KG_ADMIN_PORT="${KG_ADMIN_PORT:-18184}"
 KG_PROXY_PORT="${KG_PROXY_PORT:-18185}"
 KG_PROXY_ADMIN_PORT="${KG_PROXY_ADMIN_PORT:-18186}"
 PROXY_LEG="${PROXY_LEG:-1}"
+HTTPS_LEG="${HTTPS_LEG:-1}"
+MOCK_TLS_PORT="${MOCK_TLS_PORT:-18187}"
 SKIP_KEYGATE="${SKIP_KEYGATE:-0}"
 read -r -a KEYGATE_ARGS <<<"${KEYGATE_ARGS:-}"   # extra `keygate serve` flags (both Keygate legs)
 SERVER_KEY="sk-bench-server-key-0123456789"   # the provider key Keygate holds in its vault
@@ -82,8 +86,8 @@ for tool in cargo curl jq wrk nginx; do
 done
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$MOCK_PORT" "$NGINX_PORT" "$KG_PORT" "$KG_ADMIN_PORT" "$KG_PROXY_PORT" "$KG_PROXY_ADMIN_PORT"; do
-  port_free "$port" || die "port $port is in use; set MOCK_PORT/NGINX_PORT/KG_PORT/KG_ADMIN_PORT/KG_PROXY_PORT/KG_PROXY_ADMIN_PORT"
+for port in "$MOCK_PORT" "$NGINX_PORT" "$KG_PORT" "$KG_ADMIN_PORT" "$KG_PROXY_PORT" "$KG_PROXY_ADMIN_PORT" "$MOCK_TLS_PORT"; do
+  port_free "$port" || die "port $port is in use; set MOCK_PORT/NGINX_PORT/KG_PORT/KG_ADMIN_PORT/KG_PROXY_PORT/KG_PROXY_ADMIN_PORT/MOCK_TLS_PORT"
 done
 
 wait_http() { # URL [seconds]
@@ -186,11 +190,31 @@ start_keygate() {
   "$kg" api vaults create --name openai >/dev/null || return 1
   printf '%s' "$SERVER_KEY" | "$kg" api secrets create --name api-key --value - --vault-name openai >/dev/null || return 1
   "$kg" policy check "$BENCH/seed-full.yml" >/dev/null || return 1
-  "$kg" serve --policy "$BENCH/seed-full.yml" --listen "127.0.0.1:$KG_PORT" \
-    --admin-listen "127.0.0.1:$KG_ADMIN_PORT" --data-dir "$KEYGATE_DATA_DIR" \
-    --provider-url "openai=http://127.0.0.1:$MOCK_PORT/v1" "${KEYGATE_ARGS[@]}" >"$WORK/keygate.log" 2>&1 &
-  KG_PID=$!
-  PIDS+=("$KG_PID")
+  serve_seed "$KG_PORT" "$KG_ADMIN_PORT" "http://127.0.0.1:$MOCK_PORT/v1" "$WORK/keygate.log"
+  KG_PID="$SERVED_PID"
+  wait_http "http://127.0.0.1:$KG_ADMIN_PORT/readyz" 20
+}
+
+SERVED_PID=""
+serve_seed() { # PORT ADMIN_PORT OPENAI_URL LOG [FLAGS...]: Keygate on the seed policy (vaults made by start_keygate)
+  "$KEYGATE_BIN" serve --policy "$BENCH/seed-full.yml" --listen "127.0.0.1:$1" \
+    --admin-listen "127.0.0.1:$2" --data-dir "$KEYGATE_DATA_DIR" \
+    --provider-url "openai=$3" "${@:5}" "${KEYGATE_ARGS[@]}" >"$4" 2>&1 &
+  SERVED_PID=$!
+  PIDS+=("$SERVED_PID")
+}
+
+KG_HTTPS_PID=""
+start_keygate_https() { # the seed policy again, its provider a mock behind TLS (HTTP/2 by ALPN)
+  "$MOCK_BIN" --write-test-certs "$WORK/certs" || return 1
+  "$MOCK_BIN" --listen "127.0.0.1:$MOCK_TLS_PORT" --threads "$MOCK_THREADS" \
+    --chunks "$CHUNKS" --chunk-delay-ms "$CHUNK_DELAY_MS" --max-records 1000 \
+    --tls-cert "$WORK/certs/server.crt" --tls-key "$WORK/certs/server.key" >"$WORK/mock-tls.log" 2>&1 &
+  MOCK_TLS_PID=$!
+  PIDS+=("$MOCK_TLS_PID")
+  serve_seed "$KG_PORT" "$KG_ADMIN_PORT" "https://127.0.0.1:$MOCK_TLS_PORT/v1" "$WORK/keygate-https.log" \
+    --upstream-ca-file "$WORK/certs/ca.pem"
+  KG_HTTPS_PID="$SERVED_PID"
   wait_http "http://127.0.0.1:$KG_ADMIN_PORT/readyz" 20
 }
 
@@ -309,6 +333,19 @@ if [[ -z "$KEYGATE_SKIP_REASON" ]]; then
     else
       log "keygate-proxy leg skipped (see $WORK/keygate-proxy.log)"
     fi
+    kill "$KG_PROXY_PID" 2>/dev/null || true
+  fi
+  if [[ "$HTTPS_LEG" == 1 ]]; then
+    # On the seed leg's ports, once that gateway is gone.
+    kill "$KG_PID" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do port_free "$KG_PORT" && port_free "$KG_ADMIN_PORT" && break; sleep 0.1; done
+    log "starting keygate-https on 127.0.0.1:$KG_PORT (seed policy, provider https://127.0.0.1:$MOCK_TLS_PORT)"
+    if start_keygate_https >>"$WORK/keygate-setup.log" 2>&1 \
+      && check_echo keygate-https "http://127.0.0.1:$KG_PORT/v1/chat/completions" "$TOKEN"; then
+      bench_target keygate-https "http://127.0.0.1:$KG_PORT" "$TOKEN" "$KG_HTTPS_PID"
+    else
+      log "keygate-https leg skipped (see $WORK/keygate-https.log and $WORK/mock-tls.log)"
+    fi
   fi
 fi
 
@@ -351,6 +388,13 @@ fi
       if get("keygate-proxy max") == null then empty else
         "keygate-proxy (no policy): max rate \(get("keygate-proxy max").rps / get("nginx max").rps * 100 | floor)% of nginx;"
         + " added p50 at the fixed rate \((get("keygate-proxy fixed").latency.p50_ms - get("mock fixed").latency.p50_ms) * 1000 | round) us."
+      end' "$JSONL"
+    jq -rs 'def get(l): map(select(.label == l))[0];
+      if get("keygate-https max") == null then empty else
+        "keygate-https (seed policy, provider over TLS + h2): max rate \(get("keygate-https max").rps / get("keygate max").rps * 100 | floor)% of the plain leg;"
+        + " CPU per request \(get("keygate-https max").cpu_us_per_req) us (plain \(get("keygate max").cpu_us_per_req) us);"
+        + " added p50 at the fixed rate \((get("keygate-https fixed").latency.p50_ms - get("mock fixed").latency.p50_ms) * 1000 | round) us,"
+        + " p99 \((get("keygate-https fixed").latency.p99_ms - get("mock fixed").latency.p99_ms) * 1000 | round) us (vs the plain mock direct)."
       end' "$JSONL"
   fi
   echo
