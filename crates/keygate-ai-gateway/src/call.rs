@@ -1,32 +1,37 @@
-//! Trying candidates in order (reference 4.12): keys of a provider in listed order, then the
-//! next model; the same (model, key) pair is never retried. Next key on connect errors,
-//! timeouts, 401, 403, 408, 409, 429 and 5xx; next model on 404; any other 4xx goes back to the
-//! client at once. An attempt succeeds only once its first body byte has arrived, so failover
-//! always happens before anything reaches the client.
+//! One call: the candidates in order, the keys of each in order, until an attempt succeeds, the
+//! candidates run out or the total budget does. The same (model, key) pair is never retried.
+//!
+//! | attempt outcome | next |
+//! |---|---|
+//! | transport failure, per-attempt timeout | next key |
+//! | 401, 403, 408, 409, 429, 5xx | next key |
+//! | 404 | next model (its other keys skipped) |
+//! | any other 4xx | the provider's answer goes back to the client ([`Served::Refused`]) |
+//! | 2xx/3xx with its first body chunk read | success ([`Served::Provider`]) |
+//!
+//! An attempt succeeds only once its first body chunk has arrived (or its body ended empty),
+//! and nothing reaches the client before that: failover always happens before the first byte.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
-use http::{Method, Request, Response, StatusCode};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
+use http::{HeaderMap, Response};
+use http_body_util::BodyExt;
 use keygate_ai::{
-    client_credential, mock_respond, prepare_body, redact, set_credential, upstream_headers,
-    upstream_url, BodyOptions, Candidate, ClientRequest, Outcome, PreparedBody, Sample, Surface,
+    prepare_body, redact, upstream_url, BodyOptions, Candidate, ClientRequest, MetricsStore,
+    Outcome, PreparedBody, Sample, Surface,
 };
+use keygate_http::{full, strip_hop_by_hop, Body, BoxError};
 
-use super::errors;
-use super::pipeline::{Served, Stop};
-use super::results::{
+use crate::keys::{Credential, KeySource};
+use crate::metered::{MeteredBody, Scan};
+use crate::trace::{
     error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace,
 };
-use super::stream::{MeteredBody, Scan};
-use super::{AiGateway, METRICS};
-use crate::body::{full, Body, BoxError};
-use crate::exchange::{AiRecord, Exchange, Usage};
-use keygate_http::{strip_hop_by_hop, ResponseBody};
+use crate::upstream::{Upstream, UpstreamRequest, Upstreams};
+use crate::usage::{AiRecord, Usage};
 
 /// Largest provider error body read (and passed back when the error goes to the client).
 const MAX_ERROR_READ: usize = 64 * 1024;
@@ -35,22 +40,80 @@ const MAX_ERROR_READ: usize = 64 * 1024;
 /// passed to the client (besides the hop-by-hop ones).
 const PROVIDER_ONLY: [HeaderName; 2] = [SET_COOKIE, HeaderName::from_static("alt-svc")];
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_KEYGATE_PROVIDER: HeaderName = HeaderName::from_static("x-keygate-provider");
 const X_KEYGATE_MODEL: HeaderName = HeaderName::from_static("x-keygate-model");
 
-/// Per-request renderings of the action's templates.
-pub(super) struct Rendered {
+/// The caller's per-request additions to every attempt (rendered once per request).
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// Set on the upstream request, replacing the client's.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Appended to the upstream URL's query.
     pub query: Vec<(String, String)>,
+    /// Body overrides and the output-token cap, applied per candidate.
     pub body: BodyOptions,
 }
 
-/// A credential for one attempt.
-struct Credential {
-    value: String,
-    /// Configured in the policy (as opposed to the client's own key passed through).
-    server: bool,
+/// One LLM call: the client's request and the candidates chosen for it.
+pub struct Call<'a, K> {
+    /// Sent upstream as `x-request-id`.
+    pub request_id: &'a str,
+    pub client_headers: &'a HeaderMap,
+    pub client_query: Option<&'a str>,
+    pub request: &'a ClientRequest,
+    pub surface: Surface,
+    /// In the order they are tried.
+    pub candidates: &'a [Candidate],
+    pub rendered: &'a Rendered,
+    pub keys: &'a K,
+}
+
+/// What runs calls: built once per action when the policy loads.
+pub struct Runtime {
+    pub upstreams: Upstreams,
+    /// Bounds each attempt up to its response head and first body chunk.
+    pub per_request_timeout: Duration,
+    /// Bounds the whole loop from [`Trace::started`]; a stream that started is not cut.
+    pub total_timeout: Duration,
+    /// Longest silence between two chunks of a response body once it streams.
+    pub stream_idle_timeout: Duration,
+    /// Some provider has gateway-owned keys: the client's account headers never go upstream.
+    pub server_keys: bool,
+    /// Keep provider response headers in the trace (only worth it when someone reads them).
+    pub keep_response_headers: bool,
+    /// Where attempt samples go; `None` when nothing reads them.
+    pub metrics: Option<&'static MetricsStore>,
+}
+
+/// A response for the client.
+pub enum Served {
+    /// A provider answered 2xx/3xx; `success` is (model, request) index in the trace. The body is
+    /// metered: `record.usage` fills in as it passes.
+    Provider {
+        response: Response<Body>,
+        success: (usize, usize),
+        record: AiRecord,
+    },
+    /// A provider refused the request itself (400, 413, 422, ...): its answer, passed back.
+    Refused {
+        response: Response<Body>,
+        record: AiRecord,
+    },
+}
+
+/// Why a call produced no provider answer. Message texts are the caller's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError<E> {
+    /// No candidate had a key; the providers in order (repeats in a row once).
+    NoApiKey { providers: Vec<String> },
+    /// Every attempt failed in transport.
+    Unreachable { attempts: String },
+    /// Every candidate failed otherwise.
+    AllFailed { attempts: String },
+    /// `total_timeout` ran out.
+    TotalTimeout { seconds: f64, attempts: String },
+    /// The key source failed.
+    Key(E),
 }
 
 /// What to do after an attempt.
@@ -71,21 +134,17 @@ struct Attempt {
     made: RequestMade,
 }
 
-impl AiGateway {
-    /// Runs the attempts until one succeeds, the candidates run out or the total budget does.
-    pub(super) async fn failover(
+impl Runtime {
+    /// Runs the attempts of `call`, recording them in `trace`.
+    pub async fn run<K: KeySource>(
         &self,
-        ex: &Exchange,
-        request: &ClientRequest,
-        surface: Surface,
-        candidates: &[Candidate],
-        rendered: &Rendered,
+        call: Call<'_, K>,
         trace: &mut Trace,
-    ) -> Result<Served, Stop> {
+    ) -> Result<Served, CallError<K::Error>> {
         let deadline = trace.started + self.total_timeout;
         let mut first_attempt: Option<Instant> = None;
-        for candidate in candidates {
-            let keys = self.keys_for(candidate, ex)?;
+        for candidate in call.candidates {
+            let keys = call.keys.keys(candidate).map_err(CallError::Key)?;
             trace.tried.push(ModelTried {
                 provider: candidate.provider.id.clone(),
                 model: candidate.model.id.clone(),
@@ -96,39 +155,24 @@ impl AiGateway {
             let Some(keys) = keys else {
                 trace.tried[model_index]
                     .requests
-                    .push(no_key_request(candidate, surface));
+                    .push(no_key_request(candidate, call.surface));
                 continue;
             };
-            let prepared = prepare_body(request, surface, candidate, &rendered.body);
+            let prepared = prepare_body(call.request, call.surface, candidate, &call.rendered.body);
+            let upstream = self.upstreams.upstream_for(candidate);
             for key in &keys {
                 let now = Instant::now();
                 if now >= deadline {
-                    return Err(errors::total_timeout(
-                        self.total_timeout.as_secs_f64(),
-                        &trace.attempt_list(),
-                    )
-                    .into());
+                    return Err(self.total_timeout_error(trace));
                 }
                 let budget = self.per_request_timeout.min(deadline - now);
                 let started = *first_attempt.get_or_insert(now);
-                let attempt = if candidate.provider.is_mock() {
-                    mock_attempt(surface, &prepared)
-                } else {
-                    self.http_attempt(
-                        ex,
-                        candidate,
-                        surface,
-                        &prepared,
-                        key.as_ref(),
-                        rendered,
-                        budget,
-                    )
-                    .await
-                };
+                let attempt = self
+                    .attempt(upstream, &call, candidate, &prepared, key.as_ref(), budget)
+                    .await;
                 trace.upstream_wait += now.elapsed();
-                // Samples feed `m.metrics`; only a strategy that reads them pays for them.
-                if self.strategies_read_metrics {
-                    record_metrics(candidate, &attempt.made, now.elapsed());
+                if let Some(metrics) = self.metrics {
+                    record_metrics(metrics, candidate, &attempt.made, now.elapsed());
                 }
                 let timed_out_total =
                     attempt.made.end == AttemptEnd::Timeout && Instant::now() >= deadline;
@@ -147,8 +191,14 @@ impl AiGateway {
                     Verdict::Success { response, first } => {
                         let usage = Arc::new(Usage::default());
                         let record = record(usage.clone());
-                        let response = self
-                            .client_response(response, first, surface, &prepared, candidate, usage);
+                        let response = self.client_response(
+                            response,
+                            first,
+                            call.surface,
+                            &prepared,
+                            candidate,
+                            usage,
+                        );
                         return Ok(Served::Provider {
                             response,
                             success: (model_index, request_index),
@@ -160,141 +210,64 @@ impl AiGateway {
                         return Ok(Served::Refused { response, record });
                     }
                     Verdict::NextKey if timed_out_total => {
-                        return Err(errors::total_timeout(
-                            self.total_timeout.as_secs_f64(),
-                            &trace.attempt_list(),
-                        )
-                        .into());
+                        return Err(self.total_timeout_error(trace));
                     }
                     Verdict::NextKey => {}
                     Verdict::NextModel => break,
                 }
             }
         }
-        Err(exhausted(trace).into())
+        Err(exhausted(trace))
     }
 
-    /// The keys to try for `candidate`: configured keys, else the client's own, else `[None]`
-    /// for providers that need none; `None` when a key is needed and there is none.
-    fn keys_for(
-        &self,
-        candidate: &Candidate,
-        ex: &Exchange,
-    ) -> Result<Option<Vec<Option<Credential>>>, Stop> {
-        let configured = candidate
-            .provider
-            .config_index
-            .and_then(|i| self.keys.get(i))
-            .filter(|k| !k.is_empty());
-        if let Some(templates) = configured {
-            let scope = ex.scope();
-            let mut keys = Vec::with_capacity(templates.len());
-            for template in templates {
-                let value = template.eval_string(&scope)?;
-                if !value.is_empty() {
-                    keys.push(Some(Credential {
-                        value,
-                        server: true,
-                    }));
-                }
-            }
-            return Ok((!keys.is_empty()).then_some(keys));
+    fn total_timeout_error<E>(&self, trace: &Trace) -> CallError<E> {
+        CallError::TotalTimeout {
+            seconds: self.total_timeout.as_secs_f64(),
+            attempts: trace.attempt_list(),
         }
-        if !self.server_keys {
-            if let Some(value) = client_credential(&ex.request.headers) {
-                return Ok(Some(vec![Some(Credential {
-                    value,
-                    server: false,
-                })]));
-            }
-        }
-        let needs_key = candidate.provider.requires_api_key && !candidate.provider.is_mock();
-        Ok((!needs_key).then(|| vec![None]))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn http_attempt(
+    /// One attempt through `upstream`, bounded by `budget` up to its first body chunk.
+    async fn attempt<K>(
         &self,
-        ex: &Exchange,
+        upstream: &dyn Upstream,
+        call: &Call<'_, K>,
         candidate: &Candidate,
-        surface: Surface,
         prepared: &PreparedBody<'_>,
         key: Option<&Credential>,
-        rendered: &Rendered,
         budget: Duration,
     ) -> Attempt {
-        let target =
-            candidate
-                .provider
-                .upstream_target(surface, ex.request.uri.query(), &rendered.query);
-        let shown_key = key.map(|k| redact(&k.value));
+        let sent = upstream.send(UpstreamRequest {
+            request_id: call.request_id,
+            client_headers: call.client_headers,
+            client_query: call.client_query,
+            rendered: call.rendered,
+            candidate,
+            surface: call.surface,
+            body: prepared,
+            credential: key,
+            server_credentials: self.server_keys || key.is_some_and(|k| k.server),
+        });
         let mut made = RequestMade {
             end: AttemptEnd::Success,
             status_code: 0,
-            url: target.shown_url,
-            api_key: shown_key,
+            url: sent.url,
+            api_key: key
+                .filter(|_| sent.credential_sent)
+                .map(|k| redact(&k.value)),
             response_headers: Default::default(),
             body_on_error: None,
             time_to_first_byte: None,
             total: Duration::ZERO,
         };
-        let fail = |mut made: RequestMade, end: AttemptEnd| {
-            made.end = end;
-            Attempt {
-                verdict: Verdict::NextKey,
-                made,
-            }
-        };
-        let server = self.server_keys || key.is_some_and(|k| k.server);
-        let mut headers = upstream_headers(&ex.request.headers, surface.format(), server);
-        strip_hop_by_hop(&mut headers);
-        if let Some(key) = key {
-            if set_credential(&mut headers, surface.format(), &key.value).is_err() {
-                return fail(
-                    made,
-                    AttemptEnd::Transport("the API key is not a valid header value".into()),
-                );
-            }
-        }
-        for (name, value) in &rendered.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        // Usually already there, once, copied from the request head the server stamped.
-        let mut ids = headers.get_all(X_REQUEST_ID).iter();
-        let stamped = matches!((ids.next(), ids.next()), (Some(id), None) if id.as_bytes() == ex.id.as_bytes());
-        if !stamped {
-            if let Ok(id) = HeaderValue::from_str(&ex.id) {
-                headers.insert(X_REQUEST_ID, id);
-            }
-        }
-        let Some(uri) = target.uri else {
-            return fail(
-                made,
-                AttemptEnd::Transport(format!(
-                    "invalid upstream URL for provider '{}'",
-                    candidate.provider.id
-                )),
-            );
-        };
-        let mut upstream = Request::new(full(prepared.to_bytes()));
-        *upstream.method_mut() = Method::POST;
-        *upstream.uri_mut() = uri;
-        *upstream.headers_mut() = headers;
         let start = Instant::now();
         let exchange = async {
-            let http = candidate
-                .provider
-                .config_index
-                .and_then(|i| self.provider_http.get(i)?.as_ref())
-                .unwrap_or(&self.http);
-            let response = http
-                .send(upstream)
+            let response = sent
+                .response
                 .await
-                .map_err(|e| AttemptEnd::Transport(e.with_causes()))?;
+                .map_err(|e| AttemptEnd::Transport(e.0))?;
             let (parts, mut body) = response.into_parts();
-            let status = parts.status.as_u16();
-            if status < 400 {
+            if parts.status.as_u16() < 400 {
                 let first = first_chunk(&mut body)
                     .await
                     .map_err(|e| AttemptEnd::Transport(format!("response body failed: {e}")))?;
@@ -307,18 +280,16 @@ impl AiGateway {
         let outcome = tokio::time::timeout(budget, exchange).await;
         made.total = start.elapsed();
         let (parts, body, first, error_body) = match outcome {
-            Err(_) => return fail(made, AttemptEnd::Timeout),
-            Ok(Err(end)) => return fail(made, end),
+            Err(_) => return next_key(made, AttemptEnd::Timeout),
+            Ok(Err(end)) => return next_key(made, end),
             Ok(Ok(result)) => result,
         };
         made.status_code = parts.status.as_u16();
-        if self.publish_results {
-            // Only the published results show provider headers.
+        if self.keep_response_headers {
             made.response_headers = response_headers(&parts.headers);
         }
         let Some(error_body) = error_body else {
             made.time_to_first_byte = Some(made.total);
-            let body = body.boxed();
             return Attempt {
                 verdict: Verdict::Success {
                     response: Response::from_parts(parts, body),
@@ -383,34 +354,11 @@ impl AiGateway {
     }
 }
 
-/// The in-process `mock` provider's answer, as an attempt.
-fn mock_attempt(surface: Surface, prepared: &PreparedBody<'_>) -> Attempt {
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let answer = mock_respond(surface, prepared.json(), created);
-    let mut chunks = answer.chunks.into_iter();
-    let first = chunks.next();
-    let frames = chunks.map(data_frame);
-    let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
-    let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
-    let made = RequestMade {
-        end: AttemptEnd::Success,
-        status_code: answer.status,
-        url: format!("mock://local{}", surface.client_path()),
-        api_key: None,
-        response_headers: response_headers(response.headers()),
-        body_on_error: None,
-        time_to_first_byte: Some(Duration::ZERO),
-        total: Duration::ZERO,
-    };
+/// A failed attempt: the next key is tried.
+fn next_key(mut made: RequestMade, end: AttemptEnd) -> Attempt {
+    made.end = end;
     Attempt {
-        verdict: Verdict::Success { response, first },
+        verdict: Verdict::NextKey,
         made,
     }
 }
@@ -429,27 +377,29 @@ fn no_key_request(candidate: &Candidate, surface: Surface) -> RequestMade {
     }
 }
 
-/// The error when every candidate failed: 3802 when none had a key, 3800 when none could be
-/// reached, else 3807.
-fn exhausted(trace: &Trace) -> crate::error::GatewayError {
-    let requests: Vec<&RequestMade> = trace.tried.iter().flat_map(|m| &m.requests).collect();
-    let list = trace.attempt_list();
-    if !requests.is_empty() && requests.iter().all(|r| r.end == AttemptEnd::NoKey) {
+/// The error when every candidate failed: no key anywhere, every attempt unreachable, or else
+/// all failed.
+fn exhausted<E>(trace: &Trace) -> CallError<E> {
+    let ends = || trace.tried.iter().flat_map(|m| &m.requests).map(|r| &r.end);
+    let any = ends().next().is_some();
+    if any && ends().all(|end| *end == AttemptEnd::NoKey) {
         let mut providers: Vec<String> = trace.tried.iter().map(|m| m.provider.clone()).collect();
         providers.dedup();
-        return errors::no_api_key(&providers);
+        return CallError::NoApiKey { providers };
     }
-    if !requests.is_empty()
-        && requests
-            .iter()
-            .all(|r| matches!(r.end, AttemptEnd::Transport(_)))
-    {
-        return errors::unreachable(&list);
+    let attempts = trace.attempt_list();
+    if any && ends().all(|end| matches!(end, AttemptEnd::Transport(_))) {
+        return CallError::Unreachable { attempts };
     }
-    errors::all_failed(&list)
+    CallError::AllFailed { attempts }
 }
 
-fn record_metrics(candidate: &Candidate, made: &RequestMade, elapsed: Duration) {
+fn record_metrics(
+    metrics: &MetricsStore,
+    candidate: &Candidate,
+    made: &RequestMade,
+    elapsed: Duration,
+) {
     let outcome = match &made.end {
         AttemptEnd::Success => Outcome::Success,
         AttemptEnd::Status(code) => Outcome::from_status(*code),
@@ -464,11 +414,11 @@ fn record_metrics(candidate: &Candidate, made: &RequestMade, elapsed: Duration) 
         input_tokens: 0,
         output_tokens: 0,
     };
-    METRICS.record(&candidate.provider.id, &candidate.model.id, sample);
+    metrics.record(&candidate.provider.id, &candidate.model.id, sample);
 }
 
 /// Reads until the first non-empty data frame (`None` for an empty body).
-async fn first_chunk(body: &mut ResponseBody) -> Result<Option<Bytes>, BoxError> {
+async fn first_chunk(body: &mut Body) -> Result<Option<Bytes>, BoxError> {
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
             if !data.is_empty() {
@@ -480,7 +430,7 @@ async fn first_chunk(body: &mut ResponseBody) -> Result<Option<Bytes>, BoxError>
 }
 
 /// Reads at most `cap` bytes of a body (errors end the read).
-async fn read_capped(body: &mut ResponseBody, cap: usize) -> Bytes {
+async fn read_capped(body: &mut Body, cap: usize) -> Bytes {
     let mut out = Vec::new();
     while out.len() < cap {
         match body.frame().await {
@@ -495,13 +445,9 @@ async fn read_capped(body: &mut ResponseBody, cap: usize) -> Bytes {
     Bytes::from(out)
 }
 
-fn data_frame(chunk: Bytes) -> Result<Frame<Bytes>, BoxError> {
-    Ok(Frame::data(chunk))
-}
-
 /// Removes the headers a provider response must not pass to the client: hop-by-hop ones and
-/// [`PROVIDER_ONLY`].
-pub(super) fn strip_provider_headers<B>(response: &mut Response<B>) {
+/// the provider-only ones (`set-cookie`, `alt-svc`).
+pub fn strip_provider_headers<B>(response: &mut Response<B>) {
     let headers = response.headers_mut();
     strip_hop_by_hop(headers);
     // One pass over the few headers a provider sends instead of a hashed lookup per name.
