@@ -173,9 +173,17 @@ async fn run(
     models: &[&str],
     keys: &Keys,
 ) -> (Result<Served, CallError<Infallible>>, Trace) {
-    let request =
-        ClientRequest::parse(Bytes::from_static(br#"{"model":"gpt-4o","messages":[]}"#)).unwrap();
-    let candidates = candidates(models);
+    let body = br#"{"model":"gpt-4o","messages":[]}"#;
+    run_with(runtime, &candidates(models), body, keys).await
+}
+
+async fn run_with(
+    runtime: &Runtime,
+    candidates: &[Candidate],
+    body: &'static [u8],
+    keys: &Keys,
+) -> (Result<Served, CallError<Infallible>>, Trace) {
+    let request = ClientRequest::parse(Bytes::from_static(body)).unwrap();
     let rendered = Rendered::default();
     let headers = HeaderMap::new();
     let mut trace = Trace::new();
@@ -185,7 +193,7 @@ async fn run(
         client_query: None,
         request: &request,
         surface: Surface::ChatCompletions,
-        candidates: &candidates,
+        candidates,
         rendered: &rendered,
         keys,
     };
@@ -465,26 +473,10 @@ async fn the_mock_provider_answers_in_process() {
         .find(|c| c.provider.is_mock())
         .expect("the catalog has the mock provider");
     let upstream = Scripted::with(&[]);
+    let body = br#"{"model":"mock-echo","messages":[{"role":"user","content":"hello there"}]}"#;
     let runtime = runtime(&upstream, 1000, 5000);
-    let request = ClientRequest::parse(Bytes::from_static(
-        br#"{"model":"mock-echo","messages":[{"role":"user","content":"hello there"}]}"#,
-    ))
-    .unwrap();
-    let rendered = Rendered::default();
-    let headers = HeaderMap::new();
-    let mut trace = Trace::new();
-    let candidates = [mock];
-    let call = Call {
-        request_id: "req-1",
-        client_headers: &headers,
-        client_query: None,
-        request: &request,
-        surface: Surface::ChatCompletions,
-        candidates: &candidates,
-        rendered: &rendered,
-        keys: &Keys(vec![KEY_A]),
-    };
-    let Ok(Served::Provider { response, .. }) = runtime.run(call, &mut trace).await else {
+    let (served, trace) = run_with(&runtime, &[mock], body, &Keys(vec![KEY_A])).await;
+    let Ok(Served::Provider { response, .. }) = served else {
         panic!("the mock failed");
     };
     assert!(

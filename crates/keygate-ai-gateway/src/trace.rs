@@ -158,32 +158,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attempts_are_listed_with_redacted_keys() {
-        let mut trace = Trace::new();
-        let request = |end| RequestMade {
+    fn missing_keys_are_listed_but_not_counted_as_attempts() {
+        let made = |end, api_key: Option<&str>| RequestMade {
             end,
-            status_code: 429,
-            url: "https://api.openai.com/v1/chat/completions".into(),
-            api_key: Some(redact("sk-proj-0123456789abcdefghij")),
+            status_code: 0,
+            url: String::new(),
+            api_key: api_key.map(redact),
             response_headers: Map::new(),
             body_on_error: None,
             time_to_first_byte: None,
-            total: Duration::from_millis(5),
+            total: Duration::ZERO,
         };
-        trace.tried.push(ModelTried {
+        let tried = |model: &str, requests| ModelTried {
             provider: "openai".into(),
-            model: "gpt-4o".into(),
-            author: "openai".into(),
-            requests: vec![
-                request(AttemptEnd::Status(429)),
-                request(AttemptEnd::Timeout),
-            ],
-        });
+            model: model.into(),
+            author: String::new(),
+            requests,
+        };
+        let mut trace = Trace::new();
+        trace.tried = vec![
+            tried("gpt-4o", vec![made(AttemptEnd::NoKey, None)]),
+            tried(
+                "gpt-4o-mini",
+                vec![
+                    made(
+                        AttemptEnd::Transport("cannot connect".into()),
+                        Some("short"),
+                    ),
+                    made(AttemptEnd::Success, None),
+                ],
+            ),
+        ];
+        assert_eq!(trace.attempts(), 2);
         assert_eq!(
             trace.attempt_list(),
-            "[429] openai/gpt-4o (sk-proj...ghij): 429 Too Many Requests; [timeout] openai/gpt-4o (sk-proj...ghij): per-request timeout"
+            "[no-key] openai/gpt-4o: no API key; [unreachable] openai/gpt-4o-mini (...): \
+             cannot connect; [ok] openai/gpt-4o-mini: success"
         );
-        assert_eq!(trace.attempts(), 2);
+        assert_eq!(status_text(599), "599");
     }
 
     #[test]
