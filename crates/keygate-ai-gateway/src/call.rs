@@ -30,7 +30,7 @@ use crate::metered::{MeteredBody, Scan};
 use crate::trace::{
     error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace,
 };
-use crate::upstream::{Upstream, UpstreamRequest, Upstreams};
+use crate::upstream::{Upstream, UpstreamBody, UpstreamRequest, Upstreams};
 use crate::usage::{AiRecord, Usage};
 
 /// Largest provider error body read (and passed back when the error goes to the client).
@@ -292,7 +292,7 @@ impl Runtime {
             made.time_to_first_byte = Some(made.total);
             return Attempt {
                 verdict: Verdict::Success {
-                    response: Response::from_parts(parts, body),
+                    response: Response::from_parts(parts, body.into_body()),
                     first,
                 },
                 made,
@@ -418,7 +418,7 @@ fn record_metrics(
 }
 
 /// Reads until the first non-empty data frame (`None` for an empty body).
-async fn first_chunk(body: &mut Body) -> Result<Option<Bytes>, BoxError> {
+async fn first_chunk(body: &mut UpstreamBody) -> Result<Option<Bytes>, BoxError> {
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
             if !data.is_empty() {
@@ -430,7 +430,7 @@ async fn first_chunk(body: &mut Body) -> Result<Option<Bytes>, BoxError> {
 }
 
 /// Reads at most `cap` bytes of a body (errors end the read).
-async fn read_capped(body: &mut Body, cap: usize) -> Bytes {
+async fn read_capped(body: &mut UpstreamBody, cap: usize) -> Bytes {
     let mut out = Vec::new();
     while out.len() < cap {
         match body.frame().await {

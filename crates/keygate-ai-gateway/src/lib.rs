@@ -27,7 +27,8 @@ pub use trace::{
     MAX_ERROR_BODY,
 };
 pub use upstream::{
-    BoxFuture, HttpUpstream, MockUpstream, Sent, Transport, Upstream, UpstreamRequest, Upstreams,
+    BoxFuture, HttpUpstream, MockUpstream, Sent, Transport, Upstream, UpstreamBody,
+    UpstreamRequest, Upstreams,
 };
 pub use usage::{AiRecord, BrokenStream, StreamFailure, Usage};
 

@@ -17,7 +17,7 @@ use keygate_http::{Body, BoxError};
 
 use crate::{
     AttemptEnd, Call, CallError, Credential, KeySource, Rendered, Runtime, Sent, Served, Trace,
-    Transport, Upstream, UpstreamRequest, Upstreams,
+    Transport, Upstream, UpstreamBody, UpstreamRequest, Upstreams,
 };
 
 /// How the scripted upstream answers one (model, key) attempt.
@@ -111,7 +111,7 @@ impl Upstream for Arc<Scripted> {
             let body: Body = BodyExt::boxed(StreamBody::new(
                 delayed.chain(futures_util::stream::iter(frames)),
             ));
-            let mut response = Response::new(body);
+            let mut response = Response::new(UpstreamBody::Boxed(body));
             *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
             response
                 .headers_mut()

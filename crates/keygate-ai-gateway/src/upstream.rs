@@ -6,17 +6,18 @@
 
 use std::future::{ready, Future};
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::Frame;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, StreamBody};
 use keygate_ai::{
     mock_respond, set_credential, upstream_headers, Candidate, PreparedBody, Surface,
 };
-use keygate_http::{full, strip_hop_by_hop, Body, BoxError, HttpClient};
+use keygate_http::{full, strip_hop_by_hop, Body, BoxError, HttpClient, ResponseBody};
 
 use crate::call::Rendered;
 use crate::keys::Credential;
@@ -56,7 +57,54 @@ pub struct Sent<'a> {
     /// The credential went upstream (the trace then shows it, redacted).
     pub credential_sent: bool,
     /// The response head; its body streams.
-    pub response: BoxFuture<'a, Result<Response<Body>, Transport>>,
+    pub response: BoxFuture<'a, Result<Response<UpstreamBody>, Transport>>,
+}
+
+/// The body of an upstream response. The HTTP client's body stays unboxed while the loop reads
+/// its first chunk or its error body, so an attempt that fails over allocates no body box; it is
+/// boxed once ([`UpstreamBody::into_body`]) when it goes to the client.
+pub enum UpstreamBody {
+    Http(ResponseBody),
+    Boxed(Body),
+}
+
+impl UpstreamBody {
+    /// The body as the client's response carries it.
+    pub fn into_body(self) -> Body {
+        match self {
+            UpstreamBody::Http(body) => body.boxed(),
+            UpstreamBody::Boxed(body) => body,
+        }
+    }
+}
+
+impl HttpBody for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Http(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Http(body) => body.is_end_stream(),
+            UpstreamBody::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Http(body) => body.size_hint(),
+            UpstreamBody::Boxed(body) => body.size_hint(),
+        }
+    }
 }
 
 /// What answers the attempts for a candidate.
@@ -132,7 +180,7 @@ impl Upstream for HttpUpstream {
                     .send(request)
                     .await
                     .map_err(|e| Transport(e.with_causes()))?;
-                Ok(response.map(BodyExt::boxed))
+                Ok(response.map(UpstreamBody::Http))
             }),
             Err(err) => Box::pin(ready(Err(err))),
         };
@@ -157,7 +205,7 @@ impl Upstream for MockUpstream {
         let answer = mock_respond(attempt.surface, attempt.body.json(), created);
         let frames = answer.chunks.into_iter().map(data_frame);
         let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
-        let mut response = Response::new(body);
+        let mut response = Response::new(UpstreamBody::Boxed(body));
         *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
         response
             .headers_mut()

@@ -68,7 +68,7 @@ pub(super) enum Served {
 
 impl AiGateway {
     /// Publishes `actions.ngrok.ai_gateway.*` when the policy reads it: building the value is
-    /// otherwise the costliest part of a request (measured: ~60% of its instructions).
+    /// otherwise the costliest part of a request.
     fn publish(&self, ex: &mut Exchange, trace: &Trace, outcome: Outcome<'_>) {
         if self.publish_results {
             ex.results.set(
@@ -351,7 +351,7 @@ fn find(universe: &[Candidate], model: &Value) -> Option<Candidate> {
 }
 
 /// The keys of a candidate for one request.
-pub(super) struct ActionKeys<'a> {
+struct ActionKeys<'a> {
     gateway: &'a AiGateway,
     ex: &'a Exchange,
 }
