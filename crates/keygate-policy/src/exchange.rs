@@ -1,9 +1,7 @@
 //! One request's journey through the policy: the request head (actions may rewrite it), its body,
 //! the response head in `on_http_response`, variables, action results and what the access log needs.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, LengthLimitError};
@@ -12,6 +10,8 @@ use keygate_cel::{ActionResults, ConnInfo, RequestView, ResponseView, Scope, Sec
 
 use crate::body::{empty, full, Body};
 use crate::error::GatewayError;
+/// The call's record types are the AI gateway runtime's; re-exported under their old path.
+pub use keygate_ai_gateway::{AiRecord, BrokenStream, StreamFailure, Usage};
 
 /// The request body: still streaming from the client, or already read by an action.
 pub enum RequestBody {
@@ -63,62 +63,6 @@ pub struct RequestLog {
     pub error: Option<String>,
     /// The id of the access key the request authenticated with.
     pub access_key: Option<String>,
-}
-
-/// What `ai-gateway` did for this request.
-#[derive(Debug, Clone)]
-pub struct AiRecord {
-    pub provider: String,
-    pub model: String,
-    /// Upstream attempts made (1 when the first try succeeded).
-    pub attempts: u32,
-    /// Time from the start of the first attempt to the first response byte.
-    pub time_to_first_token: Option<Duration>,
-    /// Token counts, filled in as the (possibly streamed) response passes.
-    pub usage: Arc<Usage>,
-}
-
-/// Token usage read from a response; updated while a stream passes, `complete` when it ended.
-#[derive(Debug, Default)]
-pub struct Usage {
-    pub input_tokens: AtomicU64,
-    pub output_tokens: AtomicU64,
-    pub complete: AtomicBool,
-    /// Set when the provider's response broke off after its head went to the client.
-    pub broken: OnceLock<BrokenStream>,
-}
-
-/// A provider response that ended before its end: why, and how far it got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokenStream {
-    pub cause: StreamFailure,
-    /// Stream events received before it ended (0 for a body that is not an event stream).
-    pub events: u64,
-}
-
-/// Why a provider response ended early. The texts go to the access log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StreamFailure {
-    #[error("upstream stream ended early: connection reset")]
-    Reset,
-    #[error("upstream stream ended early: the connection closed before the end of the stream")]
-    Closed,
-    #[error("upstream stream ended early: {0}")]
-    Read(String),
-    #[error("upstream sent nothing for {} ms", .0.as_millis())]
-    Idle(Duration),
-    /// The body ended as HTTP frames it, but without the surface's final event (`[DONE]`,
-    /// `message_stop`, ...): the provider stopped partway.
-    #[error("stream ended before its final event")]
-    Unfinished,
-}
-
-impl Usage {
-    /// Records the provider-reported counts.
-    pub fn record(&self, input: u64, output: u64) {
-        self.input_tokens.store(input, Ordering::Relaxed);
-        self.output_tokens.store(output, Ordering::Relaxed);
-    }
 }
 
 impl Exchange {

@@ -1,5 +1,4 @@
-//! The `ai-gateway` configuration (reference 4.2-4.3), deserialized strictly, and its duration
-//! fields.
+//! The `ai-gateway` configuration, deserialized strictly, and its duration fields.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +8,7 @@ use crate::access_keys::AccessKeyMode;
 use keygate_ai::{ModelSpec, ProviderSpec, SurfaceSpec};
 use serde::Deserialize;
 
-/// Default `per_request_timeout` (reference 4.12 [REC]: the 2026-03 value).
+/// Default `per_request_timeout`.
 pub const DEFAULT_PER_REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 /// Default `total_timeout`.
 pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(360);

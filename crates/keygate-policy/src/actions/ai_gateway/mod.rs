@@ -1,24 +1,25 @@
-//! `ai-gateway` (reference section 4, SPEC section 5): routes OpenAI- and Anthropic-format
-//! requests to providers with server-side keys, model resolution, selection strategies,
-//! failover across keys and models, and streamed responses metered as they pass.
+//! `ai-gateway`: routes OpenAI- and Anthropic-format requests to providers with server-side
+//! keys, model resolution, selection strategies, failover across keys and models, and streamed
+//! responses metered as they pass.
 //!
-//! Modules: `config` (the strict schema), `strategy` + `chain` (model selection), `pipeline`
-//! (one request from body to candidates), `failover` (attempts), `stream` (the metered body),
-//! `results` (`actions.ngrok.ai_gateway.*`), `errors` (the error responses).
+//! This module is the policy side: `config` (the strict schema), `strategy` + `chain` (CEL model
+//! selection), `pipeline` (one request from body to candidates, the templates rendered, the key
+//! source), `results` (`actions.ngrok.ai_gateway.*`), `errors` (the error responses). The call
+//! itself (attempts, failover, the metered stream) runs in `keygate_ai_gateway::Runtime`, built
+//! here once per action.
 
 mod chain;
 mod config;
 mod errors;
-mod failover;
 mod pipeline;
 mod results;
 mod strategy;
-mod stream;
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use keygate_ai::{Catalog, GatewaySpec, MetricsStore, Registry};
+use keygate_ai_gateway::{Runtime, Upstreams};
 use keygate_cel::Template;
 
 use crate::access_keys::AccessKeyMode;
@@ -68,13 +69,8 @@ struct AiGateway {
     max_input_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
     on_error: OnError,
-    per_request_timeout: Duration,
-    total_timeout: Duration,
-    /// Longest silence between two chunks of a response body (the per-request timeout).
-    stream_idle_timeout: Duration,
-    http: HttpClient,
-    /// A client of its own for each provider (by config index) that has a `tls` block.
-    provider_http: Vec<Option<HttpClient>>,
+    /// Attempts, failover and the metered stream.
+    runtime: Runtime,
     access_keys: Option<AccessKeyMode>,
 }
 
@@ -183,12 +179,26 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
             &serde_json::Value::Object(config.body),
         )?)
     };
+    let strategies_read_metrics = strategies.iter().any(|s| s.source().contains("metrics"));
+    let publish_results = cx.results_read(KIND.result_name);
+    let runtime = Runtime {
+        upstreams: Upstreams::http(cx.deps.http.clone(), provider_http),
+        per_request_timeout,
+        total_timeout,
+        // A stream may be silent between two chunks as long as an attempt may wait for its first.
+        stream_idle_timeout: per_request_timeout,
+        server_keys,
+        // Only the published results show provider headers.
+        keep_response_headers: publish_results,
+        // Samples feed `m.metrics`; only a strategy that reads them pays for them.
+        metrics: strategies_read_metrics.then_some(&*METRICS),
+    };
     Ok(Box::new(AiGateway {
         registry,
         keys,
         server_keys,
-        strategies_read_metrics: strategies.iter().any(|s| s.source().contains("metrics")),
-        publish_results: cx.results_read(KIND.result_name),
+        strategies_read_metrics,
+        publish_results,
         strategies,
         headers,
         query_params,
@@ -196,11 +206,7 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         max_input_tokens: config.max_input_tokens,
         max_output_tokens: config.max_output_tokens,
         on_error: config.on_error,
-        per_request_timeout,
-        total_timeout,
-        stream_idle_timeout: per_request_timeout,
-        http: cx.deps.http.clone(),
-        provider_http,
+        runtime,
         access_keys: config.access_keys,
     }))
 }

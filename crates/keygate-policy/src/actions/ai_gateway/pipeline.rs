@@ -1,19 +1,21 @@
-//! One request through the action (reference 4.5): surface, body, model resolution, selection
-//! strategies, the input-token limit, then failover; and what is recorded afterwards.
+//! One request through the action: surface, body, model resolution, selection strategies, the
+//! input-token limit, the templates rendered, then the call (`keygate_ai_gateway::Runtime`); and
+//! what is recorded afterwards. [`ActionKeys`] is the call's key source: the `api_keys`
+//! templates of the candidate's provider, else the client's own credential.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Response};
 use keygate_ai::{
-    estimate_input_tokens, models_list, BodyOptions, Candidate, ClientRequest, ResolveError,
-    Surface,
+    client_credential, estimate_input_tokens, models_list, BodyOptions, Candidate, ClientRequest,
+    ResolveError, Surface,
 };
+use keygate_ai_gateway::{Call, CallError, Credential, KeySource, Rendered};
 use keygate_cel::{from_json, to_json, EvalError, Scope};
 use serde_json::{json, Value};
 
 use super::config::OnError;
 use super::errors;
-use super::failover::Rendered;
 use super::results::{Outcome, Trace};
 use super::strategy::StrategyError;
 use super::{AiGateway, KIND, METRICS};
@@ -42,26 +44,31 @@ impl From<GatewayError> for Stop {
     }
 }
 
+impl From<CallError<EvalError>> for Stop {
+    fn from(err: CallError<EvalError>) -> Self {
+        match err {
+            CallError::NoApiKey { providers } => errors::no_api_key(&providers).into(),
+            CallError::Unreachable { attempts } => errors::unreachable(&attempts).into(),
+            CallError::AllFailed { attempts } => errors::all_failed(&attempts).into(),
+            CallError::TotalTimeout { seconds, attempts } => {
+                errors::total_timeout(seconds, &attempts).into()
+            }
+            CallError::Key(err) => Stop::Eval(err),
+        }
+    }
+}
+
 /// A response for the client.
 pub(super) enum Served {
-    /// A provider answered 2xx/3xx (`success` = model and request index in the trace).
-    Provider {
-        response: Response<Body>,
-        success: (usize, usize),
-        record: AiRecord,
-    },
-    /// A provider refused the request itself (400, 413, 422, ...): passed back unchanged.
-    Refused {
-        response: Response<Body>,
-        record: AiRecord,
-    },
+    /// A provider answered (or refused the request itself).
+    Call(keygate_ai_gateway::Served),
     /// Answered by the gateway (`GET /v1/models`).
     Local(Response<Body>),
 }
 
 impl AiGateway {
     /// Publishes `actions.ngrok.ai_gateway.*` when the policy reads it: building the value is
-    /// otherwise the costliest part of a request (measured: ~60% of its instructions).
+    /// otherwise the costliest part of a request.
     fn publish(&self, ex: &mut Exchange, trace: &Trace, outcome: Outcome<'_>) {
         if self.publish_results {
             ex.results.set(
@@ -75,11 +82,11 @@ impl AiGateway {
     pub(super) async fn handle(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
         let mut trace = Trace::new();
         match self.serve(ex, &mut trace).await {
-            Ok(Served::Provider {
+            Ok(Served::Call(keygate_ai_gateway::Served::Provider {
                 response,
                 success,
                 record,
-            }) => {
+            })) => {
                 let (model_index, request_index) = success;
                 let outcome = Outcome::Success {
                     model_index,
@@ -89,7 +96,7 @@ impl AiGateway {
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
-            Ok(Served::Refused { response, record }) => {
+            Ok(Served::Call(keygate_ai_gateway::Served::Refused { response, record })) => {
                 let outcome = Outcome::Refused {
                     provider: &record.provider,
                     status: response.status(),
@@ -102,12 +109,12 @@ impl AiGateway {
             Err(Stop::Eval(err)) => Err(ActionError::Eval(err)),
             Err(Stop::Gateway(err)) => {
                 self.publish(ex, &trace, Outcome::Failed(&err));
-                if let Some(last) = trace.tried.last() {
+                if let Some(last) = trace.call.tried.last() {
                     ex.log.error = Some(err.message.clone());
                     ex.log.ai = Some(AiRecord {
                         provider: last.provider.clone(),
                         model: last.model.clone(),
-                        attempts: trace.attempts(),
+                        attempts: trace.call.attempts(),
                         time_to_first_token: None,
                         usage: Arc::new(Usage::default()),
                     });
@@ -144,8 +151,18 @@ impl AiGateway {
             return Err(errors::input_too_large(trace.input_estimate, max).into());
         }
         let rendered = self.render(ex)?;
-        self.failover(ex, &request, surface, &candidates, &rendered, trace)
-            .await
+        let call = Call {
+            request_id: &ex.id,
+            client_headers: &ex.request.headers,
+            client_query: ex.request.uri.query(),
+            request: &request,
+            surface,
+            candidates: &candidates,
+            rendered: &rendered,
+            keys: &ActionKeys { gateway: self, ex },
+        };
+        let served = self.runtime.run(call, &mut trace.call).await?;
+        Ok(Served::Call(served))
     }
 
     /// `GET /v1/models`: every model this policy can serve. With server-side keys, providers
@@ -331,4 +348,49 @@ fn find(universe: &[Candidate], model: &Value) -> Option<Candidate> {
             c.provider.id.eq_ignore_ascii_case(provider) && c.model.id.eq_ignore_ascii_case(id)
         })
         .cloned()
+}
+
+/// The keys of a candidate for one request.
+struct ActionKeys<'a> {
+    gateway: &'a AiGateway,
+    ex: &'a Exchange,
+}
+
+impl KeySource for ActionKeys<'_> {
+    type Error = EvalError;
+
+    /// Configured keys (templates rendered now, empty values skipped), else the client's own
+    /// when no provider has configured keys, else `[None]` for providers that need none; `None`
+    /// when a key is needed and there is none.
+    fn keys(&self, candidate: &Candidate) -> Result<Option<Vec<Option<Credential>>>, EvalError> {
+        let configured = candidate
+            .provider
+            .config_index
+            .and_then(|i| self.gateway.keys.get(i))
+            .filter(|k| !k.is_empty());
+        if let Some(templates) = configured {
+            let scope = self.ex.scope();
+            let mut keys = Vec::with_capacity(templates.len());
+            for template in templates {
+                let value = template.eval_string(&scope)?;
+                if !value.is_empty() {
+                    keys.push(Some(Credential {
+                        value,
+                        server: true,
+                    }));
+                }
+            }
+            return Ok((!keys.is_empty()).then_some(keys));
+        }
+        if !self.gateway.server_keys {
+            if let Some(value) = client_credential(&self.ex.request.headers) {
+                return Ok(Some(vec![Some(Credential {
+                    value,
+                    server: false,
+                })]));
+            }
+        }
+        let needs_key = candidate.provider.requires_api_key && !candidate.provider.is_mock();
+        Ok((!needs_key).then(|| vec![None]))
+    }
 }

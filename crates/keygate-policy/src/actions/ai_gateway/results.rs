@@ -1,80 +1,36 @@
-//! What the action records about a request: `actions.ngrok.ai_gateway.*` (reference 4.15, the
-//! 2026-01 scheme) and the one-line attempt list used in exhaustion errors.
+//! What the action publishes about a request: `actions.ngrok.ai_gateway.*` (ngrok's 2026-01
+//! result scheme), from the runtime's trace of attempts and what the pipeline saw before them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderMap;
 use keygate_ai::{client_credential, redact, Rejection};
+use keygate_ai_gateway::{status_text, AttemptEnd, ModelTried, RequestMade};
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
 
-/// Longest error body kept per attempt.
-pub const MAX_ERROR_BODY: usize = 1024;
-
-/// How one upstream attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptEnd {
-    /// 2xx/3xx with its first byte read.
-    Success,
-    /// An HTTP status that is not a success.
-    Status(u16),
-    /// `per_request_timeout` (or the remaining total budget) ran out.
-    Timeout,
-    /// Connect, TLS or protocol failure.
-    Transport(String),
-    /// No key from any source for a provider that needs one.
-    NoKey,
-}
-
-/// One upstream attempt (`models_tried[].requests_made[]`).
-#[derive(Debug, Clone)]
-pub struct RequestMade {
-    pub end: AttemptEnd,
-    /// The upstream status (0 on transport errors, timeouts and missing keys).
-    pub status_code: u16,
-    /// Upstream URL without its query (config query parameters may hold secrets).
-    pub url: String,
-    pub api_key: Option<String>,
-    pub response_headers: Map<String, Value>,
-    pub body_on_error: Option<String>,
-    pub time_to_first_byte: Option<Duration>,
-    pub total: Duration,
-}
-
-/// One candidate model that was tried.
-#[derive(Debug, Clone)]
-pub struct ModelTried {
-    pub provider: String,
-    pub model: String,
-    pub author: String,
-    pub requests: Vec<RequestMade>,
-}
-
-/// The request's trace, built while the action runs.
+/// The request's trace, built while the action runs: the runtime's attempts and what came
+/// before them.
 pub struct Trace {
-    pub started: Instant,
+    /// The attempts (`models_tried`); its start is the action's.
+    pub call: keygate_ai_gateway::Trace,
     /// What the client asked for (`model`, `models`).
     requested: (String, Vec<String>),
     pub rejected: Vec<Rejection>,
     pub selection: Vec<Value>,
-    pub tried: Vec<ModelTried>,
     pub input_estimate: u64,
-    /// Time spent waiting on upstream (excluded from `gateway_latency_ms`).
-    pub upstream_wait: Duration,
 }
 
 impl Trace {
     /// Starts a trace; client facts are read from the request head only when published.
     pub fn new() -> Trace {
         Trace {
-            started: Instant::now(),
+            call: keygate_ai_gateway::Trace::new(),
             requested: (String::new(), Vec::new()),
             rejected: Vec::new(),
             selection: Vec::new(),
-            tried: Vec::new(),
             input_estimate: 0,
-            upstream_wait: Duration::ZERO,
         }
     }
 
@@ -83,46 +39,9 @@ impl Trace {
         self.requested = (model.unwrap_or_default().to_owned(), models.to_vec());
     }
 
-    /// Number of upstream attempts (missing-key entries excluded).
-    pub fn attempts(&self) -> u32 {
-        let count = self
-            .tried
-            .iter()
-            .flat_map(|m| &m.requests)
-            .filter(|r| r.end != AttemptEnd::NoKey)
-            .count();
-        u32::try_from(count).unwrap_or(u32::MAX)
-    }
-
-    /// `[429] openai/gpt-4o (sk-proj...7890): 429; ...`, keys redacted.
-    pub fn attempt_list(&self) -> String {
-        let mut parts = Vec::new();
-        for model in &self.tried {
-            for request in &model.requests {
-                let key = request
-                    .api_key
-                    .as_deref()
-                    .map(|k| format!(" ({k})"))
-                    .unwrap_or_default();
-                let (tag, detail) = match &request.end {
-                    AttemptEnd::Success => ("ok".to_owned(), "success".to_owned()),
-                    AttemptEnd::Status(code) => (code.to_string(), status_text(*code)),
-                    AttemptEnd::Timeout => ("timeout".to_owned(), "per-request timeout".to_owned()),
-                    AttemptEnd::Transport(err) => ("unreachable".to_owned(), err.clone()),
-                    AttemptEnd::NoKey => ("no-key".to_owned(), "no API key".to_owned()),
-                };
-                parts.push(format!(
-                    "[{tag}] {}/{}{key}: {detail}",
-                    model.provider, model.model
-                ));
-            }
-        }
-        parts.join("; ")
-    }
-
     /// The `actions.ngrok.ai_gateway` value for the request `head` and how it ended.
     pub fn to_value(&self, head: &http::request::Parts, outcome: Outcome<'_>) -> Value {
-        let total = self.started.elapsed();
+        let total = self.call.started.elapsed();
         let headers = &head.headers;
         let user_agent = headers
             .get(http::header::USER_AGENT)
@@ -141,9 +60,9 @@ impl Trace {
             },
             "input_ngrok_tokens": self.input_estimate,
             "output_ngrok_tokens": 0,
-            "gateway_latency_ms": millis(total.saturating_sub(self.upstream_wait)),
+            "gateway_latency_ms": millis(total.saturating_sub(self.call.upstream_wait)),
             "model_selection": self.selection,
-            "models_tried": self.tried.iter().map(model_value).collect::<Vec<_>>(),
+            "models_tried": self.call.tried.iter().map(model_value).collect::<Vec<_>>(),
         });
         value["client"]["rejected_models"] = self
             .rejected
@@ -155,7 +74,7 @@ impl Trace {
                 model_index,
                 request_index,
             } => {
-                if let Some(model) = self.tried.get(model_index) {
+                if let Some(model) = self.call.tried.get(model_index) {
                     value["success"] = json!({
                         "model_index": model_index, "request_index": request_index,
                         "model": model.model, "provider": model.provider, "author": model.author,
@@ -232,14 +151,6 @@ fn request_value(request: &RequestMade) -> Value {
     })
 }
 
-fn status_text(code: u16) -> String {
-    let reason = http::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    format!("{code} {reason}").trim_end().to_owned()
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -265,32 +176,6 @@ fn trimmed_headers(headers: &HeaderMap) -> Value {
         out.insert(name.as_str().to_owned(), json!(shown));
     }
     Value::Object(out)
-}
-
-/// Upstream response headers as a JSON map (`set-cookie` left out).
-pub fn response_headers(headers: &HeaderMap) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (name, value) in headers {
-        if name == http::header::SET_COOKIE {
-            continue;
-        }
-        out.insert(
-            name.as_str().to_owned(),
-            json!(value.to_str().unwrap_or_default()),
-        );
-    }
-    out
-}
-
-/// A provider error body, cut to [`MAX_ERROR_BODY`] bytes, with any key the gateway sent replaced
-/// by its redacted form.
-pub fn error_body_excerpt(body: &[u8], key: Option<&str>) -> String {
-    let cut = &body[..body.len().min(MAX_ERROR_BODY)];
-    let mut text = String::from_utf8_lossy(cut).into_owned();
-    if let Some(key) = key.filter(|k| !k.is_empty()) {
-        text = text.replace(key, &redact(key));
-    }
-    text
 }
 
 #[cfg(test)]
@@ -354,7 +239,7 @@ mod tests {
             time_to_first_byte: None,
             total: Duration::from_millis(5),
         };
-        trace.tried.push(ModelTried {
+        trace.call.tried.push(ModelTried {
             provider: "openai".into(),
             model: "gpt-4o".into(),
             author: "openai".into(),
@@ -364,10 +249,10 @@ mod tests {
             ],
         });
         assert_eq!(
-            trace.attempt_list(),
+            trace.call.attempt_list(),
             "[429] openai/gpt-4o (sk-proj...ghij): 429 Too Many Requests; [timeout] openai/gpt-4o (sk-proj...ghij): per-request timeout"
         );
-        assert_eq!(trace.attempts(), 2);
+        assert_eq!(trace.call.attempts(), 2);
         let value = trace.to_value(
             &head(&[]),
             Outcome::Success {
@@ -380,18 +265,5 @@ mod tests {
             429
         );
         assert_eq!(value["success"]["provider"], "openai");
-    }
-
-    #[test]
-    fn error_bodies_never_echo_the_key() {
-        let key = "sk-live-abcdefghijklmnopqrstuvwxyz";
-        let body = format!("{{\"error\":\"Incorrect API key provided: {key}\"}}");
-        let excerpt = error_body_excerpt(body.as_bytes(), Some(key));
-        assert!(!excerpt.contains(key));
-        assert!(excerpt.contains("sk-live...wxyz"));
-        assert_eq!(
-            error_body_excerpt(&[b'x'; 5000], None).len(),
-            MAX_ERROR_BODY
-        );
     }
 }

@@ -1,4 +1,4 @@
-//! `model_selection.strategy`: ordered CEL expressions over `ai.models` (reference 4.8), compiled
+//! `model_selection.strategy`: ordered CEL expressions over `ai.models`, compiled
 //! at load. Plain CEL runs in `keygate-cel`; ngrok's AI collection methods run here.
 
 use std::collections::hash_map::RandomState;

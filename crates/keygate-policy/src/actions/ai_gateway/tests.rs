@@ -648,7 +648,7 @@ fn hop_by_hop_headers_are_stripped_from_provider_responses() {
         .header("content-type", "application/json")
         .body(())
         .unwrap();
-    super::failover::strip_provider_headers(&mut response);
+    keygate_ai_gateway::strip_provider_headers(&mut response);
     let names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
     assert_eq!(names, ["content-type"]);
     let mut plain = http::Response::builder()
@@ -656,7 +656,7 @@ fn hop_by_hop_headers_are_stripped_from_provider_responses() {
         .header("x-request-id", "abc")
         .body(())
         .unwrap();
-    super::failover::strip_provider_headers(&mut plain);
+    keygate_ai_gateway::strip_provider_headers(&mut plain);
     assert_eq!(plain.headers().len(), 2);
 }
 

@@ -15,10 +15,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use keygate_ai::{SseScanner, Surface, TokenUsage};
+use keygate_http::{Body, BoxError};
 use tokio::time::{sleep, Instant, Sleep};
 
-use crate::body::{Body, BoxError};
-use crate::exchange::{BrokenStream, StreamFailure, Usage};
+use crate::usage::{BrokenStream, StreamFailure, Usage};
 
 /// Largest JSON body kept to read its `usage`.
 const MAX_JSON_SCAN: usize = 8 << 20;

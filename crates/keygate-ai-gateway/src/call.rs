@@ -1,0 +1,459 @@
+//! One call: the candidates in order, the keys of each in order, until an attempt succeeds, the
+//! candidates run out or the total budget does. The same (model, key) pair is never retried.
+//!
+//! | attempt outcome | next |
+//! |---|---|
+//! | transport failure, per-attempt timeout | next key |
+//! | 401, 403, 408, 409, 429, 5xx | next key |
+//! | 404 | next model (its other keys skipped) |
+//! | any other 4xx | the provider's answer goes back to the client ([`Served::Refused`]) |
+//! | 2xx/3xx with its first body chunk read | success ([`Served::Provider`]) |
+//!
+//! An attempt succeeds only once its first body chunk has arrived (or its body ended empty),
+//! and nothing reaches the client before that: failover always happens before the first byte.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
+use http::{HeaderMap, Response};
+use http_body_util::BodyExt;
+use keygate_ai::{
+    prepare_body, redact, upstream_url, BodyOptions, Candidate, ClientRequest, MetricsStore,
+    Outcome, PreparedBody, Sample, Surface,
+};
+use keygate_http::{full, strip_hop_by_hop, Body, BoxError};
+
+use crate::keys::{Credential, KeySource};
+use crate::metered::{MeteredBody, Scan};
+use crate::trace::{
+    error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace,
+};
+use crate::upstream::{Upstream, UpstreamBody, UpstreamRequest, Upstreams};
+use crate::usage::{AiRecord, Usage};
+
+/// Largest provider error body read (and passed back when the error goes to the client).
+const MAX_ERROR_READ: usize = 64 * 1024;
+
+/// Provider response headers that describe the provider's site, not the gateway's: never
+/// passed to the client (besides the hop-by-hop ones).
+const PROVIDER_ONLY: [HeaderName; 2] = [SET_COOKIE, HeaderName::from_static("alt-svc")];
+
+const X_KEYGATE_PROVIDER: HeaderName = HeaderName::from_static("x-keygate-provider");
+const X_KEYGATE_MODEL: HeaderName = HeaderName::from_static("x-keygate-model");
+
+/// The caller's per-request additions to every attempt (rendered once per request).
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// Set on the upstream request, replacing the client's.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Appended to the upstream URL's query.
+    pub query: Vec<(String, String)>,
+    /// Body overrides and the output-token cap, applied per candidate.
+    pub body: BodyOptions,
+}
+
+/// One LLM call: the client's request and the candidates chosen for it.
+pub struct Call<'a, K> {
+    /// Sent upstream as `x-request-id`.
+    pub request_id: &'a str,
+    pub client_headers: &'a HeaderMap,
+    pub client_query: Option<&'a str>,
+    pub request: &'a ClientRequest,
+    pub surface: Surface,
+    /// In the order they are tried.
+    pub candidates: &'a [Candidate],
+    pub rendered: &'a Rendered,
+    pub keys: &'a K,
+}
+
+/// What runs calls: built once per action when the policy loads.
+pub struct Runtime {
+    pub upstreams: Upstreams,
+    /// Bounds each attempt up to its response head and first body chunk.
+    pub per_request_timeout: Duration,
+    /// Bounds the whole loop from [`Trace::started`]; a stream that started is not cut.
+    pub total_timeout: Duration,
+    /// Longest silence between two chunks of a response body once it streams.
+    pub stream_idle_timeout: Duration,
+    /// Some provider has gateway-owned keys: the client's account headers never go upstream.
+    pub server_keys: bool,
+    /// Keep provider response headers in the trace (only worth it when someone reads them).
+    pub keep_response_headers: bool,
+    /// Where attempt samples go; `None` when nothing reads them.
+    pub metrics: Option<&'static MetricsStore>,
+}
+
+/// A response for the client.
+pub enum Served {
+    /// A provider answered 2xx/3xx; `success` is (model, request) index in the trace. The body is
+    /// metered: `record.usage` fills in as it passes.
+    Provider {
+        response: Response<Body>,
+        success: (usize, usize),
+        record: AiRecord,
+    },
+    /// A provider refused the request itself (400, 413, 422, ...): its answer, passed back.
+    Refused {
+        response: Response<Body>,
+        record: AiRecord,
+    },
+}
+
+/// Why a call produced no provider answer. Message texts are the caller's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError<E> {
+    /// No candidate had a key; the providers in order (repeats in a row once).
+    NoApiKey { providers: Vec<String> },
+    /// Every attempt failed in transport.
+    Unreachable { attempts: String },
+    /// Every candidate failed otherwise.
+    AllFailed { attempts: String },
+    /// `total_timeout` ran out.
+    TotalTimeout { seconds: f64, attempts: String },
+    /// The key source failed.
+    Key(E),
+}
+
+/// What to do after an attempt.
+enum Verdict {
+    Success {
+        response: Response<Body>,
+        first: Option<Bytes>,
+    },
+    NextKey,
+    NextModel,
+    /// The provider refused the request itself: this response goes to the client.
+    Refuse(Response<Body>),
+}
+
+/// One finished attempt.
+struct Attempt {
+    verdict: Verdict,
+    made: RequestMade,
+}
+
+impl Runtime {
+    /// Runs the attempts of `call`, recording them in `trace`.
+    pub async fn run<K: KeySource>(
+        &self,
+        call: Call<'_, K>,
+        trace: &mut Trace,
+    ) -> Result<Served, CallError<K::Error>> {
+        let deadline = trace.started + self.total_timeout;
+        let mut first_attempt: Option<Instant> = None;
+        for candidate in call.candidates {
+            let keys = call.keys.keys(candidate).map_err(CallError::Key)?;
+            trace.tried.push(ModelTried {
+                provider: candidate.provider.id.clone(),
+                model: candidate.model.id.clone(),
+                author: candidate.model.author_id.clone().unwrap_or_default(),
+                requests: Vec::new(),
+            });
+            let model_index = trace.tried.len() - 1;
+            let Some(keys) = keys else {
+                trace.tried[model_index]
+                    .requests
+                    .push(no_key_request(candidate, call.surface));
+                continue;
+            };
+            let prepared = prepare_body(call.request, call.surface, candidate, &call.rendered.body);
+            let upstream = self.upstreams.upstream_for(candidate);
+            for key in &keys {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(self.total_timeout_error(trace));
+                }
+                let budget = self.per_request_timeout.min(deadline - now);
+                let started = *first_attempt.get_or_insert(now);
+                let attempt = self
+                    .attempt(upstream, &call, candidate, &prepared, key.as_ref(), budget)
+                    .await;
+                trace.upstream_wait += now.elapsed();
+                if let Some(metrics) = self.metrics {
+                    record_metrics(metrics, candidate, &attempt.made, now.elapsed());
+                }
+                let timed_out_total =
+                    attempt.made.end == AttemptEnd::Timeout && Instant::now() >= deadline;
+                let time_to_first_byte = attempt.made.time_to_first_byte;
+                trace.tried[model_index].requests.push(attempt.made);
+                let request_index = trace.tried[model_index].requests.len() - 1;
+                let record = |usage: Arc<Usage>| AiRecord {
+                    provider: candidate.provider.id.clone(),
+                    model: candidate.model.id.clone(),
+                    attempts: trace.attempts(),
+                    time_to_first_token: time_to_first_byte
+                        .map(|ttfb| (now + ttfb).duration_since(started)),
+                    usage,
+                };
+                match attempt.verdict {
+                    Verdict::Success { response, first } => {
+                        let usage = Arc::new(Usage::default());
+                        let record = record(usage.clone());
+                        let response = self.client_response(
+                            response,
+                            first,
+                            call.surface,
+                            &prepared,
+                            candidate,
+                            usage,
+                        );
+                        return Ok(Served::Provider {
+                            response,
+                            success: (model_index, request_index),
+                            record,
+                        });
+                    }
+                    Verdict::Refuse(response) => {
+                        let record = record(Arc::new(Usage::default()));
+                        return Ok(Served::Refused { response, record });
+                    }
+                    Verdict::NextKey if timed_out_total => {
+                        return Err(self.total_timeout_error(trace));
+                    }
+                    Verdict::NextKey => {}
+                    Verdict::NextModel => break,
+                }
+            }
+        }
+        Err(exhausted(trace))
+    }
+
+    fn total_timeout_error<E>(&self, trace: &Trace) -> CallError<E> {
+        CallError::TotalTimeout {
+            seconds: self.total_timeout.as_secs_f64(),
+            attempts: trace.attempt_list(),
+        }
+    }
+
+    /// One attempt through `upstream`, bounded by `budget` up to its first body chunk.
+    async fn attempt<K>(
+        &self,
+        upstream: &dyn Upstream,
+        call: &Call<'_, K>,
+        candidate: &Candidate,
+        prepared: &PreparedBody<'_>,
+        key: Option<&Credential>,
+        budget: Duration,
+    ) -> Attempt {
+        let sent = upstream.send(UpstreamRequest {
+            request_id: call.request_id,
+            client_headers: call.client_headers,
+            client_query: call.client_query,
+            rendered: call.rendered,
+            candidate,
+            surface: call.surface,
+            body: prepared,
+            credential: key,
+            server_credentials: self.server_keys || key.is_some_and(|k| k.server),
+        });
+        let mut made = RequestMade {
+            end: AttemptEnd::Success,
+            status_code: 0,
+            url: sent.url,
+            api_key: key
+                .filter(|_| sent.credential_sent)
+                .map(|k| redact(&k.value)),
+            response_headers: Default::default(),
+            body_on_error: None,
+            time_to_first_byte: None,
+            total: Duration::ZERO,
+        };
+        let start = Instant::now();
+        let exchange = async {
+            let response = sent
+                .response
+                .await
+                .map_err(|e| AttemptEnd::Transport(e.0))?;
+            let (parts, mut body) = response.into_parts();
+            if parts.status.as_u16() < 400 {
+                let first = first_chunk(&mut body)
+                    .await
+                    .map_err(|e| AttemptEnd::Transport(format!("response body failed: {e}")))?;
+                Ok((parts, body, first, None))
+            } else {
+                let error_body = read_capped(&mut body, MAX_ERROR_READ).await;
+                Ok((parts, body, None, Some(error_body)))
+            }
+        };
+        let outcome = tokio::time::timeout(budget, exchange).await;
+        made.total = start.elapsed();
+        let (parts, body, first, error_body) = match outcome {
+            Err(_) => return next_key(made, AttemptEnd::Timeout),
+            Ok(Err(end)) => return next_key(made, end),
+            Ok(Ok(result)) => result,
+        };
+        made.status_code = parts.status.as_u16();
+        if self.keep_response_headers {
+            made.response_headers = response_headers(&parts.headers);
+        }
+        let Some(error_body) = error_body else {
+            made.time_to_first_byte = Some(made.total);
+            return Attempt {
+                verdict: Verdict::Success {
+                    response: Response::from_parts(parts, body.into_body()),
+                    first,
+                },
+                made,
+            };
+        };
+        made.end = AttemptEnd::Status(made.status_code);
+        made.body_on_error = Some(error_body_excerpt(
+            &error_body,
+            key.map(|k| k.value.as_str()),
+        ));
+        let verdict = match made.status_code {
+            404 => Verdict::NextModel,
+            401 | 403 | 408 | 409 | 429 | 500.. => Verdict::NextKey,
+            _ => {
+                let mut response = Response::from_parts(parts, full(error_body));
+                strip_provider_headers(&mut response);
+                response.headers_mut().remove(CONTENT_LENGTH);
+                Verdict::Refuse(response)
+            }
+        };
+        Attempt { verdict, made }
+    }
+
+    /// The response the client gets: provider head (hop-by-hop and provider-only headers removed)
+    /// and a metered body.
+    fn client_response(
+        &self,
+        response: Response<Body>,
+        first: Option<Bytes>,
+        surface: Surface,
+        prepared: &PreparedBody<'_>,
+        candidate: &Candidate,
+        usage: Arc<Usage>,
+    ) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let scan = Scan::for_content_type(content_type, surface, prepared.added_include_usage);
+        if matches!(scan, Scan::Sse(_)) && prepared.added_include_usage {
+            parts.headers.remove(CONTENT_LENGTH);
+        }
+        parts.version = http::Version::default();
+        let metered = MeteredBody::new(first, body, scan, usage, self.stream_idle_timeout);
+        let mut response = Response::from_parts(parts, metered.boxed());
+        strip_provider_headers(&mut response);
+        let headers = response.headers_mut();
+        for (name, value) in [
+            (X_KEYGATE_PROVIDER, &candidate.provider.id),
+            (X_KEYGATE_MODEL, &candidate.model.id),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+/// A failed attempt: the next key is tried.
+fn next_key(mut made: RequestMade, end: AttemptEnd) -> Attempt {
+    made.end = end;
+    Attempt {
+        verdict: Verdict::NextKey,
+        made,
+    }
+}
+
+/// The trace entry for a candidate that had no key to try.
+fn no_key_request(candidate: &Candidate, surface: Surface) -> RequestMade {
+    RequestMade {
+        end: AttemptEnd::NoKey,
+        status_code: 0,
+        url: upstream_url(&candidate.provider.base_url, surface, None, &[]),
+        api_key: None,
+        response_headers: Default::default(),
+        body_on_error: None,
+        time_to_first_byte: None,
+        total: Duration::ZERO,
+    }
+}
+
+/// The error when every candidate failed: no key anywhere, every attempt unreachable, or else
+/// all failed.
+fn exhausted<E>(trace: &Trace) -> CallError<E> {
+    let ends = || trace.tried.iter().flat_map(|m| &m.requests).map(|r| &r.end);
+    let any = ends().next().is_some();
+    if any && ends().all(|end| *end == AttemptEnd::NoKey) {
+        let mut providers: Vec<String> = trace.tried.iter().map(|m| m.provider.clone()).collect();
+        providers.dedup();
+        return CallError::NoApiKey { providers };
+    }
+    let attempts = trace.attempt_list();
+    if any && ends().all(|end| matches!(end, AttemptEnd::Transport(_))) {
+        return CallError::Unreachable { attempts };
+    }
+    CallError::AllFailed { attempts }
+}
+
+fn record_metrics(
+    metrics: &MetricsStore,
+    candidate: &Candidate,
+    made: &RequestMade,
+    elapsed: Duration,
+) {
+    let outcome = match &made.end {
+        AttemptEnd::Success => Outcome::Success,
+        AttemptEnd::Status(code) => Outcome::from_status(*code),
+        AttemptEnd::Timeout => Outcome::Timeout,
+        AttemptEnd::Transport(_) | AttemptEnd::NoKey => Outcome::Transport,
+    };
+    let sample = Sample {
+        outcome,
+        upstream: made.total,
+        gateway: elapsed.saturating_sub(made.total),
+        time_to_first_token: made.time_to_first_byte,
+        input_tokens: 0,
+        output_tokens: 0,
+    };
+    metrics.record(&candidate.provider.id, &candidate.model.id, sample);
+}
+
+/// Reads until the first non-empty data frame (`None` for an empty body).
+async fn first_chunk(body: &mut UpstreamBody) -> Result<Option<Bytes>, BoxError> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if !data.is_empty() {
+                return Ok(Some(data));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Reads at most `cap` bytes of a body (errors end the read).
+async fn read_capped(body: &mut UpstreamBody, cap: usize) -> Bytes {
+    let mut out = Vec::new();
+    while out.len() < cap {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    out.extend_from_slice(&data[..data.len().min(cap - out.len())]);
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+    }
+    Bytes::from(out)
+}
+
+/// Removes the headers a provider response must not pass to the client: hop-by-hop ones and
+/// the provider-only ones (`set-cookie`, `alt-svc`).
+pub fn strip_provider_headers<B>(response: &mut Response<B>) {
+    let headers = response.headers_mut();
+    strip_hop_by_hop(headers);
+    // One pass over the few headers a provider sends instead of a hashed lookup per name.
+    if headers.keys().any(|name| PROVIDER_ONLY.contains(name)) {
+        for name in &PROVIDER_ONLY {
+            headers.remove(name);
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The runtime of one LLM call: the attempts over the candidates and their keys, failover, the
+//! per-attempt and total timeouts, the metered response stream, the trace of what was tried and
+//! the usage record left for the access log.
+//!
+//! Seams: [`Upstream`] answers one attempt ([`HttpUpstream`] over `keygate-http`,
+//! [`MockUpstream`] in process; [`Upstreams`] picks one per candidate); [`KeySource`] gives the
+//! keys of a candidate; a [`Call`] carries one request through a [`Runtime`], which is built once
+//! per action.
+//!
+//! It knows nothing of the server, the policy engine or CEL: the caller selects the candidates,
+//! renders its templates into [`Rendered`], maps [`CallError`] to its error answers and publishes
+//! the [`Trace`]. The LLM domain itself (catalog, wire formats, the mock's answers) is
+//! `keygate-ai`'s, which does no I/O.
+
+mod call;
+mod keys;
+mod metered;
+mod trace;
+mod upstream;
+mod usage;
+
+pub use call::{strip_provider_headers, Call, CallError, Rendered, Runtime, Served};
+pub use keys::{Credential, KeySource};
+pub use metered::{JsonChunks, MeteredBody, Scan};
+pub use trace::{
+    error_body_excerpt, response_headers, status_text, AttemptEnd, ModelTried, RequestMade, Trace,
+    MAX_ERROR_BODY,
+};
+pub use upstream::{
+    BoxFuture, HttpUpstream, MockUpstream, Sent, Transport, Upstream, UpstreamBody,
+    UpstreamRequest, Upstreams,
+};
+pub use usage::{AiRecord, BrokenStream, StreamFailure, Usage};
+
+#[cfg(test)]
+mod tests;
