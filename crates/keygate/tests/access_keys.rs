@@ -255,3 +255,56 @@ async fn optional_mode_checks_keys_and_leaves_other_requests_to_the_rules() {
         .collect();
     assert_eq!(seen, vec![Some(server.clone()), Some(server)]);
 }
+
+#[tokio::test]
+async fn attached_provider_keys_replace_the_policys_for_their_provider_newest_first() {
+    // The mock fails a key holding `fail429`, so failover from the newest key is visible.
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let data = TempDir::new("ak-data");
+    let (with_keys, token) = create_key(&data, &[]);
+    let (_, plain) = create_key(&data, &[]);
+    for value in ["sk-attached-older", "sk-attached-newer-fail429"] {
+        api(
+            data.path(),
+            &[
+                "ai-gateway-provider-keys",
+                "create",
+                "--ai-gateway-api-key-id",
+                &with_keys,
+                "--provider-id",
+                "openai",
+                "--value",
+                value,
+            ],
+        );
+        // Creation times are in whole seconds: keep "newest" unambiguous.
+        std::thread::sleep(Duration::from_millis(1_100));
+    }
+    let gw = start(&mock, &data, &policy("required", ""));
+
+    assert_eq!(chat_with(&gw, &token).await.status, 200);
+    let tried: Vec<Option<String>> = mock
+        .requests()
+        .iter()
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            Some("Bearer sk-attached-newer-fail429".to_owned()),
+            Some("Bearer sk-attached-older".to_owned())
+        ],
+        "attached keys, newest first, and never the policy's"
+    );
+    mock.clear_requests();
+    // A key without attached keys uses the policy's.
+    assert_eq!(chat_with(&gw, &plain).await.status, 200);
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        Some(format!("Bearer {SERVER_KEY}").as_str())
+    );
+    assert!(
+        !gw.output().contains("sk-attached"),
+        "a provider key reached the log"
+    );
+}

@@ -1,7 +1,8 @@
 //! One request through the action: surface, body, model resolution, selection strategies, the
 //! input-token limit, the templates rendered, then the call (`keygate_ai_gateway::Runtime`); and
-//! what is recorded afterwards. [`ActionKeys`] is the call's key source: the `api_keys`
-//! templates of the candidate's provider, else the client's own credential.
+//! what is recorded afterwards. [`ActionKeys`] is the call's key source: the provider keys
+//! attached to the request's access key, else the `api_keys` templates of the candidate's
+//! provider, else the client's own credential.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use keygate_ai::{
 };
 use keygate_ai_gateway::{Call, CallError, Credential, KeySource, Rendered};
 use keygate_cel::{from_json, to_json, EvalError, Scope};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::config::OnError;
@@ -356,13 +358,45 @@ struct ActionKeys<'a> {
     ex: &'a Exchange,
 }
 
+impl ActionKeys<'_> {
+    /// The access key's attached keys for `candidate`'s provider, `None` when it has none. A key
+    /// whose stored value fails to decrypt fails the request rather than falling back to others.
+    fn attached(
+        &self,
+        candidate: &Candidate,
+    ) -> Result<Option<Vec<Option<Credential>>>, EvalError> {
+        let Some(access_key) = &self.ex.access_key else {
+            return Ok(None);
+        };
+        let mut keys = Vec::new();
+        for attached in access_key.provider_keys_for(&candidate.provider.id) {
+            let value = attached.value().ok_or_else(|| EvalError {
+                message: format!(
+                    "the provider key {} attached to access key {} cannot be decrypted",
+                    attached.id(),
+                    access_key.id()
+                ),
+            })?;
+            keys.push(Some(Credential {
+                value: value.expose_secret().to_owned(),
+                server: true,
+            }));
+        }
+        Ok((!keys.is_empty()).then_some(keys))
+    }
+}
+
 impl KeySource for ActionKeys<'_> {
     type Error = EvalError;
 
-    /// Configured keys (templates rendered now, empty values skipped), else the client's own
-    /// when no provider has configured keys, else `[None]` for providers that need none; `None`
-    /// when a key is needed and there is none.
+    /// The provider keys attached to the request's access key (newest first; they replace the
+    /// configured ones for that provider), else the configured keys (templates rendered now,
+    /// empty values skipped), else the client's own when no provider has configured keys, else
+    /// `[None]` for providers that need none; `None` when a key is needed and there is none.
     fn keys(&self, candidate: &Candidate) -> Result<Option<Vec<Option<Credential>>>, EvalError> {
+        if let Some(attached) = self.attached(candidate)? {
+            return Ok(Some(attached));
+        }
         let configured = candidate
             .provider
             .config_index
