@@ -51,7 +51,20 @@ impl Connector {
 
     /// Opens a connection to `target`'s origin, over TLS when `tls` is given, within the
     /// connect timeout.
-    pub(crate) async fn open(
+    ///
+    /// Boxed: the TCP, TLS and HTTP/2 handshake state is large, and a future awaiting it inline
+    /// would carry that size in every request's future (which is moved, byte by byte, each time
+    /// it is boxed), although connections are opened only now and then.
+    pub(crate) fn open<'a>(
+        &'a self,
+        target: &'a Uri,
+        origin: &'a Authority,
+        tls: Option<&'a TlsConnector>,
+    ) -> Pin<Box<dyn Future<Output = Result<Fresh, SendError>> + Send + 'a>> {
+        Box::pin(self.open_now(target, origin, tls))
+    }
+
+    async fn open_now(
         &self,
         target: &Uri,
         origin: &Authority,
