@@ -55,8 +55,8 @@ impl TokenUsage {
     fn from_trailing_usage(body: &[u8]) -> Option<TokenUsage> {
         const KEY: &[u8] = b"\"usage\"";
         // From the end, every `u` (a vectorised reverse scan) is checked for the key around it: a
-        // handful of candidates in a response tail, where a reverse substring search costs ~5
-        // instructions per byte.
+        // handful of candidates in a response tail, where a reverse substring search costs
+        // markedly more per byte (bench/RESULTS.md).
         let at = memchr::memrchr_iter(b'u', body).find_map(|u| {
             let start = u.checked_sub(1)?;
             (body.get(start..start + KEY.len()) == Some(KEY)).then_some(start)

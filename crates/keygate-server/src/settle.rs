@@ -2,11 +2,10 @@
 //! response reads its token usage then), metrics and the access-log line.
 //!
 //! hyper drops a finished response body *before* it flushes the body's last bytes to the
-//! socket, so doing this work in the body's `Drop` delayed every response by it (~5k
-//! instructions for an AI request; 3.6-4.5 µs of p50 at 2,000 req/s once moved). The body's drop
-//! queues it instead, and one task per worker drains the queue when the connection's task has
-//! written the response and yielded. A queue and a waker rather than a task per request: a
-//! spawn cost ~1.3k instructions per request.
+//! socket, so doing this work in the body's `Drop` would delay every response by it. The body's
+//! drop queues it instead, and one task per worker drains the queue when the connection's task
+//! has written the response and yielded. A queue and a waker rather than a task per request:
+//! spawning a task costs more than queuing (`bench/RESULTS.md`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

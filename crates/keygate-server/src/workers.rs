@@ -1,8 +1,8 @@
 //! One single-threaded runtime per core, each serving the connections dealt to it.
 //!
 //! A connection lives on one core from accept to close: its requests, its upstream calls (the
-//! HTTP client keeps a pool per thread) and its timers never wake another thread. Against tokio's
-//! work-stealing runtime this cut the CPU per proxied request by about a quarter (see
+//! HTTP client keeps a pool per thread) and its timers never wake another thread. On tokio's
+//! work-stealing runtime such wake-ups cost a proxied request a large share of its CPU (see
 //! `bench/RESULTS.md`). The cost is the usual one of thread-per-core servers: a request that
 //! computes for long delays the others on its core.
 

@@ -1,11 +1,11 @@
 //! The global allocator: mimalloc, whose per-thread free lists serve every size class, where
-//! glibc's fast path stops at 1 KiB and the per-request read buffers (8 KiB) took its slow path
-//! with consolidation. Seed policy: 88.9k -> 75.8k instructions per request (`bench/RESULTS.md`).
+//! glibc's fast path stops at 1 KiB and the per-request read buffers (8 KiB) would take its slow
+//! path with consolidation (`bench/RESULTS.md`).
 //!
 //! Called directly rather than through the `mimalloc` crate, which routes every allocation
 //! through `mi_malloc_aligned`: for blocks over 1 KiB that takes mimalloc's generic
-//! over-allocating path (~400 instructions, 11 times per request) even when the alignment asked
-//! for is one every block already has.
+//! over-allocating path, several times per request, even when the alignment asked for is one
+//! every block already has. So only larger alignments use the `_aligned` functions.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;

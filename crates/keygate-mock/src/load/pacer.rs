@@ -1,9 +1,9 @@
 //! Sleeps until an instant with microsecond precision.
 //!
-//! tokio's timer wheel ticks once per millisecond: a schedule of one request every 500 µs became
-//! pairs sent together every millisecond (and fours every 2-3 ms, measured at the server), so a
-//! "fixed rate" latency test measured queueing behind simultaneous requests. A `timerfd` armed
-//! with the exact delay wakes the runtime's reactor on time instead.
+//! tokio's timer wheel ticks once per millisecond, so a schedule finer than that would go out in
+//! bursts of requests sent together, and a "fixed rate" latency test would include queueing
+//! behind simultaneous requests. A `timerfd` armed with the exact delay wakes the runtime's
+//! reactor on time instead.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -120,8 +120,8 @@ mod tests {
             late.push(now - deadline);
         }
         late.sort();
-        // tokio's timer would round each 300 µs step up to a millisecond tick; the median
-        // wake-up here must be well under that, even on a busy CI machine.
+        // Steps shorter than tokio's millisecond tick: the median lateness must stay well
+        // under a tick, even on a busy CI machine.
         assert!(
             late[10] < Duration::from_micros(500),
             "median lateness {:?}",
