@@ -55,6 +55,25 @@ on_http_request:
 """
 
 
+# The same providers behind built-in authorization: clients send a `kg-` access key made with
+# `keygate api ai-gateway-api-keys create`, and no policy rule checks tokens.
+ACCESS_KEY_POLICY = """
+on_http_request:
+  - actions:
+      - type: ai-gateway
+        config:
+          access_keys: required
+          providers:
+            - id: openai
+              api_keys:
+                - value: ${secrets.get('openai', 'api-key')}
+            - id: anthropic
+              api_keys:
+                - value: ${secrets.get('anthropic', 'api-key')}
+            - id: mock
+"""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,6 +94,20 @@ def wait_port(port, proc, what):
 
 
 class SdkTests(unittest.TestCase):
+    """The seed guide's policy: a gateway token kept in a vault, checked by a policy rule."""
+
+    POLICY = POLICY
+
+    @classmethod
+    def client_token(cls, data, env):
+        """Stores the token clients send and returns it."""
+        subprocess.run([KEYGATE, "api", "vaults", "create", "--name", "gateway-auth", "--data-dir", str(data)],
+                       check=True, capture_output=True, env=env)
+        subprocess.run([KEYGATE, "api", "secrets", "create", "--name", "access-token", "--value", "-",
+                        "--vault-name", "gateway-auth", "--data-dir", str(data)],
+                       input=TOKEN.encode(), check=True, capture_output=True, env=env)
+        return TOKEN
+
     @classmethod
     def setUpClass(cls):
         os.environ["NO_PROXY"] = "*"
@@ -82,7 +115,6 @@ class SdkTests(unittest.TestCase):
         data = Path(cls.tmp.name) / "data"
         env = {k: v for k, v in os.environ.items() if k != "KEYGATE_MASTER_KEY"}
         for vault, name, value in [
-            ("gateway-auth", "access-token", TOKEN),
             ("openai", "api-key", OPENAI_KEY),
             ("anthropic", "api-key", ANTHROPIC_KEY),
         ]:
@@ -91,8 +123,9 @@ class SdkTests(unittest.TestCase):
             subprocess.run([KEYGATE, "api", "secrets", "create", "--name", name, "--value", "-",
                             "--vault-name", vault, "--data-dir", str(data)],
                            input=value.encode(), check=True, capture_output=True, env=env)
+        cls.token = cls.client_token(data, env)
         policy = Path(cls.tmp.name) / "policy.yml"
-        policy.write_text(POLICY)
+        policy.write_text(cls.POLICY)
         gw_port, admin_port = free_port(), free_port()
         if os.environ.get("KEYGATE_MOCK_URL"):
             cls.mock = None
@@ -112,8 +145,8 @@ class SdkTests(unittest.TestCase):
         wait_port(gw_port, cls.gateway, "keygate")
         cls.mock_url = f"http://127.0.0.1:{mock_port}"
         cls.base = f"http://127.0.0.1:{gw_port}"
-        cls.openai = openai.OpenAI(base_url=cls.base + "/v1", api_key=TOKEN, max_retries=0)
-        cls.anthropic = anthropic.Anthropic(base_url=cls.base, api_key=TOKEN, max_retries=0)
+        cls.openai = openai.OpenAI(base_url=cls.base + "/v1", api_key=cls.token, max_retries=0)
+        cls.anthropic = anthropic.Anthropic(base_url=cls.base, api_key=cls.token, max_retries=0)
 
     @classmethod
     def tearDownClass(cls):
@@ -126,8 +159,8 @@ class SdkTests(unittest.TestCase):
         output = cls.log.read()
         cls.log.close()
         cls.tmp.cleanup()
-        for key in (OPENAI_KEY, ANTHROPIC_KEY):
-            assert key not in output, "a provider key reached the gateway log"
+        for key in (OPENAI_KEY, ANTHROPIC_KEY, cls.token):
+            assert key not in output, "a provider key or client token reached the gateway log"
 
     def mock_requests(self):
         import urllib.request
@@ -198,9 +231,31 @@ class SdkTests(unittest.TestCase):
         self.anthropic.messages.create(model="claude-haiku-4-5", max_tokens=8,
                                        messages=[{"role": "user", "content": "whose key"}])
         seen = json.dumps(self.mock_requests())
-        self.assertNotIn(TOKEN, seen, "the gateway token reached the provider")
+        self.assertNotIn(self.token, seen, "the client's token reached the provider")
         self.assertIn(OPENAI_KEY, seen)
         self.assertIn(ANTHROPIC_KEY, seen)
+
+
+class AccessKeySdkTests(SdkTests):
+    """Every test above again, with a Keygate access key as the SDKs' API key."""
+
+    POLICY = ACCESS_KEY_POLICY
+
+    @classmethod
+    def client_token(cls, data, env):
+        created = subprocess.run([KEYGATE, "api", "ai-gateway-api-keys", "create", "--description", "sdk tests",
+                                  "--data-dir", str(data)], check=True, capture_output=True, env=env)
+        return json.loads(created.stdout)["token"]
+
+    def test_unknown_access_keys_are_authentication_errors_in_both_sdks(self):
+        unknown = "kg-" + "x" * 54
+        with self.assertRaises(openai.AuthenticationError) as caught:
+            openai.OpenAI(base_url=self.base + "/v1", api_key=unknown, max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        self.assertEqual(caught.exception.code, "ERR_KEYGATE_27007")
+        with self.assertRaises(anthropic.AuthenticationError):
+            anthropic.Anthropic(base_url=self.base, api_key=unknown, max_retries=0).messages.create(
+                model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
 
 
 if __name__ == "__main__":
