@@ -104,7 +104,7 @@ fn check_pattern(pattern: &str, kind: ScopeKind) -> Result<()> {
 }
 
 /// A pattern where `*` matches any run of characters, split once into its literal pieces.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Glob {
     /// The text between stars; one piece means no star (an exact match).
     pieces: Box<[Box<str>]>,
@@ -142,7 +142,7 @@ impl Glob {
 }
 
 /// A model pattern, optionally limited to providers (`openai:gpt-4o*`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct ModelGlob {
     provider: Option<Glob>,
     model: Glob,
@@ -171,7 +171,7 @@ impl ModelGlob {
 }
 
 /// An access key's scopes, as written and compiled; empty lists allow everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub(crate) struct Scopes {
     provider_patterns: Vec<String>,
     model_patterns: Vec<String>,
