@@ -16,7 +16,9 @@ fn bench_authenticate(c: &mut Criterion) {
     let keys = KeyStore::open(store).expect("key tables");
     let tokens: Vec<String> = (0..1000)
         .map(|_| {
-            let created = keys.create_api_key("", &Map::new(), None).expect("key");
+            let created = keys
+                .create_api_key("", &Map::new(), None, &[], &[])
+                .expect("key");
             created.token.expose_secret().to_owned()
         })
         .collect();

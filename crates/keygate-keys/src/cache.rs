@@ -195,7 +195,9 @@ mod tests {
 
     fn create(keys: &KeyStore, expires_in: Option<chrono::Duration>) -> (String, String) {
         let expiry = expires_in.map(|d| chrono::Utc::now() + d);
-        let created = keys.create_api_key("", &Map::new(), expiry).unwrap();
+        let created = keys
+            .create_api_key("", &Map::new(), expiry, &[], &[])
+            .unwrap();
         (created.key.id, created.token.expose_secret().to_owned())
     }
 
@@ -311,6 +313,31 @@ mod tests {
         cache.refresh();
         assert!(cache.authenticate(token.as_bytes()).is_ok());
         assert_eq!(Rejection::Disabled.to_string(), "access key disabled");
+    }
+
+    #[test]
+    fn the_authenticated_key_carries_its_compiled_scopes() {
+        let dir = TempDir::new("scopes");
+        let keys = keys(&dir, 1);
+        let own = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let created = keys
+            .create_api_key("", &Map::new(), None, &own(&["openai"]), &own(&["gpt-4o*"]))
+            .unwrap();
+        let cache = KeyCache::start(
+            keys,
+            KeyCache::DEFAULT_POLL_INTERVAL,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let key = cache
+            .authenticate(created.token.expose_secret().as_bytes())
+            .unwrap();
+        assert!(key.allows_provider("openai") && !key.allows_provider("anthropic"));
+        assert!(key.allows_model("openai", "gpt-4o-mini") && !key.allows_model("openai", "o1"));
+        assert_eq!(
+            (key.allowed_providers(), key.allowed_models()),
+            (&own(&["openai"])[..], &own(&["gpt-4o*"])[..])
+        );
     }
 
     #[test]

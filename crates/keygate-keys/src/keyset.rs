@@ -10,6 +10,7 @@ use keygate_secrets::{Reload, Sealed, Store, SEALED_COLUMNS};
 use secrecy::SecretString;
 use serde_json::Value;
 
+use crate::scopes::Scopes;
 use crate::store::binding;
 use crate::token::{Digest, DigestMap};
 
@@ -23,6 +24,7 @@ pub struct AuthenticatedKey {
     /// Unix seconds; `None` for never.
     expires_at: Option<i64>,
     disabled: bool,
+    scopes: Scopes,
     /// Unix seconds of the latest accepted use, 0 before the first one.
     used_at: AtomicI64,
     /// The latest `used_at` written to the store.
@@ -73,6 +75,27 @@ impl AuthenticatedKey {
         self.provider_keys
             .iter()
             .filter(move |key| key.provider_id == provider_id)
+    }
+
+    /// Whether the key's provider patterns admit `provider` (always, when it has none).
+    pub fn allows_provider(&self, provider: &str) -> bool {
+        self.scopes.allows_provider(provider)
+    }
+
+    /// Whether the key's model patterns admit `model` served by `provider` (always, when it has none).
+    /// Provider patterns are checked separately, by [`Self::allows_provider`].
+    pub fn allows_model(&self, provider: &str, model: &str) -> bool {
+        self.scopes.allows_model(provider, model)
+    }
+
+    /// The provider patterns as stored, for policy expressions.
+    pub fn allowed_providers(&self) -> &[String] {
+        self.scopes.providers()
+    }
+
+    /// The model patterns as stored, for policy expressions.
+    pub fn allowed_models(&self) -> &[String] {
+        self.scopes.models()
     }
 
     pub(crate) fn is_disabled(&self) -> bool {
@@ -187,8 +210,8 @@ impl Reload for KeySet {
             }
             let mut keys = DigestMap::default();
             let mut stmt = tx.prepare(
-                "SELECT id, token_hash, display_name, description, metadata, expires_at, disabled \
-                 FROM ai_gateway_api_keys",
+                "SELECT id, token_hash, display_name, description, metadata, expires_at, disabled, \
+                 allowed_providers, allowed_models FROM ai_gateway_api_keys",
             )?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
@@ -196,6 +219,8 @@ impl Reload for KeySet {
                 let hash: Vec<u8> = row.get(1)?;
                 let metadata: String = row.get(4)?;
                 let expires_at: Option<String> = row.get(5)?;
+                let providers: String = row.get(7)?;
+                let models: String = row.get(8)?;
                 let parsed = (
                     <[u8; 32]>::try_from(hash.as_slice()).ok(),
                     serde_json::from_str::<Value>(&metadata).ok(),
@@ -203,8 +228,11 @@ impl Reload for KeySet {
                         .map(|text| DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp()))
                         .transpose()
                         .ok(),
+                    serde_json::from_str::<Vec<String>>(&providers).ok(),
+                    serde_json::from_str::<Vec<String>>(&models).ok(),
                 );
-                let (Some(hash), Some(metadata), Some(expires_at)) = parsed else {
+                let (Some(hash), Some(metadata), Some(expires_at), Some(providers), Some(models)) = parsed
+                else {
                     tracing::error!(ai_gateway_api_key_id = %id, "stored access key is unreadable (edited or corrupt); its token is refused");
                     continue;
                 };
@@ -216,6 +244,7 @@ impl Reload for KeySet {
                     metadata,
                     expires_at,
                     disabled: row.get(6)?,
+                    scopes: Scopes::new(providers, models),
                     used_at: AtomicI64::new(0),
                     flushed_at: AtomicI64::new(0),
                 };

@@ -16,6 +16,7 @@ mod keyset;
 mod model;
 mod rules;
 mod schema;
+mod scopes;
 mod store;
 mod token;
 
@@ -24,5 +25,8 @@ pub use error::{KeyError, Result};
 pub use keyset::{AttachedProviderKey, AuthenticatedKey};
 pub use model::{ApiKey, ApiKeyRef, ApiKeyUpdate, CreatedApiKey, ProviderKey, ProviderKeyUpdate};
 pub use rules::{parse_expiry, parse_metadata, MAX_METADATA_BYTES, MAX_PROVIDER_KEYS_PER_PROVIDER};
+pub use scopes::{
+    parse_allowed_models, parse_allowed_providers, MAX_SCOPE_PATTERNS, MAX_SCOPE_PATTERN_LEN,
+};
 pub use store::{KeyStore, API_KEY_PREFIX, PROVIDER_KEY_PREFIX};
 pub use token::{TOKEN_LEN, TOKEN_PREFIX};

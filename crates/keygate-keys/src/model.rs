@@ -27,6 +27,10 @@ pub struct ApiKey {
     pub expires_at: Option<String>,
     /// A disabled token is refused until it is enabled again.
     pub disabled: bool,
+    /// Provider patterns the key may use (`*` matches any run of characters); empty allows every provider.
+    pub allowed_providers: Vec<String>,
+    /// Model patterns (`gpt-4o*`, `openai:gpt-4o*`) the key may use; empty allows every model.
+    pub allowed_models: Vec<String>,
 }
 
 /// A new access key together with its token, which is shown this once and never stored.
@@ -81,6 +85,10 @@ pub struct ApiKeyUpdate<'a> {
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// Disable or enable the key.
     pub disabled: Option<bool>,
+    /// New provider patterns; an empty list removes the restriction.
+    pub allowed_providers: Option<&'a [String]>,
+    /// New model patterns; an empty list removes the restriction.
+    pub allowed_models: Option<&'a [String]>,
 }
 
 /// Changes to a provider key; `None` keeps the current value.

@@ -4,7 +4,8 @@
 pub(crate) const COMPONENT: &str = "ai-gateway-keys";
 
 /// Migration steps; step `n` takes the component from version `n` to `n + 1`. Only ever append.
-pub(crate) const STEPS: &[&str] = &["
+pub(crate) const STEPS: &[&str] = &[
+    "
 CREATE TABLE ai_gateway_api_keys (
     id           TEXT PRIMARY KEY,
     token_hash   BLOB NOT NULL UNIQUE,
@@ -31,4 +32,9 @@ CREATE TABLE ai_gateway_provider_keys (
     ciphertext  BLOB NOT NULL
 );
 CREATE INDEX ai_gateway_provider_keys_by_api_key ON ai_gateway_provider_keys (api_key_id);
-"];
+",
+    "
+ALTER TABLE ai_gateway_api_keys ADD COLUMN allowed_providers TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE ai_gateway_api_keys ADD COLUMN allowed_models TEXT NOT NULL DEFAULT '[]';
+",
+];

@@ -19,7 +19,8 @@ use crate::exchange::Exchange;
 
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-/// The CEL variable holding the authenticated key: `id`, `name`, `description`, `metadata`.
+/// The CEL variable holding the authenticated key: `id`, `name`, `description`, `metadata`,
+/// `allowed_providers`, `allowed_models`.
 pub const VARIABLE: &str = "access_key";
 
 /// Looks up presented tokens (the key store's in-memory cache in a running gateway).
@@ -94,6 +95,8 @@ impl AccessKeyCheck {
                 "name": key.display_name(),
                 "description": key.description(),
                 "metadata": key.metadata(),
+                "allowed_providers": key.allowed_providers(),
+                "allowed_models": key.allowed_models(),
             })),
         );
         ex.access_key = Some(key);

@@ -37,6 +37,8 @@ error_codes! {
     BadRequest => (BAD_REQUEST, "ERR_KEYGATE_3801", "invalid_request_error"),
     /// An access key was required and missing, or it is unknown, expired, disabled or deleted.
     AccessKeyInvalid => (UNAUTHORIZED, "ERR_KEYGATE_27007", "authentication_error"),
+    /// `ai-gateway`: the request's access key may not use any of the candidate models.
+    AccessKeyScope => (FORBIDDEN, "ERR_KEYGATE_27008", "permission_error"),
     /// Missing or invalid credentials (`basic-auth`, or a JWT refused for its signature,
     /// algorithm, key, claims or lifetime).
     Unauthorized => (UNAUTHORIZED, "ERR_KEYGATE_3401", "authentication_error"),

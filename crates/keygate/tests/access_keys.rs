@@ -27,6 +27,8 @@ fn start(mock: &MockServer, data: &TempDir, policy: &str) -> Gateway {
             args: vec![
                 "--provider-url".to_owned(),
                 format!("openai={}", mock.openai_base_url()),
+                "--provider-url".to_owned(),
+                format!("anthropic={}", mock.openai_base_url()),
             ],
             data_dir: Some(data.path()),
             ..Options::default()
@@ -307,4 +309,110 @@ async fn attached_provider_keys_replace_the_policys_for_their_provider_newest_fi
         !gw.output().contains("sk-attached"),
         "a provider key reached the log"
     );
+}
+
+/// An ai-gateway with `access_keys: required` serving both openai and anthropic with server keys.
+fn two_provider_policy() -> String {
+    format!(
+        "on_http_request:\n  - actions:\n      - type: ai-gateway\n        config:\n          access_keys: required\n          providers:\n            - id: openai\n              api_keys:\n                - value: {SERVER_KEY}\n            - id: anthropic\n              api_keys:\n                - value: {SERVER_KEY}\n"
+    )
+}
+
+async fn chat_model(gw: &Gateway, token: &str, model: &str) -> common::Reply {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    send(
+        gw.addr,
+        Req::post("/v1/chat/completions", body.to_string()).bearer(token),
+    )
+    .await
+    .unwrap()
+}
+
+/// The ids `GET /v1/models` lists for `token`.
+async fn listed_models(gw: &Gateway, token: &str) -> Vec<String> {
+    let reply = send(gw.addr, Req::get("/v1/models").bearer(token))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn scopes_limit_the_models_a_key_may_use() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let data = TempDir::new("ak-scopes");
+    let (gpt_id, gpt) = create_key(&data, &["--allowed-models", "gpt-4o*"]);
+    let (_, claude_only) = create_key(&data, &["--allowed-providers", "anthropic"]);
+    let (_, open) = create_key(&data, &[]);
+    let gw = start(&mock, &data, &two_provider_policy());
+
+    assert_eq!(chat_model(&gw, &gpt, "gpt-4o").await.status, 200);
+    let reply = chat_model(&gw, &gpt, "gpt-4.1").await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["error"]["code"], "ERR_KEYGATE_27008");
+    assert_eq!(body["error"]["type"], "permission_error");
+    assert_eq!(
+        body["error"]["message"],
+        format!("access key {gpt_id} is not allowed to use model gpt-4.1")
+    );
+    assert!(!reply.text().contains(&gpt), "the token reached the answer");
+    // Anthropic's shape on /v1/messages.
+    let claude = json!({"model": "claude-sonnet-4", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+    let reply = send(
+        gw.addr,
+        Req::post("/v1/messages", claude.to_string()).header("x-api-key", gpt.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert_eq!(reply.json()["type"], "error");
+    assert_eq!(reply.json()["error"]["type"], "permission_error");
+    let listed = listed_models(&gw, &gpt).await;
+    assert!(
+        !listed.is_empty() && listed.iter().all(|m| m.starts_with("gpt-4o")),
+        "{listed:?}"
+    );
+
+    assert_eq!(chat_model(&gw, &claude_only, "gpt-4o").await.status, 403);
+    let reply = send(
+        gw.addr,
+        Req::post("/v1/messages", claude.to_string()).header("x-api-key", claude_only.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(!listed_models(&gw, &claude_only)
+        .await
+        .iter()
+        .any(|m| m.starts_with("gpt")));
+
+    assert_eq!(chat_model(&gw, &open, "gpt-4.1").await.status, 200);
+    let everything = listed_models(&gw, &open).await;
+    assert!(everything.len() > listed.len() && everything.iter().any(|m| m.starts_with("claude")));
+}
+
+#[tokio::test]
+async fn rules_see_the_keys_scopes() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let data = TempDir::new("ak-scopes-cel");
+    let (_, scoped) = create_key(&data, &["--allowed-models", "gpt-4o*,o1"]);
+    let (_, open) = create_key(&data, &[]);
+    let rules = r#"  - expressions:
+      - "'o1' in access_key.allowed_models && size(access_key.allowed_providers) == 0"
+    actions:
+      - type: custom-response
+        config:
+          status_code: 418
+          body: scoped
+"#;
+    let gw = start(&mock, &data, &policy("required", rules));
+    let reply = chat_with(&gw, &scoped).await;
+    assert_eq!((reply.status, reply.text()), (418, "scoped".to_owned()));
+    assert_eq!(chat_with(&gw, &open).await.status, 200);
 }

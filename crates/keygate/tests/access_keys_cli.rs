@@ -33,7 +33,9 @@ fn cache(dir: &DataDir) -> KeyCache {
     .unwrap()
 }
 
-const API_KEY_FIELDS: [&str; 9] = [
+const API_KEY_FIELDS: [&str; 11] = [
+    "allowed_models",
+    "allowed_providers",
     "created_at",
     "description",
     "disabled",
@@ -352,6 +354,61 @@ fn tokens_and_provider_key_values_never_reach_the_data_dir() {
     assert_absent_from_files(dir.path(), "after checkpoint", &needles);
     drop(watcher);
     assert_absent_from_files(dir.path(), "after close", &needles);
+}
+
+#[test]
+fn scopes_are_set_on_create_changed_and_cleared_on_update() {
+    let dir = DataDir::new("api-key-scopes");
+    let created = dir.json(&[
+        "ai-gateway-api-keys",
+        "create",
+        "--allowed-providers",
+        "openai, anthropic",
+        "--allowed-models",
+        "gpt-4o*,anthropic:claude-*",
+    ]);
+    assert_eq!(created["allowed_providers"], json!(["openai", "anthropic"]));
+    assert_eq!(
+        created["allowed_models"],
+        json!(["gpt-4o*", "anthropic:claude-*"])
+    );
+    let id = str_field(&created, "id").to_owned();
+    let updated = dir.json(&[
+        "ai-gateway-api-keys",
+        "update",
+        &id,
+        "--allowed-models",
+        "o1",
+    ]);
+    assert_eq!(updated["allowed_providers"], json!(["openai", "anthropic"]));
+    assert_eq!(updated["allowed_models"], json!(["o1"]));
+    let cleared = dir.json(&[
+        "ai-gateway-api-keys",
+        "update",
+        &id,
+        "--allowed-providers",
+        "",
+    ]);
+    assert_eq!(cleared["allowed_providers"], json!([]));
+    assert_eq!(dir.json(&["ai-gateway-api-keys", "get", &id]), cleared);
+    let plain = dir.json(&["ai-gateway-api-keys", "create"]);
+    assert_eq!(
+        (&plain["allowed_providers"], &plain["allowed_models"]),
+        (&json!([]), &json!([]))
+    );
+
+    let out = dir.run(&[
+        "ai-gateway-api-keys",
+        "update",
+        &id,
+        "--allowed-providers",
+        "Open AI",
+    ]);
+    assert_fails(&out, 2, "invalid pattern 'Open AI' in allowed providers");
+    let many = vec!["m"; 65].join(",");
+    let out = dir.run(&["ai-gateway-api-keys", "create", "--allowed-models", &many]);
+    assert_fails(&out, 2, "allowed models lists 65 patterns; the limit is 64");
+    assert_eq!(dir.json(&["ai-gateway-api-keys", "get", &id]), cleared);
 }
 
 #[test]

@@ -6,15 +6,16 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use super::{metadata_column, KeyStore, API_KEY_PREFIX};
+use super::{json_column, list_json, metadata_column, KeyStore, API_KEY_PREFIX};
 use crate::error::{KeyError, Result};
 use crate::model::{ApiKey, ApiKeyUpdate, CreatedApiKey};
 use crate::rules::{check_future, metadata_json};
+use crate::scopes::{check_scope_list, ScopeKind};
 use crate::token::{self, TokenHasher};
 
 const API_KEY_SELECT: &str =
     "SELECT id, created_at, updated_at, display_name, description, metadata, \
-     last_used, expires_at, disabled FROM ai_gateway_api_keys";
+     last_used, expires_at, disabled, allowed_providers, allowed_models FROM ai_gateway_api_keys";
 
 fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
@@ -27,6 +28,8 @@ fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         last_used: row.get(6)?,
         expires_at: row.get(7)?,
         disabled: row.get(8)?,
+        allowed_providers: json_column(row, 9)?,
+        allowed_models: json_column(row, 10)?,
     })
 }
 
@@ -40,14 +43,19 @@ pub(super) fn api_key_by_id(conn: &Connection, id: &str) -> Result<ApiKey> {
 }
 
 impl KeyStore {
-    /// Creates an access key with a new random token, returned this once. Needs the master key.
+    /// Creates an access key with a new random token, returned this once. Needs the master key. Empty
+    /// pattern lists leave the key unrestricted.
     pub fn create_api_key(
         &self,
         description: &str,
         metadata: &Map<String, Value>,
         expires_at: Option<DateTime<Utc>>,
+        allowed_providers: &[String],
+        allowed_models: &[String],
     ) -> Result<CreatedApiKey> {
         check_description(description)?;
+        check_scope_list(allowed_providers, ScopeKind::Providers)?;
+        check_scope_list(allowed_models, ScopeKind::Models)?;
         let metadata_text = metadata_json(metadata)?;
         let now = Utc::now();
         if let Some(expiry) = expires_at {
@@ -67,11 +75,14 @@ impl KeyStore {
             last_used: None,
             expires_at: expires_at.map(format_timestamp),
             disabled: false,
+            allowed_providers: allowed_providers.to_vec(),
+            allowed_models: allowed_models.to_vec(),
         };
         self.store.write(|tx| -> Result<()> {
             tx.execute(
                 "INSERT INTO ai_gateway_api_keys (id, token_hash, display_name, description, metadata, \
-                 created_at, updated_at, expires_at, disabled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+                 created_at, updated_at, expires_at, disabled, allowed_providers, allowed_models) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
                 (
                     &key.id,
                     digest.0.as_slice(),
@@ -81,6 +92,8 @@ impl KeyStore {
                     &key.created_at,
                     &key.updated_at,
                     &key.expires_at,
+                    list_json(&key.allowed_providers),
+                    list_json(&key.allowed_models),
                 ),
             )?;
             Ok(())
@@ -103,10 +116,16 @@ impl KeyStore {
         api_key_by_id(self.store.connection(), id)
     }
 
-    /// Changes an access key's description, metadata, expiry or disabled flag.
+    /// Changes an access key's description, metadata, expiry, disabled flag or scopes.
     pub fn update_api_key(&self, id: &str, update: &ApiKeyUpdate<'_>) -> Result<ApiKey> {
         if let Some(description) = update.description {
             check_description(description)?;
+        }
+        if let Some(providers) = update.allowed_providers {
+            check_scope_list(providers, ScopeKind::Providers)?;
+        }
+        if let Some(models) = update.allowed_models {
+            check_scope_list(models, ScopeKind::Models)?;
         }
         let metadata_text = update.metadata.map(metadata_json).transpose()?;
         let now = Utc::now();
@@ -127,6 +146,12 @@ impl KeyStore {
             if let Some(disabled) = update.disabled {
                 key.disabled = disabled;
             }
+            if let Some(providers) = update.allowed_providers {
+                key.allowed_providers = providers.to_vec();
+            }
+            if let Some(models) = update.allowed_models {
+                key.allowed_models = models.to_vec();
+            }
             key.updated_at = format_timestamp(now);
             let metadata_text = match metadata_text {
                 Some(text) => text,
@@ -134,7 +159,7 @@ impl KeyStore {
             };
             tx.execute(
                 "UPDATE ai_gateway_api_keys SET description = ?2, metadata = ?3, expires_at = ?4, \
-                 disabled = ?5, updated_at = ?6 WHERE id = ?1",
+                 disabled = ?5, updated_at = ?6, allowed_providers = ?7, allowed_models = ?8 WHERE id = ?1",
                 (
                     &key.id,
                     &key.description,
@@ -142,6 +167,8 @@ impl KeyStore {
                     &key.expires_at,
                     key.disabled,
                     &key.updated_at,
+                    list_json(&key.allowed_providers),
+                    list_json(&key.allowed_models),
                 ),
             )?;
             Ok(key)

@@ -46,9 +46,22 @@ impl KeyStore {
 
 /// Reads a metadata column (compact JSON text) as an object.
 fn metadata_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Map<String, Value>> {
+    json_column(row, index)
+}
+
+/// Reads a column of compact JSON text.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     serde_json::from_str(&text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
+/// A list of patterns as stored: a JSON array of strings.
+fn list_json(list: &[String]) -> String {
+    serde_json::to_string(list).expect("a list of strings serializes")
 }
 
 #[cfg(test)]

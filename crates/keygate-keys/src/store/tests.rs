@@ -30,6 +30,8 @@ fn api_key_crud_round_trip() {
             "ci runner",
             &object(json!({"team": "search"})),
             Some(expiry),
+            &[],
+            &[],
         )
         .unwrap();
     let token = created.token.expose_secret().to_owned();
@@ -54,7 +56,10 @@ fn api_key_crud_round_trip() {
     assert_eq!((key.last_used.as_deref(), key.disabled), (None, false));
     assert_eq!(keys.get_api_key(&key.id).unwrap(), key);
 
-    let other = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let other = keys
+        .create_api_key("", &Map::new(), None, &[], &[])
+        .unwrap()
+        .key;
     assert_eq!(
         keys.list_api_keys().unwrap(),
         vec![key.clone(), other.clone()]
@@ -107,7 +112,7 @@ fn api_key_rules() {
     let keys = unlocked(&dir, 1);
     let past = Utc::now() - Duration::seconds(1);
     let err = keys
-        .create_api_key("", &Map::new(), Some(past))
+        .create_api_key("", &Map::new(), Some(past), &[], &[])
         .unwrap_err();
     assert!(
         err.is_invalid_input() && err.to_string().contains("not in the future"),
@@ -115,14 +120,17 @@ fn api_key_rules() {
     );
     let big = object(json!({"k": "x".repeat(5000)}));
     assert!(keys
-        .create_api_key("", &big, None)
+        .create_api_key("", &big, None, &[], &[])
         .unwrap_err()
         .is_invalid_input());
     assert!(keys
-        .create_api_key("bell\u{7}", &Map::new(), None)
+        .create_api_key("bell\u{7}", &Map::new(), None, &[], &[])
         .unwrap_err()
         .is_invalid_input());
-    let key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let key = keys
+        .create_api_key("", &Map::new(), None, &[], &[])
+        .unwrap()
+        .key;
     let update = ApiKeyUpdate {
         expires_at: Some(Some(past)),
         ..ApiKeyUpdate::default()
@@ -139,7 +147,7 @@ fn api_key_rules() {
     let locked = KeyStore::open(Store::open(dir.path()).unwrap()).unwrap();
     assert_eq!(locked.list_api_keys().unwrap(), vec![key]);
     assert!(matches!(
-        locked.create_api_key("", &Map::new(), None),
+        locked.create_api_key("", &Map::new(), None, &[], &[]),
         Err(KeyError::Store(StoreError::Locked))
     ));
 }
@@ -148,7 +156,9 @@ fn api_key_rules() {
 fn the_store_keeps_a_keyed_hash_of_the_token() {
     let dir = TempDir::new("keyed-hash");
     let keys = unlocked(&dir, 1);
-    let created = keys.create_api_key("", &Map::new(), None).unwrap();
+    let created = keys
+        .create_api_key("", &Map::new(), None, &[], &[])
+        .unwrap();
     let token = created.token.expose_secret().as_bytes();
     let stored: Vec<u8> = keys
         .store()
@@ -176,8 +186,14 @@ fn the_store_keeps_a_keyed_hash_of_the_token() {
 fn provider_key_crud_round_trip() {
     let dir = TempDir::new("provider-keys");
     let keys = unlocked(&dir, 1);
-    let api_key = keys.create_api_key("", &Map::new(), None).unwrap().key;
-    let other_api_key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let api_key = keys
+        .create_api_key("", &Map::new(), None, &[], &[])
+        .unwrap()
+        .key;
+    let other_api_key = keys
+        .create_api_key("", &Map::new(), None, &[], &[])
+        .unwrap()
+        .key;
     let value = SecretString::from("sk-live-provider-value");
     let pk = keys
         .create_provider_key(
@@ -245,7 +261,10 @@ fn provider_key_crud_round_trip() {
 fn provider_key_rules() {
     let dir = TempDir::new("provider-key-rules");
     let keys = unlocked(&dir, 1);
-    let api_key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let api_key = keys
+        .create_api_key("", &Map::new(), None, &[], &[])
+        .unwrap()
+        .key;
     let value = SecretString::from("sk");
     let create = |provider: &str, value: &SecretString| {
         keys.create_provider_key(&api_key.id, provider, value, "", &Map::new())
@@ -280,7 +299,10 @@ fn provider_key_rules() {
 fn last_use_is_recorded_without_notifying_caches_and_never_goes_back() {
     let dir = TempDir::new("last-used");
     let keys = unlocked(&dir, 1);
-    let key = keys.create_api_key("", &Map::new(), None).unwrap().key;
+    let key = keys
+        .create_api_key("", &Map::new(), None, &[], &[])
+        .unwrap()
+        .key;
     let generation = keys.store().generation().unwrap();
     let later = Utc::now().trunc_subsecs(0);
     let earlier = later - Duration::minutes(5);
@@ -292,4 +314,100 @@ fn last_use_is_recorded_without_notifying_caches_and_never_goes_back() {
         Some(keygate_secrets::format_timestamp(later))
     );
     assert_eq!(keys.store().generation().unwrap(), generation);
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn scopes_are_stored_updated_and_cleared() {
+    let dir = TempDir::new("scopes");
+    let keys = unlocked(&dir, 1);
+    let (providers, models) = (
+        strings(&["openai", "anth*"]),
+        strings(&["gpt-4o*", "openai:o1"]),
+    );
+    let key = keys
+        .create_api_key("", &Map::new(), None, &providers, &models)
+        .unwrap()
+        .key;
+    assert_eq!(
+        (&key.allowed_providers, &key.allowed_models),
+        (&providers, &models)
+    );
+    let shown = serde_json::to_value(&key).unwrap();
+    assert_eq!(shown["allowed_models"], json!(["gpt-4o*", "openai:o1"]));
+    assert_eq!(keys.get_api_key(&key.id).unwrap(), key);
+
+    let narrowed = strings(&["claude-*"]);
+    let update = ApiKeyUpdate {
+        allowed_models: Some(&narrowed),
+        ..ApiKeyUpdate::default()
+    };
+    let updated = keys.update_api_key(&key.id, &update).unwrap();
+    assert_eq!(
+        (updated.allowed_providers, updated.allowed_models),
+        (providers, narrowed)
+    );
+    let update = ApiKeyUpdate {
+        allowed_providers: Some(&[]),
+        allowed_models: Some(&[]),
+        ..ApiKeyUpdate::default()
+    };
+    let cleared = keys.update_api_key(&key.id, &update).unwrap();
+    assert!(cleared.allowed_providers.is_empty() && cleared.allowed_models.is_empty());
+    assert_eq!(keys.get_api_key(&key.id).unwrap(), cleared);
+
+    let bad = strings(&["Open AI"]);
+    let err = keys
+        .create_api_key("", &Map::new(), None, &bad, &[])
+        .unwrap_err();
+    assert!(
+        err.is_invalid_input() && err.to_string().contains("in allowed providers"),
+        "{err}"
+    );
+    let update = ApiKeyUpdate {
+        allowed_models: Some(&bad),
+        ..ApiKeyUpdate::default()
+    };
+    let err = keys.update_api_key(&key.id, &update).unwrap_err();
+    assert!(
+        err.is_invalid_input() && err.to_string().contains("in allowed models"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_data_dir_of_the_previous_schema_version_upgrades_in_place() {
+    let dir = TempDir::new("upgrade");
+    let store = Store::open_unlocked(dir.path(), &inline_key(1)).unwrap();
+    let previous = &crate::schema::STEPS[..crate::schema::STEPS.len() - 1];
+    store
+        .migrate_component(crate::schema::COMPONENT, previous)
+        .unwrap();
+    store
+        .connection()
+        .execute(
+            "INSERT INTO ai_gateway_api_keys (id, token_hash, display_name, description, metadata, \
+             created_at, updated_at, disabled) VALUES ('aigk_old', x'00', 'kg-old...abcd', 'old', '{}', \
+             '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0)",
+            [],
+        )
+        .unwrap();
+    let keys = KeyStore::open(store).unwrap();
+    let old = keys.get_api_key("aigk_old").unwrap();
+    assert_eq!(old.description, "old");
+    assert!(old.allowed_providers.is_empty() && old.allowed_models.is_empty());
+    let models = strings(&["gpt-4o*"]);
+    let update = ApiKeyUpdate {
+        allowed_models: Some(&models),
+        ..ApiKeyUpdate::default()
+    };
+    assert_eq!(
+        keys.update_api_key("aigk_old", &update)
+            .unwrap()
+            .allowed_models,
+        models
+    );
 }

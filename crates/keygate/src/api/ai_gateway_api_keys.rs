@@ -1,7 +1,10 @@
 //! `keygate api ai-gateway-api-keys ...`: access keys. The token is printed once, by `create`.
 
 use clap::{ArgGroup, Args, Subcommand};
-use keygate_keys::{parse_expiry, parse_metadata, ApiKeyUpdate, KeyStore};
+use keygate_keys::{
+    parse_allowed_models, parse_allowed_providers, parse_expiry, parse_metadata, ApiKeyUpdate,
+    KeyStore,
+};
 use keygate_secrets::Store;
 use serde_json::Map;
 
@@ -19,6 +22,8 @@ pub(super) enum ApiKeysCommand {
         metadata: Option<String>,
         #[command(flatten)]
         expiry: Expiry,
+        #[command(flatten)]
+        scopes: Scopes,
     },
     /// List all access keys.
     List,
@@ -27,9 +32,10 @@ pub(super) enum ApiKeysCommand {
         /// Access key id (aigk_...).
         id: String,
     },
-    /// Change an access key's description, metadata, expiry or disabled flag.
+    /// Change an access key's description, metadata, expiry, disabled flag or scopes.
     #[command(group = ArgGroup::new("changes").required(true).multiple(true).args([
         "description", "metadata", "expires_at", "expires_in", "no_expiry", "disabled",
+        "allowed_providers", "allowed_models",
     ]))]
     Update {
         /// Access key id (aigk_...).
@@ -48,6 +54,8 @@ pub(super) enum ApiKeysCommand {
         /// `true` refuses the token until it is set back to `false`.
         #[arg(long)]
         disabled: Option<bool>,
+        #[command(flatten)]
+        scopes: Scopes,
     },
     /// Delete an access key and its attached provider keys; its token stops working.
     Delete {
@@ -77,6 +85,35 @@ impl Expiry {
     }
 }
 
+/// Which providers and models a key may use.
+#[derive(Args)]
+pub(super) struct Scopes {
+    /// Comma-separated provider patterns ('*' matches any run of characters); empty clears.
+    #[arg(long, value_name = "LIST")]
+    allowed_providers: Option<String>,
+    /// Comma-separated model patterns (gpt-4o*, openai:gpt-4o*); empty clears.
+    #[arg(long, value_name = "LIST")]
+    allowed_models: Option<String>,
+}
+
+/// Parsed scope lists; `None` where the flag was not given.
+type ScopeLists = (Option<Vec<String>>, Option<Vec<String>>);
+
+impl Scopes {
+    fn parse(&self) -> Result<ScopeLists, Failure> {
+        Ok((
+            self.allowed_providers
+                .as_deref()
+                .map(parse_allowed_providers)
+                .transpose()?,
+            self.allowed_models
+                .as_deref()
+                .map(parse_allowed_models)
+                .transpose()?,
+        ))
+    }
+}
+
 pub(super) fn run(
     mut store: Store,
     args: &ApiArgs,
@@ -91,10 +128,18 @@ pub(super) fn run(
             description,
             metadata,
             expiry,
+            scopes,
         } => {
             let metadata = metadata.as_deref().map(parse_metadata).transpose()?;
             let expires_at = expiry.parse()?;
-            print(&keys.create_api_key(description, &metadata.unwrap_or_default(), expires_at)?)
+            let (providers, models) = scopes.parse()?;
+            print(&keys.create_api_key(
+                description,
+                &metadata.unwrap_or_default(),
+                expires_at,
+                &providers.unwrap_or_default(),
+                &models.unwrap_or_default(),
+            )?)
         }
         ApiKeysCommand::List => {
             print(&serde_json::json!({ "ai_gateway_api_keys": keys.list_api_keys()? }))
@@ -107,6 +152,7 @@ pub(super) fn run(
             expiry,
             no_expiry,
             disabled,
+            scopes,
         } => {
             let metadata: Option<Map<_, _>> =
                 metadata.as_deref().map(parse_metadata).transpose()?;
@@ -115,11 +161,14 @@ pub(super) fn run(
                 None if *no_expiry => Some(None),
                 None => None,
             };
+            let (providers, models) = scopes.parse()?;
             let update = ApiKeyUpdate {
                 description: description.as_deref(),
                 metadata: metadata.as_ref(),
                 expires_at,
                 disabled: *disabled,
+                allowed_providers: providers.as_deref(),
+                allowed_models: models.as_deref(),
             };
             print(&keys.update_api_key(id, &update)?)
         }

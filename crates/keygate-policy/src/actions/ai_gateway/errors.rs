@@ -31,6 +31,18 @@ pub fn no_api_key(providers: &[String]) -> GatewayError {
     )
 }
 
+/// 27008 (403): the access key's scopes leave no candidate. Names the key by id, never by token.
+pub fn access_key_scope(key_id: &str, requested: &[String]) -> GatewayError {
+    let models = match requested {
+        [] => "any of the selected models".to_owned(),
+        names => format!("model {}", names.join(", ")),
+    };
+    GatewayError::new(
+        ErrorCode::AccessKeyScope,
+        format!("access key {key_id} is not allowed to use {models}"),
+    )
+}
+
 /// 3803 (422): a strategy failed to evaluate.
 pub fn selection_failed(strategy: &str, detail: &str) -> GatewayError {
     GatewayError::new(

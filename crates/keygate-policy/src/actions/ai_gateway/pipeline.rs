@@ -136,12 +136,13 @@ impl AiGateway {
             return Err(errors::not_a_surface(&ex.request.method, &path).into());
         };
         if surface == Surface::Models {
-            return Ok(Served::Local(self.models_response()));
+            return Ok(Served::Local(self.models_response(ex)));
         }
         let bytes = ex.buffer_body().await?;
         let request = ClientRequest::parse(bytes).map_err(|e| errors::invalid_body(&e))?;
         trace.set_requested(request.model.as_deref(), &request.models);
-        let candidates = self.candidates(ex, &request, surface, trace)?;
+        let candidates = within_scope(ex, self.candidates(ex, &request, surface, trace)?)
+            .map_err(|key| errors::access_key_scope(key, &request.requested()))?;
         // The estimate walks every message: only when a limit or the published results need it.
         if self.max_input_tokens.is_some() || self.publish_results {
             trace.input_estimate = estimate_input_tokens(request.body());
@@ -168,8 +169,9 @@ impl AiGateway {
     }
 
     /// `GET /v1/models`: every model this policy can serve. With server-side keys, providers
-    /// that need a key and have none configured are left out (they could only answer 3802).
-    fn models_response(&self) -> Response<Body> {
+    /// that need a key and have none configured are left out (they could only answer 3802); with
+    /// an access key, so are the models outside its scopes.
+    fn models_response(&self, ex: &Exchange) -> Response<Body> {
         let usable: Vec<Candidate> = self
             .registry
             .available(None)
@@ -182,6 +184,7 @@ impl AiGateway {
                     .is_some_and(|k| !k.is_empty());
                 !self.server_keys || has_keys || !p.requires_api_key || p.is_mock()
             })
+            .filter(|c| in_scope(ex, c))
             .collect();
         let body = models_list(&usable).to_string();
         let mut response = Response::new(full(body));
@@ -307,6 +310,25 @@ impl AiGateway {
             }
         }
         Err(errors::selection_empty().into())
+    }
+}
+
+/// Whether the request's access key, if any, may use `candidate`.
+fn in_scope(ex: &Exchange, candidate: &Candidate) -> bool {
+    ex.access_key.as_ref().is_none_or(|key| {
+        key.allows_provider(&candidate.provider.id)
+            && key.allows_model(&candidate.provider.id, &candidate.model.id)
+    })
+}
+
+/// Drops the candidates the request's access key may not use; `Err` with the key's id when none
+/// remain. Runs after resolution and strategies, so scopes narrow what the policy chose rather
+/// than steering the choice.
+fn within_scope(ex: &Exchange, mut candidates: Vec<Candidate>) -> Result<Vec<Candidate>, &str> {
+    candidates.retain(|c| in_scope(ex, c));
+    match (&ex.access_key, candidates.is_empty()) {
+        (Some(key), true) => Err(key.id()),
+        _ => Ok(candidates),
     }
 }
 
