@@ -30,7 +30,15 @@ const ACCOUNT_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
 
 /// The client's own credential: `Authorization: Bearer <key>`, else `x-api-key`, else `api-key`.
 pub fn client_credential(headers: &HeaderMap) -> Option<String> {
-    let bearer = headers
+    bearer_token(headers)
+        .or_else(|| header_token(headers, "x-api-key"))
+        .or_else(|| header_token(headers, "api-key"))
+        .map(str::to_owned)
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme in any case, the token trimmed).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -38,18 +46,16 @@ pub fn client_credential(headers: &HeaderMap) -> Option<String> {
                 .filter(|p| p.eq_ignore_ascii_case("bearer "))
                 .map(|_| v[7..].trim())
         })
-        .filter(|v| !v.is_empty());
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
-    bearer
-        .or_else(|| header("x-api-key"))
-        .or_else(|| header("api-key"))
-        .map(str::to_owned)
+        .filter(|v| !v.is_empty())
+}
+
+/// The trimmed, non-empty value of the header `name` (`x-api-key`, `api-key`).
+pub fn header_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// A key shown safely: its first 7 and last 4 characters (`sk-proj...7890`) when it is long

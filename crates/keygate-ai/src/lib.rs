@@ -21,8 +21,8 @@ pub mod usage;
 pub use api_format::{error_body, ApiFormat};
 pub use catalog::{Catalog, CatalogError};
 pub use credentials::{
-    client_credential, redact, set_credential, upstream_headers, InvalidKey,
-    DEFAULT_ANTHROPIC_VERSION,
+    bearer_token, client_credential, header_token, redact, set_credential, upstream_headers,
+    InvalidKey, DEFAULT_ANTHROPIC_VERSION,
 };
 pub use metrics::{MetricsStore, Outcome, Sample};
 pub use mock::{respond as mock_respond, MockResponse};

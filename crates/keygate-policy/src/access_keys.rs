@@ -105,18 +105,14 @@ impl AccessKeyCheck {
 }
 
 /// The access-key token the request presents: `Authorization: Bearer kg-...` (OpenAI SDKs,
-/// current Anthropic SDKs) or `x-api-key: kg-...` (older Anthropic SDKs).
+/// current Anthropic SDKs) or `x-api-key: kg-...` (older Anthropic SDKs), read as the gateway reads
+/// any client credential.
 fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
-    let from_authorization = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .filter(|t| t.starts_with(TOKEN_PREFIX.as_bytes()));
-    let from_x_api_key = headers
-        .get(X_API_KEY)
-        .map(HeaderValue::as_bytes)
-        .filter(|t| t.starts_with(TOKEN_PREFIX.as_bytes()));
+    let is_key = |token: &&str| token.starts_with(TOKEN_PREFIX);
+    let from_authorization = keygate_ai::bearer_token(headers).filter(is_key);
+    let from_x_api_key = keygate_ai::header_token(headers, X_API_KEY.as_str()).filter(is_key);
     Some(Presented {
-        token: from_authorization.or(from_x_api_key)?,
+        token: from_authorization.or(from_x_api_key)?.as_bytes(),
         in_authorization: from_authorization.is_some(),
         in_x_api_key: from_x_api_key.is_some(),
     })
@@ -169,6 +165,9 @@ mod tests {
             (p.token, p.in_authorization, p.in_x_api_key),
             (&b"kg-a"[..], true, true)
         );
+        // The scheme is case-insensitive, as for every client credential.
+        let h = headers(&[("authorization", "bearer kg-low")]);
+        assert_eq!(presented(&h).unwrap().token, b"kg-low");
         for other in [
             headers(&[("authorization", "Bearer sk-provider-key")]),
             headers(&[("authorization", "kg-without-bearer")]),
