@@ -30,6 +30,18 @@ TOKEN = "kg-sdk-canary-token-5b2e8a17c4d9"
 OPENAI_KEY = "sk-sdk-canary-openai-0f9e8d7c6b5a4"
 ANTHROPIC_KEY = "sk-ant-sdk-canary-1a2b3c4d5e6f7"
 
+# The providers both policies route to, with the provider keys from vaults.
+PROVIDERS = """
+          providers:
+            - id: openai
+              api_keys:
+                - value: ${secrets.get('openai', 'api-key')}
+            - id: anthropic
+              api_keys:
+                - value: ${secrets.get('anthropic', 'api-key')}
+            - id: mock
+"""
+
 POLICY = """
 on_http_request:
   - expressions:
@@ -43,17 +55,7 @@ on_http_request:
           body: '{"error": {"message": "Invalid or missing authorization token", "type": "authentication_error"}}'
   - actions:
       - type: ai-gateway
-        config:
-          providers:
-            - id: openai
-              api_keys:
-                - value: ${secrets.get('openai', 'api-key')}
-            - id: anthropic
-              api_keys:
-                - value: ${secrets.get('anthropic', 'api-key')}
-            - id: mock
-"""
-
+        config:""" + PROVIDERS
 
 # The same providers behind built-in authorization: clients send a `kg-` access key made with
 # `keygate api ai-gateway-api-keys create`, and no policy rule checks tokens.
@@ -62,16 +64,7 @@ on_http_request:
   - actions:
       - type: ai-gateway
         config:
-          access_keys: required
-          providers:
-            - id: openai
-              api_keys:
-                - value: ${secrets.get('openai', 'api-key')}
-            - id: anthropic
-              api_keys:
-                - value: ${secrets.get('anthropic', 'api-key')}
-            - id: mock
-"""
+          access_keys: required""" + PROVIDERS
 
 
 def free_port():
