@@ -25,6 +25,7 @@ use keygate_ai::{
 };
 use keygate_http::{full, strip_hop_by_hop, Body, BoxError};
 
+use crate::allowance::Allowance;
 use crate::keys::{Credential, KeySource};
 use crate::metered::{MeteredBody, Scan};
 use crate::trace::{
@@ -66,6 +67,8 @@ pub struct Call<'a, K> {
     pub candidates: &'a [Candidate],
     pub rendered: &'a Rendered,
     pub keys: &'a K,
+    /// The output budget of a streamed answer, when the request has one.
+    pub allowance: Option<Arc<dyn Allowance>>,
 }
 
 /// What runs calls: built once per action when the policy loads.
@@ -182,6 +185,7 @@ impl Runtime {
                 let record = |usage: Arc<Usage>| AiRecord {
                     provider: candidate.provider.id.clone(),
                     model: candidate.model.id.clone(),
+                    pricing: candidate.model.pricing,
                     attempts: trace.attempts(),
                     time_to_first_token: time_to_first_byte
                         .map(|ttfb| (now + ttfb).duration_since(started)),
@@ -192,12 +196,7 @@ impl Runtime {
                         let usage = Arc::new(Usage::default());
                         let record = record(usage.clone());
                         let response = self.client_response(
-                            response,
-                            first,
-                            call.surface,
-                            &prepared,
-                            candidate,
-                            usage,
+                            response, first, &call, &prepared, candidate, usage,
                         );
                         return Ok(Served::Provider {
                             response,
@@ -318,15 +317,16 @@ impl Runtime {
 
     /// The response the client gets: provider head (hop-by-hop and provider-only headers removed)
     /// and a metered body.
-    fn client_response(
+    fn client_response<K>(
         &self,
         response: Response<Body>,
         first: Option<Bytes>,
-        surface: Surface,
+        call: &Call<'_, K>,
         prepared: &PreparedBody<'_>,
         candidate: &Candidate,
         usage: Arc<Usage>,
     ) -> Response<Body> {
+        let surface = call.surface;
         let (mut parts, body) = response.into_parts();
         let content_type = parts
             .headers
@@ -338,7 +338,11 @@ impl Runtime {
             parts.headers.remove(CONTENT_LENGTH);
         }
         parts.version = http::Version::default();
-        let metered = MeteredBody::new(first, body, scan, usage, self.stream_idle_timeout);
+        let mut metered = MeteredBody::new(first, body, scan, usage, self.stream_idle_timeout)
+            .with_request(call.request.raw.clone());
+        if let Some(allowance) = &call.allowance {
+            metered = metered.with_allowance(allowance.clone(), surface);
+        }
         let mut response = Response::from_parts(parts, metered.boxed());
         strip_provider_headers(&mut response);
         let headers = response.headers_mut();

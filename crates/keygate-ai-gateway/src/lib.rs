@@ -4,14 +4,15 @@
 //!
 //! Seams: [`Upstream`] answers one attempt ([`HttpUpstream`] over `keygate-http`,
 //! [`MockUpstream`] in process; [`Upstreams`] picks one per candidate); [`KeySource`] gives the
-//! keys of a candidate; a [`Call`] carries one request through a [`Runtime`], which is built once
-//! per action.
+//! keys of a candidate; an [`Allowance`] grants a budgeted call its output as it streams; a
+//! [`Call`] carries one request through a [`Runtime`], which is built once per action.
 //!
 //! It knows nothing of the server, the policy engine or CEL: the caller selects the candidates,
 //! renders its templates into [`Rendered`], maps [`CallError`] to its error answers and publishes
 //! the [`Trace`]. The LLM domain itself (catalog, wire formats, the mock's answers) is
 //! `keygate-ai`'s, which does no I/O.
 
+mod allowance;
 mod call;
 mod keys;
 mod metered;
@@ -19,6 +20,7 @@ mod trace;
 mod upstream;
 mod usage;
 
+pub use allowance::{Allowance, Exhausted};
 pub use call::{strip_provider_headers, Call, CallError, Rendered, Runtime, Served};
 pub use keys::{Credential, KeySource};
 pub use metered::{JsonChunks, MeteredBody, Scan};

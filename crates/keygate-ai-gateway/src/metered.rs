@@ -4,24 +4,39 @@
 //! upstream body, which cancels the upstream request. A body that breaks off (reset, closed,
 //! idle, or an event stream without its final event) is recorded in [`Usage::broken`]; the
 //! client's copy then ends too.
+//!
+//! Usage the provider does not report is estimated: the input from the client's request, the
+//! output from the generated text that passed ([`Usage::estimated`] is then set). A response
+//! that did not complete is charged at least the output that passed, whatever the provider said.
+//!
+//! With an [`Allowance`], a stream's output past what is granted waits until more is granted;
+//! when none is left the stream ends with an error event in the surface's format.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use keygate_ai::{SseScanner, Surface, TokenUsage};
+use keygate_ai::{
+    error_event, estimate_input_tokens_raw, OutputEstimate, SseScanner, Surface, TokenUsage,
+};
 use keygate_http::{Body, BoxError};
 use tokio::time::{sleep, Instant, Sleep};
 
+use crate::allowance::{Allowance, Exhausted};
+use crate::upstream::BoxFuture;
 use crate::usage::{BrokenStream, StreamFailure, Usage};
 
 /// Largest JSON body kept to read its `usage`.
 const MAX_JSON_SCAN: usize = 8 << 20;
+
+/// Output tokens asked of an [`Allowance`] at a time.
+pub const ALLOWANCE_STEP: u64 = 256;
 
 /// How the body is read for usage.
 pub enum Scan {
@@ -35,10 +50,10 @@ pub enum Scan {
 
 /// The chunks of a JSON body, shared with the client's copy rather than copied, up to
 /// [`MAX_JSON_SCAN`] bytes.
-#[derive(Default)]
 pub struct JsonChunks {
     chunks: Vec<Bytes>,
     len: usize,
+    surface: Surface,
 }
 
 impl JsonChunks {
@@ -49,11 +64,11 @@ impl JsonChunks {
         }
     }
 
-    fn usage(&self) -> TokenUsage {
+    fn body(&self) -> Cow<'_, [u8]> {
         match self.chunks.as_slice() {
-            [] => TokenUsage::default(),
-            [one] => TokenUsage::from_response_body(one),
-            many => TokenUsage::from_response_body(&many.concat()),
+            [] => Cow::Borrowed(&[]),
+            [one] => Cow::Borrowed(one),
+            many => Cow::Owned(many.concat()),
         }
     }
 }
@@ -63,9 +78,17 @@ impl Scan {
     /// gateway added `include_usage` itself.
     pub fn for_content_type(content_type: &str, surface: Surface, strip_usage_chunk: bool) -> Scan {
         if content_type.starts_with("text/event-stream") {
-            Scan::Sse(SseScanner::new(strip_usage_chunk).with_final_event(surface.final_event()))
+            Scan::Sse(
+                SseScanner::new(strip_usage_chunk)
+                    .with_final_event(surface.final_event())
+                    .with_output_estimate(OutputEstimate::for_stream(surface)),
+            )
         } else if content_type.starts_with("application/json") {
-            Scan::Json(JsonChunks::default())
+            Scan::Json(JsonChunks {
+                chunks: Vec::new(),
+                len: 0,
+                surface,
+            })
         } else {
             Scan::Nothing
         }
@@ -83,6 +106,18 @@ impl Scan {
     }
 }
 
+/// A stream's output budget: what is granted so far, and a chunk held while more is asked for.
+struct Budget {
+    allowance: Arc<dyn Allowance>,
+    granted: u64,
+    surface: Surface,
+    held: Option<(Bytes, Asked)>,
+}
+
+/// A pending grant. The body must be `Sync`; the mutex makes it so and is never locked, since
+/// the body polls it through `&mut` (`Mutex::get_mut`).
+type Asked = Mutex<BoxFuture<'static, Result<u64, Exhausted>>>;
+
 /// A metered, idle-bounded response body.
 pub struct MeteredBody {
     /// The first chunk, already read while deciding whether the attempt succeeded.
@@ -93,6 +128,9 @@ pub struct MeteredBody {
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     finished: bool,
+    /// The client's request body, for an input estimate when the provider reports none.
+    request: Bytes,
+    budget: Option<Budget>,
 }
 
 impl MeteredBody {
@@ -112,23 +150,46 @@ impl MeteredBody {
             idle,
             timer: Box::pin(sleep(idle)),
             finished: false,
+            request: Bytes::new(),
+            budget: None,
         }
+    }
+
+    /// Estimates input from `request` (the client's body) when the provider reports none.
+    pub fn with_request(mut self, request: Bytes) -> Self {
+        self.request = request;
+        self
+    }
+
+    /// Holds a stream's output past what `allowance` granted until it grants more.
+    pub fn with_allowance(mut self, allowance: Arc<dyn Allowance>, surface: Surface) -> Self {
+        if matches!(self.scan, Scan::Sse(_)) {
+            self.budget = Some(Budget {
+                granted: allowance.granted(),
+                allowance,
+                surface,
+                held: None,
+            });
+        }
+        self
     }
 
     /// Ends the body and returns the bytes a stream still holds back; a stream's usage is known
     /// now, a JSON body's is read on drop.
     fn record(&mut self, end: End) -> Bytes {
+        let complete = matches!(end, End::Complete);
         let (rest, events, unfinished) = match &mut self.scan {
             Scan::Sse(scanner) => {
                 let rest = scanner.finish();
-                store(&self.usage, scanner.usage());
-                (rest, scanner.events(), !scanner.saw_final_event())
+                let (reported, passed) = (scanner.usage(), scanner.output_estimate());
+                let complete = complete && scanner.saw_final_event();
+                let (events, unfinished) = (scanner.events(), !scanner.saw_final_event());
+                self.settle_usage(reported, complete, || passed);
+                (rest, events, unfinished)
             }
             Scan::Json(_) | Scan::Nothing => (Bytes::new(), 0, false),
         };
-        self.usage
-            .complete
-            .store(matches!(end, End::Complete), Ordering::Relaxed);
+        self.usage.complete.store(complete, Ordering::Relaxed);
         let cause = match end {
             End::Complete if unfinished => Some(StreamFailure::Unfinished),
             End::Complete | End::Abandoned => None,
@@ -139,6 +200,26 @@ impl MeteredBody {
         }
         self.finished = true;
         rest
+    }
+
+    /// Records the final usage: the provider's figures, completed by estimates where it reported
+    /// none and, for a response that did not complete, at least the output that passed.
+    fn settle_usage(&self, reported: TokenUsage, complete: bool, passed: impl FnOnce() -> u64) {
+        let mut usage = reported;
+        let mut estimated = false;
+        if usage.input.is_none() && !self.request.is_empty() {
+            usage.input = Some(estimate_input_tokens_raw(&self.request));
+            estimated = true;
+        }
+        if usage.output.is_none() || !complete {
+            let passed = passed();
+            if usage.output.is_none_or(|reported| reported < passed) {
+                usage.output = Some(passed);
+                estimated = true;
+            }
+        }
+        self.usage.record(usage);
+        self.usage.estimated.store(estimated, Ordering::Relaxed);
     }
 
     /// Passes `data` through the scanner; when the upstream body has nothing more, finishes at
@@ -155,6 +236,66 @@ impl MeteredBody {
         }
         (!out.is_empty()).then_some(out)
     }
+
+    /// Sends `out` unless it carries output past the budget's grant: then it is held until more
+    /// is granted, or replaced by an error event that ends the stream.
+    fn release(&mut self, out: Bytes, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let passed = match &self.scan {
+            Scan::Sse(scanner) => scanner.output_estimate(),
+            _ => 0,
+        };
+        match &mut self.budget {
+            Some(budget) if passed > budget.granted && !self.finished => {
+                let asked = budget.allowance.extend(ALLOWANCE_STEP);
+                budget.held = Some((out, Mutex::new(asked)));
+                self.poll_held(cx)
+            }
+            _ => Poll::Ready(Some(Ok(Frame::data(out)))),
+        }
+    }
+
+    /// Polls the grant a held chunk waits for.
+    fn poll_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let passed = match &self.scan {
+            Scan::Sse(scanner) => scanner.output_estimate(),
+            _ => 0,
+        };
+        let Some(budget) = &mut self.budget else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let Some((_, asked)) = &mut budget.held else {
+                return Poll::Ready(None);
+            };
+            let asked = asked.get_mut().unwrap_or_else(|p| p.into_inner());
+            match asked.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(granted)) => {
+                    budget.granted += granted;
+                    if passed > budget.granted {
+                        let more = budget.allowance.extend(ALLOWANCE_STEP);
+                        if let Some((_, asked)) = &mut budget.held {
+                            *asked = Mutex::new(more);
+                        }
+                        continue;
+                    }
+                    let (out, _) = budget.held.take().expect("held above");
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Poll::Ready(Err(exhausted)) => {
+                    budget.held = None;
+                    let event = error_event(
+                        budget.surface,
+                        exhausted.kind,
+                        &exhausted.message,
+                        exhausted.code,
+                    );
+                    self.record(End::Broken(StreamFailure::Cut(exhausted.message)));
+                    return Poll::Ready(Some(Ok(Frame::data(event))));
+                }
+            }
+        }
+    }
 }
 
 impl Drop for MeteredBody {
@@ -163,16 +304,29 @@ impl Drop for MeteredBody {
             self.record(End::Abandoned);
         }
         if let Scan::Json(json) = &self.scan {
-            store(&self.usage, json.usage());
+            let body = json.body();
+            if !body.is_empty() {
+                let complete = self.usage.complete.load(Ordering::Relaxed);
+                let surface = json.surface;
+                let reported = TokenUsage::from_response_body(&body);
+                self.settle_usage(reported, complete, || body_output(surface, &body));
+            }
         }
     }
+}
+
+/// Estimated output tokens of a whole response body.
+fn body_output(surface: Surface, body: &[u8]) -> u64 {
+    let mut estimate = OutputEstimate::for_body(surface);
+    estimate.scan(body);
+    estimate.tokens()
 }
 
 /// How a [`MeteredBody`] ended.
 enum End {
     /// The upstream body ended as HTTP frames it.
     Complete,
-    /// The upstream body failed or went idle.
+    /// The upstream body failed or went idle, or the gateway cut it.
     Broken(StreamFailure),
     /// The client went away first.
     Abandoned,
@@ -200,13 +354,6 @@ fn failure_of(err: &(dyn std::error::Error + 'static)) -> StreamFailure {
     StreamFailure::Read(err.to_string())
 }
 
-/// Records `usage` when the provider reported any of it.
-fn store(usage: &Usage, reported: TokenUsage) {
-    if reported.input.is_some() || reported.output.is_some() {
-        usage.record(reported.input.unwrap_or(0), reported.output.unwrap_or(0));
-    }
-}
-
 impl HttpBody for MeteredBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -216,12 +363,15 @@ impl HttpBody for MeteredBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.budget.as_ref().is_some_and(|b| b.held.is_some()) {
+            return this.poll_held(cx);
+        }
         if this.finished {
             return Poll::Ready(None);
         }
         if let Some(first) = this.first.take() {
             if let Some(out) = this.forward(first) {
-                return Poll::Ready(Some(Ok(Frame::data(out))));
+                return this.release(out, cx);
             }
             if this.finished {
                 return Poll::Ready(None);
@@ -235,7 +385,7 @@ impl HttpBody for MeteredBody {
                     match frame.into_data() {
                         Ok(data) => {
                             if let Some(out) = this.forward(data) {
-                                return Poll::Ready(Some(Ok(Frame::data(out))));
+                                return this.release(out, cx);
                             }
                             if this.finished {
                                 return Poll::Ready(None);
@@ -449,6 +599,95 @@ mod tests {
         );
         body.collect().await.unwrap();
         assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 2);
+    }
+
+    const CHUNK: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"abcdabcd\"}}]}\n\n";
+
+    #[tokio::test]
+    async fn usage_the_provider_does_not_report_is_estimated() {
+        let usage = Arc::new(Usage::default());
+        let request = Bytes::from_static(br#"{"messages":[{"role":"user","content":"abcdabcd"}]}"#);
+        let body = MeteredBody::new(
+            None,
+            body_of(vec![CHUNK, CHUNK, "data: [DONE]\n\n"]),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
+            usage.clone(),
+            Duration::from_secs(5),
+        )
+        .with_request(request.clone());
+        body.collect().await.unwrap();
+        assert!(usage.estimated.load(Ordering::Relaxed));
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 4);
+        assert_eq!(
+            usage.input_tokens.load(Ordering::Relaxed),
+            keygate_ai::estimate_input_tokens_raw(&request)
+        );
+    }
+
+    /// Grants `first` tokens up front, then what `then` lists, one entry per request for more.
+    struct Scripted {
+        first: u64,
+        then: std::sync::Mutex<Vec<Result<u64, Exhausted>>>,
+    }
+
+    impl Allowance for Scripted {
+        fn granted(&self) -> u64 {
+            self.first
+        }
+
+        fn extend(&self, _more: u64) -> BoxFuture<'static, Result<u64, Exhausted>> {
+            let next = self.then.lock().unwrap().remove(0);
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                next
+            })
+        }
+    }
+
+    fn budgeted(first: u64, then: Vec<Result<u64, Exhausted>>, usage: &Arc<Usage>) -> MeteredBody {
+        let chunks = vec![CHUNK, CHUNK, CHUNK, "data: [DONE]\n\n"];
+        let allowance = Arc::new(Scripted {
+            first,
+            then: std::sync::Mutex::new(then),
+        });
+        MeteredBody::new(
+            None,
+            body_of(chunks),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
+            usage.clone(),
+            Duration::from_secs(5),
+        )
+        .with_allowance(allowance, Surface::ChatCompletions)
+    }
+
+    #[tokio::test]
+    async fn output_past_the_grant_waits_for_more() {
+        let usage = Arc::new(Usage::default());
+        // 2 tokens per chunk: the 2nd and 3rd chunks each need one more grant.
+        let body = budgeted(2, vec![Ok(2), Ok(1), Ok(5)], &usage);
+        let text = body.collect().await.unwrap().to_bytes();
+        assert_eq!(text, [CHUNK, CHUNK, CHUNK, "data: [DONE]\n\n"].concat().as_bytes());
+        assert_eq!(usage.broken.get(), None);
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_ends_the_stream_with_an_error_event() {
+        let usage = Arc::new(Usage::default());
+        let spent = Exhausted {
+            kind: "rate_limit_error",
+            code: "ERR_KEYGATE_27009",
+            message: "access key aigk_1 has spent its token budget".into(),
+        };
+        let body = budgeted(3, vec![Ok(1), Err(spent)], &usage);
+        let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let error = "data: {\"error\":{\"code\":\"ERR_KEYGATE_27009\",\"message\":\"access key aigk_1 has spent its token budget\",\"type\":\"rate_limit_error\"}}\n\n";
+        assert_eq!(text, [CHUNK, CHUNK, error].concat(), "the third chunk is withheld");
+        let broken = usage.broken.get().unwrap();
+        assert!(matches!(broken.cause, StreamFailure::Cut(_)));
+        assert!(!usage.complete.load(Ordering::Relaxed));
+        // Charged for what passed, the withheld chunk included: never less than was sent.
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 6);
+        assert!(usage.estimated.load(Ordering::Relaxed));
     }
 
     #[tokio::test]

@@ -196,6 +196,7 @@ async fn run_with(
         candidates,
         rendered: &rendered,
         keys,
+        allowance: None,
     };
     let result = runtime.run(call, &mut trace).await;
     (result, trace)

@@ -6,11 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use keygate_ai::{Pricing, TokenUsage};
+
 /// What one call did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AiRecord {
     pub provider: String,
     pub model: String,
+    /// The answering model's catalog price, for the cost of the call.
+    pub pricing: Option<Pricing>,
     /// Upstream attempts made (1 when the first try succeeded).
     pub attempts: u32,
     /// Time from the start of the first attempt to the first response byte.
@@ -22,8 +26,15 @@ pub struct AiRecord {
 /// Token usage read from a response; updated while a stream passes, `complete` when it ended.
 #[derive(Debug, Default)]
 pub struct Usage {
+    /// Input tokens, prompt-cache reads and writes included.
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
+    /// Input tokens read from the provider's prompt cache (part of `input_tokens`).
+    pub cached_input_tokens: AtomicU64,
+    /// Output tokens spent on reasoning (part of `output_tokens`).
+    pub reasoning_tokens: AtomicU64,
+    /// The counts are the gateway's estimate: the provider reported none.
+    pub estimated: AtomicBool,
     pub complete: AtomicBool,
     /// Set when the provider's response broke off after its head went to the client.
     pub broken: OnceLock<BrokenStream>,
@@ -52,12 +63,21 @@ pub enum StreamFailure {
     /// `message_stop`, ...): the provider stopped partway.
     #[error("stream ended before its final event")]
     Unfinished,
+    /// The gateway ended the stream: its output budget was spent.
+    #[error("stream ended by the gateway: {0}")]
+    Cut(String),
 }
 
 impl Usage {
-    /// Records the provider-reported counts.
-    pub fn record(&self, input: u64, output: u64) {
-        self.input_tokens.store(input, Ordering::Relaxed);
-        self.output_tokens.store(output, Ordering::Relaxed);
+    /// Records the provider-reported counts (absent ones as 0).
+    pub fn record(&self, reported: TokenUsage) {
+        self.input_tokens
+            .store(reported.input.unwrap_or(0), Ordering::Relaxed);
+        self.output_tokens
+            .store(reported.output.unwrap_or(0), Ordering::Relaxed);
+        self.cached_input_tokens
+            .store(reported.cached.unwrap_or(0), Ordering::Relaxed);
+        self.reasoning_tokens
+            .store(reported.reasoning.unwrap_or(0), Ordering::Relaxed);
     }
 }

@@ -11,6 +11,8 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
+use crate::tokens::OutputEstimate;
+use crate::Surface;
 use crate::usage::TokenUsage;
 
 /// Longest line (or held event) scanned; longer ones are passed on without being read.
@@ -55,6 +57,8 @@ pub struct SseScanner {
     /// Pass mode: the current line grew past [`MAX_SCAN`]; skip to the next newline.
     skipping: bool,
     usage: TokenUsage,
+    /// The generated text of the stream's data lines.
+    output: OutputEstimate,
 }
 
 impl SseScanner {
@@ -70,6 +74,17 @@ impl SseScanner {
     pub fn with_final_event(mut self, final_event: Option<FinalEvent>) -> Self {
         self.final_event = final_event;
         self
+    }
+
+    /// Also estimates the output tokens of the data lines.
+    pub fn with_output_estimate(mut self, output: OutputEstimate) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Output tokens estimated from the generated text seen so far.
+    pub fn output_estimate(&self) -> u64 {
+        self.output.tokens()
     }
 
     /// Usage seen so far.
@@ -148,6 +163,9 @@ impl SseScanner {
         }
         self.in_event = true;
         self.note_final(line);
+        if let Some(data) = line.strip_prefix(b"data:") {
+            self.output.scan(data);
+        }
         if let Some(event) = parse_data_line(line) {
             self.usage.observe_event(&event);
         }
@@ -181,6 +199,9 @@ impl SseScanner {
         for line in event.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             self.note_final(line);
+            if let Some(data) = line.strip_prefix(b"data:") {
+                self.output.scan(data);
+            }
             if let Some(value) = parse_data_line(line) {
                 self.usage.observe_event(&value);
                 let usage_only = value
@@ -193,6 +214,27 @@ impl SseScanner {
         }
         kept
     }
+}
+
+/// An event that ends a stream with an error, as the surface's SDKs raise it: OpenAI chat and
+/// completions a `data:` chunk holding `error`; Responses an `error` event (whose payload also
+/// carries `error`, which the OpenAI SDKs look for); Anthropic an `error` event with its error
+/// body.
+pub fn error_event(surface: Surface, kind: &str, message: &str, code: &str) -> Bytes {
+    let error = serde_json::json!({"type": kind, "message": message, "code": code});
+    let event = match surface {
+        Surface::Responses => {
+            let data = serde_json::json!({"type": "error", "code": code, "message": message,
+                "param": null, "error": error});
+            format!("event: error\ndata: {data}\n\n")
+        }
+        Surface::Messages => {
+            let data = serde_json::json!({"type": "error", "error": error});
+            format!("event: error\ndata: {data}\n\n")
+        }
+        _ => format!("data: {}\n\n", serde_json::json!({ "error": error })),
+    };
+    Bytes::from(event)
 }
 
 /// The byte index just past the first complete event (after its blank line), if any.
@@ -241,7 +283,6 @@ fn has_usage_object(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Surface;
 
     const OPENAI: &str = concat!(
         "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
@@ -269,6 +310,43 @@ mod tests {
     }
 
     #[test]
+    fn error_events_in_each_surface_shape() {
+        let data = |event: &Bytes| -> Value {
+            let text = std::str::from_utf8(event).unwrap();
+            assert!(text.ends_with("\n\n"));
+            let line = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            serde_json::from_str(line).unwrap()
+        };
+        let chat = error_event(Surface::ChatCompletions, "rate_limit_error", "spent", "E1");
+        assert!(chat.starts_with(b"data: "));
+        assert_eq!(data(&chat)["error"]["message"], "spent");
+        let messages = error_event(Surface::Messages, "rate_limit_error", "spent", "E1");
+        assert!(messages.starts_with(b"event: error\n"));
+        assert_eq!(data(&messages)["type"], "error");
+        assert_eq!(data(&messages)["error"]["type"], "rate_limit_error");
+        let responses = error_event(Surface::Responses, "rate_limit_error", "spent", "E1");
+        assert!(responses.starts_with(b"event: error\n"));
+        assert_eq!(data(&responses)["code"], "E1");
+        assert_eq!(data(&responses)["error"]["message"], "spent");
+    }
+
+    #[test]
+    fn estimates_output_at_any_chunk_boundary_in_both_modes() {
+        for strip in [false, true] {
+            for size in [1, 5, 4096] {
+                let mut scanner = SseScanner::new(strip)
+                    .with_output_estimate(OutputEstimate::for_stream(Surface::Messages));
+                for chunk in ANTHROPIC.as_bytes().chunks(size) {
+                    scanner.push(Bytes::copy_from_slice(chunk));
+                }
+                scanner.finish();
+                // The one text delta, "usage": 5 characters.
+                assert_eq!(scanner.output_estimate(), 2, "strip {strip}, size {size}");
+            }
+        }
+    }
+
+    #[test]
     fn reads_usage_at_any_chunk_boundary() {
         for size in [1, 2, 3, 7, 64, 4096] {
             let (out, usage) = run(OPENAI, size, false);
@@ -277,7 +355,8 @@ mod tests {
                 usage,
                 TokenUsage {
                     input: Some(5),
-                    output: Some(2)
+                    output: Some(2),
+                    ..TokenUsage::default()
                 },
                 "size {size}"
             );
@@ -287,7 +366,8 @@ mod tests {
                 usage,
                 TokenUsage {
                     input: Some(11),
-                    output: Some(7)
+                    output: Some(7),
+                    ..TokenUsage::default()
                 },
                 "size {size}"
             );

@@ -1,4 +1,6 @@
-//! Input-token estimates for `max_input_tokens`, without downloading a tokenizer.
+//! Token estimates without downloading a tokenizer: the input of a request (for
+//! `max_input_tokens` and budgets) and the output that passes in a response (for budgets while a
+//! stream runs, and for usage when the provider reports none).
 //!
 //! Heuristic: ASCII text costs one token per 4 characters (rounded up), every other character one
 //! token (CJK and emoji are close to that in BPE vocabularies), plus 4 tokens per message and 3
@@ -7,6 +9,8 @@
 //! It tends to over-count slightly for English, which is the safe side for a limit.
 
 use serde_json::{Map, Value};
+
+use crate::Surface;
 
 const PROMPT_FIELDS: [&str; 7] = [
     "messages",
@@ -46,6 +50,144 @@ pub fn estimate_input_tokens(body: &Map<String, Value>) -> u64 {
     total
 }
 
+/// Estimated input tokens of a raw request body (0 when it is not a JSON object).
+pub fn estimate_input_tokens_raw(body: &[u8]) -> u64 {
+    serde_json::from_slice::<Map<String, Value>>(body).map_or(0, |b| estimate_input_tokens(&b))
+}
+
+/// The generated text seen in a response so far, counted as [`estimate_text_tokens`] counts.
+///
+/// Only string values of the keys that carry generated text on the surface are counted: a
+/// stream's deltas, or a whole body's content. Whole-text repeats (`response.output_text.done`,
+/// `response.completed`) carry other keys, so nothing is counted twice.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutputEstimate {
+    keys: &'static [&'static [u8]],
+    ascii: u64,
+    other: u64,
+}
+
+impl OutputEstimate {
+    /// For the events of a stream on `surface`.
+    pub fn for_stream(surface: Surface) -> Self {
+        let keys: &'static [&'static [u8]] = match surface {
+            Surface::ChatCompletions => &[b"content", b"refusal", b"arguments", b"reasoning_content"],
+            Surface::Completions => &[b"text"],
+            Surface::Responses => &[b"delta"],
+            Surface::Messages => &[b"text", b"thinking", b"partial_json"],
+            Surface::Embeddings | Surface::CountTokens | Surface::Models => &[],
+        };
+        Self::with_keys(keys)
+    }
+
+    /// For a whole (non-streamed) response body on `surface`.
+    pub fn for_body(surface: Surface) -> Self {
+        let keys: &'static [&'static [u8]] = match surface {
+            Surface::ChatCompletions => &[b"content", b"refusal", b"arguments", b"reasoning_content"],
+            Surface::Completions | Surface::Messages => &[b"text", b"thinking"],
+            Surface::Responses => &[b"text", b"arguments"],
+            Surface::Embeddings | Surface::CountTokens | Surface::Models => &[],
+        };
+        Self::with_keys(keys)
+    }
+
+    /// Counts nothing (a response with no generated text, or none wanted).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    fn with_keys(keys: &'static [&'static [u8]]) -> Self {
+        Self {
+            keys,
+            ascii: 0,
+            other: 0,
+        }
+    }
+
+    /// Estimated output tokens so far.
+    pub fn tokens(&self) -> u64 {
+        self.ascii.div_ceil(4) + self.other
+    }
+
+    /// Counts the generated text in one JSON document (a `data:` payload or a whole body). A
+    /// document cut off counts what it holds.
+    pub fn scan(&mut self, json: &[u8]) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut at = 0;
+        // Whether the string value that comes next belongs to one of `keys`.
+        let mut counted_key = false;
+        while let Some(offset) = json[at..].iter().position(|&b| b == b'"') {
+            let start = at + offset + 1;
+            let end = string_end(json, start);
+            let contents = &json[start..end.saturating_sub(1).max(start)];
+            let is_key = json
+                .get(end..)
+                .and_then(|rest| rest.iter().find(|b| !b.is_ascii_whitespace()))
+                == Some(&b':');
+            if is_key {
+                counted_key = self.keys.contains(&contents);
+            } else if counted_key {
+                self.count_string(contents);
+                counted_key = false;
+            }
+            at = end.min(json.len());
+        }
+    }
+
+    /// Counts the characters of a JSON string's raw contents, an escape as one character.
+    fn count_string(&mut self, raw: &[u8]) {
+        let mut i = 0;
+        while i < raw.len() {
+            match raw[i] {
+                b'\\' if raw.get(i + 1) == Some(&b'u') => {
+                    let code = raw
+                        .get(i + 2..i + 6)
+                        .and_then(|hex| std::str::from_utf8(hex).ok())
+                        .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+                    match code {
+                        Some(c) if c < 0x80 => self.ascii += 1,
+                        // A surrogate pair is one character: its low half adds nothing.
+                        Some(0xDC00..=0xDFFF) => {}
+                        _ => self.other += 1,
+                    }
+                    i += 6;
+                }
+                b'\\' => {
+                    self.ascii += 1;
+                    i += 2;
+                }
+                b if b < 0x80 => {
+                    self.ascii += 1;
+                    i += 1;
+                }
+                b => {
+                    // A UTF-8 lead byte starts a character; continuation bytes do not.
+                    if b >= 0xC0 {
+                        self.other += 1;
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The index just past the closing quote of the JSON string whose contents start at `start`
+/// (one past the document's end when it is cut off).
+fn string_end(json: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < json.len() {
+        match json[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    json.len() + 1
+}
+
 fn count(value: &Value) -> u64 {
     match value {
         Value::String(s) => estimate_text_tokens(s),
@@ -71,6 +213,58 @@ mod tests {
         assert_eq!(estimate_text_tokens("abcde"), 2);
         assert_eq!(estimate_text_tokens("日本語"), 3);
     }
+
+    fn stream_tokens(surface: Surface, events: &[&str]) -> u64 {
+        let mut estimate = OutputEstimate::for_stream(surface);
+        for event in events {
+            estimate.scan(event.as_bytes());
+        }
+        estimate.tokens()
+    }
+
+    #[test]
+    fn output_counts_generated_text_only() {
+        let chat = [
+            r#"{"id":"chatcmpl-1","model":"gpt-4o","choices":[{"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"id":"chatcmpl-1","choices":[{"delta":{"content":"Hello wor"},"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-1","choices":[{"delta":{"content":"ld, \"hi\"\n"}}],"usage":null}"#,
+        ];
+        // `Hello world, "hi"` and a newline: 18 characters.
+        assert_eq!(stream_tokens(Surface::ChatCompletions, &chat), 5);
+        let messages = [
+            r#"{"type":"message_start","message":{"id":"msg_1","content":[],"model":"claude"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"abcdefgh"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#,
+        ];
+        assert_eq!(stream_tokens(Surface::Messages, &messages), 4);
+        let responses = [
+            r#"{"type":"response.output_text.delta","item_id":"msg_1","delta":"abcd"}"#,
+            r#"{"type":"response.output_text.done","item_id":"msg_1","text":"abcd"}"#,
+            r#"{"type":"response.completed","response":{"output":[{"content":[{"text":"abcd"}]}]}}"#,
+        ];
+        assert_eq!(stream_tokens(Surface::Responses, &responses), 1);
+        let mut body = OutputEstimate::for_body(Surface::Messages);
+        body.scan(br#"{"content":[{"type":"text","text":"abcd"}],"usage":{}}"#);
+        assert_eq!(body.tokens(), 1);
+    }
+
+    #[test]
+    fn output_counts_escapes_and_other_scripts_as_characters() {
+        let mut estimate = OutputEstimate::for_stream(Surface::ChatCompletions);
+        estimate.scan(r#"{"content":"\u65e5\u672c語\ud83d\ude00"}"#.as_bytes());
+        // Three CJK characters and one emoji (a surrogate pair).
+        assert_eq!(estimate.tokens(), 4);
+        // A document cut off mid-string counts what arrived.
+        let mut cut = OutputEstimate::for_stream(Surface::ChatCompletions);
+        cut.scan(br#"{"content":"abcdefgh"#);
+        assert_eq!(cut.tokens(), 2);
+        assert_eq!(
+            estimate_input_tokens_raw(br#"{"input":"abcd"}"#),
+            estimate_input_tokens(json!({"input": "abcd"}).as_object().unwrap())
+        );
+        assert_eq!(estimate_input_tokens_raw(b"[1]"), 0);
+    }
+
 
     #[test]
     fn body_estimate_counts_prompt_fields_only() {

@@ -6,8 +6,13 @@ use serde_json::Value;
 /// Provider-reported token counts; `None` where the provider said nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {
+    /// Input tokens, cache reads and writes included.
     pub input: Option<u64>,
     pub output: Option<u64>,
+    /// Input tokens read from the provider's prompt cache (part of `input`).
+    pub cached: Option<u64>,
+    /// Output tokens spent on reasoning (part of `output`).
+    pub reasoning: Option<u64>,
 }
 
 /// The counts a `usage` object may carry; other fields are skipped without being built.
@@ -19,6 +24,19 @@ struct UsageFields {
     output_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
+    /// Chat Completions.
+    prompt_tokens_details: Option<Details>,
+    completion_tokens_details: Option<Details>,
+    /// Responses.
+    input_tokens_details: Option<Details>,
+    output_tokens_details: Option<Details>,
+}
+
+/// The breakdowns OpenAI nests in `usage` (`*_tokens_details`).
+#[derive(Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
 }
 
 impl From<UsageFields> for TokenUsage {
@@ -30,8 +48,18 @@ impl From<UsageFields> for TokenUsage {
                 .prompt_tokens
                 .or(fields.input_tokens.map(|t| t + cached)),
             output: fields.completion_tokens.or(fields.output_tokens),
+            cached: fields
+                .cache_read_input_tokens
+                .or(detail(&fields.prompt_tokens_details, |d| d.cached_tokens))
+                .or(detail(&fields.input_tokens_details, |d| d.cached_tokens)),
+            reasoning: detail(&fields.completion_tokens_details, |d| d.reasoning_tokens)
+                .or(detail(&fields.output_tokens_details, |d| d.reasoning_tokens)),
         }
     }
+}
+
+fn detail(details: &Option<Details>, field: fn(&Details) -> Option<u64>) -> Option<u64> {
+    details.as_ref().and_then(field)
 }
 
 impl TokenUsage {
@@ -127,6 +155,8 @@ impl TokenUsage {
     fn merge(&mut self, other: TokenUsage) {
         self.input = other.input.or(self.input);
         self.output = other.output.or(self.output);
+        self.cached = other.cached.or(self.cached);
+        self.reasoning = other.reasoning.or(self.reasoning);
     }
 }
 
@@ -159,7 +189,8 @@ mod tests {
             TokenUsage::from_response_body(chat),
             TokenUsage {
                 input: Some(7),
-                output: Some(3)
+                output: Some(3),
+                ..TokenUsage::default()
             }
         );
         let emb = br#"{"object":"list","data":[],"usage":{"prompt_tokens":5,"total_tokens":5}}"#;
@@ -167,7 +198,8 @@ mod tests {
             TokenUsage::from_response_body(emb),
             TokenUsage {
                 input: Some(5),
-                output: Some(0)
+                output: Some(0),
+                ..TokenUsage::default()
             }
         );
         let claude = br#"{"type":"message","usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":2}}"#;
@@ -175,7 +207,9 @@ mod tests {
             TokenUsage::from_response_body(claude),
             TokenUsage {
                 input: Some(15),
-                output: Some(2)
+                output: Some(2),
+                cached: Some(5),
+                reasoning: None,
             }
         );
         assert_eq!(
@@ -189,6 +223,25 @@ mod tests {
     }
 
     #[test]
+    fn cached_and_reasoning_breakdowns() {
+        let chat = br#"{"usage":{"prompt_tokens":20,"completion_tokens":9,
+            "prompt_tokens_details":{"cached_tokens":16},"completion_tokens_details":{"reasoning_tokens":4}}}"#;
+        let responses = br#"{"object":"response","usage":{"input_tokens":20,"output_tokens":9,
+            "input_tokens_details":{"cached_tokens":16},"output_tokens_details":{"reasoning_tokens":4}}}"#;
+        for body in [&chat[..], &responses[..]] {
+            assert_eq!(
+                TokenUsage::from_response_body(body),
+                TokenUsage {
+                    input: Some(20),
+                    output: Some(9),
+                    cached: Some(16),
+                    reasoning: Some(4),
+                }
+            );
+        }
+    }
+
+    #[test]
     fn stream_events() {
         let mut usage = TokenUsage::default();
         usage.observe_event(&json!({"type": "message_start", "message": {"usage": {"input_tokens": 12, "output_tokens": 1}}}));
@@ -198,7 +251,8 @@ mod tests {
             usage,
             TokenUsage {
                 input: Some(12),
-                output: Some(9)
+                output: Some(9),
+                ..TokenUsage::default()
             }
         );
         let mut usage = TokenUsage::default();
@@ -210,7 +264,8 @@ mod tests {
             usage,
             TokenUsage {
                 input: Some(4),
-                output: Some(6)
+                output: Some(6),
+                ..TokenUsage::default()
             }
         );
         let mut usage = TokenUsage::default();
@@ -219,7 +274,8 @@ mod tests {
             usage,
             TokenUsage {
                 input: Some(1),
-                output: Some(2)
+                output: Some(2),
+                ..TokenUsage::default()
             }
         );
     }

@@ -4,8 +4,6 @@
 //! attached to the request's access key, else the `api_keys` templates of the candidate's
 //! provider, else the client's own credential.
 
-use std::sync::Arc;
-
 use http::{HeaderValue, Response};
 use keygate_ai::{
     client_credential, estimate_input_tokens, models_list, BodyOptions, Candidate, ClientRequest,
@@ -24,7 +22,7 @@ use super::{AiGateway, KIND, METRICS};
 use crate::action::{ActionError, Flow};
 use crate::body::{full, Body};
 use crate::error::GatewayError;
-use crate::exchange::{AiRecord, Exchange, Usage};
+use crate::exchange::{AiRecord, Exchange};
 
 /// Why the action stopped without a provider answer.
 pub(super) enum Stop {
@@ -117,8 +115,7 @@ impl AiGateway {
                         provider: last.provider.clone(),
                         model: last.model.clone(),
                         attempts: trace.call.attempts(),
-                        time_to_first_token: None,
-                        usage: Arc::new(Usage::default()),
+                        ..AiRecord::default()
                     });
                 }
                 if self.on_error == OnError::Continue {
@@ -163,6 +160,7 @@ impl AiGateway {
             candidates: &candidates,
             rendered: &rendered,
             keys: &ActionKeys { gateway: self, ex },
+            allowance: None,
         };
         let served = self.runtime.run(call, &mut trace.call).await?;
         Ok(Served::Call(served))
