@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use keygate_keys::{KeyCache, KeyStore, TOKEN_LEN, TOKEN_PREFIX};
+use keygate_keys::{KeyCache, KeyLimits, KeyStore, TOKEN_LEN, TOKEN_PREFIX};
 use keygate_secrets::test_support::{inline_key, TempDir};
 use keygate_secrets::Store;
 use secrecy::ExposeSecret;
@@ -17,7 +17,7 @@ fn bench_authenticate(c: &mut Criterion) {
     let tokens: Vec<String> = (0..1000)
         .map(|_| {
             let created = keys
-                .create_api_key("", &Map::new(), None, &[], &[])
+                .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
                 .expect("key");
             created.token.expose_secret().to_owned()
         })

@@ -178,6 +178,7 @@ mod tests {
 
     use super::*;
     use crate::keyset::AttachedProviderKey;
+    use crate::limits::KeyLimits;
     use crate::model::ApiKeyUpdate;
 
     fn keys(dir: &TempDir, master: u8) -> KeyStore {
@@ -196,7 +197,7 @@ mod tests {
     fn create(keys: &KeyStore, expires_in: Option<chrono::Duration>) -> (String, String) {
         let expiry = expires_in.map(|d| chrono::Utc::now() + d);
         let created = keys
-            .create_api_key("", &Map::new(), expiry, &[], &[])
+            .create_api_key("", &Map::new(), expiry, &[], &[], &KeyLimits::default())
             .unwrap();
         (created.key.id, created.token.expose_secret().to_owned())
     }
@@ -321,7 +322,14 @@ mod tests {
         let keys = keys(&dir, 1);
         let own = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let created = keys
-            .create_api_key("", &Map::new(), None, &own(&["openai"]), &own(&["gpt-4o*"]))
+            .create_api_key(
+                "",
+                &Map::new(),
+                None,
+                &own(&["openai"]),
+                &own(&["gpt-4o*"]),
+                &KeyLimits::default(),
+            )
             .unwrap();
         let cache = KeyCache::start(
             keys,

@@ -10,6 +10,7 @@ use keygate_secrets::{Reload, Sealed, Store, SEALED_COLUMNS};
 use secrecy::SecretString;
 use serde_json::Value;
 
+use crate::limits::{parse_limits_json, KeyLimits};
 use crate::scopes::Scopes;
 use crate::store::binding;
 use crate::token::{Digest, DigestMap};
@@ -25,6 +26,7 @@ pub struct AuthenticatedKey {
     expires_at: Option<i64>,
     disabled: bool,
     scopes: Scopes,
+    limits: KeyLimits,
     /// Unix seconds of the latest accepted use, 0 before the first one.
     used_at: AtomicI64,
     /// The latest `used_at` written to the store.
@@ -96,6 +98,11 @@ impl AuthenticatedKey {
     /// The model patterns as stored, for policy expressions.
     pub fn allowed_models(&self) -> &[String] {
         self.scopes.models()
+    }
+
+    /// The key's request, token and spend limits.
+    pub fn limits(&self) -> &KeyLimits {
+        &self.limits
     }
 
     pub(crate) fn is_disabled(&self) -> bool {
@@ -211,7 +218,7 @@ impl Reload for KeySet {
             let mut keys = DigestMap::default();
             let mut stmt = tx.prepare(
                 "SELECT id, token_hash, display_name, description, metadata, expires_at, disabled, \
-                 allowed_providers, allowed_models FROM ai_gateway_api_keys",
+                 allowed_providers, allowed_models, limits FROM ai_gateway_api_keys",
             )?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
@@ -221,6 +228,7 @@ impl Reload for KeySet {
                 let expires_at: Option<String> = row.get(5)?;
                 let providers: String = row.get(7)?;
                 let models: String = row.get(8)?;
+                let limits: String = row.get(9)?;
                 let parsed = (
                     <[u8; 32]>::try_from(hash.as_slice()).ok(),
                     serde_json::from_str::<Value>(&metadata).ok(),
@@ -230,8 +238,16 @@ impl Reload for KeySet {
                         .ok(),
                     serde_json::from_str::<Vec<String>>(&providers).ok(),
                     serde_json::from_str::<Vec<String>>(&models).ok(),
+                    parse_limits_json(&limits).ok(),
                 );
-                let (Some(hash), Some(metadata), Some(expires_at), Some(providers), Some(models)) = parsed
+                let (
+                    Some(hash),
+                    Some(metadata),
+                    Some(expires_at),
+                    Some(providers),
+                    Some(models),
+                    Some(limits),
+                ) = parsed
                 else {
                     tracing::error!(ai_gateway_api_key_id = %id, "stored access key is unreadable (edited or corrupt); its token is refused");
                     continue;
@@ -245,6 +261,7 @@ impl Reload for KeySet {
                     expires_at,
                     disabled: row.get(6)?,
                     scopes: Scopes::new(providers, models),
+                    limits,
                     used_at: AtomicI64::new(0),
                     flushed_at: AtomicI64::new(0),
                 };

@@ -13,6 +13,7 @@
 mod cache;
 mod error;
 mod keyset;
+mod limits;
 mod model;
 mod rules;
 mod schema;
@@ -23,6 +24,7 @@ mod token;
 pub use cache::{KeyCache, Rejection};
 pub use error::{KeyError, Result};
 pub use keyset::{AttachedProviderKey, AuthenticatedKey};
+pub use limits::{format_usd, parse_usd, KeyLimits, Rate, StoreFailure};
 pub use model::{ApiKey, ApiKeyRef, ApiKeyUpdate, CreatedApiKey, ProviderKey, ProviderKeyUpdate};
 pub use rules::{parse_expiry, parse_metadata, MAX_METADATA_BYTES, MAX_PROVIDER_KEYS_PER_PROVIDER};
 pub use scopes::{

@@ -6,6 +6,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::limits::{serialize_limits, KeyLimits};
+
 /// An access key ("AI gateway API key").
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiKey {
@@ -31,6 +33,10 @@ pub struct ApiKey {
     pub allowed_providers: Vec<String>,
     /// Model patterns (`gpt-4o*`, `openai:gpt-4o*`) the key may use; empty allows every model.
     pub allowed_models: Vec<String>,
+    /// Request, token and spend limits, shown as an object of the set ones (`{}` for none) with rates as
+    /// `100/min` and amounts as USD decimal strings (`"5.00"`).
+    #[serde(serialize_with = "serialize_limits")]
+    pub limits: KeyLimits,
 }
 
 /// A new access key together with its token, which is shown this once and never stored.
@@ -89,6 +95,9 @@ pub struct ApiKeyUpdate<'a> {
     pub allowed_providers: Option<&'a [String]>,
     /// New model patterns; an empty list removes the restriction.
     pub allowed_models: Option<&'a [String]>,
+    /// New limits, replacing the whole set; [`KeyLimits::default()`] removes them all. To change one limit,
+    /// edit the key's current [`ApiKey::limits`] and pass them back, as the CLI does.
+    pub limits: Option<&'a KeyLimits>,
 }
 
 /// Changes to a provider key; `None` keeps the current value.

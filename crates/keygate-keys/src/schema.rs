@@ -37,4 +37,7 @@ CREATE INDEX ai_gateway_provider_keys_by_api_key ON ai_gateway_provider_keys (ap
 ALTER TABLE ai_gateway_api_keys ADD COLUMN allowed_providers TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE ai_gateway_api_keys ADD COLUMN allowed_models TEXT NOT NULL DEFAULT '[]';
 ",
+    "
+ALTER TABLE ai_gateway_api_keys ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+",
 ];

@@ -5,7 +5,7 @@ mod api_support;
 use std::time::Duration;
 
 use api_support::*;
-use keygate_keys::{KeyCache, KeyStore};
+use keygate_keys::{KeyCache, KeyLimits, KeyStore, Rate, StoreFailure};
 use keygate_secrets::{MasterKeySource, Store};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -33,7 +33,7 @@ fn cache(dir: &DataDir) -> KeyCache {
     .unwrap()
 }
 
-const API_KEY_FIELDS: [&str; 11] = [
+const API_KEY_FIELDS: [&str; 12] = [
     "allowed_models",
     "allowed_providers",
     "created_at",
@@ -43,6 +43,7 @@ const API_KEY_FIELDS: [&str; 11] = [
     "expires_at",
     "id",
     "last_used",
+    "limits",
     "metadata",
     "updated_at",
 ];
@@ -82,6 +83,7 @@ fn api_keys_round_trip_and_the_token_is_printed_only_on_create() {
     );
     assert_eq!(created["last_used"], Value::Null);
     assert_eq!(created["disabled"], false);
+    assert_eq!(created["limits"], json!({}));
     let expires_at = str_field(&created, "expires_at");
     assert!(expires_at.ends_with('Z') && expires_at > str_field(&created, "created_at"));
 
@@ -412,6 +414,115 @@ fn scopes_are_set_on_create_changed_and_cleared_on_update() {
 }
 
 #[test]
+fn limits_are_set_on_create_changed_and_removed_on_update() {
+    let dir = DataDir::new("api-key-limits");
+    let created = dir.json(&[
+        "ai-gateway-api-keys",
+        "create",
+        "--request-limit",
+        "100/minute",
+        "--token-limit",
+        "50000/day",
+        "--daily-spend-limit",
+        "5",
+        "--monthly-spend-limit",
+        "50.125",
+        "--on-store-failure",
+        "closed",
+    ]);
+    assert_eq!(
+        created["limits"],
+        json!({"requests": "100/min", "tokens": "50000/day", "daily_spend_usd": "5.00",
+               "monthly_spend_usd": "50.125", "on_store_failure": "closed"})
+    );
+    let (id, token) = (str_field(&created, "id"), str_field(&created, "token"));
+    let keys = cache(&dir);
+    let minute = Duration::from_secs(60);
+    assert_eq!(
+        keys.authenticate(token.as_bytes()).unwrap().limits(),
+        &KeyLimits {
+            requests: Some(Rate {
+                count: 100,
+                window: minute
+            }),
+            tokens: Some(Rate {
+                count: 50_000,
+                window: Duration::from_secs(86_400)
+            }),
+            daily_spend_micros: Some(5_000_000),
+            monthly_spend_micros: Some(50_125_000),
+            on_store_failure: StoreFailure::Closed,
+        }
+    );
+
+    // One flag changes one limit; the others stay.
+    let changed = dir.json(&[
+        "ai-gateway-api-keys",
+        "update",
+        id,
+        "--token-limit",
+        "2000/h",
+    ]);
+    assert_eq!(
+        changed["limits"],
+        json!({"requests": "100/min", "tokens": "2000/h", "daily_spend_usd": "5.00",
+               "monthly_spend_usd": "50.125", "on_store_failure": "closed"})
+    );
+    let removed = dir.json(&[
+        "ai-gateway-api-keys",
+        "update",
+        id,
+        "--daily-spend-limit",
+        "",
+        "--monthly-spend-limit",
+        "",
+    ]);
+    assert_eq!(
+        removed["limits"],
+        json!({"requests": "100/min", "tokens": "2000/h", "on_store_failure": "closed"})
+    );
+    let described = dir.json(&["ai-gateway-api-keys", "update", id, "--description", "d"]);
+    assert_eq!(described["limits"], removed["limits"]);
+    // The mode belongs to the budgets and goes with the last of them.
+    let requests_only = dir.json(&["ai-gateway-api-keys", "update", id, "--token-limit", ""]);
+    assert_eq!(requests_only["limits"], json!({"requests": "100/min"}));
+    assert_eq!(dir.json(&["ai-gateway-api-keys", "get", id]), requests_only);
+    keys.refresh();
+    assert_eq!(
+        keys.authenticate(token.as_bytes()).unwrap().limits(),
+        &KeyLimits {
+            requests: Some(Rate {
+                count: 100,
+                window: minute
+            }),
+            ..KeyLimits::default()
+        }
+    );
+    // A limit flag alone is a change; the default mode needs no budget.
+    let local = dir.json(&[
+        "ai-gateway-api-keys",
+        "update",
+        id,
+        "--on-store-failure",
+        "local",
+    ]);
+    assert_eq!(local["limits"], json!({"requests": "100/min"}));
+    let unlimited = dir.json(&["ai-gateway-api-keys", "update", id, "--request-limit", ""]);
+    assert_eq!(unlimited["limits"], json!({}));
+    let spend = dir.json(&[
+        "ai-gateway-api-keys",
+        "update",
+        id,
+        "--daily-spend-limit",
+        "0.25",
+    ]);
+    assert_eq!(
+        spend["limits"],
+        json!({"daily_spend_usd": "0.25", "on_store_failure": "local"})
+    );
+}
+
+#[test]
 fn invalid_input_exits_2_with_one_sentence() {
     let dir = DataDir::new("key-invalid");
     let created = dir.json(&["ai-gateway-api-keys", "create"]);
@@ -537,6 +648,66 @@ fn invalid_input_exits_2_with_one_sentence() {
                 "",
             ],
             "secret value is empty",
+        ),
+        (
+            vec!["ai-gateway-api-keys", "create", "--request-limit", "100/week"],
+            "--request-limit: invalid rate '100/week': expected a whole number from 1 to 2^50, '/' and \
+             a unit (s, min, h or day), such as 100/min or 50000/day",
+        ),
+        (
+            vec!["ai-gateway-api-keys", "update", id, "--token-limit", "0/day"],
+            "--token-limit: invalid rate '0/day'",
+        ),
+        (
+            vec![
+                "ai-gateway-api-keys",
+                "create",
+                "--daily-spend-limit",
+                "1.2345678",
+            ],
+            "--daily-spend-limit: invalid amount '1.2345678': expected US dollars above 0 and at most \
+             1000000000, with at most 6 decimal places, such as 5 or 0.25",
+        ),
+        (
+            vec![
+                "ai-gateway-api-keys",
+                "update",
+                id,
+                "--monthly-spend-limit",
+                "$50",
+            ],
+            "--monthly-spend-limit: invalid amount '$50'",
+        ),
+        (
+            vec![
+                "ai-gateway-api-keys",
+                "create",
+                "--token-limit",
+                "1/s",
+                "--on-store-failure",
+                "open",
+            ],
+            "--on-store-failure: invalid store failure mode 'open': expected local or closed",
+        ),
+        (
+            vec![
+                "ai-gateway-api-keys",
+                "update",
+                id,
+                "--on-store-failure",
+                "closed",
+            ],
+            "--on-store-failure closed needs a token or spend limit on the key",
+        ),
+        (
+            vec![
+                "ai-gateway-api-keys",
+                "update",
+                "aigk_nope",
+                "--token-limit",
+                "1/s",
+            ],
+            "AI gateway API key 'aigk_nope' not found",
         ),
     ] {
         one_sentence(&dir.run(&args), needle);

@@ -2,12 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use keygate_secrets::{check_description, format_timestamp, new_id};
+use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use super::{json_column, list_json, metadata_column, KeyStore, API_KEY_PREFIX};
 use crate::error::{KeyError, Result};
+use crate::limits::{check_limits, limits_json, parse_limits_json, KeyLimits};
 use crate::model::{ApiKey, ApiKeyUpdate, CreatedApiKey};
 use crate::rules::{check_future, metadata_json};
 use crate::scopes::{check_scope_list, ScopeKind};
@@ -15,7 +17,8 @@ use crate::token::{self, TokenHasher};
 
 const API_KEY_SELECT: &str =
     "SELECT id, created_at, updated_at, display_name, description, metadata, \
-     last_used, expires_at, disabled, allowed_providers, allowed_models FROM ai_gateway_api_keys";
+     last_used, expires_at, disabled, allowed_providers, allowed_models, limits \
+     FROM ai_gateway_api_keys";
 
 fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
@@ -30,7 +33,15 @@ fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         disabled: row.get(8)?,
         allowed_providers: json_column(row, 9)?,
         allowed_models: json_column(row, 10)?,
+        limits: limits_column(row, 11)?,
     })
+}
+
+/// Reads a limits column, with the same rules as new input.
+fn limits_column(row: &Row<'_>, index: usize) -> rusqlite::Result<KeyLimits> {
+    let text: String = row.get(index)?;
+    parse_limits_json(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
 }
 
 /// The access key with this id, or [`KeyError::ApiKeyNotFound`].
@@ -44,7 +55,7 @@ pub(super) fn api_key_by_id(conn: &Connection, id: &str) -> Result<ApiKey> {
 
 impl KeyStore {
     /// Creates an access key with a new random token, returned this once. Needs the master key. Empty
-    /// pattern lists leave the key unrestricted.
+    /// pattern lists leave the key unrestricted, and [`KeyLimits::default()`] unlimited.
     pub fn create_api_key(
         &self,
         description: &str,
@@ -52,10 +63,12 @@ impl KeyStore {
         expires_at: Option<DateTime<Utc>>,
         allowed_providers: &[String],
         allowed_models: &[String],
+        limits: &KeyLimits,
     ) -> Result<CreatedApiKey> {
         check_description(description)?;
         check_scope_list(allowed_providers, ScopeKind::Providers)?;
         check_scope_list(allowed_models, ScopeKind::Models)?;
+        check_limits(limits)?;
         let metadata_text = metadata_json(metadata)?;
         let now = Utc::now();
         if let Some(expiry) = expires_at {
@@ -77,12 +90,13 @@ impl KeyStore {
             disabled: false,
             allowed_providers: allowed_providers.to_vec(),
             allowed_models: allowed_models.to_vec(),
+            limits: limits.clone(),
         };
         self.store.write(|tx| -> Result<()> {
             tx.execute(
                 "INSERT INTO ai_gateway_api_keys (id, token_hash, display_name, description, metadata, \
-                 created_at, updated_at, expires_at, disabled, allowed_providers, allowed_models) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
+                 created_at, updated_at, expires_at, disabled, allowed_providers, allowed_models, limits) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11)",
                 (
                     &key.id,
                     digest.0.as_slice(),
@@ -94,6 +108,7 @@ impl KeyStore {
                     &key.expires_at,
                     list_json(&key.allowed_providers),
                     list_json(&key.allowed_models),
+                    limits_json(&key.limits),
                 ),
             )?;
             Ok(())
@@ -116,7 +131,7 @@ impl KeyStore {
         api_key_by_id(self.store.connection(), id)
     }
 
-    /// Changes an access key's description, metadata, expiry, disabled flag or scopes.
+    /// Changes an access key's description, metadata, expiry, disabled flag, scopes or limits.
     pub fn update_api_key(&self, id: &str, update: &ApiKeyUpdate<'_>) -> Result<ApiKey> {
         if let Some(description) = update.description {
             check_description(description)?;
@@ -126,6 +141,9 @@ impl KeyStore {
         }
         if let Some(models) = update.allowed_models {
             check_scope_list(models, ScopeKind::Models)?;
+        }
+        if let Some(limits) = update.limits {
+            check_limits(limits)?;
         }
         let metadata_text = update.metadata.map(metadata_json).transpose()?;
         let now = Utc::now();
@@ -152,6 +170,9 @@ impl KeyStore {
             if let Some(models) = update.allowed_models {
                 key.allowed_models = models.to_vec();
             }
+            if let Some(limits) = update.limits {
+                key.limits = limits.clone();
+            }
             key.updated_at = format_timestamp(now);
             let metadata_text = match metadata_text {
                 Some(text) => text,
@@ -159,7 +180,8 @@ impl KeyStore {
             };
             tx.execute(
                 "UPDATE ai_gateway_api_keys SET description = ?2, metadata = ?3, expires_at = ?4, \
-                 disabled = ?5, updated_at = ?6, allowed_providers = ?7, allowed_models = ?8 WHERE id = ?1",
+                 disabled = ?5, updated_at = ?6, allowed_providers = ?7, allowed_models = ?8, limits = ?9 \
+                 WHERE id = ?1",
                 (
                     &key.id,
                     &key.description,
@@ -169,6 +191,7 @@ impl KeyStore {
                     &key.updated_at,
                     list_json(&key.allowed_providers),
                     list_json(&key.allowed_models),
+                    limits_json(&key.limits),
                 ),
             )?;
             Ok(key)

@@ -6,8 +6,10 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::error::KeyError;
-use crate::model::{ApiKeyUpdate, ProviderKeyUpdate};
+use crate::limits::{KeyLimits, Rate, StoreFailure};
+use crate::model::{ApiKeyUpdate, CreatedApiKey, ProviderKeyUpdate};
 use crate::token::{Digest, TokenHasher, TOKEN_LEN};
+use crate::{KeyCache, Rejection};
 
 fn unlocked(dir: &TempDir, key: u8) -> KeyStore {
     KeyStore::open(Store::open_unlocked(dir.path(), &inline_key(key)).unwrap()).unwrap()
@@ -32,6 +34,7 @@ fn api_key_crud_round_trip() {
             Some(expiry),
             &[],
             &[],
+            &KeyLimits::default(),
         )
         .unwrap();
     let token = created.token.expose_secret().to_owned();
@@ -57,7 +60,7 @@ fn api_key_crud_round_trip() {
     assert_eq!(keys.get_api_key(&key.id).unwrap(), key);
 
     let other = keys
-        .create_api_key("", &Map::new(), None, &[], &[])
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
         .key;
     assert_eq!(
@@ -112,7 +115,7 @@ fn api_key_rules() {
     let keys = unlocked(&dir, 1);
     let past = Utc::now() - Duration::seconds(1);
     let err = keys
-        .create_api_key("", &Map::new(), Some(past), &[], &[])
+        .create_api_key("", &Map::new(), Some(past), &[], &[], &KeyLimits::default())
         .unwrap_err();
     assert!(
         err.is_invalid_input() && err.to_string().contains("not in the future"),
@@ -120,15 +123,22 @@ fn api_key_rules() {
     );
     let big = object(json!({"k": "x".repeat(5000)}));
     assert!(keys
-        .create_api_key("", &big, None, &[], &[])
+        .create_api_key("", &big, None, &[], &[], &KeyLimits::default())
         .unwrap_err()
         .is_invalid_input());
     assert!(keys
-        .create_api_key("bell\u{7}", &Map::new(), None, &[], &[])
+        .create_api_key(
+            "bell\u{7}",
+            &Map::new(),
+            None,
+            &[],
+            &[],
+            &KeyLimits::default()
+        )
         .unwrap_err()
         .is_invalid_input());
     let key = keys
-        .create_api_key("", &Map::new(), None, &[], &[])
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
         .key;
     let update = ApiKeyUpdate {
@@ -147,7 +157,7 @@ fn api_key_rules() {
     let locked = KeyStore::open(Store::open(dir.path()).unwrap()).unwrap();
     assert_eq!(locked.list_api_keys().unwrap(), vec![key]);
     assert!(matches!(
-        locked.create_api_key("", &Map::new(), None, &[], &[]),
+        locked.create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default()),
         Err(KeyError::Store(StoreError::Locked))
     ));
 }
@@ -157,7 +167,7 @@ fn the_store_keeps_a_keyed_hash_of_the_token() {
     let dir = TempDir::new("keyed-hash");
     let keys = unlocked(&dir, 1);
     let created = keys
-        .create_api_key("", &Map::new(), None, &[], &[])
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap();
     let token = created.token.expose_secret().as_bytes();
     let stored: Vec<u8> = keys
@@ -187,11 +197,11 @@ fn provider_key_crud_round_trip() {
     let dir = TempDir::new("provider-keys");
     let keys = unlocked(&dir, 1);
     let api_key = keys
-        .create_api_key("", &Map::new(), None, &[], &[])
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
         .key;
     let other_api_key = keys
-        .create_api_key("", &Map::new(), None, &[], &[])
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
         .key;
     let value = SecretString::from("sk-live-provider-value");
@@ -262,7 +272,7 @@ fn provider_key_rules() {
     let dir = TempDir::new("provider-key-rules");
     let keys = unlocked(&dir, 1);
     let api_key = keys
-        .create_api_key("", &Map::new(), None, &[], &[])
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
         .key;
     let value = SecretString::from("sk");
@@ -300,7 +310,7 @@ fn last_use_is_recorded_without_notifying_caches_and_never_goes_back() {
     let dir = TempDir::new("last-used");
     let keys = unlocked(&dir, 1);
     let key = keys
-        .create_api_key("", &Map::new(), None, &[], &[])
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
         .key;
     let generation = keys.store().generation().unwrap();
@@ -329,7 +339,14 @@ fn scopes_are_stored_updated_and_cleared() {
         strings(&["gpt-4o*", "openai:o1"]),
     );
     let key = keys
-        .create_api_key("", &Map::new(), None, &providers, &models)
+        .create_api_key(
+            "",
+            &Map::new(),
+            None,
+            &providers,
+            &models,
+            &KeyLimits::default(),
+        )
         .unwrap()
         .key;
     assert_eq!(
@@ -361,7 +378,7 @@ fn scopes_are_stored_updated_and_cleared() {
 
     let bad = strings(&["Open AI"]);
     let err = keys
-        .create_api_key("", &Map::new(), None, &bad, &[])
+        .create_api_key("", &Map::new(), None, &bad, &[], &KeyLimits::default())
         .unwrap_err();
     assert!(
         err.is_invalid_input() && err.to_string().contains("in allowed providers"),
@@ -378,36 +395,171 @@ fn scopes_are_stored_updated_and_cleared() {
     );
 }
 
+fn rate(text: &str) -> Rate {
+    text.parse().unwrap()
+}
+
 #[test]
-fn a_data_dir_of_the_previous_schema_version_upgrades_in_place() {
-    let dir = TempDir::new("upgrade");
-    let store = Store::open_unlocked(dir.path(), &inline_key(1)).unwrap();
-    let previous = &crate::schema::STEPS[..crate::schema::STEPS.len() - 1];
-    store
-        .migrate_component(crate::schema::COMPONENT, previous)
-        .unwrap();
-    store
-        .connection()
-        .execute(
-            "INSERT INTO ai_gateway_api_keys (id, token_hash, display_name, description, metadata, \
-             created_at, updated_at, disabled) VALUES ('aigk_old', x'00', 'kg-old...abcd', 'old', '{}', \
-             '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0)",
-            [],
-        )
-        .unwrap();
-    let keys = KeyStore::open(store).unwrap();
-    let old = keys.get_api_key("aigk_old").unwrap();
-    assert_eq!(old.description, "old");
-    assert!(old.allowed_providers.is_empty() && old.allowed_models.is_empty());
-    let models = strings(&["gpt-4o*"]);
+fn limits_are_stored_updated_and_removed() {
+    let dir = TempDir::new("limits");
+    let keys = unlocked(&dir, 1);
+    let limits = KeyLimits {
+        requests: Some(rate("100/min")),
+        tokens: Some(rate("50000/day")),
+        daily_spend_micros: Some(5_000_000),
+        monthly_spend_micros: Some(50_250_000),
+        on_store_failure: StoreFailure::Closed,
+    };
+    let key = keys
+        .create_api_key("", &Map::new(), None, &[], &[], &limits)
+        .unwrap()
+        .key;
+    assert_eq!(key.limits, limits);
+    assert_eq!(
+        serde_json::to_value(&key).unwrap()["limits"],
+        json!({"requests": "100/min", "tokens": "50000/day", "daily_spend_usd": "5.00",
+               "monthly_spend_usd": "50.25", "on_store_failure": "closed"})
+    );
+    assert_eq!(keys.get_api_key(&key.id).unwrap(), key);
+
+    // One limit changes; the others are passed back as they were.
+    let mut changed = key.limits.clone();
+    changed.tokens = Some(rate("2000/h"));
     let update = ApiKeyUpdate {
-        allowed_models: Some(&models),
+        limits: Some(&changed),
         ..ApiKeyUpdate::default()
     };
     assert_eq!(
-        keys.update_api_key("aigk_old", &update)
-            .unwrap()
-            .allowed_models,
-        models
+        keys.update_api_key(&key.id, &update).unwrap().limits,
+        changed
     );
+    let mut removed = changed.clone();
+    removed.daily_spend_micros = None;
+    let update = ApiKeyUpdate {
+        limits: Some(&removed),
+        ..ApiKeyUpdate::default()
+    };
+    keys.update_api_key(&key.id, &update).unwrap();
+    let described = ApiKeyUpdate {
+        description: Some("limits untouched"),
+        ..ApiKeyUpdate::default()
+    };
+    assert_eq!(
+        keys.update_api_key(&key.id, &described).unwrap().limits,
+        removed
+    );
+    assert_eq!(keys.get_api_key(&key.id).unwrap().limits, removed);
+    let update = ApiKeyUpdate {
+        limits: Some(&KeyLimits::default()),
+        ..ApiKeyUpdate::default()
+    };
+    let unlimited = keys.update_api_key(&key.id, &update).unwrap();
+    assert!(unlimited.limits.is_unlimited());
+    assert_eq!(
+        serde_json::to_value(&unlimited).unwrap()["limits"],
+        json!({})
+    );
+
+    let closed_without_budget = KeyLimits {
+        requests: Some(rate("1/s")),
+        on_store_failure: StoreFailure::Closed,
+        ..KeyLimits::default()
+    };
+    let zero_rate = KeyLimits {
+        requests: Some(Rate {
+            count: 0,
+            window: std::time::Duration::from_secs(60),
+        }),
+        ..KeyLimits::default()
+    };
+    for bad in [&closed_without_budget, &zero_rate] {
+        let err = keys
+            .create_api_key("", &Map::new(), None, &[], &[], bad)
+            .unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        let update = ApiKeyUpdate {
+            limits: Some(bad),
+            ..ApiKeyUpdate::default()
+        };
+        assert!(keys
+            .update_api_key(&key.id, &update)
+            .unwrap_err()
+            .is_invalid_input());
+    }
+    assert_eq!(keys.get_api_key(&key.id).unwrap(), unlimited);
+}
+
+#[test]
+fn the_cache_carries_limits_and_refuses_a_key_whose_limits_are_unreadable() {
+    let dir = TempDir::new("limits-cache");
+    let keys = unlocked(&dir, 1);
+    let limits = KeyLimits {
+        tokens: Some(rate("50000/day")),
+        monthly_spend_micros: Some(1),
+        ..KeyLimits::default()
+    };
+    let limited = keys
+        .create_api_key("", &Map::new(), None, &[], &[], &limits)
+        .unwrap();
+    let plain = keys
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
+        .unwrap();
+    let edited = keys
+        .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
+        .unwrap();
+    keys.store()
+        .connection()
+        .execute(
+            "UPDATE ai_gateway_api_keys SET limits = '{\"tokens\": \"5/week\"}' WHERE id = ?1",
+            [&edited.key.id],
+        )
+        .unwrap();
+    let cache = KeyCache::start(
+        keys,
+        KeyCache::DEFAULT_POLL_INTERVAL,
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let authenticate =
+        |created: &CreatedApiKey| cache.authenticate(created.token.expose_secret().as_bytes());
+    assert_eq!(authenticate(&limited).unwrap().limits(), &limits);
+    assert!(authenticate(&plain).unwrap().limits().is_unlimited());
+    assert_eq!(authenticate(&edited).unwrap_err(), Rejection::Unknown);
+}
+
+#[test]
+fn a_data_dir_of_any_earlier_schema_version_upgrades_in_place() {
+    for version in 1..crate::schema::STEPS.len() {
+        let dir = TempDir::new("upgrade");
+        let store = Store::open_unlocked(dir.path(), &inline_key(1)).unwrap();
+        store
+            .migrate_component(crate::schema::COMPONENT, &crate::schema::STEPS[..version])
+            .unwrap();
+        store
+            .connection()
+            .execute(
+                "INSERT INTO ai_gateway_api_keys (id, token_hash, display_name, description, metadata, \
+                 created_at, updated_at, disabled) VALUES ('aigk_old', x'00', 'kg-old...abcd', 'old', '{}', \
+                 '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0)",
+                [],
+            )
+            .unwrap();
+        let keys = KeyStore::open(store).unwrap();
+        let old = keys.get_api_key("aigk_old").unwrap();
+        assert_eq!(old.description, "old", "from version {version}");
+        assert!(old.allowed_providers.is_empty() && old.allowed_models.is_empty());
+        assert_eq!(old.limits, KeyLimits::default());
+        let models = strings(&["gpt-4o*"]);
+        let limits = KeyLimits {
+            requests: Some(rate("10/s")),
+            ..KeyLimits::default()
+        };
+        let update = ApiKeyUpdate {
+            allowed_models: Some(&models),
+            limits: Some(&limits),
+            ..ApiKeyUpdate::default()
+        };
+        let updated = keys.update_api_key("aigk_old", &update).unwrap();
+        assert_eq!((updated.allowed_models, updated.limits), (models, limits));
+    }
 }

@@ -2,8 +2,8 @@
 
 use clap::{ArgGroup, Args, Subcommand};
 use keygate_keys::{
-    parse_allowed_models, parse_allowed_providers, parse_expiry, parse_metadata, ApiKeyUpdate,
-    KeyStore,
+    parse_allowed_models, parse_allowed_providers, parse_expiry, parse_metadata, parse_usd,
+    ApiKeyUpdate, KeyError, KeyLimits, KeyStore, StoreFailure,
 };
 use keygate_secrets::Store;
 use serde_json::Map;
@@ -24,6 +24,9 @@ pub(super) enum ApiKeysCommand {
         expiry: Expiry,
         #[command(flatten)]
         scopes: Scopes,
+        // Boxed so the limits' strings do not inflate every other command.
+        #[command(flatten)]
+        limits: Box<Limits>,
     },
     /// List all access keys.
     List,
@@ -32,10 +35,11 @@ pub(super) enum ApiKeysCommand {
         /// Access key id (aigk_...).
         id: String,
     },
-    /// Change an access key's description, metadata, expiry, disabled flag or scopes.
+    /// Change an access key's description, metadata, expiry, disabled flag, scopes or limits.
     #[command(group = ArgGroup::new("changes").required(true).multiple(true).args([
         "description", "metadata", "expires_at", "expires_in", "no_expiry", "disabled",
-        "allowed_providers", "allowed_models",
+        "allowed_providers", "allowed_models", "request_limit", "token_limit", "daily_spend_limit",
+        "monthly_spend_limit", "on_store_failure",
     ]))]
     Update {
         /// Access key id (aigk_...).
@@ -56,6 +60,9 @@ pub(super) enum ApiKeysCommand {
         disabled: Option<bool>,
         #[command(flatten)]
         scopes: Scopes,
+        // Boxed so the limits' strings do not inflate every other command.
+        #[command(flatten)]
+        limits: Box<Limits>,
     },
     /// Delete an access key and its attached provider keys; its token stops working.
     Delete {
@@ -114,6 +121,107 @@ impl Scopes {
     }
 }
 
+/// A key's request, token and spend limits. A limit whose flag is missing keeps its value, and an empty
+/// value removes it.
+#[derive(Args)]
+pub(super) struct Limits {
+    /// Requests per sliding window: a count, '/' and s, min, h or day (100/min); empty removes it.
+    #[arg(long, value_name = "RATE")]
+    request_limit: Option<String>,
+    /// Input plus output tokens per window aligned to UTC (50000/day); empty removes it.
+    #[arg(long, value_name = "RATE")]
+    token_limit: Option<String>,
+    /// Spend per UTC day in US dollars (5.00); empty removes it.
+    #[arg(long, value_name = "USD")]
+    daily_spend_limit: Option<String>,
+    /// Spend per UTC calendar month in US dollars (50.00); empty removes it.
+    #[arg(long, value_name = "USD")]
+    monthly_spend_limit: Option<String>,
+    /// While the shared store is unreachable, token and spend limits are enforced by each gateway alone
+    /// (local, the default) or refuse requests (closed).
+    #[arg(long, value_name = "MODE")]
+    on_store_failure: Option<String>,
+}
+
+impl Limits {
+    fn given(&self) -> bool {
+        [
+            &self.request_limit,
+            &self.token_limit,
+            &self.daily_spend_limit,
+            &self.monthly_spend_limit,
+            &self.on_store_failure,
+        ]
+        .iter()
+        .any(|flag| flag.is_some())
+    }
+
+    /// `limits` with the given flags applied.
+    fn apply(&self, mut limits: KeyLimits) -> Result<KeyLimits, Failure> {
+        set(
+            &mut limits.requests,
+            "--request-limit",
+            self.request_limit.as_deref(),
+            str::parse,
+        )?;
+        set(
+            &mut limits.tokens,
+            "--token-limit",
+            self.token_limit.as_deref(),
+            str::parse,
+        )?;
+        set(
+            &mut limits.daily_spend_micros,
+            "--daily-spend-limit",
+            self.daily_spend_limit.as_deref(),
+            parse_usd,
+        )?;
+        set(
+            &mut limits.monthly_spend_micros,
+            "--monthly-spend-limit",
+            self.monthly_spend_limit.as_deref(),
+            parse_usd,
+        )?;
+        if let Some(mode) = &self.on_store_failure {
+            limits.on_store_failure = mode
+                .parse()
+                .map_err(|err| flag_error("--on-store-failure", err))?;
+        }
+        if !limits.has_budget() {
+            if self.on_store_failure.is_some() && limits.on_store_failure == StoreFailure::Closed {
+                return Err(Failure::Usage(
+                    "--on-store-failure closed needs a token or spend limit on the key: give \
+                     --token-limit, --daily-spend-limit or --monthly-spend-limit too"
+                        .to_owned(),
+                ));
+            }
+            // The mode belongs to the budgets, so it goes with the last of them.
+            limits.on_store_failure = StoreFailure::default();
+        }
+        Ok(limits)
+    }
+}
+
+/// Sets one limit from its flag: kept when the flag is missing, removed when its value is empty.
+fn set<T>(
+    limit: &mut Option<T>,
+    flag: &str,
+    value: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, KeyError>,
+) -> Result<(), Failure> {
+    match value {
+        None => {}
+        Some("") => *limit = None,
+        Some(text) => *limit = Some(parse(text).map_err(|err| flag_error(flag, err))?),
+    }
+    Ok(())
+}
+
+/// A bad flag value, named in the message (`--token-limit: invalid rate ...`).
+fn flag_error(flag: &str, err: KeyError) -> Failure {
+    Failure::Usage(format!("{flag}: {err}"))
+}
+
 pub(super) fn run(
     mut store: Store,
     args: &ApiArgs,
@@ -129,16 +237,19 @@ pub(super) fn run(
             metadata,
             expiry,
             scopes,
+            limits,
         } => {
             let metadata = metadata.as_deref().map(parse_metadata).transpose()?;
             let expires_at = expiry.parse()?;
             let (providers, models) = scopes.parse()?;
+            let limits = limits.apply(KeyLimits::default())?;
             print(&keys.create_api_key(
                 description,
                 &metadata.unwrap_or_default(),
                 expires_at,
                 &providers.unwrap_or_default(),
                 &models.unwrap_or_default(),
+                &limits,
             )?)
         }
         ApiKeysCommand::List => {
@@ -153,6 +264,7 @@ pub(super) fn run(
             no_expiry,
             disabled,
             scopes,
+            limits,
         } => {
             let metadata: Option<Map<_, _>> =
                 metadata.as_deref().map(parse_metadata).transpose()?;
@@ -162,6 +274,12 @@ pub(super) fn run(
                 None => None,
             };
             let (providers, models) = scopes.parse()?;
+            // The store replaces limits whole, so the flags edit the key's current ones.
+            let limits = if limits.given() {
+                Some(limits.apply(keys.get_api_key(id)?.limits)?)
+            } else {
+                None
+            };
             let update = ApiKeyUpdate {
                 description: description.as_deref(),
                 metadata: metadata.as_ref(),
@@ -169,6 +287,7 @@ pub(super) fn run(
                 disabled: *disabled,
                 allowed_providers: providers.as_deref(),
                 allowed_models: models.as_deref(),
+                limits: limits.as_ref(),
             };
             print(&keys.update_api_key(id, &update)?)
         }
