@@ -6,17 +6,27 @@
 //! Both stores run the same exact sliding log (`window.rs`; the Redis Lua script is a port of it): a request
 //! is counted until one window after it, limited requests count nothing, and no trailing window ever holds
 //! more than `capacity` admitted requests. Design and measurements: `docs/rate-limit.md`.
+//!
+//! Token and spend budgets ([`BudgetStore`]) are counters a request reserves from before it runs and
+//! settles when it ends, in the same two kinds of store (`budget/`).
 
+mod budget;
 mod clock;
 mod memory;
 mod observed;
+mod redis_link;
 mod redis_store;
 mod window;
 
+pub use budget::{
+    Ask, BudgetFailure, BudgetFuture, BudgetStore, Counter, Draw, Grant, MemoryBudgets,
+    RedisBudgets,
+};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use memory::{MemoryConfig, MemoryLimiter};
 pub use observed::Observed;
-pub use redis_store::{key_digest_hex, Error, FailureMode, RedisConfig, RedisLimiter};
+pub use redis_link::Error;
+pub use redis_store::{key_digest_hex, FailureMode, RedisConfig, RedisLimiter};
 
 use std::future::Future;
 use std::pin::Pin;

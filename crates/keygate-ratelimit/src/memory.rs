@@ -40,7 +40,7 @@ impl Default for MemoryConfig {
 
 /// Identity hasher for map keys that already are keyed hashes.
 #[derive(Default)]
-struct PreHashed(u64);
+pub(crate) struct PreHashed(u64);
 
 impl Hasher for PreHashed {
     fn finish(&self) -> u64 {
