@@ -236,9 +236,39 @@ class AccessKeySdkTests(SdkTests):
 
     @classmethod
     def client_token(cls, data, env):
-        created = subprocess.run([KEYGATE, "api", "ai-gateway-api-keys", "create", "--description", "sdk tests",
-                                  "--data-dir", str(data)], check=True, capture_output=True, env=env)
-        return json.loads(created.stdout)["token"]
+        def create(*flags):
+            created = subprocess.run([KEYGATE, "api", "ai-gateway-api-keys", "create", *flags,
+                                      "--data-dir", str(data)], check=True, capture_output=True, env=env)
+            return json.loads(created.stdout)["token"]
+        # One key per SDK with a budget that a long streamed answer outgrows.
+        cls.budgeted = [create("--token-limit", "700/day") for _ in range(2)]
+        return create("--description", "sdk tests")
+
+    def test_a_budget_spent_mid_stream_is_an_api_error_in_both_sdks(self):
+        # About 400 tokens in and 400 out against 700: the stream starts, then its budget runs out.
+        prompt = [{"role": "user", "content": " ".join(["abc"] * 400)}]
+        chunks = {"x-mock-chunks": "200"}
+        client = openai.OpenAI(base_url=self.base + "/v1", api_key=self.budgeted[0], max_retries=0)
+        received = []
+        with self.assertRaises(openai.APIError) as caught:
+            for chunk in client.chat.completions.create(model="gpt-4o", messages=prompt, stream=True,
+                                                         extra_headers=chunks):
+                received.extend(c.delta.content or "" for c in chunk.choices)
+        self.assertIn("has reached its token budget (700/day)", caught.exception.message)
+        self.assertTrue(received, "the stream started before the budget ran out")
+        with self.assertRaises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model="gpt-4o", messages=prompt)
+        self.assertEqual(caught.exception.code, "ERR_KEYGATE_27009")
+
+        client = anthropic.Anthropic(base_url=self.base, api_key=self.budgeted[1], max_retries=0)
+        with self.assertRaises(anthropic.APIError) as caught:
+            with client.messages.stream(model="claude-haiku-4-5", max_tokens=1000, messages=prompt,
+                                        extra_headers=chunks) as stream:
+                for _ in stream.text_stream:
+                    pass
+        self.assertIn("has reached its token budget (700/day)", str(caught.exception))
+        with self.assertRaises(anthropic.RateLimitError):
+            client.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=prompt)
 
     def test_unknown_access_keys_are_authentication_errors_in_both_sdks(self):
         unknown = "kg-" + "x" * 54

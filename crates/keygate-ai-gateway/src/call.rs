@@ -195,9 +195,8 @@ impl Runtime {
                     Verdict::Success { response, first } => {
                         let usage = Arc::new(Usage::default());
                         let record = record(usage.clone());
-                        let response = self.client_response(
-                            response, first, &call, &prepared, candidate, usage,
-                        );
+                        let response = self
+                            .client_response(response, first, &call, &prepared, candidate, usage);
                         return Ok(Served::Provider {
                             response,
                             success: (model_index, request_index),

@@ -23,7 +23,7 @@ mod usage;
 pub use allowance::{Allowance, Exhausted};
 pub use call::{strip_provider_headers, Call, CallError, Rendered, Runtime, Served};
 pub use keys::{Credential, KeySource};
-pub use metered::{JsonChunks, MeteredBody, Scan};
+pub use metered::{JsonChunks, MeteredBody, Scan, ALLOWANCE_STEP};
 pub use trace::{
     error_body_excerpt, response_headers, status_text, AttemptEnd, ModelTried, RequestMade, Trace,
     MAX_ERROR_BODY,

@@ -239,7 +239,11 @@ impl MeteredBody {
 
     /// Sends `out` unless it carries output past the budget's grant: then it is held until more
     /// is granted, or replaced by an error event that ends the stream.
-    fn release(&mut self, out: Bytes, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn release(
+        &mut self,
+        out: Bytes,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let passed = match &self.scan {
             Scan::Sse(scanner) => scanner.output_estimate(),
             _ => 0,
@@ -666,7 +670,12 @@ mod tests {
         // 2 tokens per chunk: the 2nd and 3rd chunks each need one more grant.
         let body = budgeted(2, vec![Ok(2), Ok(1), Ok(5)], &usage);
         let text = body.collect().await.unwrap().to_bytes();
-        assert_eq!(text, [CHUNK, CHUNK, CHUNK, "data: [DONE]\n\n"].concat().as_bytes());
+        assert_eq!(
+            text,
+            [CHUNK, CHUNK, CHUNK, "data: [DONE]\n\n"]
+                .concat()
+                .as_bytes()
+        );
         assert_eq!(usage.broken.get(), None);
     }
 
@@ -681,7 +690,11 @@ mod tests {
         let body = budgeted(3, vec![Ok(1), Err(spent)], &usage);
         let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
         let error = "data: {\"error\":{\"code\":\"ERR_KEYGATE_27009\",\"message\":\"access key aigk_1 has spent its token budget\",\"type\":\"rate_limit_error\"}}\n\n";
-        assert_eq!(text, [CHUNK, CHUNK, error].concat(), "the third chunk is withheld");
+        assert_eq!(
+            text,
+            [CHUNK, CHUNK, error].concat(),
+            "the third chunk is withheld"
+        );
         let broken = usage.broken.get().unwrap();
         assert!(matches!(broken.cause, StreamFailure::Cut(_)));
         assert!(!usage.complete.load(Ordering::Relaxed));

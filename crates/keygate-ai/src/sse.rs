@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use crate::tokens::OutputEstimate;
-use crate::Surface;
 use crate::usage::TokenUsage;
+use crate::Surface;
 
 /// Longest line (or held event) scanned; longer ones are passed on without being read.
 const MAX_SCAN: usize = 1 << 20;

@@ -71,7 +71,9 @@ impl OutputEstimate {
     /// For the events of a stream on `surface`.
     pub fn for_stream(surface: Surface) -> Self {
         let keys: &'static [&'static [u8]] = match surface {
-            Surface::ChatCompletions => &[b"content", b"refusal", b"arguments", b"reasoning_content"],
+            Surface::ChatCompletions => {
+                &[b"content", b"refusal", b"arguments", b"reasoning_content"]
+            }
             Surface::Completions => &[b"text"],
             Surface::Responses => &[b"delta"],
             Surface::Messages => &[b"text", b"thinking", b"partial_json"],
@@ -83,7 +85,9 @@ impl OutputEstimate {
     /// For a whole (non-streamed) response body on `surface`.
     pub fn for_body(surface: Surface) -> Self {
         let keys: &'static [&'static [u8]] = match surface {
-            Surface::ChatCompletions => &[b"content", b"refusal", b"arguments", b"reasoning_content"],
+            Surface::ChatCompletions => {
+                &[b"content", b"refusal", b"arguments", b"reasoning_content"]
+            }
             Surface::Completions | Surface::Messages => &[b"text", b"thinking"],
             Surface::Responses => &[b"text", b"arguments"],
             Surface::Embeddings | Surface::CountTokens | Surface::Models => &[],
@@ -264,7 +268,6 @@ mod tests {
         );
         assert_eq!(estimate_input_tokens_raw(b"[1]"), 0);
     }
-
 
     #[test]
     fn body_estimate_counts_prompt_fields_only() {

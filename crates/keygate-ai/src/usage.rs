@@ -52,8 +52,9 @@ impl From<UsageFields> for TokenUsage {
                 .cache_read_input_tokens
                 .or(detail(&fields.prompt_tokens_details, |d| d.cached_tokens))
                 .or(detail(&fields.input_tokens_details, |d| d.cached_tokens)),
-            reasoning: detail(&fields.completion_tokens_details, |d| d.reasoning_tokens)
-                .or(detail(&fields.output_tokens_details, |d| d.reasoning_tokens)),
+            reasoning: detail(&fields.completion_tokens_details, |d| d.reasoning_tokens).or(
+                detail(&fields.output_tokens_details, |d| d.reasoning_tokens),
+            ),
         }
     }
 }

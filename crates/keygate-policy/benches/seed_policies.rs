@@ -94,6 +94,7 @@ fn bench(c: &mut Criterion) {
         secrets: secrets.clone(),
         http: HttpClient::default(),
         rate_limiter: Arc::new(MemoryLimiter::default()),
+        budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
         provider_urls: Arc::default(),
         offline: true,
         access_keys: None,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use keygate_cel::{Compiler, Expression, SecretSource, Template};
-use keygate_ratelimit::RateLimiter;
+use keygate_ratelimit::{BudgetStore, RateLimiter};
 use serde::de::DeserializeOwned;
 
 use crate::access_keys::AccessKeys;
@@ -21,6 +21,8 @@ pub struct Deps {
     pub secrets: Arc<dyn SecretSource>,
     pub http: HttpClient,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Access keys' token and spend budgets.
+    pub budgets: Arc<dyn BudgetStore>,
     /// `--provider-url ID=URL` overrides of built-in provider base URLs.
     pub provider_urls: Arc<HashMap<String, String>>,
     /// True for `policy check`: builders must not fetch anything (JWKS, ...).

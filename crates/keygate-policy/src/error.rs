@@ -39,6 +39,9 @@ error_codes! {
     AccessKeyInvalid => (UNAUTHORIZED, "ERR_KEYGATE_27007", "authentication_error"),
     /// `ai-gateway`: the request's access key may not use any of the candidate models.
     AccessKeyScope => (FORBIDDEN, "ERR_KEYGATE_27008", "permission_error"),
+    /// `ai-gateway`: the request's access key is over its request limit or has spent a token
+    /// or spend budget (or its budget store is unreachable and it fails closed).
+    AccessKeyBudget => (TOO_MANY_REQUESTS, "ERR_KEYGATE_27009", "rate_limit_error"),
     /// Missing or invalid credentials (`basic-auth`, or a JWT refused for its signature,
     /// algorithm, key, claims or lifetime).
     Unauthorized => (UNAUTHORIZED, "ERR_KEYGATE_3401", "authentication_error"),

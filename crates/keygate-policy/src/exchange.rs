@@ -48,6 +48,10 @@ pub struct Exchange {
     extra: Vec<(&'static str, keygate_cel::Value)>,
 }
 
+/// What a request holds of its access key's budgets: dropping the last holder settles them
+/// against the real usage (see the `ai-gateway` budgets).
+pub type Settlement = Arc<dyn std::any::Any + Send + Sync>;
+
 /// Access-log facts gathered while the policy runs.
 #[derive(Default)]
 pub struct RequestLog {
@@ -63,6 +67,8 @@ pub struct RequestLog {
     pub error: Option<String>,
     /// The id of the access key the request authenticated with.
     pub access_key: Option<String>,
+    /// The request's budget reservation; the server drops it once the response has ended.
+    pub budget: Option<Settlement>,
 }
 
 impl Exchange {

@@ -11,6 +11,7 @@ fn deps() -> Deps {
         secrets: Arc::new(MemorySecrets::default()),
         http: HttpClient::default(),
         rate_limiter: Arc::new(MemoryLimiter::default()),
+        budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
         provider_urls: Arc::default(),
         offline: true,
         access_keys: None,

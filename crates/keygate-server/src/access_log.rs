@@ -81,6 +81,13 @@ impl AccessRecord {
                 Some(ttft) => push_millis(out, ttft),
                 None => out.extend_from_slice(b"null"),
             }
+            if let Some(micros) = crate::settle::cost_micros(ai) {
+                // Exact decimal USD from the integer micro-USD the ledger stores.
+                out.extend_from_slice(br#","cost_usd":"#);
+                push_int(out, micros / 1_000_000);
+                out.push(b'.');
+                push_digits(out, (micros % 1_000_000) as u32, 6);
+            }
             if let Some(broken) = ai.usage.broken.get() {
                 out.extend_from_slice(br#","error":"#);
                 json_str(out, &broken.cause.to_string())?;
@@ -327,6 +334,7 @@ mod tests {
             attempts: 2,
             time_to_first_token: None,
             usage: Arc::new(usage),
+            ..AiRecord::default()
         });
         let line = json(&record);
         assert_eq!(
@@ -359,6 +367,7 @@ mod tests {
             attempts: 1,
             time_to_first_token: Some(Duration::from_millis(2)),
             usage: Arc::new(usage),
+            ..AiRecord::default()
         });
         let ai = &json(&record)["ai"];
         assert_eq!(ai["error"], "upstream stream ended early: connection reset");
@@ -369,6 +378,26 @@ mod tests {
         assert!(record
             .to_pretty()
             .ends_with(" events=3 error=\"upstream stream ended early: connection reset\""));
+    }
+
+    #[test]
+    fn a_priced_model_adds_the_cost() {
+        let mut record = record();
+        let usage = Usage::default();
+        usage.input_tokens.store(1_000, Ordering::Relaxed);
+        usage.output_tokens.store(500, Ordering::Relaxed);
+        record.log.ai = Some(AiRecord {
+            pricing: Some(keygate_ai::Pricing {
+                input: 2.5,
+                output: 10.0,
+            }),
+            usage: Arc::new(usage),
+            ..AiRecord::default()
+        });
+        let mut line = Vec::new();
+        record.write_json(&mut line).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        assert!(line.contains(r#""cost_usd":0.007500"#), "{line}");
     }
 
     #[test]

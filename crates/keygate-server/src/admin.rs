@@ -1,11 +1,13 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`. Never on the client listener.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/v1/usage`. Never on the client
+//! listener.
+
+mod usage;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -21,9 +23,10 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         let gateway = gateway.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: http::Request<_>| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(answer(&gateway, &request)) }
+                let (head, _) = request.into_parts();
+                async move { Ok::<_, Infallible>(answer(&gateway, &head.method, &head.uri).await) }
             });
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -32,8 +35,8 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     }
 }
 
-fn answer(gateway: &Gateway, request: &Request<Incoming>) -> Response<Full<bytes::Bytes>> {
-    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+async fn answer(gateway: &Gateway, method: &Method, uri: &Uri) -> Response<Full<bytes::Bytes>> {
+    let (status, content_type, body) = match (method, uri.path()) {
         (&Method::GET, "/healthz") => (
             StatusCode::OK,
             "application/json",
@@ -50,11 +53,22 @@ fn answer(gateway: &Gateway, request: &Request<Incoming>) -> Response<Full<bytes
                 .metrics
                 .rate_limit_store_failures
                 .set(i64::try_from(failures).unwrap_or(i64::MAX));
+            if let Some(ledger) = &gateway.ledger {
+                gateway.metrics.set_usage_ledger_dropped(ledger.dropped());
+            }
             (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 gateway.metrics.render(),
             )
+        }
+        (&Method::GET, "/v1/usage") => {
+            let (status, body) = usage::report(gateway, uri.query()).await;
+            (status, "application/json", body)
+        }
+        (&Method::GET, "/v1/usage/events") => {
+            let (status, body) = usage::events(gateway, uri.query()).await;
+            (status, "application/json", body)
         }
         _ => (
             StatusCode::NOT_FOUND,

@@ -8,7 +8,8 @@ use arc_swap::ArcSwap;
 use keygate_cel::{Compiler, SecretSource};
 use keygate_http::HttpClient;
 use keygate_policy::{AccessKeys, Deps, Policy, PolicyError};
-use keygate_ratelimit::{Decision, Observed, RateLimiter};
+use keygate_ratelimit::{BudgetStore, Decision, Observed, RateLimiter};
+use keygate_usage::Ledger;
 use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
@@ -21,11 +22,15 @@ use crate::{admin, listener, reload, tls};
 pub struct Services {
     pub secrets: Arc<dyn SecretSource>,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Access keys' token and spend budgets (memory, or Redis with `--redis`).
+    pub budgets: Arc<dyn BudgetStore>,
     pub provider_urls: std::collections::HashMap<String, String>,
     /// Every upstream request goes through it (`--upstream`, providers, JWKS).
     pub http: HttpClient,
     /// The data dir's access keys, for policies whose `ai-gateway` sets `access_keys`.
     pub access_keys: Arc<dyn AccessKeys>,
+    /// Where each AI request's usage goes (`None`: `--no-usage-ledger`).
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 /// Shared state of a running gateway.
@@ -37,6 +42,7 @@ pub struct Gateway {
     pub http: HttpClient,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 impl Gateway {
@@ -131,6 +137,7 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         secrets: services.secrets,
         http: http.clone(),
         rate_limiter,
+        budgets: services.budgets,
         provider_urls: Arc::new(services.provider_urls),
         offline: false,
         access_keys: Some(services.access_keys),
@@ -164,6 +171,7 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         deps,
         http,
         metrics,
+        ledger: services.ledger,
     });
     info!(
         listen = %gateway.config.listen,
@@ -189,6 +197,10 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     let access_log = gateway.access_log.clone();
     let _ = tokio::task::spawn_blocking(move || access_log.flush()).await;
+    // The workers are stopped, so every finished request has recorded its usage by now.
+    if let Some(ledger) = gateway.ledger.clone() {
+        let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
+    }
     info!("keygate stopped");
     Ok(())
 }

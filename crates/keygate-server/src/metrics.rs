@@ -99,6 +99,8 @@ pub struct Metrics {
     rate_limit_decisions: Family<RateLimitLabels, Counter>,
     /// Set from the limiter when `/metrics` is scraped.
     pub rate_limit_store_failures: Gauge,
+    /// Brought up to the ledger's count when `/metrics` is scraped.
+    usage_ledger_dropped: Counter,
     ai_requests: Family<AiLabels, Counter>,
     ai_tokens: Family<TokenLabels, Counter>,
     ai_upstream_duration: Histogram,
@@ -119,6 +121,7 @@ impl Metrics {
             policy_reloads: Family::default(),
             rate_limit_decisions: Family::default(),
             rate_limit_store_failures: Gauge::default(),
+            usage_ledger_dropped: Counter::default(),
             ai_requests: Family::default(),
             ai_tokens: Family::default(),
             ai_upstream_duration: seconds_histogram(),
@@ -152,6 +155,11 @@ impl Metrics {
             "rate_limit_store_failures",
             "Rate-limit store failures (Redis unreachable or slow) since start; decisions then follow --rate-limit-failure",
             metrics.rate_limit_store_failures.clone(),
+        );
+        registry.register(
+            "usage_ledger_dropped",
+            "Usage events the ledger dropped (its queue was full, or the database refused a batch) since start",
+            metrics.usage_ledger_dropped.clone(),
         );
         registry.register(
             "ai_requests",
@@ -267,6 +275,15 @@ impl Metrics {
         }
     }
 
+    /// Sets `keygate_usage_ledger_dropped_total` to the ledger's count, which only grows. Called
+    /// by `/metrics`, whose scrapes the control thread answers one at a time.
+    pub fn set_usage_ledger_dropped(&self, dropped: u64) {
+        let seen = self.usage_ledger_dropped.get();
+        if dropped > seen {
+            self.usage_ledger_dropped.inc_by(dropped - seen);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -339,6 +356,7 @@ mod tests {
             attempts: 1,
             time_to_first_token: Some(Duration::from_millis(3)),
             usage: Arc::new(usage),
+            ..AiRecord::default()
         }
     }
 
@@ -397,6 +415,7 @@ mod tests {
             "keygate_http_request_duration_seconds_bucket",
             "keygate_policy_reloads_total{result=\"ok\"} 1",
             "keygate_ai_time_to_first_token_seconds",
+            "keygate_usage_ledger_dropped_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -1,5 +1,6 @@
 //! What a request still owes once its response is out: dropping the response body (an AI
-//! response reads its token usage then), metrics and the access-log line.
+//! response reads its token usage then), metrics, the usage-ledger event and the access-log
+//! line.
 //!
 //! hyper drops a finished response body *before* it flushes the body's last bytes to the
 //! socket, so doing this work in the body's `Drop` would delay every response by it. The body's
@@ -10,10 +11,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use keygate_policy::body::{empty, Body};
+use keygate_policy::AiRecord;
+use keygate_usage::{UsageEvent, UsageSource};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::access_log::AccessRecord;
@@ -44,14 +48,66 @@ impl Drop for Settle {
     }
 }
 
-/// Records metrics and queues the access-log line.
-pub fn finish(gateway: &Gateway, record: AccessRecord) {
+/// Records metrics, queues the usage event of an AI request and the access-log line.
+pub fn finish(gateway: &Gateway, mut record: AccessRecord) {
+    // Settled here, on a worker with its runtime, as soon as the usage is final.
+    drop(record.log.budget.take());
     let metrics = &gateway.metrics;
     metrics.record_request(record.status, record.duration);
     if let Some(ai) = &record.log.ai {
         metrics.record_ai(ai, record.status, record.duration);
+        if let Some(ledger) = &gateway.ledger {
+            ledger.record(usage_event(&record, ai));
+        }
     }
     gateway.access_log.write(record);
+}
+
+/// The ledger's copy of an AI request. The body has been dropped, so the token counts are final.
+fn usage_event(record: &AccessRecord, ai: &AiRecord) -> UsageEvent {
+    let usage = &ai.usage;
+    UsageEvent {
+        time: record.time,
+        request_id: record.request_id.clone(),
+        access_key: record.log.access_key.clone(),
+        provider: ai.provider.clone(),
+        model: ai.model.clone(),
+        status: record.status,
+        input_tokens: usage.input_tokens.load(Ordering::Relaxed),
+        output_tokens: usage.output_tokens.load(Ordering::Relaxed),
+        cached_tokens: usage.cached_input_tokens.load(Ordering::Relaxed),
+        reasoning_tokens: usage.reasoning_tokens.load(Ordering::Relaxed),
+        usage_source: if usage.estimated.load(Ordering::Relaxed) {
+            UsageSource::Estimated
+        } else {
+            UsageSource::Provider
+        },
+        cost_micros: cost_micros(ai),
+        latency: record.duration,
+        time_to_first_token: ai.time_to_first_token,
+        attempts: ai.attempts,
+        error: match usage.broken.get() {
+            Some(broken) => Some(broken.cause.to_string()),
+            None => record.log.error.clone(),
+        },
+    }
+}
+
+/// What an AI request cost in micro-USD; `None` when it used tokens of a model without a price.
+pub(crate) fn cost_micros(ai: &AiRecord) -> Option<u64> {
+    let input = ai.usage.input_tokens.load(Ordering::Relaxed);
+    let output = ai.usage.output_tokens.load(Ordering::Relaxed);
+    match ai.pricing {
+        Some(price) => Some(keygate_usage::cost_micros(
+            input,
+            output,
+            price.input,
+            price.output,
+        )),
+        // No tokens cost nothing at any price (a failed call's record carries none).
+        None if input == 0 && output == 0 => Some(0),
+        None => None,
+    }
 }
 
 /// The state of this thread's draining task.

@@ -5,6 +5,7 @@ mod api;
 mod check;
 mod serve;
 mod token;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ enum Command {
     /// Access tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Usage totals from the usage ledger (tokens, cost, errors), by key, model, provider, day or hour.
+    Usage(usage::UsageArgs),
 }
 
 #[derive(Subcommand)]
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check(args)) => check::run(args),
         Command::Api(args) => api::run(args),
         Command::Token(cmd) => token::run(cmd),
+        Command::Usage(args) => usage::run(args),
     }
 }
 

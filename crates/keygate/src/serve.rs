@@ -1,5 +1,5 @@
 //! `keygate serve`: parse flags (each also an env var, `KEYGATE_` + its name), open the secret,
-//! access-key and rate-limit stores, and run the gateway.
+//! access-key and rate-limit stores and the usage ledger, and run the gateway.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,9 +11,13 @@ use std::time::Duration;
 use clap::ValueEnum;
 use keygate_http::{ClientCert, HttpClient, HttpConfig, TlsFiles};
 use keygate_keys::{KeyCache, KeyStore};
-use keygate_ratelimit::{FailureMode, MemoryLimiter, RateLimiter, RedisConfig, RedisLimiter};
+use keygate_ratelimit::{
+    BudgetStore, FailureMode, MemoryBudgets, MemoryLimiter, RateLimiter, RedisBudgets, RedisConfig,
+    RedisLimiter,
+};
 use keygate_secrets::{CachedSecrets, MasterKeySource, Store};
 use keygate_server::{LogFormat, ServerConfig, Services};
+use keygate_usage::{Ledger, LedgerConfig};
 
 /// How often a running gateway checks the secret store for changes.
 const SECRET_POLL: Duration = Duration::from_millis(500);
@@ -47,7 +51,7 @@ pub struct ServeArgs {
     /// What rate-limit does while Redis is unreachable.
     #[arg(long, env = "KEYGATE_RATE_LIMIT_FAILURE", value_enum, default_value_t = Failure::Open)]
     rate_limit_failure: Failure,
-    /// Admin address: /metrics, /healthz, /readyz.
+    /// Admin address: /metrics, /healthz, /readyz, /v1/usage (unauthenticated: keep it local).
     #[arg(long, env = "KEYGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
     /// Override a built-in provider's base URL: ID=URL (repeatable).
@@ -93,6 +97,12 @@ pub struct ServeArgs {
     /// Threads serving client connections, one runtime each (1-1024; default: one per CPU).
     #[arg(long, env = "KEYGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
+    /// Delete usage-ledger rows older than this (e.g. 90d, 12w; 0 keeps them forever) [default: 90d].
+    #[arg(long, env = "KEYGATE_USAGE_RETENTION", value_parser = keygate_usage::parse_duration)]
+    usage_retention: Option<Duration>,
+    /// Do not record AI requests in DATA_DIR/usage.db (`keygate usage`, /v1/usage).
+    #[arg(long, env = "KEYGATE_NO_USAGE_LEDGER")]
+    no_usage_ledger: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -152,28 +162,18 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rate_limiter: Arc<dyn RateLimiter> = match &args.redis {
-        None => Arc::new(MemoryLimiter::default()),
-        Some(url) => {
-            let failure_mode = match args.rate_limit_failure {
-                Failure::Open => FailureMode::Open,
-                Failure::Closed => FailureMode::Closed,
-            };
-            match RedisLimiter::connect(
-                url,
-                RedisConfig {
-                    failure_mode,
-                    ..RedisConfig::default()
-                },
-            )
-            .await
-            {
-                Ok(limiter) => Arc::new(limiter),
-                Err(err) => {
-                    eprintln!("error: --redis: {err}");
-                    return ExitCode::from(2);
-                }
-            }
+    let ledger = match open_ledger(&args) {
+        Ok(ledger) => ledger,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let (rate_limiter, budgets) = match shared_state(&args).await {
+        Ok(stores) => stores,
+        Err(message) => {
+            eprintln!("error: --redis: {message}");
+            return ExitCode::from(2);
         }
     };
     let http = HttpClient::new(HttpConfig {
@@ -216,9 +216,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let services = Services {
         secrets,
         rate_limiter,
+        budgets,
         provider_urls: args.provider_urls.into_iter().collect::<HashMap<_, _>>(),
         http,
         access_keys,
+        ledger,
     };
     match keygate_server::run(config, services).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,6 +229,34 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// Rate-limit windows and access-key budgets: in process memory, or on `--redis` shared by every
+/// gateway using it (only a malformed URL is an error; an unreachable server is retried).
+async fn shared_state(
+    args: &ServeArgs,
+) -> Result<(Arc<dyn RateLimiter>, Arc<dyn BudgetStore>), String> {
+    let Some(url) = &args.redis else {
+        return Ok((
+            Arc::new(MemoryLimiter::default()),
+            Arc::new(MemoryBudgets::default()),
+        ));
+    };
+    let failure_mode = match args.rate_limit_failure {
+        Failure::Open => FailureMode::Open,
+        Failure::Closed => FailureMode::Closed,
+    };
+    let config = RedisConfig {
+        failure_mode,
+        ..RedisConfig::default()
+    };
+    let limiter = RedisLimiter::connect(url, config)
+        .await
+        .map_err(|err| err.to_string())?;
+    let budgets = RedisBudgets::connect(url, config.timeout)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok((Arc::new(limiter), Arc::new(budgets)))
 }
 
 /// The data dir's secrets and access keys, each cached in memory and refreshed on change.
@@ -243,6 +273,24 @@ fn open_stores(args: &ServeArgs) -> Result<(Arc<CachedSecrets>, Arc<KeyCache>), 
     )
     .map_err(|err| err.to_string())?;
     Ok((Arc::new(secrets), Arc::new(keys)))
+}
+
+/// The usage ledger in the data dir, unless `--no-usage-ledger`.
+fn open_ledger(args: &ServeArgs) -> Result<Option<Arc<Ledger>>, keygate_usage::Error> {
+    if args.no_usage_ledger {
+        return Ok(None);
+    }
+    let retention = match args.usage_retention {
+        None => LedgerConfig::default().retention,
+        Some(keep) if keep.is_zero() => None,
+        Some(keep) => Some(keep),
+    };
+    let config = LedgerConfig {
+        retention,
+        ..LedgerConfig::default()
+    };
+    let path = args.data_dir.join(keygate_usage::DB_FILE);
+    Ok(Some(Arc::new(Ledger::open(&path, config)?)))
 }
 
 fn init_tracing(format: Format) {

@@ -363,6 +363,7 @@ mod tests {
             secrets: Arc::new(MemorySecrets::default()),
             http: HttpClient::default(),
             rate_limiter: limiter,
+            budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
             provider_urls: Arc::new(HashMap::new()),
             offline: true,
             access_keys: None,

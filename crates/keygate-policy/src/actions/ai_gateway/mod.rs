@@ -4,10 +4,12 @@
 //!
 //! This module is the policy side: `config` (the strict schema), `strategy` + `chain` (CEL model
 //! selection), `pipeline` (one request from body to candidates, the templates rendered, the key
-//! source), `results` (`actions.ngrok.ai_gateway.*`), `errors` (the error responses). The call
-//! itself (attempts, failover, the metered stream) runs in `keygate_ai_gateway::Runtime`, built
-//! here once per action.
+//! source), `budget` (access keys' request limits and token/spend budgets), `results`
+//! (`actions.ngrok.ai_gateway.*`), `errors` (the error responses). The call itself (attempts,
+//! failover, the metered stream) runs in `keygate_ai_gateway::Runtime`, built here once per
+//! action.
 
+mod budget;
 mod chain;
 mod config;
 mod errors;
@@ -29,6 +31,7 @@ use crate::actions::value_template::ValueTemplate;
 use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
 use crate::exchange::Exchange;
+use budget::KeyBudgets;
 pub use config::parse_duration;
 use config::{
     Config, OnError, ProviderTls, DEFAULT_PER_REQUEST_TIMEOUT, DEFAULT_TOTAL_TIMEOUT,
@@ -72,6 +75,8 @@ struct AiGateway {
     /// Attempts, failover and the metered stream.
     runtime: Runtime,
     access_keys: Option<AccessKeyMode>,
+    /// Access keys' request limits and budgets.
+    budgets: KeyBudgets,
 }
 
 fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
@@ -208,6 +213,10 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         on_error: config.on_error,
         runtime,
         access_keys: config.access_keys,
+        budgets: KeyBudgets {
+            store: cx.deps.budgets.clone(),
+            limiter: cx.deps.rate_limiter.clone(),
+        },
     }))
 }
 

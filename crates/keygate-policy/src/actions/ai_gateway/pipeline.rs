@@ -4,16 +4,19 @@
 //! attached to the request's access key, else the `api_keys` templates of the candidate's
 //! provider, else the client's own credential.
 
+use std::sync::Arc;
+
 use http::{HeaderValue, Response};
 use keygate_ai::{
     client_credential, estimate_input_tokens, models_list, BodyOptions, Candidate, ClientRequest,
     ResolveError, Surface,
 };
-use keygate_ai_gateway::{Call, CallError, Credential, KeySource, Rendered};
+use keygate_ai_gateway::{Allowance, Call, CallError, Credential, KeySource, Rendered};
 use keygate_cel::{from_json, to_json, EvalError, Scope};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
+use super::budget::Demand;
 use super::config::OnError;
 use super::errors;
 use super::results::{Outcome, Trace};
@@ -22,7 +25,7 @@ use super::{AiGateway, KIND, METRICS};
 use crate::action::{ActionError, Flow};
 use crate::body::{full, Body};
 use crate::error::GatewayError;
-use crate::exchange::{AiRecord, Exchange};
+use crate::exchange::{AiRecord, Exchange, Settlement};
 
 /// Why the action stopped without a provider answer.
 pub(super) enum Stop {
@@ -140,8 +143,13 @@ impl AiGateway {
         trace.set_requested(request.model.as_deref(), &request.models);
         let candidates = within_scope(ex, self.candidates(ex, &request, surface, trace)?)
             .map_err(|key| errors::access_key_scope(key, &request.requested()))?;
-        // The estimate walks every message: only when a limit or the published results need it.
-        if self.max_input_tokens.is_some() || self.publish_results {
+        let limited_key = ex
+            .access_key
+            .clone()
+            .filter(|key| !key.limits().is_unlimited());
+        // The estimate walks every message: only when a limit, a budget or the published results
+        // need it.
+        if self.max_input_tokens.is_some() || self.publish_results || limited_key.is_some() {
             trace.input_estimate = estimate_input_tokens(request.body());
         }
         if let Some(max) = self
@@ -150,7 +158,32 @@ impl AiGateway {
         {
             return Err(errors::input_too_large(trace.input_estimate, max).into());
         }
-        let rendered = self.render(ex)?;
+        let reservation = match &limited_key {
+            Some(key) => {
+                let demand = Demand {
+                    key,
+                    request: &request,
+                    candidates: &candidates,
+                    input_estimate: trace.input_estimate,
+                    output_cap: self.max_output_tokens,
+                };
+                self.budgets.admit(demand).await?
+            }
+            None => None,
+        };
+        let mut rendered = self.render(ex)?;
+        if let Some(reservation) = reservation.as_ref().filter(|_| !request.stream) {
+            // A whole answer cannot be cut short: the provider is asked for no more than the
+            // budget granted.
+            let granted = reservation.granted();
+            let cap = &mut rendered.body.max_output_tokens;
+            *cap = Some(cap.map_or(granted, |cap| cap.min(granted)));
+        }
+        let allowance = reservation
+            .clone()
+            .filter(|_| request.stream)
+            .map(|r| r as Arc<dyn Allowance>);
+        ex.log.budget = reservation.clone().map(|r| r as Settlement);
         let call = Call {
             request_id: &ex.id,
             client_headers: &ex.request.headers,
@@ -160,9 +193,14 @@ impl AiGateway {
             candidates: &candidates,
             rendered: &rendered,
             keys: &ActionKeys { gateway: self, ex },
-            allowance: None,
+            allowance,
         };
         let served = self.runtime.run(call, &mut trace.call).await?;
+        if let (Some(reservation), keygate_ai_gateway::Served::Provider { record, .. }) =
+            (&reservation, &served)
+        {
+            reservation.answered_with(record.usage.clone(), record.pricing);
+        }
         Ok(Served::Call(served))
     }
 

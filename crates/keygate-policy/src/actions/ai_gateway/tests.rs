@@ -41,6 +41,7 @@ fn deps(urls: &[(&str, String)]) -> Deps {
         secrets: secrets(),
         http: HttpClient::default(),
         rate_limiter: Arc::new(MemoryLimiter::default()),
+        budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
         provider_urls: Arc::new(
             urls.iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))

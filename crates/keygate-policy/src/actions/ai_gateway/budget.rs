@@ -1,0 +1,490 @@
+//! An access key's limits at the `ai-gateway`: its requests per window (the shared rate
+//! limiter), and its token and spend budgets, reserved before the call and settled when the
+//! response ends.
+//!
+//! A reservation charges every budget counter of the key at once (one atomic store operation):
+//! the input estimate plus as many output tokens as fit, up to what the request may produce
+//! (its `max_tokens`, or a first step for a stream, which asks for more as it goes, see
+//! [`Allowance`]). Spend is priced at the dearest candidate, so failover never costs more than
+//! was reserved. When the response ends the counters are set to the real usage at the answering
+//! model's price: the unused part is refunded, a part the estimate missed is added.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{Datelike, TimeZone, Utc};
+use http::HeaderValue;
+use keygate_ai::{Candidate, ClientRequest, Pricing};
+use keygate_ai_gateway::{Allowance, BoxFuture, Exhausted, ALLOWANCE_STEP};
+use keygate_keys::{format_usd, AuthenticatedKey, KeyLimits, StoreFailure};
+use keygate_ratelimit::{
+    Ask, BudgetFailure, BudgetStore, Counter, Draw, Grant, Limit, RateLimiter,
+};
+
+use crate::error::{ErrorCode, GatewayError};
+use crate::exchange::Usage;
+
+/// Output tokens reserved for a non-streamed answer whose request sets no maximum; the
+/// provider is then asked for at most what was granted.
+pub const DEFAULT_OUTPUT_RESERVE: u64 = 4096;
+
+/// Spend counters count nano-USD, so prices under a micro-USD per token ($0.15 per million
+/// tokens is 150 nano-USD per token) stay exact integers.
+const NANOS_PER_MICRO: u64 = 1000;
+
+/// The rate limiter bucket name of access keys' request limits.
+const REQUESTS_LIMITER: &str = "access-key";
+
+const DAY_MS: u64 = 86_400_000;
+
+/// The budget stores a policy's `ai-gateway` uses.
+pub struct KeyBudgets {
+    pub store: Arc<dyn BudgetStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+/// What one request asks of its key's budgets.
+pub struct Demand<'a> {
+    pub key: &'a AuthenticatedKey,
+    pub request: &'a ClientRequest,
+    pub candidates: &'a [Candidate],
+    pub input_estimate: u64,
+    /// The action's `max_output_tokens`.
+    pub output_cap: Option<u64>,
+}
+
+impl KeyBudgets {
+    /// Counts the request against the key's request limit, then reserves its token and spend
+    /// budgets (`None` when the key has none).
+    pub async fn admit(
+        &self,
+        demand: Demand<'_>,
+    ) -> Result<Option<Arc<Reservation>>, GatewayError> {
+        let key = demand.key;
+        let limits = key.limits();
+        if let Some(rate) = limits.requests {
+            let limit = Limit {
+                capacity: rate.count,
+                window: rate.window,
+            };
+            let decision = self
+                .limiter
+                .check(REQUESTS_LIMITER, key.id().as_bytes(), limit)
+                .await;
+            if decision.limited {
+                return Err(refused(
+                    format!("access key {} is over its request limit ({rate})", key.id()),
+                    decision.retry_after,
+                ));
+            }
+        }
+        if !limits.has_budget() {
+            return Ok(None);
+        }
+        let now_ms = unix_ms(SystemTime::now());
+        let counters = counters(key.id(), limits, now_ms);
+        let (input_price, output_price) = dearest(demand.candidates);
+        let draws: Vec<Draw> = counters
+            .iter()
+            .map(|c| match c.kind {
+                Kind::Tokens => Draw {
+                    base: demand.input_estimate,
+                    per_unit: 1,
+                },
+                Kind::Spend => Draw {
+                    base: demand.input_estimate.saturating_mul(input_price),
+                    per_unit: output_price,
+                },
+            })
+            .collect();
+        let wanted = requested_output(demand.request)
+            .into_iter()
+            .chain(demand.output_cap)
+            .min();
+        let max_units = if demand.request.stream {
+            wanted.unwrap_or(u64::MAX).min(ALLOWANCE_STEP)
+        } else {
+            wanted.unwrap_or(DEFAULT_OUTPUT_RESERVE)
+        };
+        let store_counters: Vec<Counter> = counters.iter().map(|c| c.counter.clone()).collect();
+        let on_failure = match limits.on_store_failure {
+            StoreFailure::Local => BudgetFailure::Local,
+            StoreFailure::Closed => BudgetFailure::Closed,
+        };
+        let ask = Ask {
+            counters: &store_counters,
+            draws: &draws,
+            min_units: 1,
+            max_units: max_units.max(1),
+        };
+        match self.store.reserve(ask, on_failure).await {
+            Grant::Granted { units, local } => {
+                let charged = draws.iter().map(|d| d.base + units * d.per_unit).collect();
+                Ok(Some(Arc::new(Reservation {
+                    store: self.store.clone(),
+                    key_id: key.id().to_owned(),
+                    counters,
+                    store_counters,
+                    draws,
+                    local,
+                    on_failure,
+                    first_grant: units,
+                    charged: Arc::new(Mutex::new(charged)),
+                    answer: OnceLock::new(),
+                    runtime: tokio::runtime::Handle::current(),
+                })))
+            }
+            Grant::Exhausted { counter } => {
+                let spent = &counters[counter];
+                let wait =
+                    Duration::from_millis(spent.counter.expires_at_ms.saturating_sub(now_ms));
+                Err(refused(spent.exhausted_message(key.id()), wait))
+            }
+            Grant::Unavailable => Err(refused(unavailable(key.id()), Duration::from_secs(1))),
+        }
+    }
+}
+
+/// The budgets one request holds: settled when the last holder drops it (the action's log
+/// entry and, for a stream, the metered body).
+pub struct Reservation {
+    store: Arc<dyn BudgetStore>,
+    key_id: String,
+    counters: Vec<KeyCounter>,
+    store_counters: Vec<Counter>,
+    draws: Vec<Draw>,
+    /// Charged to the in-process fallback: settled there too.
+    local: bool,
+    on_failure: BudgetFailure,
+    /// Output tokens granted by the reservation itself.
+    first_grant: u64,
+    /// What each counter was charged so far, top-ups included (shared with their futures).
+    charged: Arc<Mutex<Vec<u64>>>,
+    /// The usage of the answer and its model's price, once a provider answered.
+    answer: OnceLock<(Arc<Usage>, Option<Pricing>)>,
+    /// Settling needs a runtime, and the last holder may drop it on a thread without one.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Reservation {
+    /// Settles against `usage` (filled in as the response passes) at `pricing`.
+    pub fn answered_with(&self, usage: Arc<Usage>, pricing: Option<Pricing>) {
+        let _ = self.answer.set((usage, pricing));
+    }
+
+    /// What each counter should hold for this request: its real usage (nothing when no
+    /// provider answered).
+    fn actual(&self) -> Vec<u64> {
+        let Some((usage, pricing)) = self.answer.get() else {
+            return vec![0; self.counters.len()];
+        };
+        let input = usage.input_tokens.load(Ordering::Relaxed);
+        let output = usage.output_tokens.load(Ordering::Relaxed);
+        let (input_price, output_price) =
+            pricing.map_or((0, 0), |p| (nanos(p.input), nanos(p.output)));
+        self.counters
+            .iter()
+            .map(|c| match c.kind {
+                Kind::Tokens => input + output,
+                Kind::Spend => input
+                    .saturating_mul(input_price)
+                    .saturating_add(output.saturating_mul(output_price)),
+            })
+            .collect()
+    }
+}
+
+impl Allowance for Reservation {
+    fn granted(&self) -> u64 {
+        self.first_grant
+    }
+
+    fn extend(&self, more: u64) -> BoxFuture<'static, Result<u64, Exhausted>> {
+        let store = self.store.clone();
+        let counters = self.store_counters.clone();
+        let draws: Vec<Draw> = self
+            .draws
+            .iter()
+            .map(|d| Draw {
+                base: 0,
+                per_unit: d.per_unit,
+            })
+            .collect();
+        let on_failure = self.on_failure;
+        let messages: Vec<String> = self
+            .counters
+            .iter()
+            .map(|c| c.exhausted_message(&self.key_id))
+            .collect();
+        let unavailable = unavailable(&self.key_id);
+        let charged = self.charged.clone();
+        Box::pin(async move {
+            let ask = Ask {
+                counters: &counters,
+                draws: &draws,
+                min_units: 1,
+                max_units: more.max(1),
+            };
+            match store.reserve(ask, on_failure).await {
+                Grant::Granted { units, .. } => {
+                    let mut charged = charged.lock().unwrap_or_else(|p| p.into_inner());
+                    for (total, draw) in charged.iter_mut().zip(&draws) {
+                        *total += units * draw.per_unit;
+                    }
+                    Ok(units)
+                }
+                Grant::Exhausted { counter } => Err(Exhausted {
+                    kind: ErrorCode::AccessKeyBudget.error_type(),
+                    code: ErrorCode::AccessKeyBudget.as_str(),
+                    message: messages[counter].clone(),
+                }),
+                Grant::Unavailable => Err(Exhausted {
+                    kind: ErrorCode::AccessKeyBudget.error_type(),
+                    code: ErrorCode::AccessKeyBudget.as_str(),
+                    message: unavailable,
+                }),
+            }
+        })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let actual = self.actual();
+        let charged = self.charged.lock().unwrap_or_else(|p| p.into_inner());
+        let deltas: Vec<i64> = actual
+            .iter()
+            .zip(charged.iter())
+            .map(|(&actual, &charged)| clamp_i64(actual) - clamp_i64(charged))
+            .collect();
+        if deltas.iter().all(|&d| d == 0) {
+            return;
+        }
+        let store = self.store.clone();
+        let counters = std::mem::take(&mut self.store_counters);
+        let local = self.local;
+        self.runtime.spawn(async move {
+            store.settle(&counters, &deltas, local).await;
+        });
+    }
+}
+
+/// Which budget a counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Input plus output tokens.
+    Tokens,
+    /// Nano-USD.
+    Spend,
+}
+
+/// One of a key's budget counters in the current window, and how to name it to the client.
+#[derive(Debug, Clone)]
+struct KeyCounter {
+    counter: Counter,
+    kind: Kind,
+    /// `token budget (50000/day)`, `daily spend limit ($5.00)`.
+    label: String,
+}
+
+impl KeyCounter {
+    fn exhausted_message(&self, key_id: &str) -> String {
+        format!("access key {key_id} has reached its {}", self.label)
+    }
+}
+
+/// The key's budget counters for the windows around `now_ms`: tokens in a window aligned to the
+/// Unix epoch (a `/day` window is a UTC day), spend per UTC day and UTC month.
+fn counters(key_id: &str, limits: &KeyLimits, now_ms: u64) -> Vec<KeyCounter> {
+    let mut out = Vec::with_capacity(3);
+    if let Some(rate) = limits.tokens {
+        let window = (rate.window.as_millis() as u64).max(1);
+        let index = now_ms / window;
+        out.push(KeyCounter {
+            counter: Counter {
+                id: format!("{key_id}:tokens:{window}:{index}"),
+                limit: rate.count,
+                expires_at_ms: (index + 1) * window,
+            },
+            kind: Kind::Tokens,
+            label: format!("token budget ({rate})"),
+        });
+    }
+    if let Some(micros) = limits.daily_spend_micros {
+        let day = now_ms / DAY_MS;
+        out.push(KeyCounter {
+            counter: Counter {
+                id: format!("{key_id}:spend:day:{day}"),
+                limit: micros.saturating_mul(NANOS_PER_MICRO),
+                expires_at_ms: (day + 1) * DAY_MS,
+            },
+            kind: Kind::Spend,
+            label: format!("daily spend limit (${})", format_usd(micros)),
+        });
+    }
+    if let Some(micros) = limits.monthly_spend_micros {
+        let (month, next) = month_bounds(now_ms);
+        out.push(KeyCounter {
+            counter: Counter {
+                id: format!("{key_id}:spend:month:{month}"),
+                limit: micros.saturating_mul(NANOS_PER_MICRO),
+                expires_at_ms: next,
+            },
+            kind: Kind::Spend,
+            label: format!("monthly spend limit (${})", format_usd(micros)),
+        });
+    }
+    out
+}
+
+/// The UTC month of `now_ms` as `YYYYMM`, and when the next one starts (Unix ms).
+fn month_bounds(now_ms: u64) -> (u32, u64) {
+    let now = Utc
+        .timestamp_millis_opt(i64::try_from(now_ms).unwrap_or(i64::MAX))
+        .single()
+        .unwrap_or_default();
+    let (year, month) = (now.year(), now.month());
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let next = Utc
+        .with_ymd_and_hms(next_year, next_month, 1, 0, 0, 0)
+        .single()
+        .map_or(u64::MAX, |t| {
+            u64::try_from(t.timestamp_millis()).unwrap_or(u64::MAX)
+        });
+    (year.unsigned_abs() * 100 + month, next)
+}
+
+/// The dearest input and output prices among the candidates, in nano-USD per token: the most
+/// any of them can cost.
+fn dearest(candidates: &[Candidate]) -> (u64, u64) {
+    candidates
+        .iter()
+        .filter_map(|c| c.model.pricing)
+        .fold((0, 0), |(input, output), p| {
+            (input.max(nanos(p.input)), output.max(nanos(p.output)))
+        })
+}
+
+/// A price in USD per million tokens as nano-USD per token, rounded up.
+fn nanos(per_million: f64) -> u64 {
+    // USD per million tokens is micro-USD per token.
+    let nanos = (per_million * NANOS_PER_MICRO as f64).ceil();
+    if nanos.is_finite() && nanos > 0.0 {
+        nanos as u64
+    } else {
+        0
+    }
+}
+
+/// The most output tokens the request asks for (`max_tokens`, `max_completion_tokens` or
+/// `max_output_tokens`), if it says.
+fn requested_output(request: &ClientRequest) -> Option<u64> {
+    const FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+    FIELDS
+        .iter()
+        .filter_map(|field| request.body().get(*field)?.as_u64())
+        .min()
+}
+
+fn refused(message: String, wait: Duration) -> GatewayError {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    GatewayError::new(ErrorCode::AccessKeyBudget, message)
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from(seconds))
+}
+
+fn unavailable(key_id: &str) -> String {
+    format!("the budget store is unreachable and access key {key_id} refuses requests then (on_store_failure: closed)")
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn clamp_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_keys::Rate;
+
+    /// 2026-12-07T15:30:00Z.
+    const NOW_MS: u64 = 1_796_657_400_000;
+
+    #[test]
+    fn counters_follow_utc_windows() {
+        let limits = KeyLimits {
+            tokens: Some(Rate {
+                count: 5000,
+                window: Duration::from_secs(3600),
+            }),
+            daily_spend_micros: Some(5_000_000),
+            monthly_spend_micros: Some(50_250_000),
+            ..KeyLimits::default()
+        };
+        let counters = counters("aigk_1", &limits, NOW_MS);
+        let ids: Vec<&str> = counters.iter().map(|c| c.counter.id.as_str()).collect();
+        let hour = NOW_MS / 3_600_000;
+        assert_eq!(
+            ids,
+            [
+                format!("aigk_1:tokens:3600000:{hour}").as_str(),
+                format!("aigk_1:spend:day:{}", NOW_MS / DAY_MS).as_str(),
+                "aigk_1:spend:month:202612",
+            ]
+        );
+        assert_eq!(
+            counters[0].counter.expires_at_ms, 1_796_659_200_000,
+            "16:00Z"
+        );
+        assert_eq!(
+            counters[1].counter.expires_at_ms, 1_796_688_000_000,
+            "next midnight"
+        );
+        assert_eq!(
+            counters[2].counter.expires_at_ms, 1_798_761_600_000,
+            "2027-01-01T00:00Z"
+        );
+        assert_eq!(counters[1].counter.limit, 5_000_000_000, "nano-USD");
+        assert_eq!(
+            counters[2].exhausted_message("aigk_1"),
+            "access key aigk_1 has reached its monthly spend limit ($50.25)"
+        );
+        assert_eq!(
+            counters[0].exhausted_message("aigk_1"),
+            "access key aigk_1 has reached its token budget (5000/h)"
+        );
+    }
+
+    #[test]
+    fn prices_are_nano_usd_per_token_rounded_up() {
+        assert_eq!(nanos(2.5), 2500);
+        assert_eq!(nanos(0.15), 150);
+        assert_eq!(nanos(0.0000001), 1);
+        assert_eq!(nanos(0.0), 0);
+        assert_eq!(nanos(f64::NAN), 0);
+    }
+
+    #[test]
+    fn the_requested_output_is_the_smallest_limit_sent() {
+        let parse = |body: &'static str| ClientRequest::parse(bytes::Bytes::from(body)).unwrap();
+        assert_eq!(
+            requested_output(&parse(r#"{"max_tokens": 300}"#)),
+            Some(300)
+        );
+        assert_eq!(
+            requested_output(&parse(
+                r#"{"max_tokens": 300, "max_completion_tokens": 200}"#
+            )),
+            Some(200)
+        );
+        assert_eq!(requested_output(&parse(r#"{"model": "x"}"#)), None);
+    }
+}

@@ -1,0 +1,128 @@
+//! [`UsageEvent`]: what the ledger keeps of one AI request.
+
+use std::time::{Duration, SystemTime};
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::{Serialize, Serializer};
+
+use crate::cost::usd;
+use crate::time::{millis, rfc3339};
+
+/// One AI request, as the gateway settled it: who asked, which provider and model answered, the
+/// tokens, the cost and how long it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEvent {
+    /// When the request arrived.
+    pub time: SystemTime,
+    pub request_id: String,
+    /// The id (`aigk_...`) of the access key the request authenticated with; never a token.
+    pub access_key: Option<String>,
+    pub provider: String,
+    pub model: String,
+    /// The status the client received (a stream that broke off keeps its head's status and
+    /// carries `error`).
+    pub status: u16,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Input tokens the provider served from its prompt cache.
+    pub cached_tokens: u64,
+    /// Output tokens spent on reasoning.
+    pub reasoning_tokens: u64,
+    pub usage_source: UsageSource,
+    /// Micro-USD ([`crate::cost_micros`]); `None` when the request used tokens of a model
+    /// without a price.
+    pub cost_micros: Option<u64>,
+    /// From arrival to the end of the response body.
+    pub latency: Duration,
+    pub time_to_first_token: Option<Duration>,
+    /// Upstream attempts made (1 when the first try succeeded).
+    pub attempts: u32,
+    /// Why the request failed or its response broke off.
+    pub error: Option<String>,
+}
+
+/// Where the token counts came from. Stored as the text `provider` or `estimated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageSource {
+    /// Reported by the provider in its response.
+    Provider,
+    /// Counted by Keygate because the provider reported none.
+    Estimated,
+}
+
+impl UsageSource {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Provider => "provider",
+            UsageSource::Estimated => "estimated",
+        }
+    }
+}
+
+impl ToSql for UsageSource {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for UsageSource {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "provider" => Ok(UsageSource::Provider),
+            "estimated" => Ok(UsageSource::Estimated),
+            other => Err(FromSqlError::Other(
+                format!("unknown usage source '{other}'").into(),
+            )),
+        }
+    }
+}
+
+/// The JSON of one event (`GET /v1/usage/events`): times in RFC 3339, durations in milliseconds,
+/// the cost in micro-USD and, for display, USD.
+#[derive(Serialize)]
+struct EventJson<'a> {
+    time: String,
+    request_id: &'a str,
+    access_key: Option<&'a str>,
+    provider: &'a str,
+    model: &'a str,
+    status: u16,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_tokens: u64,
+    reasoning_tokens: u64,
+    usage_source: UsageSource,
+    cost_micros: Option<u64>,
+    cost_usd: Option<f64>,
+    latency_ms: f64,
+    time_to_first_token_ms: Option<f64>,
+    attempts: u32,
+    error: Option<&'a str>,
+}
+
+impl Serialize for UsageEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        EventJson {
+            time: rfc3339(self.time),
+            request_id: &self.request_id,
+            access_key: self.access_key.as_deref(),
+            provider: &self.provider,
+            model: &self.model,
+            status: self.status,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_tokens: self.cached_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            usage_source: self.usage_source,
+            cost_micros: self.cost_micros,
+            cost_usd: self.cost_micros.map(usd),
+            latency_ms: millis(self.latency),
+            time_to_first_token_ms: self.time_to_first_token.map(millis),
+            attempts: self.attempts,
+            error: self.error.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}

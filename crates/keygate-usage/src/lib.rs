@@ -1,0 +1,34 @@
+//! The usage ledger: one row per AI request in its own SQLite file (`usage.db` in the data
+//! directory), and the reports over it.
+//!
+//! The gateway holds a [`Ledger`]: [`Ledger::record`] never blocks and does no I/O (a bounded
+//! queue; a full one drops and counts), and a writer thread commits in batches and deletes rows
+//! past the retention period. [`Reader`] opens the file read-only for `keygate usage` and
+//! `GET /v1/usage`, which share the parameter forms of [`QueryParams`] and the JSON of
+//! [`Report`]. It knows nothing of the server, the policy engine or the LLM domain: the server
+//! builds each [`UsageEvent`].
+
+mod cost;
+mod error;
+mod event;
+mod ledger;
+mod params;
+mod query;
+mod schema;
+mod time;
+mod writer;
+
+pub use cost::cost_micros;
+pub use error::Error;
+pub use event::{UsageEvent, UsageSource};
+pub use ledger::{Ledger, LedgerConfig};
+pub use params::{
+    parse_duration, parse_group_by, parse_status, parse_time, ParamError, QueryParams,
+    DEFAULT_SINCE,
+};
+pub use query::{GroupBy, Query, Reader, Report, StatusRange, TotalRow, Totals, MAX_EVENTS};
+pub use schema::DB_FILE;
+pub use time::rfc3339;
+
+#[cfg(test)]
+mod tests;
