@@ -5,12 +5,23 @@
 # Keygate (one worker) runs bench/seed-full.yml in front of keygate-mock; keygate-load sends
 # WARMUP requests, the counters are zeroed, then REQUESTS more are counted. Prints one line:
 #   instructions per request: N (REQUESTS requests, leg LEG)
+# (with POLICY=keys or REDIS=1 the parentheses also name the policy and the store).
 #
 #   bench/instructions.sh                       # builds release binaries first
 #   KEYGATE_BIN=... MOCK_BIN=... LOAD_BIN=... bench/instructions.sh
 #   LEG=https bench/instructions.sh             # the mock behind TLS (h2), trusted with --upstream-ca-file
+#   POLICY=keys bench/instructions.sh           # bench/seed-keys.yml: built-in access keys, token budget
+#   POLICY=keys REDIS=1 bench/instructions.sh   # the same with rate limits and budgets in a redis-server
 #
-# Needs valgrind (apt-get install valgrind), curl, and for LEG=https the mock's --tls-cert flags.
+# POLICY=seed (default) runs bench/seed-full.yml (Bearer token checked against a vault secret).
+# POLICY=keys runs bench/seed-keys.yml (`access_keys: required`, rate limit bucketed by access_key.id)
+# and sends the token of an access key created with `--token-limit 1000000000000/day`, so every
+# request also reserves and settles a token budget. REDIS=1 starts a throwaway redis-server on
+# REDIS_PORT (no persistence, shut down on exit) and passes `--redis` to keygate; only Keygate runs
+# under callgrind, so Redis's own CPU is not counted (bench/budget-latency.sh measures its latency).
+#
+# Needs valgrind (apt-get install valgrind), curl, jq, for LEG=https the mock's --tls-cert flags,
+# and for REDIS=1 redis-server and redis-cli (apt-get install redis-server).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,14 +29,27 @@ REQUESTS="${REQUESTS:-2000}"
 CONNECTIONS="${CONNECTIONS:-4}"        # keep-alive connections the requests share
 WARMUP="${WARMUP:-200}"
 LEG="${LEG:-http}"
+POLICY="${POLICY:-seed}"               # seed | keys
+REDIS="${REDIS:-0}"                    # 1: rate limits and budgets in a throwaway redis-server
+REDIS_PORT="${REDIS_PORT:-18285}"
 MOCK_PORT="${MOCK_PORT:-18281}"
 KG_PORT="${KG_PORT:-18283}"
 KG_ADMIN_PORT="${KG_ADMIN_PORT:-18284}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 WORK="$(mktemp -d /tmp/keygate-instr.XXXXXX)"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+REDIS_STARTED=0
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  [[ "$REDIS_STARTED" == 1 ]] && { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+case "$POLICY" in
+  seed) POLICY_FILE="$ROOT/bench/seed-full.yml" ;;
+  keys) POLICY_FILE="$ROOT/bench/seed-keys.yml" ;;
+  *) echo "POLICY must be seed or keys, not $POLICY" >&2; exit 2 ;;
+esac
 
 if [[ -z "${KEYGATE_BIN:-}" || -z "${MOCK_BIN:-}" || -z "${LOAD_BIN:-}" ]]; then
   (cd "$ROOT" && cargo build --release -q -p keygate -p keygate-mock)
@@ -53,16 +77,32 @@ PIDS+=($!)
 wait_http "$scheme://127.0.0.1:$MOCK_PORT/v1/models"
 
 export KEYGATE_DATA_DIR="$WORK/data"
-TOKEN="$("$KEYGATE_BIN" token generate)"
-"$KEYGATE_BIN" api vaults create --name gateway-auth >/dev/null
-printf '%s' "$TOKEN" | "$KEYGATE_BIN" api secrets create --name access-token --value - --vault-name gateway-auth >/dev/null
+if [[ "$POLICY" == keys ]]; then # an access key with a token budget that never runs out
+  TOKEN="$("$KEYGATE_BIN" api ai-gateway-api-keys create --description bench \
+    --token-limit 1000000000000/day | jq -r .token)"
+  [[ "$TOKEN" == kg-* ]] || { echo "no access-key token in the create output" >&2; exit 1; }
+else
+  TOKEN="$("$KEYGATE_BIN" token generate)"
+  "$KEYGATE_BIN" api vaults create --name gateway-auth >/dev/null
+  printf '%s' "$TOKEN" | "$KEYGATE_BIN" api secrets create --name access-token --value - --vault-name gateway-auth >/dev/null
+fi
 "$KEYGATE_BIN" api vaults create --name openai >/dev/null
 printf 'sk-bench-server-key-0123456789' | "$KEYGATE_BIN" api secrets create --name api-key --value - --vault-name openai >/dev/null
 
+store_args=()
+if [[ "$REDIS" == 1 ]]; then
+  ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || { echo "port $REDIS_PORT already answers redis" >&2; exit 1; }
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+    --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+  REDIS_STARTED=1
+  for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  store_args=(--redis "redis://127.0.0.1:$REDIS_PORT")
+fi
+
 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" ${CALLGRIND_ARGS:-} \
-  "$KEYGATE_BIN" serve --policy "$ROOT/bench/seed-full.yml" --workers 1 --log-format json \
+  "$KEYGATE_BIN" serve --policy "$POLICY_FILE" --workers 1 --log-format json \
   --listen "127.0.0.1:$KG_PORT" --admin-listen "127.0.0.1:$KG_ADMIN_PORT" \
-  --provider-url "openai=$scheme://127.0.0.1:$MOCK_PORT/v1" "${upstream_args[@]}" \
+  --provider-url "openai=$scheme://127.0.0.1:$MOCK_PORT/v1" "${upstream_args[@]}" "${store_args[@]}" \
   >"$WORK/keygate.log" 2>"$WORK/valgrind.log" &
 KG_PID=$!
 PIDS+=("$KG_PID")
@@ -74,6 +114,10 @@ load() { # about N requests over CONNECTIONS connections in 2 s; prints how many
     --duration 2 --warmup 0 --connections "$CONNECTIONS" --timeout-ms 60000 --body-file "$WORK/chat.json" \
     -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" | jq -r .ok
 }
+# One request first, outside the count: a policy or token mistake fails here instead of as 401s.
+status="$(curl -s -o "$WORK/check.json" -w '%{http_code}' --max-time 60 "http://127.0.0.1:$KG_PORT/v1/chat/completions" \
+  -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" --data-binary "@$WORK/chat.json")"
+[[ "$status" == 200 ]] || { echo "keygate answered $status: $(cat "$WORK/check.json")" >&2; exit 1; }
 load "$WARMUP" >/dev/null
 callgrind_control -z "$KG_PID" >/dev/null
 ok="$(load "$REQUESTS")"
@@ -81,7 +125,12 @@ callgrind_control -d "$KG_PID" >/dev/null
 sleep 1
 total="$(cat "$WORK"/callgrind.out* | awk '/^summary:/ {s += $2} END {print s}')"
 [[ -n "${KEEP:-}" ]] && cp "$WORK"/callgrind.out* "$KEEP"/
-echo "instructions per request: $(( total / ok )) ($ok requests, leg $LEG)"
+extra=""
+[[ "$POLICY" != seed || "$REDIS" == 1 ]] && extra=", policy $POLICY, store $([[ "$REDIS" == 1 ]] && echo redis || echo memory)"
+echo "instructions per request: $(( total / ok )) ($ok requests, leg $LEG$extra)"
+if [[ "$REDIS" == 1 ]]; then # the counters keygate wrote, to show the store was used
+  echo "redis keys: $(redis-cli -p "$REDIS_PORT" --scan | tr '\n' ' ')" >&2
+fi
 if [[ -n "${CALLGRIND_ARGS:-}" ]]; then # per thread (with --separate-threads=yes)
   for f in "$WORK"/callgrind.out*; do awk -v f="${f##*/}" -v ok="$ok" '/^summary:/ {print f": "int($2 / ok)" per request"}' "$f"; done
 fi

@@ -11,6 +11,9 @@
 //!
 //! An attempt succeeds only once its first body chunk has arrived (or its body ended empty),
 //! and nothing reaches the client before that: failover always happens before the first byte.
+//!
+//! With [`Runtime::health`], candidates whose provider recently gave no answer are tried after
+//! the others (`crate::health`); the trace lists the attempts in the order they were made.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +29,9 @@ use keygate_ai::{
 use keygate_http::{full, strip_hop_by_hop, Body, BoxError};
 
 use crate::allowance::Allowance;
+use crate::health::{CallHealth, Health};
 use crate::keys::{Credential, KeySource};
-use crate::metered::{MeteredBody, Scan};
+use crate::metered::{MeteredBody, Scan, UsageFill};
 use crate::trace::{
     error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace,
 };
@@ -86,6 +90,9 @@ pub struct Runtime {
     pub keep_response_headers: bool,
     /// Where attempt samples go; `None` when nothing reads them.
     pub metrics: Option<&'static MetricsStore>,
+    /// Slow-provider demotion: providers that stopped answering are tried after the healthy
+    /// ones (`None`: the candidates' order is kept).
+    pub health: Option<Health>,
 }
 
 /// A response for the client.
@@ -146,7 +153,10 @@ impl Runtime {
     ) -> Result<Served, CallError<K::Error>> {
         let deadline = trace.started + self.total_timeout;
         let mut first_attempt: Option<Instant> = None;
-        for candidate in call.candidates {
+        let mut health = self.health.map(|h| CallHealth::begin(h, call.candidates));
+        for position in 0..call.candidates.len() {
+            let index = health.as_ref().map_or(position, |h| h.index(position));
+            let candidate = &call.candidates[index];
             let keys = call.keys.keys(candidate).map_err(CallError::Key)?;
             trace.tried.push(ModelTried {
                 provider: candidate.provider.id.clone(),
@@ -176,6 +186,10 @@ impl Runtime {
                 trace.upstream_wait += now.elapsed();
                 if let Some(metrics) = self.metrics {
                     record_metrics(metrics, candidate, &attempt.made, now.elapsed());
+                }
+                if let Some(health) = &mut health {
+                    let full_budget = budget == self.per_request_timeout;
+                    health.record(candidate, &attempt.made.end, full_budget);
                 }
                 let timed_out_total =
                     attempt.made.end == AttemptEnd::Timeout && Instant::now() >= deadline;
@@ -342,6 +356,24 @@ impl Runtime {
         if let Some(allowance) = &call.allowance {
             metered = metered.with_allowance(allowance.clone(), surface);
         }
+        if let Some(metrics) = self.metrics {
+            metered = metered.with_token_metrics(
+                metrics,
+                candidate.provider.id.clone(),
+                candidate.model.id.clone(),
+            );
+        }
+        let object = match surface {
+            Surface::ChatCompletions => Some("chat.completion.chunk"),
+            Surface::Completions => Some("text_completion"),
+            _ => None,
+        };
+        if let Some(object) = object.filter(|_| call.request.include_usage) {
+            metered = metered.with_usage_fill(UsageFill {
+                object,
+                model: candidate.model.id.clone(),
+            });
+        }
         let mut response = Response::from_parts(parts, metered.boxed());
         strip_provider_headers(&mut response);
         let headers = response.headers_mut();
@@ -416,6 +448,7 @@ fn record_metrics(
         time_to_first_token: made.time_to_first_byte,
         input_tokens: 0,
         output_tokens: 0,
+        estimated: false,
     };
     metrics.record(&candidate.provider.id, &candidate.model.id, sample);
 }

@@ -5,7 +5,8 @@
 //! Seams: [`Upstream`] answers one attempt ([`HttpUpstream`] over `keygate-http`,
 //! [`MockUpstream`] in process; [`Upstreams`] picks one per candidate); [`KeySource`] gives the
 //! keys of a candidate; an [`Allowance`] grants a budgeted call its output as it streams; a
-//! [`Call`] carries one request through a [`Runtime`], which is built once per action.
+//! [`Call`] carries one request through a [`Runtime`], which is built once per action. A
+//! [`HealthTracker`] (process-wide) demotes providers that stop answering.
 //!
 //! It knows nothing of the server, the policy engine or CEL: the caller selects the candidates,
 //! renders its templates into [`Rendered`], maps [`CallError`] to its error answers and publishes
@@ -14,6 +15,7 @@
 
 mod allowance;
 mod call;
+mod health;
 mod keys;
 mod metered;
 mod trace;
@@ -22,8 +24,9 @@ mod usage;
 
 pub use allowance::{Allowance, Exhausted};
 pub use call::{strip_provider_headers, Call, CallError, Rendered, Runtime, Served};
+pub use health::{Health, HealthTracker};
 pub use keys::{Credential, KeySource};
-pub use metered::{JsonChunks, MeteredBody, Scan, ALLOWANCE_STEP};
+pub use metered::{JsonChunks, MeteredBody, Scan, UsageFill, ALLOWANCE_STEP};
 pub use trace::{
     error_body_excerpt, response_headers, status_text, AttemptEnd, ModelTried, RequestMade, Trace,
     MAX_ERROR_BODY,

@@ -23,7 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use keygate_ai::{
-    error_event, estimate_input_tokens_raw, OutputEstimate, SseScanner, Surface, TokenUsage,
+    error_event, estimate_input_tokens_raw, MetricsStore, OutputEstimate, SseScanner, Surface,
+    TokenUsage,
 };
 use keygate_http::{Body, BoxError};
 use tokio::time::{sleep, Instant, Sleep};
@@ -131,6 +132,18 @@ pub struct MeteredBody {
     /// The client's request body, for an input estimate when the provider reports none.
     request: Bytes,
     budget: Option<Budget>,
+    /// The client asked for a usage chunk: the model to name in one made from the estimate
+    /// when the provider sends none.
+    usage_fill: Option<UsageFill>,
+    /// Where the final usage goes for `m.metrics`: the store, provider and model.
+    token_metrics: Option<(&'static MetricsStore, String, String)>,
+}
+
+/// What a usage chunk made by the gateway says besides the counts.
+pub struct UsageFill {
+    /// `chat.completion.chunk` or `text_completion`.
+    pub object: &'static str,
+    pub model: String,
 }
 
 impl MeteredBody {
@@ -152,7 +165,27 @@ impl MeteredBody {
             finished: false,
             request: Bytes::new(),
             budget: None,
+            usage_fill: None,
+            token_metrics: None,
         }
+    }
+
+    /// Adds the final usage to `metrics` for (`provider`, `model`) (`m.metrics.*.token`).
+    pub fn with_token_metrics(
+        mut self,
+        metrics: &'static MetricsStore,
+        provider: String,
+        model: String,
+    ) -> Self {
+        self.token_metrics = Some((metrics, provider, model));
+        self
+    }
+
+    /// When the client asked for usage (`stream_options.include_usage`) and the stream ends
+    /// without any, adds a usage chunk of the estimate before `data: [DONE]`.
+    pub fn with_usage_fill(mut self, fill: UsageFill) -> Self {
+        self.usage_fill = Some(fill);
+        self
     }
 
     /// Estimates input from `request` (the client's body) when the provider reports none.
@@ -220,12 +253,29 @@ impl MeteredBody {
         }
         self.usage.record(usage);
         self.usage.estimated.store(estimated, Ordering::Relaxed);
+        if let Some((metrics, provider, model)) = &self.token_metrics {
+            let (input, output) = (usage.input.unwrap_or(0), usage.output.unwrap_or(0));
+            metrics.add_tokens(provider, model, input, output, estimated);
+        }
     }
 
     /// Passes `data` through the scanner; when the upstream body has nothing more, finishes at
     /// once (hyper stops polling a body whose announced length has been sent).
     fn forward(&mut self, data: Bytes) -> Option<Bytes> {
         let mut out = self.scan.push(data);
+        if let (Some(fill), Scan::Sse(scanner)) = (&self.usage_fill, &mut self.scan) {
+            if let Some(at) = scanner.take_done_offset() {
+                if scanner.usage().output.is_none() {
+                    let input = estimate_input_tokens_raw(&self.request);
+                    let chunk = fill.chunk(input, scanner.output_estimate());
+                    let mut joined = bytes::BytesMut::with_capacity(out.len() + chunk.len());
+                    joined.extend_from_slice(&out[..at]);
+                    joined.extend_from_slice(&chunk);
+                    joined.extend_from_slice(&out[at..]);
+                    out = joined.freeze();
+                }
+            }
+        }
         if self.first.is_none() && self.inner.is_end_stream() {
             let rest = self.record(End::Complete);
             if !rest.is_empty() {
@@ -316,6 +366,22 @@ impl Drop for MeteredBody {
                 self.settle_usage(reported, complete, || body_output(surface, &body));
             }
         }
+    }
+}
+
+impl UsageFill {
+    /// A usage-only chunk (`choices: []`) as OpenAI sends it last when asked.
+    fn chunk(&self, input: u64, output: u64) -> Vec<u8> {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let chunk = serde_json::json!({
+            "id": "keygate-usage", "object": self.object, "created": created, "model": self.model,
+            "choices": [],
+            "usage": {"prompt_tokens": input, "completion_tokens": output,
+                      "total_tokens": input + output},
+        });
+        format!("data: {chunk}\n\n").into_bytes()
     }
 }
 
@@ -626,6 +692,56 @@ mod tests {
             usage.input_tokens.load(Ordering::Relaxed),
             keygate_ai::estimate_input_tokens_raw(&request)
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_asked_for_usage_gets_the_estimate_when_the_provider_sends_none() {
+        let usage = Arc::new(Usage::default());
+        let request = Bytes::from_static(br#"{"messages":[{"role":"user","content":"abcdabcd"}]}"#);
+        let body = MeteredBody::new(
+            None,
+            body_of(vec![CHUNK, "data: {\"choices\":[]}\n\ndata: [DONE]\n\n"]),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
+            usage.clone(),
+            Duration::from_secs(5),
+        )
+        .with_request(request.clone())
+        .with_usage_fill(UsageFill {
+            object: "chat.completion.chunk",
+            model: "smollm2".into(),
+        });
+        let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 4, "{text}");
+        assert_eq!(events[3], "data: [DONE]");
+        let made: serde_json::Value =
+            serde_json::from_str(events[2].strip_prefix("data: ").unwrap()).unwrap();
+        let input = keygate_ai::estimate_input_tokens_raw(&request);
+        assert_eq!(made["object"], "chat.completion.chunk");
+        assert_eq!(made["model"], "smollm2");
+        assert_eq!(made["choices"], serde_json::json!([]));
+        assert_eq!(
+            made["usage"],
+            serde_json::json!({"prompt_tokens": input, "completion_tokens": 2, "total_tokens": input + 2})
+        );
+        assert!(usage.estimated.load(Ordering::Relaxed));
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 2);
+
+        // A provider that reports usage is left alone.
+        let reported = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n";
+        let body = MeteredBody::new(
+            None,
+            body_of(vec![CHUNK, reported]),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
+            Arc::new(Usage::default()),
+            Duration::from_secs(5),
+        )
+        .with_usage_fill(UsageFill {
+            object: "chat.completion.chunk",
+            model: "gpt-4o".into(),
+        });
+        let text = body.collect().await.unwrap().to_bytes();
+        assert_eq!(text, [CHUNK, reported].concat().as_bytes());
     }
 
     /// Grants `first` tokens up front, then what `then` lists, one entry per request for more.

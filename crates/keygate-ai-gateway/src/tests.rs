@@ -164,6 +164,7 @@ fn runtime(upstream: &Arc<Scripted>, per_request: u64, total: u64) -> Runtime {
         server_keys: true,
         keep_response_headers: true,
         metrics: None,
+        health: None,
     }
 }
 
@@ -488,4 +489,169 @@ async fn the_mock_provider_answers_in_process() {
     assert_eq!(made.url, "mock://local/v1/chat/completions");
     assert_eq!(made.api_key, None, "the mock sends no key");
     assert!(body_text(response).await.contains("hello there"));
+}
+
+/// A runtime with slow-provider demotion on `tracker` (its clock is manual).
+fn with_health(
+    upstream: &Arc<Scripted>,
+    tracker: &'static crate::HealthTracker,
+    cooldown: Duration,
+) -> Runtime {
+    Runtime {
+        health: Some(crate::Health { tracker, cooldown }),
+        ..runtime(upstream, 50, 5000)
+    }
+}
+
+/// `provider/model` of each candidate tried, in order.
+fn tried(trace: &Trace) -> Vec<String> {
+    trace
+        .tried
+        .iter()
+        .map(|m| format!("{}/{}", m.provider, m.model))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_is_tried_last_until_a_probe_finds_it_back() {
+    let tracker: &'static crate::HealthTracker =
+        Box::leak(Box::new(crate::HealthTracker::manual()));
+    let cooldown = Duration::from_secs(30);
+    let models = ["gpt-4o", "claude-haiku-4-5"];
+    let openai_hangs = format!("gpt-4o/{KEY_A}");
+    let claude = format!("claude-haiku-4-5/{KEY_A}");
+    let keys = Keys(vec![KEY_A]);
+    let hung = Scripted::with(&[(&openai_hangs, slow_head(Duration::from_secs(5)))]);
+    let runtime = with_health(&hung, tracker, cooldown);
+
+    // The first request waits out the timeout, then fails over.
+    let (served, trace) = run(&runtime, &models, &keys).await;
+    assert!(matches!(
+        served,
+        Ok(Served::Provider {
+            success: (1, 0),
+            ..
+        })
+    ));
+    assert_eq!(ends(&trace), [AttemptEnd::Timeout, AttemptEnd::Success]);
+    assert_eq!(tracker.unhealthy(), 1);
+
+    // The next ones go to the healthy provider first; the trace shows only what was tried.
+    let (served, trace) = run(&runtime, &models, &keys).await;
+    assert!(matches!(
+        served,
+        Ok(Served::Provider {
+            success: (0, 0),
+            ..
+        })
+    ));
+    assert_eq!(tried(&trace), ["anthropic/claude-haiku-4-5"]);
+    assert_eq!(
+        hung.seen(),
+        [openai_hangs.clone(), claude.clone(), claude.clone()]
+    );
+
+    // Demoted, not removed: when the healthy provider fails (a 5xx, which demotes nothing),
+    // the demoted one is still tried, after it.
+    let failing = Scripted::with(&[
+        (&openai_hangs, slow_head(Duration::from_secs(5))),
+        (&claude, answer(503, vec![])),
+    ]);
+    let (served, trace) = run(&with_health(&failing, tracker, cooldown), &models, &keys).await;
+    assert!(matches!(served, Err(CallError::AllFailed { .. })));
+    assert_eq!(
+        tried(&trace),
+        ["anthropic/claude-haiku-4-5", "openai/gpt-4o"]
+    );
+    assert_eq!(ends(&trace), [AttemptEnd::Status(503), AttemptEnd::Timeout]);
+    assert_eq!(tracker.unhealthy(), 1, "a 503 is an answer");
+
+    // Once the cooldown is over, one request probes it in its place; a concurrent one does not.
+    tracker.advance(cooldown);
+    let ((probe, probe_trace), (other, other_trace)) =
+        tokio::join!(run(&runtime, &models, &keys), run(&runtime, &models, &keys));
+    assert!(probe.is_ok() && other.is_ok());
+    assert_eq!(
+        ends(&probe_trace),
+        [AttemptEnd::Timeout, AttemptEnd::Success]
+    );
+    assert_eq!(tried(&other_trace), ["anthropic/claude-haiku-4-5"]);
+    // The probe failed: the cooldown restarts, doubled.
+    tracker.advance(cooldown);
+    let (_, trace) = run(&runtime, &models, &keys).await;
+    assert_eq!(tried(&trace), ["anthropic/claude-haiku-4-5"]);
+
+    // After a reload (another runtime, same tracker), the provider answers again: the probe
+    // finds it back and the configured order returns.
+    tracker.advance(cooldown);
+    let back = Scripted::with(&[]);
+    let reloaded = with_health(&back, tracker, cooldown);
+    let (served, trace) = run(&reloaded, &models, &keys).await;
+    assert!(matches!(
+        served,
+        Ok(Served::Provider {
+            success: (0, 0),
+            ..
+        })
+    ));
+    assert_eq!(tried(&trace), ["openai/gpt-4o"]);
+    assert_eq!(tracker.unhealthy(), 0);
+    let (_, trace) = run(&reloaded, &models, &keys).await;
+    assert_eq!(tried(&trace), ["openai/gpt-4o"]);
+}
+
+#[tokio::test]
+async fn connect_failures_demote_and_cut_short_timeouts_do_not() {
+    let tracker: &'static crate::HealthTracker =
+        Box::leak(Box::new(crate::HealthTracker::manual()));
+    let upstream = Scripted::with(&[(&format!("gpt-4o/{KEY_A}"), Step::Unreachable)]);
+    let demoting = with_health(&upstream, tracker, Duration::from_secs(30));
+    let keys = Keys(vec![KEY_A]);
+    let models = ["gpt-4o", "claude-haiku-4-5"];
+    run(&demoting, &models, &keys).await.0.unwrap();
+    let (_, trace) = run(&demoting, &models, &keys).await;
+    assert_eq!(tried(&trace), ["anthropic/claude-haiku-4-5"]);
+
+    // A timeout cut short by total_timeout proves nothing about the provider.
+    let slow = Scripted::with(&[(
+        &format!("gpt-4o/{KEY_A}"),
+        slow_head(Duration::from_secs(5)),
+    )]);
+    let fresh: &'static crate::HealthTracker = Box::leak(Box::new(crate::HealthTracker::manual()));
+    let short = Runtime {
+        health: Some(crate::Health {
+            tracker: fresh,
+            cooldown: Duration::from_secs(30),
+        }),
+        ..runtime(&slow, 1000, 50)
+    };
+    let (served, _) = run(&short, &["gpt-4o"], &keys).await;
+    assert!(matches!(served, Err(CallError::TotalTimeout { .. })));
+    assert_eq!(fresh.unhealthy(), 0);
+}
+
+#[tokio::test]
+async fn a_probe_the_call_never_reached_is_released() {
+    let tracker: &'static crate::HealthTracker =
+        Box::leak(Box::new(crate::HealthTracker::manual()));
+    let keys = Keys(vec![KEY_A]);
+    let hung = Scripted::with(&[(&format!("gpt-4o/{KEY_A}"), Step::Unreachable)]);
+    let runtime = with_health(&hung, tracker, Duration::from_secs(30));
+    run(&runtime, &["gpt-4o", "claude-haiku-4-5"], &keys)
+        .await
+        .0
+        .unwrap();
+    tracker.advance(Duration::from_secs(30));
+    // Its place is second: the first candidate answers, so these calls hold the probe without
+    // using it, and give it back.
+    for _ in 0..2 {
+        let (_, trace) = run(&runtime, &["claude-haiku-4-5", "gpt-4o"], &keys).await;
+        assert_eq!(tried(&trace), ["anthropic/claude-haiku-4-5"]);
+    }
+    let (_, trace) = run(&runtime, &["gpt-4o", "claude-haiku-4-5"], &keys).await;
+    assert_eq!(
+        tried(&trace),
+        ["openai/gpt-4o", "anthropic/claude-haiku-4-5"],
+        "the next call still probes it in its place"
+    );
 }

@@ -5,6 +5,7 @@
 pub mod api_format;
 pub mod catalog;
 pub mod credentials;
+pub mod discovery;
 pub mod metrics;
 pub mod mock;
 pub mod models_list;
@@ -24,6 +25,7 @@ pub use credentials::{
     bearer_token, client_credential, header_token, redact, set_credential, upstream_headers,
     InvalidKey, DEFAULT_ANTHROPIC_VERSION,
 };
+pub use discovery::{parse_model_list, DiscoveredModels, ModelListError};
 pub use metrics::{MetricsStore, Outcome, Sample};
 pub use mock::{respond as mock_respond, MockResponse};
 pub use models_list::models_list;

@@ -49,6 +49,8 @@ pub struct Sample {
     pub time_to_first_token: Option<Duration>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// The token counts are the gateway's estimate: the provider reported none.
+    pub estimated: bool,
 }
 
 struct Entry {
@@ -89,6 +91,36 @@ impl MetricsStore {
         }
     }
 
+    /// Adds the token usage of an answer once its body has ended (the attempt was recorded
+    /// when its first byte arrived): to the newest successful sample of (provider, model) that
+    /// has none yet, so the window's sums hold whichever concurrent answer it was.
+    pub fn add_tokens(
+        &self,
+        provider: &str,
+        model: &str,
+        input: u64,
+        output: u64,
+        estimated: bool,
+    ) {
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(entries) = series.get_mut(&(provider.to_owned(), model.to_owned())) else {
+            return;
+        };
+        let unfilled = entries.iter_mut().rev().find(|e| {
+            e.sample.outcome == Outcome::Success
+                && e.sample.input_tokens == 0
+                && e.sample.output_tokens == 0
+        });
+        if let Some(entry) = unfilled {
+            entry.sample.input_tokens = input;
+            entry.sample.output_tokens = output;
+            entry.sample.estimated = estimated;
+        }
+    }
+
     /// The `m.metrics` value for (provider, model).
     pub fn metrics_value(&self, provider: &str, model: &str) -> Value {
         let scope = self.scope(provider, model);
@@ -120,6 +152,13 @@ impl MetricsStore {
             .unwrap_or_default();
         let start = end.saturating_sub(self.window);
         let count = samples.len();
+        let tokens = |estimated: bool, field: fn(&Sample) -> u64| {
+            samples
+                .iter()
+                .filter(|s| s.estimated == estimated)
+                .map(field)
+                .sum::<u64>()
+        };
         let rate = |outcome: &dyn Fn(Outcome) -> bool| {
             if count == 0 {
                 0.0
@@ -165,9 +204,10 @@ impl MetricsStore {
                 "server": rate(&|o| o == Outcome::ServerError || o == Outcome::Transport),
             },
             "token": {
-                "provider_input": samples.iter().map(|s| s.input_tokens).sum::<u64>(),
-                "provider_output": samples.iter().map(|s| s.output_tokens).sum::<u64>(),
-                "estimated_input": 0, "estimated_output": 0,
+                "provider_input": tokens(false, |s| s.input_tokens),
+                "provider_output": tokens(false, |s| s.output_tokens),
+                "estimated_input": tokens(true, |s| s.input_tokens),
+                "estimated_output": tokens(true, |s| s.output_tokens),
             },
         })
     }
@@ -218,7 +258,35 @@ mod tests {
             time_to_first_token: None,
             input_tokens: 10,
             output_tokens: 5,
+            estimated: false,
         }
+    }
+
+    #[test]
+    fn tokens_arrive_after_the_attempt_and_keep_their_source() {
+        let store = MetricsStore::new(Duration::from_secs(300), 100);
+        let answered = |store: &MetricsStore| {
+            let sample = Sample {
+                input_tokens: 0,
+                output_tokens: 0,
+                ..sample(Outcome::Success, 5)
+            };
+            store.record("llamacpp", "smollm2", sample);
+        };
+        answered(&store);
+        answered(&store);
+        store.record("llamacpp", "smollm2", sample(Outcome::Timeout, 2000));
+        store.add_tokens("llamacpp", "smollm2", 30, 12, true);
+        store.add_tokens("llamacpp", "smollm2", 20, 8, false);
+        // A third answer has no attempt left to fill: nothing is counted twice.
+        store.add_tokens("llamacpp", "smollm2", 99, 99, false);
+        store.add_tokens("llamacpp", "unknown", 99, 99, false);
+        let token = &store.scope("llamacpp", "smollm2")["token"];
+        assert_eq!(token["estimated_input"], 30);
+        assert_eq!(token["estimated_output"], 12);
+        // The timed-out attempt's own sample carries 10/5 (the helper's defaults).
+        assert_eq!(token["provider_input"], 30);
+        assert_eq!(token["provider_output"], 13);
     }
 
     #[test]

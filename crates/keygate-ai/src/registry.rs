@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{json, Map, Value};
 
 use crate::catalog::Catalog;
+use crate::discovery::DiscoveredModels;
 use crate::spec::{ModelSpec, Pricing, ProviderSpec, SurfaceSpec};
 use crate::url::upstream_url;
 use crate::{ApiFormat, Surface};
@@ -63,6 +64,12 @@ impl Provider {
         self.base_url.starts_with("mock:")
     }
 
+    /// Where its server lists its models (`GET`), by the same rule as the surfaces: `/models`
+    /// under a base URL with a path, `/v1/models` under a bare origin; the base URL's query kept.
+    pub fn models_url(&self) -> String {
+        upstream_url(&self.base_url, Surface::Models, None, &[])
+    }
+
     /// The upstream target of `surface` ([`upstream_url`]). Without query parameters from the
     /// request or the config (the common case) it is built and parsed once per provider and
     /// surface.
@@ -113,8 +120,11 @@ pub struct Model {
     pub description: Option<String>,
     /// In the built-in catalog.
     pub known: bool,
-    /// Declared in the policy's `providers[].models`.
+    /// Declared in the policy's `providers[].models`, or discovered from the provider's server
+    /// (which the policy asked for).
     pub custom: bool,
+    /// Listed by the provider's server (model discovery) rather than configured or catalogued.
+    pub discovered: bool,
     pub disabled: bool,
     pub metadata: Map<String, Value>,
     pub input_modalities: Vec<String>,
@@ -138,6 +148,7 @@ impl Model {
             description: spec.description.clone(),
             known,
             custom,
+            discovered: false,
             disabled: spec.disabled,
             metadata: spec.metadata.clone(),
             input_modalities: spec.input_modalities.clone(),
@@ -165,6 +176,21 @@ impl Model {
             false,
             false,
         )
+    }
+
+    /// A model the provider's server listed: usable like a configured one, with no catalog data.
+    fn discovered(id: &str) -> Model {
+        Model {
+            discovered: true,
+            ..Model::from_spec(
+                &ModelSpec {
+                    id: id.to_owned(),
+                    ..ModelSpec::default()
+                },
+                false,
+                true,
+            )
+        }
     }
 
     /// Applies a configured override on top of a catalog entry.
@@ -502,6 +528,42 @@ impl Registry {
     /// Every provider, in candidate order.
     pub fn providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
         self.providers.iter().map(|(p, _)| p)
+    }
+
+    /// Every provider with its models (configured, catalogued and discovered), in candidate order.
+    pub fn provider_models(&self) -> impl Iterator<Item = (&Arc<Provider>, &[Arc<Model>])> {
+        self.providers.iter().map(|(p, m)| (p, m.as_slice()))
+    }
+
+    /// This registry with `discovered` merged in: each provider's discovered ids are added after
+    /// its own models, as configured models without catalog data (`custom`, `discovered`); an id
+    /// or alias the provider already answers to is left as it is. Call it on the registry built
+    /// from the policy (without discoveries), once per change of the snapshot: the providers are
+    /// shared, the name index is rebuilt.
+    pub fn with_discovered(&self, discovered: &DiscoveredModels) -> Registry {
+        if discovered.is_empty() {
+            return self.clone();
+        }
+        let providers: Vec<(Arc<Provider>, Vec<Arc<Model>>)> = self
+            .providers
+            .iter()
+            .map(|(provider, models)| {
+                let mut models = models.clone();
+                let own = models.len();
+                for id in discovered.get(&provider.id).unwrap_or_default() {
+                    if !models[..own].iter().any(|m| m.answers_to(id)) {
+                        models.push(Arc::new(Model::discovered(id)));
+                    }
+                }
+                (provider.clone(), models)
+            })
+            .collect();
+        Registry {
+            by_name: name_index(&providers),
+            providers,
+            only_allow_configured_providers: self.only_allow_configured_providers,
+            only_allow_configured_models: self.only_allow_configured_models,
+        }
     }
 
     /// Every model usable on `surface` (`ai.models`, `GET /v1/models`); `None` = any forwarded surface.

@@ -59,6 +59,8 @@ pub struct SseScanner {
     usage: TokenUsage,
     /// The generated text of the stream's data lines.
     output: OutputEstimate,
+    /// Pass mode: where `data: [DONE]` starts in the chunk just pushed, when it starts there.
+    done_at: Option<usize>,
 }
 
 impl SseScanner {
@@ -85,6 +87,12 @@ impl SseScanner {
     /// Output tokens estimated from the generated text seen so far.
     pub fn output_estimate(&self) -> u64 {
         self.output.tokens()
+    }
+
+    /// Where the `data: [DONE]` line starts in the chunk just pushed (pass mode, and only when
+    /// the whole line is in that chunk): the place to put an event before the stream's end.
+    pub fn take_done_offset(&mut self) -> Option<usize> {
+        self.done_at.take()
     }
 
     /// Usage seen so far.
@@ -137,7 +145,11 @@ impl SseScanner {
                 self.skipping = false;
                 self.in_event = true;
             } else if self.pending.is_empty() {
+                let seen = self.final_seen;
                 self.scan_line(head);
+                if !seen && self.final_seen && self.final_event == Some(FinalEvent::Done) {
+                    self.done_at = Some(chunk.len() - rest.len());
+                }
             } else {
                 self.pending.extend_from_slice(head);
                 let line = self.pending.split();
@@ -307,6 +319,24 @@ mod tests {
         }
         out.extend_from_slice(&scanner.finish());
         (String::from_utf8(out).unwrap(), scanner.usage())
+    }
+
+    #[test]
+    fn finds_where_done_starts_in_the_chunk_that_holds_it() {
+        let stream = "data: {\"choices\":[]}\n\ndata: [DONE]\n\n";
+        let mut scanner = SseScanner::new(false).with_final_event(Some(FinalEvent::Done));
+        scanner.push(Bytes::from_static(stream.as_bytes()));
+        assert_eq!(
+            scanner.take_done_offset(),
+            Some(stream.find("data: [DONE]").unwrap())
+        );
+        assert_eq!(scanner.take_done_offset(), None, "taken once");
+        // A marker split across chunks began in an earlier chunk: nowhere to insert.
+        let mut scanner = SseScanner::new(false).with_final_event(Some(FinalEvent::Done));
+        scanner.push(Bytes::from_static(b"data: [DO"));
+        scanner.push(Bytes::from_static(b"NE]\n\n"));
+        assert!(scanner.saw_final_event());
+        assert_eq!(scanner.take_done_offset(), None);
     }
 
     #[test]

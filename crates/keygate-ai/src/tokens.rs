@@ -8,6 +8,9 @@
 //! `input`, `instructions`, `tools`); image/file payloads (`url`, `image_url`, `data`) are skipped.
 //! It tends to over-count slightly for English, which is the safe side for a limit.
 
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::Surface;
@@ -50,9 +53,151 @@ pub fn estimate_input_tokens(body: &Map<String, Value>) -> u64 {
     total
 }
 
-/// Estimated input tokens of a raw request body (0 when it is not a JSON object).
+/// Estimated input tokens of a raw request body, counted as [`estimate_input_tokens`] counts
+/// but read straight from the bytes, without building the JSON tree (0 when the body is not a
+/// JSON object).
 pub fn estimate_input_tokens_raw(body: &[u8]) -> u64 {
-    serde_json::from_slice::<Map<String, Value>>(body).map_or(0, |b| estimate_input_tokens(&b))
+    serde_json::from_slice::<RawPrompt>(body).map_or(0, |prompt| prompt.0)
+}
+
+/// The estimate of a whole request body.
+struct RawPrompt(u64);
+
+impl<'de> Deserialize<'de> for RawPrompt {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Body;
+        impl<'de> Visitor<'de> for Body {
+            type Value = RawPrompt;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawPrompt, A::Error> {
+                let mut total = 3;
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Prompt { messages } => {
+                            let text: Text = map.next_value()?;
+                            total += text.tokens + if messages { 4 * text.items } else { 0 };
+                        }
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RawPrompt(total))
+            }
+        }
+        deserializer.deserialize_map(Body)
+    }
+}
+
+/// A top-level key: one of [`PROMPT_FIELDS`] or not.
+enum Field {
+    Prompt { messages: bool },
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(if PROMPT_FIELDS.contains(&key) {
+                    Field::Prompt {
+                        messages: key == "messages",
+                    }
+                } else {
+                    Field::Other
+                })
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
+/// The estimate of one value: its strings' tokens, and its element count when it is a list.
+#[derive(Default)]
+struct Text {
+    tokens: u64,
+    items: u64,
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Text, E> {
+        Ok(Text {
+            tokens: estimate_text_tokens(text),
+            items: 0,
+        })
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text, A::Error> {
+        let mut out = Text::default();
+        while let Some(item) = seq.next_element::<Text>()? {
+            out.tokens += item.tokens;
+            out.items += 1;
+        }
+        Ok(out)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
+        let mut out = Text::default();
+        while let Some(counted) = map.next_key::<Counted>()? {
+            if counted.0 {
+                out.tokens += map.next_value::<Text>()?.tokens;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A nested key: counted unless it is one of [`SKIPPED_KEYS`].
+struct Counted(bool);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = Counted;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Counted, E> {
+                Ok(Counted(!SKIPPED_KEYS.contains(&key)))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
 }
 
 /// The generated text seen in a response so far, counted as [`estimate_text_tokens`] counts.
@@ -262,11 +407,30 @@ mod tests {
         let mut cut = OutputEstimate::for_stream(Surface::ChatCompletions);
         cut.scan(br#"{"content":"abcdefgh"#);
         assert_eq!(cut.tokens(), 2);
-        assert_eq!(
-            estimate_input_tokens_raw(br#"{"input":"abcd"}"#),
-            estimate_input_tokens(json!({"input": "abcd"}).as_object().unwrap())
-        );
         assert_eq!(estimate_input_tokens_raw(b"[1]"), 0);
+    }
+
+    #[test]
+    fn the_raw_estimate_counts_as_the_tree_estimate_does() {
+        let bodies = [
+            json!({"input": "abcd"}),
+            json!({"model": "x", "messages": [{"role": "user", "content": "abc\u{e9} \"q\""},
+                {"role": "assistant", "content": [{"type": "text", "text": "日本語"},
+                    {"type": "image_url", "image_url": {"url": "data:AAAA"}}], "n": 3, "ok": true}],
+                "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+                "tools": [{"name": "f", "input_schema": {"type": "object", "data": "skipped"}}],
+                "temperature": 0.5, "metadata": {"user": "not prompt"}}),
+            json!({"prompt": ["a", "bcdef"], "instructions": null}),
+            json!({}),
+        ];
+        for body in bodies {
+            let raw = body.to_string();
+            assert_eq!(
+                estimate_input_tokens_raw(raw.as_bytes()),
+                estimate_input_tokens(body.as_object().unwrap()),
+                "{raw}"
+            );
+        }
     }
 
     #[test]

@@ -63,7 +63,9 @@ pub use error::{CompileError, EvalError};
 pub use guard::{MAX_NESTING, MAX_OPERATORS, MAX_SOURCE_LEN};
 pub use json::{from_json, to_json};
 pub use rewrite::MAX_DEPTH;
-pub use scope::{ActionResults, ConnInfo, RequestView, ResponseView, Scope, TlsInfo, Vars};
+pub use scope::{
+    ActionResults, ConnInfo, RequestView, ResponseView, Scope, TlsInfo, Variable, Vars,
+};
 pub use secrets::{MemorySecrets, SecretError, SecretSource};
 pub use template::{stringify, Template};
 

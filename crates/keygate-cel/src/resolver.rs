@@ -122,8 +122,8 @@ impl<'a> Resolver<'a> {
                 .extra
                 .iter()
                 .find(|(extra, _)| *extra == name)
-                .and_then(|(_, value)| Box::<dyn Val>::try_from(value.clone()).ok())
-                .map(CowVal::Owned),
+                .and_then(|(_, variable)| variable.val())
+                .map(CowVal::Borrowed),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use cel::common::value::Val;
@@ -86,6 +86,33 @@ impl Slot {
         self.val
             .get_or_init(|| Box::<dyn Val>::try_from(self.value.clone()).ok())
             .as_deref()
+    }
+}
+
+/// A top-level variable besides the standard ones (`access_key`, a strategy's `ai`): its value,
+/// converted for the interpreter on first read. Clones share the conversion, so a value made
+/// once (per access key, say) is converted once, not per request.
+#[derive(Clone)]
+pub struct Variable(Arc<Slot>);
+
+impl Variable {
+    pub fn new(value: Value) -> Self {
+        Self(Arc::new(Slot::new(value)))
+    }
+
+    /// The value as given.
+    pub fn value(&self) -> &Value {
+        &self.0.value
+    }
+
+    pub(crate) fn val(&self) -> Option<&dyn Val> {
+        self.0.val()
+    }
+}
+
+impl fmt::Debug for Variable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Variable").field(&self.0.value).finish()
     }
 }
 
@@ -172,5 +199,5 @@ pub struct Scope<'a> {
     pub actions: &'a ActionResults,
     pub secrets: &'a dyn SecretSource,
     /// Additional top-level variables (e.g. `ai` for model-selection strategies).
-    pub extra: &'a [(&'a str, Value)],
+    pub extra: &'a [(&'a str, Variable)],
 }

@@ -1,9 +1,10 @@
 //! [`KeySet`]: every access key with its decrypted provider keys, read at one store generation and looked up
 //! by the keyed hash of the token.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::DateTime;
 use keygate_secrets::{Reload, Sealed, Store, SEALED_COLUMNS};
@@ -31,6 +32,9 @@ pub struct AuthenticatedKey {
     used_at: AtomicI64,
     /// The latest `used_at` written to the store.
     flushed_at: AtomicI64,
+    /// What a consumer derived from the key once (the policy's CEL view of it), kept as long as
+    /// this loaded copy of the key.
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for AuthenticatedKey {
@@ -98,6 +102,15 @@ impl AuthenticatedKey {
     /// The model patterns as stored, for policy expressions.
     pub fn allowed_models(&self) -> &[String] {
         self.scopes.models()
+    }
+
+    /// A value derived from the key, made by `make` on first use and kept with this loaded copy
+    /// of the key (a reload that changes the key makes a new copy). One consumer, one type:
+    /// `None` when a value of another type was derived first.
+    pub fn derived<T: Any + Send + Sync>(&self, make: impl FnOnce(&Self) -> T) -> Option<&T> {
+        self.derived
+            .get_or_init(|| Box::new(make(self)))
+            .downcast_ref::<T>()
     }
 
     /// The key's request, token and spend limits.
@@ -264,6 +277,7 @@ impl Reload for KeySet {
                     limits,
                     used_at: AtomicI64::new(0),
                     flushed_at: AtomicI64::new(0),
+                    derived: OnceLock::new(),
                 };
                 keys.insert(Digest(hash), Arc::new(key));
             }

@@ -128,15 +128,20 @@ pub(crate) fn count_tokens(req: &Value) -> Reply {
     }
 }
 
-/// `GET /v1/models` in Anthropic's paginated shape.
-pub(crate) fn models() -> Reply {
-    let data: Vec<Value> = MODELS
+/// `GET /v1/models` in Anthropic's paginated shape: `ids` (named after themselves), else the
+/// built-in list.
+pub(crate) fn models(ids: Option<&[String]>) -> Reply {
+    let listed: Vec<(&str, &str)> = match ids {
+        Some(ids) => ids.iter().map(|id| (id.as_str(), id.as_str())).collect(),
+        None => MODELS.to_vec(),
+    };
+    let data: Vec<Value> = listed
         .iter()
         .map(|(id, name)| {
             json!({"type": "model", "id": id, "display_name": name, "created_at": "2025-01-01T00:00:00Z"})
         })
         .collect();
-    let first = MODELS.first().map(|(id, _)| *id);
-    let last = MODELS.last().map(|(id, _)| *id);
+    let first = listed.first().map(|(id, _)| *id);
+    let last = listed.last().map(|(id, _)| *id);
     Reply::json(&json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
 }

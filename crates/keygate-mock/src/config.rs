@@ -27,6 +27,9 @@ pub struct MockConfig {
     pub max_concurrent_streams: u32,
     /// Speak HTTP/1.1 only (no h2c, and ALPN offers only `http/1.1`).
     pub http1_only: bool,
+    /// Model ids `GET .../models` lists (both shapes) instead of the built-in lists; changeable
+    /// while running with [`crate::MockServer::set_models`] or `PUT /_mock/models`.
+    pub models: Option<Vec<String>>,
 }
 
 /// The mock's HTTPS settings.
@@ -50,6 +53,7 @@ impl Default for MockConfig {
             tls: None,
             max_concurrent_streams: 100,
             http1_only: false,
+            models: None,
         }
     }
 }
@@ -112,6 +116,17 @@ impl MockConfig {
     /// Speaks HTTP/1.1 only.
     pub fn with_http1_only(mut self) -> Self {
         self.http1_only = true;
+        self
+    }
+
+    /// Lists these model ids on `GET .../models` (OpenAI and Anthropic shapes) instead of the
+    /// built-in lists, e.g. a self-hosted server's `["smollm2"]`.
+    pub fn with_models<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.models = Some(ids.into_iter().map(Into::into).collect());
         self
     }
 }

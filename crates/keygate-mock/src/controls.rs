@@ -21,6 +21,9 @@ pub(crate) const CHUNKS_HEADER: &str = "x-mock-chunks";
 /// `fin-mid-stream` or `end-mid-stream`.
 pub(crate) const DROP_HEADER: &str = "x-mock-drop";
 
+/// Header that leaves token usage out of the reply (`omit`), as servers that report none do.
+pub(crate) const USAGE_HEADER: &str = "x-mock-usage";
+
 /// Largest chunk count a request may ask for.
 const MAX_CHUNKS: usize = 100_000;
 
@@ -64,6 +67,8 @@ pub(crate) struct Behaviour {
     pub(crate) chunks: usize,
     /// Connection drop, if any.
     pub(crate) drop: Option<DropPoint>,
+    /// Leave every `usage` object out of the reply.
+    pub(crate) omit_usage: bool,
 }
 
 /// Controls found in the request; `None` fields fall back to the next source.
@@ -74,6 +79,7 @@ struct Overrides {
     chunk_delay: Option<Duration>,
     chunks: Option<usize>,
     drop: Option<DropPoint>,
+    omit_usage: Option<bool>,
 }
 
 impl Overrides {
@@ -84,6 +90,7 @@ impl Overrides {
             chunk_delay: self.chunk_delay.or(other.chunk_delay),
             chunks: self.chunks.or(other.chunks),
             drop: self.drop.or(other.drop),
+            omit_usage: self.omit_usage.or(other.omit_usage),
         }
     }
 }
@@ -101,6 +108,7 @@ pub(crate) fn resolve(headers: &HeaderMap, config: &MockConfig) -> Result<Behavi
         chunk_delay: merged.chunk_delay.unwrap_or(config.chunk_delay),
         chunks: merged.chunks.unwrap_or(config.chunks).max(1),
         drop: merged.drop,
+        omit_usage: merged.omit_usage.unwrap_or(false),
     })
 }
 
@@ -170,6 +178,19 @@ fn header_overrides(headers: &HeaderMap) -> Result<Overrides, ControlError> {
             }
         });
     }
+    if let Some(value) = text(USAGE_HEADER) {
+        out.omit_usage = Some(match value.trim() {
+            "omit" => true,
+            "report" => false,
+            _ => {
+                return Err(ControlError {
+                    header: USAGE_HEADER,
+                    value: value.to_owned(),
+                    expected: "omit or report",
+                })
+            }
+        });
+    }
     Ok(out)
 }
 
@@ -194,8 +215,8 @@ fn parse_millis(header: &'static str, value: &str) -> Result<Duration, ControlEr
         })
 }
 
-/// Reads the words `fail<NNN>`, `slow[<ms>]`, `drop-before`, `drop-mid`, `fin-mid` and `end-mid`
-/// inside a key.
+/// Reads the words `fail<NNN>`, `slow[<ms>]`, `drop-before`, `drop-mid`, `fin-mid`, `end-mid`
+/// and `nousage` inside a key.
 fn key_overrides(key: &str, config: &MockConfig) -> Overrides {
     let key = key.to_ascii_lowercase();
     let mut out = Overrides::default();
@@ -220,6 +241,7 @@ fn key_overrides(key: &str, config: &MockConfig) -> Overrides {
     out.drop = words.into_iter().find_map(|(word, joined, point)| {
         (key.contains(word) || key.contains(joined)).then_some(point)
     });
+    out.omit_usage = key.contains("nousage").then_some(true);
     out
 }
 

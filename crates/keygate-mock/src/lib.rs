@@ -6,7 +6,9 @@
 //! request headers (`x-mock-status`, `x-mock-delay-ms`, `x-mock-chunk-delay-ms`, `x-mock-chunks`,
 //! `x-mock-drop`) or with words in the API key (`fail429`, `slow250`, `drop-mid`, ...); see
 //! `docs/testing.md`. Every request is recorded and readable in process ([`MockServer::requests`]) or
-//! over HTTP (`GET`/`DELETE /_mock/requests`).
+//! over HTTP (`GET`/`DELETE /_mock/requests`). The model list `GET .../models` answers can be
+//! set ([`MockConfig::with_models`], [`MockServer::set_models`], `PUT /_mock/models`), to play a
+//! self-hosted server whose models Keygate discovers.
 //!
 //! With [`MockConfig::with_tls`] it serves HTTPS (ALPN `h2` and `http/1.1`); [`certs`] makes the
 //! test certificates.

@@ -403,10 +403,14 @@ pub(crate) fn embeddings(req: &Value) -> Reply {
     }))
 }
 
-/// `GET /v1/models` in OpenAI's list shape.
-pub(crate) fn models() -> Reply {
+/// `GET /v1/models` in OpenAI's list shape: `ids`, else the built-in list.
+pub(crate) fn models(ids: Option<&[String]>) -> Reply {
     let created = unix_now();
-    let data: Vec<Value> = MODELS
+    let listed: Vec<&str> = match ids {
+        Some(ids) => ids.iter().map(String::as_str).collect(),
+        None => MODELS.to_vec(),
+    };
+    let data: Vec<Value> = listed
         .iter()
         .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "keygate-mock"}))
         .collect();

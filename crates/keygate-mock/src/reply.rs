@@ -99,12 +99,65 @@ impl Reply {
         }
     }
 
+    /// The same reply with every `usage` object left out (top level, and in Anthropic's
+    /// `message` and the Responses `response`), and OpenAI's usage-only stream chunk dropped:
+    /// what a server that reports no usage sends.
+    pub(crate) fn without_usage(mut self) -> Self {
+        self.payload = match self.payload {
+            Payload::Json(bytes) => Payload::Json(strip_usage(&bytes).unwrap_or(bytes)),
+            Payload::Sse(events) => Payload::Sse(
+                events
+                    .into_iter()
+                    .filter_map(|event| {
+                        let text = std::str::from_utf8(&event.bytes).ok()?;
+                        let Some(at) = text.find("data: {") else {
+                            return Some(event);
+                        };
+                        let data = text[at + 6..].trim_end();
+                        let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
+                        let usage_only = value["choices"].as_array().is_some_and(Vec::is_empty)
+                            && value.get("usage").is_some_and(|u| u.is_object());
+                        if usage_only {
+                            return None;
+                        }
+                        remove_usage(&mut value);
+                        let bytes = format!("{}{value}\n\n", &text[..at + 6]);
+                        Some(SseEvent {
+                            bytes: Bytes::from(bytes),
+                            paced: event.paced,
+                        })
+                    })
+                    .collect(),
+            ),
+        };
+        self
+    }
+
     /// Adds a header whose value is known to be valid ASCII.
     pub(crate) fn with_header(mut self, name: &'static str, value: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(value) {
             self.headers.push((HeaderName::from_static(name), value));
         }
         self
+    }
+}
+
+/// A JSON document without its `usage` objects (`None` when it is not JSON).
+fn strip_usage(bytes: &[u8]) -> Option<Bytes> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    remove_usage(&mut value);
+    Some(Bytes::from(value.to_string()))
+}
+
+fn remove_usage(value: &mut serde_json::Value) {
+    for holder in [None, Some("message"), Some("response")] {
+        let object = match holder {
+            None => value.as_object_mut(),
+            Some(key) => value.get_mut(key).and_then(|v| v.as_object_mut()),
+        };
+        if let Some(object) = object {
+            object.remove("usage");
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The request handler: records the request, resolves its controls, routes it to a surface and
 //! turns the reply into a timed hyper response.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -21,6 +21,8 @@ use crate::{anthropic, openai, responses};
 
 /// Path of the record endpoint (`GET` lists, `DELETE` clears).
 pub(crate) const RECORDS_PATH: &str = "/_mock/requests";
+/// Path of the model-list control (`GET` shows, `PUT` replaces, `DELETE` restores the config's).
+pub(crate) const MODELS_PATH: &str = "/_mock/models";
 
 /// Everything a request handler shares with the others.
 #[derive(Debug)]
@@ -28,6 +30,26 @@ pub(crate) struct State {
     pub(crate) config: MockConfig,
     pub(crate) recorder: Recorder,
     pub(crate) ids: Ids,
+    /// What `GET .../models` lists (`None`: the built-in lists); starts as `config.models`.
+    pub(crate) models: Mutex<Option<Vec<String>>>,
+}
+
+impl State {
+    /// The model ids `GET .../models` lists now (`None`: the built-in lists).
+    pub(crate) fn models(&self) -> Option<Vec<String>> {
+        self.models
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the listed model ids (`None`: back to the built-in lists).
+    pub(crate) fn set_models(&self, ids: Option<Vec<String>>) {
+        *self
+            .models
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = ids;
+    }
 }
 
 /// Why the service ends a connection instead of answering.
@@ -52,6 +74,7 @@ enum Route {
     Messages,
     CountTokens,
     Records,
+    ModelsControl,
     NotFound,
 }
 
@@ -60,6 +83,8 @@ fn route(method: &Method, path: &str) -> Route {
     let post = method == Method::POST;
     if path == RECORDS_PATH {
         Route::Records
+    } else if path == MODELS_PATH {
+        Route::ModelsControl
     } else if post && path.ends_with("/messages/count_tokens") {
         Route::CountTokens
     } else if post && path.ends_with("/messages") {
@@ -100,6 +125,9 @@ pub(crate) async fn handle(
     if route == Route::Records {
         return Ok(records(&state.recorder, &parts.method));
     }
+    if route == Route::ModelsControl {
+        return Ok(models_control(&state, &parts.method, &body));
+    }
     if state.recorder.enabled() {
         state.recorder.push(&parts, &body);
     }
@@ -123,7 +151,10 @@ pub(crate) async fn handle(
             error_reply(shape, status, &scripted_message(status))
         }
         status => {
-            let mut reply = dispatch(route, shape, &body, &behaviour, &state.ids);
+            let mut reply = dispatch(route, shape, &body, &behaviour, &state);
+            if behaviour.omit_usage {
+                reply = reply.without_usage();
+            }
             if let Some(status) = status {
                 if reply.status == StatusCode::OK {
                     reply.status = status;
@@ -137,15 +168,23 @@ pub(crate) async fn handle(
     Ok(respond(reply, Some(&behaviour), &state.ids, reset))
 }
 
-fn dispatch(route: Route, shape: Shape, body: &Bytes, behaviour: &Behaviour, ids: &Ids) -> Reply {
+fn dispatch(
+    route: Route,
+    shape: Shape,
+    body: &Bytes,
+    behaviour: &Behaviour,
+    state: &State,
+) -> Reply {
     let ctx = Ctx {
         chunks: behaviour.chunks,
-        ids,
+        ids: &state.ids,
     };
     match route {
-        Route::Models if shape == Shape::Anthropic => return anthropic::models(),
-        Route::Models => return openai::models(),
-        Route::NotFound | Route::Records => {
+        Route::Models if shape == Shape::Anthropic => {
+            return anthropic::models(state.models().as_deref())
+        }
+        Route::Models => return openai::models(state.models().as_deref()),
+        Route::NotFound | Route::Records | Route::ModelsControl => {
             return error_reply(shape, StatusCode::NOT_FOUND, "mock: no such endpoint");
         }
         _ => {}
@@ -184,6 +223,47 @@ fn records(recorder: &Recorder, method: &Method) -> Response<MockBody> {
         )
     };
     let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    resp
+}
+
+/// `/_mock/models`: `GET` shows the listed ids (`null`: the built-in lists), `PUT` with a JSON
+/// array of ids replaces them, `DELETE` restores the list the mock was started with.
+fn models_control(state: &State, method: &Method, body: &Bytes) -> Response<MockBody> {
+    let (status, answer) = if method == Method::GET {
+        (
+            StatusCode::OK,
+            serde_json::json!({"models": state.models()}),
+        )
+    } else if method == Method::PUT {
+        match serde_json::from_slice::<Vec<String>>(body) {
+            Ok(ids) => {
+                state.set_models(Some(ids));
+                (
+                    StatusCode::OK,
+                    serde_json::json!({"models": state.models()}),
+                )
+            }
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": {"message": "PUT a JSON array of model ids"}}),
+            ),
+        }
+    } else if method == Method::DELETE {
+        state.set_models(state.config.models.clone());
+        (
+            StatusCode::OK,
+            serde_json::json!({"models": state.models()}),
+        )
+    } else {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"error": {"message": "use GET, PUT or DELETE"}}),
+        )
+    };
+    let mut resp = Response::new(full(Bytes::from(answer.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
@@ -314,6 +394,8 @@ mod tests {
         assert_eq!(route(&Method::GET, "/v1/models"), Route::Models);
         assert_eq!(route(&Method::GET, "/v1/chat/completions"), Route::NotFound);
         assert_eq!(route(&Method::GET, RECORDS_PATH), Route::Records);
+        assert_eq!(route(&Method::GET, MODELS_PATH), Route::ModelsControl);
+        assert_eq!(route(&Method::PUT, MODELS_PATH), Route::ModelsControl);
         assert_eq!(route(&post, "/v2/other"), Route::NotFound);
     }
 

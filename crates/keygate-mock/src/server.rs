@@ -65,6 +65,7 @@ impl MockServer {
         })?;
         let state = Arc::new(State {
             recorder: Recorder::new(config.max_records),
+            models: std::sync::Mutex::new(config.models.clone()),
             config,
             ids: Ids::default(),
         });
@@ -102,6 +103,22 @@ impl MockServer {
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         self.state.recorder.clear();
+    }
+
+    /// Makes `GET .../models` list these ids from now on (both shapes), as a self-hosted
+    /// server whose models change would (`PUT /_mock/models` over HTTP).
+    pub fn set_models<I, S>(&self, ids: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.state
+            .set_models(Some(ids.into_iter().map(Into::into).collect()));
+    }
+
+    /// The model ids `GET .../models` lists now; `None` for the built-in lists.
+    pub fn models(&self) -> Option<Vec<String>> {
+        self.state.models()
     }
 
     /// Stops accepting, closes every open connection and waits for the server task to end.

@@ -286,3 +286,56 @@ async fn invalid_control_is_a_400_naming_the_header() {
         .as_str()
         .is_some_and(|m| m.contains("x-mock-delay-ms")));
 }
+
+#[tokio::test]
+async fn usage_can_be_left_out_of_every_surface() {
+    let mock = start().await;
+    let omit = [("x-mock-usage", "omit")];
+    let streamed_chat = json!({"model": "gpt-4o", "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "0123456789"}]});
+    let messages = |stream: bool| {
+        json!({"model": "claude-haiku-4-5", "max_tokens": 16, "stream": stream,
+            "messages": [{"role": "user", "content": "0123456789"}]})
+    };
+    let responses =
+        |stream: bool| json!({"model": "gpt-4o", "stream": stream, "input": "0123456789"});
+    let cases = [
+        ("/v1/chat/completions", chat(false)),
+        ("/v1/chat/completions", streamed_chat),
+        ("/v1/messages", messages(false)),
+        ("/v1/messages", messages(true)),
+        ("/v1/responses", responses(false)),
+        ("/v1/responses", responses(true)),
+    ];
+    for (path, body) in cases {
+        let reported = post(mock.addr, path, &[], body.clone()).await;
+        assert!(
+            reported.text().contains("\"usage\""),
+            "{path}: usage by default"
+        );
+        let omitted = post(mock.addr, path, &omit, body.clone()).await;
+        assert_eq!(omitted.status, 200, "{path}");
+        let text = omitted.text();
+        assert!(!text.contains("\"usage\""), "{path} {body}: {text}");
+        // The answer itself is still there (streams split the echo into pieces).
+        assert!(text.contains("01"), "{path}: {text}");
+    }
+    // The key word works too, and a bad header value is refused.
+    let resp = post(
+        mock.addr,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-nousage")],
+        chat(false),
+    )
+    .await;
+    assert!(resp.json().get("usage").is_none());
+    let resp = post(
+        mock.addr,
+        "/v1/chat/completions",
+        &[("x-mock-usage", "sometimes")],
+        chat(false),
+    )
+    .await;
+    assert_eq!(resp.status, 400);
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use http::HeaderName;
+use keygate_cel::Variable;
 use keygate_keys::{AuthenticatedKey, KeyCache, Rejection, TOKEN_PREFIX};
 use serde::Deserialize;
 use serde_json::json;
@@ -71,7 +72,7 @@ impl AccessKeyCheck {
                 AccessKeyMode::Optional => {
                     // Rules can then test `access_key == null` instead of failing on a name
                     // that does not exist.
-                    ex.set_extra(VARIABLE, keygate_cel::Value::Null);
+                    ex.set_extra(VARIABLE, Variable::new(keygate_cel::Value::Null));
                     Ok(())
                 }
             };
@@ -88,20 +89,25 @@ impl AccessKeyCheck {
             ex.request.headers.remove(X_API_KEY);
         }
         ex.log.access_key = Some(key.id().to_owned());
-        ex.set_extra(
-            VARIABLE,
-            keygate_cel::from_json(&json!({
-                "id": key.id(),
-                "name": key.display_name(),
-                "description": key.description(),
-                "metadata": key.metadata(),
-                "allowed_providers": key.allowed_providers(),
-                "allowed_models": key.allowed_models(),
-            })),
-        );
+        ex.set_extra(VARIABLE, variable(&key));
         ex.access_key = Some(key);
         Ok(())
     }
+}
+
+/// The key as CEL sees it, made once per loaded key rather than per request.
+fn variable(key: &AuthenticatedKey) -> Variable {
+    let make = |key: &AuthenticatedKey| {
+        Variable::new(keygate_cel::from_json(&json!({
+            "id": key.id(),
+            "name": key.display_name(),
+            "description": key.description(),
+            "metadata": key.metadata(),
+            "allowed_providers": key.allowed_providers(),
+            "allowed_models": key.allowed_models(),
+        })))
+    };
+    key.derived(make).cloned().unwrap_or_else(|| make(key))
 }
 
 /// The access-key token the request presents: `Authorization: Bearer kg-...` (OpenAI SDKs,

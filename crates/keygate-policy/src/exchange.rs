@@ -45,7 +45,7 @@ pub struct Exchange {
     /// The access key the request authenticated with (see `access_keys`).
     pub access_key: Option<Arc<keygate_keys::AuthenticatedKey>>,
     /// Top-level CEL variables besides the standard ones (`access_key`).
-    extra: Vec<(&'static str, keygate_cel::Value)>,
+    extra: Vec<(&'static str, keygate_cel::Variable)>,
 }
 
 /// What a request holds of its access key's budgets: dropping the last holder settles them
@@ -102,7 +102,7 @@ impl Exchange {
     }
 
     /// Sets the top-level CEL variable `name` for the rest of this exchange.
-    pub(crate) fn set_extra(&mut self, name: &'static str, value: keygate_cel::Value) {
+    pub(crate) fn set_extra(&mut self, name: &'static str, value: keygate_cel::Variable) {
         self.extra.retain(|(existing, _)| *existing != name);
         self.extra.push((name, value));
     }

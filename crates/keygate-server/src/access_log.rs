@@ -76,6 +76,11 @@ impl AccessRecord {
             push_int(out, ai.usage.input_tokens.load(Ordering::Relaxed));
             out.extend_from_slice(br#","output_tokens":"#);
             push_int(out, ai.usage.output_tokens.load(Ordering::Relaxed));
+            out.extend_from_slice(if ai.usage.estimated.load(Ordering::Relaxed) {
+                br#","usage_source":"estimated""#
+            } else {
+                br#","usage_source":"provider""#
+            });
             out.extend_from_slice(br#","time_to_first_token_ms":"#);
             match ai.time_to_first_token {
                 Some(ttft) => push_millis(out, ttft),
@@ -122,12 +127,17 @@ impl AccessRecord {
         }
         if let Some(ai) = &self.log.ai {
             line.push_str(&format!(
-                " ai={}/{} attempts={} tokens={}/{}",
+                " ai={}/{} attempts={} tokens={}/{}{}",
                 ai.provider,
                 ai.model,
                 ai.attempts,
                 ai.usage.input_tokens.load(Ordering::Relaxed),
-                ai.usage.output_tokens.load(Ordering::Relaxed)
+                ai.usage.output_tokens.load(Ordering::Relaxed),
+                if ai.usage.estimated.load(Ordering::Relaxed) {
+                    " (estimated)"
+                } else {
+                    ""
+                }
             ));
             if let Some(broken) = ai.usage.broken.get() {
                 line.push_str(&format!(
@@ -347,7 +357,8 @@ mod tests {
         assert_eq!(
             line["ai"],
             serde_json::json!({"provider": "openai", "model": "gpt-4o", "attempts": 2,
-                "input_tokens": 12, "output_tokens": 34, "time_to_first_token_ms": null})
+                "input_tokens": 12, "output_tokens": 34, "usage_source": "provider",
+                "time_to_first_token_ms": null})
         );
     }
 

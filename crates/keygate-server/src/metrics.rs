@@ -71,14 +71,17 @@ struct TokenLabels {
     pub provider: String,
     pub model: String,
     pub direction: &'static str,
+    /// `provider` (reported) or `estimated` (the provider reported none; see `Usage::estimated`).
+    pub source: &'static str,
 }
 
-/// The counters of one (provider, model, status).
+/// The counters of one (provider, model, status, usage source).
 #[derive(Clone)]
 struct AiCounters {
     provider: String,
     model: String,
     status: AiStatus,
+    estimated: bool,
     requests: Counter,
     input_tokens: Counter,
     output_tokens: Counter,
@@ -213,9 +216,13 @@ impl Metrics {
         let input = ai.usage.input_tokens.load(Ordering::Relaxed);
         let output = ai.usage.output_tokens.load(Ordering::Relaxed);
         let status = AiStatus::of(ai, status);
+        let estimated = ai.usage.estimated.load(Ordering::Relaxed);
         self.by_ai_labels.with(
             |known| {
-                known.status == status && known.provider == ai.provider && known.model == ai.model
+                known.status == status
+                    && known.estimated == estimated
+                    && known.provider == ai.provider
+                    && known.model == ai.model
             },
             || {
                 let token_counter = |direction| {
@@ -224,6 +231,7 @@ impl Metrics {
                             provider: ai.provider.clone(),
                             model: ai.model.clone(),
                             direction,
+                            source: if estimated { "estimated" } else { "provider" },
                         })
                         .clone()
                 };
@@ -236,6 +244,7 @@ impl Metrics {
                     provider: ai.provider.clone(),
                     model: ai.model.clone(),
                     status,
+                    estimated,
                     requests: self.ai_requests.get_or_create(&labels).clone(),
                     input_tokens: token_counter("input"),
                     output_tokens: token_counter("output"),
@@ -388,8 +397,8 @@ mod tests {
             "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o\",status=\"200\"} 2",
             "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o-mini\",status=\"502\"} 1",
             "keygate_ai_requests_total{provider=\"openai\",model=\"gpt-4o\",status=\"stream_error\"} 1",
-            "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"input\"} 21",
-            "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"output\"} 5",
+            "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"input\",source=\"provider\"} 21",
+            "keygate_ai_tokens_total{provider=\"openai\",model=\"gpt-4o\",direction=\"output\",source=\"provider\"} 5",
             "keygate_rate_limit_decisions_total{name=\"a\",limited=\"false\"} 2",
             "keygate_rate_limit_decisions_total{name=\"a\",limited=\"true\"} 1",
             "keygate_rate_limit_decisions_total{name=\"b\",limited=\"false\"} 1",

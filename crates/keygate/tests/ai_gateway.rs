@@ -744,3 +744,101 @@ async fn bodies_in_shape_pass_byte_for_byte_and_duplicate_keys_are_refused() {
     assert!(mock.requests().is_empty());
     assert_clean(&gw, &mock);
 }
+
+/// A provider that accepts connections and never answers: a TCP listener holding every
+/// connection it accepts, counting them.
+async fn hung_listener() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepts.clone();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (addr, accepts, task)
+}
+
+/// A `llama3` chat request, which the provider `backup` must answer; how long it took.
+async fn timed_llama3(gw: &Gateway) -> Duration {
+    let started = std::time::Instant::now();
+    let reply = post(gw, "/v1/chat/completions", chat("llama3"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-keygate-provider"), Some("backup"));
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_answers_is_tried_last_until_its_probe() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::Instant;
+
+    let mock = mock().await;
+    let (hung, accepts, hung_task) = hung_listener().await;
+    let data = TempDir::new("ai-health");
+    seed(data.path());
+    let backup = mock.openai_base_url();
+    let config = format!(
+        "per_request_timeout: 1s\nprovider_health:\n  cooldown: 2s\nproviders:\n  - id: hung\n    base_url: http://{hung}/v1\n    models:\n      - id: llama3\n  - id: backup\n    base_url: {backup}\n    api_keys:\n      - value: ${{secrets.get('openai', 'good')}}\n    models:\n      - id: llama3"
+    );
+    let gw = gateway(&mock, &data, &config);
+
+    // The first request waits out the hung provider's per-request timeout, then fails over.
+    let first = timed_llama3(&gw).await;
+    let demoted_at = Instant::now();
+    assert!(
+        first >= Duration::from_millis(900) && first < Duration::from_secs(3),
+        "{first:?}"
+    );
+    assert_eq!(accepts.load(SeqCst), 1);
+    assert_eq!(
+        access_line(&gw, "/v1/chat/completions")["ai"]["attempts"],
+        2
+    );
+    assert!(
+        gw.wait_for_output("tried after the healthy providers", Duration::from_secs(2)),
+        "the demotion is logged:\n{}",
+        gw.output()
+    );
+
+    // The next ones go straight to the healthy provider.
+    for _ in 0..3 {
+        let before = request_lines(&gw);
+        let took = timed_llama3(&gw).await;
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        assert_eq!(
+            next_access_line(&gw, before, "/v1/chat/completions")["ai"]["attempts"],
+            1
+        );
+    }
+    assert_eq!(accepts.load(SeqCst), 1, "the hung provider was not tried");
+
+    // After the cooldown, one request (and only one of two concurrent ones) probes it again.
+    tokio::time::sleep(Duration::from_millis(2200).saturating_sub(demoted_at.elapsed())).await;
+    let (a, b) = tokio::join!(timed_llama3(&gw), timed_llama3(&gw));
+    let (probe, other) = (a.max(b), a.min(b));
+    assert!(probe >= Duration::from_millis(900), "{a:?} {b:?}");
+    assert!(other < Duration::from_millis(500), "{a:?} {b:?}");
+    assert_eq!(accepts.load(SeqCst), 2, "one probe");
+
+    // The probe failed: demoted again (for twice the cooldown).
+    let took = timed_llama3(&gw).await;
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(accepts.load(SeqCst), 2);
+    assert_eq!(
+        mock.requests().len(),
+        7,
+        "every request was served by the backup"
+    );
+    assert_clean(&gw, &mock);
+    hung_task.abort();
+}

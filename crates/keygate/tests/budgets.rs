@@ -331,3 +331,83 @@ async fn request_and_spend_limits() {
     assert!(answered >= 1);
     assert_budget_refusal(&refusal, "daily spend limit ($0.001)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_and_restarted_under_load() {
+    let Some(redis) = require(RedisServer::start()) else {
+        return;
+    };
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let data = TempDir::new("budget-data");
+    let (local_id, local) = create_key(&data, &["--token-limit", "100000/day"]);
+    let (_, closed) = create_key(
+        &data,
+        &[
+            "--token-limit",
+            "100000/day",
+            "--on-store-failure",
+            "closed",
+        ],
+    );
+    let gw = start(&mock, &data, &["--redis".to_owned(), redis.url()]);
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let ask = |token: &str| {
+        let started = std::time::Instant::now();
+        let request = send(
+            gw.addr,
+            Req::post("/v1/chat/completions", chat.to_string()).bearer(token),
+        );
+        async move {
+            let reply = request.await.unwrap();
+            // Never a hang: a Redis that is gone costs at most its timeout.
+            assert!(started.elapsed() < Duration::from_secs(2));
+            reply.status
+        }
+    };
+    assert_eq!((ask(&local).await, ask(&closed).await), (200, 200));
+    assert!(
+        !todays_tokens(&redis, &local_id).is_empty(),
+        "charged on Redis"
+    );
+
+    redis.stop();
+    for _ in 0..5 {
+        // Local keeps enforcing in memory; closed refuses, with Retry-After: 1.
+        assert_eq!(ask(&local).await, 200);
+        let reply = send(
+            gw.addr,
+            Req::post("/v1/chat/completions", chat.to_string()).bearer(&closed),
+        )
+        .await
+        .unwrap();
+        assert_budget_refusal(&reply, "budget store is unreachable");
+        assert_eq!(reply.header("retry-after"), Some("1"));
+    }
+
+    let redis = RedisServer::start_on(redis.port()).expect("redis-server ran before");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask(&closed).await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "budgets did not go back to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A restarted Redis has lost its counters; new charges land there again.
+    assert_eq!(ask(&local).await, 200);
+    assert!(
+        !todays_tokens(&redis, &local_id).is_empty(),
+        "charged on the restarted Redis"
+    );
+}
+
+/// The Redis value of key `id`'s token counter for today (`/day` windows), empty when absent.
+fn todays_tokens(redis: &RedisServer, id: &str) -> String {
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let key = format!("keygate:budget:{id}:tokens:86400000:{day}");
+    redis.cli(&["GET", &key]).trim().to_owned()
+}

@@ -79,8 +79,8 @@ async fn every_spec_metric_is_exported_without_secrets() {
         "keygate_rate_limit_decisions_total{name=\"per-token\",limited=\"false\"} 2",
         "keygate_rate_limit_decisions_total{name=\"per-token\",limited=\"true\"} 1",
         "keygate_ai_requests_total{provider=\"mock\",model=\"mock-echo\",status=\"200\"} 2",
-        "keygate_ai_tokens_total{provider=\"mock\",model=\"mock-echo\",direction=\"input\"}",
-        "keygate_ai_tokens_total{provider=\"mock\",model=\"mock-echo\",direction=\"output\"}",
+        "keygate_ai_tokens_total{provider=\"mock\",model=\"mock-echo\",direction=\"input\",source=\"provider\"}",
+        "keygate_ai_tokens_total{provider=\"mock\",model=\"mock-echo\",direction=\"output\",source=\"provider\"}",
         "keygate_ai_upstream_duration_seconds_count 2",
         "keygate_ai_time_to_first_token_seconds_count 2",
     ] {

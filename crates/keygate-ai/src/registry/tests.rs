@@ -396,3 +396,157 @@ fn upstream_targets() {
     assert!(target.uri.is_none());
     assert_eq!(target.shown_url, "http://bad host:9/v1/chat/completions");
 }
+
+fn discovered(lists: &[(&str, &[&str])]) -> DiscoveredModels {
+    let mut snapshot = DiscoveredModels::default();
+    for (provider, ids) in lists {
+        snapshot.set(provider, ids.iter().map(|s| s.to_string()).collect());
+    }
+    snapshot
+}
+
+fn llamacpp() -> ProviderSpec {
+    provider(json!({"id": "llamacpp", "base_url": "http://127.0.0.1:8080/v1"}))
+}
+
+/// Before discovery a bare name is unknown (`provider:model` passes through); after it the
+/// server's models resolve, list and reach strategies like configured ones, ahead of the
+/// built-ins sharing an id, and the registry they were merged into is left as it was.
+#[test]
+fn discovered_models_behave_like_configured_ones() {
+    let base = registry(vec![llamacpp()]);
+    let err = resolve(&base, &["smollm2"], Surface::ChatCompletions).unwrap_err();
+    assert!(err.to_string().contains("unknown model 'smollm2'"), "{err}");
+    let pinned = resolve(&base, &["llamacpp:smollm2"], Surface::ChatCompletions).unwrap();
+    assert!(!pinned.candidates[0].model.custom && !pinned.candidates[0].model.discovered);
+
+    let reg = base.with_discovered(&discovered(&[(
+        "llamacpp",
+        &["smollm2", "qwen2.5:0.5b", "gpt-4o"],
+    )]));
+    for name in ["smollm2", "SmolLM2", "llamacpp:smollm2", "LLAMACPP:smollm2"] {
+        let r = resolve(&reg, &[name], Surface::ChatCompletions).unwrap();
+        assert_eq!(names(&r), ["llamacpp:smollm2"], "{name}");
+        let model = &r.candidates[0].model;
+        assert!(model.discovered && model.custom && !model.known);
+    }
+    assert_eq!(
+        names(&resolve(&reg, &["qwen2.5:0.5b"], Surface::Embeddings).unwrap()),
+        ["llamacpp:qwen2.5:0.5b"]
+    );
+    assert_eq!(
+        names(&resolve(&reg, &["gpt-4o"], Surface::ChatCompletions).unwrap()),
+        ["llamacpp:gpt-4o", "openai:gpt-4o"]
+    );
+    // The default OpenAI-format surfaces only.
+    assert!(matches!(
+        resolve(&reg, &["smollm2"], Surface::Messages),
+        Err(ResolveError::IncompatibleFormat { .. })
+    ));
+    let available: Vec<String> = reg
+        .available(None)
+        .iter()
+        .filter(|c| c.provider.id == "llamacpp")
+        .map(Candidate::name)
+        .collect();
+    assert_eq!(
+        available,
+        [
+            "llamacpp:smollm2",
+            "llamacpp:qwen2.5:0.5b",
+            "llamacpp:gpt-4o"
+        ]
+    );
+    let value = reg.lookup("smollm2")[0].to_json(Value::Null);
+    assert_eq!(value["custom"], true);
+    assert_eq!(value["known"], false);
+    assert_eq!(value["provider_id"], "llamacpp");
+    let list = crate::models_list(&reg.available(None));
+    assert_eq!(list["data"][0]["id"], "smollm2");
+    assert_eq!(list["data"][0]["owned_by"], "llamacpp");
+
+    assert!(
+        base.lookup("smollm2").is_empty(),
+        "the base registry is unchanged"
+    );
+    // A provider sharing the snapshot keeps its own Provider (and its cached targets).
+    assert!(Arc::ptr_eq(
+        &base.lookup("llamacpp:x")[0].provider,
+        &reg.lookup("llamacpp:x")[0].provider
+    ));
+    // A new snapshot replaces the old list: the base is merged again, not the last merge.
+    let changed = base.with_discovered(&discovered(&[("llamacpp", &["phi3"])]));
+    assert!(changed.lookup("smollm2").is_empty());
+    assert_eq!(
+        names(&resolve(&changed, &["phi3"], Surface::ChatCompletions).unwrap()),
+        ["llamacpp:phi3"]
+    );
+    let emptied = base.with_discovered(&discovered(&[("llamacpp", &[])]));
+    assert!(emptied.lookup("phi3").is_empty());
+}
+
+#[test]
+fn discovered_ids_never_shadow_a_providers_own_models() {
+    let base = registry(vec![provider(json!({
+        "id": "vllm", "base_url": "http://127.0.0.1:8000/v1",
+        "models": [{"id": "qwen", "id_aliases": ["house"], "pricing": {"input": 1.0, "output": 2.0}}]
+    }))]);
+    let reg = base.with_discovered(&discovered(&[
+        ("vllm", &["QWEN", "house", "extra"]),
+        ("not-a-provider", &["ghost"]),
+    ]));
+    let models: Vec<&str> = reg
+        .provider_models()
+        .find(|(p, _)| p.id == "vllm")
+        .unwrap()
+        .1
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect();
+    assert_eq!(models, ["qwen", "extra"]);
+    let qwen = &resolve(&reg, &["qwen"], Surface::ChatCompletions)
+        .unwrap()
+        .candidates[0];
+    assert!(!qwen.model.discovered && qwen.model.pricing.is_some());
+    assert!(reg.lookup("ghost").is_empty());
+}
+
+/// Discovered models are the provider's configured models for the `only_allow_configured_*`
+/// switches; the catalog stays out.
+#[test]
+fn only_allow_configured_switches_admit_discovered_models() {
+    let spec = GatewaySpec {
+        providers: vec![llamacpp()],
+        only_allow_configured_providers: true,
+        only_allow_configured_models: true,
+        ..Default::default()
+    };
+    let base = Registry::new(&spec, Catalog::builtin()).unwrap();
+    assert!(base.available(None).is_empty());
+    let reg = base.with_discovered(&discovered(&[("llamacpp", &["smollm2"])]));
+    let available: Vec<String> = reg.available(None).iter().map(Candidate::name).collect();
+    assert_eq!(available, ["llamacpp:smollm2"]);
+    assert_eq!(
+        names(&resolve(&reg, &["smollm2"], Surface::ChatCompletions).unwrap()),
+        ["llamacpp:smollm2"]
+    );
+    assert!(resolve(&reg, &["gpt-4o"], Surface::ChatCompletions).is_err());
+}
+
+#[test]
+fn models_urls_follow_the_surface_rule() {
+    let reg = registry(vec![
+        provider(json!({"id": "a", "base_url": "http://127.0.0.1:8080/v1/"})),
+        provider(json!({"id": "b", "base_url": "http://127.0.0.1:11434"})),
+        provider(
+            json!({"id": "c", "base_url": "https://h.example/openai/deployments/d?api-version=1"}),
+        ),
+    ]);
+    let url = |id: &str| reg.providers().find(|p| p.id == id).unwrap().models_url();
+    assert_eq!(url("a"), "http://127.0.0.1:8080/v1/models");
+    assert_eq!(url("b"), "http://127.0.0.1:11434/v1/models");
+    assert_eq!(
+        url("c"),
+        "https://h.example/openai/deployments/d/models?api-version=1"
+    );
+}

@@ -25,7 +25,7 @@ pub(crate) struct Fixture {
     pub vars: Vars,
     pub actions: ActionResults,
     pub secrets: MemorySecrets,
-    pub extra: Vec<(&'static str, Value)>,
+    pub extra: Vec<(&'static str, crate::Variable)>,
 }
 
 pub(crate) fn request(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {

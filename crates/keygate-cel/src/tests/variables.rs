@@ -201,7 +201,7 @@ fn vars_actions_and_extra() {
     );
     fx.extra.push((
         "ai",
-        crate::from_json(&serde_json::json!({"models": ["a", "b"]})),
+        crate::Variable::new(crate::from_json(&serde_json::json!({"models": ["a", "b"]}))),
     ));
     assert_eq!(fx.value("vars.tier"), string("gold"));
     assert!(fx.truth("vars['tier'] == 'gold' && 'tier' in vars && has(vars.tier)"));

@@ -45,6 +45,9 @@ struct Args {
     /// Speak HTTP/1.1 only.
     #[arg(long)]
     http1_only: bool,
+    /// List this model id on `GET .../models` instead of the built-in lists (repeatable).
+    #[arg(long = "model", value_name = "ID")]
+    models: Vec<String>,
     /// Write a new test CA (`ca.pem`) and a certificate for 127.0.0.1/localhost signed by it
     /// (`server.crt`, `server.key`) into this directory, then exit (for benchmarks and trials).
     #[arg(long, exclusive = true)]
@@ -80,6 +83,9 @@ async fn serve(args: Args) -> ExitCode {
         .with_max_concurrent_streams(args.max_concurrent_streams);
     if args.http1_only {
         config = config.with_http1_only();
+    }
+    if !args.models.is_empty() {
+        config = config.with_models(args.models.clone());
     }
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))

@@ -17,7 +17,7 @@ use chrono::{Datelike, TimeZone, Utc};
 use http::HeaderValue;
 use keygate_ai::{Candidate, ClientRequest, Pricing};
 use keygate_ai_gateway::{Allowance, BoxFuture, Exhausted, ALLOWANCE_STEP};
-use keygate_keys::{format_usd, AuthenticatedKey, KeyLimits, StoreFailure};
+use keygate_keys::{format_usd, AuthenticatedKey, KeyLimits, Rate, StoreFailure};
 use keygate_ratelimit::{
     Ask, BudgetFailure, BudgetStore, Counter, Draw, Grant, Limit, RateLimiter,
 };
@@ -25,8 +25,8 @@ use keygate_ratelimit::{
 use crate::error::{ErrorCode, GatewayError};
 use crate::exchange::Usage;
 
-/// Output tokens reserved for a non-streamed answer whose request sets no maximum; the
-/// provider is then asked for at most what was granted.
+/// Output tokens reserved for a non-streamed answer when neither the request nor the catalog
+/// bounds it; the provider is then asked for at most what was granted.
 pub const DEFAULT_OUTPUT_RESERVE: u64 = 4096;
 
 /// Spend counters count nano-USD, so prices under a micro-USD per token ($0.15 per million
@@ -98,14 +98,18 @@ impl KeyBudgets {
                 },
             })
             .collect();
-        let wanted = requested_output(demand.request)
+        // The most output the call can produce: what the request (or the action) allows, else
+        // the largest maximum of the candidate models when the catalog knows every one.
+        let bound = requested_output(demand.request)
             .into_iter()
             .chain(demand.output_cap)
-            .min();
-        let max_units = if demand.request.stream {
-            wanted.unwrap_or(u64::MAX).min(ALLOWANCE_STEP)
+            .min()
+            .or_else(|| largest_model_output(demand.candidates));
+        let stream = demand.request.stream;
+        let max_units = if stream {
+            bound.unwrap_or(u64::MAX).min(ALLOWANCE_STEP)
         } else {
-            wanted.unwrap_or(DEFAULT_OUTPUT_RESERVE)
+            bound.unwrap_or(DEFAULT_OUTPUT_RESERVE)
         };
         let store_counters: Vec<Counter> = counters.iter().map(|c| c.counter.clone()).collect();
         let on_failure = match limits.on_store_failure {
@@ -130,6 +134,9 @@ impl KeyBudgets {
                     local,
                     on_failure,
                     first_grant: units,
+                    // A whole answer that could outgrow its grant is capped at it.
+                    output_cap: (!stream && bound.is_none_or(|bound| units < bound))
+                        .then_some(units),
                     charged: Arc::new(Mutex::new(charged)),
                     answer: OnceLock::new(),
                     runtime: tokio::runtime::Handle::current(),
@@ -159,6 +166,9 @@ pub struct Reservation {
     on_failure: BudgetFailure,
     /// Output tokens granted by the reservation itself.
     first_grant: u64,
+    /// What the provider must be asked for at most: a whole answer's grant, when the answer
+    /// could be longer.
+    output_cap: Option<u64>,
     /// What each counter was charged so far, top-ups included (shared with their futures).
     charged: Arc<Mutex<Vec<u64>>>,
     /// The usage of the answer and its model's price, once a provider answered.
@@ -168,6 +178,11 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The output-token cap the provider must be given, if any.
+    pub fn output_cap(&self) -> Option<u64> {
+        self.output_cap
+    }
+
     /// Settles against `usage` (filled in as the response passes) at `pricing`.
     pub fn answered_with(&self, usage: Arc<Usage>, pricing: Option<Pricing>) {
         let _ = self.answer.set((usage, pricing));
@@ -279,18 +294,32 @@ enum Kind {
     Spend,
 }
 
-/// One of a key's budget counters in the current window, and how to name it to the client.
+/// One of a key's budget counters in the current window, and which limit it enforces.
 #[derive(Debug, Clone)]
 struct KeyCounter {
     counter: Counter,
     kind: Kind,
-    /// `token budget (50000/day)`, `daily spend limit ($5.00)`.
-    label: String,
+    limit: Named,
+}
+
+/// A limit as the client is told about it (formatted only when a request is refused).
+#[derive(Debug, Clone, Copy)]
+enum Named {
+    Tokens(Rate),
+    DailySpend(u64),
+    MonthlySpend(u64),
 }
 
 impl KeyCounter {
     fn exhausted_message(&self, key_id: &str) -> String {
-        format!("access key {key_id} has reached its {}", self.label)
+        let limit = match self.limit {
+            Named::Tokens(rate) => format!("token budget ({rate})"),
+            Named::DailySpend(micros) => format!("daily spend limit (${})", format_usd(micros)),
+            Named::MonthlySpend(micros) => {
+                format!("monthly spend limit (${})", format_usd(micros))
+            }
+        };
+        format!("access key {key_id} has reached its {limit}")
     }
 }
 
@@ -308,7 +337,7 @@ fn counters(key_id: &str, limits: &KeyLimits, now_ms: u64) -> Vec<KeyCounter> {
                 expires_at_ms: (index + 1) * window,
             },
             kind: Kind::Tokens,
-            label: format!("token budget ({rate})"),
+            limit: Named::Tokens(rate),
         });
     }
     if let Some(micros) = limits.daily_spend_micros {
@@ -320,7 +349,7 @@ fn counters(key_id: &str, limits: &KeyLimits, now_ms: u64) -> Vec<KeyCounter> {
                 expires_at_ms: (day + 1) * DAY_MS,
             },
             kind: Kind::Spend,
-            label: format!("daily spend limit (${})", format_usd(micros)),
+            limit: Named::DailySpend(micros),
         });
     }
     if let Some(micros) = limits.monthly_spend_micros {
@@ -332,7 +361,7 @@ fn counters(key_id: &str, limits: &KeyLimits, now_ms: u64) -> Vec<KeyCounter> {
                 expires_at_ms: next,
             },
             kind: Kind::Spend,
-            label: format!("monthly spend limit (${})", format_usd(micros)),
+            limit: Named::MonthlySpend(micros),
         });
     }
     out
@@ -368,6 +397,15 @@ fn dearest(candidates: &[Candidate]) -> (u64, u64) {
         .fold((0, 0), |(input, output), p| {
             (input.max(nanos(p.input)), output.max(nanos(p.output)))
         })
+}
+
+/// The largest `max_output_tokens` of the candidate models, when the catalog gives every one.
+fn largest_model_output(candidates: &[Candidate]) -> Option<u64> {
+    candidates
+        .iter()
+        .map(|c| c.model.max_output_tokens)
+        .try_fold(0, |largest, max| max.map(|max| largest.max(max)))
+        .filter(|&largest| largest > 0)
 }
 
 /// A price in USD per million tokens as nano-USD per token, rounded up.
@@ -413,7 +451,6 @@ fn clamp_i64(value: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_keys::Rate;
 
     /// 2026-12-07T15:30:00Z.
     const NOW_MS: u64 = 1_796_657_400_000;

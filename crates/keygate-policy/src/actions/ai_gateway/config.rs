@@ -14,6 +14,8 @@ pub const DEFAULT_PER_REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(360);
 /// Largest `max_input_tokens` / `max_output_tokens` accepted.
 pub const MAX_TOKEN_LIMIT: u64 = 500_000;
+/// Default `provider_health.cooldown`.
+pub const DEFAULT_HEALTH_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// `config` of an `ai-gateway` action.
 #[derive(Debug, Deserialize)]
@@ -46,6 +48,34 @@ pub struct Config {
     pub api_key_selection: Option<Selection>,
     /// Keygate extension: check `kg-` access keys before the first rule (docs/access-keys.md).
     pub access_keys: Option<AccessKeyMode>,
+    /// Keygate extension: slow-provider demotion (docs/ai-gateway.md#slow-providers).
+    #[serde(default)]
+    pub provider_health: ProviderHealthConfig,
+}
+
+/// `provider_health`: providers that gave no answer (connect failure, dropped connection,
+/// `per_request_timeout`) are tried after the healthy ones for `cooldown`, then probed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderHealthConfig {
+    /// Default `true`.
+    #[serde(default = "health_enabled")]
+    pub enabled: bool,
+    /// Default 30s; doubled per failed probe in a row, at most 8 times.
+    pub cooldown: Option<String>,
+}
+
+impl Default for ProviderHealthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cooldown: None,
+        }
+    }
+}
+
+fn health_enabled() -> bool {
+    true
 }
 
 /// What happens after a pre-flight error or when every candidate failed.
@@ -90,6 +120,21 @@ pub struct ProviderConfig {
     /// Keygate extension: TLS settings for this provider's connections, on top of the server's
     /// `--upstream-*` ones.
     pub tls: Option<ProviderTls>,
+    /// Keygate extension: list the provider's models from its server (`GET {base_url}/models`).
+    /// On by default for a custom provider that declares no models.
+    pub model_discovery: Option<ModelDiscoveryConfig>,
+}
+
+/// `providers[].model_discovery` (docs/ai-gateway.md#model-discovery).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDiscoveryConfig {
+    /// Default `true` (the block asks for discovery); `false` turns it off.
+    pub enabled: Option<bool>,
+    /// Time between two lists (default 60s, at least 1s).
+    pub interval: Option<String>,
+    /// Bound of one list request, connect to last byte (default 5s).
+    pub timeout: Option<String>,
 }
 
 /// `providers[].tls`: PEM files, paths relative to the gateway's working directory.
@@ -192,5 +237,16 @@ mod tests {
         assert!(err.to_string().contains("retry"), "{err}");
         let ok: Config = serde_json::from_value(serde_json::json!({})).unwrap();
         assert_eq!(ok.on_error, OnError::Halt);
+        assert!(ok.provider_health.enabled, "demotion is on by default");
+        let off: Config = serde_json::from_value(
+            serde_json::json!({"provider_health": {"enabled": false, "cooldown": "5s"}}),
+        )
+        .unwrap();
+        assert!(!off.provider_health.enabled);
+        let err = serde_json::from_value::<Config>(
+            serde_json::json!({"provider_health": {"cooldown_s": 5}}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cooldown_s"), "{err}");
     }
 }

@@ -12,6 +12,7 @@
 mod budget;
 mod chain;
 mod config;
+mod discovery;
 mod errors;
 mod pipeline;
 mod results;
@@ -21,7 +22,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use keygate_ai::{Catalog, GatewaySpec, MetricsStore, Registry};
-use keygate_ai_gateway::{Runtime, Upstreams};
+use keygate_ai_gateway::{Health, HealthTracker, Runtime, Upstreams};
 use keygate_cel::Template;
 
 use crate::access_keys::AccessKeyMode;
@@ -34,9 +35,10 @@ use crate::exchange::Exchange;
 use budget::KeyBudgets;
 pub use config::parse_duration;
 use config::{
-    Config, OnError, ProviderTls, DEFAULT_PER_REQUEST_TIMEOUT, DEFAULT_TOTAL_TIMEOUT,
-    MAX_TOKEN_LIMIT,
+    Config, OnError, ProviderTls, DEFAULT_HEALTH_COOLDOWN, DEFAULT_PER_REQUEST_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT, MAX_TOKEN_LIMIT,
 };
+use discovery::Discovery;
 use keygate_http::{ClientCert, HttpClient, TlsFiles};
 use strategy::Strategy;
 
@@ -54,9 +56,14 @@ pub const KIND: ActionKind = ActionKind {
 static METRICS: LazyLock<MetricsStore> =
     LazyLock::new(|| MetricsStore::new(Duration::from_secs(300), 1024));
 
+/// Which providers stopped answering (by id and base URL), shared by every policy load like
+/// [`METRICS`], so a reload neither forgets a hung provider nor waits on it again.
+static HEALTH: LazyLock<HealthTracker> = LazyLock::new(HealthTracker::new);
+
 /// A compiled `ai-gateway` action.
 struct AiGateway {
-    registry: Registry,
+    /// The registry (`registry()`), with the models discovered from providers' servers.
+    discovery: Discovery,
     /// `providers[i].api_keys[j].value`, by provider config index.
     keys: Vec<Vec<Template>>,
     /// Some provider has server-side keys: the client's credential then never goes upstream.
@@ -116,6 +123,11 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         &config.total_timeout,
         DEFAULT_TOTAL_TIMEOUT,
     )?;
+    let health_cooldown = duration(
+        "provider_health.cooldown",
+        &config.provider_health.cooldown,
+        DEFAULT_HEALTH_COOLDOWN,
+    )?;
     let spec = GatewaySpec {
         providers: config
             .providers
@@ -126,14 +138,9 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         only_allow_configured_models: config.only_allow_configured_models,
         provider_urls: (*cx.deps.provider_urls).clone(),
     };
+    // Whether it can ever answer is checked with discovery (`Discovery::build`).
     let registry =
         Registry::new(&spec, Catalog::builtin()).map_err(|e| cx.error(&e.path, e.message))?;
-    if registry.available(None).is_empty() {
-        return Err(cx.error(
-            "",
-            "no provider or model is usable with this configuration: the action can never answer",
-        ));
-    }
     let mut keys = Vec::with_capacity(config.providers.len());
     for (i, provider) in config.providers.iter().enumerate() {
         let mut templates = Vec::with_capacity(provider.api_keys.len());
@@ -153,6 +160,7 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         .enumerate()
         .map(|(i, provider)| provider_client(cx, i, provider.tls.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
+    let discovery = Discovery::build(cx, &config.providers, registry, &keys, &provider_http)?;
     let strategies = match &config.model_selection {
         Some(selection) => selection
             .strategy
@@ -197,9 +205,14 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
         keep_response_headers: publish_results,
         // Samples feed `m.metrics`; only a strategy that reads them pays for them.
         metrics: strategies_read_metrics.then_some(&*METRICS),
+        // Providers that stop answering are tried after the healthy ones.
+        health: config.provider_health.enabled.then_some(Health {
+            tracker: &HEALTH,
+            cooldown: health_cooldown,
+        }),
     };
     Ok(Box::new(AiGateway {
-        registry,
+        discovery,
         keys,
         server_keys,
         strategies_read_metrics,

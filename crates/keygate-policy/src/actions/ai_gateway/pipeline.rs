@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Response};
 use keygate_ai::{
-    client_credential, estimate_input_tokens, models_list, BodyOptions, Candidate, ClientRequest,
-    ResolveError, Surface,
+    client_credential, estimate_input_tokens_raw, models_list, BodyOptions, Candidate,
+    ClientRequest, ResolveError, Surface,
 };
 use keygate_ai_gateway::{Allowance, Call, CallError, Credential, KeySource, Rendered};
-use keygate_cel::{from_json, to_json, EvalError, Scope};
+use keygate_cel::{from_json, to_json, EvalError, Scope, Variable};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
@@ -136,12 +136,16 @@ impl AiGateway {
             return Err(errors::not_a_surface(&ex.request.method, &path).into());
         };
         if surface == Surface::Models {
+            self.discovery.settle().await;
             return Ok(Served::Local(self.models_response(ex)));
         }
         let bytes = ex.buffer_body().await?;
         let request = ClientRequest::parse(bytes).map_err(|e| errors::invalid_body(&e))?;
         trace.set_requested(request.model.as_deref(), &request.models);
-        let candidates = within_scope(ex, self.candidates(ex, &request, surface, trace)?)
+        let chosen = self
+            .discovered_candidates(ex, &request, surface, trace)
+            .await?;
+        let candidates = within_scope(ex, chosen)
             .map_err(|key| errors::access_key_scope(key, &request.requested()))?;
         let limited_key = ex
             .access_key
@@ -150,7 +154,7 @@ impl AiGateway {
         // The estimate walks every message: only when a limit, a budget or the published results
         // need it.
         if self.max_input_tokens.is_some() || self.publish_results || limited_key.is_some() {
-            trace.input_estimate = estimate_input_tokens(request.body());
+            trace.input_estimate = estimate_input_tokens_raw(&request.raw);
         }
         if let Some(max) = self
             .max_input_tokens
@@ -172,10 +176,9 @@ impl AiGateway {
             None => None,
         };
         let mut rendered = self.render(ex)?;
-        if let Some(reservation) = reservation.as_ref().filter(|_| !request.stream) {
+        if let Some(granted) = reservation.as_ref().and_then(|r| r.output_cap()) {
             // A whole answer cannot be cut short: the provider is asked for no more than the
             // budget granted.
-            let granted = reservation.granted();
             let cap = &mut rendered.body.max_output_tokens;
             *cap = Some(cap.map_or(granted, |cap| cap.min(granted)));
         }
@@ -209,7 +212,7 @@ impl AiGateway {
     /// an access key, so are the models outside its scopes.
     fn models_response(&self, ex: &Exchange) -> Response<Body> {
         let usable: Vec<Candidate> = self
-            .registry
+            .registry()
             .available(None)
             .into_iter()
             .filter(|c| {
@@ -263,7 +266,7 @@ impl AiGateway {
     }
 
     /// Steps 3-6 of the pipeline: resolution, allow filters, strategies, client order.
-    fn candidates(
+    pub(super) fn candidates(
         &self,
         ex: &Exchange,
         request: &ClientRequest,
@@ -274,7 +277,7 @@ impl AiGateway {
         let resolved = if requested.is_empty() {
             None
         } else {
-            let resolution = self.registry.resolve(&requested, surface).map_err(|e| {
+            let resolution = self.registry().resolve(&requested, surface).map_err(|e| {
                 let (ResolveError::NoMatchingModels { rejected }
                 | ResolveError::IncompatibleFormat { rejected, .. }) = &e;
                 trace.rejected = rejected.clone();
@@ -288,7 +291,7 @@ impl AiGateway {
                 Some(candidates) => Ok(candidates),
                 None => {
                     let configured: Vec<Candidate> = self
-                        .registry
+                        .registry()
                         .available(Some(surface))
                         .into_iter()
                         .filter(|c| c.model.custom)
@@ -301,14 +304,14 @@ impl AiGateway {
                 }
             };
         }
-        let mut universe = self.registry.available(Some(surface));
+        let mut universe = self.registry().available(Some(surface));
         for candidate in resolved.iter().flatten() {
             if !universe.iter().any(|u| u.same_as(candidate)) {
                 universe.push(candidate.clone());
             }
         }
         let ai = ai_value(&universe, self.strategies_read_metrics);
-        let extra = [("ai", from_json(&ai))];
+        let extra = [("ai", Variable::new(from_json(&ai)))];
         let scope = Scope {
             extra: &extra,
             ..ex.scope()

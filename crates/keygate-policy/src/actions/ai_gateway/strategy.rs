@@ -4,7 +4,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use keygate_cel::{from_json, to_json, Expression, Scope, Value};
+use keygate_cel::{from_json, to_json, Expression, Scope, Variable};
 use serde_json::Value as Json;
 
 use super::chain::{split, Piece};
@@ -122,9 +122,9 @@ impl Strategy {
         for (i, step) in self.steps.iter().enumerate() {
             current = match step {
                 Step::Cel(expression) => {
-                    let mut extra: Vec<(&str, Value)> = scope.extra.to_vec();
+                    let mut extra: Vec<(&str, Variable)> = scope.extra.to_vec();
                     if i > 0 {
-                        extra.push((CURRENT, from_json(&current)));
+                        extra.push((CURRENT, Variable::new(from_json(&current))));
                     }
                     let inner = Scope {
                         extra: &extra,

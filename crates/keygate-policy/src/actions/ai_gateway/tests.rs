@@ -196,6 +196,9 @@ fn config_validation() {
     };
     assert!(compile_with("{}", &[]).is_ok());
     assert!(err("total_timeout: 5 minutes").contains("config.total_timeout: invalid duration"));
+    assert!(err("provider_health: {cooldown: 0s}")
+        .contains("config.provider_health.cooldown: duration '0s' must be greater than zero"));
+    assert!(compile_with("provider_health: {enabled: false, cooldown: 2s}", &[]).is_ok());
     assert!(err("max_input_tokens: 600000").contains("config.max_input_tokens"));
     assert!(err("providers:\n  - id: openai\n    api_key: x").contains("api_key"));
     assert!(err("providers:\n  - id: ollama")
