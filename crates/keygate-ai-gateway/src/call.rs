@@ -352,7 +352,7 @@ impl Runtime {
         }
         parts.version = http::Version::default();
         let mut metered = MeteredBody::new(first, body, scan, usage, self.stream_idle_timeout)
-            .with_request(call.request.raw.clone());
+            .with_input_estimate(call.request.input_estimate);
         if let Some(allowance) = &call.allowance {
             metered = metered.with_allowance(allowance.clone(), surface);
         }

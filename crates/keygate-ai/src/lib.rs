@@ -37,9 +37,7 @@ pub use request::{is_auto, ClientRequest, RequestError};
 pub use spec::{ModelSpec, ParamName, Pricing, ProviderSpec, SurfaceSpec};
 pub use sse::{error_event, FinalEvent, SseScanner};
 pub use surface::Surface;
-pub use tokens::{
-    estimate_input_tokens, estimate_input_tokens_raw, estimate_text_tokens, OutputEstimate,
-};
+pub use tokens::{estimate_input_tokens, estimate_text_tokens, OutputEstimate};
 pub use transform::{prepare_body, BodyOptions, PreparedBody};
 pub use url::upstream_url;
 pub use usage::TokenUsage;

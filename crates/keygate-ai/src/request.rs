@@ -9,6 +9,8 @@ use bytes::Bytes;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::tokens::{prompt_field, Text};
+
 /// Most entries accepted in `models`: each may cost upstream attempts, so the list is bounded.
 pub const MAX_MODELS: usize = 32;
 
@@ -32,6 +34,11 @@ pub struct ClientRequest {
     pub stream: bool,
     /// `stream_options.include_usage: true`.
     pub include_usage: bool,
+    /// The smallest output-token limit sent (`max_tokens`, `max_completion_tokens`,
+    /// `max_output_tokens`), if any.
+    pub max_output_tokens: Option<u64>,
+    /// Estimated input tokens (see `tokens`), counted while the body is checked.
+    pub input_estimate: u64,
 }
 
 /// A malformed request body (`ERR_KEYGATE_3801`, 400).
@@ -110,6 +117,8 @@ impl ClientRequest {
             models,
             stream,
             include_usage,
+            max_output_tokens: top.max_output_tokens,
+            input_estimate: Text::prompt_total(top.prompt_tokens),
         })
     }
 
@@ -157,6 +166,9 @@ struct TopLevel {
     models: Option<Value>,
     stream: Option<Value>,
     stream_options: Option<Value>,
+    max_output_tokens: Option<u64>,
+    /// The estimated tokens of the prompt fields.
+    prompt_tokens: u64,
 }
 
 impl<'de> Deserialize<'de> for TopLevel {
@@ -176,6 +188,8 @@ impl<'de> Deserialize<'de> for TopLevel {
                     models: None,
                     stream: None,
                     stream_options: None,
+                    max_output_tokens: None,
+                    prompt_tokens: 0,
                 };
                 while let Some(key) = access.next_key::<String>()? {
                     let slot = match key.as_str() {
@@ -183,8 +197,25 @@ impl<'de> Deserialize<'de> for TopLevel {
                         "models" => &mut top.models,
                         "stream" => &mut top.stream,
                         "stream_options" => &mut top.stream_options,
+                        "max_tokens" | "max_completion_tokens" | "max_output_tokens" => {
+                            if let Some(max) = access.next_value::<Value>()?.as_u64() {
+                                let smallest = top.max_output_tokens.map_or(max, |m| m.min(max));
+                                top.max_output_tokens = Some(smallest);
+                            }
+                            top.keys.push(key);
+                            continue;
+                        }
                         _ => {
-                            access.next_value::<Checked>()?;
+                            // Prompt fields are checked and counted in one pass.
+                            match prompt_field(&key) {
+                                Some(messages) => {
+                                    let text = access.next_value::<Text>()?;
+                                    top.prompt_tokens += text.prompt_tokens(messages);
+                                }
+                                None => {
+                                    access.next_value::<Checked>()?;
+                                }
+                            }
                             top.keys.push(key);
                             continue;
                         }
@@ -290,6 +321,27 @@ mod tests {
             ]
         );
         assert!(req.has_key("x_vendor") && !req.has_key("temperature"));
+        assert_eq!(req.max_output_tokens, None);
+    }
+
+    #[test]
+    fn the_output_limit_is_the_smallest_sent() {
+        let parse = |body: &'static str| ClientRequest::parse(Bytes::from(body)).unwrap();
+        let limit = |body| parse(body).max_output_tokens;
+        assert_eq!(limit(r#"{"max_tokens": 300}"#), Some(300));
+        assert_eq!(
+            limit(r#"{"max_tokens": 300, "max_completion_tokens": 200}"#),
+            Some(200)
+        );
+        assert_eq!(
+            limit(r#"{"max_output_tokens": 50, "model": "x"}"#),
+            Some(50)
+        );
+        assert_eq!(limit(r#"{"max_tokens": null, "max_tokens_x": 5}"#), None);
+        assert_eq!(
+            parse(r#"{"max_tokens": 9, "stream": true}"#).keys,
+            ["max_tokens", "stream"]
+        );
     }
 
     #[test]

@@ -28,20 +28,19 @@ const SKIPPED_KEYS: [&str; 4] = ["url", "image_url", "data", "file_data"];
 
 /// Estimated tokens of one piece of text.
 pub fn estimate_text_tokens(text: &str) -> u64 {
+    // Counted over bytes: ASCII bytes are ASCII characters, and every other character has one
+    // lead byte (0xC0 and up) besides its continuation bytes (0x80..0xC0).
     let (mut ascii, mut other) = (0u64, 0u64);
-    for c in text.chars() {
-        if c.is_ascii() {
-            ascii += 1;
-        } else {
-            other += 1;
-        }
+    for &byte in text.as_bytes() {
+        ascii += u64::from(byte < 0x80);
+        other += u64::from(byte >= 0xC0);
     }
     ascii.div_ceil(4) + other
 }
 
 /// Estimated input tokens of a request body.
 pub fn estimate_input_tokens(body: &Map<String, Value>) -> u64 {
-    let mut total = 3;
+    let mut total = REPLY_PRIMER;
     for field in PROMPT_FIELDS {
         if let Some(value) = body.get(field) {
             if field == "messages" {
@@ -53,77 +52,33 @@ pub fn estimate_input_tokens(body: &Map<String, Value>) -> u64 {
     total
 }
 
-/// Estimated input tokens of a raw request body, counted as [`estimate_input_tokens`] counts
-/// but read straight from the bytes, without building the JSON tree (0 when the body is not a
-/// JSON object).
-pub fn estimate_input_tokens_raw(body: &[u8]) -> u64 {
-    serde_json::from_slice::<RawPrompt>(body).map_or(0, |prompt| prompt.0)
+/// The tokens the reply primer adds to every prompt.
+const REPLY_PRIMER: u64 = 3;
+
+/// Whether `key` is a top-level prompt field, and if so whether it is `messages` (whose entries
+/// cost 4 tokens each besides their text).
+pub(crate) fn prompt_field(key: &str) -> Option<bool> {
+    PROMPT_FIELDS.contains(&key).then(|| key == "messages")
 }
 
-/// The estimate of a whole request body.
-struct RawPrompt(u64);
-
-impl<'de> Deserialize<'de> for RawPrompt {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Body;
-        impl<'de> Visitor<'de> for Body {
-            type Value = RawPrompt;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawPrompt, A::Error> {
-                let mut total = 3;
-                while let Some(field) = map.next_key::<Field>()? {
-                    match field {
-                        Field::Prompt { messages } => {
-                            let text: Text = map.next_value()?;
-                            total += text.tokens + if messages { 4 * text.items } else { 0 };
-                        }
-                        Field::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(RawPrompt(total))
-            }
-        }
-        deserializer.deserialize_map(Body)
-    }
-}
-
-/// A top-level key: one of [`PROMPT_FIELDS`] or not.
-enum Field {
-    Prompt { messages: bool },
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Field {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl Visitor<'_> for Name {
-            type Value = Field;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
-                Ok(if PROMPT_FIELDS.contains(&key) {
-                    Field::Prompt {
-                        messages: key == "messages",
-                    }
-                } else {
-                    Field::Other
-                })
-            }
-        }
-        deserializer.deserialize_str(Name)
-    }
-}
-
-/// The estimate of one value: its strings' tokens, and its element count when it is a list.
+/// The estimate of one value read straight from the request bytes (no JSON tree): its strings'
+/// tokens, and its element count when it is a list. Counts as [`estimate_input_tokens`] does.
 #[derive(Default)]
-struct Text {
+pub(crate) struct Text {
     tokens: u64,
     items: u64,
+}
+
+impl Text {
+    /// The tokens of this value as prompt field `messages` (or another prompt field).
+    pub(crate) fn prompt_tokens(&self, messages: bool) -> u64 {
+        self.tokens + if messages { 4 * self.items } else { 0 }
+    }
+
+    /// The whole prompt's estimate from the sum of its fields' tokens.
+    pub(crate) fn prompt_total(fields: u64) -> u64 {
+        REPLY_PRIMER + fields
+    }
 }
 
 impl<'de> Deserialize<'de> for Text {
@@ -407,11 +362,10 @@ mod tests {
         let mut cut = OutputEstimate::for_stream(Surface::ChatCompletions);
         cut.scan(br#"{"content":"abcdefgh"#);
         assert_eq!(cut.tokens(), 2);
-        assert_eq!(estimate_input_tokens_raw(b"[1]"), 0);
     }
 
     #[test]
-    fn the_raw_estimate_counts_as_the_tree_estimate_does() {
+    fn the_request_estimate_counts_as_the_tree_estimate_does() {
         let bodies = [
             json!({"input": "abcd"}),
             json!({"model": "x", "messages": [{"role": "user", "content": "abc\u{e9} \"q\""},
@@ -425,8 +379,9 @@ mod tests {
         ];
         for body in bodies {
             let raw = body.to_string();
+            let request = crate::ClientRequest::parse(raw.clone().into()).unwrap();
             assert_eq!(
-                estimate_input_tokens_raw(raw.as_bytes()),
+                request.input_estimate,
                 estimate_input_tokens(body.as_object().unwrap()),
                 "{raw}"
             );

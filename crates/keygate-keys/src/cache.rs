@@ -1,6 +1,7 @@
 //! [`KeyCache`]: the gateway's access key check, in memory, kept current from the store's generation
 //! counter, with last use written back in coalesced batches.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,7 @@ use keygate_secrets::{Periodic, Refreshing, Store, StoreError};
 
 use crate::error::Result;
 use crate::keyset::{AuthenticatedKey, KeySet};
+use crate::memo;
 use crate::store::KeyStore;
 use crate::token::{TokenHasher, TOKEN_LEN, TOKEN_PREFIX};
 
@@ -41,7 +43,12 @@ pub struct KeyCache {
     flusher: Periodic,
     keys: Arc<Refreshing<KeySet>>,
     hasher: TokenHasher,
+    /// Tells this cache's remembered digests from another's (`memo`).
+    id: u64,
 }
+
+/// Ids of key caches, unique in the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,6 +94,7 @@ impl KeyCache {
             flusher,
             keys: cache,
             hasher,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -95,8 +103,10 @@ impl KeyCache {
         self.authenticate_at(token, unix_now())
     }
 
-    /// Checks a presented token at `now` (Unix seconds): hashes it under the derived key, looks the hash up
-    /// (constant-time equality), then checks disabled, then expiry. Allocates nothing.
+    /// Checks a presented token at `now` (Unix seconds): hashes it under the derived key (or recalls
+    /// the hash of a token that matched before on this thread, see `memo`), looks the hash up
+    /// (constant-time equality), then checks disabled, then expiry. Allocates only to remember a
+    /// token the first time it matches.
     pub fn authenticate_at(
         &self,
         token: &[u8],
@@ -106,9 +116,13 @@ impl KeyCache {
         if token.len() != TOKEN_LEN || !token.starts_with(TOKEN_PREFIX.as_bytes()) {
             return Err(Rejection::Unknown);
         }
-        let digest = self.hasher.digest(token);
+        let recalled = memo::recall(self.id, token);
+        let digest = recalled.unwrap_or_else(|| self.hasher.digest(token));
         let keys = self.keys.current();
         let key = keys.get(&digest).ok_or(Rejection::Unknown)?;
+        if recalled.is_none() {
+            memo::remember(self.id, token, digest);
+        }
         if key.is_disabled() {
             return Err(Rejection::Disabled);
         }

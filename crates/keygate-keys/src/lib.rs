@@ -14,6 +14,7 @@ mod cache;
 mod error;
 mod keyset;
 mod limits;
+mod memo;
 mod model;
 mod rules;
 mod schema;

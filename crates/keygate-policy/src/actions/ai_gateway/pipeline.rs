@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Response};
 use keygate_ai::{
-    client_credential, estimate_input_tokens_raw, models_list, BodyOptions, Candidate,
-    ClientRequest, ResolveError, Surface,
+    client_credential, models_list, BodyOptions, Candidate, ClientRequest, ResolveError, Surface,
 };
 use keygate_ai_gateway::{Allowance, Call, CallError, Credential, KeySource, Rendered};
 use keygate_cel::{from_json, to_json, EvalError, Scope, Variable};
@@ -151,11 +150,7 @@ impl AiGateway {
             .access_key
             .clone()
             .filter(|key| !key.limits().is_unlimited());
-        // The estimate walks every message: only when a limit, a budget or the published results
-        // need it.
-        if self.max_input_tokens.is_some() || self.publish_results || limited_key.is_some() {
-            trace.input_estimate = estimate_input_tokens_raw(&request.raw);
-        }
+        trace.input_estimate = request.input_estimate;
         if let Some(max) = self
             .max_input_tokens
             .filter(|max| trace.input_estimate > *max)
