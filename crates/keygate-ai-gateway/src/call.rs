@@ -346,13 +346,19 @@ impl Runtime {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let scan = Scan::for_content_type(content_type, surface, prepared.added_include_usage);
+        let mut scan = Scan::for_content_type(content_type, surface, prepared.added_include_usage);
+        // A provider known to report a stream's usage needs no estimate of it (a budget adds
+        // one: `with_allowance`).
+        if !candidate.provider.stream_usage.reported() {
+            scan = scan.estimating_output(surface);
+        }
         if matches!(scan, Scan::Sse(_)) && prepared.added_include_usage {
             parts.headers.remove(CONTENT_LENGTH);
         }
         parts.version = http::Version::default();
         let mut metered = MeteredBody::new(first, body, scan, usage, self.stream_idle_timeout)
-            .with_input_estimate(call.request.input_estimate);
+            .with_input_estimate(call.request.input_estimate)
+            .learning_stream_usage(candidate.provider.clone());
         if let Some(allowance) = &call.allowance {
             metered = metered.with_allowance(allowance.clone(), surface);
         }

@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use keygate_ai::{error_event, MetricsStore, OutputEstimate, SseScanner, Surface, TokenUsage};
+use keygate_ai::{
+    error_event, MetricsStore, OutputEstimate, Provider, SseScanner, Surface, TokenUsage,
+};
 use keygate_http::{Body, BoxError};
 use tokio::time::{sleep, Instant, Sleep};
 
@@ -76,11 +78,7 @@ impl Scan {
     /// gateway added `include_usage` itself.
     pub fn for_content_type(content_type: &str, surface: Surface, strip_usage_chunk: bool) -> Scan {
         if content_type.starts_with("text/event-stream") {
-            Scan::Sse(
-                SseScanner::new(strip_usage_chunk)
-                    .with_final_event(surface.final_event())
-                    .with_output_estimate(OutputEstimate::for_stream(surface)),
-            )
+            Scan::Sse(SseScanner::new(strip_usage_chunk).with_final_event(surface.final_event()))
         } else if content_type.starts_with("application/json") {
             Scan::Json(JsonChunks {
                 chunks: Vec::new(),
@@ -89,6 +87,17 @@ impl Scan {
             })
         } else {
             Scan::Nothing
+        }
+    }
+
+    /// Also estimates a stream's output as it passes (for a budget's running count, and for
+    /// usage the provider may omit).
+    pub fn estimating_output(self, surface: Surface) -> Scan {
+        match self {
+            Scan::Sse(scanner) => {
+                Scan::Sse(scanner.with_output_estimate(OutputEstimate::for_stream(surface)))
+            }
+            other => other,
         }
     }
 
@@ -134,6 +143,8 @@ pub struct MeteredBody {
     usage_fill: Option<UsageFill>,
     /// Where the final usage goes for `m.metrics`: the store, provider and model.
     token_metrics: Option<(&'static MetricsStore, String, String)>,
+    /// Learns from a complete stream whether the provider reports usage.
+    stream_usage: Option<Arc<Provider>>,
 }
 
 /// What a usage chunk made by the gateway says besides the counts.
@@ -164,7 +175,14 @@ impl MeteredBody {
             budget: None,
             usage_fill: None,
             token_metrics: None,
+            stream_usage: None,
         }
+    }
+
+    /// Notes in `provider` whether this stream, once complete, carried usage.
+    pub fn learning_stream_usage(mut self, provider: Arc<Provider>) -> Self {
+        self.stream_usage = Some(provider);
+        self
     }
 
     /// Adds the final usage to `metrics` for (`provider`, `model`) (`m.metrics.*.token`).
@@ -194,6 +212,8 @@ impl MeteredBody {
     /// Holds a stream's output past what `allowance` granted until it grants more.
     pub fn with_allowance(mut self, allowance: Arc<dyn Allowance>, surface: Surface) -> Self {
         if matches!(self.scan, Scan::Sse(_)) {
+            // The grant is checked against the output estimate as it grows.
+            self.scan = std::mem::replace(&mut self.scan, Scan::Nothing).estimating_output(surface);
             self.budget = Some(Budget {
                 granted: allowance.granted(),
                 allowance,
@@ -213,6 +233,9 @@ impl MeteredBody {
                 let rest = scanner.finish();
                 let (reported, passed) = (scanner.usage(), scanner.output_estimate());
                 let complete = complete && scanner.saw_final_event();
+                if let Some(provider) = self.stream_usage.as_ref().filter(|_| complete) {
+                    provider.stream_usage.learn(reported.output.is_some());
+                }
                 let (events, unfinished) = (scanner.events(), !scanner.saw_final_event());
                 self.settle_usage(reported, complete, || passed);
                 (rest, events, unfinished)
@@ -676,7 +699,8 @@ mod tests {
         let body = MeteredBody::new(
             None,
             body_of(vec![CHUNK, CHUNK, "data: [DONE]\n\n"]),
-            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false)
+                .estimating_output(Surface::ChatCompletions),
             usage.clone(),
             Duration::from_secs(5),
         )
@@ -693,7 +717,8 @@ mod tests {
         let body = MeteredBody::new(
             None,
             body_of(vec![CHUNK, "data: {\"choices\":[]}\n\ndata: [DONE]\n\n"]),
-            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false)
+                .estimating_output(Surface::ChatCompletions),
             usage.clone(),
             Duration::from_secs(5),
         )
@@ -734,6 +759,37 @@ mod tests {
         });
         let text = body.collect().await.unwrap().to_bytes();
         assert_eq!(text, [CHUNK, reported].concat().as_bytes());
+    }
+
+    #[tokio::test]
+    async fn complete_streams_teach_whether_the_provider_reports_usage() {
+        let registry = keygate_ai::Registry::new(
+            &keygate_ai::GatewaySpec::default(),
+            keygate_ai::Catalog::builtin(),
+        )
+        .unwrap();
+        let provider = registry.available(None)[0].provider.clone();
+        assert!(!provider.stream_usage.reported(), "unknown at first");
+        let stream = |chunks: Vec<&'static str>| {
+            MeteredBody::new(
+                None,
+                body_of(chunks),
+                Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
+                Arc::new(Usage::default()),
+                Duration::from_secs(5),
+            )
+            .learning_stream_usage(provider.clone())
+        };
+        let usage =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n";
+        let done = "data: [DONE]\n\n";
+        stream(vec![CHUNK, usage, done]).collect().await.unwrap();
+        assert!(provider.stream_usage.reported());
+        // A stream that broke off teaches nothing; a complete one without usage does.
+        stream(vec![CHUNK]).collect().await.unwrap();
+        assert!(provider.stream_usage.reported());
+        stream(vec![CHUNK, done]).collect().await.unwrap();
+        assert!(!provider.stream_usage.reported());
     }
 
     /// Grants `first` tokens up front, then what `then` lists, one entry per request for more.

@@ -1,12 +1,14 @@
 //! Per-request and per-chunk costs of the AI gateway's domain work: model resolution, body
-//! transformation, and scanning a streamed response for usage (pass-through and stripping).
+//! transformation, and scanning a streamed response for usage (pass-through and stripping, and
+//! with the output estimate).
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keygate_ai::{
-    prepare_body, BodyOptions, Catalog, ClientRequest, GatewaySpec, Registry, SseScanner, Surface,
+    prepare_body, BodyOptions, Catalog, ClientRequest, GatewaySpec, OutputEstimate, Registry,
+    SseScanner, Surface,
 };
 use serde_json::json;
 
@@ -50,10 +52,20 @@ fn bench(c: &mut Criterion) {
     let total: usize = stream.iter().map(Bytes::len).sum();
     let mut group = c.benchmark_group("sse_scan_200_chunks");
     group.throughput(Throughput::Bytes(total as u64));
-    for (name, strip) in [("pass", false), ("strip_usage_chunk", true)] {
+    // "estimate": the output estimate that every metered stream runs, so usage the provider
+    // omits (and a budget's running count) is known; the others scan for usage alone.
+    for (name, strip, estimate) in [
+        ("pass", false, false),
+        ("strip_usage_chunk", true, false),
+        ("pass_estimate", false, true),
+    ] {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut scanner = SseScanner::new(strip);
+                if estimate {
+                    let output = OutputEstimate::for_stream(Surface::ChatCompletions);
+                    scanner = scanner.with_output_estimate(output);
+                }
                 for chunk in &stream {
                     black_box(scanner.push(chunk.clone()));
                 }

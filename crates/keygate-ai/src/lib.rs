@@ -31,7 +31,7 @@ pub use mock::{respond as mock_respond, MockResponse};
 pub use models_list::models_list;
 pub use registry::{
     Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, RejectReason, Rejection,
-    Resolution, ResolveError, Restriction, UpstreamTarget,
+    Resolution, ResolveError, Restriction, StreamUsage, UpstreamTarget,
 };
 pub use request::{is_auto, ClientRequest, RequestError};
 pub use spec::{ModelSpec, ParamName, Pricing, ProviderSpec, SurfaceSpec};

@@ -5,6 +5,7 @@
 //! providers in configuration order, then the remaining built-ins in catalog order.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
@@ -48,6 +49,39 @@ pub struct Provider {
     pub config_index: Option<usize>,
     /// Per surface, parsed on first use: see [`Provider::upstream_target`].
     plain_targets: [OnceLock<UpstreamTarget>; Surface::COUNT],
+    /// Whether its streams carry usage, as learned from the last one that completed.
+    pub stream_usage: StreamUsage,
+}
+
+/// Whether a provider's streams report token usage, learned while serving it (unknown again
+/// with each policy load). A provider known to report it needs no estimate of its streams.
+#[derive(Debug, Default)]
+pub struct StreamUsage(AtomicU8);
+
+impl StreamUsage {
+    const REPORTED: u8 = 1;
+    const OMITTED: u8 = 2;
+
+    /// True when the last complete stream carried usage.
+    pub fn reported(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::REPORTED
+    }
+
+    /// Notes whether a complete stream carried usage.
+    pub fn learn(&self, reported: bool) {
+        let value = if reported {
+            Self::REPORTED
+        } else {
+            Self::OMITTED
+        };
+        self.0.store(value, Ordering::Relaxed);
+    }
+}
+
+impl Clone for StreamUsage {
+    fn clone(&self) -> Self {
+        Self(AtomicU8::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 /// Where an attempt goes: the URI (`None` when the base URL does not make a valid one), and the
@@ -776,6 +810,7 @@ fn merge_builtin(
             .unwrap_or_default(),
         config_index: configured.then_some(index),
         plain_targets: Default::default(),
+        stream_usage: StreamUsage::default(),
     };
     let mut models: Vec<Model> = builtin
         .models
@@ -849,6 +884,7 @@ fn custom_provider(
         surfaces,
         config_index: Some(index),
         plain_targets: Default::default(),
+        stream_usage: StreamUsage::default(),
     };
     Ok((provider, models))
 }
