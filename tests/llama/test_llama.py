@@ -33,6 +33,8 @@ from pathlib import Path
 
 import openai
 
+from tests.processes import free_port, wait_port
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYGATE = os.environ.get("KEYGATE_BIN", str(ROOT / "target/debug/keygate"))
 LLAMA_URL = os.environ.get("LLAMA_URL", "http://127.0.0.1:8199").rstrip("/")
@@ -43,25 +45,6 @@ N_CTX = 2048
 
 # Short prompts, greedy decoding: the answers are the same every time, streamed or not.
 GREEDY = {"temperature": 0, "max_tokens": 48}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what):
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start")
 
 
 class HungServer:

@@ -12,15 +12,15 @@ starting one (the Rust test runs this file that way).
 
 import json
 import os
-import socket
 import subprocess
 import tempfile
-import time
 import unittest
 from pathlib import Path
 
 import anthropic
 import openai
+
+from tests.processes import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYGATE = os.environ.get("KEYGATE_BIN", str(ROOT / "target/debug/keygate"))
@@ -65,25 +65,6 @@ on_http_request:
       - type: ai-gateway
         config:
           access_keys: required""" + PROVIDERS
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what):
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start")
 
 
 class SdkTests(unittest.TestCase):

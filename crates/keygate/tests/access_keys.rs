@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{api, send, Gateway, Options, Req, TempDir};
+use common::{api, send, Gateway, Req, TempDir};
 use keygate_mock::{MockConfig, MockServer};
 use serde_json::json;
 
@@ -21,19 +21,7 @@ fn policy(mode: &str, rules: &str) -> String {
 }
 
 fn start(mock: &MockServer, data: &TempDir, policy: &str) -> Gateway {
-    Gateway::start_with(
-        policy,
-        Options {
-            args: vec![
-                "--provider-url".to_owned(),
-                format!("openai={}", mock.openai_base_url()),
-                "--provider-url".to_owned(),
-                format!("anthropic={}", mock.openai_base_url()),
-            ],
-            data_dir: Some(data.path()),
-            ..Options::default()
-        },
-    )
+    Gateway::start_on_mock(policy, &mock.openai_base_url(), data.path(), &[])
 }
 
 /// Creates an access key; returns (id, token).

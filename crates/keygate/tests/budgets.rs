@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{api, send, Gateway, Options, Req, TempDir};
+use common::{api, send, Gateway, Req, TempDir};
 use keygate_mock::{MockConfig, MockServer};
 use keygate_test_support::{require, RedisServer};
 use serde_json::{json, Value};
@@ -33,21 +33,7 @@ const POLICY: &str = "on_http_request:
 const OVERRUN_PER_REQUEST: u64 = 4;
 
 fn start(mock: &MockServer, data: &TempDir, extra: &[String]) -> Gateway {
-    let mut args = vec![
-        "--provider-url".to_owned(),
-        format!("openai={}", mock.openai_base_url()),
-        "--provider-url".to_owned(),
-        format!("anthropic={}", mock.openai_base_url()),
-    ];
-    args.extend_from_slice(extra);
-    Gateway::start_with(
-        POLICY,
-        Options {
-            args,
-            data_dir: Some(data.path()),
-            ..Options::default()
-        },
-    )
+    Gateway::start_on_mock(POLICY, &mock.openai_base_url(), data.path(), extra)
 }
 
 /// Creates an access key with `flags`; returns (id, token).

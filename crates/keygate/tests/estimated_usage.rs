@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{api, send, Gateway, Options, Req, TempDir};
+use common::{api, send, Gateway, Req, TempDir};
 use keygate_mock::{MockConfig, MockServer};
 use serde_json::{json, Value};
 
@@ -27,19 +27,7 @@ const POLICY: &str = "on_http_request:
 ";
 
 fn start(mock: &MockServer, data: &TempDir) -> Gateway {
-    Gateway::start_with(
-        POLICY,
-        Options {
-            args: vec![
-                "--provider-url".to_owned(),
-                format!("openai={}", mock.openai_base_url()),
-                "--provider-url".to_owned(),
-                format!("anthropic={}", mock.openai_base_url()),
-            ],
-            data_dir: Some(data.path()),
-            ..Options::default()
-        },
-    )
+    Gateway::start_on_mock(POLICY, &mock.openai_base_url(), data.path(), &[])
 }
 
 /// The `ai` objects of the access log, oldest first, once there are `n`.

@@ -156,6 +156,26 @@ impl Gateway {
         )
     }
 
+    /// Starts the gateway on `policy` and data dir `data`, with the built-in `openai` and
+    /// `anthropic` providers answered by the mock provider at `mock_base_url` (its `/v1` URL),
+    /// and `extra` CLI flags.
+    pub fn start_on_mock(policy: &str, mock_base_url: &str, data: &Path, extra: &[String]) -> Self {
+        let mut args = Vec::with_capacity(4 + extra.len());
+        for provider in ["openai", "anthropic"] {
+            args.push("--provider-url".to_owned());
+            args.push(format!("{provider}={mock_base_url}"));
+        }
+        args.extend_from_slice(extra);
+        Self::start_with(
+            policy,
+            Options {
+                args,
+                data_dir: Some(data),
+                ..Options::default()
+            },
+        )
+    }
+
     pub fn start_with(policy: &str, options: Options<'_>) -> Self {
         let dir = TempDir::new("gw");
         let policy_path = dir.path().join("policy.yml");
