@@ -4,6 +4,7 @@ mod alloc;
 mod api;
 mod check;
 mod serve;
+mod stdout;
 mod token;
 mod usage;
 

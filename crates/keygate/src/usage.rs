@@ -58,18 +58,24 @@ pub fn run(args: UsageArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if args.json {
+    let text = if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => json + "\n",
             Err(err) => {
                 eprintln!("error: {err}");
                 return ExitCode::from(1);
             }
         }
     } else {
-        print!("{}", table(&report));
+        table(&report)
+    };
+    match crate::stdout::write(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: cannot write the report: {err}");
+            ExitCode::from(1)
+        }
     }
-    ExitCode::SUCCESS
 }
 
 const NUMBER_COLUMNS: [&str; 8] = [

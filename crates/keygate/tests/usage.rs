@@ -412,3 +412,23 @@ async fn the_ledger_can_be_turned_off_and_its_retention_is_checked() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid duration '90 days'"));
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_not_the_process() {
+    let data = TempDir::new("usage-pipe");
+    for args in [&["usage", "--json"][..], &["usage"][..]] {
+        // The pipe's reading end is closed before the command writes: its write fails (EPIPE).
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let output = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdout(writer)
+            .output()
+            .expect("keygate runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

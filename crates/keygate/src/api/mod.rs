@@ -176,6 +176,9 @@ fn print(value: &impl Serialize) -> Result<(), Failure> {
         serde_json::to_string_pretty(value)
             .map_err(|e| Failure::Runtime(format!("cannot encode the output as JSON: {e}")))?,
     );
-    println!("{}", *text);
-    Ok(())
+    let mut line = Zeroizing::new(String::with_capacity(text.len() + 1));
+    line.push_str(&text);
+    line.push('\n');
+    crate::stdout::write(&line)
+        .map_err(|e| Failure::Runtime(format!("cannot write the output: {e}")))
 }

@@ -4,8 +4,8 @@
 //!
 //! A reservation charges every budget counter of the key at once (one atomic store operation):
 //! the input estimate plus as many output tokens as fit, up to what the request may produce
-//! (its `max_tokens`, or a first step for a stream, which asks for more as it goes, see
-//! [`Allowance`]). Spend is priced at the dearest candidate, so failover never costs more than
+//! (its `max_tokens`, else the models' maximum; a stream takes a first step and asks for more
+//! as it goes, see [`Allowance`]). Spend is priced at the dearest candidate, so failover never costs more than
 //! was reserved. When the response ends the counters are set to the real usage at the answering
 //! model's price: the unused part is refunded, a part the estimate missed is added.
 
