@@ -10,6 +10,8 @@
 #   bench/instructions.sh                       # builds release binaries first
 #   KEYGATE_BIN=... MOCK_BIN=... LOAD_BIN=... bench/instructions.sh
 #   LEG=https bench/instructions.sh             # the mock behind TLS (h2), trusted with --upstream-ca-file
+#   STREAM=1 bench/instructions.sh              # streamed answers (CHUNKS=20 content chunks each)
+#   STREAM=1 USAGE=omit bench/instructions.sh   # ... from a provider that reports no usage
 #   POLICY=keys bench/instructions.sh           # bench/seed-keys.yml: built-in access keys, token budget
 #   POLICY=keys REDIS=1 bench/instructions.sh   # the same with rate limits and budgets in a redis-server
 #
@@ -32,6 +34,9 @@ LEG="${LEG:-http}"
 POLICY="${POLICY:-seed}"               # seed | keys
 REDIS="${REDIS:-0}"                    # 1: rate limits and budgets in a throwaway redis-server
 REDIS_PORT="${REDIS_PORT:-18285}"
+STREAM="${STREAM:-0}"                  # 1: streamed chat completions (CHUNKS content chunks each)
+CHUNKS="${CHUNKS:-20}"
+USAGE="${USAGE:-report}"               # omit: the provider reports no usage (the gateway estimates it)
 MOCK_PORT="${MOCK_PORT:-18281}"
 KG_PORT="${KG_PORT:-18283}"
 KG_ADMIN_PORT="${KG_ADMIN_PORT:-18284}"
@@ -63,7 +68,7 @@ wait_http() { # URL: until it answers (any status), at most 60 s (callgrind star
   echo "no answer from $1" >&2; return 1
 }
 
-mock_args=(--listen "127.0.0.1:$MOCK_PORT" --threads 1)
+mock_args=(--listen "127.0.0.1:$MOCK_PORT" --threads 1 --chunks "$CHUNKS")
 scheme=http
 upstream_args=()
 if [[ "$LEG" == https ]]; then
@@ -87,7 +92,10 @@ else
   printf '%s' "$TOKEN" | "$KEYGATE_BIN" api secrets create --name access-token --value - --vault-name gateway-auth >/dev/null
 fi
 "$KEYGATE_BIN" api vaults create --name openai >/dev/null
-printf 'sk-bench-server-key-0123456789' | "$KEYGATE_BIN" api secrets create --name api-key --value - --vault-name openai >/dev/null
+# The mock leaves usage out for a key holding the word `nousage`.
+provider_key='sk-bench-server-key-0123456789'
+[[ "$USAGE" == omit ]] && provider_key='sk-bench-server-key-nousage'
+printf '%s' "$provider_key" | "$KEYGATE_BIN" api secrets create --name api-key --value - --vault-name openai >/dev/null
 
 store_args=()
 if [[ "$REDIS" == 1 ]]; then
@@ -108,9 +116,12 @@ KG_PID=$!
 PIDS+=("$KG_PID")
 wait_http "http://127.0.0.1:$KG_ADMIN_PORT/readyz"
 
-printf '{"model":"gpt-4o","messages":[{"role":"user","content":"Benchmark round trip: please echo this sentence back in small streamed chunks, thank you very much."}]}' >"$WORK/chat.json"
+stream_field=""
+stream_args=()
+if [[ "$STREAM" == 1 ]]; then stream_field='"stream":true,'; stream_args=(--stream); fi
+printf '{"model":"gpt-4o",%s"messages":[{"role":"user","content":"Benchmark round trip: please echo this sentence back in small streamed chunks, thank you very much."}]}' "$stream_field" >"$WORK/chat.json"
 load() { # about N requests over CONNECTIONS connections in 2 s; prints how many succeeded
-  "$LOAD_BIN" --url "http://127.0.0.1:$KG_PORT/v1/chat/completions" --rate "$(( $1 / 2 ))" \
+  "$LOAD_BIN" --url "http://127.0.0.1:$KG_PORT/v1/chat/completions" --rate "$(( $1 / 2 ))" "${stream_args[@]}" \
     --duration 2 --warmup 0 --connections "$CONNECTIONS" --timeout-ms 60000 --body-file "$WORK/chat.json" \
     -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" | jq -r .ok
 }
@@ -127,6 +138,7 @@ total="$(cat "$WORK"/callgrind.out* | awk '/^summary:/ {s += $2} END {print s}')
 [[ -n "${KEEP:-}" ]] && cp "$WORK"/callgrind.out* "$KEEP"/
 extra=""
 [[ "$POLICY" != seed || "$REDIS" == 1 ]] && extra=", policy $POLICY, store $([[ "$REDIS" == 1 ]] && echo redis || echo memory)"
+[[ "$STREAM" == 1 ]] && extra="$extra, streamed ($CHUNKS chunks), usage $USAGE"
 echo "instructions per request: $(( total / ok )) ($ok requests, leg $LEG$extra)"
 if [[ "$REDIS" == 1 ]]; then # the counters keygate wrote, to show the store was used
   echo "redis keys: $(redis-cli -p "$REDIS_PORT" --scan | tr '\n' ' ')" >&2
