@@ -260,24 +260,26 @@ fn policy_check_warns_about_secrets_the_data_dir_lacks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_flag_sets_the_serving_threads() {
     let gw = Gateway::start(&policy_answering("one"), &["--workers", "1"]);
-    // A new thread shows its parent's name until it has set its own: look for a while.
-    let workers = |gw: &Gateway| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    // The workers may start after the listener answers, and a new thread shows its parent's
+    // name until it has set its own: look for a while, until `expected` workers have their names
+    // and no other thread still has the parent's (a wrong count still shows after 5 s).
+    let workers = |gw: &Gateway, expected: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let mut names = gw.thread_names();
             let unnamed = names.iter().filter(|name| *name == "keygate").count();
-            if unnamed <= 1 || std::time::Instant::now() > deadline {
-                names.retain(|name| name.starts_with("kg-worker-"));
-                names.sort();
+            names.retain(|name| name.starts_with("kg-worker-"));
+            names.sort();
+            if (unnamed <= 1 && names.len() >= expected) || std::time::Instant::now() > deadline {
                 return names;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    assert_eq!(workers(&gw), ["kg-worker-0"]);
+    assert_eq!(workers(&gw, 1), ["kg-worker-0"]);
     let three = Gateway::start(&policy_answering("three"), &["--workers", "3"]);
     assert_eq!(
-        workers(&three),
+        workers(&three, 3),
         ["kg-worker-0", "kg-worker-1", "kg-worker-2"]
     );
     let clients: Vec<_> = (0..8)
