@@ -1,7 +1,6 @@
 //! The shared store: one atomic Lua script per decision on a Redis server, so every gateway instance
 //! counts into the same buckets on the same (server) clock.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,12 +136,7 @@ fn redis_key(name: &str, key: &[u8]) -> String {
 /// The lowercase hex SHA-256 of a bucket key, as used in Redis key names: a stable bucket identity that
 /// does not reveal the key (for logs and result variables).
 pub fn key_digest_hex(key: &[u8]) -> String {
-    let mut out = String::with_capacity(64);
-    for b in Sha256::digest(key) {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(Sha256::digest(key))
 }
 
 #[cfg(test)]
