@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use common::{get, send};
+use common::{get, send, Reap};
 use http::Method;
 use keygate_mock::{MockConfig, MockServer};
 use serde_json::{json, Value};
@@ -115,16 +115,6 @@ async fn the_list_changes_in_process_and_over_http() {
     // The control endpoint is not recorded; the listings are.
     let paths: Vec<String> = mock.requests().into_iter().map(|r| r.path).collect();
     assert!(paths.iter().all(|p| p == "/v1/models"), "{paths:?}");
-}
-
-/// Kills the child if the test fails before it exits.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test]

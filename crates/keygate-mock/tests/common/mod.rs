@@ -130,3 +130,14 @@ pub fn sse_events(body: &str) -> Vec<Event> {
 pub fn data_json(event: &Event) -> Value {
     serde_json::from_str(&event.data).expect("event data is JSON")
 }
+
+/// A child process of a test (a mock binary), killed and reaped when the test ends, passed or
+/// not.
+pub struct Reap(pub std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
