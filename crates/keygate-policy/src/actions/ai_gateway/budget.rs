@@ -83,16 +83,16 @@ impl KeyBudgets {
             return Ok(None);
         }
         let now_ms = unix_ms(SystemTime::now());
-        let counters = counters(key.id(), limits, now_ms);
+        let (counters, budgets) = counters(key.id(), limits, now_ms);
         let (input_price, output_price) = dearest(demand.candidates);
-        let draws: Vec<Draw> = counters
+        let draws: Vec<Draw> = budgets
             .iter()
-            .map(|c| match c.kind {
-                Kind::Tokens => Draw {
+            .map(|budget| match budget {
+                Budget::Tokens(_) => Draw {
                     base: demand.input_estimate,
                     per_unit: 1,
                 },
-                Kind::Spend => Draw {
+                Budget::DailySpend(_) | Budget::MonthlySpend(_) => Draw {
                     base: demand.input_estimate.saturating_mul(input_price),
                     per_unit: output_price,
                 },
@@ -113,13 +113,12 @@ impl KeyBudgets {
         } else {
             bound.unwrap_or(DEFAULT_OUTPUT_RESERVE)
         };
-        let store_counters: Vec<Counter> = counters.iter().map(|c| c.counter.clone()).collect();
         let on_failure = match limits.on_store_failure {
             StoreFailure::Local => BudgetFailure::Local,
             StoreFailure::Closed => BudgetFailure::Closed,
         };
         let ask = Ask {
-            counters: &store_counters,
+            counters: &counters,
             draws: &draws,
             min_units: 1,
             max_units: max_units.max(1),
@@ -127,12 +126,20 @@ impl KeyBudgets {
         match self.store.reserve(ask, on_failure).await {
             Grant::Granted { units, local } => {
                 let charged = draws.iter().map(|d| d.base + units * d.per_unit).collect();
+                // A top-up draws output tokens only.
+                let top_up = draws
+                    .iter()
+                    .map(|d| Draw {
+                        base: 0,
+                        per_unit: d.per_unit,
+                    })
+                    .collect();
                 Ok(Some(Arc::new(Reservation {
                     store: self.store.clone(),
-                    key_id: key.id().to_owned(),
-                    counters,
-                    store_counters,
-                    draws,
+                    key_id: key.id().into(),
+                    counters: counters.into(),
+                    budgets: budgets.into(),
+                    top_up,
                     local,
                     on_failure,
                     first_grant: units,
@@ -145,10 +152,9 @@ impl KeyBudgets {
                 })))
             }
             Grant::Exhausted { counter } => {
-                let spent = &counters[counter];
                 let wait =
-                    Duration::from_millis(spent.counter.expires_at_ms.saturating_sub(now_ms));
-                Err(refused(spent.exhausted_message(key.id()), wait))
+                    Duration::from_millis(counters[counter].expires_at_ms.saturating_sub(now_ms));
+                Err(refused(budgets[counter].exhausted_message(key.id()), wait))
             }
             Grant::Unavailable => Err(refused(unavailable(key.id()), Duration::from_secs(1))),
         }
@@ -159,10 +165,13 @@ impl KeyBudgets {
 /// entry and, for a stream, the metered body).
 pub struct Reservation {
     store: Arc<dyn BudgetStore>,
-    key_id: String,
-    counters: Vec<KeyCounter>,
-    store_counters: Vec<Counter>,
-    draws: Vec<Draw>,
+    key_id: Arc<str>,
+    /// The store's counters, and the budget each one enforces (same order). Shared with the
+    /// futures of top-ups.
+    counters: Arc<[Counter]>,
+    budgets: Arc<[Budget]>,
+    /// What a top-up asks of each counter per output token.
+    top_up: Arc<[Draw]>,
     /// Charged to the in-process fallback: settled there too.
     local: bool,
     on_failure: BudgetFailure,
@@ -200,11 +209,11 @@ impl Reservation {
         let output = usage.output_tokens.load(Ordering::Relaxed);
         let (input_price, output_price) =
             pricing.map_or((0, 0), |p| (nanos(p.input), nanos(p.output)));
-        self.counters
+        self.budgets
             .iter()
-            .map(|c| match c.kind {
-                Kind::Tokens => input + output,
-                Kind::Spend => input
+            .map(|budget| match budget {
+                Budget::Tokens(_) => input + output,
+                Budget::DailySpend(_) | Budget::MonthlySpend(_) => input
                     .saturating_mul(input_price)
                     .saturating_add(output.saturating_mul(output_price)),
             })
@@ -219,49 +228,36 @@ impl Allowance for Reservation {
 
     fn extend(&self, more: u64) -> BoxFuture<'static, Result<u64, Exhausted>> {
         let store = self.store.clone();
-        let counters = self.store_counters.clone();
-        let draws: Vec<Draw> = self
-            .draws
-            .iter()
-            .map(|d| Draw {
-                base: 0,
-                per_unit: d.per_unit,
-            })
-            .collect();
-        let on_failure = self.on_failure;
-        let messages: Vec<String> = self
-            .counters
-            .iter()
-            .map(|c| c.exhausted_message(&self.key_id))
-            .collect();
-        let unavailable = unavailable(&self.key_id);
-        let charged = self.charged.clone();
+        let (counters, budgets, top_up) = (
+            self.counters.clone(),
+            self.budgets.clone(),
+            self.top_up.clone(),
+        );
+        let (key_id, charged, on_failure) =
+            (self.key_id.clone(), self.charged.clone(), self.on_failure);
         Box::pin(async move {
             let ask = Ask {
                 counters: &counters,
-                draws: &draws,
+                draws: &top_up,
                 min_units: 1,
                 max_units: more.max(1),
             };
-            match store.reserve(ask, on_failure).await {
+            let message = match store.reserve(ask, on_failure).await {
                 Grant::Granted { units, .. } => {
                     let mut charged = charged.lock().unwrap_or_else(|p| p.into_inner());
-                    for (total, draw) in charged.iter_mut().zip(&draws) {
+                    for (total, draw) in charged.iter_mut().zip(top_up.iter()) {
                         *total += units * draw.per_unit;
                     }
-                    Ok(units)
+                    return Ok(units);
                 }
-                Grant::Exhausted { counter } => Err(Exhausted {
-                    kind: ErrorCode::AccessKeyBudget.error_type(),
-                    code: ErrorCode::AccessKeyBudget.as_str(),
-                    message: messages[counter].clone(),
-                }),
-                Grant::Unavailable => Err(Exhausted {
-                    kind: ErrorCode::AccessKeyBudget.error_type(),
-                    code: ErrorCode::AccessKeyBudget.as_str(),
-                    message: unavailable,
-                }),
-            }
+                Grant::Exhausted { counter } => budgets[counter].exhausted_message(&key_id),
+                Grant::Unavailable => unavailable(&key_id),
+            };
+            Err(Exhausted {
+                kind: ErrorCode::AccessKeyBudget.error_type(),
+                code: ErrorCode::AccessKeyBudget.as_str(),
+                message,
+            })
         })
     }
 }
@@ -278,46 +274,31 @@ impl Drop for Reservation {
         if deltas.iter().all(|&d| d == 0) {
             return;
         }
-        let store = self.store.clone();
-        let counters = std::mem::take(&mut self.store_counters);
-        let local = self.local;
+        let (store, counters, local) = (self.store.clone(), self.counters.clone(), self.local);
         self.runtime.spawn(async move {
             store.settle(&counters, &deltas, local).await;
         });
     }
 }
 
-/// Which budget a counter counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Input plus output tokens.
-    Tokens,
-    /// Nano-USD.
-    Spend,
-}
-
-/// One of a key's budget counters in the current window, and which limit it enforces.
-#[derive(Debug, Clone)]
-struct KeyCounter {
-    counter: Counter,
-    kind: Kind,
-    limit: Named,
-}
-
-/// A limit as the client is told about it (formatted only when a request is refused).
+/// Which of a key's limits a budget counter enforces, as the client is told about it
+/// (formatted only when a request is refused).
 #[derive(Debug, Clone, Copy)]
-enum Named {
+enum Budget {
+    /// Input plus output tokens per window.
     Tokens(Rate),
+    /// Nano-USD per UTC day (the limit in micro-USD).
     DailySpend(u64),
+    /// Nano-USD per UTC month (the limit in micro-USD).
     MonthlySpend(u64),
 }
 
-impl KeyCounter {
-    fn exhausted_message(&self, key_id: &str) -> String {
-        let limit = match self.limit {
-            Named::Tokens(rate) => format!("token budget ({rate})"),
-            Named::DailySpend(micros) => format!("daily spend limit (${})", format_usd(micros)),
-            Named::MonthlySpend(micros) => {
+impl Budget {
+    fn exhausted_message(self, key_id: &str) -> String {
+        let limit = match self {
+            Budget::Tokens(rate) => format!("token budget ({rate})"),
+            Budget::DailySpend(micros) => format!("daily spend limit (${})", format_usd(micros)),
+            Budget::MonthlySpend(micros) => {
                 format!("monthly spend limit (${})", format_usd(micros))
             }
         };
@@ -325,46 +306,42 @@ impl KeyCounter {
     }
 }
 
-/// The key's budget counters for the windows around `now_ms`: tokens in a window aligned to the
-/// Unix epoch (a `/day` window is a UTC day), spend per UTC day and UTC month.
-fn counters(key_id: &str, limits: &KeyLimits, now_ms: u64) -> Vec<KeyCounter> {
-    let mut out = Vec::with_capacity(3);
+/// The key's budget counters for the windows around `now_ms` and the budget each enforces:
+/// tokens in a window aligned to the Unix epoch (a `/day` window is a UTC day), spend per UTC
+/// day and UTC month.
+fn counters(key_id: &str, limits: &KeyLimits, now_ms: u64) -> (Vec<Counter>, Vec<Budget>) {
+    let mut out = (Vec::with_capacity(3), Vec::with_capacity(3));
+    let mut push = |counter, budget| {
+        out.0.push(counter);
+        out.1.push(budget);
+    };
     if let Some(rate) = limits.tokens {
         let window = (rate.window.as_millis() as u64).max(1);
         let index = now_ms / window;
-        out.push(KeyCounter {
-            counter: Counter {
-                id: counter_id(key_id, "tokens", window, index),
-                limit: rate.count,
-                expires_at_ms: (index + 1) * window,
-            },
-            kind: Kind::Tokens,
-            limit: Named::Tokens(rate),
-        });
+        let counter = Counter {
+            id: counter_id(key_id, "tokens", window, index),
+            limit: rate.count,
+            expires_at_ms: (index + 1) * window,
+        };
+        push(counter, Budget::Tokens(rate));
     }
     if let Some(micros) = limits.daily_spend_micros {
         let day = now_ms / DAY_MS;
-        out.push(KeyCounter {
-            counter: Counter {
-                id: counter_id(key_id, "spend:day", DAY_MS, day),
-                limit: micros.saturating_mul(NANOS_PER_MICRO),
-                expires_at_ms: (day + 1) * DAY_MS,
-            },
-            kind: Kind::Spend,
-            limit: Named::DailySpend(micros),
-        });
+        let counter = Counter {
+            id: counter_id(key_id, "spend:day", DAY_MS, day),
+            limit: micros.saturating_mul(NANOS_PER_MICRO),
+            expires_at_ms: (day + 1) * DAY_MS,
+        };
+        push(counter, Budget::DailySpend(micros));
     }
     if let Some(micros) = limits.monthly_spend_micros {
         let (month, next) = month_bounds(now_ms);
-        out.push(KeyCounter {
-            counter: Counter {
-                id: counter_id(key_id, "spend:month", 0, u64::from(month)),
-                limit: micros.saturating_mul(NANOS_PER_MICRO),
-                expires_at_ms: next,
-            },
-            kind: Kind::Spend,
-            limit: Named::MonthlySpend(micros),
-        });
+        let counter = Counter {
+            id: counter_id(key_id, "spend:month", 0, u64::from(month)),
+            limit: micros.saturating_mul(NANOS_PER_MICRO),
+            expires_at_ms: next,
+        };
+        push(counter, Budget::MonthlySpend(micros));
     }
     out
 }
@@ -475,8 +452,8 @@ mod tests {
             monthly_spend_micros: Some(50_250_000),
             ..KeyLimits::default()
         };
-        let counters = counters("aigk_1", &limits, NOW_MS);
-        let ids: Vec<&str> = counters.iter().map(|c| c.counter.id.as_str()).collect();
+        let (counters, budgets) = counters("aigk_1", &limits, NOW_MS);
+        let ids: Vec<&str> = counters.iter().map(|c| c.id.as_str()).collect();
         let hour = NOW_MS / 3_600_000;
         assert_eq!(
             ids,
@@ -486,25 +463,22 @@ mod tests {
                 "aigk_1:spend:month:202612",
             ]
         );
+        assert_eq!(counters[0].expires_at_ms, 1_796_659_200_000, "16:00Z");
         assert_eq!(
-            counters[0].counter.expires_at_ms, 1_796_659_200_000,
-            "16:00Z"
-        );
-        assert_eq!(
-            counters[1].counter.expires_at_ms, 1_796_688_000_000,
+            counters[1].expires_at_ms, 1_796_688_000_000,
             "next midnight"
         );
         assert_eq!(
-            counters[2].counter.expires_at_ms, 1_798_761_600_000,
+            counters[2].expires_at_ms, 1_798_761_600_000,
             "2027-01-01T00:00Z"
         );
-        assert_eq!(counters[1].counter.limit, 5_000_000_000, "nano-USD");
+        assert_eq!(counters[1].limit, 5_000_000_000, "nano-USD");
         assert_eq!(
-            counters[2].exhausted_message("aigk_1"),
+            budgets[2].exhausted_message("aigk_1"),
             "access key aigk_1 has reached its monthly spend limit ($50.25)"
         );
         assert_eq!(
-            counters[0].exhausted_message("aigk_1"),
+            budgets[0].exhausted_message("aigk_1"),
             "access key aigk_1 has reached its token budget (5000/h)"
         );
     }
