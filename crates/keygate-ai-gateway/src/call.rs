@@ -358,16 +358,12 @@ impl Runtime {
         parts.version = http::Version::default();
         let mut metered = MeteredBody::new(first, body, scan, usage, self.stream_idle_timeout)
             .with_input_estimate(call.request.input_estimate)
-            .learning_stream_usage(candidate.provider.clone());
+            .answered_by(candidate.clone());
         if let Some(allowance) = &call.allowance {
             metered = metered.with_allowance(allowance.clone(), surface);
         }
         if let Some(metrics) = self.metrics {
-            metered = metered.with_token_metrics(
-                metrics,
-                candidate.provider.id.clone(),
-                candidate.model.id.clone(),
-            );
+            metered = metered.with_token_metrics(metrics);
         }
         let object = match surface {
             Surface::ChatCompletions => Some("chat.completion.chunk"),

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use keygate_ai::{
-    error_event, MetricsStore, OutputEstimate, Provider, SseScanner, Surface, TokenUsage,
+    error_event, Candidate, MetricsStore, OutputEstimate, SseScanner, Surface, TokenUsage,
 };
 use keygate_http::{Body, BoxError};
 use tokio::time::{sleep, Instant, Sleep};
@@ -118,7 +118,13 @@ struct Budget {
     allowance: Arc<dyn Allowance>,
     granted: u64,
     surface: Surface,
-    held: Option<(Bytes, Asked)>,
+    held: Option<Held>,
+}
+
+/// A chunk that would pass the grant, and the request for more it waits for.
+struct Held {
+    out: Bytes,
+    asked: Asked,
 }
 
 /// A pending grant. The body must be `Sync`; the mutex makes it so and is never locked, since
@@ -141,10 +147,11 @@ pub struct MeteredBody {
     /// The client asked for a usage chunk: the model to name in one made from the estimate
     /// when the provider sends none.
     usage_fill: Option<UsageFill>,
-    /// Where the final usage goes for `m.metrics`: the store, provider and model.
-    token_metrics: Option<(&'static MetricsStore, String, String)>,
-    /// Learns from a complete stream whether the provider reports usage.
-    stream_usage: Option<Arc<Provider>>,
+    /// The provider and model that answered: a complete stream teaches the provider whether it
+    /// reports usage, and the token metrics are theirs.
+    answered_by: Option<Candidate>,
+    /// Where the final usage goes for `m.metrics`.
+    token_metrics: Option<&'static MetricsStore>,
 }
 
 /// What a usage chunk made by the gateway says besides the counts.
@@ -174,25 +181,22 @@ impl MeteredBody {
             input_estimate: None,
             budget: None,
             usage_fill: None,
+            answered_by: None,
             token_metrics: None,
-            stream_usage: None,
         }
     }
 
-    /// Notes in `provider` whether this stream, once complete, carried usage.
-    pub fn learning_stream_usage(mut self, provider: Arc<Provider>) -> Self {
-        self.stream_usage = Some(provider);
+    /// The candidate that answered: once complete, the stream notes in its provider whether it
+    /// carried usage (`Provider::stream_usage`).
+    pub fn answered_by(mut self, candidate: Candidate) -> Self {
+        self.answered_by = Some(candidate);
         self
     }
 
-    /// Adds the final usage to `metrics` for (`provider`, `model`) (`m.metrics.*.token`).
-    pub fn with_token_metrics(
-        mut self,
-        metrics: &'static MetricsStore,
-        provider: String,
-        model: String,
-    ) -> Self {
-        self.token_metrics = Some((metrics, provider, model));
+    /// Adds the final usage to `metrics` for the candidate that answered
+    /// (`m.metrics.*.token`).
+    pub fn with_token_metrics(mut self, metrics: &'static MetricsStore) -> Self {
+        self.token_metrics = Some(metrics);
         self
     }
 
@@ -233,8 +237,11 @@ impl MeteredBody {
                 let rest = scanner.finish();
                 let (reported, passed) = (scanner.usage(), scanner.output_estimate());
                 let complete = complete && scanner.saw_final_event();
-                if let Some(provider) = self.stream_usage.as_ref().filter(|_| complete) {
-                    provider.stream_usage.learn(reported.output.is_some());
+                if let Some(candidate) = self.answered_by.as_ref().filter(|_| complete) {
+                    candidate
+                        .provider
+                        .stream_usage
+                        .learn(reported.output.is_some());
                 }
                 let (events, unfinished) = (scanner.events(), !scanner.saw_final_event());
                 self.settle_usage(reported, complete, || passed);
@@ -273,8 +280,9 @@ impl MeteredBody {
         }
         self.usage.record(usage);
         self.usage.estimated.store(estimated, Ordering::Relaxed);
-        if let Some((metrics, provider, model)) = &self.token_metrics {
+        if let (Some(metrics), Some(candidate)) = (self.token_metrics, &self.answered_by) {
             let (input, output) = (usage.input.unwrap_or(0), usage.output.unwrap_or(0));
+            let (provider, model) = (&candidate.provider.id, &candidate.model.id);
             metrics.add_tokens(provider, model, input, output, estimated);
         }
     }
@@ -287,24 +295,25 @@ impl MeteredBody {
             if let Some(at) = scanner.take_done_offset() {
                 if scanner.usage().output.is_none() {
                     let input = self.input_estimate.unwrap_or(0);
-                    let chunk = fill.chunk(input, scanner.output_estimate());
-                    let mut joined = bytes::BytesMut::with_capacity(out.len() + chunk.len());
-                    joined.extend_from_slice(&out[..at]);
-                    joined.extend_from_slice(&chunk);
-                    joined.extend_from_slice(&out[at..]);
-                    out = joined.freeze();
+                    out = splice(&out, at, &fill.chunk(input, scanner.output_estimate()));
                 }
             }
         }
         if self.first.is_none() && self.inner.is_end_stream() {
             let rest = self.record(End::Complete);
             if !rest.is_empty() {
-                let mut joined = bytes::BytesMut::from(&out[..]);
-                joined.extend_from_slice(&rest);
-                out = joined.freeze();
+                out = splice(&out, out.len(), &rest);
             }
         }
         (!out.is_empty()).then_some(out)
+    }
+
+    /// Output tokens estimated to have passed so far (0 when not counted).
+    fn output_passed(&self) -> u64 {
+        match &self.scan {
+            Scan::Sse(scanner) => scanner.output_estimate(),
+            _ => 0,
+        }
     }
 
     /// Sends `out` unless it carries output past the budget's grant: then it is held until more
@@ -314,49 +323,39 @@ impl MeteredBody {
         out: Bytes,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let passed = match &self.scan {
-            Scan::Sse(scanner) => scanner.output_estimate(),
-            _ => 0,
-        };
+        let passed = self.output_passed();
         match &mut self.budget {
             Some(budget) if passed > budget.granted && !self.finished => {
-                let asked = budget.allowance.extend(ALLOWANCE_STEP);
-                budget.held = Some((out, Mutex::new(asked)));
+                let asked = Mutex::new(budget.allowance.extend(ALLOWANCE_STEP));
+                budget.held = Some(Held { out, asked });
                 self.poll_held(cx)
             }
             _ => Poll::Ready(Some(Ok(Frame::data(out)))),
         }
     }
 
-    /// Polls the grant a held chunk waits for.
+    /// Polls the grant a held chunk waits for, asking again while it is not enough.
     fn poll_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let passed = match &self.scan {
-            Scan::Sse(scanner) => scanner.output_estimate(),
-            _ => 0,
-        };
+        let passed = self.output_passed();
         let Some(budget) = &mut self.budget else {
             return Poll::Ready(None);
         };
         loop {
-            let Some((_, asked)) = &mut budget.held else {
+            let Some(held) = budget.held.as_mut() else {
                 return Poll::Ready(None);
             };
-            let asked = asked.get_mut().unwrap_or_else(|p| p.into_inner());
-            match asked.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(granted)) => {
+            let asked = held.asked.get_mut().unwrap_or_else(|p| p.into_inner());
+            match std::task::ready!(asked.as_mut().poll(cx)) {
+                Ok(granted) => {
                     budget.granted += granted;
                     if passed > budget.granted {
-                        let more = budget.allowance.extend(ALLOWANCE_STEP);
-                        if let Some((_, asked)) = &mut budget.held {
-                            *asked = Mutex::new(more);
-                        }
+                        held.asked = Mutex::new(budget.allowance.extend(ALLOWANCE_STEP));
                         continue;
                     }
-                    let (out, _) = budget.held.take().expect("held above");
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                    let out = budget.held.take().map(|held| held.out);
+                    return Poll::Ready(out.map(|out| Ok(Frame::data(out))));
                 }
-                Poll::Ready(Err(exhausted)) => {
+                Err(exhausted) => {
                     budget.held = None;
                     let event = error_event(
                         budget.surface,
@@ -403,6 +402,15 @@ impl UsageFill {
         });
         format!("data: {chunk}\n\n").into_bytes()
     }
+}
+
+/// `out` with `insert` put in at byte `at`.
+fn splice(out: &Bytes, at: usize, insert: &[u8]) -> Bytes {
+    let mut joined = bytes::BytesMut::with_capacity(out.len() + insert.len());
+    joined.extend_from_slice(&out[..at]);
+    joined.extend_from_slice(insert);
+    joined.extend_from_slice(&out[at..]);
+    joined.freeze()
 }
 
 /// Estimated output tokens of a whole response body.
@@ -768,7 +776,8 @@ mod tests {
             keygate_ai::Catalog::builtin(),
         )
         .unwrap();
-        let provider = registry.available(None)[0].provider.clone();
+        let candidate = registry.available(None)[0].clone();
+        let provider = candidate.provider.clone();
         assert!(!provider.stream_usage.reported(), "unknown at first");
         let stream = |chunks: Vec<&'static str>| {
             MeteredBody::new(
@@ -778,7 +787,7 @@ mod tests {
                 Arc::new(Usage::default()),
                 Duration::from_secs(5),
             )
-            .learning_stream_usage(provider.clone())
+            .answered_by(candidate.clone())
         };
         let usage =
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n";
