@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::tokens::{prompt_field, Text};
@@ -159,7 +159,7 @@ fn first_duplicate(keys: &[String]) -> Option<&str> {
 }
 
 /// The top level of the object: every key, and the values of the fields the gateway reads.
-/// Every other value is checked as [`Checked`] and skipped without building a tree.
+/// Every other value is checked as [`Text`] checks it, and skipped without building a tree.
 struct TopLevel {
     keys: Vec<String>,
     model: Option<Value>,
@@ -206,15 +206,10 @@ impl<'de> Deserialize<'de> for TopLevel {
                             continue;
                         }
                         _ => {
-                            // Prompt fields are checked and counted in one pass.
-                            match prompt_field(&key) {
-                                Some(messages) => {
-                                    let text = access.next_value::<Text>()?;
-                                    top.prompt_tokens += text.prompt_tokens(messages);
-                                }
-                                None => {
-                                    access.next_value::<Checked>()?;
-                                }
+                            // Every value is checked; prompt fields are counted in the same pass.
+                            let text = access.next_value::<Text>()?;
+                            if let Some(messages) = prompt_field(&key) {
+                                top.prompt_tokens += text.prompt_tokens(messages);
                             }
                             top.keys.push(key);
                             continue;
@@ -229,63 +224,6 @@ impl<'de> Deserialize<'de> for TopLevel {
             }
         }
         deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
-/// A JSON value checked exactly as `serde_json::Value` parses one (string escapes and surrogates,
-/// UTF-8, number range), without being built: a body accepted here can always be turned into a
-/// tree later, when it must be rewritten.
-struct Checked;
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(CheckedVisitor)
-    }
-}
-
-struct CheckedVisitor;
-
-impl<'de> Visitor<'de> for CheckedVisitor {
-    type Value = Checked;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_unit<E>(self) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Checked, A::Error> {
-        while access.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Checked, A::Error> {
-        while access.next_key::<Checked>()?.is_some() {
-            access.next_value::<Checked>()?;
-        }
-        Ok(Checked)
     }
 }
 
@@ -377,6 +315,8 @@ mod tests {
             &br#"{"model":"gpt-4o","messages":[{"content":"\ud800"}]}"#[..],
             &b"{\"model\":\"gpt-4o\",\"messages\":[{\"content\":\"\xff\"}]}"[..],
             &br#"{"model":"gpt-4o","temperature":1e400}"#[..],
+            // Also in the parts of a prompt the token estimate does not count.
+            &br#"{"messages":[{"content":[{"type":"image_url","image_url":{"url":"\ud800"}}]}]}"#[..],
         ] {
             assert!(serde_json::from_slice::<Value>(body).is_err());
             let err = ClientRequest::parse(Bytes::copy_from_slice(body)).unwrap_err();

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::Surface;
@@ -63,6 +63,10 @@ pub(crate) fn prompt_field(key: &str) -> Option<bool> {
 
 /// The estimate of one value read straight from the request bytes (no JSON tree): its strings'
 /// tokens, and its element count when it is a list. Counts as [`estimate_input_tokens`] does.
+///
+/// Every value is read in full and checked exactly as `serde_json::Value` parses one (string
+/// escapes and surrogates, UTF-8, number range), so a body accepted with it can always be turned
+/// into a tree later, when it must be rewritten.
 #[derive(Default)]
 pub(crate) struct Text {
     tokens: u64,
@@ -126,10 +130,11 @@ impl<'de> Visitor<'de> for TextVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
         let mut out = Text::default();
         while let Some(counted) = map.next_key::<Counted>()? {
+            // A skipped value is still read in full: only then is it checked as a JSON tree
+            // would check it (`IgnoredAny` lets a lone surrogate through).
+            let value = map.next_value::<Text>()?;
             if counted.0 {
-                out.tokens += map.next_value::<Text>()?.tokens;
-            } else {
-                map.next_value::<IgnoredAny>()?;
+                out.tokens += value.tokens;
             }
         }
         Ok(out)
