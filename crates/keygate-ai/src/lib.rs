@@ -16,6 +16,7 @@ pub mod sse;
 pub mod surface;
 pub mod tokens;
 pub mod transform;
+pub mod translate;
 pub mod url;
 pub mod usage;
 
