@@ -14,6 +14,8 @@
 #   STREAM=1 USAGE=omit bench/instructions.sh   # ... from a provider that reports no usage
 #   POLICY=keys bench/instructions.sh           # bench/seed-keys.yml: built-in access keys, token budget
 #   POLICY=keys REDIS=1 bench/instructions.sh   # the same with rate limits and budgets in a redis-server
+#   CLIENT=messages [STREAM=1] bench/instructions.sh  # Anthropic Messages requests for gpt-4o, translated
+#                                               # to chat completions and back (docs/translation.md)
 #
 # POLICY=seed (default) runs bench/seed-full.yml (Bearer token checked against a vault secret).
 # POLICY=keys runs bench/seed-keys.yml (`access_keys: required`, rate limit bucketed by access_key.id)
@@ -37,6 +39,7 @@ REDIS_PORT="${REDIS_PORT:-18285}"
 STREAM="${STREAM:-0}"                  # 1: streamed chat completions (CHUNKS content chunks each)
 CHUNKS="${CHUNKS:-20}"
 USAGE="${USAGE:-report}"               # omit: the provider reports no usage (the gateway estimates it)
+CLIENT="${CLIENT:-chat}"               # chat | messages (the same model, reached through translation)
 MOCK_PORT="${MOCK_PORT:-18281}"
 KG_PORT="${KG_PORT:-18283}"
 KG_ADMIN_PORT="${KG_ADMIN_PORT:-18284}"
@@ -119,14 +122,19 @@ wait_http "http://127.0.0.1:$KG_ADMIN_PORT/readyz"
 stream_field=""
 stream_args=()
 if [[ "$STREAM" == 1 ]]; then stream_field='"stream":true,'; stream_args=(--stream); fi
-printf '{"model":"gpt-4o",%s"messages":[{"role":"user","content":"Benchmark round trip: please echo this sentence back in small streamed chunks, thank you very much."}]}' "$stream_field" >"$WORK/chat.json"
+case "$CLIENT" in
+  chat) client_path=/v1/chat/completions; limit_field="" ;;
+  messages) client_path=/v1/messages; limit_field='"max_tokens":1024,' ;;
+  *) echo "CLIENT must be chat or messages, not $CLIENT" >&2; exit 2 ;;
+esac
+printf '{"model":"gpt-4o",%s%s"messages":[{"role":"user","content":"Benchmark round trip: please echo this sentence back in small streamed chunks, thank you very much."}]}' "$stream_field" "$limit_field" >"$WORK/chat.json"
 load() { # about N requests over CONNECTIONS connections in 2 s; prints how many succeeded
-  "$LOAD_BIN" --url "http://127.0.0.1:$KG_PORT/v1/chat/completions" --rate "$(( $1 / 2 ))" "${stream_args[@]}" \
+  "$LOAD_BIN" --url "http://127.0.0.1:$KG_PORT$client_path" --rate "$(( $1 / 2 ))" "${stream_args[@]}" \
     --duration 2 --warmup 0 --connections "$CONNECTIONS" --timeout-ms 60000 --body-file "$WORK/chat.json" \
     -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" | jq -r .ok
 }
 # One request first, outside the count: a policy or token mistake fails here instead of as 401s.
-status="$(curl -s -o "$WORK/check.json" -w '%{http_code}' --max-time 60 "http://127.0.0.1:$KG_PORT/v1/chat/completions" \
+status="$(curl -s -o "$WORK/check.json" -w '%{http_code}' --max-time 60 "http://127.0.0.1:$KG_PORT$client_path" \
   -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" --data-binary "@$WORK/chat.json")"
 [[ "$status" == 200 ]] || { echo "keygate answered $status: $(cat "$WORK/check.json")" >&2; exit 1; }
 load "$WARMUP" >/dev/null
@@ -139,6 +147,7 @@ total="$(cat "$WORK"/callgrind.out* | awk '/^summary:/ {s += $2} END {print s}')
 extra=""
 [[ "$POLICY" != seed || "$REDIS" == 1 ]] && extra=", policy $POLICY, store $([[ "$REDIS" == 1 ]] && echo redis || echo memory)"
 [[ "$STREAM" == 1 ]] && extra="$extra, streamed ($CHUNKS chunks), usage $USAGE"
+[[ "$CLIENT" != chat ]] && extra="$extra, $CLIENT client translated to chat completions"
 echo "instructions per request: $(( total / ok )) ($ok requests, leg $LEG$extra)"
 if [[ "$REDIS" == 1 ]]; then # the counters keygate wrote, to show the store was used
   echo "redis keys: $(redis-cli -p "$REDIS_PORT" --scan | tr '\n' ' ')" >&2

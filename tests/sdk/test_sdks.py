@@ -189,12 +189,54 @@ class SdkTests(unittest.TestCase):
             model="claude-sonnet-4-6", messages=[{"role": "user", "content": "count me"}])
         self.assertGreater(count.input_tokens, 0)
 
+    def test_anthropic_sdk_on_gpt_streams_a_tool_round_trip(self):
+        """Messages to a model OpenAI serves: translated to chat completions and back."""
+        tools = [{"name": "lookup", "description": "Looks things up",
+                  "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+        ask = {"role": "user", "content": 'mock-tool: lookup {"q": "keygate"}'}
+        with self.anthropic.messages.stream(model="gpt-4o", max_tokens=200, tools=tools,
+                                            messages=[ask]) as stream:
+            final = stream.get_final_message()
+        self.assertEqual(final.stop_reason, "tool_use")
+        call = next(block for block in final.content if block.type == "tool_use")
+        self.assertEqual(call.name, "lookup")
+        self.assertEqual(call.input, {"q": "keygate"})
+        self.assertGreater(final.usage.output_tokens, 0)
+        answer = self.anthropic.messages.create(
+            model="gpt-4o", max_tokens=200, tools=tools,
+            messages=[ask, {"role": "assistant", "content": final.content},
+                      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
+                                                    "content": "a gateway"}]}])
+        self.assertIn("tool result: a gateway", answer.content[0].text)
+        self.assertEqual(answer.stop_reason, "end_turn")
+
+    def test_openai_responses_on_claude_streams_a_tool_round_trip(self):
+        """Responses to a Claude model: translated to Anthropic Messages and back."""
+        tools = [{"type": "function", "name": "lookup", "description": "Looks things up",
+                  "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+        ask = {"role": "user", "content": 'mock-tool: lookup {"q": "gw"}'}
+        with self.openai.responses.stream(model="claude-sonnet-4-6", input=[ask], tools=tools) as stream:
+            response = stream.get_final_response()
+        call = next(item for item in response.output if item.type == "function_call")
+        self.assertEqual(call.name, "lookup")
+        self.assertEqual(json.loads(call.arguments), {"q": "gw"})
+        self.assertGreater(response.usage.output_tokens, 0)
+        answer = self.openai.responses.create(model="claude-sonnet-4-6", tools=tools, input=[
+            ask,
+            {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "found it"},
+        ])
+        self.assertIn("tool result: found it", answer.output_text)
+        sent = [r for r in self.mock_requests() if r["path"] == "/v1/messages"][-1]
+        body = json.loads(sent["body"])
+        self.assertEqual(body["messages"][1]["content"][0]["id"], call.call_id)
+
     def test_errors_surface_in_the_sdks(self):
         with self.assertRaises(openai.UnprocessableEntityError) as caught:
             self.openai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
         self.assertEqual(caught.exception.code, "ERR_KEYGATE_3804")
         with self.assertRaises(anthropic.UnprocessableEntityError) as caught:
-            self.anthropic.messages.create(model="gpt-4o", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+            self.anthropic.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
         self.assertIn("ERR_KEYGATE_3813", str(caught.exception))
         bad = openai.OpenAI(base_url=self.base + "/v1", api_key="wrong-token", max_retries=0)
         with self.assertRaises(openai.AuthenticationError):

@@ -15,6 +15,7 @@
 //! With [`Runtime::health`], candidates whose provider recently gave no answer are tried after
 //! the others (`crate::health`); the trace lists the attempts in the order they were made.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
+use keygate_ai::translate::{self, StreamTranslator, TranslatedResponse};
 use keygate_ai::{
     prepare_body, redact, upstream_url, BodyOptions, Candidate, ClientRequest, MetricsStore,
     Outcome, PreparedBody, Sample, Surface,
@@ -35,6 +37,7 @@ use crate::metered::{MeteredBody, Scan, UsageFill};
 use crate::trace::{
     error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace,
 };
+use crate::translated::TranslatedStream;
 use crate::upstream::{Upstream, UpstreamBody, UpstreamRequest, Upstreams};
 use crate::usage::{AiRecord, Usage};
 
@@ -47,6 +50,11 @@ const PROVIDER_ONLY: [HeaderName; 2] = [SET_COOKIE, HeaderName::from_static("alt
 
 const X_KEYGATE_PROVIDER: HeaderName = HeaderName::from_static("x-keygate-provider");
 const X_KEYGATE_MODEL: HeaderName = HeaderName::from_static("x-keygate-model");
+/// Client fields a translation dropped, comma-separated.
+const X_KEYGATE_REMOVED_PARAMS: HeaderName = HeaderName::from_static("x-keygate-removed-params");
+
+/// Largest provider answer translated whole (a larger one fails the attempt).
+const MAX_TRANSLATED_READ: usize = 16 << 20;
 
 /// The caller's per-request additions to every attempt (rendered once per request).
 #[derive(Debug, Default)]
@@ -124,6 +132,8 @@ pub enum CallError<E> {
     TotalTimeout { seconds: f64, attempts: String },
     /// The key source failed.
     Key(E),
+    /// The client's body could not be read for translation into a candidate's format.
+    Untranslatable(String),
 }
 
 /// What to do after an attempt.
@@ -131,6 +141,8 @@ enum Verdict {
     Success {
         response: Response<Body>,
         first: Option<Bytes>,
+        /// A translated whole answer carries estimated usage (the provider reported none).
+        estimated: bool,
     },
     NextKey,
     NextModel,
@@ -166,12 +178,14 @@ impl Runtime {
             });
             let model_index = trace.tried.len() - 1;
             let Some(keys) = keys else {
+                let surface = candidate.upstream_surface(call.surface);
                 trace.tried[model_index]
                     .requests
-                    .push(no_key_request(candidate, call.surface));
+                    .push(no_key_request(candidate, surface.unwrap_or(call.surface)));
                 continue;
             };
-            let prepared = prepare_body(call.request, call.surface, candidate, &call.rendered.body);
+            let prepared = prepare_body(call.request, call.surface, candidate, &call.rendered.body)
+                .map_err(|e| CallError::Untranslatable(e.to_string()))?;
             let upstream = self.upstreams.upstream_for(candidate);
             for key in &keys {
                 let now = Instant::now();
@@ -206,8 +220,13 @@ impl Runtime {
                     usage,
                 };
                 match attempt.verdict {
-                    Verdict::Success { response, first } => {
+                    Verdict::Success {
+                        response,
+                        first,
+                        estimated,
+                    } => {
                         let usage = Arc::new(Usage::default());
+                        usage.estimated.store(estimated, Ordering::Relaxed);
                         let record = record(usage.clone());
                         let response = self
                             .client_response(response, first, &call, &prepared, candidate, usage);
@@ -255,7 +274,8 @@ impl Runtime {
             client_query: call.client_query,
             rendered: call.rendered,
             candidate,
-            surface: call.surface,
+            surface: prepared.surface,
+            client_format: call.surface.format(),
             body: prepared,
             credential: key,
             server_credentials: self.server_keys || key.is_some_and(|k| k.server),
@@ -273,6 +293,7 @@ impl Runtime {
             total: Duration::ZERO,
         };
         let start = Instant::now();
+        let translated = prepared.is_translated(call.surface);
         let exchange = async {
             let response = sent
                 .response
@@ -283,15 +304,29 @@ impl Runtime {
                 let first = first_chunk(&mut body)
                     .await
                     .map_err(|e| AttemptEnd::Transport(format!("response body failed: {e}")))?;
-                Ok((parts, body, first, None))
+                if translated && content_type(&parts.headers).starts_with("application/json") {
+                    let answer = read_translated(first, body, prepared.surface, call)
+                        .await
+                        .map_err(AttemptEnd::Transport)?;
+                    let estimated = answer.estimated;
+                    let first = Some(Bytes::from(answer.body));
+                    return Ok((
+                        parts,
+                        UpstreamBody::Boxed(Body::default()),
+                        first,
+                        None,
+                        estimated,
+                    ));
+                }
+                Ok((parts, body, first, None, false))
             } else {
                 let error_body = read_capped(&mut body, MAX_ERROR_READ).await;
-                Ok((parts, body, None, Some(error_body)))
+                Ok((parts, body, None, Some(error_body), false))
             }
         };
         let outcome = tokio::time::timeout(budget, exchange).await;
         made.total = start.elapsed();
-        let (parts, body, first, error_body) = match outcome {
+        let (parts, body, first, error_body, estimated) = match outcome {
             Err(_) => return next_key(made, AttemptEnd::Timeout),
             Ok(Err(end)) => return next_key(made, end),
             Ok(Ok(result)) => result,
@@ -306,6 +341,7 @@ impl Runtime {
                 verdict: Verdict::Success {
                     response: Response::from_parts(parts, body.into_body()),
                     first,
+                    estimated,
                 },
                 made,
             };
@@ -319,9 +355,18 @@ impl Runtime {
             404 => Verdict::NextModel,
             401 | 403 | 408 | 409 | 429 | 500.. => Verdict::NextKey,
             _ => {
+                let error_body = if translated {
+                    translate::error(call.surface, &error_body).into()
+                } else {
+                    error_body
+                };
                 let mut response = Response::from_parts(parts, full(error_body));
                 strip_provider_headers(&mut response);
-                response.headers_mut().remove(CONTENT_LENGTH);
+                let headers = response.headers_mut();
+                headers.remove(CONTENT_LENGTH);
+                if translated {
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                }
                 Verdict::Refuse(response)
             }
         };
@@ -340,13 +385,30 @@ impl Runtime {
         usage: Arc<Usage>,
     ) -> Response<Body> {
         let surface = call.surface;
-        let (mut parts, body) = response.into_parts();
-        let content_type = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let (mut parts, mut body) = response.into_parts();
+        let mut first = first;
+        let content_type = content_type(&parts.headers);
         let mut scan = Scan::for_content_type(content_type, surface, prepared.added_include_usage);
+        if prepared.is_translated(surface) {
+            parts.headers.remove(CONTENT_LENGTH);
+            let translator = matches!(scan, Scan::Sse(_))
+                .then(|| {
+                    let request = call.request;
+                    StreamTranslator::new(
+                        prepared.surface,
+                        surface,
+                        request.include_usage,
+                        request.input_estimate,
+                    )
+                })
+                .flatten();
+            if let Some(mut translator) = translator {
+                first = first
+                    .map(|chunk| translator.push(&chunk))
+                    .filter(|chunk| !chunk.is_empty());
+                body = TranslatedStream::new(body, translator, usage.clone()).boxed();
+            }
+        }
         // A provider known to report a stream's usage needs no estimate of it (a budget adds
         // one: `with_allowance`).
         if !candidate.provider.stream_usage.reported() {
@@ -379,6 +441,11 @@ impl Runtime {
         let mut response = Response::from_parts(parts, metered.boxed());
         strip_provider_headers(&mut response);
         let headers = response.headers_mut();
+        if !prepared.removed.is_empty() {
+            if let Ok(value) = HeaderValue::from_str(&prepared.removed.names().join(", ")) {
+                headers.insert(X_KEYGATE_REMOVED_PARAMS, value);
+            }
+        }
         for (name, value) in [
             (X_KEYGATE_PROVIDER, &candidate.provider.id),
             (X_KEYGATE_MODEL, &candidate.model.id),
@@ -465,6 +532,41 @@ async fn first_chunk(body: &mut UpstreamBody) -> Result<Option<Bytes>, BoxError>
         }
     }
     Ok(None)
+}
+
+/// The content type of a response head (empty when absent or not text).
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Reads the rest of a whole JSON answer after its `first` chunk and translates it from the
+/// provider's surface `from` to the client's `to`. Runs inside the attempt's time budget, so
+/// an answer that cannot be read or translated fails over like any broken attempt.
+async fn read_translated<K>(
+    first: Option<Bytes>,
+    mut body: UpstreamBody,
+    from: Surface,
+    call: &Call<'_, K>,
+) -> Result<TranslatedResponse, String> {
+    let to = call.surface;
+    let mut whole = first.map(Vec::from).unwrap_or_default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("response body failed: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if whole.len() + data.len() > MAX_TRANSLATED_READ {
+                return Err(format!(
+                    "the answer is over {} MiB, too large to translate",
+                    MAX_TRANSLATED_READ >> 20
+                ));
+            }
+            whole.extend_from_slice(&data);
+        }
+    }
+    translate::response(from, to, &whole, call.request.input_estimate)
+        .map_err(|e| format!("the {from} answer could not be translated to {to}: {e}"))
 }
 
 /// Reads at most `cap` bytes of a body (errors end the read).

@@ -19,6 +19,7 @@ mod health;
 mod keys;
 mod metered;
 mod trace;
+mod translated;
 mod upstream;
 mod usage;
 

@@ -278,6 +278,8 @@ impl MeteredBody {
                 estimated = true;
             }
         }
+        // A translation that made the client's usage up has marked it already.
+        let estimated = estimated || self.usage.estimated.load(Ordering::Relaxed);
         self.usage.record(usage);
         self.usage.estimated.store(estimated, Ordering::Relaxed);
         if let (Some(metrics), Some(candidate)) = (self.token_metrics, &self.answered_by) {

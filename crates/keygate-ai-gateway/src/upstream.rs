@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, StreamBody};
 use keygate_ai::{
-    mock_respond, set_credential, upstream_headers, Candidate, PreparedBody, Surface,
+    mock_respond, set_credential, upstream_headers, ApiFormat, Candidate, PreparedBody, Surface,
 };
 use keygate_http::{full, strip_hop_by_hop, Body, BoxError, HttpClient, ResponseBody};
 
@@ -43,7 +43,11 @@ pub struct UpstreamRequest<'a> {
     pub client_query: Option<&'a str>,
     pub rendered: &'a Rendered,
     pub candidate: &'a Candidate,
+    /// The surface the request goes to (the body's, translated or not).
     pub surface: Surface,
+    /// The format the client speaks: when it is not the surface's, the client's headers of its
+    /// own provider family (`anthropic-*`, `openai-*`) stay home.
+    pub client_format: ApiFormat,
     pub body: &'a PreparedBody<'a>,
     pub credential: Option<&'a Credential>,
     /// Some credential of this call is the gateway's: the client's account headers stay home.
@@ -133,6 +137,9 @@ impl HttpUpstream {
         let mut headers =
             upstream_headers(attempt.client_headers, format, attempt.server_credentials);
         strip_hop_by_hop(&mut headers);
+        if attempt.client_format != format {
+            drop_family_headers(&mut headers, attempt.client_format);
+        }
         if let Some(key) = attempt.credential {
             if set_credential(&mut headers, format, &key.value).is_err() {
                 return Err(Transport("the API key is not a valid header value".into()));
@@ -215,6 +222,23 @@ impl Upstream for MockUpstream {
             credential_sent: false,
             response: Box::pin(ready(Ok(response))),
         }
+    }
+}
+
+/// Removes the headers of `format`'s provider family (`anthropic-version`, `anthropic-beta`,
+/// `openai-beta`, ...): they mean nothing, or something else, to a provider of another format.
+fn drop_family_headers(headers: &mut HeaderMap, format: ApiFormat) {
+    let prefix = match format {
+        ApiFormat::Anthropic => "anthropic-",
+        ApiFormat::OpenAi => "openai-",
+    };
+    let family: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(prefix))
+        .cloned()
+        .collect();
+    for name in family {
+        headers.remove(name);
     }
 }
 

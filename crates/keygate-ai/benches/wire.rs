@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
                 &resolution.candidates[0],
                 &BodyOptions::default(),
             )
+            .expect("prepare")
             .to_bytes()
         })
     });

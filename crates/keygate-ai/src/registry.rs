@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::catalog::Catalog;
 use crate::discovery::DiscoveredModels;
 use crate::spec::{ModelSpec, Pricing, ProviderSpec, SurfaceSpec};
+use crate::translate;
 use crate::url::upstream_url;
 use crate::{ApiFormat, Surface};
 
@@ -294,6 +295,27 @@ impl Candidate {
     /// Whether both refer to the same provider and model.
     pub fn same_as(&self, other: &Candidate) -> bool {
         self.provider.id == other.provider.id && self.model.id == other.model.id
+    }
+
+    /// The surface this candidate is called on for a client request on `surface`: `surface`
+    /// itself when the provider serves it and the model supports it, else a surface the request
+    /// can be translated to ([`translate::targets`]), taken in the order of the provider's
+    /// `supported_api_surfaces` (so a provider listing its own format first is called in it).
+    pub fn upstream_surface(&self, surface: Surface) -> Option<Surface> {
+        if self.provider.surface_spec(surface).is_some() && self.model_supports(surface) {
+            return Some(surface);
+        }
+        let targets = translate::targets(surface);
+        self.provider.surfaces.iter().find_map(|spec| {
+            targets
+                .iter()
+                .copied()
+                .find(|&target| spec.covers(target) && self.model_supports(target))
+        })
+    }
+
+    fn model_supports(&self, surface: Surface) -> bool {
+        self.model.surfaces.is_empty() || self.model.surfaces.contains(&surface)
     }
 
     /// The `AIModel` value strategies see (`ai.models` elements), with `metrics` supplied by the caller.
@@ -755,6 +777,9 @@ impl Registry {
                 model: m.id.clone(),
             });
         }
+        if candidate.upstream_surface(surface).is_some() {
+            return None;
+        }
         if p.surface_spec(surface).is_none() {
             return Some(RejectReason::SurfaceNotServed {
                 provider: p.id.clone(),
@@ -762,13 +787,10 @@ impl Registry {
                 surface,
             });
         }
-        if !m.surfaces.is_empty() && !m.surfaces.contains(&surface) {
-            return Some(RejectReason::SurfaceNotSupported {
-                model: m.id.clone(),
-                surface,
-            });
-        }
-        None
+        Some(RejectReason::SurfaceNotSupported {
+            model: m.id.clone(),
+            surface,
+        })
     }
 }
 

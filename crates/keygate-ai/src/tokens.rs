@@ -28,14 +28,9 @@ const SKIPPED_KEYS: [&str; 4] = ["url", "image_url", "data", "file_data"];
 
 /// Estimated tokens of one piece of text.
 pub fn estimate_text_tokens(text: &str) -> u64 {
-    // Counted over bytes: ASCII bytes are ASCII characters, and every other character has one
-    // lead byte (0xC0 and up) besides its continuation bytes (0x80..0xC0).
-    let (mut ascii, mut other) = (0u64, 0u64);
-    for &byte in text.as_bytes() {
-        ascii += u64::from(byte < 0x80);
-        other += u64::from(byte >= 0xC0);
-    }
-    ascii.div_ceil(4) + other
+    let mut estimate = OutputEstimate::none();
+    estimate.count_text(text);
+    estimate.tokens()
 }
 
 /// Estimated input tokens of a request body.
@@ -216,6 +211,16 @@ impl OutputEstimate {
     /// Estimated output tokens so far.
     pub fn tokens(&self) -> u64 {
         self.ascii.div_ceil(4) + self.other
+    }
+
+    /// Counts a piece of generated text itself (not a JSON document holding it).
+    pub fn count_text(&mut self, text: &str) {
+        // Counted over bytes: ASCII bytes are ASCII characters, and every other character has
+        // one lead byte (0xC0 and up) besides its continuation bytes (0x80..0xC0).
+        for &byte in text.as_bytes() {
+            self.ascii += u64::from(byte < 0x80);
+            self.other += u64::from(byte >= 0xC0);
+        }
     }
 
     /// Counts the generated text in one JSON document (a `data:` payload or a whole body). A

@@ -7,7 +7,11 @@ use serde_json::{Map, Value};
 
 use crate::registry::Candidate;
 use crate::request::ClientRequest;
+use crate::translate::{self, ir::Invalid, ir::Removed};
 use crate::Surface;
+
+/// The output limit of a translated request that needs one when the model's is unknown.
+const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Keys an allowlist never removes: without them the request is meaningless.
 const ALWAYS_KEPT: [&str; 2] = ["model", "stream"];
@@ -28,6 +32,10 @@ pub struct PreparedBody<'a> {
     rewritten: Option<Map<String, Value>>,
     /// Keygate set `stream_options.include_usage` itself: drop the extra usage chunk for the client.
     pub added_include_usage: bool,
+    /// The surface the body is sent to: the client's, or the one it was translated for.
+    pub surface: Surface,
+    /// Client fields the translation had no place for (empty when not translated).
+    pub removed: Removed,
     request: &'a ClientRequest,
 }
 
@@ -53,6 +61,11 @@ impl PreparedBody<'_> {
         }
     }
 
+    /// Whether the body was translated into another format.
+    pub fn is_translated(&self, client_surface: Surface) -> bool {
+        self.surface != client_surface
+    }
+
     /// Whether the upstream body asks for a stream.
     pub fn streaming(&self) -> bool {
         match &self.rewritten {
@@ -64,8 +77,25 @@ impl PreparedBody<'_> {
 
 /// Builds the body sent to `candidate` for a request on `surface`. A request already in the
 /// provider's shape (decided from the fields read at parse time, without a JSON tree) is
-/// forwarded byte for byte; otherwise the client's object is copied and rewritten.
+/// forwarded byte for byte; otherwise the client's object is copied and rewritten, or
+/// translated first when the candidate does not serve `surface`
+/// ([`Candidate::upstream_surface`]). Fails only when the body cannot be translated.
 pub fn prepare_body<'a>(
+    request: &'a ClientRequest,
+    surface: Surface,
+    candidate: &Candidate,
+    options: &BodyOptions,
+) -> Result<PreparedBody<'a>, Invalid> {
+    match candidate.upstream_surface(surface) {
+        Some(upstream) if upstream != surface => {
+            translated_body(request, surface, upstream, candidate, options)
+        }
+        _ => Ok(native_body(request, surface, candidate, options)),
+    }
+}
+
+/// The client's body for a provider of its own format.
+fn native_body<'a>(
     request: &'a ClientRequest,
     surface: Surface,
     candidate: &Candidate,
@@ -97,22 +127,14 @@ pub fn prepare_body<'a>(
         return PreparedBody {
             rewritten: None,
             added_include_usage: false,
+            surface,
+            removed: Removed::default(),
             request,
         };
     }
     let mut json = request.body().clone();
-    json.insert("model".into(), Value::String(model.clone()));
     json.remove("models");
-    if !allowlist.is_empty() {
-        json.retain(|key, _| allowed(key));
-    }
-    json.retain(|key, _| !denied(key));
-    for (key, value) in &options.overrides {
-        json.insert(key.clone(), value.clone());
-    }
-    if let Some(cap) = options.max_output_tokens {
-        cap_output_tokens(&mut json, surface, &candidate.provider.id, cap);
-    }
+    reshape(&mut json, surface, candidate, options);
     let added_include_usage = usage_applies
         && json.get("stream").and_then(Value::as_bool) == Some(true)
         && json
@@ -126,7 +148,64 @@ pub fn prepare_body<'a>(
     PreparedBody {
         rewritten: Some(json),
         added_include_usage,
+        surface,
+        removed: Removed::default(),
         request,
+    }
+}
+
+/// The client's body translated from `surface` to `upstream`. The output limit Messages
+/// requires defaults to the model's maximum (what the client gets from a provider that needs
+/// none). Streamed usage is the translator's to ask for and to pass on.
+fn translated_body<'a>(
+    request: &'a ClientRequest,
+    surface: Surface,
+    upstream: Surface,
+    candidate: &Candidate,
+    options: &BodyOptions,
+) -> Result<PreparedBody<'a>, Invalid> {
+    let max_tokens = options
+        .max_output_tokens
+        .or(candidate.model.max_output_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let mut translated = translate::request(surface, upstream, request.body(), max_tokens)?;
+    translated.removed.forget("models");
+    reshape(&mut translated.body, upstream, candidate, options);
+    Ok(PreparedBody {
+        rewritten: Some(translated.body),
+        added_include_usage: false,
+        surface: upstream,
+        removed: translated.removed,
+        request,
+    })
+}
+
+/// Sets the upstream model id, keeps what the provider's allowlist and the model's denylist
+/// allow, applies the policy's overrides and caps the output tokens.
+fn reshape(
+    json: &mut Map<String, Value>,
+    surface: Surface,
+    candidate: &Candidate,
+    options: &BodyOptions,
+) {
+    let allowlist = candidate
+        .provider
+        .surface_spec(surface)
+        .map(|s| &s.supported_params[..])
+        .unwrap_or_default();
+    let denylist = &candidate.model.unsupported_params;
+    json.insert("model".into(), Value::String(candidate.model.id.clone()));
+    if !allowlist.is_empty() {
+        json.retain(|key, _| {
+            ALWAYS_KEPT.contains(&key.as_str()) || allowlist.iter().any(|p| p.name == *key)
+        });
+    }
+    json.retain(|key, _| key == "model" || !denylist.iter().any(|d| d == key));
+    for (key, value) in &options.overrides {
+        json.insert(key.clone(), value.clone());
+    }
+    if let Some(cap) = options.max_output_tokens {
+        cap_output_tokens(json, surface, &candidate.provider.id, cap);
     }
 }
 
@@ -196,7 +275,8 @@ mod tests {
         let req = request(
             json!({"model": "o3-2025-04-16", "models": ["x"], "temperature": 0.2, "messages": []}),
         );
-        let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
+        let out =
+            prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default()).unwrap();
         assert_eq!(
             Value::Object(out.json().clone()),
             json!({"model": "o3", "messages": []})
@@ -208,12 +288,14 @@ mod tests {
         let c = candidate(json!([]), "gpt-4o", Surface::ChatCompletions);
         let raw = r#"{ "messages": [{"role": "user", "content": "hi"}],   "model": "gpt-4o" }"#;
         let req = ClientRequest::parse(raw.into()).unwrap();
-        let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
+        let out =
+            prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default()).unwrap();
         assert!(out.is_unchanged());
         assert_eq!(out.to_bytes(), raw.as_bytes());
 
         let req = request(json!({"model": "gpt-4o", "stream": true}));
-        let out = prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default());
+        let out =
+            prepare_body(&req, Surface::ChatCompletions, &c, &BodyOptions::default()).unwrap();
         assert!(!out.is_unchanged());
         let sent: Value = serde_json::from_slice(&out.to_bytes()).unwrap();
         assert_eq!(
@@ -236,7 +318,7 @@ mod tests {
             overrides: Map::from_iter([("temperature".into(), json!(0))]),
             max_output_tokens: None,
         };
-        let out = prepare_body(&req, Surface::ChatCompletions, &c, &options);
+        let out = prepare_body(&req, Surface::ChatCompletions, &c, &options).unwrap();
         assert_eq!(
             Value::Object(out.json().clone()),
             json!({"model": "qwen", "messages": [1], "temperature": 0, "stream": false})
@@ -251,7 +333,7 @@ mod tests {
         options: &BodyOptions,
     ) -> (Value, bool) {
         let request = request(body);
-        let out = prepare_body(&request, surface, candidate, options);
+        let out = prepare_body(&request, surface, candidate, options).unwrap();
         let sent: Value = serde_json::from_slice(&out.to_bytes()).unwrap();
         assert_eq!(sent, Value::Object(out.json().clone()));
         (sent, out.added_include_usage)

@@ -47,7 +47,7 @@ fn transform(name: &str, surface: Surface, body: Value) {
         overrides: Map::from_iter([("user".to_owned(), json!("keygate"))]),
         max_output_tokens: Some(1024),
     };
-    let prepared = prepare_body(&request, surface, &candidate, &options);
+    let prepared = prepare_body(&request, surface, &candidate, &options).unwrap();
     let mut client = HeaderMap::new();
     for (k, v) in [
         ("authorization", "Bearer client-token"),

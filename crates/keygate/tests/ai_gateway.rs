@@ -466,8 +466,8 @@ async fn anthropic_messages_plain_and_streamed() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     let reply = post(
         &gw,
-        "/v1/messages",
-        json!({"model": "gpt-4o", "max_tokens": 5, "messages": []}),
+        "/v1/messages/count_tokens",
+        json!({"model": "gpt-4o", "messages": []}),
         &[],
     )
     .await;

@@ -171,7 +171,12 @@ fn disabled_providers_and_models_drop_out() {
 #[test]
 fn format_filter_gives_3813() {
     let reg = registry(vec![]);
-    let err = resolve(&reg, &["gpt-4o"], Surface::Messages).unwrap_err();
+    let err = resolve(&reg, &["text-embedding-3-small"], Surface::ChatCompletions).unwrap_err();
+    assert!(
+        matches!(err, ResolveError::IncompatibleFormat { .. }),
+        "{err}"
+    );
+    let err = resolve(&reg, &["gpt-4o"], Surface::CountTokens).unwrap_err();
     assert!(
         matches!(
             err,
@@ -182,15 +187,45 @@ fn format_filter_gives_3813() {
         ),
         "{err}"
     );
-    let err = resolve(&reg, &["text-embedding-3-small"], Surface::ChatCompletions).unwrap_err();
-    assert!(
-        matches!(err, ResolveError::IncompatibleFormat { .. }),
-        "{err}"
+}
+
+#[test]
+fn chat_messages_and_responses_cross_formats_in_the_providers_order() {
+    let reg = registry(vec![]);
+    let upstream = |name: &str, surface: Surface| {
+        let r = resolve(&reg, &[name], surface).unwrap();
+        r.candidates[0].upstream_surface(surface)
+    };
+    // Served natively: no translation (Claude through Anthropic's OpenAI-compatible endpoint).
+    assert_eq!(
+        upstream("claude-haiku-4-5", Surface::ChatCompletions),
+        Some(Surface::ChatCompletions)
     );
-    // OpenAI-format requests reach Claude through Anthropic's OpenAI-compatible endpoint.
-    let r = resolve(&reg, &["claude-haiku-4-5"], Surface::ChatCompletions).unwrap();
-    assert_eq!(names(&r), ["anthropic:claude-haiku-4-5"]);
-    assert!(resolve(&reg, &["claude-haiku-4-5"], Surface::Responses).is_err());
+    assert_eq!(
+        upstream("gpt-4o", Surface::Responses),
+        Some(Surface::Responses)
+    );
+    // Translated: Anthropic lists its own format first, OpenAI serves every OpenAI surface.
+    assert_eq!(
+        upstream("claude-haiku-4-5", Surface::Responses),
+        Some(Surface::Messages)
+    );
+    assert_eq!(
+        upstream("gpt-4o", Surface::Messages),
+        Some(Surface::ChatCompletions)
+    );
+    // A provider that serves only Responses is reached there.
+    let reg = registry(vec![provider(json!({
+        "id": "resp-only", "base_url": "http://127.0.0.1:1/v1",
+        "supported_api_surfaces": [{"format": "openai", "surface": "responses"}],
+        "models": [{"id": "m1"}]
+    }))]);
+    let r = resolve(&reg, &["m1"], Surface::Messages).unwrap();
+    assert_eq!(
+        r.candidates[0].upstream_surface(Surface::Messages),
+        Some(Surface::Responses)
+    );
+    assert!(resolve(&reg, &["m1"], Surface::Embeddings).is_err());
 }
 
 #[test]
@@ -438,9 +473,14 @@ fn discovered_models_behave_like_configured_ones() {
         names(&resolve(&reg, &["gpt-4o"], Surface::ChatCompletions).unwrap()),
         ["llamacpp:gpt-4o", "openai:gpt-4o"]
     );
-    // The default OpenAI-format surfaces only.
+    // The default OpenAI-format surfaces only: Messages is translated to chat completions.
+    let r = resolve(&reg, &["smollm2"], Surface::Messages).unwrap();
+    assert_eq!(
+        r.candidates[0].upstream_surface(Surface::Messages),
+        Some(Surface::ChatCompletions)
+    );
     assert!(matches!(
-        resolve(&reg, &["smollm2"], Surface::Messages),
+        resolve(&reg, &["smollm2"], Surface::CountTokens),
         Err(ResolveError::IncompatibleFormat { .. })
     ));
     let available: Vec<String> = reg

@@ -58,13 +58,17 @@ pub enum Part {
     Text(TextPart),
     Image(Image),
     /// Reasoning the model showed. `signature` is opaque and only valid for the format (and
-    /// provider) that produced it: encoders of other formats drop the block.
+    /// provider) that produced it: `translate` seals it with its origin in answers and opens
+    /// it in requests only for that origin (`SIGNATURE_SEAL` in `translate/mod.rs`); encoders
+    /// that need one drop a block without it.
     Thinking {
         text: String,
         signature: Option<String>,
     },
     /// Anthropic's encrypted thinking (`redacted_thinking.data`); Messages only.
-    RedactedThinking { data: String },
+    RedactedThinking {
+        data: String,
+    },
     /// A call the assistant made. `arguments` is JSON text (possibly partial in streams).
     ToolCall {
         id: String,
@@ -191,7 +195,7 @@ pub struct Usage {
     pub output: u64,
     /// Input tokens read from the prompt cache (part of `input`).
     pub cache_read: u64,
-    /// Input tokens written to the prompt cache (part of `input`; Anthropic only).
+    /// Input tokens written to the prompt cache (part of `input`; Anthropic, OpenAI Responses).
     pub cache_write: u64,
     /// Output tokens spent reasoning (part of `output`; OpenAI formats only).
     pub reasoning: u64,
@@ -201,7 +205,11 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delta {
     /// The stream opened (always first).
-    Start { id: String, model: String, created: u64 },
+    Start {
+        id: String,
+        model: String,
+        created: u64,
+    },
     Text(String),
     Thinking(String),
     /// The signature of the thinking just streamed (format-specific, see [`Part::Thinking`]).
@@ -213,13 +221,19 @@ pub enum Delta {
         name: String,
     },
     /// More JSON text of tool call `index`'s arguments.
-    ToolArguments { index: usize, fragment: String },
+    ToolArguments {
+        index: usize,
+        fragment: String,
+    },
     /// Usage so far; a later `Usage` replaces an earlier one (fields the provider left out are
     /// carried over by the decoder).
     Usage(Usage),
     Finish(Finish),
     /// The provider reported an error in the stream; nothing follows.
-    Error { kind: String, message: String },
+    Error {
+        kind: String,
+        message: String,
+    },
     /// The upstream stream completed (its final event arrived). A stream that breaks off
     /// never sends it, and its translation then has no final event either.
     Done,
@@ -248,6 +262,11 @@ impl Removed {
         }
     }
 
+    /// Takes back a name noted by mistake (a gateway field such as `models`).
+    pub fn forget(&mut self, name: &str) {
+        self.0.retain(|n| n != name);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -272,7 +291,8 @@ impl Invalid {
 /// One wire format's conversions of whole bodies.
 pub trait Codec {
     /// Reads a client request. Fields with no place in [`Request`] are noted in `removed`.
-    fn decode_request(body: &Map<String, Value>, removed: &mut Removed) -> Result<Request, Invalid>;
+    fn decode_request(body: &Map<String, Value>, removed: &mut Removed)
+        -> Result<Request, Invalid>;
     /// Writes a request for a provider of this format. Parts this format cannot carry
     /// (e.g. another format's thinking) are noted in `removed`.
     fn encode_request(request: &Request, removed: &mut Removed) -> Map<String, Value>;

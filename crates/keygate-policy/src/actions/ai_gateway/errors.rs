@@ -20,6 +20,12 @@ pub fn invalid_body(err: &RequestError) -> GatewayError {
     GatewayError::bad_request(format!("invalid request body: {err}"))
 }
 
+/// 3801 (400): the body is not a valid request of its format, found while translating it for a
+/// provider of another format.
+pub fn untranslatable(message: &str) -> GatewayError {
+    GatewayError::bad_request(format!("invalid request body: {message}"))
+}
+
 /// 3802 (400): no key from any source.
 pub fn no_api_key(providers: &[String]) -> GatewayError {
     GatewayError::new(

@@ -56,6 +56,7 @@ impl From<CallError<EvalError>> for Stop {
                 errors::total_timeout(seconds, &attempts).into()
             }
             CallError::Key(err) => Stop::Eval(err),
+            CallError::Untranslatable(message) => errors::untranslatable(&message).into(),
         }
     }
 }

@@ -299,7 +299,12 @@ async fn preflight_errors_have_codes_in_the_clients_shape() {
             422,
             "ERR_KEYGATE_3804",
         ),
-        ("/v1/messages", chat("gpt-4o"), 422, "ERR_KEYGATE_3813"),
+        (
+            "/v1/messages/count_tokens",
+            chat("gpt-4o"),
+            422,
+            "ERR_KEYGATE_3813",
+        ),
         (
             "/v1/chat/completions",
             json!({"model": "mock-echo", "messages": [{"role": "user", "content": "x".repeat(400)}]}),
