@@ -6,7 +6,11 @@ use serde_json::{json, Value};
 
 use crate::errors::{error_reply, Shape};
 use crate::reply::{Ctx, Reply, SseEvent};
-use crate::text::{content_text, estimate_tokens, last_user_text, messages_chars, split_chunks};
+use crate::script::{argument_pieces, opaque, Answer, Tokens, ToolCall, Turn};
+use crate::text::{content_text, estimate_tokens, messages_chars, split_chunks};
+
+/// Bytes behind a thinking block's `signature`.
+const SIGNATURE_BYTES: usize = 48;
 
 /// Models listed by `GET /v1/models` when the request carries `anthropic-version`.
 const MODELS: &[(&str, &str)] = &[
@@ -19,30 +23,107 @@ fn bad_request(message: &str) -> Reply {
     error_reply(Shape::Anthropic, StatusCode::BAD_REQUEST, message)
 }
 
-/// Input token estimate over `system` and every message.
-fn input_tokens(req: &Value) -> u64 {
+/// Characters of prompt: `system` and every message.
+fn input_chars(req: &Value) -> usize {
     let system = req
         .get("system")
         .map_or(0, |s| content_text(s).chars().count());
-    estimate_tokens(system + messages_chars(req.get("messages")))
+    system + messages_chars(req.get("messages"))
 }
 
-fn messages_field(req: &Value) -> Result<&Value, Reply> {
+fn messages_field(req: &Value) -> Result<&Vec<Value>, Reply> {
     req.get("messages")
-        .filter(|m| m.is_array())
+        .and_then(Value::as_array)
         .ok_or_else(|| bad_request("messages: Field required"))
 }
 
-fn usage(input: u64, output: u64) -> Value {
+/// Whether the request asks for extended thinking (`thinking.type` `enabled` or `adaptive`).
+fn wants_thinking(req: &Value) -> bool {
+    matches!(
+        req.pointer("/thinking/type").and_then(Value::as_str),
+        Some("enabled" | "adaptive")
+    )
+}
+
+/// Whether the thinking text is to be left out of the reply (`thinking.display: "omitted"`):
+/// the block keeps only its signature.
+fn thinking_omitted(req: &Value) -> bool {
+    req.pointer("/thinking/display").and_then(Value::as_str) == Some("omitted")
+}
+
+/// `usage` with `output` output tokens; `input_tokens` leaves the cached tokens out, as
+/// Anthropic counts them.
+fn usage(tokens: &Tokens, output: u64) -> Value {
     json!({
-        "input_tokens": input,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": tokens.input,
+        "cache_creation_input_tokens": tokens.cache.write,
+        "cache_read_input_tokens": tokens.cache.read,
         "output_tokens": output
     })
 }
 
-/// `POST /v1/messages`: echoes the last user message, streamed or not.
+/// One content block of a reply.
+enum Block<'a> {
+    Thinking { text: String, signature: String },
+    Text(&'a str),
+    ToolUse { id: String, call: &'a ToolCall },
+}
+
+impl Block<'_> {
+    /// The block as a complete message holds it.
+    fn complete(&self) -> Value {
+        match self {
+            Block::Thinking { text, signature } => {
+                json!({"type": "thinking", "thinking": text, "signature": signature})
+            }
+            Block::Text(text) => json!({"type": "text", "text": text}),
+            Block::ToolUse { id, call } => {
+                json!({"type": "tool_use", "id": id, "name": call.name, "input": call.input})
+            }
+        }
+    }
+
+    /// The block as `content_block_start` opens it.
+    fn opening(&self) -> Value {
+        match self {
+            Block::Thinking { .. } => json!({"type": "thinking", "thinking": "", "signature": ""}),
+            Block::Text(_) => json!({"type": "text", "text": ""}),
+            Block::ToolUse { id, call } => {
+                json!({"type": "tool_use", "id": id, "name": call.name, "input": {}})
+            }
+        }
+    }
+
+    /// The `delta` objects that stream the block, each with whether it is paced content.
+    fn deltas(&self, chunks: usize) -> Vec<(Value, bool)> {
+        match self {
+            Block::Thinking { text, signature } => split_chunks(text, chunks)
+                .into_iter()
+                .filter(|piece| !piece.is_empty())
+                .map(|piece| (json!({"type": "thinking_delta", "thinking": piece}), true))
+                .chain([(
+                    json!({"type": "signature_delta", "signature": signature}),
+                    false,
+                )])
+                .collect(),
+            Block::Text(text) => split_chunks(text, chunks)
+                .into_iter()
+                .map(|piece| (json!({"type": "text_delta", "text": piece}), true))
+                .collect(),
+            Block::ToolUse { call, .. } => argument_pieces(&call.arguments, chunks)
+                .into_iter()
+                .map(|piece| {
+                    let delta = json!({"type": "input_json_delta", "partial_json": piece});
+                    (delta, true)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `POST /v1/messages`: echoes the last user message, or makes the tool calls its
+/// `mock-tool:` lines script, or acknowledges tool results; a thinking block first when asked;
+/// streamed or not.
 pub(crate) fn messages(req: &Value, ctx: Ctx<'_>) -> Reply {
     let Some(model) = req.get("model").and_then(Value::as_str) else {
         return bad_request("model: Field required");
@@ -51,9 +132,31 @@ pub(crate) fn messages(req: &Value, ctx: Ctx<'_>) -> Reply {
         Ok(m) => m,
         Err(reply) => return reply,
     };
-    let text = last_user_text(Some(messages));
-    let input = input_tokens(req);
-    let output = estimate_tokens(text.chars().count());
+    let turn = Turn::of_items(messages);
+    let thinking = wants_thinking(req);
+    let tokens = turn.tokens(input_chars(req), ctx.cache, thinking);
+    let mut blocks = Vec::new();
+    if thinking {
+        let mut text = turn.thinking();
+        let signature = opaque(&text, "signature", SIGNATURE_BYTES);
+        if thinking_omitted(req) {
+            text.clear();
+        }
+        blocks.push(Block::Thinking { text, signature });
+    }
+    let stop_reason = match &turn.answer {
+        Answer::Text(text) => {
+            blocks.push(Block::Text(text));
+            "end_turn"
+        }
+        Answer::Tools(calls) => {
+            blocks.extend(calls.iter().enumerate().map(|(i, call)| Block::ToolUse {
+                id: turn.id("toolu_", i),
+                call,
+            }));
+            "tool_use"
+        }
+    };
     let id = ctx.ids.next("msg_");
     let message = |content: Value, stop: Value, usage: Value| {
         json!({
@@ -68,44 +171,48 @@ pub(crate) fn messages(req: &Value, ctx: Ctx<'_>) -> Reply {
         })
     };
     if req.get("stream").and_then(Value::as_bool) != Some(true) {
+        let content: Vec<Value> = blocks.iter().map(Block::complete).collect();
         return Reply::json(&message(
-            json!([{"type": "text", "text": text}]),
-            json!("end_turn"),
-            usage(input, output),
+            json!(content),
+            json!(stop_reason),
+            usage(&tokens, tokens.completion()),
         ))
         .with_header("request-id", &ctx.ids.next("req_"));
     }
-    let mut events = vec![
-        SseEvent::named(
-            "message_start",
-            &json!({"type": "message_start", "message": message(json!([]), Value::Null, usage(input, 1))}),
-            false,
-        ),
-        SseEvent::named(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            false,
-        ),
-        SseEvent::named("ping", &json!({"type": "ping"}), false),
-    ];
-    events.extend(split_chunks(&text, ctx.chunks).into_iter().map(|piece| {
-        SseEvent::named(
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-            true,
-        )
-    }));
-    events.push(SseEvent::named(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
+    let start = message(json!([]), Value::Null, usage(&tokens, 1));
+    let mut events = vec![SseEvent::named(
+        "message_start",
+        &json!({"type": "message_start", "message": start}),
         false,
-    ));
+    )];
+    for (index, block) in blocks.iter().enumerate() {
+        events.push(SseEvent::named(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block.opening()}),
+            false,
+        ));
+        if index == 0 {
+            events.push(SseEvent::named("ping", &json!({"type": "ping"}), false));
+        }
+        events.extend(block.deltas(ctx.chunks).into_iter().map(|(delta, paced)| {
+            SseEvent::named(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+                paced,
+            )
+        }));
+        events.push(SseEvent::named(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+            false,
+        ));
+    }
     events.push(SseEvent::named(
         "message_delta",
         &json!({
             "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-            "usage": {"output_tokens": output}
+            "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+            "usage": {"output_tokens": tokens.completion()}
         }),
         false,
     ));
@@ -123,7 +230,7 @@ pub(crate) fn count_tokens(req: &Value) -> Reply {
         return bad_request("model: Field required");
     }
     match messages_field(req) {
-        Ok(_) => Reply::json(&json!({"input_tokens": input_tokens(req)})),
+        Ok(_) => Reply::json(&json!({"input_tokens": estimate_tokens(input_chars(req))})),
         Err(reply) => reply,
     }
 }

@@ -23,6 +23,10 @@ pub(crate) const DROP_HEADER: &str = "x-mock-drop";
 
 /// Header that leaves token usage out of the reply (`omit`), as servers that report none do.
 pub(crate) const USAGE_HEADER: &str = "x-mock-usage";
+/// Header that reports this many prompt tokens read from the provider's prompt cache.
+pub(crate) const CACHE_READ_HEADER: &str = "x-mock-cache-read";
+/// Header that reports this many prompt tokens written to the provider's prompt cache.
+pub(crate) const CACHE_WRITE_HEADER: &str = "x-mock-cache-write";
 
 /// Largest chunk count a request may ask for.
 const MAX_CHUNKS: usize = 100_000;
@@ -54,6 +58,15 @@ pub(crate) struct ControlError {
     pub(crate) expected: &'static str,
 }
 
+/// Prompt-cache usage a reply reports, in tokens on top of the estimated (uncached) prompt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Cache {
+    /// Tokens read from the cache (Anthropic `cache_read_input_tokens`, OpenAI `cached_tokens`).
+    pub(crate) read: u64,
+    /// Tokens written to the cache (Anthropic `cache_creation_input_tokens`).
+    pub(crate) write: u64,
+}
+
 /// The behaviour of one request after all controls are applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Behaviour {
@@ -69,6 +82,8 @@ pub(crate) struct Behaviour {
     pub(crate) drop: Option<DropPoint>,
     /// Leave every `usage` object out of the reply.
     pub(crate) omit_usage: bool,
+    /// Prompt-cache usage to report.
+    pub(crate) cache: Cache,
 }
 
 /// Controls found in the request; `None` fields fall back to the next source.
@@ -80,6 +95,8 @@ struct Overrides {
     chunks: Option<usize>,
     drop: Option<DropPoint>,
     omit_usage: Option<bool>,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
 }
 
 impl Overrides {
@@ -91,6 +108,8 @@ impl Overrides {
             chunks: self.chunks.or(other.chunks),
             drop: self.drop.or(other.drop),
             omit_usage: self.omit_usage.or(other.omit_usage),
+            cache_read: self.cache_read.or(other.cache_read),
+            cache_write: self.cache_write.or(other.cache_write),
         }
     }
 }
@@ -109,6 +128,10 @@ pub(crate) fn resolve(headers: &HeaderMap, config: &MockConfig) -> Result<Behavi
         chunks: merged.chunks.unwrap_or(config.chunks).max(1),
         drop: merged.drop,
         omit_usage: merged.omit_usage.unwrap_or(false),
+        cache: Cache {
+            read: merged.cache_read.unwrap_or(0),
+            write: merged.cache_write.unwrap_or(0),
+        },
     })
 }
 
@@ -191,7 +214,21 @@ fn header_overrides(headers: &HeaderMap) -> Result<Overrides, ControlError> {
             }
         });
     }
+    if let Some(value) = text(CACHE_READ_HEADER) {
+        out.cache_read = Some(parse_tokens(CACHE_READ_HEADER, value)?);
+    }
+    if let Some(value) = text(CACHE_WRITE_HEADER) {
+        out.cache_write = Some(parse_tokens(CACHE_WRITE_HEADER, value)?);
+    }
     Ok(out)
+}
+
+fn parse_tokens(header: &'static str, value: &str) -> Result<u64, ControlError> {
+    value.trim().parse::<u64>().map_err(|_| ControlError {
+        header,
+        value: value.to_owned(),
+        expected: "a whole number of tokens",
+    })
 }
 
 fn parse_status(value: &str) -> Option<StatusCode> {
@@ -215,8 +252,8 @@ fn parse_millis(header: &'static str, value: &str) -> Result<Duration, ControlEr
         })
 }
 
-/// Reads the words `fail<NNN>`, `slow[<ms>]`, `drop-before`, `drop-mid`, `fin-mid`, `end-mid`
-/// and `nousage` inside a key.
+/// Reads the words `fail<NNN>`, `slow[<ms>]`, `drop-before`, `drop-mid`, `fin-mid`, `end-mid`,
+/// `nousage`, `cacheread<N>` and `cachewrite<N>` inside a key.
 fn key_overrides(key: &str, config: &MockConfig) -> Overrides {
     let key = key.to_ascii_lowercase();
     let mut out = Overrides::default();
@@ -242,6 +279,13 @@ fn key_overrides(key: &str, config: &MockConfig) -> Overrides {
         (key.contains(word) || key.contains(joined)).then_some(point)
     });
     out.omit_usage = key.contains("nousage").then_some(true);
+    let tokens = |words: [&str; 2]| {
+        words
+            .iter()
+            .find_map(|word| digits_after(&key, word).and_then(|d| d.parse::<u64>().ok()))
+    };
+    out.cache_read = tokens(["cacheread", "cache-read"]);
+    out.cache_write = tokens(["cachewrite", "cache-write"]);
     out
 }
 
@@ -379,6 +423,42 @@ mod tests {
             resolve(&h, &MockConfig::default()).expect("valid").status,
             None
         );
+    }
+
+    #[test]
+    fn cache_tokens_from_headers_and_key_words() {
+        let config = MockConfig::default();
+        assert_eq!(
+            resolve(&HeaderMap::new(), &config).expect("valid").cache,
+            Cache::default()
+        );
+        let h = headers(&[("x-mock-cache-read", "120"), ("x-mock-cache-write", " 30 ")]);
+        assert_eq!(
+            resolve(&h, &config).expect("valid").cache,
+            Cache {
+                read: 120,
+                write: 30
+            }
+        );
+        let key = headers(&[("x-api-key", "sk-CacheRead900-cache-write40")]);
+        assert_eq!(
+            resolve(&key, &config).expect("valid").cache,
+            Cache {
+                read: 900,
+                write: 40
+            }
+        );
+        let both = headers(&[
+            ("authorization", "Bearer k-cacheread900"),
+            ("x-mock-cache-read", "5"),
+        ]);
+        assert_eq!(resolve(&both, &config).expect("valid").cache.read, 5);
+        let bare = headers(&[("authorization", "Bearer k-cacheread")]);
+        assert_eq!(resolve(&bare, &config).expect("valid").cache.read, 0);
+        for name in ["x-mock-cache-read", "x-mock-cache-write"] {
+            let err = resolve(&headers(&[(name, "-3")]), &config).expect_err("rejected");
+            assert_eq!(err.header, name);
+        }
     }
 
     #[test]

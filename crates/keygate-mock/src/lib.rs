@@ -2,7 +2,10 @@
 //!
 //! [`MockServer`] speaks OpenAI (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
 //! `/v1/responses`, `/v1/models`) and Anthropic (`/v1/messages`, `/v1/messages/count_tokens`)
-//! wire formats, streamed and not, echoing the last user message. Tests script failures with
+//! wire formats, streamed and not, echoing the last user message. The prompt scripts tool calls
+//! (`mock-tool: NAME {json}` lines), a conversation ending with tool results is acknowledged
+//! (`tool result: ...`), and thinking / reasoning and prompt-cache usage are reported when asked
+//! (`x-mock-cache-read`, `x-mock-cache-write`). Tests script failures with
 //! request headers (`x-mock-status`, `x-mock-delay-ms`, `x-mock-chunk-delay-ms`, `x-mock-chunks`,
 //! `x-mock-drop`) or with words in the API key (`fail429`, `slow250`, `drop-mid`, ...); see
 //! `docs/testing.md`. Every request is recorded and readable in process ([`MockServer::requests`]) or
@@ -28,6 +31,7 @@ mod record;
 mod reply;
 mod responses;
 mod router;
+mod script;
 mod server;
 mod text;
 mod tls;

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use crate::errors::{error_reply, Shape};
 use crate::reply::{Ctx, Reply, SseEvent};
-use crate::text::{estimate_tokens, last_user_text, messages_chars, split_chunks, unix_now};
+use crate::script::{argument_pieces, Answer, Tokens, ToolCall, Turn};
+use crate::text::{estimate_tokens, item_chars, split_chunks, unix_now};
 
 /// `system_fingerprint` reported on chat and completion objects.
 const FINGERPRINT: &str = "fp_keygate_mock";
@@ -73,13 +74,19 @@ struct CompletionTokensDetails {
 }
 
 impl ChatUsage {
-    fn new(prompt: u64, completion: u64) -> Self {
+    fn new(tokens: Tokens) -> Self {
         Self {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt + completion,
-            prompt_tokens_details: PromptTokensDetails::default(),
-            completion_tokens_details: CompletionTokensDetails::default(),
+            prompt_tokens: tokens.prompt(),
+            completion_tokens: tokens.completion(),
+            total_tokens: tokens.prompt() + tokens.completion(),
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: tokens.cache.read,
+                ..PromptTokensDetails::default()
+            },
+            completion_tokens_details: CompletionTokensDetails {
+                reasoning_tokens: tokens.reasoning,
+                ..CompletionTokensDetails::default()
+            },
         }
     }
 }
@@ -114,10 +121,61 @@ struct MessageChoice<'a> {
 #[derive(Serialize)]
 struct AssistantMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    /// `null` when the reply is tool calls.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallObject<'a>>>,
     /// Always `null`.
     refusal: (),
     annotations: [(); 0],
+}
+
+/// A tool call: complete in a message (`id`, `type`, `function`), or a stream delta of one
+/// (`index`, then `id`, `type` and the name in the call's first delta only).
+#[derive(Serialize)]
+struct ToolCallObject<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionCall<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionCall<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+impl<'a> ToolCallObject<'a> {
+    /// The head of call `index` of `turn` (its id, type and name) with `arguments`.
+    fn head(turn: &Turn, index: usize, call: &'a ToolCall, arguments: &'a str) -> Self {
+        Self {
+            index: None,
+            id: Some(turn.id("call_", index)),
+            kind: Some("function"),
+            function: FunctionCall {
+                name: Some(&call.name),
+                arguments,
+            },
+        }
+    }
+
+    /// A stream delta of call `index` carrying only an arguments fragment.
+    fn fragment(index: usize, arguments: &'a str) -> Self {
+        Self {
+            index: Some(index),
+            id: None,
+            kind: None,
+            function: FunctionCall {
+                name: None,
+                arguments,
+            },
+        }
+    }
 }
 
 /// `choices[i]` of a stream chunk.
@@ -130,14 +188,18 @@ struct DeltaChoice<'a> {
     finish_reason: Option<&'static str>,
 }
 
-/// A chunk's `delta`: `{"role":"assistant","content":"","refusal":null}` first, then
-/// `{"content":...}`, and `{}` with the finish reason.
+/// A chunk's `delta`: `{"role":"assistant","content":"","refusal":null}` first (`"content":null`
+/// and the first tool call when the reply is tool calls), then `{"content":...}` or
+/// `{"tool_calls":[...]}`, and `{}` with the finish reason.
 #[derive(Serialize, Default)]
 struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
+    /// `Some(None)` writes `"content": null`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
+    content: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallObject<'a>; 1]>,
     /// `Some(())` writes `"refusal": null`.
     #[serde(skip_serializing_if = "Option::is_none")]
     refusal: Option<()>,
@@ -191,55 +253,106 @@ impl<'a> ChatHead<'a> {
     }
 }
 
-/// `POST /v1/chat/completions`: echoes the last user message, streamed or not.
+/// `POST /v1/chat/completions`: echoes the last user message, or makes the tool calls its
+/// `mock-tool:` lines script, or acknowledges tool results; streamed or not.
 pub(crate) fn chat(req: &Value, ctx: Ctx<'_>) -> Reply {
     let model = match model(req) {
         Ok(m) => m,
         Err(reply) => return reply,
     };
-    let Some(messages) = req.get("messages").filter(|m| m.is_array()) else {
+    let Some(messages) = req.get("messages").and_then(Value::as_array) else {
         return bad_request("you must provide a messages parameter");
     };
-    let text = last_user_text(Some(messages));
-    let usage = ChatUsage::new(
-        estimate_tokens(messages_chars(Some(messages))),
-        estimate_tokens(text.chars().count()),
-    );
+    let turn = Turn::of_items(messages);
+    let reasoning = req
+        .get("reasoning_effort")
+        .and_then(Value::as_str)
+        .is_some_and(|effort| effort != "none");
+    let input_chars = messages.iter().map(item_chars).sum();
+    let usage = ChatUsage::new(turn.tokens(input_chars, ctx.cache, reasoning));
     let id = ctx.ids.next("chatcmpl-");
     let head = ChatHead {
         id: &id,
         created: unix_now(),
         model,
     };
+    let finish_reason = match turn.answer {
+        Answer::Text(_) => "stop",
+        Answer::Tools(_) => "tool_calls",
+    };
     if !wants_stream(req) {
+        let tool_calls = match &turn.answer {
+            Answer::Text(_) => None,
+            Answer::Tools(calls) => Some(
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, call)| ToolCallObject::head(&turn, i, call, &call.arguments))
+                    .collect(),
+            ),
+        };
         let choice = MessageChoice {
             index: 0,
             message: AssistantMessage {
                 role: "assistant",
-                content: &text,
+                content: turn.text(),
+                tool_calls,
                 refusal: (),
                 annotations: [],
             },
             logprobs: (),
-            finish_reason: "stop",
+            finish_reason,
         };
         return Reply::json(&head.object("chat.completion", [choice], Some(Some(usage))));
     }
     let include_usage = wants_usage(req);
-    let opening = Delta {
-        role: Some("assistant"),
-        content: Some(""),
-        refusal: Some(()),
-    };
-    let mut events = vec![head.chunk(opening, None, include_usage, false)];
-    events.extend(split_chunks(&text, ctx.chunks).into_iter().map(|piece| {
-        let delta = Delta {
-            content: Some(piece),
-            ..Delta::default()
-        };
-        head.chunk(delta, None, include_usage, true)
-    }));
-    events.push(head.chunk(Delta::default(), Some("stop"), include_usage, false));
+    let mut events = Vec::new();
+    match &turn.answer {
+        Answer::Text(text) => {
+            let opening = Delta {
+                role: Some("assistant"),
+                content: Some(Some("")),
+                refusal: Some(()),
+                ..Delta::default()
+            };
+            events.push(head.chunk(opening, None, include_usage, false));
+            events.extend(split_chunks(text, ctx.chunks).into_iter().map(|piece| {
+                let delta = Delta {
+                    content: Some(Some(piece)),
+                    ..Delta::default()
+                };
+                head.chunk(delta, None, include_usage, true)
+            }));
+        }
+        Answer::Tools(calls) => {
+            for (i, call) in calls.iter().enumerate() {
+                let mut call_head = ToolCallObject::head(&turn, i, call, "");
+                call_head.index = Some(i);
+                let opening = if i == 0 {
+                    Delta {
+                        role: Some("assistant"),
+                        content: Some(None),
+                        tool_calls: Some([call_head]),
+                        refusal: Some(()),
+                    }
+                } else {
+                    Delta {
+                        tool_calls: Some([call_head]),
+                        ..Delta::default()
+                    }
+                };
+                events.push(head.chunk(opening, None, include_usage, false));
+                for piece in argument_pieces(&call.arguments, ctx.chunks) {
+                    let delta = Delta {
+                        tool_calls: Some([ToolCallObject::fragment(i, piece)]),
+                        ..Delta::default()
+                    };
+                    events.push(head.chunk(delta, None, include_usage, true));
+                }
+            }
+        }
+    }
+    events.push(head.chunk(Delta::default(), Some(finish_reason), include_usage, false));
     if include_usage {
         let last: ChatObject<'_, [DeltaChoice<'_>; 0]> =
             head.object("chat.completion.chunk", [], Some(Some(usage)));

@@ -168,4 +168,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) chunks: usize,
     /// Id source of this server.
     pub(crate) ids: &'a crate::text::Ids,
+    /// Prompt-cache usage to report.
+    pub(crate) cache: crate::controls::Cache,
 }

@@ -178,6 +178,7 @@ fn dispatch(
     let ctx = Ctx {
         chunks: behaviour.chunks,
         ids: &state.ids,
+        cache: behaviour.cache,
     };
     match route {
         Route::Models if shape == Shape::Anthropic => {

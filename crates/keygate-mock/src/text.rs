@@ -5,43 +5,67 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-/// The text of a message `content`: a string, or the concatenated `text` of an array of parts
-/// (`{"type":"text","text":...}`, `{"type":"input_text","text":...}`).
+/// The text pieces of a message `content`: the string itself, or the `text` of each part of an
+/// array of parts (`{"type":"text","text":...}`, `{"type":"input_text","text":...}`; parts without
+/// `text`, such as images or Anthropic `tool_result` blocks, are skipped).
+pub(crate) fn text_parts(content: &Value) -> impl Iterator<Item = &str> {
+    let (whole, parts) = match content {
+        Value::String(s) => (Some(s.as_str()), None),
+        Value::Array(parts) => (None, Some(parts.iter())),
+        _ => (None, None),
+    };
+    whole.into_iter().chain(
+        parts
+            .into_iter()
+            .flatten()
+            .filter_map(|part| part.get("text").and_then(Value::as_str)),
+    )
+}
+
+/// The text of a message `content`: its [`text_parts`] concatenated.
 pub(crate) fn content_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|part| part.get("text").and_then(Value::as_str))
-            .collect(),
-        _ => String::new(),
+        _ => text_parts(content).collect(),
     }
 }
 
-/// The text of the last message whose `role` is `user` in an array of messages, or `""`.
-pub(crate) fn last_user_text(messages: Option<&Value>) -> String {
-    messages
+/// Characters of text in one conversation item of any surface: its content's text, plus the tool
+/// traffic it carries — tool results (Anthropic `tool_result` blocks, the Responses
+/// `function_call_output` `output`; a chat `tool` message's result is its content) and tool call
+/// arguments (chat `tool_calls`, Anthropic `tool_use` input as compact JSON, the Responses
+/// `function_call` `arguments`).
+pub(crate) fn item_chars(item: &Value) -> usize {
+    let text = |v: Option<&Value>| v.map_or(0, |v| text_parts(v).map(|t| t.chars().count()).sum());
+    let string = |v: Option<&Value>| v.and_then(Value::as_str).map_or(0, |s| s.chars().count());
+    let content = item.get("content");
+    let blocks: usize = content
         .and_then(Value::as_array)
-        .and_then(|list| {
-            list.iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .into_iter()
+        .flatten()
+        .map(|block| match block.get("type").and_then(Value::as_str) {
+            Some("tool_result") => text(block.get("content")),
+            Some("tool_use") => block
+                .get("input")
+                .map_or(0, |input| input.to_string().chars().count()),
+            _ => 0,
         })
-        .and_then(|m| m.get("content"))
-        .map(content_text)
-        .unwrap_or_default()
+        .sum();
+    let calls: usize = item
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|call| string(call.pointer("/function/arguments")))
+        .sum();
+    text(content) + blocks + calls + text(item.get("output")) + string(item.get("arguments"))
 }
 
-/// Characters of text across every message's content in an array of messages.
+/// Characters of text across every item of an array of messages or Responses input items.
 pub(crate) fn messages_chars(messages: Option<&Value>) -> usize {
     messages
         .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|m| m.get("content"))
-                .map(|c| content_text(c).chars().count())
-                .sum()
-        })
+        .map(|list| list.iter().map(item_chars).sum())
         .unwrap_or(0)
 }
 
@@ -104,21 +128,43 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn last_user_message_string_or_parts() {
-        let messages = json!([
+    fn text_of_strings_and_parts() {
+        let parts = json!([{"type": "text", "text": "hel"}, {"type": "image_url"}, {"type": "text", "text": "lo"}]);
+        assert_eq!(text_parts(&parts).collect::<Vec<_>>(), ["hel", "lo"]);
+        assert_eq!(content_text(&parts), "hello");
+        assert_eq!(content_text(&json!("plain")), "plain");
+        assert_eq!(content_text(&json!(null)), "");
+    }
+
+    #[test]
+    fn characters_count_text_and_tool_traffic() {
+        let chat = json!([
             {"role": "system", "content": "sys"},
-            {"role": "user", "content": "first"},
-            {"role": "assistant", "content": "reply"},
-            {"role": "user", "content": [{"type": "text", "text": "hel"}, {"type": "image_url"}, {"type": "text", "text": "lo"}]},
+            {"role": "user", "content": [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "42"},
         ]);
-        assert_eq!(last_user_text(Some(&messages)), "hello");
-        assert_eq!(messages_chars(Some(&messages)), 3 + 5 + 5 + 5);
-        assert_eq!(
-            last_user_text(Some(&json!([{"role": "assistant", "content": "x"}]))),
-            ""
-        );
-        assert_eq!(last_user_text(None), "");
-        assert_eq!(last_user_text(Some(&json!("not a list"))), "");
+        assert_eq!(messages_chars(Some(&chat)), 3 + 5 + 7 + 2);
+        let anthropic = json!([
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "ok"},
+                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "42"}]},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "7"}
+            ]},
+        ]);
+        assert_eq!(messages_chars(Some(&anthropic)), 2 + 7 + 2 + 1);
+        let responses = json!([
+            {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{\"a\":1}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "42"},
+        ]);
+        assert_eq!(messages_chars(Some(&responses)), 7 + 2);
+        assert_eq!(messages_chars(None), 0);
+        assert_eq!(messages_chars(Some(&json!("not a list"))), 0);
     }
 
     #[test]

@@ -96,6 +96,9 @@ error_codes! {
     InputTooLarge => (PAYLOAD_TOO_LARGE, "ERR_KEYGATE_3811", "request_too_large"),
     /// `ai-gateway`: no candidate serves the path's API format or surface.
     AiIncompatibleFormat => (UNPROCESSABLE_ENTITY, "ERR_KEYGATE_3813", "invalid_request_error"),
+    /// `ai-gateway`: a WebSocket upgrade on an AI path (the Responses WebSocket mode); the
+    /// client is told at once to use HTTP instead.
+    AiWebSocketUnsupported => (UPGRADE_REQUIRED, "ERR_KEYGATE_3814", "invalid_request_error"),
 }
 
 impl ErrorCode {

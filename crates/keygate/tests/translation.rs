@@ -285,3 +285,18 @@ async fn failover_crosses_formats_and_errors_come_back_in_the_clients_shape() {
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert_eq!(reply.json()["error"]["code"], "ERR_KEYGATE_3801");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_is_told_to_use_http() {
+    let (_mock, gw, _data) = start().await;
+    let upgrade = Req::get("/v1/responses")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let reply = send(gw.addr, upgrade).await.unwrap();
+    assert_eq!(reply.status, 426, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "ERR_KEYGATE_3814");
+    let plain = send(gw.addr, Req::get("/v1/responses")).await.unwrap();
+    assert_eq!(plain.status, 404, "{}", plain.text());
+}

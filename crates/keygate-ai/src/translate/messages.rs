@@ -46,10 +46,12 @@ impl Codec for Messages {
             Some(choice) => decode_tool_choice(choice)?,
             None => (None, None),
         };
+        let mut system = decode_system(get(body, "system"), removed)?;
+        let messages = decode_messages(get(body, "messages"), &mut system, removed)?;
         Ok(Request {
             model: string(body, "", "model")?.unwrap_or_default(),
-            system: decode_system(get(body, "system"), removed)?,
-            messages: decode_messages(get(body, "messages"), removed)?,
+            system,
+            messages,
             tools: decode_tools(get(body, "tools"), removed)?,
             tool_choice,
             parallel_tool_calls,
@@ -255,12 +257,22 @@ fn decode_system(value: Option<&Value>, removed: &mut Removed) -> Result<Vec<Tex
     }
 }
 
-fn decode_messages(value: Option<&Value>, removed: &mut Removed) -> Result<Vec<Message>, Invalid> {
+/// The conversation. A `system` message inside it (Claude Code sends one to models it does not
+/// know as Claude) is system text, appended to `system`.
+fn decode_messages(
+    value: Option<&Value>,
+    system: &mut Vec<TextPart>,
+    removed: &mut Removed,
+) -> Result<Vec<Message>, Invalid> {
     let list = value
         .and_then(Value::as_array)
         .ok_or_else(|| expected("messages", "an array"))?;
     let mut messages = Vec::with_capacity(list.len());
     for (i, message) in list.iter().enumerate() {
+        if message.get("role").and_then(Value::as_str) == Some("system") {
+            system.extend(decode_system(message.get("content"), removed)?);
+            continue;
+        }
         messages.extend(decode_message(message, &format!("messages[{i}]"), removed)?);
     }
     Ok(messages)
@@ -1511,6 +1523,23 @@ mod tests {
     }
 
     #[test]
+    fn a_system_message_inside_the_conversation_is_system_text() {
+        let mut removed = Removed::default();
+        let request = Messages::decode_request(
+            &object(json!({"model": "gpt-4o", "system": "first", "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "second"}]},
+                {"role": "user", "content": "hi"}]})),
+            &mut removed,
+        )
+        .unwrap();
+        let system: Vec<&str> = request.system.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(system, ["first", "second"]);
+        assert_eq!(request.messages.len(), 1);
+        assert_eq!(request.messages[0].role, Role::User);
+        assert!(removed.is_empty());
+    }
+
+    #[test]
     fn rejects_requests_that_are_not_messages_requests() {
         assert_eq!(
             decode_error(json!({"model": "m", "messages": {}})),
@@ -1522,8 +1551,8 @@ mod tests {
         );
         assert_eq!(
             decode_error(json!({"model": "m", "messages": [
-                {"role": "user", "content": "a"}, {"role": "system", "content": "b"}]})),
-            "messages[1].role: unknown role \"system\""
+                {"role": "user", "content": "a"}, {"role": "tool", "content": "b"}]})),
+            "messages[1].role: unknown role \"tool\""
         );
         assert_eq!(
             decode_error(

@@ -343,3 +343,6 @@ fn decode(decoder: &mut Decoder, event: Event, out: &mut Vec<Delta>) {
         Decoder::Responses(d) => d.event(name, &event.data, out),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -141,3 +141,31 @@ impl Drop for Reap {
         let _ = self.0.wait();
     }
 }
+
+/// The mock's token estimate: one token per four characters, at least one.
+pub fn est(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4).max(1)
+}
+
+/// The chunks of an OpenAI `data:`-only stream, checking that it ends with `data: [DONE]`.
+pub fn chat_chunks(body: &str) -> Vec<Value> {
+    let events = sse_events(body);
+    assert!(events.iter().all(|e| e.name.is_none()), "data-only events");
+    let (done, chunks) = events.split_last().expect("events");
+    assert_eq!(done.data, "[DONE]");
+    chunks.iter().map(data_json).collect()
+}
+
+/// The events of a named stream (Anthropic, Responses) as (name, data), checking that every
+/// data's `type` matches its `event:` line.
+pub fn named_events(body: &str) -> Vec<(String, Value)> {
+    sse_events(body)
+        .iter()
+        .map(|e| {
+            let name = e.name.clone().expect("named event");
+            let data = data_json(e);
+            assert_eq!(data["type"].as_str(), Some(name.as_str()), "type matches");
+            (name, data)
+        })
+        .collect()
+}

@@ -15,6 +15,16 @@ pub fn not_a_surface(method: &http::Method, path: &str) -> GatewayError {
     )
 }
 
+/// 3814 (426): a WebSocket upgrade. Clients with an HTTP fallback (Codex CLI tries the
+/// Responses WebSocket mode first) take a 426 as "use HTTP" at once, where a 404 makes them
+/// retry the socket with backoff first.
+pub fn websocket_unsupported(path: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorCode::AiWebSocketUnsupported,
+        format!("{path} is served over HTTP only: send the request as a POST"),
+    )
+}
+
 /// 3801 (400): malformed body.
 pub fn invalid_body(err: &RequestError) -> GatewayError {
     GatewayError::bad_request(format!("invalid request body: {err}"))

@@ -133,6 +133,11 @@ impl AiGateway {
     async fn serve(&self, ex: &mut Exchange, trace: &mut Trace) -> Result<Served, Stop> {
         let path = ex.request.uri.path().to_owned();
         let Some(surface) = Surface::from_request(&ex.request.method, &path) else {
+            if is_websocket_upgrade(&ex.request.headers)
+                && Surface::from_request(&http::Method::POST, &path).is_some()
+            {
+                return Err(errors::websocket_unsupported(&path).into());
+            }
             return Err(errors::not_a_surface(&ex.request.method, &path).into());
         };
         if surface == Surface::Models {
@@ -484,4 +489,12 @@ impl KeySource for ActionKeys<'_> {
         let needs_key = candidate.provider.requires_api_key && !candidate.provider.is_mock();
         Ok((!needs_key).then(|| vec![None]))
     }
+}
+
+/// Whether the request asks to become a WebSocket (`Upgrade: websocket`).
+fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }

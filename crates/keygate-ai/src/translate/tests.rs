@@ -1,0 +1,1 @@
+//! Translation across formats: round trips, sealed signatures, estimated usage.
