@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::registry::Candidate;
 use crate::request::ClientRequest;
-use crate::translate::{self, ir::Invalid, ir::Removed};
+use crate::translate::{self, ir::Invalid, ir::Removed, TranslatedRequest};
 use crate::Surface;
 
 /// The output limit of a translated request that needs one when the model's is unknown.
@@ -170,6 +170,7 @@ fn translated_body<'a>(
         .unwrap_or(DEFAULT_MAX_TOKENS);
     let mut translated = translate::request(surface, upstream, request.body(), max_tokens)?;
     translated.removed.forget("models");
+    fit_model(&mut translated, upstream, candidate);
     reshape(&mut translated.body, upstream, candidate, options);
     Ok(PreparedBody {
         rewritten: Some(translated.body),
@@ -178,6 +179,27 @@ fn translated_body<'a>(
         removed: translated.removed,
         request,
     })
+}
+
+/// Fits a translated body to what the model takes: a known model without the `reasoning`
+/// feature gets no reasoning settings (Claude Code asks for thinking whatever the model, and
+/// OpenAI refuses `reasoning_effort` for gpt-4o), and OpenAI's chat endpoint gets its output
+/// limit as `max_completion_tokens` (its reasoning models refuse `max_tokens`).
+fn fit_model(translated: &mut TranslatedRequest, upstream: Surface, candidate: &Candidate) {
+    let model = &candidate.model;
+    let body = &mut translated.body;
+    if model.known && !model.supported_features.iter().any(|f| f == "reasoning") {
+        for key in ["thinking", "reasoning", "reasoning_effort"] {
+            if body.remove(key).is_some() {
+                translated.removed.note("reasoning");
+            }
+        }
+    }
+    if upstream == Surface::ChatCompletions && candidate.provider.id == "openai" {
+        if let Some(limit) = body.remove("max_tokens") {
+            body.insert("max_completion_tokens".into(), limit);
+        }
+    }
 }
 
 /// Sets the upstream model id, keeps what the provider's allowlist and the model's denylist
@@ -356,6 +378,36 @@ mod tests {
         let body = json!({"model": "claude-haiku-4-5", "stream": true});
         let (sent, added) = prepared(body, Surface::Messages, &claude, &none);
         assert!(!added && sent.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn a_translated_request_fits_the_model() {
+        let thinking = json!({"model": "gpt-4o", "max_tokens": 900, "thinking":
+            {"type": "enabled", "budget_tokens": 2048},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let gpt4o = candidate(json!([]), "gpt-4o", Surface::Messages);
+        let to_gpt4o = request(thinking.clone());
+        let out = prepare_body(
+            &to_gpt4o,
+            Surface::Messages,
+            &gpt4o,
+            &BodyOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(out.surface, Surface::ChatCompletions);
+        let sent = Value::Object(out.json().clone());
+        assert_eq!(sent["max_completion_tokens"], 900);
+        assert!(sent.get("max_tokens").is_none() && sent.get("reasoning_effort").is_none());
+        assert!(out.removed.names().contains(&"reasoning".to_owned()));
+
+        let mut reasoning = thinking;
+        reasoning["model"] = json!("gpt-5");
+        let gpt5 = candidate(json!([]), "gpt-5", Surface::Messages);
+        let to_gpt5 = request(reasoning);
+        let out =
+            prepare_body(&to_gpt5, Surface::Messages, &gpt5, &BodyOptions::default()).unwrap();
+        assert_eq!(out.json()["reasoning_effort"], "low");
+        assert!(out.removed.is_empty(), "{:?}", out.removed);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! OpenAI Chat Completions (`POST /v1/chat/completions`): requests, whole answers and SSE
 //! streams, to and from the neutral types of [`super::ir`].
 //!
-//! Beyond OpenAI's own fields this reads and writes two common extensions: `reasoning_content`
-//! (DeepSeek, vLLM, OpenRouter: the model's reasoning, next to `content`) and `cache_control` on
-//! content parts (Anthropic's OpenAI-compatible endpoint and gateways in front of Claude).
+//! Beyond OpenAI's own fields this reads two common extensions: `reasoning_content` (DeepSeek,
+//! vLLM, OpenRouter: the model's reasoning, next to `content`; also written in answers) and
+//! `cache_control` on content parts (Anthropic's OpenAI-compatible endpoint), kept for a Claude
+//! target. Requests for Chat providers carry no `cache_control`: OpenAI and the self-hosted
+//! servers have no prompt-cache markers, and a strict server would refuse the field.
 
 use serde_json::{json, Map, Value};
 
@@ -481,6 +483,9 @@ fn decode_user(
 // Requests, ir to provider.
 
 fn encode_request(request: &Request, removed: &mut Removed) -> Map<String, Value> {
+    if has_cache_markers(request) {
+        removed.note("cache_control");
+    }
     let mut body = Map::new();
     body.insert("model".into(), request.model.clone().into());
     body.insert("messages".into(), encode_messages(request, removed).into());
@@ -526,11 +531,24 @@ fn encode_messages(request: &Request, removed: &mut Removed) -> Vec<Value> {
     messages
 }
 
-/// One string, the most widely accepted form, unless a part carries a cache breakpoint.
+/// Whether any part or tool of the request has a prompt-cache breakpoint.
+fn has_cache_markers(request: &Request) -> bool {
+    let part_cached = |part: &Part| match part {
+        Part::Text(text) => text.cache.is_some(),
+        Part::Image(image) => image.cache.is_some(),
+        _ => false,
+    };
+    request.system.iter().any(|part| part.cache.is_some())
+        || request.tools.iter().any(|tool| tool.cache.is_some())
+        || request
+            .messages
+            .iter()
+            .flat_map(|message| &message.content)
+            .any(part_cached)
+}
+
+/// One string, the most widely accepted form.
 fn system_content(system: &[TextPart]) -> Value {
-    if system.iter().any(|part| part.cache.is_some()) {
-        return system.iter().map(text_part).collect();
-    }
     let texts: Vec<&str> = system.iter().map(|part| part.text.as_str()).collect();
     texts.join(BLOCK_SEPARATOR).into()
 }
@@ -566,7 +584,7 @@ fn flush_user(pending: &mut Vec<&Part>, messages: &mut Vec<Value>) {
         return;
     }
     let content = match pending.as_slice() {
-        [Part::Text(TextPart { text, cache: None })] => Value::String(text.clone()),
+        [Part::Text(TextPart { text, .. })] => Value::String(text.clone()),
         parts => parts.iter().filter_map(|part| user_part(part)).collect(),
     };
     messages.push(json!({"role": "user", "content": content}));
@@ -611,7 +629,7 @@ fn encode_assistant(parts: &[Part], path: &str, removed: &mut Removed) -> Value 
     let content = match texts.as_slice() {
         [] if calls.is_empty() => Value::String(String::new()),
         [] => Value::Null,
-        [TextPart { text, cache: None }] => Value::String(text.clone()),
+        [TextPart { text, .. }] => Value::String(text.clone()),
         texts => texts.iter().map(|text| text_part(text)).collect(),
     };
     let mut message = json!({"role": "assistant", "content": content});
@@ -635,11 +653,7 @@ fn note_part(part: &Part, path: &str, removed: &mut Removed) {
 }
 
 fn text_part(text: &TextPart) -> Value {
-    let mut part = json!({"type": "text", "text": text.text});
-    if let Some(cache) = &text.cache {
-        part["cache_control"] = cache.clone();
-    }
-    part
+    json!({"type": "text", "text": text.text})
 }
 
 fn image_part(image: &Image) -> Value {
@@ -647,11 +661,7 @@ fn image_part(image: &Image) -> Value {
         ImageSource::Url(url) => url.clone(),
         ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
     };
-    let mut part = json!({"type": "image_url", "image_url": {"url": url}});
-    if let Some(cache) = &image.cache {
-        part["cache_control"] = cache.clone();
-    }
-    part
+    json!({"type": "image_url", "image_url": {"url": url}})
 }
 
 /// `tools`, and the settings that only mean something with tools.
@@ -666,12 +676,7 @@ fn encode_tools(request: &Request, body: &mut Map<String, Value>, removed: &mut 
         }
         return;
     }
-    let tools = request.tools.iter().enumerate().map(|(i, tool)| {
-        if tool.cache.is_some() {
-            removed.note(format!("tools[{i}].cache_control"));
-        }
-        encode_tool(tool)
-    });
+    let tools = request.tools.iter().map(encode_tool);
     body.insert("tools".into(), tools.collect());
     if let Some(choice) = &request.tool_choice {
         let choice = match choice {
@@ -1408,17 +1413,38 @@ mod tests {
         assert!(removed.is_empty(), "{removed:?}");
     }
 
+    fn forget_cache_markers(request: &mut Request) {
+        for part in &mut request.system {
+            part.cache = None;
+        }
+        for part in request.messages.iter_mut().flat_map(|m| &mut m.content) {
+            match part {
+                Part::Text(text) => text.cache = None,
+                Part::Image(image) => image.cache = None,
+                _ => {}
+            }
+        }
+    }
+
     #[test]
     fn a_rich_request_survives_decode_encode_decode() {
         let (first, _) = decode(rich_request());
         let first = first.unwrap();
         let (body, removed) = encode(&first);
-        // Chat carries assistant reasoning in (DeepSeek's) replies only, not in requests.
-        assert_eq!(removed, ["thinking"]);
+        // Chat carries assistant reasoning in (DeepSeek's) replies only, not in requests, and
+        // a Chat provider gets no prompt-cache markers.
+        assert_eq!(removed, ["cache_control", "thinking"]);
         let (second, removed) = decode(body);
         assert!(removed.is_empty(), "{removed:?}");
         let mut expected = first;
         expected.messages[1].content.remove(0);
+        forget_cache_markers(&mut expected);
+        // Without cache breakpoints to keep apart, the system parts go out as one text.
+        let system: Vec<&str> = expected.system.iter().map(|p| p.text.as_str()).collect();
+        expected.system = vec![TextPart {
+            text: system.join(BLOCK_SEPARATOR),
+            cache: None,
+        }];
         assert_eq!(second.unwrap(), expected);
     }
 
@@ -1685,9 +1711,7 @@ mod tests {
                          "function": {"name": "lookup", "arguments": "{\"q\":\"cat\"}"}}
                     ]},
                     {"role": "tool", "tool_call_id": "toolu_01", "content": "a cat\n\nprobably"},
-                    {"role": "user", "content": [
-                        {"type": "text", "text": "Thanks", "cache_control": {"type": "ephemeral"}}
-                    ]}
+                    {"role": "user", "content": "Thanks"}
                 ],
                 "tools": [{"type": "function", "function": {
                     "name": "get_weather", "description": "Current weather", "strict": true,
@@ -1706,10 +1730,10 @@ mod tests {
         assert_eq!(
             removed,
             [
+                "cache_control",
                 "thinking",
                 "messages[2].content[0].is_error",
                 "messages[2].content[0].content[2].type=image",
-                "tools[0].cache_control",
             ]
         );
     }
@@ -1728,14 +1752,15 @@ mod tests {
         assert_eq!(
             body,
             json!({"model": "m", "messages": [
-                {"role": "system", "content": [
-                    {"type": "text", "text": "cached system", "cache_control": {"type": "ephemeral"}}
-                ]},
+                {"role": "system", "content": "cached system"},
                 {"role": "user", "content": "hi"},
                 {"role": "assistant", "content": ""}
             ]})
         );
-        assert_eq!(removed, ["tool_choice", "parallel_tool_calls"]);
+        assert_eq!(
+            removed,
+            ["cache_control", "tool_choice", "parallel_tool_calls"]
+        );
     }
 
     #[test]
