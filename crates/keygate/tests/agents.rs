@@ -4,11 +4,13 @@
 //! access key and nothing but loopback. The prompt's `mock-tool:` line makes the mock answer with a
 //! call to the CLI's own shell tool (`Bash` for Claude Code, `exec_command` for Codex); the CLI runs
 //! `echo keygate-roundtrip-42`, sends the output back, and the mock's `tool result: ...` becomes
-//! the CLI's final answer. Each test checks that answer, what reached the mock, and the gateway's
-//! access-log and usage-ledger lines.
+//! the CLI's final answer. Each test checks that answer, what reached the mock (path, the
+//! provider's format and key), and the gateway's access-log and usage-ledger lines.
 //!
 //! - Straight: each CLI in its own format, on the built-in providers: Claude Code on
-//!   `claude-sonnet-4-5` over `/v1/messages`, Codex on `gpt-5` over `/v1/responses`.
+//!   `claude-sonnet-4-5` over `/v1/messages`, Codex on `gpt-5` over `/v1/responses`. Codex runs
+//!   with `supports_websockets = true`: its WebSocket attempt must get `426` and fall back to
+//!   `POST` at once (a `404` made it retry with backoff, 6.3 s).
 //! - Crossed: each CLI on a model reachable only in the other format (custom providers serving one
 //!   surface each): Claude Code on `gpt-4o` over Chat Completions, Codex on `claude-sonnet-4-5`
 //!   over Messages. These need the gateway to translate between formats.
@@ -69,16 +71,27 @@ fn crossed_policy(mock: &MockServer) -> String {
 
 /// What a scenario expects of the gateway.
 struct Expect {
-    /// The path the CLI calls (its own format).
-    client_path: &'static str,
-    /// The path the mock is asked on (the provider's format).
-    upstream_path: &'static str,
+    /// The CLI's format (the path it calls).
+    client: Wire,
+    /// The provider's format: what the mock must be asked in.
+    upstream: Wire,
     /// The provider and model that answer.
     provider: &'static str,
     model: &'static str,
     /// The CLI's shell tool, which the mock calls.
     tool: &'static str,
+    /// Codex with `supports_websockets = true`: its `GET /v1/responses` upgrades, each answered
+    /// `426`, before the `POST`s.
+    websockets: bool,
 }
+
+/// Codex's WebSocket attempts per run when the gateway answers `426`: one, the session's prewarm,
+/// then it uses HTTP for the rest of the session (measured with 0.171.0: 1 in every run). A `404`
+/// instead makes it try again for the turn and then reconnect `stream_max_retries` times with
+/// backoff: 7 `GET`s and 6.3 s with the default of 5 (2 `GET`s with 0, which is why the
+/// WebSocket run keeps the default). The bound leaves room for one more try, none for a retry
+/// loop.
+const MAX_WEBSOCKET_ATTEMPTS: usize = 2;
 
 /// Claude Code's Bash tool call, as the mock is told to make it.
 const CLAUDE_TOOL_CALL: &str =
@@ -98,11 +111,12 @@ async fn claude_code_runs_a_tool_over_messages() {
             "claude straight",
             &run,
             &Expect {
-                client_path: "/v1/messages",
-                upstream_path: "/v1/messages",
+                client: Wire::Messages,
+                upstream: Wire::Messages,
                 provider: "anthropic",
                 model: "claude-sonnet-4-5",
                 tool: "Bash",
+                websockets: false,
             },
         )
         .await;
@@ -114,17 +128,20 @@ async fn codex_runs_a_tool_over_responses() {
         return;
     };
     let scenario = Scenario::start(|_| straight_policy()).await;
-    let run = scenario.codex(&clis, "gpt-5").await;
+    let run = scenario
+        .codex(&clis, "gpt-5", Transport::WebSocketFirst)
+        .await;
     scenario
         .check(
             "codex straight",
             &run,
             &Expect {
-                client_path: "/v1/responses",
-                upstream_path: "/v1/responses",
+                client: Wire::Responses,
+                upstream: Wire::Responses,
                 provider: "openai",
                 model: "gpt-5",
                 tool: "exec_command",
+                websockets: true,
             },
         )
         .await;
@@ -143,11 +160,12 @@ async fn claude_code_on_a_chat_completions_model() {
             "claude crossed",
             &run,
             &Expect {
-                client_path: "/v1/messages",
-                upstream_path: "/v1/chat/completions",
+                client: Wire::Messages,
+                upstream: Wire::Chat,
                 provider: CHAT_ONLY,
                 model: "gpt-4o",
                 tool: "Bash",
+                websockets: false,
             },
         )
         .await;
@@ -160,17 +178,20 @@ async fn codex_on_a_messages_model() {
         return;
     };
     let scenario = Scenario::start(crossed_policy).await;
-    let run = scenario.codex(&clis, "claude-sonnet-4-5").await;
+    let run = scenario
+        .codex(&clis, "claude-sonnet-4-5", Transport::Http)
+        .await;
     scenario
         .check(
             "codex crossed",
             &run,
             &Expect {
-                client_path: "/v1/responses",
-                upstream_path: "/v1/messages",
+                client: Wire::Responses,
+                upstream: Wire::Messages,
                 provider: MESSAGES_ONLY,
                 model: "claude-sonnet-4-5",
                 tool: "exec_command",
+                websockets: false,
             },
         )
         .await;
@@ -240,10 +261,14 @@ impl Scenario {
     /// `codex exec PROMPT` on `model`, through the `keygate` provider of `$CODEX_HOME/config.toml`
     /// ([`codex_config`]), its shell commands run without the sandbox (the one command is the
     /// test's own `echo`; bubblewrap needs user namespaces, which containers often lack).
-    async fn codex(&self, clis: &AgentClis, model: &str) -> Run {
+    async fn codex(&self, clis: &AgentClis, model: &str, transport: Transport) -> Run {
         let codex_home = self.home.path().join("codex");
         std::fs::create_dir_all(&codex_home).expect("CODEX_HOME");
-        std::fs::write(codex_home.join("config.toml"), codex_config(&self.gw)).expect("config");
+        std::fs::write(
+            codex_home.join("config.toml"),
+            codex_config(&self.gw, transport),
+        )
+        .expect("config");
         let last = self.home.path().join("last-message.txt");
         let mut command = self.command(&clis.codex);
         command
@@ -279,18 +304,24 @@ impl Scenario {
         command
     }
 
-    /// Checks the round trip: the CLI's answer, the requests the mock received, and one
-    /// access-log line and one ledger row per request.
+    /// Checks the round trip: the CLI's answer, the requests the mock received (path, format,
+    /// the provider's key), one access-log line and one ledger row per request, and Codex's
+    /// WebSocket attempts, each answered `426`.
     async fn check(&self, name: &str, run: &Run, expect: &Expect) {
         let requests = self.mock.requests();
         let lines = self.access_log_lines(requests.len()).await;
+        let (upgrades, posts): (Vec<&Value>, Vec<&Value>) =
+            lines.iter().partition(|l| l["method"] == "GET");
         let mut terminal = std::io::stderr();
         let _ = writeln!(
             terminal,
-            "agents: {name}: {} ran {:.1} s, {} gateway requests",
+            "agents: {name}: {} ran {:.1} s, {} gateway requests ({} WebSocket GETs), {} upstream {}",
             run.program,
             run.elapsed.as_secs_f64(),
-            lines.len()
+            lines.len(),
+            upgrades.len(),
+            requests.len(),
+            expect.upstream.path(),
         );
         let context = || {
             let log: Vec<String> = lines.iter().map(summary).collect();
@@ -311,7 +342,8 @@ impl Scenario {
             context()
         );
 
-        // The mock: the CLI's tools on the first request, the tool's output ending the second.
+        // The mock: the CLI's tools on the first request, the tool's output ending the second,
+        // both in the provider's format with the provider's key.
         assert_eq!(
             requests.len(),
             2,
@@ -321,30 +353,48 @@ impl Scenario {
         for request in &requests {
             assert_eq!(
                 (request.method.as_str(), request.path.as_str()),
-                ("POST", expect.upstream_path),
+                ("POST", expect.upstream.path()),
                 "{name}\n{}",
                 context()
             );
+            if let Err(problem) = expect.upstream.check(request) {
+                panic!(
+                    "{name}: request {} is not {}: {problem}\n{}",
+                    request.seq,
+                    expect.upstream.name(),
+                    excerpt(&request.body)
+                );
+            }
+            for (header, value) in &request.headers {
+                assert!(
+                    !value.contains(&self.token),
+                    "{name}: the access key reached the provider in `{header}`"
+                );
+            }
         }
         let first = requests[0].body_json().unwrap_or_default();
         assert!(
-            names(&first["tools"], expect.tool),
+            expect.upstream.has_tool(&first["tools"], expect.tool),
             "{name}: no `{}` tool in the first request: {}",
             expect.tool,
-            requests[0].body
+            excerpt(&requests[0].body)
         );
-        let result = tool_result(&requests[1]).unwrap_or_default();
+        let result = expect
+            .upstream
+            .tool_result(&requests[1])
+            .unwrap_or_default();
         assert!(
             result.contains(MARK),
-            "{name}: the second request does not end with the tool's output: {}",
-            requests[1].body
+            "{name}: the second request does not end with the tool's output in {}: {}",
+            expect.upstream.name(),
+            excerpt(&requests[1].body)
         );
 
         // The gateway: one access-log line per request, all answered by the expected model.
-        assert_eq!(lines.len(), requests.len(), "{name}\n{}", context());
-        for line in &lines {
+        assert_eq!(posts.len(), requests.len(), "{name}\n{}", context());
+        for line in &posts {
             assert_eq!(line["method"], "POST", "{name}: {line}");
-            assert_eq!(line["path"], expect.client_path, "{name}: {line}");
+            assert_eq!(line["path"], expect.client.path(), "{name}: {line}");
             assert_eq!(line["status"], 200, "{name}: {line}");
             assert_eq!(line["access_key"], self.key_id.as_str(), "{name}: {line}");
             assert_eq!(line["ai"]["provider"], expect.provider, "{name}: {line}");
@@ -357,11 +407,30 @@ impl Scenario {
                 );
             }
         }
-        self.check_ledger(name, &lines).await;
+
+        // Codex's WebSocket attempts: answered `426` by the gateway itself (the mock saw only
+        // `POST`s, above), and few enough that no retry loop ran before the fallback to HTTP.
+        if expect.websockets {
+            assert!(
+                (1..=MAX_WEBSOCKET_ATTEMPTS).contains(&upgrades.len()),
+                "{name}: {} WebSocket attempts, expected 1 to {MAX_WEBSOCKET_ATTEMPTS} (a retry \
+                 loop before the HTTP fallback?)\n{}",
+                upgrades.len(),
+                context()
+            );
+            for line in &upgrades {
+                assert_eq!(line["path"], expect.client.path(), "{name}: {line}");
+                assert_eq!(line["status"], 426, "{name}: {line}");
+            }
+        } else {
+            assert!(upgrades.is_empty(), "{name}: a GET\n{}", context());
+        }
+        self.check_ledger(name, &posts, expect).await;
     }
 
-    /// One ledger row per access-log line, the same request id, key, model and tokens.
-    async fn check_ledger(&self, name: &str, lines: &[Value]) {
+    /// One ledger row per `POST` in the access log (the `426`s make none), the same request id,
+    /// key, tokens, and the provider and model that answered.
+    async fn check_ledger(&self, name: &str, lines: &[&Value], expect: &Expect) {
         let query = format!("/v1/usage/events?key={}&limit=100", self.key_id);
         let deadline = Instant::now() + Duration::from_secs(10);
         let events = loop {
@@ -385,8 +454,8 @@ impl Scenario {
                 .unwrap_or_else(|| panic!("{name}: no ledger row for {line}"));
             assert_eq!(event["access_key"], self.key_id.as_str(), "{name}: {event}");
             assert_eq!(event["status"], 200, "{name}: {event}");
-            assert_eq!(event["provider"], line["ai"]["provider"], "{name}: {event}");
-            assert_eq!(event["model"], line["ai"]["model"], "{name}: {event}");
+            assert_eq!(event["provider"], expect.provider, "{name}: {event}");
+            assert_eq!(event["model"], expect.model, "{name}: {event}");
             assert_eq!(event["usage_source"], "provider", "{name}: {event}");
             for tokens in ["input_tokens", "output_tokens"] {
                 assert_eq!(event[tokens], line["ai"][tokens], "{name}: {event}");
@@ -394,9 +463,9 @@ impl Scenario {
         }
     }
 
-    /// The gateway's access-log lines (`"message": "request"`), oldest first, once there are at
-    /// least `expected` (a line is printed as its response ends) or after 5 s.
-    async fn access_log_lines(&self, expected: usize) -> Vec<Value> {
+    /// The gateway's access-log lines (`"message": "request"`), oldest first, once at least
+    /// `posts` of them are `POST`s (a line is printed as its response ends) or after 5 s.
+    async fn access_log_lines(&self, posts: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let lines: Vec<Value> = self
@@ -406,7 +475,8 @@ impl Scenario {
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
                 .filter(|v| v["message"] == "request")
                 .collect();
-            if lines.len() >= expected || Instant::now() > deadline {
+            let done = lines.iter().filter(|l| l["method"] == "POST").count() >= posts;
+            if done || Instant::now() > deadline {
                 return lines;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -414,11 +484,27 @@ impl Scenario {
     }
 }
 
-/// The `$CODEX_HOME/config.toml` of a run: Keygate as the one provider, Responses over HTTP (a
-/// custom provider does not try a WebSocket first), no retries, and none of the traffic Codex
-/// sends elsewhere on its own: the curated-plugin sync (`git ls-remote` of github.com, then
-/// api.github.com and chatgpt.com) and the OpenTelemetry metrics to ab.chatgpt.com.
-fn codex_config(gw: &Gateway) -> String {
+/// How Codex reaches the Responses API.
+#[derive(Clone, Copy)]
+enum Transport {
+    /// `POST` only: a custom provider's default (`supports_websockets = false`).
+    Http,
+    /// `supports_websockets = true`, as the built-in `openai` provider does: a WebSocket upgrade
+    /// on `GET /v1/responses` first, `POST` once it is refused. With Codex's default
+    /// `stream_max_retries` (5), so that a refusal Codex does not take as final shows as a
+    /// retry loop (7 `GET`s).
+    WebSocketFirst,
+}
+
+/// The `$CODEX_HOME/config.toml` of a run: Keygate as the one provider, Responses over HTTP or
+/// WebSocket first ([`Transport`]), no retries, and none of the traffic Codex sends elsewhere on
+/// its own: the curated-plugin sync (`git ls-remote` of github.com, then api.github.com and
+/// chatgpt.com) and the OpenTelemetry metrics to ab.chatgpt.com.
+fn codex_config(gw: &Gateway, transport: Transport) -> String {
+    let transport = match transport {
+        Transport::Http => "stream_max_retries = 0\n",
+        Transport::WebSocketFirst => "supports_websockets = true\n",
+    };
     format!(
         r#"model_provider = "keygate"
 check_for_update_on_startup = false
@@ -437,10 +523,190 @@ base_url = "{}"
 env_key = "KEYGATE_ACCESS_KEY"
 wire_api = "responses"
 request_max_retries = 0
-stream_max_retries = 0
-"#,
+{transport}"#,
         gw.url("/v1")
     )
+}
+
+/// An API format, as the CLI speaks it or the mock is asked in.
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    /// Anthropic Messages.
+    Messages,
+    /// OpenAI Chat Completions.
+    Chat,
+    /// OpenAI Responses.
+    Responses,
+}
+
+impl Wire {
+    fn path(self) -> &'static str {
+        match self {
+            Wire::Messages => "/v1/messages",
+            Wire::Chat => "/v1/chat/completions",
+            Wire::Responses => "/v1/responses",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Wire::Messages => "Messages",
+            Wire::Chat => "Chat Completions",
+            Wire::Responses => "Responses",
+        }
+    }
+
+    /// Whether a recorded request is one of this format, sent with the provider's own key: the
+    /// fields only it has (Messages: `max_tokens`, `anthropic-version`, `x-api-key`, tools with
+    /// `input_schema`, only `user` and `assistant` turns; Chat Completions: `messages`, tools
+    /// under `function`; Responses: `input`, tools named at the top), and none of the other two
+    /// formats' own fields.
+    fn check(self, request: &RecordedRequest) -> Result<(), String> {
+        let body = request
+            .body_json()
+            .ok_or_else(|| "the body is not JSON".to_owned())?;
+        let absent = |fields: &[&str]| match fields.iter().find(|f| body.get(**f).is_some()) {
+            Some(field) => Err(format!("it has `{field}`")),
+            None => Ok(()),
+        };
+        let tools = body["tools"].as_array().cloned().unwrap_or_default();
+        let bearer = format!("Bearer {SERVER_KEY}");
+        match self {
+            Wire::Messages => {
+                expect_field(request.header("x-api-key") == Some(SERVER_KEY), "x-api-key")?;
+                expect_field(
+                    request.header("anthropic-version").is_some(),
+                    "anthropic-version",
+                )?;
+                expect_field(body["max_tokens"].is_u64(), "max_tokens")?;
+                let turns = body["messages"].as_array().cloned().unwrap_or_default();
+                expect_field(!turns.is_empty(), "messages")?;
+                expect_field(
+                    turns
+                        .iter()
+                        .all(|m| m["role"] == "user" || m["role"] == "assistant"),
+                    "only user and assistant turns",
+                )?;
+                expect_field(
+                    tools.iter().all(|t| t["input_schema"].is_object()),
+                    "tools with input_schema",
+                )?;
+                absent(&[
+                    "input",
+                    "instructions",
+                    "max_output_tokens",
+                    "stream_options",
+                ])
+            }
+            Wire::Chat => {
+                expect_field(
+                    request.header("authorization") == Some(&bearer),
+                    "Bearer key",
+                )?;
+                expect_field(
+                    request.header("anthropic-version").is_none(),
+                    "no anthropic-version",
+                )?;
+                expect_field(
+                    body["messages"].as_array().is_some_and(|m| !m.is_empty()),
+                    "messages",
+                )?;
+                expect_field(
+                    tools
+                        .iter()
+                        .all(|t| t["type"] == "function" && t["function"]["name"].is_string()),
+                    "tools under function",
+                )?;
+                absent(&[
+                    "system",
+                    "thinking",
+                    "input",
+                    "instructions",
+                    "max_output_tokens",
+                ])
+            }
+            Wire::Responses => {
+                expect_field(
+                    request.header("authorization") == Some(&bearer),
+                    "Bearer key",
+                )?;
+                expect_field(
+                    request.header("anthropic-version").is_none(),
+                    "no anthropic-version",
+                )?;
+                expect_field(
+                    body["input"].as_array().is_some_and(|i| !i.is_empty()),
+                    "input",
+                )?;
+                expect_field(
+                    tools
+                        .iter()
+                        .filter(|t| t["type"] == "function")
+                        .all(|t| t["name"].is_string() && t["function"].is_null()),
+                    "function tools named at the top",
+                )?;
+                absent(&["messages", "system", "thinking", "max_tokens"])
+            }
+        }
+    }
+
+    /// Whether a `tools` list of this format has a tool called `name`.
+    fn has_tool(self, tools: &Value, name: &str) -> bool {
+        tools.as_array().is_some_and(|tools| {
+            tools.iter().any(|t| match self {
+                Wire::Messages | Wire::Responses => t["name"] == name,
+                Wire::Chat => t["function"]["name"] == name,
+            })
+        })
+    }
+
+    /// The output of the tool result that ends a recorded request, in this format: a Messages
+    /// user message with a `tool_result` block (`tool_use_id`), a Chat Completions `tool` message
+    /// (`tool_call_id`), a Responses `function_call_output` item (`call_id`).
+    fn tool_result(self, request: &RecordedRequest) -> Option<String> {
+        let body = request.body_json()?;
+        let text = |content: &Value| match content {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match self {
+            Wire::Messages => {
+                let last = body["messages"].as_array()?.last()?;
+                let blocks = last["content"].as_array()?;
+                let result = blocks
+                    .iter()
+                    .find(|b| b["type"] == "tool_result" && b["tool_use_id"].is_string())?;
+                (last["role"] == "user").then(|| text(&result["content"]))
+            }
+            Wire::Chat => {
+                let last = body["messages"].as_array()?.last()?;
+                (last["role"] == "tool" && last["tool_call_id"].is_string())
+                    .then(|| text(&last["content"]))
+            }
+            Wire::Responses => {
+                let last = body["input"].as_array()?.last()?;
+                (last["type"] == "function_call_output" && last["call_id"].is_string())
+                    .then(|| text(&last["output"]))
+            }
+        }
+    }
+}
+
+/// `Ok` when `holds`, else what is missing.
+fn expect_field(holds: bool, what: &str) -> Result<(), String> {
+    if holds {
+        Ok(())
+    } else {
+        Err(format!("no {what}"))
+    }
+}
+
+/// The start of a request body, for a failure message (Claude Code's are about 88 KB).
+fn excerpt(body: &str) -> String {
+    match body.char_indices().nth(2000) {
+        Some((end, _)) => format!("{}... ({} bytes)", &body[..end], body.len()),
+        None => body.to_owned(),
+    }
 }
 
 /// A finished CLI run, or one killed at [`CLI_TIMEOUT`].
@@ -514,37 +780,6 @@ async fn run(mut command: tokio::process::Command, dir: &Path, program: &'static
         answer: String::new(),
         elapsed,
     }
-}
-
-/// Whether a `tools` list (any format) has a tool called `name`: Messages and Responses name it at
-/// the top (`name`), Chat Completions under `function`.
-fn names(tools: &Value, name: &str) -> bool {
-    tools.as_array().is_some_and(|tools| {
-        tools
-            .iter()
-            .any(|t| t["name"] == name || t["function"]["name"] == name)
-    })
-}
-
-/// The output of the tool result that ends a recorded request, in its format: a Messages user
-/// message with a `tool_result` block, a Chat Completions `tool` message, a Responses
-/// `function_call_output` item.
-fn tool_result(request: &RecordedRequest) -> Option<String> {
-    let body = request.body_json()?;
-    let text = |content: &Value| match content {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if let Some(last) = body["messages"].as_array().and_then(|m| m.last()) {
-        if last["role"] == "tool" {
-            return Some(text(&last["content"]));
-        }
-        let blocks = last["content"].as_array()?;
-        let result = blocks.iter().find(|b| b["type"] == "tool_result")?;
-        return Some(text(&result["content"]));
-    }
-    let last = body["input"].as_array()?.last()?;
-    (last["type"] == "function_call_output").then(|| text(&last["output"]))
 }
 
 /// One access-log line in a few words: `POST /v1/messages 422 ERROR`.
