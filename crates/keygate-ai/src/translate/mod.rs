@@ -96,12 +96,13 @@ pub fn response(
         other => return Err(untranslatable(other)),
     }?;
     for part in &mut response.content {
-        if let Part::Thinking {
-            signature: Some(signature),
-            ..
-        } = part
-        {
-            *signature = seal(from, signature);
+        if let Part::Thinking { signature, .. } = part {
+            // An empty signature (Messages' mark of thinking without one) is none: sealed, it
+            // would read as a signature.
+            *signature = signature
+                .take()
+                .filter(|signature| !signature.is_empty())
+                .map(|signature| seal(from, &signature));
         }
     }
     let reported = value
@@ -303,9 +304,12 @@ impl StreamTranslator {
                 Delta::ToolArguments { fragment, .. } => self.output.count_text(fragment),
                 Delta::Usage(_) => self.usage_seen = true,
                 Delta::ThinkingSignature(signature) => {
-                    let sealed = seal(self.from, signature);
-                    self.encoder
-                        .delta(Delta::ThinkingSignature(sealed), &mut out);
+                    // An empty one is none, as in whole answers.
+                    if !signature.is_empty() {
+                        let sealed = seal(self.from, signature);
+                        self.encoder
+                            .delta(Delta::ThinkingSignature(sealed), &mut out);
+                    }
                     continue;
                 }
                 Delta::Done if !self.usage_seen => {

@@ -81,16 +81,24 @@ impl Codec for Responses {
             "input".into(),
             encode_input(&request.messages, removed).into(),
         );
-        if !request.tools.is_empty() {
+        if request.tools.is_empty() {
+            // Tool settings without tools mean nothing, and strict servers refuse them.
+            if request.tool_choice.is_some() {
+                removed.note("tool_choice");
+            }
+            if request.parallel_tool_calls.is_some() {
+                removed.note("parallel_tool_calls");
+            }
+        } else {
             note_cache(request.tools.iter().map(|tool| &tool.cache), removed);
             let tools = request.tools.iter().map(encode_tool).collect::<Vec<_>>();
             body.insert("tools".into(), tools.into());
-        }
-        if let Some(choice) = &request.tool_choice {
-            body.insert("tool_choice".into(), encode_tool_choice(choice));
-        }
-        if let Some(parallel) = request.parallel_tool_calls {
-            body.insert("parallel_tool_calls".into(), parallel.into());
+            if let Some(choice) = &request.tool_choice {
+                body.insert("tool_choice".into(), encode_tool_choice(choice));
+            }
+            if let Some(parallel) = request.parallel_tool_calls {
+                body.insert("parallel_tool_calls".into(), parallel.into());
+            }
         }
         if let Some(max) = request.max_tokens {
             body.insert(
