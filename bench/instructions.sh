@@ -16,6 +16,8 @@
 #   POLICY=keys REDIS=1 bench/instructions.sh   # the same with rate limits and budgets in a redis-server
 #   CLIENT=messages [STREAM=1] bench/instructions.sh  # Anthropic Messages requests for gpt-4o, translated
 #                                               # to chat completions and back (docs/translation.md)
+#   OTLP=1 bench/instructions.sh                # traces exported (--otlp-endpoint) to a trivial collector
+#                                               # (docs/tracing.md); the count includes their export
 #
 # POLICY=seed (default) runs bench/seed-full.yml (Bearer token checked against a vault secret).
 # POLICY=keys runs bench/seed-keys.yml (`access_keys: required`, rate limit bucketed by access_key.id)
@@ -23,6 +25,14 @@
 # request also reserves and settles a token budget. REDIS=1 starts a throwaway redis-server on
 # REDIS_PORT (no persistence, shut down on exit) and passes `--redis` to keygate; only Keygate runs
 # under callgrind, so Redis's own CPU is not counted (bench/budget-latency.sh measures its latency).
+#
+# OTLP=1 starts a collector sink (python3's http.server, answering 200 to every POST and counting the spans;
+# not under callgrind) on OTLP_PORT and passes --otlp-endpoint. Before the counters are zeroed and before they
+# are dumped, the script waits until the sink has received the spans of every request sent so far (two per
+# request: the request's and its one attempt's), so the count covers encoding and posting the measured
+# requests' spans, and nothing of the warm-up's. SETTLE=N waits N seconds more at both points, in every mode,
+# so background writers (the usage ledger's batches) also finish the measured requests inside the count: use
+# the same SETTLE for runs that are compared.
 #
 # Needs valgrind (apt-get install valgrind), curl, jq, for LEG=https the mock's --tls-cert flags,
 # and for REDIS=1 redis-server and redis-cli (apt-get install redis-server).
@@ -40,6 +50,9 @@ STREAM="${STREAM:-0}"                  # 1: streamed chat completions (CHUNKS co
 CHUNKS="${CHUNKS:-20}"
 USAGE="${USAGE:-report}"               # omit: the provider reports no usage (the gateway estimates it)
 CLIENT="${CLIENT:-chat}"               # chat | messages (the same model, reached through translation)
+OTLP="${OTLP:-0}"                      # 1: export traces to a collector sink on OTLP_PORT
+SETTLE="${SETTLE:-0}"                  # seconds to wait before zeroing and before dumping the counters
+OTLP_PORT="${OTLP_PORT:-18286}"
 MOCK_PORT="${MOCK_PORT:-18281}"
 KG_PORT="${KG_PORT:-18283}"
 KG_ADMIN_PORT="${KG_ADMIN_PORT:-18284}"
@@ -110,10 +123,46 @@ if [[ "$REDIS" == 1 ]]; then
   store_args=(--redis "redis://127.0.0.1:$REDIS_PORT")
 fi
 
+otlp_args=()
+if [[ "$OTLP" == 1 ]]; then
+  python3 - "$OTLP_PORT" "$WORK/otlp.spans" >"$WORK/otlp.log" 2>&1 <<'PY' &
+import http.server, json, os, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+spans = 0
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        global spans
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+        spans += sum(len(s["spans"]) for r in body["resourceSpans"] for s in r["scopeSpans"])
+        with open(out + ".tmp", "w") as f:
+            f.write(str(spans))
+        os.replace(out + ".tmp", out)
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Sink).serve_forever()
+PY
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$OTLP_PORT/"
+  otlp_args=(--otlp-endpoint "http://127.0.0.1:$OTLP_PORT")
+fi
+wait_spans() { # N: until the sink has received N spans (OTLP=1), at most 120 s
+  [[ "$OTLP" == 1 ]] || return 0
+  for _ in $(seq 1200); do
+    (( $(cat "$WORK/otlp.spans" 2>/dev/null || echo 0) >= $1 )) && return 0; sleep 0.1
+  done
+  echo "the collector sink has $(cat "$WORK/otlp.spans" 2>/dev/null || echo 0) spans, not $1" >&2; return 1
+}
+
 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" ${CALLGRIND_ARGS:-} \
   "$KEYGATE_BIN" serve --policy "$POLICY_FILE" --workers 1 --log-format json \
   --listen "127.0.0.1:$KG_PORT" --admin-listen "127.0.0.1:$KG_ADMIN_PORT" \
-  --provider-url "openai=$scheme://127.0.0.1:$MOCK_PORT/v1" "${upstream_args[@]}" "${store_args[@]}" \
+  --provider-url "openai=$scheme://127.0.0.1:$MOCK_PORT/v1" "${upstream_args[@]}" "${store_args[@]}" "${otlp_args[@]}" \
   >"$WORK/keygate.log" 2>"$WORK/valgrind.log" &
 KG_PID=$!
 PIDS+=("$KG_PID")
@@ -137,9 +186,13 @@ load() { # about N requests over CONNECTIONS connections in 2 s; prints how many
 status="$(curl -s -o "$WORK/check.json" -w '%{http_code}' --max-time 60 "http://127.0.0.1:$KG_PORT$client_path" \
   -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" --data-binary "@$WORK/chat.json")"
 [[ "$status" == 200 ]] || { echo "keygate answered $status: $(cat "$WORK/check.json")" >&2; exit 1; }
-load "$WARMUP" >/dev/null
+warm="$(load "$WARMUP")"
+wait_spans "$(( (1 + warm) * 2 ))"
+sleep "$SETTLE"
 callgrind_control -z "$KG_PID" >/dev/null
 ok="$(load "$REQUESTS")"
+wait_spans "$(( (1 + warm + ok) * 2 ))"
+sleep "$SETTLE"
 callgrind_control -d "$KG_PID" >/dev/null
 sleep 1
 total="$(cat "$WORK"/callgrind.out* | awk '/^summary:/ {s += $2} END {print s}')"
@@ -148,6 +201,7 @@ extra=""
 [[ "$POLICY" != seed || "$REDIS" == 1 ]] && extra=", policy $POLICY, store $([[ "$REDIS" == 1 ]] && echo redis || echo memory)"
 [[ "$STREAM" == 1 ]] && extra="$extra, streamed ($CHUNKS chunks), usage $USAGE"
 [[ "$CLIENT" != chat ]] && extra="$extra, $CLIENT client translated to chat completions"
+[[ "$OTLP" == 1 ]] && extra="$extra, traces exported ($(cat "$WORK/otlp.spans") spans received)"
 echo "instructions per request: $(( total / ok )) ($ok requests, leg $LEG$extra)"
 if [[ "$REDIS" == 1 ]]; then # the counters keygate wrote, to show the store was used
   echo "redis keys: $(redis-cli -p "$REDIS_PORT" --scan | tr '\n' ' ')" >&2

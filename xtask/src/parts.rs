@@ -37,6 +37,10 @@ pub const ALL: &[Part] = &[
         name: "agent CLIs",
         ensure: agent_clis,
     },
+    Part {
+        name: "chromium",
+        ensure: chromium,
+    },
 ];
 
 /// The pinned SDKs and everything they import.
@@ -183,6 +187,35 @@ fn build_llama_venv(
     let stamp = venv.join(LLAMA_STAMP);
     std::fs::write(&stamp, requirements)
         .map_err(|e| format!("cannot write {}: {e}", stamp.display()))
+}
+
+/// Headless Chromium and chromedriver for the dashboard's browser test
+/// (`keygate/tests/dashboard_browser.rs`), from Debian's `chromium` and `chromium-driver`.
+fn chromium() -> Result<String, String> {
+    if let Ok(found) = found::chromium() {
+        return Ok(format!(
+            "found {} and {}",
+            found.browser.display(),
+            found.driver.display()
+        ));
+    }
+    let mut installed = Vec::new();
+    if found::find_on_path("chromium").is_none()
+        && found::find_on_path("chromium-browser").is_none()
+    {
+        apt::install("chromium")?;
+        installed.push("chromium");
+    }
+    if found::find_on_path("chromedriver").is_none() {
+        apt::install("chromium-driver")?;
+        installed.push("chromium-driver");
+    }
+    let found = found::chromium().map_err(|missing| missing.to_string())?;
+    Ok(format!(
+        "installed {} with apt-get ({})",
+        installed.join(" and "),
+        found.driver.display()
+    ))
 }
 
 /// The oldest Node.js the agent CLIs run on: Codex's launcher (`bin/codex.js`, an ES module that

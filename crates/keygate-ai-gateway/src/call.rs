@@ -37,6 +37,7 @@ use crate::metered::{MeteredBody, Scan, UsageFill};
 use crate::trace::{
     error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace,
 };
+use crate::trace_context::{SpanId, TraceContext};
 use crate::translated::TranslatedStream;
 use crate::upstream::{Upstream, UpstreamBody, UpstreamRequest, Upstreams};
 use crate::usage::{AiRecord, Usage};
@@ -81,6 +82,9 @@ pub struct Call<'a, K> {
     pub keys: &'a K,
     /// The output budget of a streamed answer, when the request has one.
     pub allowance: Option<Arc<dyn Allowance>>,
+    /// The request's trace when it is exported: each attempt gets a span id, sent upstream in
+    /// `traceparent` (replacing the client's) and recorded in [`RequestMade::span_id`].
+    pub trace: Option<TraceContext>,
 }
 
 /// What runs calls: built once per action when the policy loads.
@@ -268,6 +272,8 @@ impl Runtime {
         key: Option<&Credential>,
         budget: Duration,
     ) -> Attempt {
+        let span_id = call.trace.map(|_| SpanId::random());
+        let traceparent = call.trace.zip(span_id).map(|(t, span)| t.traceparent(span));
         let sent = upstream.send(UpstreamRequest {
             request_id: call.request_id,
             client_headers: call.client_headers,
@@ -279,7 +285,9 @@ impl Runtime {
             body: prepared,
             credential: key,
             server_credentials: self.server_keys || key.is_some_and(|k| k.server),
+            traceparent,
         });
+        let start = Instant::now();
         let mut made = RequestMade {
             end: AttemptEnd::Success,
             status_code: 0,
@@ -291,8 +299,9 @@ impl Runtime {
             body_on_error: None,
             time_to_first_byte: None,
             total: Duration::ZERO,
+            started: start,
+            span_id,
         };
-        let start = Instant::now();
         let translated = prepared.is_translated(call.surface);
         let exchange = async {
             let response = sent
@@ -478,6 +487,8 @@ fn no_key_request(candidate: &Candidate, surface: Surface) -> RequestMade {
         body_on_error: None,
         time_to_first_byte: None,
         total: Duration::ZERO,
+        started: Instant::now(),
+        span_id: None,
     }
 }
 

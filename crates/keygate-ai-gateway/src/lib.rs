@@ -19,6 +19,7 @@ mod health;
 mod keys;
 mod metered;
 mod trace;
+mod trace_context;
 mod translated;
 mod upstream;
 mod usage;
@@ -32,6 +33,7 @@ pub use trace::{
     error_body_excerpt, response_headers, status_text, AttemptEnd, ModelTried, RequestMade, Trace,
     MAX_ERROR_BODY,
 };
+pub use trace_context::{parse_traceparent, SpanId, TraceContext, TraceId, TRACEPARENT};
 pub use upstream::{
     BoxFuture, HttpUpstream, MockUpstream, Sent, Transport, Upstream, UpstreamBody,
     UpstreamRequest, Upstreams,

@@ -232,7 +232,7 @@ impl MeteredBody {
     /// now, a JSON body's is read on drop.
     fn record(&mut self, end: End) -> Bytes {
         let complete = matches!(end, End::Complete);
-        let (rest, events, unfinished) = match &mut self.scan {
+        let (rest, events, unfinished, error_event) = match &mut self.scan {
             Scan::Sse(scanner) => {
                 let rest = scanner.finish();
                 let (reported, passed) = (scanner.usage(), scanner.output_estimate());
@@ -244,13 +244,17 @@ impl MeteredBody {
                         .learn(reported.output.is_some());
                 }
                 let (events, unfinished) = (scanner.events(), !scanner.saw_final_event());
+                let error_event = scanner.saw_error_event();
                 self.settle_usage(reported, complete, || passed);
-                (rest, events, unfinished)
+                (rest, events, unfinished, error_event)
             }
-            Scan::Json(_) | Scan::Nothing => (Bytes::new(), 0, false),
+            Scan::Json(_) | Scan::Nothing => (Bytes::new(), 0, false, false),
         };
         self.usage.complete.store(complete, Ordering::Relaxed);
+        // An error event names the failure, however the stream ended after it (SDKs stop reading
+        // at the error, so the client often goes away first).
         let cause = match end {
+            _ if error_event => Some(StreamFailure::ErrorEvent),
             End::Complete if unfinished => Some(StreamFailure::Unfinished),
             End::Complete | End::Abandoned => None,
             End::Broken(cause) => Some(cause),
@@ -633,6 +637,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(usage.broken.get(), None);
+    }
+
+    #[tokio::test]
+    async fn an_error_event_is_the_cause_however_the_stream_ends() {
+        let error = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        // The provider ends the stream after its error event.
+        let usage = Arc::new(Usage::default());
+        let bytes = sse(body_of(vec![START, error]), &usage)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(bytes, [START, error].concat().as_bytes());
+        let broken = usage.broken.get().unwrap();
+        assert_eq!(
+            (&broken.cause, broken.events),
+            (&StreamFailure::ErrorEvent, 2)
+        );
+        // The client stops reading at the error and goes away before the stream's end.
+        let usage = Arc::new(Usage::default());
+        let mut body = sse(body_of(vec![START, error, START]), &usage);
+        body.frame().await.unwrap().unwrap();
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        assert_eq!(usage.broken.get().unwrap().cause, StreamFailure::ErrorEvent);
     }
 
     #[tokio::test]

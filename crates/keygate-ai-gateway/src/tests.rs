@@ -16,8 +16,8 @@ use keygate_ai::{Candidate, Catalog, ClientRequest, GatewaySpec, Registry, Surfa
 use keygate_http::{Body, BoxError};
 
 use crate::{
-    AttemptEnd, Call, CallError, Credential, KeySource, Rendered, Runtime, Sent, Served, Trace,
-    Transport, Upstream, UpstreamBody, UpstreamRequest, Upstreams,
+    AttemptEnd, Call, CallError, Credential, KeySource, Rendered, Runtime, Sent, Served, SpanId,
+    Trace, TraceContext, TraceId, Transport, Upstream, UpstreamBody, UpstreamRequest, Upstreams,
 };
 
 /// How the scripted upstream answers one (model, key) attempt.
@@ -62,6 +62,8 @@ fn slow_head(delay: Duration) -> Step {
 struct Scripted {
     script: HashMap<String, Step>,
     seen: Mutex<Vec<String>>,
+    /// The `traceparent` of each attempt, in order.
+    traceparents: Mutex<Vec<Option<String>>>,
 }
 
 impl Scripted {
@@ -72,6 +74,7 @@ impl Scripted {
                 .map(|(k, s)| (k.to_string(), s.clone()))
                 .collect(),
             seen: Mutex::default(),
+            traceparents: Mutex::default(),
         })
     }
 
@@ -85,6 +88,9 @@ impl Upstream for Arc<Scripted> {
         let key = attempt.credential.map_or("-", |c| c.value.as_str());
         let label = format!("{}/{key}", attempt.candidate.model.id);
         self.seen.lock().unwrap().push(label.clone());
+        let traceparent = attempt.traceparent.as_ref();
+        let traceparent = traceparent.map(|v| v.to_str().unwrap().to_owned());
+        self.traceparents.lock().unwrap().push(traceparent);
         let step = self
             .script
             .get(&label)
@@ -184,6 +190,16 @@ async fn run_with(
     body: &'static [u8],
     keys: &Keys,
 ) -> (Result<Served, CallError<Infallible>>, Trace) {
+    run_traced(runtime, candidates, body, keys, None).await
+}
+
+async fn run_traced(
+    runtime: &Runtime,
+    candidates: &[Candidate],
+    body: &'static [u8],
+    keys: &Keys,
+    trace_context: Option<TraceContext>,
+) -> (Result<Served, CallError<Infallible>>, Trace) {
     let request = ClientRequest::parse(Bytes::from_static(body)).unwrap();
     let rendered = Rendered::default();
     let headers = HeaderMap::new();
@@ -198,6 +214,7 @@ async fn run_with(
         rendered: &rendered,
         keys,
         allowance: None,
+        trace: trace_context,
     };
     let result = runtime.run(call, &mut trace).await;
     (result, trace)
@@ -654,4 +671,50 @@ async fn a_probe_the_call_never_reached_is_released() {
         ["openai/gpt-4o", "anthropic/claude-haiku-4-5"],
         "the next call still probes it in its place"
     );
+}
+
+#[tokio::test]
+async fn a_traced_call_gives_each_attempt_a_span_and_its_traceparent() {
+    let upstream = Scripted::with(&[(&format!("gpt-4o/{KEY_A}"), answer(429, vec!["no"]))]);
+    let keys = Keys(vec![KEY_A, KEY_B]);
+    let runtime = runtime(&upstream, 1000, 5000);
+    let context = TraceContext {
+        trace_id: TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736),
+        span_id: SpanId(0x1111),
+        parent: None,
+        sampled: true,
+    };
+    let body = br#"{"model":"gpt-4o","messages":[]}"#;
+    let (served, trace) = run_traced(
+        &runtime,
+        &candidates(&["gpt-4o"]),
+        body,
+        &keys,
+        Some(context),
+    )
+    .await;
+    assert!(matches!(served, Ok(Served::Provider { .. })));
+    let spans: Vec<SpanId> = trace
+        .tried
+        .iter()
+        .flat_map(|m| &m.requests)
+        .map(|r| r.span_id.expect("a traced attempt has a span"))
+        .collect();
+    assert_eq!(spans.len(), 2);
+    assert_ne!(spans[0], spans[1]);
+    let sent: Vec<Option<String>> = upstream.traceparents.lock().unwrap().clone();
+    let expected: Vec<Option<String>> = spans
+        .iter()
+        .map(|span| Some(context.traceparent(*span).to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(sent, expected);
+    let requests = &trace.tried[0].requests;
+    assert!(requests[0].started <= requests[1].started);
+
+    // Untraced: no span, no header.
+    let upstream = Scripted::with(&[]);
+    let runtime = self::runtime(&upstream, 1000, 5000);
+    let (_, trace) = run(&runtime, &["gpt-4o"], &keys).await;
+    assert_eq!(trace.tried[0].requests[0].span_id, None);
+    assert_eq!(*upstream.traceparents.lock().unwrap(), [None]);
 }

@@ -9,6 +9,8 @@ use http::HeaderMap;
 use keygate_ai::redact;
 use serde_json::{Map, Value};
 
+use crate::trace_context::SpanId;
+
 /// Longest error body kept per attempt.
 pub const MAX_ERROR_BODY: usize = 1024;
 
@@ -42,6 +44,11 @@ pub struct RequestMade {
     pub body_on_error: Option<String>,
     pub time_to_first_byte: Option<Duration>,
     pub total: Duration,
+    /// When the attempt was sent.
+    pub started: Instant,
+    /// The attempt's span, sent upstream in `traceparent`: only in a traced request (see
+    /// [`crate::TraceContext`]) and never for a candidate without a key (no request was made).
+    pub span_id: Option<SpanId>,
 }
 
 /// One candidate model that was tried.
@@ -168,6 +175,8 @@ mod tests {
             body_on_error: None,
             time_to_first_byte: None,
             total: Duration::ZERO,
+            started: Instant::now(),
+            span_id: None,
         };
         let tried = |model: &str, requests| ModelTried {
             provider: "openai".into(),

@@ -34,12 +34,12 @@ impl TranslatedStream {
         }
     }
 
-    /// Output for the client, if any; notes estimated usage as soon as it was made.
-    fn output(&self, out: Bytes) -> Option<Poll<Option<Result<Frame<Bytes>, BoxError>>>> {
+    /// A frame for the client, if `out` has data; notes estimated usage as soon as it was made.
+    fn output(&self, out: Bytes) -> Option<Frame<Bytes>> {
         if self.translator.estimated() {
             self.usage.estimated.store(true, Ordering::Relaxed);
         }
-        (!out.is_empty()).then(|| Poll::Ready(Some(Ok(Frame::data(out)))))
+        (!out.is_empty()).then(|| Frame::data(out))
     }
 }
 
@@ -62,16 +62,16 @@ impl HttpBody for TranslatedStream {
                         continue;
                     };
                     let out = this.translator.push(&data);
-                    if let Some(ready) = this.output(out) {
-                        return ready;
+                    if let Some(frame) = this.output(out) {
+                        return Poll::Ready(Some(Ok(frame)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => {
                     this.ended = true;
                     let out = this.translator.finish();
-                    if let Some(ready) = this.output(out) {
-                        return ready;
+                    if let Some(frame) = this.output(out) {
+                        return Poll::Ready(Some(Ok(frame)));
                     }
                 }
             }

@@ -21,6 +21,7 @@ use keygate_http::{full, strip_hop_by_hop, Body, BoxError, HttpClient, ResponseB
 
 use crate::call::Rendered;
 use crate::keys::Credential;
+use crate::trace_context::TRACEPARENT;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -52,6 +53,8 @@ pub struct UpstreamRequest<'a> {
     pub credential: Option<&'a Credential>,
     /// Some credential of this call is the gateway's: the client's account headers stay home.
     pub server_credentials: bool,
+    /// The attempt's `traceparent` when the request is traced: it replaces the client's.
+    pub traceparent: Option<HeaderValue>,
 }
 
 /// An attempt on its way.
@@ -149,6 +152,9 @@ impl HttpUpstream {
             headers.insert(name.clone(), value.clone());
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(traceparent) = &attempt.traceparent {
+            headers.insert(TRACEPARENT, traceparent.clone());
+        }
         // Usually already there, once, copied from the request head the server stamped.
         let id = attempt.request_id;
         let mut ids = headers.get_all(X_REQUEST_ID).iter();
@@ -286,5 +292,65 @@ impl Upstreams {
             .config_index
             .and_then(|i| self.by_provider.get(i)?.as_deref())
             .unwrap_or(&*self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keygate_ai::{prepare_body, BodyOptions, Catalog, ClientRequest, GatewaySpec, Registry};
+
+    use super::*;
+
+    /// The headers of an attempt for a client that sent `client` headers.
+    fn sent_headers(client: &HeaderMap, traceparent: Option<HeaderValue>) -> HeaderMap {
+        let registry = Registry::new(&GatewaySpec::default(), Catalog::builtin()).unwrap();
+        let candidates = registry
+            .resolve(&["gpt-4o".to_owned()], Surface::ChatCompletions)
+            .unwrap()
+            .candidates;
+        let body = Bytes::from_static(br#"{"model":"gpt-4o","messages":[]}"#);
+        let request = ClientRequest::parse(body).unwrap();
+        let options = BodyOptions::default();
+        let prepared =
+            prepare_body(&request, Surface::ChatCompletions, &candidates[0], &options).unwrap();
+        let rendered = Rendered::default();
+        let attempt = UpstreamRequest {
+            request_id: "req-1",
+            client_headers: client,
+            client_query: None,
+            rendered: &rendered,
+            candidate: &candidates[0],
+            surface: Surface::ChatCompletions,
+            client_format: ApiFormat::OpenAi,
+            body: &prepared,
+            credential: None,
+            server_credentials: true,
+            traceparent,
+        };
+        let uri = "https://api.openai.com/v1/chat/completions".parse().ok();
+        HttpUpstream::request(&attempt, uri)
+            .unwrap()
+            .headers()
+            .clone()
+    }
+
+    #[test]
+    fn the_attempt_traceparent_replaces_the_clients_and_none_is_added_untraced() {
+        const CLIENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        const OURS: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+        let mut client = HeaderMap::new();
+        client.insert(TRACEPARENT, HeaderValue::from_static(CLIENT));
+        let values = |headers: &HeaderMap| -> Vec<String> {
+            headers
+                .get_all(TRACEPARENT)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect()
+        };
+        let traced = sent_headers(&client, Some(HeaderValue::from_static(OURS)));
+        assert_eq!(values(&traced), [OURS]);
+        // Tracing off: the client's header passes as before, and nothing is added.
+        assert_eq!(values(&sent_headers(&client, None)), [CLIENT]);
+        assert!(values(&sent_headers(&HeaderMap::new(), None)).is_empty());
     }
 }

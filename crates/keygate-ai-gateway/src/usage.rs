@@ -36,11 +36,13 @@ pub struct Usage {
     /// The counts are the gateway's estimate: the provider reported none.
     pub estimated: AtomicBool,
     pub complete: AtomicBool,
-    /// Set when the provider's response broke off after its head went to the client.
+    /// Set when the provider's response broke off (or carried an error event) after its head
+    /// went to the client.
     pub broken: OnceLock<BrokenStream>,
 }
 
-/// A provider response that ended before its end: why, and how far it got.
+/// A provider response that ended before its end, or with an error event: why, and how far it
+/// got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenStream {
     pub cause: StreamFailure,
@@ -66,6 +68,10 @@ pub enum StreamFailure {
     /// The gateway ended the stream: its output budget was spent.
     #[error("stream ended by the gateway: {0}")]
     Cut(String),
+    /// The provider sent an error event (`event: error`, `event: response.failed`, or a chunk
+    /// holding `error`), however the stream ended after it.
+    #[error("upstream sent an error event")]
+    ErrorEvent,
 }
 
 impl Usage {

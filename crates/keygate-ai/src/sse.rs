@@ -6,7 +6,8 @@
 //! soon as their terminating blank line arrives and only the unfinished event is held back.
 //!
 //! It also counts events and notes the surface's final event (`data: [DONE]`, `event:
-//! message_stop`, ...), so a stream that ends without it can be told from a complete one.
+//! message_stop`, ...), so a stream that ends without it can be told from a complete one, and
+//! whether the stream carried an error event.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -48,6 +49,8 @@ pub struct SseScanner {
     final_event: Option<FinalEvent>,
     /// Whether [`Self::final_event`] was seen.
     final_seen: bool,
+    /// Whether an error event was seen ([`Self::saw_error_event`]).
+    error_seen: bool,
     /// Events completed so far (blank lines ending a non-empty event).
     events: u64,
     /// Pass mode: whether the current event has a line yet.
@@ -108,6 +111,13 @@ impl SseScanner {
     /// False when the surface has a final event and it has not arrived (yet).
     pub fn saw_final_event(&self) -> bool {
         self.final_event.is_none() || self.final_seen
+    }
+
+    /// Whether the stream carried an error event, in any surface's shape: an `event: error` or
+    /// `event: response.failed` line (Messages, Responses), or a `data:` line whose JSON holds
+    /// `error` (Chat Completions, Completions).
+    pub fn saw_error_event(&self) -> bool {
+        self.error_seen
     }
 
     /// Feeds one chunk; returns the bytes to forward now.
@@ -175,6 +185,7 @@ impl SseScanner {
         }
         self.in_event = true;
         self.note_final(line);
+        self.note_error(line);
         if let Some(data) = line.strip_prefix(b"data:") {
             self.output.scan(data);
         }
@@ -187,6 +198,19 @@ impl SseScanner {
         if let Some(final_event) = self.final_event.filter(|_| !self.final_seen) {
             self.final_seen = final_event.marks(line);
         }
+    }
+
+    fn note_error(&mut self, line: &[u8]) {
+        if self.error_seen {
+            return;
+        }
+        self.error_seen = if let Some(name) = line.strip_prefix(b"event:") {
+            matches!(name.trim_ascii(), b"error" | b"response.failed")
+        } else if let Some(data) = line.strip_prefix(b"data:") {
+            holds_error(data)
+        } else {
+            false
+        };
     }
 
     fn push_events(&mut self, chunk: &[u8]) -> Bytes {
@@ -211,6 +235,7 @@ impl SseScanner {
         for line in event.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             self.note_final(line);
+            self.note_error(line);
             if let Some(data) = line.strip_prefix(b"data:") {
                 self.output.scan(data);
             }
@@ -274,6 +299,22 @@ fn parse_data_line(line: &[u8]) -> Option<Value> {
         return None;
     }
     serde_json::from_slice(data.trim_ascii_start()).ok()
+}
+
+/// Whether a `data:` line's JSON holds a non-null top-level `error`. Only lines with an
+/// `"error":` key whose value is not `null` are parsed: a generated text's quotes are escaped, so
+/// it never has one, and Responses events carry `"error":null` in every `response` object.
+fn holds_error(data: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"error\"";
+    let candidate = memchr::memmem::find_iter(data, KEY).any(|at| {
+        let after = data[at + KEY.len()..].trim_ascii_start();
+        after
+            .strip_prefix(b":")
+            .is_some_and(|value| !value.trim_ascii_start().starts_with(b"null"))
+    });
+    candidate
+        && serde_json::from_slice::<Value>(data.trim_ascii_start())
+            .is_ok_and(|value| value.get("error").is_some_and(|error| !error.is_null()))
 }
 
 /// Whether `"usage"` followed by `:` and `{` (whitespace allowed) occurs in `data`.
@@ -358,6 +399,48 @@ mod tests {
         assert!(responses.starts_with(b"event: error\n"));
         assert_eq!(data(&responses)["code"], "E1");
         assert_eq!(data(&responses)["error"]["message"], "spent");
+    }
+
+    #[test]
+    fn notes_error_events_of_every_surface_at_any_chunk_boundary() {
+        let with_error = |surface| {
+            let error = error_event(surface, "overloaded_error", "Overloaded", "E1");
+            format!(
+                "{}{}",
+                &OPENAI[..OPENAI.find("\n\n").unwrap() + 2],
+                std::str::from_utf8(&error).unwrap()
+            )
+        };
+        let failed = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\"}}}\n\n";
+        let errors = [
+            with_error(Surface::ChatCompletions),
+            with_error(Surface::Messages),
+            with_error(Surface::Responses),
+            failed.to_owned(),
+        ];
+        // Text about errors, an `error: null` and a `"type":"error"` string are no error event.
+        let clean = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"an \\\"error\\\" event: error\"}}],\"error\":null}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"kind\":\"error\"}\n\n",
+        );
+        for size in [1, 3, 64, 4096] {
+            for strip in [false, true] {
+                let scan = |text: &str| {
+                    let mut scanner = SseScanner::new(strip);
+                    for chunk in text.as_bytes().chunks(size) {
+                        scanner.push(Bytes::copy_from_slice(chunk));
+                    }
+                    scanner.finish();
+                    scanner.saw_error_event()
+                };
+                for stream in &errors {
+                    assert!(scan(stream), "{size} {strip}: {stream}");
+                }
+                for stream in [OPENAI, ANTHROPIC, clean] {
+                    assert!(!scan(stream), "{size} {strip}: {stream}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::body::{empty, full, Body};
 use crate::error::GatewayError;
 /// The call's record types are the AI gateway runtime's; re-exported under their old path.
 pub use keygate_ai_gateway::{AiRecord, BrokenStream, StreamFailure, Usage};
+use keygate_ai_gateway::{ModelTried, TraceContext};
 
 /// The request body: still streaming from the client, or already read by an action.
 pub enum RequestBody {
@@ -44,6 +45,8 @@ pub struct Exchange {
     pub log: RequestLog,
     /// The access key the request authenticated with (see `access_keys`).
     pub access_key: Option<Arc<keygate_keys::AuthenticatedKey>>,
+    /// The request's trace, set by the server when traces are exported (`--otlp-endpoint`).
+    pub trace: Option<TraceContext>,
     /// Top-level CEL variables besides the standard ones (`access_key`).
     extra: Vec<(&'static str, keygate_cel::Variable)>,
 }
@@ -69,6 +72,9 @@ pub struct RequestLog {
     pub access_key: Option<String>,
     /// The request's budget reservation; the server drops it once the response has ended.
     pub budget: Option<Settlement>,
+    /// The `ai-gateway` attempts (keys redacted), for the usage ledger and, in a traced request
+    /// ([`Exchange::trace`]), the trace export.
+    pub attempts: Vec<ModelTried>,
 }
 
 impl Exchange {
@@ -97,6 +103,7 @@ impl Exchange {
             api_format,
             log: RequestLog::default(),
             access_key: None,
+            trace: None,
             extra: Vec::new(),
         }
     }

@@ -21,6 +21,8 @@ pub struct AccessRecord {
     pub status: u16,
     pub duration: Duration,
     pub log: RequestLog,
+    /// The request's trace when traces are exported (`--otlp-endpoint`).
+    pub trace: Option<crate::otlp::Traced>,
 }
 
 impl AccessRecord {
@@ -289,6 +291,7 @@ mod tests {
             status: 200,
             duration: Duration::from_micros(2_437),
             log: RequestLog::default(),
+            trace: None,
         }
     }
 

@@ -1,7 +1,13 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/v1/usage`. Never on the client
-//! listener.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/v1/usage`, the dashboard (`/ui`).
+//! Never on the client listener.
 
+mod auth;
+mod keys;
+mod ui;
 mod usage;
+
+pub use auth::AdminToken;
+pub use keys::{KeyAdmin, KeyAdminError, ManagedKey, NewKeyForm};
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
+use crate::metrics::Format as MetricsFormat;
 
 /// Serves admin requests until the task is aborted.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
@@ -23,10 +30,19 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         let gateway = gateway.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request: http::Request<_>| {
+            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                 let gateway = gateway.clone();
-                let (head, _) = request.into_parts();
-                async move { Ok::<_, Infallible>(answer(&gateway, &head.method, &head.uri).await) }
+                async move {
+                    // The dashboard, and the admin token's check on the usage API.
+                    let request = match ui::route(&gateway, request).await {
+                        Ok(answer) => return Ok(answer),
+                        Err(request) => request,
+                    };
+                    let (head, _) = request.into_parts();
+                    let accept = head.headers.get(http::header::ACCEPT);
+                    let accept = accept.and_then(|value| value.to_str().ok());
+                    Ok::<_, Infallible>(answer(&gateway, &head.method, &head.uri, accept).await)
+                }
             });
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -35,7 +51,12 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     }
 }
 
-async fn answer(gateway: &Gateway, method: &Method, uri: &Uri) -> Response<Full<bytes::Bytes>> {
+async fn answer(
+    gateway: &Gateway,
+    method: &Method,
+    uri: &Uri,
+    accept: Option<&str>,
+) -> Response<Full<bytes::Bytes>> {
     let (status, content_type, body) = match (method, uri.path()) {
         (&Method::GET, "/healthz") => (
             StatusCode::OK,
@@ -56,10 +77,12 @@ async fn answer(gateway: &Gateway, method: &Method, uri: &Uri) -> Response<Full<
             if let Some(ledger) = &gateway.ledger {
                 gateway.metrics.set_usage_ledger_dropped(ledger.dropped());
             }
+            // OpenMetrics when the scraper prefers it, else the Prometheus text format 0.0.4.
+            let format = MetricsFormat::negotiate(accept);
             (
                 StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                gateway.metrics.render(),
+                format.content_type(),
+                gateway.metrics.render(format),
             )
         }
         (&Method::GET, "/v1/usage") => {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use http::Uri;
 use ipnet::IpNet;
 
+use crate::admin::AdminToken;
+
 /// Access/event log format on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -30,4 +32,15 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Per-core runtimes serving client connections.
     pub workers: usize,
+    /// Where traces are exported (OTLP/HTTP JSON; `--otlp-endpoint`), `None`: no tracing.
+    pub otlp_endpoint: Option<Uri>,
+    /// `/metrics` also counts requests and tokens per access key (`--metrics-per-key`).
+    pub metrics_per_key: bool,
+    /// The dashboard at `/ui` on the admin listener (`--no-ui` turns it off).
+    pub ui: bool,
+    /// What `/ui/api/*` and `/v1/usage*` require as `Authorization: Bearer`; `None`: nothing.
+    pub admin_token: Option<AdminToken>,
+    /// `/v1/usage*` answer without the admin token, as before there was one
+    /// (`--open-usage-api`).
+    pub open_usage_api: bool,
 }

@@ -13,8 +13,11 @@ use keygate_usage::Ledger;
 use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
+use crate::admin::KeyAdmin;
 use crate::config::ServerConfig;
 use crate::metrics::{Metrics, ResultLabels};
+use crate::otlp::Otlp;
+use crate::reload_log::ReloadLog;
 use crate::workers::Workers;
 use crate::{admin, listener, reload, tls};
 
@@ -31,6 +34,8 @@ pub struct Services {
     pub access_keys: Arc<dyn AccessKeys>,
     /// Where each AI request's usage goes (`None`: `--no-usage-ledger`).
     pub ledger: Option<Arc<Ledger>>,
+    /// Access-key management for the dashboard (`None`: its keys page says so).
+    pub key_admin: Option<Arc<dyn KeyAdmin>>,
 }
 
 /// Shared state of a running gateway.
@@ -43,21 +48,24 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub access_log: AccessLog,
     pub ledger: Option<Arc<Ledger>>,
+    /// The trace exporter (`--otlp-endpoint`).
+    pub otlp: Option<Otlp>,
+    /// Access-key management for the dashboard.
+    pub key_admin: Option<Arc<dyn KeyAdmin>>,
+    /// The serving policy's text and the last reloads, for the dashboard.
+    pub reloads: ReloadLog,
 }
 
 impl Gateway {
-    /// Reads and compiles the policy file (call off the request path).
-    pub fn load_policy(&self) -> Result<Policy, PolicyError> {
-        load_policy(&self.config.policy, &self.compiler, &self.deps)
-    }
-
-    /// Reloads the policy file: swaps it in when valid, keeps the old one otherwise.
+    /// Reloads the policy file (call off the request path): swaps it in when valid, keeps the
+    /// old one otherwise.
     pub fn reload(&self) {
         // A secret stored just before the policy that reads it must be visible to the new policy.
         self.deps.secrets.refresh();
-        match self.load_policy() {
-            Ok(policy) => {
+        match load_policy(&self.config.policy, &self.compiler, &self.deps) {
+            Ok((policy, text)) => {
                 log_warnings(&self.config.policy, &policy);
+                self.reloads.loaded(text, policy.warnings.len());
                 self.policy.store(Arc::new(policy));
                 self.metrics
                     .policy_reloads
@@ -66,6 +74,7 @@ impl Gateway {
                 info!(policy = %self.config.policy.display(), "policy reloaded");
             }
             Err(err) => {
+                self.reloads.failed(err.to_string());
                 self.metrics
                     .policy_reloads
                     .get_or_create(&ResultLabels { result: "error" })
@@ -76,7 +85,12 @@ impl Gateway {
     }
 }
 
-fn load_policy(path: &Path, compiler: &Compiler, deps: &Deps) -> Result<Policy, PolicyError> {
+/// The compiled policy and its text.
+fn load_policy(
+    path: &Path,
+    compiler: &Compiler,
+    deps: &Deps,
+) -> Result<(Policy, String), PolicyError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|err| PolicyError {
         file: name.clone(),
@@ -86,7 +100,7 @@ fn load_policy(path: &Path, compiler: &Compiler, deps: &Deps) -> Result<Policy, 
             format!("cannot read the policy file: {err}"),
         )],
     })?;
-    Policy::compile(&name, &text, compiler, deps)
+    Policy::compile(&name, &text, compiler, deps).map(|policy| (policy, text))
 }
 
 fn log_warnings(path: &Path, policy: &Policy) {
@@ -112,6 +126,8 @@ pub enum StartError {
     AccessLog(std::io::Error),
     #[error("cannot start the worker threads: {0}")]
     Workers(std::io::Error),
+    #[error("cannot start the OTLP trace exporter: {0}")]
+    Otlp(std::io::Error),
 }
 
 impl StartError {
@@ -119,7 +135,10 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Policy(_) | StartError::Tls(_) => 2,
-            StartError::Listen { .. } | StartError::AccessLog(_) | StartError::Workers(_) => 1,
+            StartError::Listen { .. }
+            | StartError::AccessLog(_)
+            | StartError::Workers(_)
+            | StartError::Otlp(_) => 1,
         }
     }
 }
@@ -127,7 +146,7 @@ impl StartError {
 /// Starts the gateway and serves until SIGTERM/SIGINT, then drains for the grace period.
 pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartError> {
     let http = services.http;
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(config.metrics_per_key);
     let count_decision = metrics.rate_limit_observer();
     let rate_limiter: Arc<dyn RateLimiter> = Arc::new(Observed::new(
         services.rate_limiter,
@@ -143,8 +162,10 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         access_keys: Some(services.access_keys),
     };
     let compiler = Compiler::new();
-    let policy = load_policy(&config.policy, &compiler, &deps).map_err(StartError::Policy)?;
+    let (policy, text) =
+        load_policy(&config.policy, &compiler, &deps).map_err(StartError::Policy)?;
     log_warnings(&config.policy, &policy);
+    let reloads = ReloadLog::new(text, policy.warnings.len());
     let tls = match &config.tls {
         Some((cert, key)) => Some(tls::TlsConfig::load(cert, key).map_err(StartError::Tls)?),
         None => None,
@@ -162,6 +183,14 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
             source,
         })?;
     let access_log = AccessLog::start(config.log_format).map_err(StartError::AccessLog)?;
+    let otlp = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let endpoint = crate::otlp::traces_url(endpoint);
+            let dropped = metrics.otlp_spans_dropped();
+            Some(Otlp::start(endpoint, http.clone(), dropped).map_err(StartError::Otlp)?)
+        }
+        None => None,
+    };
     let workers = Workers::start(config.workers).map_err(StartError::Workers)?;
     let gateway = Arc::new(Gateway {
         access_log,
@@ -172,6 +201,9 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         http,
         metrics,
         ledger: services.ledger,
+        otlp,
+        key_admin: services.key_admin,
+        reloads,
     });
     info!(
         listen = %gateway.config.listen,
@@ -197,6 +229,12 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     let access_log = gateway.access_log.clone();
     let _ = tokio::task::spawn_blocking(move || access_log.flush()).await;
+    // The workers are stopped: every finished request's spans are queued.
+    if gateway.otlp.is_some() {
+        let gateway = gateway.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || gateway.otlp.as_ref().map(Otlp::shutdown)).await;
+    }
     // The workers are stopped, so every finished request has recorded its usage by now.
     if let Some(ledger) = gateway.ledger.clone() {
         let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;

@@ -11,12 +11,14 @@ use http::{HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use keygate_ai_gateway::TraceContext;
 use keygate_cel::ConnInfo;
 use keygate_policy::body::{empty, Body, BoxError};
 use keygate_policy::{Exchange, GatewayError, Outcome, RequestBody};
 
 use crate::access_log::AccessRecord;
 use crate::gateway::Gateway;
+use crate::otlp::Traced;
 use crate::settle::{self, Settle};
 use crate::{client_ip, proxy, request_id};
 
@@ -74,6 +76,9 @@ pub async fn handle(
         max_body,
         gateway.deps.secrets.clone(),
     );
+    if gateway.otlp.is_some() {
+        ex.trace = Some(TraceContext::for_request(&ex.request.headers));
+    }
     let response = if declared_too_large {
         GatewayError::body_too_large(max_body).into_response(ex.api_format)
     } else {
@@ -123,6 +128,10 @@ impl Arrival {
             status,
             duration: self.at.elapsed(),
             log: ex.log,
+            trace: ex.trace.map(|context| Traced {
+                context,
+                arrival: self.at,
+            }),
         }
     }
 }

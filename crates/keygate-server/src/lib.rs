@@ -10,13 +10,16 @@ mod gateway;
 mod handler;
 mod listener;
 mod metrics;
+mod otlp;
 mod proxy;
 mod reload;
+mod reload_log;
 mod request_id;
 mod settle;
 mod tls;
 mod workers;
 
+pub use admin::{AdminToken, KeyAdmin, KeyAdminError, ManagedKey, NewKeyForm};
 pub use config::{LogFormat, ServerConfig};
 pub use gateway::{run, Services};
 pub use metrics::Metrics;

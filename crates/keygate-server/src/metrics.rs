@@ -1,12 +1,15 @@
 //! Prometheus metrics (the families docs/server.md lists). Label values are bounded: statuses, provider and model
-//! ids from the policy, limiter names — never tokens, keys or client addresses.
+//! ids from the policy, limiter names — never tokens, keys or client addresses. Access key ids only with
+//! `--metrics-per-key`, which the operator turns on for a bounded number of keys.
+
+mod exposition;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use keygate_policy::AiRecord;
+use keygate_policy::{AiRecord, StreamFailure};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +26,11 @@ struct StatusLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,6 +74,54 @@ impl EncodeLabelValue for AiStatus {
     }
 }
 
+pub use exposition::Format;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamErrorLabels {
+    pub provider: String,
+    pub model: String,
+    pub cause: &'static str,
+}
+
+/// The `cause` label of `keygate_ai_stream_errors_total`.
+fn stream_error_cause(failure: &StreamFailure) -> &'static str {
+    match failure {
+        StreamFailure::Reset | StreamFailure::Closed | StreamFailure::Read(_) => "interrupted",
+        StreamFailure::Idle(_) => "idle_timeout",
+        StreamFailure::Unfinished => "no_final_event",
+        StreamFailure::ErrorEvent => "error_event",
+        StreamFailure::Cut(_) => "budget_exhausted",
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    pub access_key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyTokenLabels {
+    pub access_key: String,
+    pub direction: &'static str,
+}
+
+/// The counters of one access key (`--metrics-per-key`).
+#[derive(Clone)]
+struct KeyCounters {
+    key: String,
+    requests: Counter,
+    input_tokens: Counter,
+    output_tokens: Counter,
+}
+
+/// The per-access-key families, registered only with `--metrics-per-key`.
+struct PerKey {
+    /// Counters already taken from `requests` and `tokens`.
+    by_key: Memo<KeyCounters>,
+    requests: Family<KeyLabels, Counter>,
+    tokens: Family<KeyTokenLabels, Counter>,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     pub provider: String,
@@ -104,10 +160,14 @@ pub struct Metrics {
     pub rate_limit_store_failures: Gauge,
     /// Brought up to the ledger's count when `/metrics` is scraped.
     usage_ledger_dropped: Counter,
+    /// Counted by the OTLP exporter (`crate::otlp::Dropped`).
+    otlp_spans_dropped: Family<ReasonLabels, Counter>,
     ai_requests: Family<AiLabels, Counter>,
     ai_tokens: Family<TokenLabels, Counter>,
     ai_upstream_duration: Histogram,
     ai_time_to_first_token: Histogram,
+    ai_stream_errors: Family<StreamErrorLabels, Counter>,
+    per_key: Option<PerKey>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -116,7 +176,8 @@ fn seconds_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// Every metric; `per_key` adds the per-access-key families (`--metrics-per-key`).
+    pub fn new(per_key: bool) -> Self {
         let mut registry = Registry::with_prefix("keygate");
         let metrics = Self {
             http_requests: Family::default(),
@@ -125,10 +186,17 @@ impl Metrics {
             rate_limit_decisions: Family::default(),
             rate_limit_store_failures: Gauge::default(),
             usage_ledger_dropped: Counter::default(),
+            otlp_spans_dropped: Family::default(),
             ai_requests: Family::default(),
             ai_tokens: Family::default(),
             ai_upstream_duration: seconds_histogram(),
             ai_time_to_first_token: seconds_histogram(),
+            ai_stream_errors: Family::default(),
+            per_key: per_key.then(|| PerKey {
+                by_key: Memo::default(),
+                requests: Family::default(),
+                tokens: Family::default(),
+            }),
             registry: Registry::default(),
             by_status: Memo::default(),
             by_ai_labels: Memo::default(),
@@ -165,6 +233,11 @@ impl Metrics {
             metrics.usage_ledger_dropped.clone(),
         );
         registry.register(
+            "otlp_spans_dropped",
+            "Trace spans never exported (--otlp-endpoint): the queue was full, or the collector failed their batch",
+            metrics.otlp_spans_dropped.clone(),
+        );
+        registry.register(
             "ai_requests",
             "ai-gateway requests, by provider, model and status",
             metrics.ai_requests.clone(),
@@ -184,6 +257,23 @@ impl Metrics {
             "Time from the first upstream attempt to the first response byte",
             metrics.ai_time_to_first_token.clone(),
         );
+        registry.register(
+            "ai_stream_errors",
+            "ai-gateway responses that broke off or carried an error after their head went to the client, by provider, model and cause",
+            metrics.ai_stream_errors.clone(),
+        );
+        if let Some(per_key) = &metrics.per_key {
+            registry.register(
+                "access_key_requests",
+                "Requests that authenticated with an access key, by access key id (--metrics-per-key)",
+                per_key.requests.clone(),
+            );
+            registry.register(
+                "access_key_tokens",
+                "Tokens of the requests of an access key, by access key id and direction (--metrics-per-key)",
+                per_key.tokens.clone(),
+            );
+        }
         // Known outcomes start at zero, so a scrape shows them before the first reload.
         for result in ["ok", "error"] {
             let _ = metrics
@@ -260,6 +350,61 @@ impl Metrics {
         if let Some(ttft) = ai.time_to_first_token {
             self.ai_time_to_first_token.observe(ttft.as_secs_f64());
         }
+        if let Some(broken) = ai.usage.broken.get() {
+            // Rare: the family is looked up directly.
+            self.ai_stream_errors
+                .get_or_create(&StreamErrorLabels {
+                    provider: ai.provider.clone(),
+                    model: ai.model.clone(),
+                    cause: stream_error_cause(&broken.cause),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a request that authenticated with access key `key` (its id), with its AI tokens;
+    /// nothing without `--metrics-per-key`.
+    pub fn record_access_key(&self, key: &str, ai: Option<&AiRecord>) {
+        let Some(per_key) = &self.per_key else {
+            return;
+        };
+        per_key.by_key.with(
+            |known| known.key == key,
+            || {
+                let token_counter = |direction| {
+                    per_key
+                        .tokens
+                        .get_or_create(&KeyTokenLabels {
+                            access_key: key.to_owned(),
+                            direction,
+                        })
+                        .clone()
+                };
+                KeyCounters {
+                    key: key.to_owned(),
+                    requests: per_key
+                        .requests
+                        .get_or_create(&KeyLabels {
+                            access_key: key.to_owned(),
+                        })
+                        .clone(),
+                    input_tokens: token_counter("input"),
+                    output_tokens: token_counter("output"),
+                }
+            },
+            |counters| {
+                counters.requests.inc();
+                if let Some(ai) = ai {
+                    let usage = &ai.usage;
+                    counters
+                        .input_tokens
+                        .inc_by(usage.input_tokens.load(Ordering::Relaxed));
+                    counters
+                        .output_tokens
+                        .inc_by(usage.output_tokens.load(Ordering::Relaxed));
+                }
+            },
+        );
     }
 
     /// A callback counting rate-limit decisions, for `keygate_ratelimit::Observed`.
@@ -293,18 +438,35 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The counters of `keygate_otlp_spans_dropped_total` (both series start at zero), for the
+    /// trace exporter.
+    pub fn otlp_spans_dropped(&self) -> crate::otlp::Dropped {
+        let counter = |reason| {
+            self.otlp_spans_dropped
+                .get_or_create(&ReasonLabels { reason })
+                .clone()
+        };
+        crate::otlp::Dropped {
+            queue_full: counter("queue_full"),
+            export_failed: counter("export_failed"),
+        }
+    }
+
+    /// The text exposition in `format`.
+    pub fn render(&self, format: Format) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => exposition::to_prometheus(&out),
+        }
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
@@ -371,7 +533,7 @@ mod tests {
 
     #[test]
     fn remembered_counters_add_up_per_label_set() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(false);
         let second = Duration::from_secs(1);
         for status in [200, 200, 429, 200] {
             metrics.record_request(status, second);
@@ -390,7 +552,7 @@ mod tests {
         for (name, limited) in [("a", false), ("a", false), ("a", true), ("b", false)] {
             count(name, limited);
         }
-        let text = metrics.render();
+        let text = metrics.render(Format::Prometheus);
         for line in [
             "keygate_http_requests_total{status=\"200\"} 3",
             "keygate_http_requests_total{status=\"429\"} 1",
@@ -409,7 +571,7 @@ mod tests {
 
     #[test]
     fn renders_the_spec_metric_names() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(false);
         metrics
             .http_requests
             .get_or_create(&StatusLabels { status: 200 })
@@ -418,7 +580,7 @@ mod tests {
             .policy_reloads
             .get_or_create(&ResultLabels { result: "ok" })
             .inc();
-        let text = metrics.render();
+        let text = metrics.render(Format::Prometheus);
         for name in [
             "keygate_http_requests_total{status=\"200\"} 1",
             "keygate_http_request_duration_seconds_bucket",
@@ -427,6 +589,100 @@ mod tests {
             "keygate_usage_ledger_dropped_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn renders_both_formats() {
+        let metrics = Metrics::new(false);
+        metrics.record_request(200, Duration::from_millis(5));
+        let openmetrics = metrics.render(Format::OpenMetrics);
+        let text = metrics.render(Format::Prometheus);
+        for expected in [
+            "# TYPE keygate_http_requests counter\n",
+            "keygate_http_requests_total{status=\"200\"} 1\n",
+            "# TYPE keygate_http_request_duration_seconds histogram\n",
+        ] {
+            assert!(
+                openmetrics.contains(expected),
+                "missing {expected} in\n{openmetrics}"
+            );
+        }
+        assert!(openmetrics.ends_with("# EOF\n"));
+        for expected in [
+            "# HELP keygate_http_requests_total Requests answered, by status.\n",
+            "# TYPE keygate_http_requests_total counter\n",
+            "keygate_http_requests_total{status=\"200\"} 1\n",
+            "# TYPE keygate_http_request_duration_seconds histogram\n",
+            "keygate_http_request_duration_seconds_count 1\n",
+            "# TYPE keygate_rate_limit_store_failures gauge\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        assert!(!text.contains("# EOF") && !text.contains("# TYPE keygate_http_requests counter"));
+    }
+
+    #[test]
+    fn counts_stream_errors_by_cause() {
+        let metrics = Metrics::new(false);
+        let second = Duration::from_secs(1);
+        let causes = [
+            StreamFailure::Reset,
+            StreamFailure::Closed,
+            StreamFailure::Read("tls alert".into()),
+            StreamFailure::Idle(second),
+            StreamFailure::Unfinished,
+            StreamFailure::ErrorEvent,
+            StreamFailure::Cut("budget spent".into()),
+        ];
+        for cause in causes {
+            let broken = ai_record("gpt-4o", 1, 1);
+            let _ = broken
+                .usage
+                .broken
+                .set(keygate_policy::BrokenStream { cause, events: 1 });
+            metrics.record_ai(&broken, 200, second);
+        }
+        metrics.record_ai(&ai_record("gpt-4o", 1, 1), 200, second);
+        let text = metrics.render(Format::Prometheus);
+        for (cause, count) in [
+            ("interrupted", 3),
+            ("idle_timeout", 1),
+            ("no_final_event", 1),
+            ("error_event", 1),
+            ("budget_exhausted", 1),
+        ] {
+            let line = format!(
+                "keygate_ai_stream_errors_total{{provider=\"openai\",model=\"gpt-4o\",cause=\"{cause}\"}} {count}\n"
+            );
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        assert_eq!(text.matches("keygate_ai_stream_errors_total{").count(), 5);
+    }
+
+    #[test]
+    fn per_key_series_only_when_asked() {
+        let second = Duration::from_secs(1);
+        let off = Metrics::new(false);
+        off.record_access_key("aigk_01A", Some(&ai_record("gpt-4o", 10, 5)));
+        assert!(!off.render(Format::Prometheus).contains("access_key"));
+
+        let on = Metrics::new(true);
+        on.record_access_key("aigk_01A", Some(&ai_record("gpt-4o", 10, 5)));
+        on.record_access_key("aigk_01A", Some(&ai_record("gpt-4o", 7, 2)));
+        on.record_access_key("aigk_01A", None);
+        on.record_access_key("aigk_01B", None);
+        on.record_request(200, second);
+        let text = on.render(Format::Prometheus);
+        for line in [
+            "# TYPE keygate_access_key_requests_total counter\n",
+            "keygate_access_key_requests_total{access_key=\"aigk_01A\"} 3\n",
+            "keygate_access_key_requests_total{access_key=\"aigk_01B\"} 1\n",
+            "keygate_access_key_tokens_total{access_key=\"aigk_01A\",direction=\"input\"} 17\n",
+            "keygate_access_key_tokens_total{access_key=\"aigk_01A\",direction=\"output\"} 7\n",
+            "keygate_access_key_tokens_total{access_key=\"aigk_01B\",direction=\"input\"} 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
         }
     }
 }

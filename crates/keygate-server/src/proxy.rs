@@ -5,6 +5,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
+use keygate_ai_gateway::TRACEPARENT;
 use keygate_http::{strip_hop_by_hop, Body, HttpClient};
 use keygate_policy::{Exchange, GatewayError};
 use tracing::warn;
@@ -42,6 +43,10 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
         headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(ex.scheme));
+    if let Some(trace) = &ex.trace {
+        // Traced (`--otlp-endpoint`): the upstream's spans hang under the request's.
+        headers.insert(TRACEPARENT, trace.traceparent(trace.span_id));
+    }
     let mut request = Request::new(ex.take_body());
     *request.method_mut() = ex.request.method.clone();
     *request.uri_mut() = uri;

@@ -60,6 +60,15 @@ pub fn finish(gateway: &Gateway, mut record: AccessRecord) {
             ledger.record(usage_event(&record, ai));
         }
     }
+    if let Some(key) = &record.log.access_key {
+        metrics.record_access_key(key, record.log.ai.as_ref());
+    }
+    // Last before the log line: the spans take the attempt list (the ledger has read it).
+    if let Some(traced) = record.trace.take() {
+        if let Some(otlp) = &gateway.otlp {
+            otlp.record(traced, &mut record);
+        }
+    }
     gateway.access_log.write(record);
 }
 
@@ -90,7 +99,43 @@ fn usage_event(record: &AccessRecord, ai: &AiRecord) -> UsageEvent {
             Some(broken) => Some(broken.cause.to_string()),
             None => record.log.error.clone(),
         },
+        tried: tried(&record.log.attempts),
     }
+}
+
+/// The ledger's copy of the attempts: provider, model, the redacted key, how each ended; never a
+/// response body.
+fn tried(attempts: &[keygate_ai_gateway::ModelTried]) -> Vec<keygate_usage::Attempt> {
+    use keygate_ai_gateway::{status_text, AttemptEnd};
+    use keygate_usage::AttemptOutcome;
+    let millis = |d: std::time::Duration| d.as_micros() as f64 / 1000.0;
+    attempts
+        .iter()
+        .flat_map(|model| {
+            model.requests.iter().map(move |made| {
+                let (outcome, error) = match &made.end {
+                    AttemptEnd::Success => (AttemptOutcome::Success, None),
+                    AttemptEnd::Status(code) => (AttemptOutcome::Status, Some(status_text(*code))),
+                    AttemptEnd::Timeout => (
+                        AttemptOutcome::Timeout,
+                        Some("per-request timeout".to_owned()),
+                    ),
+                    AttemptEnd::Transport(err) => (AttemptOutcome::Unreachable, Some(err.clone())),
+                    AttemptEnd::NoKey => (AttemptOutcome::NoKey, Some("no API key".to_owned())),
+                };
+                keygate_usage::Attempt {
+                    provider: model.provider.clone(),
+                    model: model.model.clone(),
+                    api_key: made.api_key.clone(),
+                    outcome,
+                    status: made.status_code,
+                    error,
+                    time_to_first_byte_ms: made.time_to_first_byte.map(millis),
+                    duration_ms: millis(made.total),
+                }
+            })
+        })
+        .collect()
 }
 
 /// What an AI request cost in micro-USD; `None` when it used tokens of a model without a price.

@@ -2,7 +2,7 @@
 //!
 //! Most of the suite needs nothing but cargo. A few tests drive real external programs: Redis
 //! servers for shared rate limits, the official Python SDKs, a llama.cpp server, the Claude Code
-//! and Codex CLI agents. `cargo xtask test` installs those parts and runs the whole suite; a bare
+//! and Codex CLI agents, headless Chromium for the dashboard. `cargo xtask test` installs those parts and runs the whole suite; a bare
 //! `cargo test --workspace` runs every Rust-only test and reports each test whose part is missing
 //! in one line (see [`parts`]).
 

@@ -227,6 +227,28 @@ pub fn agent_clis() -> Result<AgentClis, Missing> {
     Ok(AgentClis { claude, codex })
 }
 
+/// Chromium and its WebDriver server, for the dashboard's browser test.
+#[derive(Debug, Clone)]
+pub struct Chromium {
+    /// The browser (`chromium`, Debian's package of the same name).
+    pub browser: PathBuf,
+    /// `chromedriver` (Debian's `chromium-driver`).
+    pub driver: PathBuf,
+}
+
+/// `chromium` (or `chromium-browser`) and `chromedriver` on `PATH`.
+pub fn chromium() -> Result<Chromium, Missing> {
+    let missing = |what: &str| Missing {
+        what: format!("{what} (not on PATH)"),
+        by_hand: "apt-get install chromium chromium-driver",
+    };
+    let browser = find_on_path("chromium")
+        .or_else(|| find_on_path("chromium-browser"))
+        .ok_or_else(|| missing("chromium"))?;
+    let driver = find_on_path("chromedriver").ok_or_else(|| missing("chromedriver"))?;
+    Ok(Chromium { browser, driver })
+}
+
 /// A llama.cpp server ready to start: `python -m llama_cpp.server --model MODEL ...`.
 #[derive(Debug, Clone)]
 pub struct LlamaServer {

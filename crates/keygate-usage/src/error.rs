@@ -22,4 +22,7 @@ pub enum Error {
     },
     #[error("cannot start the usage ledger writer: {0}")]
     Thread(std::io::Error),
+    /// A report asked for something it cannot give (the message says what).
+    #[error("{0}")]
+    Invalid(String),
 }

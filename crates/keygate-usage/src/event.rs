@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::cost::usd;
 use crate::time::{millis, rfc3339};
@@ -39,6 +39,47 @@ pub struct UsageEvent {
     pub attempts: u32,
     /// Why the request failed or its response broke off.
     pub error: Option<String>,
+    /// Every upstream attempt, in order: which provider, model and (redacted) key was tried and
+    /// how it ended. Empty for rows written before the ledger kept them.
+    pub tried: Vec<Attempt>,
+}
+
+/// One upstream attempt of a request. Never a whole key, a secret or a body: the key is its
+/// redacted form, the failure a status line or an error message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub provider: String,
+    pub model: String,
+    /// The provider key sent, redacted (`sk-proj...7890`); `None` when none was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    pub outcome: AttemptOutcome,
+    /// The upstream status; 0 when no response came.
+    pub status: u16,
+    /// Why it failed: `429 Too Many Requests`, `per-request timeout`, a connection error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// From the attempt's start to the first response byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_first_byte_ms: Option<f64>,
+    /// From the attempt's start to its end (for the answering attempt: its response head).
+    pub duration_ms: f64,
+}
+
+/// How an [`Attempt`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// A 2xx/3xx answer: this attempt served the request.
+    Success,
+    /// An HTTP status that is not a success.
+    Status,
+    /// The per-request timeout (or what was left of the total) ran out.
+    Timeout,
+    /// Connecting, TLS or the protocol failed.
+    Unreachable,
+    /// The provider needs a key and none was found: no request was sent.
+    NoKey,
 }
 
 /// Where the token counts came from. Stored as the text `provider` or `estimated`.
@@ -100,6 +141,8 @@ struct EventJson<'a> {
     time_to_first_token_ms: Option<f64>,
     attempts: u32,
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[Attempt]>::is_empty")]
+    tried: &'a [Attempt],
 }
 
 impl Serialize for UsageEvent {
@@ -122,6 +165,7 @@ impl Serialize for UsageEvent {
             time_to_first_token_ms: self.time_to_first_token.map(millis),
             attempts: self.attempts,
             error: self.error.as_deref(),
+            tried: &self.tried,
         }
         .serialize(serializer)
     }

@@ -9,18 +9,24 @@
 //! builds each [`UsageEvent`].
 
 mod cost;
+mod dashboard;
 mod error;
 mod event;
+mod hist;
 mod ledger;
 mod params;
 mod query;
+mod rollup;
 mod schema;
 mod time;
 mod writer;
 
 pub use cost::cost_micros;
+pub use dashboard::{
+    Breakdown, BreakdownRow, Overview, OverviewBucket, Span, StoredEvent, Summary, Window,
+};
 pub use error::Error;
-pub use event::{UsageEvent, UsageSource};
+pub use event::{Attempt, AttemptOutcome, UsageEvent, UsageSource};
 pub use ledger::{Ledger, LedgerConfig};
 pub use params::{
     parse_duration, parse_group_by, parse_status, parse_time, ParamError, QueryParams,

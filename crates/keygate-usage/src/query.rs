@@ -6,10 +6,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, Row};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Serialize, Serializer};
 
 use crate::cost::usd;
+use crate::dashboard::StoredEvent;
 use crate::error::Error;
 use crate::event::UsageEvent;
 use crate::schema;
@@ -221,14 +222,21 @@ fn optional_time<S: Serializer>(
 /// Reads a ledger file. A missing file, or one no gateway has written yet, reads as empty.
 pub struct Reader {
     conn: Option<Connection>,
+    /// The file's rows carry attempts (schema version 2 and later).
+    has_tried: bool,
 }
 
 impl Reader {
     /// Opens the ledger at `path` read-only.
     pub fn open(path: &Path) -> Result<Reader, Error> {
-        Ok(Reader {
-            conn: schema::open_read_only(path)?,
-        })
+        let conn = schema::open_read_only(path)?;
+        let has_tried = match &conn {
+            Some(conn) => {
+                conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))? >= 2
+            }
+            None => false,
+        };
+        Ok(Reader { conn, has_tried })
     }
 
     /// The totals of the rows `query` selects, one row per group.
@@ -284,6 +292,20 @@ impl Reader {
     /// The events `query` selects, newest first: at most `limit` (capped at [`MAX_EVENTS`]),
     /// after skipping `offset`. `group_by` plays no part.
     pub fn events(&self, query: &Query, limit: u32, offset: u64) -> Result<Vec<UsageEvent>, Error> {
+        Ok(self
+            .stored_events(query, limit, offset)?
+            .into_iter()
+            .map(|stored| stored.event)
+            .collect())
+    }
+
+    /// As [`Reader::events`], each with its row id (for [`Reader::event`]).
+    pub fn stored_events(
+        &self,
+        query: &Query,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<StoredEvent>, Error> {
         let Some(conn) = &self.conn else {
             return Ok(Vec::new());
         };
@@ -291,42 +313,84 @@ impl Reader {
         values.push(Value::Integer(limit.min(MAX_EVENTS).into()));
         values.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
         let sql = format!(
-            "SELECT time, request_id, access_key, provider, model, status, input_tokens, \
-             output_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, \
-             latency_us, ttft_us, attempts, error \
-             FROM usage{filter} ORDER BY time DESC, id DESC LIMIT ? OFFSET ?"
+            "SELECT {}, {} FROM usage{filter} ORDER BY time DESC, id DESC LIMIT ? OFFSET ?",
+            EVENT_COLUMNS,
+            self.tried_column()
         );
         let mut statement = conn.prepare(&sql)?;
-        let events = statement.query_map(params_from_iter(values), |row| {
-            Ok(UsageEvent {
-                time: from_micros(row.get(0)?),
-                request_id: row.get(1)?,
-                access_key: row.get(2)?,
-                provider: row.get(3)?,
-                model: row.get(4)?,
-                status: row.get(5)?,
-                input_tokens: count(row, 6)?,
-                output_tokens: count(row, 7)?,
-                cached_tokens: count(row, 8)?,
-                reasoning_tokens: count(row, 9)?,
-                usage_source: row.get(10)?,
-                cost_micros: row.get::<_, Option<i64>>(11)?.map(non_negative),
-                latency: micros_duration(row.get(12)?),
-                time_to_first_token: row.get::<_, Option<i64>>(13)?.map(micros_duration),
-                attempts: row.get(14)?,
-                error: row.get(15)?,
-            })
-        })?;
+        let events = statement.query_map(params_from_iter(values), stored_event)?;
         Ok(events.collect::<Result<_, _>>()?)
+    }
+
+    /// The event of row `id`, if there is one.
+    pub fn event(&self, id: i64) -> Result<Option<StoredEvent>, Error> {
+        let Some(conn) = &self.conn else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, {} FROM usage WHERE id = ?",
+            self.tried_column()
+        );
+        Ok(conn.query_row(&sql, [id], stored_event).optional()?)
+    }
+
+    /// The attempts column, or NULL in a file written before there was one.
+    fn tried_column(&self) -> &'static str {
+        if self.has_tried {
+            "tried"
+        } else {
+            "NULL"
+        }
+    }
+
+    /// The connection, when the file has a schema.
+    pub(crate) fn conn(&self) -> Option<&Connection> {
+        self.conn.as_ref()
     }
 }
 
+/// The columns [`stored_event`] reads, but the last: `tried`, which files of schema version 1
+/// lack (their rows read without attempts).
+const EVENT_COLUMNS: &str = "id, time, request_id, access_key, provider, model, status, \
+    input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, \
+    latency_us, ttft_us, attempts, error";
+
+/// A row of [`EVENT_COLUMNS`] and `tried`.
+fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let tried: Option<String> = row.get(17)?;
+    Ok(StoredEvent {
+        id: row.get(0)?,
+        event: UsageEvent {
+            time: from_micros(row.get(1)?),
+            request_id: row.get(2)?,
+            access_key: row.get(3)?,
+            provider: row.get(4)?,
+            model: row.get(5)?,
+            status: row.get(6)?,
+            input_tokens: count(row, 7)?,
+            output_tokens: count(row, 8)?,
+            cached_tokens: count(row, 9)?,
+            reasoning_tokens: count(row, 10)?,
+            usage_source: row.get(11)?,
+            cost_micros: row.get::<_, Option<i64>>(12)?.map(non_negative),
+            latency: micros_duration(row.get(13)?),
+            time_to_first_token: row.get::<_, Option<i64>>(14)?.map(micros_duration),
+            attempts: row.get(15)?,
+            error: row.get(16)?,
+            // Written by this crate; a value it cannot read shows no attempts.
+            tried: tried
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
+        },
+    })
+}
+
 /// A count or sum column (SQLite integers are signed; ours never go below zero).
-fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+pub(crate) fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
     Ok(non_negative(row.get(index)?))
 }
 
-fn non_negative(value: i64) -> u64 {
+pub(crate) fn non_negative(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 

@@ -17,7 +17,8 @@ pub const DB_FILE: &str = "usage.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Step `n` takes `PRAGMA user_version` from `n` to `n + 1`; steps only ever get appended.
-const STEPS: &[&str] = &["
+pub(crate) const STEPS: &[&str] = &[
+    "
 CREATE TABLE usage (
     id               INTEGER PRIMARY KEY,
     time             INTEGER NOT NULL,  -- microseconds since the Unix epoch (UTC): request arrival
@@ -39,7 +40,53 @@ CREATE TABLE usage (
 );
 CREATE INDEX usage_time ON usage (time);
 CREATE INDEX usage_key_time ON usage (access_key, time);
-"];
+",
+    "
+-- The attempts of each request (JSON: provider, model, redacted key, outcome, status, error,
+-- timings), and the rollups the dashboard reads (see rollup.rs); `rollup::rebuild` fills them
+-- from the rows already there.
+ALTER TABLE usage ADD COLUMN tried TEXT;
+CREATE INDEX usage_model_time ON usage (model, time);
+CREATE TABLE usage_minute (
+    minute             INTEGER PRIMARY KEY,  -- minutes since the Unix epoch (UTC)
+    requests           INTEGER NOT NULL,
+    errors             INTEGER NOT NULL,
+    input_tokens       INTEGER NOT NULL,
+    output_tokens      INTEGER NOT NULL,
+    cached_tokens      INTEGER NOT NULL,
+    reasoning_tokens   INTEGER NOT NULL,
+    estimated_requests INTEGER NOT NULL,
+    unpriced_requests  INTEGER NOT NULL,
+    cost_micros        INTEGER NOT NULL,
+    latency_us         INTEGER NOT NULL,  -- sum
+    ttft_requests      INTEGER NOT NULL,
+    ttft_us            INTEGER NOT NULL,  -- sum
+    latency_hist       BLOB NOT NULL,     -- hist.rs
+    ttft_hist          BLOB NOT NULL
+);
+CREATE TABLE usage_hour (
+    hour               INTEGER NOT NULL,  -- hours since the Unix epoch (UTC)
+    access_key         TEXT NOT NULL,     -- '' for requests without one
+    provider           TEXT NOT NULL,
+    model              TEXT NOT NULL,
+    requests           INTEGER NOT NULL,
+    errors             INTEGER NOT NULL,
+    input_tokens       INTEGER NOT NULL,
+    output_tokens      INTEGER NOT NULL,
+    cached_tokens      INTEGER NOT NULL,
+    reasoning_tokens   INTEGER NOT NULL,
+    estimated_requests INTEGER NOT NULL,
+    unpriced_requests  INTEGER NOT NULL,
+    cost_micros        INTEGER NOT NULL,
+    latency_us         INTEGER NOT NULL,
+    ttft_requests      INTEGER NOT NULL,
+    ttft_us            INTEGER NOT NULL,
+    PRIMARY KEY (hour, access_key, provider, model)
+) WITHOUT ROWID;
+",
+];
+/// The step that added the rollup tables: migrating across it sums the existing rows into them.
+const ROLLUP_STEP: i64 = 1;
 /// The schema version once every step has run.
 const VERSION: i64 = STEPS.len() as i64;
 
@@ -124,6 +171,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), Error> {
     check_version(found, path)?;
     for step in &STEPS[usize::try_from(found).unwrap_or(0)..] {
         tx.execute_batch(step)?;
+    }
+    if found <= ROLLUP_STEP {
+        crate::rollup::rebuild(&tx)?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;

@@ -40,6 +40,7 @@ fn event(id: &str, time: SystemTime, key: Option<&str>, model: &str) -> UsageEve
         time_to_first_token: None,
         attempts: 1,
         error: None,
+        tried: Vec::new(),
     }
 }
 
@@ -84,6 +85,7 @@ fn an_event_round_trips_with_every_field() {
         time_to_first_token: Some(Duration::from_micros(812)),
         attempts: 2,
         error: Some("upstream stream ended early: connection reset".into()),
+        tried: Vec::new(),
     };
     let bare = UsageEvent {
         request_id: "req-bare".into(),
@@ -390,7 +392,7 @@ fn a_missing_or_unwritten_file_reads_as_empty_and_a_newer_one_is_refused() {
         .unwrap()
         .pragma_update(None, "user_version", 99)
         .unwrap();
-    let newer = "has schema version 99, newer than this keygate supports (1)";
+    let newer = "has schema version 99, newer than this keygate supports (2)";
     let err = Reader::open(&db(&dir)).err().unwrap().to_string();
     assert!(err.contains(newer), "{err}");
     let err = Ledger::open(&db(&dir), unlimited())
@@ -419,4 +421,246 @@ fn the_file_is_private_in_wal_mode_and_times_are_stored_in_microseconds() {
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .unwrap();
     assert_eq!(journal, "wal");
+}
+
+/// A request at `time` with `latency_ms` and, when given, a time to first token.
+fn timed(id: &str, time: SystemTime, latency_ms: u64, ttft_ms: Option<u64>) -> UsageEvent {
+    UsageEvent {
+        latency: Duration::from_millis(latency_ms),
+        time_to_first_token: ttft_ms.map(Duration::from_millis),
+        ..event(id, time, Some("aigk_A"), "gpt-4o")
+    }
+}
+
+#[test]
+fn the_overview_sums_minutes_into_buckets_with_percentiles() {
+    let dir = TempDir::new("usage");
+    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+    let now = at("2026-03-02T12:00:30Z");
+    // 100 requests in the last hour at 1..=100 ms, one of them failed, and one too old.
+    for i in 1..=100u64 {
+        let time = now - Duration::from_secs(i * 30);
+        let mut event = timed(&format!("r{i}"), time, i, Some(i / 2));
+        if i == 7 {
+            event.status = 503;
+            event.cost_micros = None;
+            event.input_tokens = 0;
+            event.output_tokens = 0;
+        }
+        ledger.record(event);
+    }
+    ledger.record(timed("old", now - Duration::from_secs(2 * 3600), 5, None));
+    ledger.flush();
+    let reader = Reader::open(&db(&dir)).unwrap();
+    let window = Span::Hour.overview_window(now);
+    let overview = reader.overview(&window).unwrap();
+    assert_eq!(overview.buckets.len(), 60);
+    assert_eq!(overview.bucket_seconds, 60);
+    let total = &overview.total;
+    // Requests are 30 s apart back from 12:00:30; the window, 11:01 to 12:01, holds those up
+    // to 59 min 30 s old.
+    let in_window = (1..=100u64).filter(|i| i * 30 < 3600 + 30).count() as u64;
+    assert_eq!(total.requests, in_window);
+    assert_eq!(total.errors, 1);
+    assert_eq!(total.unpriced_requests, 1);
+    assert_eq!(total.input_tokens, (in_window - 1) * 10);
+    assert_eq!(total.cost_micros, (in_window - 1) * 3);
+    let sum: u64 = overview.buckets.iter().map(|b| b.summary.requests).sum();
+    assert_eq!(sum, total.requests);
+    // The same totals as the report over the same window.
+    let report = reader
+        .report(&Query {
+            since: Some(window.since),
+            until: Some(window.until),
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(report.total.requests, total.requests);
+    assert_eq!(report.total.cost_micros, total.cost_micros);
+    assert_eq!(report.total.output_tokens, total.output_tokens);
+    let p50 = total.latency_p50_ms.unwrap();
+    let exact = (in_window as f64 / 2.0).ceil();
+    assert!((p50 / exact - 1.0).abs() < 0.05, "p50 {p50} vs {exact}");
+    assert!(total.ttft_p95_ms.unwrap() < total.latency_p95_ms.unwrap());
+    let json = serde_json::to_value(&overview).unwrap();
+    assert_eq!(json["since"], "2026-03-02T11:01:00.000000Z");
+    assert_eq!(json["buckets"][59]["start"], "2026-03-02T12:00:00.000000Z");
+    assert!(json["total"]["error_rate"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn breakdowns_read_the_hourly_rollup_or_the_rows_alike() {
+    let dir = TempDir::new("usage");
+    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+    let now = at("2026-03-02T12:20:00Z");
+    for i in 0..30u64 {
+        let time = now - Duration::from_secs(i * 100);
+        let key = ["aigk_A", "aigk_B", "aigk_C"][(i % 3) as usize];
+        let model = if i % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" };
+        let mut event = event(&format!("r{i}"), time, Some(key), model);
+        if i == 29 {
+            event.access_key = None;
+        }
+        ledger.record(event);
+    }
+    ledger.flush();
+    let reader = Reader::open(&db(&dir)).unwrap();
+    let hourly = reader
+        .breakdown(GroupBy::Model, &Span::Day.breakdown_window(now))
+        .unwrap();
+    let raw = reader
+        .breakdown(
+            GroupBy::Model,
+            &Window {
+                since: at("2026-03-01T13:00:30Z"),
+                until: at("2026-03-02T13:00:30Z"),
+                bucket: Duration::from_secs(3600),
+            },
+        )
+        .unwrap();
+    for breakdown in [&hourly, &raw] {
+        assert_eq!(breakdown.total.requests, 30);
+        let groups: Vec<_> = breakdown
+            .rows
+            .iter()
+            .map(|r| (r.group.as_str(), r.summary.requests))
+            .collect();
+        assert_eq!(groups, [("gpt-4o", 15), ("gpt-4o-mini", 15)]);
+        assert_eq!(breakdown.rows[0].series.len(), 24);
+        assert_eq!(breakdown.rows[0].series.iter().sum::<u64>(), 15);
+    }
+    // 11:30 to 12:20 is in the last two hourly buckets.
+    assert_eq!(hourly.rows[0].series[22] + hourly.rows[0].series[23], 15);
+    let keys = reader
+        .breakdown(GroupBy::Key, &Span::Hour.breakdown_window(now))
+        .unwrap();
+    assert!(keys.rows.iter().any(|r| r.group == "(none)"));
+    assert!(reader
+        .breakdown(GroupBy::Day, &Span::Hour.breakdown_window(now))
+        .is_err());
+    // Totals per key since a whole hour (rollup) and since any time (rows).
+    let since_hour = reader.key_totals(at("2026-03-02T12:00:00Z")).unwrap();
+    let since_time = reader.key_totals(at("2026-03-02T11:59:59Z")).unwrap();
+    assert_eq!(since_hour, since_time);
+    assert_eq!(since_hour["aigk_A"].requests, 5);
+    assert!(!since_hour.contains_key(""));
+}
+
+#[test]
+fn events_keep_their_attempts_and_are_found_by_id() {
+    let dir = TempDir::new("usage");
+    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+    let tried = vec![
+        Attempt {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            api_key: Some("sk-proj...7890".into()),
+            outcome: AttemptOutcome::Status,
+            status: 429,
+            error: Some("429 Too Many Requests".into()),
+            time_to_first_byte_ms: Some(1.5),
+            duration_ms: 2.25,
+        },
+        Attempt {
+            provider: "anthropic".into(),
+            model: "claude-sonnet-4-5".into(),
+            api_key: None,
+            outcome: AttemptOutcome::Success,
+            status: 200,
+            error: None,
+            time_to_first_byte_ms: None,
+            duration_ms: 3.0,
+        },
+    ];
+    let mut first = event(
+        "req-1",
+        at("2026-03-01T12:00:00Z"),
+        None,
+        "claude-sonnet-4-5",
+    );
+    first.tried = tried.clone();
+    ledger.record(first.clone());
+    ledger.record(event("req-2", at("2026-03-01T12:00:01Z"), None, "gpt-4o"));
+    ledger.flush();
+    let reader = Reader::open(&db(&dir)).unwrap();
+    let page = reader.stored_events(&Query::default(), 10, 0).unwrap();
+    assert_eq!(page.len(), 2);
+    let found = reader.event(page[1].id).unwrap().unwrap();
+    assert_eq!(found.event, first);
+    assert!(reader.event(12345).unwrap().is_none());
+    let json = serde_json::to_value(&found).unwrap();
+    assert_eq!(json["id"], page[1].id);
+    assert_eq!(json["tried"][0]["outcome"], "status");
+    assert_eq!(json["tried"][0]["api_key"], "sk-proj...7890");
+    assert!(json["tried"][1].get("api_key").is_none());
+    let bare = serde_json::to_value(&page[0].event).unwrap();
+    assert!(bare.get("tried").is_none(), "no attempts, no field: {bare}");
+}
+
+#[test]
+fn a_version_1_ledger_is_migrated_and_its_rows_rolled_up() {
+    let dir = TempDir::new("usage");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    {
+        let conn = Connection::open(db(&dir)).unwrap();
+        conn.execute_batch(crate::schema::STEPS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO usage (time, request_id, access_key, provider, model, status, \
+             input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source, \
+             cost_micros, latency_us, ttft_us, attempts, error) VALUES \
+             (?1, 'old', 'aigk_A', 'openai', 'gpt-4o', 200, 10, 20, 0, 0, 'provider', 5, 1000, \
+             NULL, 1, NULL)",
+            [to_micros(at("2026-03-01T12:00:00Z"))],
+        )
+        .unwrap();
+    }
+    let old = Reader::open(&db(&dir)).unwrap();
+    assert_eq!(old.events(&Query::default(), 10, 0).unwrap()[0].tried, []);
+    drop(old);
+    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+    ledger.record(event(
+        "new",
+        at("2026-03-01T12:00:30Z"),
+        Some("aigk_A"),
+        "gpt-4o",
+    ));
+    ledger.flush();
+    let reader = Reader::open(&db(&dir)).unwrap();
+    let overview = reader
+        .overview(&Span::Hour.overview_window(at("2026-03-01T12:10:00Z")))
+        .unwrap();
+    assert_eq!(overview.total.requests, 2);
+    assert_eq!(overview.total.cost_micros, 8);
+    assert_eq!(
+        reader.key_totals(at("2026-03-01T12:00:00Z")).unwrap()["aigk_A"].requests,
+        2
+    );
+}
+
+#[test]
+fn retention_deletes_whole_rollup_minutes_and_hours() {
+    let dir = TempDir::new("usage");
+    let day = Duration::from_secs(86_400);
+    let now = SystemTime::now();
+    {
+        let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+        ledger.record(event("old", now - day * 100, Some("aigk_A"), "gpt-4o"));
+        ledger.record(event("new", now - day, Some("aigk_A"), "gpt-4o"));
+    }
+    let config = LedgerConfig {
+        retention: Some(day * 90),
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::open(&db(&dir), config).unwrap();
+    ledger.flush();
+    let conn = Connection::open(db(&dir)).unwrap();
+    let count = |table: &str| -> i64 {
+        conn.query_row(&format!("SELECT SUM(requests) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(count("usage_minute"), 1);
+    assert_eq!(count("usage_hour"), 1);
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::{params, Connection, TransactionBehavior};
 use tracing::{info, warn};
 
-use crate::event::UsageEvent;
+use crate::event::{UsageEvent, UsageSource};
 use crate::ledger::Counters;
+use crate::rollup::{self, Facts, Rollups};
 use crate::time::{duration_micros, to_micros};
 
 /// The most events one transaction commits.
@@ -30,8 +31,8 @@ const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 const INSERT: &str = "INSERT INTO usage (time, request_id, access_key, provider, model, status, \
     input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, \
-    latency_us, ttft_us, attempts, error) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+    latency_us, ttft_us, attempts, error, tried) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
 // Events are the traffic; `Flush` and `Stop` are rare. Boxing events to even out the variants
 // would cost an allocation per request.
@@ -197,6 +198,9 @@ impl Writer {
                 return;
             }
             Ok(deleted) => {
+                if let Err(err) = rollup::sweep(&self.conn, cutoff) {
+                    warn!(error = %err, "usage ledger: cannot delete rollups past the retention period");
+                }
                 let total = sweep.deleted + deleted;
                 if total > 0 {
                     info!(
@@ -255,12 +259,33 @@ impl Sweep {
     }
 }
 
-/// Inserts `events` in one transaction.
+/// Inserts `events` in one transaction, and adds them to the rollups.
 fn insert(conn: &mut Connection, events: &[UsageEvent]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut statement = tx.prepare_cached(INSERT)?;
+        let mut rollups = Rollups::default();
         for event in events {
+            let tried = if event.tried.is_empty() {
+                None
+            } else {
+                serde_json::to_string(&event.tried).ok()
+            };
+            rollups.add(&Facts {
+                time_us: to_micros(event.time),
+                access_key: event.access_key.as_deref(),
+                provider: &event.provider,
+                model: &event.model,
+                status: event.status.into(),
+                input_tokens: int(event.input_tokens),
+                output_tokens: int(event.output_tokens),
+                cached_tokens: int(event.cached_tokens),
+                reasoning_tokens: int(event.reasoning_tokens),
+                estimated: event.usage_source == UsageSource::Estimated,
+                cost_micros: event.cost_micros.map(int),
+                latency_us: duration_micros(event.latency),
+                ttft_us: event.time_to_first_token.map(duration_micros),
+            });
             statement.execute(params![
                 to_micros(event.time),
                 event.request_id,
@@ -278,8 +303,10 @@ fn insert(conn: &mut Connection, events: &[UsageEvent]) -> rusqlite::Result<()> 
                 event.time_to_first_token.map(duration_micros),
                 event.attempts,
                 event.error,
+                tried,
             ])?;
         }
+        rollups.write(&tx)?;
     }
     tx.commit()
 }

@@ -19,6 +19,8 @@ use keygate_secrets::{CachedSecrets, MasterKeySource, Store};
 use keygate_server::{LogFormat, ServerConfig, Services};
 use keygate_usage::{Ledger, LedgerConfig};
 
+mod dashboard;
+
 /// How often a running gateway checks the secret store for changes.
 const SECRET_POLL: Duration = Duration::from_millis(500);
 
@@ -51,9 +53,27 @@ pub struct ServeArgs {
     /// What rate-limit does while Redis is unreachable.
     #[arg(long, env = "KEYGATE_RATE_LIMIT_FAILURE", value_enum, default_value_t = Failure::Open)]
     rate_limit_failure: Failure,
-    /// Admin address: /metrics, /healthz, /readyz, /v1/usage (unauthenticated: keep it local).
+    /// Admin address: /metrics, /healthz, /readyz, /v1/usage and the dashboard at /ui (the last
+    /// two need the admin token).
     #[arg(long, env = "KEYGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
+    /// Do not serve the usage dashboard at /ui on the admin listener.
+    #[arg(long, env = "KEYGATE_NO_UI")]
+    no_ui: bool,
+    /// The admin token the dashboard and /v1/usage require [default: DATA_DIR/admin-token,
+    /// created with a random token on first start].
+    #[arg(
+        long,
+        env = "KEYGATE_ADMIN_TOKEN_FILE",
+        conflicts_with = "admin_token_secret"
+    )]
+    admin_token_file: Option<PathBuf>,
+    /// Take the admin token from this vault secret (VAULT/NAME) instead of a file.
+    #[arg(long, env = "KEYGATE_ADMIN_TOKEN_SECRET", value_name = "VAULT/NAME")]
+    admin_token_secret: Option<String>,
+    /// Answer /v1/usage and /v1/usage/events without the admin token (as before it existed).
+    #[arg(long, env = "KEYGATE_OPEN_USAGE_API")]
+    open_usage_api: bool,
     /// Override a built-in provider's base URL: ID=URL (repeatable).
     #[arg(long = "provider-url", env = "KEYGATE_PROVIDER_URL", value_delimiter = ',', value_parser = parse_provider_url)]
     provider_urls: Vec<(String, String)>,
@@ -103,6 +123,14 @@ pub struct ServeArgs {
     /// Do not record AI requests in DATA_DIR/usage.db (`keygate usage`, /v1/usage).
     #[arg(long, env = "KEYGATE_NO_USAGE_LEDGER")]
     no_usage_ledger: bool,
+    /// Export traces to this OpenTelemetry collector over OTLP/HTTP (JSON): spans are posted to
+    /// URL/v1/traces, or to URL itself when it ends in /v1/traces (docs/tracing.md).
+    #[arg(long, env = "KEYGATE_OTLP_ENDPOINT", value_parser = parse_upstream)]
+    otlp_endpoint: Option<http::Uri>,
+    /// Also count requests and tokens per access key on /metrics, labelled by key id: one series
+    /// per key, so only for a bounded number of keys.
+    #[arg(long, env = "KEYGATE_METRICS_PER_KEY")]
+    metrics_per_key: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -162,6 +190,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admin_token = dashboard::admin_token(&args, secrets.as_ref());
+    let key_admin = if args.no_ui {
+        Ok(None)
+    } else {
+        dashboard::key_admin(&args).map(Some)
+    };
+    let (admin_token, key_admin) = match (admin_token, key_admin) {
+        (Ok(token), Ok(keys)) => (token, keys),
+        (Err(message), _) | (_, Err(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let ledger = match open_ledger(&args) {
         Ok(ledger) => ledger,
         Err(err) => {
@@ -212,6 +253,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,
         ),
+        metrics_per_key: args.metrics_per_key,
+        ui: !args.no_ui,
+        admin_token,
+        open_usage_api: args.open_usage_api,
+        otlp_endpoint: args.otlp_endpoint,
     };
     let services = Services {
         secrets,
@@ -221,6 +267,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         http,
         access_keys,
         ledger,
+        key_admin,
     };
     match keygate_server::run(config, services).await {
         Ok(()) => ExitCode::SUCCESS,

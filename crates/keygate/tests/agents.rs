@@ -435,7 +435,8 @@ impl Scenario {
         let deadline = Instant::now() + Duration::from_secs(10);
         let events = loop {
             // The ledger's writer commits within 200 ms.
-            let reply = send(self.gw.admin, Req::get(&query)).await.expect("admin");
+            let request = Req::get(&query).bearer(&self.gw.admin_token());
+            let reply = send(self.gw.admin, request).await.expect("admin");
             assert_eq!(reply.status, 200, "{}", reply.text());
             let events = reply.json()["events"]
                 .as_array()

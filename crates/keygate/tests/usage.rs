@@ -85,9 +85,12 @@ fn rows_and_total(report: &Value) -> (Value, Value, Value) {
 async fn admin_report(gw: &Gateway, query: &str, requests: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let reply = send(gw.admin, Req::get(&format!("/v1/usage?{query}")))
-            .await
-            .expect("admin request");
+        let reply = send(
+            gw.admin,
+            Req::get(&format!("/v1/usage?{query}")).bearer(&gw.admin_token()),
+        )
+        .await
+        .expect("admin request");
         assert_eq!(reply.status, 200, "{}", reply.text());
         assert_eq!(reply.header("content-type"), Some("application/json"));
         let report = reply.json();
@@ -194,17 +197,20 @@ async fn requests_are_reported_by_the_cli_and_the_admin_endpoint_alike() {
     assert_eq!(only_bob["total"]["requests"], 2);
 
     // The event log, newest first, filtered by status.
-    let events = send(gw.admin, Req::get("/v1/usage/events?limit=2"))
-        .await
-        .unwrap()
-        .json();
+    let events = send(
+        gw.admin,
+        Req::get("/v1/usage/events?limit=2").bearer(&gw.admin_token()),
+    )
+    .await
+    .unwrap()
+    .json();
     let events = events["events"].as_array().unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["status"], 400);
     assert_eq!(events[0]["access_key"], bob.as_str());
     let failed = send(
         gw.admin,
-        Req::get(&format!("/v1/usage/events?status=4xx&key={bob}")),
+        Req::get(&format!("/v1/usage/events?status=4xx&key={bob}")).bearer(&gw.admin_token()),
     )
     .await
     .unwrap()
@@ -219,7 +225,9 @@ async fn requests_are_reported_by_the_cli_and_the_admin_endpoint_alike() {
         ("/v1/usage/events?limit=1001", "limit"),
         ("/v1/usage/events?status=6xx", "status"),
     ] {
-        let reply = send(gw.admin, Req::get(query)).await.unwrap();
+        let reply = send(gw.admin, Req::get(query).bearer(&gw.admin_token()))
+            .await
+            .unwrap();
         assert_eq!(reply.status, 400, "{query}: {}", reply.text());
         assert_eq!(reply.json()["error"]["param"], param, "{query}");
     }
@@ -384,7 +392,9 @@ async fn the_ledger_can_be_turned_off_and_its_retention_is_checked() {
     .await
     .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let reply = send(gw.admin, Req::get("/v1/usage")).await.unwrap();
+    let reply = send(gw.admin, Req::get("/v1/usage").bearer(&gw.admin_token()))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 404);
     assert_eq!(
         reply.json()["error"]["message"],

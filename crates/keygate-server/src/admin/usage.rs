@@ -70,7 +70,7 @@ struct Page {
 }
 
 /// Runs `read` on the ledger file off this thread and answers with its JSON.
-async fn read<T: Serialize>(
+pub(super) async fn read<T: Serialize>(
     gateway: &Gateway,
     read: impl FnOnce(&Reader) -> Result<T, keygate_usage::Error> + Send + 'static,
 ) -> (StatusCode, String) {
@@ -94,9 +94,18 @@ async fn read<T: Serialize>(
 }
 
 /// A parameter that cannot be used: its name, and why.
-struct BadParam {
+pub(super) struct BadParam {
     param: String,
     message: String,
+}
+
+impl BadParam {
+    pub(super) fn new(param: &str, message: String) -> Self {
+        Self {
+            param: param.to_owned(),
+            message,
+        }
+    }
 }
 
 impl From<ParamError> for BadParam {
@@ -109,14 +118,14 @@ impl From<ParamError> for BadParam {
 }
 
 /// The decoded query parameters of one request.
-struct Params<'a> {
+pub(super) struct Params<'a> {
     pairs: Vec<(&'static str, Cow<'a, str>)>,
 }
 
 impl<'a> Params<'a> {
     /// Percent-decodes `query` (a `+` stays a `+`, as in RFC 3339 offsets); a name not in
     /// `known`, or given twice, is an error naming it.
-    fn decode(query: Option<&'a str>, known: &[&'static str]) -> Result<Self, BadParam> {
+    pub(super) fn decode(query: Option<&'a str>, known: &[&'static str]) -> Result<Self, BadParam> {
         let mut pairs: Vec<(&'static str, Cow<'a, str>)> = Vec::new();
         for pair in query
             .unwrap_or_default()
@@ -142,14 +151,14 @@ impl<'a> Params<'a> {
         Ok(Self { pairs })
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(param, _)| *param == name)
             .map(|(_, value)| value.as_ref())
     }
 
-    fn query(&self) -> QueryParams<'_> {
+    pub(super) fn query(&self) -> QueryParams<'_> {
         QueryParams {
             by: self.get("by"),
             since: self.get("since"),
@@ -161,7 +170,12 @@ impl<'a> Params<'a> {
     }
 
     /// A whole number in `min..=max`, when given.
-    fn number(&self, param: &'static str, min: u64, max: u64) -> Result<Option<u64>, BadParam> {
+    pub(super) fn number(
+        &self,
+        param: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Result<Option<u64>, BadParam> {
         let Some(text) = self.get(param) else {
             return Ok(None);
         };
@@ -175,7 +189,7 @@ impl<'a> Params<'a> {
     }
 }
 
-fn bad_request(err: BadParam) -> (StatusCode, String) {
+pub(super) fn bad_request(err: BadParam) -> (StatusCode, String) {
     error(
         StatusCode::BAD_REQUEST,
         json!({"message": err.message, "param": err.param}),

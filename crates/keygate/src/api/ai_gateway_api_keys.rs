@@ -3,7 +3,7 @@
 use clap::{ArgGroup, Args, Subcommand};
 use keygate_keys::{
     parse_allowed_models, parse_allowed_providers, parse_expiry, parse_metadata, parse_usd,
-    ApiKeyUpdate, KeyError, KeyLimits, KeyStore, StoreFailure,
+    ApiKeyUpdate, CreatedApiKey, KeyError, KeyLimits, KeyStore, StoreFailure,
 };
 use keygate_secrets::Store;
 use serde_json::Map;
@@ -72,14 +72,14 @@ pub(super) enum ApiKeysCommand {
 }
 
 /// When a key stops working.
-#[derive(Args)]
-pub(super) struct Expiry {
+#[derive(Args, Default)]
+pub(crate) struct Expiry {
     /// Expiry time, RFC 3339 (2026-12-31T23:59:59Z).
     #[arg(long, conflicts_with = "expires_in")]
-    expires_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
     /// Expiry as a duration from now: a number and s, m, h, d or w (30d).
     #[arg(long)]
-    expires_in: Option<String>,
+    pub(crate) expires_in: Option<String>,
 }
 
 impl Expiry {
@@ -93,14 +93,14 @@ impl Expiry {
 }
 
 /// Which providers and models a key may use.
-#[derive(Args)]
-pub(super) struct Scopes {
+#[derive(Args, Default)]
+pub(crate) struct Scopes {
     /// Comma-separated provider patterns ('*' matches any run of characters); empty clears.
     #[arg(long, value_name = "LIST")]
-    allowed_providers: Option<String>,
+    pub(crate) allowed_providers: Option<String>,
     /// Comma-separated model patterns (gpt-4o*, openai:gpt-4o*); empty clears.
     #[arg(long, value_name = "LIST")]
-    allowed_models: Option<String>,
+    pub(crate) allowed_models: Option<String>,
 }
 
 /// Parsed scope lists; `None` where the flag was not given.
@@ -123,24 +123,24 @@ impl Scopes {
 
 /// A key's request, token and spend limits. A limit whose flag is missing keeps its value, and an empty
 /// value removes it.
-#[derive(Args)]
-pub(super) struct Limits {
+#[derive(Args, Default)]
+pub(crate) struct Limits {
     /// Requests per sliding window: a count, '/' and s, min, h or day (100/min); empty removes it.
     #[arg(long, value_name = "RATE")]
-    request_limit: Option<String>,
+    pub(crate) request_limit: Option<String>,
     /// Input plus output tokens per window aligned to UTC (50000/day); empty removes it.
     #[arg(long, value_name = "RATE")]
-    token_limit: Option<String>,
+    pub(crate) token_limit: Option<String>,
     /// Spend per UTC day in US dollars (5.00); empty removes it.
     #[arg(long, value_name = "USD")]
-    daily_spend_limit: Option<String>,
+    pub(crate) daily_spend_limit: Option<String>,
     /// Spend per UTC calendar month in US dollars (50.00); empty removes it.
     #[arg(long, value_name = "USD")]
-    monthly_spend_limit: Option<String>,
+    pub(crate) monthly_spend_limit: Option<String>,
     /// While the shared store is unreachable, token and spend limits are enforced by each gateway alone
     /// (local, the default) or refuse requests (closed).
     #[arg(long, value_name = "MODE")]
-    on_store_failure: Option<String>,
+    pub(crate) on_store_failure: Option<String>,
 }
 
 impl Limits {
@@ -222,6 +222,29 @@ fn flag_error(flag: &str, err: KeyError) -> Failure {
     Failure::Usage(format!("{flag}: {err}"))
 }
 
+/// `create` with these flags: also what the dashboard's "new key" form does (`keygate serve`).
+pub(crate) fn create_key(
+    keys: &KeyStore,
+    description: &str,
+    metadata: Option<&str>,
+    expiry: &Expiry,
+    scopes: &Scopes,
+    limits: &Limits,
+) -> Result<CreatedApiKey, Failure> {
+    let metadata = metadata.map(parse_metadata).transpose()?;
+    let expires_at = expiry.parse()?;
+    let (providers, models) = scopes.parse()?;
+    let limits = limits.apply(KeyLimits::default())?;
+    Ok(keys.create_api_key(
+        description,
+        &metadata.unwrap_or_default(),
+        expires_at,
+        &providers.unwrap_or_default(),
+        &models.unwrap_or_default(),
+        &limits,
+    )?)
+}
+
 pub(super) fn run(
     mut store: Store,
     args: &ApiArgs,
@@ -238,20 +261,14 @@ pub(super) fn run(
             expiry,
             scopes,
             limits,
-        } => {
-            let metadata = metadata.as_deref().map(parse_metadata).transpose()?;
-            let expires_at = expiry.parse()?;
-            let (providers, models) = scopes.parse()?;
-            let limits = limits.apply(KeyLimits::default())?;
-            print(&keys.create_api_key(
-                description,
-                &metadata.unwrap_or_default(),
-                expires_at,
-                &providers.unwrap_or_default(),
-                &models.unwrap_or_default(),
-                &limits,
-            )?)
-        }
+        } => print(&create_key(
+            &keys,
+            description,
+            metadata.as_deref(),
+            expiry,
+            scopes,
+            limits,
+        )?),
         ApiKeysCommand::List => {
             print(&serde_json::json!({ "ai_gateway_api_keys": keys.list_api_keys()? }))
         }

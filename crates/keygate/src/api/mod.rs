@@ -6,7 +6,7 @@
 //! unknown id, duplicate name, non-empty vault without `--force`), 1 for runtime failures (I/O, database,
 //! master key).
 
-mod ai_gateway_api_keys;
+pub(crate) mod ai_gateway_api_keys;
 mod ai_gateway_provider_keys;
 mod secrets;
 mod vaults;
@@ -64,7 +64,7 @@ enum Resource {
 }
 
 /// Why a command failed; decides the message and the exit status.
-enum Failure {
+pub(crate) enum Failure {
     Store(StoreError),
     Keys(KeyError),
     /// Bad input found by the CLI itself (exit 2).
@@ -96,6 +96,25 @@ pub fn run(args: ApiArgs) -> ExitCode {
             let (message, code) = describe(failure, &args);
             eprintln!("error: {message}");
             ExitCode::from(code)
+        }
+    }
+}
+
+impl Failure {
+    /// The message, and whether the input is at fault (exit status 2) rather than the
+    /// environment.
+    pub(crate) fn explain(self) -> (String, bool) {
+        match self {
+            Failure::Usage(message) => (message, true),
+            Failure::Runtime(message) => (message, false),
+            Failure::Store(err) => {
+                let invalid = err.is_invalid_input();
+                (err.to_string(), invalid)
+            }
+            Failure::Keys(err) => {
+                let invalid = err.is_invalid_input();
+                (err.to_string(), invalid)
+            }
         }
     }
 }

@@ -134,6 +134,8 @@ pub struct Gateway {
     pub policy_path: PathBuf,
     output: Arc<Mutex<String>>,
     pub dir: TempDir,
+    /// The `--data-dir` it runs with.
+    pub data_dir: PathBuf,
 }
 
 /// Options for [`Gateway::start_with`].
@@ -232,6 +234,7 @@ impl Gateway {
                         policy_path,
                         output,
                         dir,
+                        data_dir,
                     }
                 }
                 Err(printed) if attempt < 3 && printed.contains("Address already in use") => {}
@@ -252,6 +255,16 @@ impl Gateway {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The admin token the dashboard and `/v1/usage` require (DATA_DIR/admin-token, which the
+    /// gateway creates on first start).
+    pub fn admin_token(&self) -> String {
+        let path = self.data_dir.join("admin-token");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+            .trim()
+            .to_owned()
     }
 
     /// Everything the process printed so far (stdout and stderr).

@@ -84,7 +84,15 @@ impl AiGateway {
     /// Runs the action for one exchange.
     pub(super) async fn handle(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
         let mut trace = Trace::new();
-        match self.serve(ex, &mut trace).await {
+        let flow = self.respond(ex, &mut trace).await;
+        // The attempts go to the usage ledger and, in a traced request, become its child spans
+        // (moved: nothing is copied).
+        ex.log.attempts = std::mem::take(&mut trace.call.tried);
+        flow
+    }
+
+    async fn respond(&self, ex: &mut Exchange, trace: &mut Trace) -> Result<Flow, ActionError> {
+        match self.serve(ex, trace).await {
             Ok(Served::Call(keygate_ai_gateway::Served::Provider {
                 response,
                 success,
@@ -95,7 +103,7 @@ impl AiGateway {
                     model_index,
                     request_index,
                 };
-                self.publish(ex, &trace, outcome);
+                self.publish(ex, trace, outcome);
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
@@ -104,14 +112,14 @@ impl AiGateway {
                     provider: &record.provider,
                     status: response.status(),
                 };
-                self.publish(ex, &trace, outcome);
+                self.publish(ex, trace, outcome);
                 ex.log.ai = Some(record);
                 Ok(Flow::Respond(response))
             }
             Ok(Served::Local(response)) => Ok(Flow::Respond(response)),
             Err(Stop::Eval(err)) => Err(ActionError::Eval(err)),
             Err(Stop::Gateway(err)) => {
-                self.publish(ex, &trace, Outcome::Failed(&err));
+                self.publish(ex, trace, Outcome::Failed(&err));
                 if let Some(last) = trace.call.tried.last() {
                     ex.log.error = Some(err.message.clone());
                     ex.log.ai = Some(AiRecord {
@@ -198,6 +206,7 @@ impl AiGateway {
             rendered: &rendered,
             keys: &ActionKeys { gateway: self, ex },
             allowance,
+            trace: ex.trace,
         };
         let served = self.runtime.run(call, &mut trace.call).await?;
         if let (Some(reservation), keygate_ai_gateway::Served::Provider { record, .. }) =

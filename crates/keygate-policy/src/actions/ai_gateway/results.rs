@@ -238,6 +238,8 @@ mod tests {
             body_on_error: None,
             time_to_first_byte: None,
             total: Duration::from_millis(5),
+            started: std::time::Instant::now(),
+            span_id: None,
         };
         trace.call.tried.push(ModelTried {
             provider: "openai".into(),
