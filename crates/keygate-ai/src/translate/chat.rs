@@ -7,12 +7,15 @@
 //! target. Requests for Chat providers carry no `cache_control`: OpenAI and the self-hosted
 //! servers have no prompt-cache markers, and a strict server would refuse the field.
 
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::ir::{
     Codec, Delta, Finish, Image, ImageSource, Invalid, Message, Part, Reasoning, Removed, Request,
     Response, Role, StreamDecoder, StreamEncoder, TextPart, Tool, ToolChoice, Usage,
 };
+use super::{parse_object, sse_write, Str};
 use crate::sse::error_event;
 use crate::Surface;
 
@@ -897,6 +900,15 @@ impl StreamDecoder for ChatDecoder {
             out.push(Delta::Done);
             return;
         }
+        // The chunks after the first that carry only choices, read without a `Value`.
+        if self.started && name != Some("error") {
+            if let Some(chunk) = parse_object::<ChoicesChunk>(data) {
+                if chunk.usage.is_none() && chunk.error.is_none() {
+                    self.choices(chunk.choices, out);
+                    return;
+                }
+            }
+        }
         let Ok(event) = serde_json::from_str::<Value>(data) else {
             return;
         };
@@ -918,6 +930,103 @@ impl StreamDecoder for ChatDecoder {
     }
 }
 
+/// A chunk holding choices and neither usage nor an error (both absent or `null`).
+#[derive(Deserialize)]
+struct ChoicesChunk<'a> {
+    #[serde(borrow, default)]
+    choices: Vec<ChoiceView<'a>>,
+    usage: Option<IgnoredAny>,
+    error: Option<IgnoredAny>,
+}
+
+/// What the decoder reads of a choice, from the chunk's text or ([`ChoiceView::of`]) a `Value`.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ChoiceView<'a> {
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: DeltaView<'a>,
+    #[serde(borrow)]
+    finish_reason: Option<Str<'a>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct DeltaView<'a> {
+    #[serde(borrow)]
+    reasoning_content: Str<'a>,
+    #[serde(borrow)]
+    reasoning: Str<'a>,
+    #[serde(borrow)]
+    content: Str<'a>,
+    #[serde(borrow)]
+    refusal: Str<'a>,
+    #[serde(borrow)]
+    tool_calls: Vec<CallView<'a>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct CallView<'a> {
+    index: Option<u64>,
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    function: FunctionView<'a>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct FunctionView<'a> {
+    #[serde(borrow)]
+    name: Str<'a>,
+    #[serde(borrow)]
+    arguments: Str<'a>,
+}
+
+// The views of a chunk parsed as a `Value`: a field of another type reads as absent.
+
+impl<'a> ChoiceView<'a> {
+    fn of(choice: &'a Value) -> Self {
+        let delta = choice.get("delta").filter(|delta| delta.is_object());
+        ChoiceView {
+            index: choice.get("index").and_then(Value::as_u64),
+            delta: delta.map(DeltaView::of).unwrap_or_default(),
+            finish_reason: choice
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .map(Str::from),
+        }
+    }
+}
+
+impl<'a> DeltaView<'a> {
+    fn of(delta: &'a Value) -> Self {
+        let calls = delta.get("tool_calls").and_then(Value::as_array);
+        DeltaView {
+            reasoning_content: Str::at(delta, "reasoning_content"),
+            reasoning: Str::at(delta, "reasoning"),
+            content: Str::at(delta, "content"),
+            refusal: Str::at(delta, "refusal"),
+            tool_calls: calls.into_iter().flatten().map(CallView::of).collect(),
+        }
+    }
+}
+
+impl<'a> CallView<'a> {
+    fn of(call: &'a Value) -> Self {
+        let function = call.get("function").unwrap_or(&Value::Null);
+        CallView {
+            index: call.get("index").and_then(Value::as_u64),
+            id: Str::at(call, "id"),
+            function: FunctionView {
+                name: Str::at(function, "name"),
+                arguments: Str::at(function, "arguments"),
+            },
+        }
+    }
+}
+
 impl ChatDecoder {
     fn chunk(&mut self, chunk: &Map<String, Value>, out: &mut Vec<Delta>) {
         if !self.started {
@@ -930,59 +1039,66 @@ impl ChatDecoder {
             });
         }
         let choices = chunk.get("choices").and_then(Value::as_array);
-        let first = choices
-            .into_iter()
-            .flatten()
-            .find(|choice| choice.get("index").and_then(Value::as_u64).unwrap_or(0) == 0);
-        if let Some(choice) = first {
-            self.choice(choice, out);
-        }
+        self.choices(choices.into_iter().flatten().map(ChoiceView::of), out);
         if let Some(usage) = chunk.get("usage").filter(|usage| usage.is_object()) {
             self.usage = read_usage(self.usage, usage);
             out.push(Delta::Usage(self.usage));
         }
     }
 
-    fn choice(&mut self, choice: &Value, out: &mut Vec<Delta>) {
-        if let Some(delta) = choice.get("delta").and_then(Value::as_object) {
-            if let Some(text) = reasoning_text(delta) {
-                out.push(Delta::Thinking(text.to_owned()));
-            }
-            for key in ["content", "refusal"] {
-                match delta.get(key).and_then(Value::as_str) {
-                    Some(text) if !text.is_empty() => out.push(Delta::Text(text.to_owned())),
-                    _ => {}
-                }
-            }
-            let calls = delta.get("tool_calls").and_then(Value::as_array);
-            for call in calls.into_iter().flatten() {
-                self.tool_call(call, out);
+    /// Reads the first of a chunk's choices numbered 0 (or not numbered).
+    fn choices<'a>(
+        &mut self,
+        choices: impl IntoIterator<Item = ChoiceView<'a>>,
+        out: &mut Vec<Delta>,
+    ) {
+        let first = choices
+            .into_iter()
+            .find(|choice| choice.index.unwrap_or(0) == 0);
+        let Some(ChoiceView {
+            delta,
+            finish_reason,
+            ..
+        }) = first
+        else {
+            return;
+        };
+        let reasoning = [delta.reasoning_content, delta.reasoning]
+            .into_iter()
+            .find(|text| !text.is_empty());
+        if let Some(text) = reasoning {
+            out.push(Delta::Thinking(text.into()));
+        }
+        for text in [delta.content, delta.refusal] {
+            if !text.is_empty() {
+                out.push(Delta::Text(text.into()));
             }
         }
-        let reason = choice.get("finish_reason").and_then(Value::as_str);
-        if let Some(reason) = reason.filter(|_| !self.finished) {
+        for call in delta.tool_calls {
+            self.tool_call(call, out);
+        }
+        if let Some(reason) = finish_reason.filter(|_| !self.finished) {
             self.finished = true;
-            out.push(Delta::Finish(decode_finish(reason)));
+            out.push(Delta::Finish(decode_finish(&reason)));
         }
     }
 
     /// One `delta.tool_calls` entry: the first for a call starts it (its id and name), every
     /// one may carry an arguments fragment.
-    fn tool_call(&mut self, call: &Value, out: &mut Vec<Delta>) {
-        let id = str_at(call, "/id");
-        let (index, new) = self.tool_call_index(call.get("index").and_then(Value::as_u64), id);
+    fn tool_call(&mut self, call: CallView, out: &mut Vec<Delta>) {
+        let (index, new) = self.tool_call_index(call.index, &call.id);
         if new {
             out.push(Delta::ToolCall {
                 index,
-                id: id.to_owned(),
-                name: str_at(call, "/function/name").to_owned(),
+                id: call.id.into(),
+                name: call.function.name.into(),
             });
         }
-        let fragment = str_at(call, "/function/arguments");
+        let fragment = call.function.arguments;
         if !fragment.is_empty() {
             out.push(Delta::ToolArguments {
                 index,
-                fragment: fragment.to_owned(),
+                fragment: fragment.into(),
             });
         }
     }
@@ -1029,10 +1145,9 @@ fn error_delta(error: &Value) -> Delta {
 #[derive(Debug)]
 pub struct ChatEncoder {
     include_usage: bool,
-    /// `id`, `created` and `model` of every chunk, from [`Delta::Start`].
-    id: String,
-    created: u64,
-    model: String,
+    /// The fields every chunk has after `choices` (`created`, `id` and `model` from
+    /// [`Delta::Start`], and `object`), written once ([`chunk_fields`]).
+    fields: Vec<u8>,
     usage: Option<Usage>,
     /// `[DONE]` or an error was written: nothing follows.
     ended: bool,
@@ -1044,36 +1159,37 @@ impl ChatEncoder {
     pub fn new(include_usage: bool) -> Self {
         ChatEncoder {
             include_usage,
-            id: String::new(),
-            created: 0,
-            model: String::new(),
+            fields: chunk_fields("", "", 0),
             usage: None,
             ended: false,
         }
     }
 
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>, out: &mut Vec<u8>) {
-        let choice = json!({"index": 0, "delta": delta, "finish_reason": finish_reason});
-        self.write(vec![choice], None, out);
+    fn chunk(&self, delta: DeltaOut, finish_reason: Option<&str>, out: &mut Vec<u8>) {
+        let choice = ChoiceOut {
+            delta,
+            finish_reason,
+            index: 0,
+        };
+        self.write(&[choice], None, out);
     }
 
-    fn write(&self, choices: Vec<Value>, usage: Option<Value>, out: &mut Vec<u8>) {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
+    /// Writes a chunk: `choices`, the stream's fields and `usage`, the keys in the (sorted) order a
+    /// `Value` writes them.
+    fn write(&self, choices: &[ChoiceOut], usage: Option<Value>, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: {\"choices\":");
+        sse_write::json(out, &choices);
+        out.extend_from_slice(&self.fields);
         if let Some(usage) = usage {
-            chunk["usage"] = usage;
+            out.extend_from_slice(b",\"usage\":");
+            sse_write::json(out, &usage);
         }
-        write_data(&chunk.to_string(), out);
+        out.extend_from_slice(b"}\n\n");
     }
 
     fn done(&mut self, out: &mut Vec<u8>) {
         if let Some(usage) = self.usage.filter(|_| self.include_usage) {
-            self.write(Vec::new(), Some(encode_usage(&usage)), out);
+            self.write(&[], Some(encode_usage(&usage)), out);
         }
         write_data("[DONE]", out);
     }
@@ -1086,26 +1202,56 @@ impl StreamEncoder for ChatEncoder {
         }
         match delta {
             Delta::Start { id, model, created } => {
-                (self.id, self.model, self.created) = (id, model, created);
-                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+                self.fields = chunk_fields(&id, &model, created);
+                let delta = DeltaOut {
+                    content: Some(""),
+                    role: Some("assistant"),
+                    ..DeltaOut::default()
+                };
+                self.chunk(delta, None, out);
             }
             Delta::Text(text) if !text.is_empty() => {
-                self.chunk(json!({"content": text}), None, out);
+                let delta = DeltaOut {
+                    content: Some(&text),
+                    ..DeltaOut::default()
+                };
+                self.chunk(delta, None, out);
             }
             Delta::Thinking(text) if !text.is_empty() => {
-                self.chunk(json!({"reasoning_content": text}), None, out);
+                let delta = DeltaOut {
+                    reasoning_content: Some(&text),
+                    ..DeltaOut::default()
+                };
+                self.chunk(delta, None, out);
             }
             Delta::ToolCall { index, id, name } => {
-                let call = json!({"index": index, "id": id, "type": "function",
-                    "function": {"name": name, "arguments": ""}});
-                self.chunk(json!({"tool_calls": [call]}), None, out);
+                let call = CallOut {
+                    function: FunctionOut {
+                        arguments: "",
+                        name: Some(&name),
+                    },
+                    id: Some(&id),
+                    index,
+                    kind: Some("function"),
+                };
+                self.chunk(DeltaOut::call(call), None, out);
             }
             Delta::ToolArguments { index, fragment } => {
-                let call = json!({"index": index, "function": {"arguments": fragment}});
-                self.chunk(json!({"tool_calls": [call]}), None, out);
+                let call = CallOut {
+                    function: FunctionOut {
+                        arguments: &fragment,
+                        name: None,
+                    },
+                    id: None,
+                    index,
+                    kind: None,
+                };
+                self.chunk(DeltaOut::call(call), None, out);
             }
             Delta::Usage(usage) => self.usage = Some(usage),
-            Delta::Finish(finish) => self.chunk(json!({}), Some(encode_finish(&finish)), out),
+            Delta::Finish(finish) => {
+                self.chunk(DeltaOut::default(), Some(encode_finish(&finish)), out);
+            }
             Delta::Error { kind, message } => {
                 self.ended = true;
                 out.extend_from_slice(&error_event(
@@ -1129,6 +1275,65 @@ fn write_data(data: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(data.as_bytes());
     out.extend_from_slice(b"\n\n");
+}
+
+/// `,"created":…,"id":…,"model":…,"object":"chat.completion.chunk"`: the fields that follow
+/// `choices` in every chunk.
+fn chunk_fields(id: &str, model: &str, created: u64) -> Vec<u8> {
+    let fields = json!({"created": created, "id": id, "model": model,
+        "object": "chat.completion.chunk"});
+    let mut fields = fields.to_string().into_bytes();
+    fields[0] = b',';
+    fields.pop();
+    fields
+}
+
+// A chunk's choice as written, without a `Value`: fields in alphabetical order, as a `Value`
+// writes them (see `sse_write`).
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    delta: DeltaOut<'a>,
+    finish_reason: Option<&'a str>,
+    index: u64,
+}
+
+#[derive(Default, Serialize)]
+struct DeltaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[CallOut<'a>; 1]>,
+}
+
+impl<'a> DeltaOut<'a> {
+    fn call(call: CallOut<'a>) -> Self {
+        DeltaOut {
+            tool_calls: Some([call]),
+            ..DeltaOut::default()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CallOut<'a> {
+    function: FunctionOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    index: usize,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    arguments: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1162,14 +1367,6 @@ fn note_unknown_at(object: &Map<String, Value>, known: &[&str], path: &str, remo
             removed.note(field_path(path, key));
         }
     }
-}
-
-/// The string at `pointer` in `value`; empty when there is none.
-fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// The `type` of an object, for a report.

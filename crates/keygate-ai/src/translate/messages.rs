@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::ir::{
     Codec, Delta, Finish, Image, ImageSource, Invalid, Message, Part, Reasoning, Removed, Request,
     Response, Role, StreamDecoder, StreamEncoder, TextPart, Tool, ToolChoice, Usage,
 };
+use super::{parse_object, sse_write, Str};
 
 /// The Anthropic Messages wire format.
 pub struct Messages;
@@ -952,6 +954,15 @@ pub struct MessagesDecoder {
 
 impl StreamDecoder for MessagesDecoder {
     fn event(&mut self, name: Option<&str>, data: &str, out: &mut Vec<Delta>) {
+        // Content block deltas, most of a stream, are read without a `Value`.
+        if let Some(event) = parse_object::<BlockDeltaEvent>(data) {
+            if event.kind.as_deref().or(name) == Some("content_block_delta") {
+                if let Some(delta) = event.delta {
+                    self.block_delta(event.index, delta, out);
+                }
+                return;
+            }
+        }
         let Ok(Value::Object(event)) = serde_json::from_str::<Value>(data) else {
             return;
         };
@@ -959,7 +970,12 @@ impl StreamDecoder for MessagesDecoder {
         match kind.unwrap_or_default() {
             "message_start" => self.message_start(&event, out),
             "content_block_start" => self.block_start(&event, out),
-            "content_block_delta" => self.block_delta(&event, out),
+            "content_block_delta" => {
+                if let Some(delta) = event.get("delta") {
+                    let index = event.get("index").and_then(Value::as_u64);
+                    self.block_delta(index, BlockDeltaView::of(delta), out);
+                }
+            }
             "message_delta" => self.message_delta(&event, out),
             "message_stop" => out.push(Delta::Done),
             "error" => out.push(error_delta(&event)),
@@ -996,8 +1012,8 @@ impl MessagesDecoder {
         ) else {
             return;
         };
-        let text = |key| block.get(key).and_then(Value::as_str).unwrap_or_default();
-        match text("type") {
+        let text = |key| Str::at(block, key);
+        match &*text("type") {
             "text" => push_text(out, Delta::Text, text("text")),
             "thinking" => {
                 push_text(out, Delta::Thinking, text("thinking"));
@@ -1008,8 +1024,8 @@ impl MessagesDecoder {
                 self.tools.insert(index, tool);
                 out.push(Delta::ToolCall {
                     index: tool,
-                    id: text("id").to_owned(),
-                    name: text("name").to_owned(),
+                    id: text("id").into(),
+                    name: text("name").into(),
                 });
                 // Streamed inputs start as `{}` and arrive in deltas; a filled one is the whole.
                 let input = block.get("input").and_then(Value::as_object);
@@ -1024,25 +1040,19 @@ impl MessagesDecoder {
         }
     }
 
-    fn block_delta(&self, event: &Map<String, Value>, out: &mut Vec<Delta>) {
-        let Some(delta) = event.get("delta") else {
-            return;
-        };
-        let text = |key| delta.get(key).and_then(Value::as_str).unwrap_or_default();
-        match text("type") {
-            "text_delta" => push_text(out, Delta::Text, text("text")),
-            "thinking_delta" => push_text(out, Delta::Thinking, text("thinking")),
-            "signature_delta" => push_text(out, Delta::ThinkingSignature, text("signature")),
+    /// A `content_block_delta`: the block's `index` and its `delta`.
+    fn block_delta(&self, index: Option<u64>, delta: BlockDeltaView, out: &mut Vec<Delta>) {
+        match &*delta.kind {
+            "text_delta" => push_text(out, Delta::Text, delta.text),
+            "thinking_delta" => push_text(out, Delta::Thinking, delta.thinking),
+            "signature_delta" => push_text(out, Delta::ThinkingSignature, delta.signature),
             "input_json_delta" => {
-                let tool = event
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .and_then(|index| self.tools.get(&index));
+                let tool = index.and_then(|index| self.tools.get(&index));
                 if let Some(&index) = tool {
                     push_text(
                         out,
                         |fragment| Delta::ToolArguments { index, fragment },
-                        text("partial_json"),
+                        delta.partial_json,
                     );
                 }
             }
@@ -1067,10 +1077,50 @@ impl MessagesDecoder {
     }
 }
 
+/// An event read as a `content_block_delta` (any other kind is read as a `Value`).
+#[derive(Deserialize)]
+struct BlockDeltaEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Str<'a>>,
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: Option<BlockDeltaView<'a>>,
+}
+
+/// The `delta` of a `content_block_delta`, from the event's text or ([`BlockDeltaView::of`]) a
+/// `Value`.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct BlockDeltaView<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Str<'a>,
+    #[serde(borrow)]
+    text: Str<'a>,
+    #[serde(borrow)]
+    thinking: Str<'a>,
+    #[serde(borrow)]
+    signature: Str<'a>,
+    #[serde(borrow)]
+    partial_json: Str<'a>,
+}
+
+impl<'a> BlockDeltaView<'a> {
+    /// The view of a `delta` parsed as a `Value`: a field of another type reads as absent.
+    fn of(delta: &'a Value) -> Self {
+        BlockDeltaView {
+            kind: Str::at(delta, "type"),
+            text: Str::at(delta, "text"),
+            thinking: Str::at(delta, "thinking"),
+            signature: Str::at(delta, "signature"),
+            partial_json: Str::at(delta, "partial_json"),
+        }
+    }
+}
+
 /// Pushes `make(text)` unless `text` is empty.
-fn push_text(out: &mut Vec<Delta>, make: impl FnOnce(String) -> Delta, text: &str) {
+fn push_text(out: &mut Vec<Delta>, make: impl FnOnce(String) -> Delta, text: Str) {
     if !text.is_empty() {
-        out.push(make(text.to_owned()));
+        out.push(make(text.into()));
     }
 }
 
@@ -1146,15 +1196,20 @@ impl MessagesEncoder {
         );
     }
 
-    /// The index of the open `block`, opening it (as `content_block`) when another one is open.
-    fn open(&mut self, block: Block, content_block: Value, out: &mut Vec<u8>) -> usize {
+    /// The index of the open `block`, opening it (as `content_block()`) when another one is open.
+    fn open(
+        &mut self,
+        block: Block,
+        content_block: impl FnOnce() -> Value,
+        out: &mut Vec<u8>,
+    ) -> usize {
         if self.open != Some(block) {
             self.start("", "", out);
             self.close(out);
             let event = json!({
                 "type": "content_block_start",
                 "index": self.blocks,
-                "content_block": content_block,
+                "content_block": content_block(),
             });
             write_event(out, "content_block_start", &event);
             self.open = Some(block);
@@ -1174,8 +1229,12 @@ impl MessagesEncoder {
         if text.is_empty() {
             return;
         }
-        let index = self.open(Block::Text, json!({ "type": "text", "text": "" }), out);
-        write_delta(out, index, json!({ "type": "text_delta", "text": text }));
+        let index = self.open(Block::Text, || json!({ "type": "text", "text": "" }), out);
+        let delta = DeltaOut {
+            text: Some(&text),
+            ..DeltaOut::of("text_delta")
+        };
+        write_delta(out, index, delta);
     }
 
     fn thinking(&mut self, thinking: String, out: &mut Vec<u8>) {
@@ -1183,26 +1242,32 @@ impl MessagesEncoder {
             return;
         }
         let index = self.open_thinking(out);
-        let delta = json!({ "type": "thinking_delta", "thinking": thinking });
+        let delta = DeltaOut {
+            thinking: Some(&thinking),
+            ..DeltaOut::of("thinking_delta")
+        };
         write_delta(out, index, delta);
     }
 
     fn signature(&mut self, signature: String, out: &mut Vec<u8>) {
         let index = self.open_thinking(out);
         self.open = Some(Block::Thinking { signed: true });
-        let delta = json!({ "type": "signature_delta", "signature": signature });
+        let delta = DeltaOut {
+            signature: Some(&signature),
+            ..DeltaOut::of("signature_delta")
+        };
         write_delta(out, index, delta);
     }
 
     fn open_thinking(&mut self, out: &mut Vec<u8>) -> usize {
-        let block = json!({ "type": "thinking", "thinking": "", "signature": "" });
+        let block = || json!({ "type": "thinking", "thinking": "", "signature": "" });
         self.open(Block::Thinking { signed: false }, block, out)
     }
 
     fn tool_call(&mut self, index: usize, id: String, name: String, out: &mut Vec<u8>) {
         // A new call always gets its own block, even if one for `index` is open.
         self.close(out);
-        let block = json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
+        let block = || json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
         self.open(Block::Tool(index), block, out);
     }
 
@@ -1210,7 +1275,10 @@ impl MessagesEncoder {
         if fragment.is_empty() || self.open != Some(Block::Tool(index)) {
             return;
         }
-        let delta = json!({ "type": "input_json_delta", "partial_json": fragment });
+        let delta = DeltaOut {
+            partial_json: Some(&fragment),
+            ..DeltaOut::of("input_json_delta")
+        };
         write_delta(out, self.blocks - 1, delta);
     }
 
@@ -1255,13 +1323,56 @@ impl StreamEncoder for MessagesEncoder {
     }
 }
 
-fn write_delta(out: &mut Vec<u8>, index: usize, delta: Value) {
-    let event = json!({ "type": "content_block_delta", "index": index, "delta": delta });
-    write_event(out, "content_block_delta", &event);
+fn write_delta(out: &mut Vec<u8>, index: usize, delta: DeltaOut) {
+    let event = BlockDeltaOut {
+        delta,
+        index,
+        kind: "content_block_delta",
+    };
+    sse_write::event(out, Some("content_block_delta"), &event);
 }
 
 fn write_event(out: &mut Vec<u8>, name: &str, data: &Value) {
-    out.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+    sse_write::event(out, Some(name), data);
+}
+
+// A `content_block_delta` as written, without a `Value`: fields in alphabetical order, as a
+// `Value` writes them (see `sse_write`).
+
+#[derive(Serialize)]
+struct BlockDeltaOut<'a> {
+    delta: DeltaOut<'a>,
+    index: usize,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// A delta: its one text field and its type.
+#[derive(Serialize)]
+struct DeltaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial_json: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl DeltaOut<'_> {
+    /// A delta of type `kind`, its text field still to set.
+    fn of(kind: &'static str) -> Self {
+        DeltaOut {
+            partial_json: None,
+            signature: None,
+            text: None,
+            thinking: None,
+            kind,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,14 +11,20 @@ mod events;
 pub mod ir;
 mod messages;
 mod responses;
+mod sse_write;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
 
 use bytes::Bytes;
+use serde::de::{Deserialize, Deserializer, Visitor};
 use serde_json::{Map, Value};
 
 use crate::tokens::OutputEstimate;
 use crate::{error_body, Surface, TokenUsage};
 use chat::{Chat, ChatDecoder, ChatEncoder};
-use events::{Event, EventSplitter};
+use events::EventSplitter;
 use ir::{Codec, Delta, Invalid, Part, Removed, StreamDecoder, StreamEncoder, Usage};
 use messages::{Messages, MessagesDecoder, MessagesEncoder};
 use responses::{Responses, ResponsesDecoder, ResponsesEncoder};
@@ -219,7 +225,9 @@ pub struct StreamTranslator {
     splitter: EventSplitter,
     decoder: Decoder,
     encoder: Encoder,
+    /// The deltas of the events a chunk completed, and their encoding (both reused).
     deltas: Vec<Delta>,
+    out: Vec<u8>,
     /// The provider's surface, which seals its thinking signatures.
     from: Surface,
     input_estimate: u64,
@@ -255,6 +263,7 @@ impl StreamTranslator {
             decoder,
             encoder,
             deltas: Vec::new(),
+            out: Vec::new(),
             from,
             input_estimate,
             output: OutputEstimate::none(),
@@ -276,7 +285,7 @@ impl StreamTranslator {
             deltas,
             ..
         } = self;
-        splitter.push(chunk, &mut |event| decode(decoder, event, deltas));
+        splitter.feed(chunk, &mut |name, data| decode(decoder, name, data, deltas));
         self.encode()
     }
 
@@ -288,7 +297,7 @@ impl StreamTranslator {
             deltas,
             ..
         } = self;
-        splitter.finish(&mut |event| decode(decoder, event, deltas));
+        splitter.end(&mut |name, data| decode(decoder, name, data, deltas));
         self.encode()
     }
 
@@ -296,9 +305,9 @@ impl StreamTranslator {
         if self.deltas.is_empty() {
             return Bytes::new();
         }
-        let mut out = Vec::new();
-        let deltas = std::mem::take(&mut self.deltas);
-        for delta in deltas {
+        let mut out = std::mem::take(&mut self.out);
+        let mut deltas = std::mem::take(&mut self.deltas);
+        for delta in deltas.drain(..) {
             match &delta {
                 Delta::Text(text) | Delta::Thinking(text) => self.output.count_text(text),
                 Delta::ToolArguments { fragment, .. } => self.output.count_text(fragment),
@@ -325,7 +334,10 @@ impl StreamTranslator {
             }
             self.encoder.delta(delta, &mut out);
         }
-        Bytes::from(out)
+        let bytes = Bytes::copy_from_slice(&out);
+        out.clear();
+        (self.out, self.deltas) = (out, deltas);
+        bytes
     }
 }
 
@@ -339,12 +351,93 @@ impl Encoder {
     }
 }
 
-fn decode(decoder: &mut Decoder, event: Event, out: &mut Vec<Delta>) {
-    let name = event.name.as_deref();
+fn decode(decoder: &mut Decoder, name: Option<&str>, data: &str, out: &mut Vec<Delta>) {
     match decoder {
-        Decoder::Messages(d) => d.event(name, &event.data, out),
-        Decoder::Chat(d) => d.event(name, &event.data, out),
-        Decoder::Responses(d) => d.event(name, &event.data, out),
+        Decoder::Messages(d) => d.event(name, data, out),
+        Decoder::Chat(d) => d.event(name, data, out),
+        Decoder::Responses(d) => d.event(name, data, out),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed reading of stream events.
+//
+// Each stream decoder reads the events most of a stream is made of (text, thinking and argument
+// deltas) straight from the event's text into a small struct whose strings borrow from it
+// ([`parse_object`], [`Str`]); an event of another kind, or with a field of an unexpected type,
+// is parsed into a `Value`, from which the decoder reads the same struct for the shared code.
+
+/// `data` as a `T`, when it is a JSON object that reads as one. (A derived struct also reads a
+/// JSON array, its fields in order; no event is one, and the `Value` path ignores them.)
+fn parse_object<'a, T: Deserialize<'a>>(data: &'a str) -> Option<T> {
+    let object = data
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{');
+    object.then(|| serde_json::from_str(data).ok()).flatten()
+}
+
+/// A string field of an event as the decoders read it (`Value::as_str`, empty when absent or
+/// `null`), borrowed from the event's text unless it has escapes. Any other type fails the typed
+/// read, and the event is read from a `Value` instead.
+#[derive(Default)]
+struct Str<'a>(Cow<'a, str>);
+
+impl<'a> Str<'a> {
+    /// The field `key` of `value`, read as [`Str`] reads it.
+    fn at(value: &'a Value, key: &str) -> Self {
+        Str::from(value.get(key).and_then(Value::as_str).unwrap_or_default())
+    }
+}
+
+impl<'a> From<&'a str> for Str<'a> {
+    fn from(text: &'a str) -> Self {
+        Str(Cow::Borrowed(text))
+    }
+}
+
+impl From<Str<'_>> for String {
+    fn from(text: Str<'_>) -> Self {
+        text.0.into_owned()
+    }
+}
+
+impl Deref for Str<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = Str<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or null")
+            }
+
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E>(self, text: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(text)))
+            }
+
+            fn visit_unit<E>(self) -> Result<Str<'de>, E> {
+                Ok(Str::default())
+            }
+        }
+
+        deserializer.deserialize_any(StrVisitor)
     }
 }
 

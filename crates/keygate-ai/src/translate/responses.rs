@@ -7,12 +7,14 @@
 //! provider: OpenAI only accepts `encrypted_content` it produced itself, and the neutral types do
 //! not say which provider a signature came from.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::ir::{
     Codec, Delta, Finish, Image, ImageSource, Invalid, Message, Part, Reasoning, Removed, Request,
     Response, Role, StreamDecoder, StreamEncoder, TextPart, Tool, ToolChoice, Usage,
 };
+use super::{parse_object, sse_write, Str};
 use crate::sse::error_event;
 use crate::Surface;
 
@@ -1014,7 +1016,17 @@ impl StreamDecoder for ResponsesDecoder {
         if self.ended {
             return;
         }
-        let Ok(Value::Object(event)) = serde_json::from_str::<Value>(data) else {
+        // Text, reasoning and argument deltas, most of a stream, are read without a `Value`.
+        if let Some(mut event) = parse_object::<DeltaEvent>(data) {
+            let kind = event.kind.take();
+            if self.delta(kind.as_deref().or(name).unwrap_or(""), event, out) {
+                return;
+            }
+        }
+        let Ok(value) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        let Value::Object(event) = &value else {
             return;
         };
         let kind = event
@@ -1027,26 +1039,18 @@ impl StreamDecoder for ResponsesDecoder {
             "response.created" | "response.queued" | "response.in_progress" => {
                 self.start(response, out);
             }
-            "response.output_text.delta" => self.text(&event, out),
-            "response.refusal.delta" => {
-                self.refused = true;
-                self.text(&event, out);
-            }
             // A new summary paragraph, or a new reasoning item right after another.
             "response.reasoning_summary_part.added" if self.after_thinking => {
-                self.thinking("\n\n", out);
+                self.thinking(Str::from("\n\n"), out);
             }
-            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
-                self.thinking(text_of(&event, "delta"), out);
-            }
-            "response.output_item.added" => self.item_added(&event, out),
-            "response.function_call_arguments.delta" => {
-                self.arguments(&event, text_of(&event, "delta"), false, out);
-            }
+            "response.output_item.added" => self.item_added(event, out),
             "response.function_call_arguments.done" => {
-                self.arguments(&event, text_of(&event, "arguments"), true, out);
+                if let Some(index) = self.call_at(event, None) {
+                    let arguments = Str::from(text_of(event, "arguments"));
+                    self.arguments_of(index, arguments, true, out);
+                }
             }
-            "response.output_item.done" => self.item_done(&event, out),
+            "response.output_item.done" => self.item_done(event, out),
             "response.completed" => self.complete(response, "completed", out),
             "response.incomplete" => self.complete(response, "incomplete", out),
             "response.failed" => {
@@ -1056,9 +1060,37 @@ impl StreamDecoder for ResponsesDecoder {
             "error" => {
                 // OpenAI sends the fields at the top level; some servers nest them in `error`.
                 let nested = event.get("error").and_then(Value::as_object);
-                self.error(Some(nested.unwrap_or(&event)), "api_error", out);
+                self.error(Some(nested.unwrap_or(event)), "api_error", out);
             }
-            _ => {}
+            _ => {
+                self.delta(kind, DeltaEvent::of(&value), out);
+            }
+        }
+    }
+}
+
+/// A delta event (text, refusal, reasoning, arguments), from the event's text or
+/// ([`DeltaEvent::of`]) a `Value`.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    delta: Str<'a>,
+    #[serde(borrow)]
+    item_id: Option<Str<'a>>,
+    output_index: Option<u64>,
+}
+
+impl<'a> DeltaEvent<'a> {
+    /// The view of an event parsed as a `Value`: a field of another type reads as absent.
+    fn of(event: &'a Value) -> Self {
+        DeltaEvent {
+            kind: None,
+            delta: Str::at(event, "delta"),
+            item_id: event.get("item_id").and_then(Value::as_str).map(Str::from),
+            output_index: event.get("output_index").and_then(Value::as_u64),
         }
     }
 }
@@ -1078,20 +1110,40 @@ impl ResponsesDecoder {
         });
     }
 
-    fn text(&mut self, event: &Map<String, Value>, out: &mut Vec<Delta>) {
-        let delta = text_of(event, "delta");
+    /// A delta event of kind `kind`; `false` for an event of another kind.
+    fn delta(&mut self, kind: &str, event: DeltaEvent, out: &mut Vec<Delta>) -> bool {
+        match kind {
+            "response.output_text.delta" => self.text(event.delta, out),
+            "response.refusal.delta" => {
+                self.refused = true;
+                self.text(event.delta, out);
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                self.thinking(event.delta, out);
+            }
+            "response.function_call_arguments.delta" => {
+                if let Some(index) = self.call_index(event.item_id.as_deref(), event.output_index) {
+                    self.arguments_of(index, event.delta, false, out);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn text(&mut self, delta: Str, out: &mut Vec<Delta>) {
         if !delta.is_empty() {
             self.start(None, out);
             self.after_thinking = false;
-            out.push(Delta::Text(delta.to_owned()));
+            out.push(Delta::Text(delta.into()));
         }
     }
 
-    fn thinking(&mut self, delta: &str, out: &mut Vec<Delta>) {
+    fn thinking(&mut self, delta: Str, out: &mut Vec<Delta>) {
         if !delta.is_empty() {
             self.start(None, out);
             self.after_thinking = true;
-            out.push(Delta::Thinking(delta.to_owned()));
+            out.push(Delta::Thinking(delta.into()));
         }
     }
 
@@ -1119,13 +1171,18 @@ impl ResponsesDecoder {
             id: text_of(item, "call_id").to_owned(),
             name: text_of(item, "name").to_owned(),
         });
-        self.arguments_of(index, text_of(item, "arguments"), true, out);
+        self.arguments_of(index, Str::from(text_of(item, "arguments")), true, out);
     }
 
-    /// The tool index of the call an event is about (by item id, else by output index).
-    fn call_index(&self, event: &Map<String, Value>, item_id: Option<&str>) -> Option<usize> {
+    /// The tool index of the call `event` is about; `item_id` is the id of its item, if it has
+    /// one, else the event's `item_id`.
+    fn call_at(&self, event: &Map<String, Value>, item_id: Option<&str>) -> Option<usize> {
         let item_id = item_id.or_else(|| event.get("item_id").and_then(Value::as_str));
-        let output_index = event.get("output_index").and_then(Value::as_u64);
+        self.call_index(item_id, event.get("output_index").and_then(Value::as_u64))
+    }
+
+    /// The tool index of the call with item `item_id`, else at `output_index`.
+    fn call_index(&self, item_id: Option<&str>, output_index: Option<u64>) -> Option<usize> {
         self.calls
             .iter()
             .position(|call| item_id.is_some() && call.item_id.as_deref() == item_id)
@@ -1136,21 +1193,9 @@ impl ResponsesDecoder {
             })
     }
 
-    /// Argument text of the call an event is about; a `whole` text (the final arguments) only
-    /// when none was streamed.
-    fn arguments(
-        &mut self,
-        event: &Map<String, Value>,
-        text: &str,
-        whole: bool,
-        out: &mut Vec<Delta>,
-    ) {
-        if let Some(index) = self.call_index(event, None) {
-            self.arguments_of(index, text, whole, out);
-        }
-    }
-
-    fn arguments_of(&mut self, index: usize, text: &str, whole: bool, out: &mut Vec<Delta>) {
+    /// Argument text of call `index`; a `whole` text (the final arguments) only when none was
+    /// streamed.
+    fn arguments_of(&mut self, index: usize, text: Str, whole: bool, out: &mut Vec<Delta>) {
         let Some(call) = self.calls.get_mut(index) else {
             return;
         };
@@ -1160,7 +1205,7 @@ impl ResponsesDecoder {
         call.streamed = true;
         out.push(Delta::ToolArguments {
             index,
-            fragment: text.to_owned(),
+            fragment: text.into(),
         });
     }
 
@@ -1180,8 +1225,11 @@ impl ResponsesDecoder {
             }
             "function_call" => {
                 let item_id = item.get("id").and_then(Value::as_str);
-                match self.call_index(event, item_id) {
-                    Some(index) => self.arguments_of(index, text_of(item, "arguments"), true, out),
+                match self.call_at(event, item_id) {
+                    Some(index) => {
+                        let arguments = Str::from(text_of(item, "arguments"));
+                        self.arguments_of(index, arguments, true, out);
+                    }
                     None => self.call(item, event.get("output_index").and_then(Value::as_u64), out),
                 }
             }
@@ -1279,6 +1327,24 @@ enum OpenKind {
     },
 }
 
+/// A delta event as written, without a `Value`: fields in alphabetical order, as a `Value` writes
+/// them (see `sse_write`).
+#[derive(Serialize)]
+struct DeltaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u64>,
+    delta: &'a str,
+    item_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[u8; 0]>,
+    output_index: usize,
+    sequence_number: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u64>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
 impl StreamEncoder for ResponsesEncoder {
     fn delta(&mut self, delta: Delta, out: &mut Vec<u8>) {
         if self.ended {
@@ -1310,12 +1376,48 @@ impl ResponsesEncoder {
 
     /// Writes one event named `name` with `fields` (an object) and the next sequence number.
     fn event(&mut self, name: &str, fields: Value, out: &mut Vec<u8>) {
-        let mut data = json!({"type": name, "sequence_number": self.sequence});
-        self.sequence += 1;
+        let mut data = json!({"type": name, "sequence_number": self.next_sequence()});
         if let (Some(data), Value::Object(fields)) = (data.as_object_mut(), fields) {
             data.extend(fields);
         }
-        out.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+        sse_write::event(out, Some(name), &data);
+    }
+
+    fn next_sequence(&mut self) -> u64 {
+        self.sequence += 1;
+        self.sequence - 1
+    }
+
+    /// Adds `delta` to the text (or arguments) of open item `open` and writes the delta event of
+    /// its kind.
+    fn write_delta(&mut self, open: usize, delta: &str, out: &mut Vec<u8>) {
+        let sequence_number = self.next_sequence();
+        let item = &mut self.open[open];
+        let (kind, content_index, logprobs, summary_index) = match &mut item.kind {
+            OpenKind::Message { text } => {
+                text.push_str(delta);
+                ("response.output_text.delta", Some(0), Some([]), None)
+            }
+            OpenKind::Reasoning { text, .. } => {
+                text.push_str(delta);
+                ("response.reasoning_summary_text.delta", None, None, Some(0))
+            }
+            OpenKind::Call { arguments, .. } => {
+                arguments.push_str(delta);
+                ("response.function_call_arguments.delta", None, None, None)
+            }
+        };
+        let event = DeltaOut {
+            content_index,
+            delta,
+            item_id: &item.id,
+            logprobs,
+            output_index: item.output_index,
+            sequence_number,
+            summary_index,
+            kind,
+        };
+        sse_write::event(out, Some(kind), &event);
     }
 
     fn start(&mut self, head: Head, out: &mut Vec<u8>) {
@@ -1392,13 +1494,7 @@ impl ResponsesEncoder {
                 open
             }
         };
-        let item = &mut self.open[open];
-        if let OpenKind::Message { text: all } = &mut item.kind {
-            all.push_str(text);
-        }
-        let fields = json!({"item_id": item.id, "output_index": item.output_index,
-            "content_index": 0, "delta": text, "logprobs": []});
-        self.event("response.output_text.delta", fields, out);
+        self.write_delta(open, text, out);
     }
 
     /// The open reasoning item that can take more thinking (one without a signature yet),
@@ -1426,22 +1522,13 @@ impl ResponsesEncoder {
             return;
         }
         let open = self.reasoning(out);
-        let item = &mut self.open[open];
-        let (id, output_index) = (item.id.clone(), item.output_index);
-        let OpenKind::Reasoning { text: all, .. } = &mut item.kind else {
-            return;
-        };
-        let first = all.is_empty();
-        all.push_str(text);
-        let at = json!({"item_id": id, "output_index": output_index, "summary_index": 0});
-        if first {
-            let mut fields = at.clone();
-            fields["part"] = summary_text("");
+        let item = &self.open[open];
+        if matches!(&item.kind, OpenKind::Reasoning { text, .. } if text.is_empty()) {
+            let fields = json!({"item_id": item.id, "output_index": item.output_index,
+                "summary_index": 0, "part": summary_text("")});
             self.event("response.reasoning_summary_part.added", fields, out);
         }
-        let mut fields = at;
-        fields["delta"] = text.into();
-        self.event("response.reasoning_summary_text.delta", fields, out);
+        self.write_delta(open, text, out);
     }
 
     fn signature(&mut self, signature: String, out: &mut Vec<u8>) {
@@ -1476,19 +1563,12 @@ impl ResponsesEncoder {
     /// More arguments of call `index`; dropped when the call is not open (never announced, or
     /// already closed by later text).
     fn arguments(&mut self, index: usize, fragment: &str, out: &mut Vec<u8>) {
-        let open = self
-            .open
-            .iter_mut()
-            .find(|item| matches!(item.kind, OpenKind::Call { index: open, .. } if open == index));
-        let Some(item) = open.filter(|_| !fragment.is_empty()) else {
-            return;
-        };
-        if let OpenKind::Call { arguments, .. } = &mut item.kind {
-            arguments.push_str(fragment);
+        let open = self.open.iter().position(
+            |item| matches!(item.kind, OpenKind::Call { index: open, .. } if open == index),
+        );
+        if let Some(open) = open.filter(|_| !fragment.is_empty()) {
+            self.write_delta(open, fragment, out);
         }
-        let fields = json!({"item_id": item.id, "output_index": item.output_index,
-            "delta": fragment});
-        self.event("response.function_call_arguments.delta", fields, out);
     }
 
     /// Closes the open items (in output order) with their `…done` events; `status` is the

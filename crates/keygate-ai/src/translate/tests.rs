@@ -9,7 +9,7 @@
 use serde_json::{json, Map, Value};
 
 use super::chat::{Chat, ChatDecoder, ChatEncoder};
-use super::events::{Event, EventSplitter};
+use super::events::EventSplitter;
 use super::ir::{
     Codec, Delta, Finish, Image, ImageSource, Message, Part, Reasoning, Removed, Request, Response,
     Role, StreamDecoder, StreamEncoder, TextPart, Tool, ToolChoice, Usage,
@@ -310,9 +310,9 @@ fn decode_stream(surface: Surface, bytes: &[u8]) -> Vec<Delta> {
         let mut decoder = D::default();
         let mut splitter = EventSplitter::default();
         let mut out = Vec::new();
-        let mut emit = |event: Event| decoder.event(event.name.as_deref(), &event.data, &mut out);
-        splitter.push(bytes, &mut emit);
-        splitter.finish(&mut emit);
+        let mut emit = |name: Option<&str>, data: &str| decoder.event(name, data, &mut out);
+        splitter.feed(bytes, &mut emit);
+        splitter.end(&mut emit);
         out
     }
     match surface {
@@ -1035,12 +1035,12 @@ fn streams_survive_a_round_trip_through_every_format_in_any_chunking() {
 fn events(bytes: &[u8]) -> Vec<(Option<String>, Value)> {
     let mut splitter = EventSplitter::default();
     let mut out = Vec::new();
-    let mut emit = |event: Event| {
-        let data = serde_json::from_str(&event.data).unwrap_or(Value::String(event.data));
-        out.push((event.name, data));
+    let mut emit = |name: Option<&str>, data: &str| {
+        let data = serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned()));
+        out.push((name.map(str::to_owned), data));
     };
-    splitter.push(bytes, &mut emit);
-    splitter.finish(&mut emit);
+    splitter.feed(bytes, &mut emit);
+    splitter.end(&mut emit);
     out
 }
 
