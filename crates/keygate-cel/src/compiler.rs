@@ -16,7 +16,7 @@ use crate::resolver::Resolver;
 use crate::rewrite::SECRET_PREFIX;
 use crate::shortcut::StringComparison;
 use crate::template::{stringify, Template};
-use crate::{guard, rewrite, Scope, Value};
+use crate::{backtick, check, guard, rewrite, Scope, Value};
 
 /// Compiles expressions and templates against Keygate's CEL environment (built once, shared).
 #[derive(Clone)]
@@ -36,8 +36,18 @@ impl Compiler {
 
     /// Compiles one CEL expression.
     pub fn expression(&self, source: &str) -> Result<Expression, CompileError> {
+        self.compile(source, false)
+    }
+
+    /// Compiles a rule condition: like [`Compiler::expression`], and a result that is
+    /// statically not a bool (a literal, arithmetic, a string variable) is a compile error.
+    pub fn condition(&self, source: &str) -> Result<Expression, CompileError> {
+        self.compile(source, true)
+    }
+
+    fn compile(&self, source: &str, condition: bool) -> Result<Expression, CompileError> {
         guard::check(source)?;
-        let (ast, rewritten) = on_parse_stack(|| self.parse(source))?;
+        let (ast, rewritten) = on_parse_stack(|| self.parse(source, condition))?;
         let variable = match &ast.expr {
             Expr::Ident(name) => Some(name.clone()),
             _ => None,
@@ -61,15 +71,25 @@ impl Compiler {
     }
 
     /// Parses and rewrites `source`; the parser recurses deeply, see [`on_parse_stack`].
-    fn parse(&self, source: &str) -> Result<(IdedExpr, rewrite::Rewritten), CompileError> {
+    fn parse(
+        &self,
+        source: &str,
+        condition: bool,
+    ) -> Result<(IdedExpr, rewrite::Rewritten), CompileError> {
+        let quoted = backtick::replace(source);
+        let text = quoted.as_ref().map_or(source, |(text, _)| text.as_str());
         let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.env.parser().parse_with_source_info(source)
+            self.env.parser().parse_with_source_info(text)
         }))
         .map_err(|_| CompileError {
             message: "the expression could not be parsed".to_owned(),
             offset: None,
         })?;
-        let (mut ast, info) = parsed.map_err(|errors| CompileError::from_parse(source, &errors))?;
+        let (mut ast, info) = parsed.map_err(|errors| CompileError::from_parse(text, &errors))?;
+        if let Some((_, quoted)) = &quoted {
+            quoted.restore(&mut ast);
+        }
+        check::check(&ast, &info, text, condition)?;
         let rewritten = rewrite::rewrite(&mut ast, &info)?;
         Ok((ast, rewritten))
     }

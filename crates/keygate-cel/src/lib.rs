@@ -41,7 +41,9 @@ macro_rules! indexed_val {
     };
 }
 
+mod backtick;
 mod catalog;
+mod check;
 mod compiler;
 mod error;
 mod functions;
@@ -58,6 +60,7 @@ mod views;
 
 pub use catalog::{FUNCTIONS, VARIABLES};
 pub use cel::Value;
+pub use check::ACTION_RESULTS;
 pub use compiler::{Compiler, Expression};
 pub use error::{CompileError, EvalError};
 pub use guard::{MAX_NESTING, MAX_OPERATORS, MAX_SOURCE_LEN};

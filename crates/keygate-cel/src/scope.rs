@@ -142,7 +142,8 @@ impl Vars {
     pub(crate) fn val(&self, name: &str) -> Option<&dyn Val> {
         self.values.get(name).and_then(Slot::val)
     }
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+    /// The names of the variables set (in no particular order).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str)
     }
 }

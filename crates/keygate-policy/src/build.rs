@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::access_keys::AccessKeys;
 use crate::action::Phase;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{position_in_scalar, Diagnostic};
 use crate::document::{from_node, join_key, Node, NodeValue};
 use keygate_http::HttpClient;
 
@@ -114,16 +114,40 @@ impl<'a> BuildContext<'a> {
 
     /// Compiles a `${...}` template found at `field`.
     pub fn template(&self, field: &str, source: &str) -> Result<Template, Diagnostic> {
-        self.compiler
-            .template(source)
-            .map_err(|err| self.error(field, format!("invalid interpolation: {err}")))
+        self.compiler.template(source).map_err(|err| {
+            self.error_within(
+                field,
+                source,
+                err.offset,
+                format!("invalid interpolation: {err}"),
+            )
+        })
     }
 
     /// Compiles a CEL expression found at `field`.
     pub fn expression(&self, field: &str, source: &str) -> Result<Expression, Diagnostic> {
-        self.compiler
-            .expression(source)
-            .map_err(|err| self.error(field, format!("invalid expression: {err}")))
+        self.compiler.expression(source).map_err(|err| {
+            self.error_within(
+                field,
+                source,
+                err.offset,
+                format!("invalid expression: {err}"),
+            )
+        })
+    }
+
+    /// An error at byte `offset` of the string `value` written at `field` (at the field when
+    /// the exact place cannot be told).
+    fn error_within(
+        &self,
+        field: &str,
+        value: &str,
+        offset: Option<usize>,
+        message: String,
+    ) -> Diagnostic {
+        let (pos, path) = self.locate(field);
+        let pos = position_in_scalar(self.source, pos, value, offset);
+        Diagnostic::error(pos, path, message)
     }
 
     fn locate(&self, field: &str) -> (crate::document::Position, String) {

@@ -78,6 +78,40 @@ impl fmt::Display for InFile<'_> {
     }
 }
 
+/// Where byte `offset` of `value` is written, `value` being a string scalar found at `pos` in
+/// `source`: exact when the scalar sits on one line, plain or quoted without escapes; else `pos`.
+pub(crate) fn position_in_scalar(
+    source: &str,
+    pos: Position,
+    value: &str,
+    offset: Option<usize>,
+) -> Position {
+    let Some(offset) = offset.filter(|o| *o <= value.len() && value.is_char_boundary(*o)) else {
+        return pos;
+    };
+    let Some(line) = source.lines().nth(pos.line.saturating_sub(1)) else {
+        return pos;
+    };
+    let Some((start, _)) = line.char_indices().nth(pos.col.saturating_sub(1)) else {
+        return pos;
+    };
+    let written = &line[start..];
+    let quote = written.chars().next().filter(|c| matches!(c, '"' | '\''));
+    let inner = match quote {
+        Some(q) if !value.contains(q) && (q == '\'' || !value.contains('\\')) => &written[1..],
+        Some(_) => return pos,
+        None => written,
+    };
+    if value.contains('\n') || !inner.starts_with(value) {
+        return pos;
+    }
+    let skipped = usize::from(quote.is_some()) + value[..offset].chars().count();
+    Position {
+        line: pos.line,
+        col: pos.col + skipped,
+    }
+}
+
 /// A policy that failed to load: every error found (and any warnings).
 #[derive(Debug, Clone)]
 pub struct PolicyError {

@@ -3,10 +3,11 @@
 use http::Response;
 use tracing::warn;
 
-use crate::action::{ActionError, Flow};
+use crate::action::{ActionError, Flow, Phase};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
+use crate::observe::{ActionStep, NoObserver, Observer};
 use crate::policy::{Policy, Rule};
 
 /// How a phase ended.
@@ -22,12 +23,23 @@ pub enum Outcome {
 impl Policy {
     /// Runs `on_http_request`.
     pub async fn on_http_request(&self, ex: &mut Exchange) -> Outcome {
+        self.on_http_request_observed(ex, &mut NoObserver).await
+    }
+
+    /// Runs `on_http_request`, telling `observer` each step (`keygate policy test`).
+    pub async fn on_http_request_observed<O: Observer>(
+        &self,
+        ex: &mut Exchange,
+        observer: &mut O,
+    ) -> Outcome {
+        observer.phase(Phase::OnHttpRequest);
         if let Some(check) = &self.access_keys {
             if let Err(err) = check.run(ex) {
+                observer.access_key_refused(err.status());
                 return Outcome::Respond(err.into_response(ex.api_format));
             }
         }
-        run_phase(&self.on_http_request, ex).await
+        run_phase(&self.on_http_request, ex, observer).await
     }
 
     /// Runs `on_http_response` over `response` (from upstream or an earlier custom-response) and
@@ -37,13 +49,25 @@ impl Policy {
         ex: &mut Exchange,
         response: Response<Body>,
     ) -> Option<Response<Body>> {
+        self.on_http_response_observed(ex, response, &mut NoObserver)
+            .await
+    }
+
+    /// Runs `on_http_response`, telling `observer` each step (`keygate policy test`).
+    pub async fn on_http_response_observed<O: Observer>(
+        &self,
+        ex: &mut Exchange,
+        response: Response<Body>,
+        observer: &mut O,
+    ) -> Option<Response<Body>> {
         if self.on_http_response.is_empty() {
             return Some(response);
         }
+        observer.phase(Phase::OnHttpResponse);
         let (head, body) = response.into_parts();
         ex.response = Some(head);
         ex.vars = Default::default();
-        let outcome = run_phase(&self.on_http_response, ex).await;
+        let outcome = run_phase(&self.on_http_response, ex, observer).await;
         let head = ex.response.take()?;
         match outcome {
             Outcome::Continue => Some(Response::from_parts(head, body)),
@@ -53,9 +77,12 @@ impl Policy {
     }
 }
 
-async fn run_phase(rules: &[Rule], ex: &mut Exchange) -> Outcome {
+async fn run_phase<O: Observer>(rules: &[Rule], ex: &mut Exchange, observer: &mut O) -> Outcome {
     for rule in rules {
-        match matches(rule, ex) {
+        observer.rule(&rule.name);
+        let matched = matches(rule, ex, observer);
+        observer.matched(matched == Ok(true));
+        match matched {
             Ok(true) => {}
             Ok(false) => continue,
             Err(()) => {
@@ -71,17 +98,26 @@ async fn run_phase(rules: &[Rule], ex: &mut Exchange) -> Outcome {
         ex.log.matched_rules.push(rule.name.clone());
         for compiled in &rule.actions {
             match compiled.action.run(ex).await {
-                Ok(Flow::Continue) => {}
+                Ok(Flow::Continue) => {
+                    observer.action(compiled.kind.name, ActionStep::Continued, ex);
+                }
                 Ok(Flow::Respond(response)) => {
                     ex.log.terminated_by = Some(compiled.kind.name);
+                    observer.action(
+                        compiled.kind.name,
+                        ActionStep::Responded(response.status()),
+                        ex,
+                    );
                     return Outcome::Respond(response);
                 }
                 Ok(Flow::Close) => {
                     ex.log.terminated_by = Some(compiled.kind.name);
+                    observer.action(compiled.kind.name, ActionStep::Closed, ex);
                     return Outcome::Close;
                 }
                 Err(err) => {
                     ex.log.terminated_by = Some(compiled.kind.name);
+                    observer.action(compiled.kind.name, ActionStep::Failed(&err), ex);
                     return Outcome::Respond(error_response(rule, compiled.kind.name, err, ex));
                 }
             }
@@ -91,13 +127,15 @@ async fn run_phase(rules: &[Rule], ex: &mut Exchange) -> Outcome {
 }
 
 /// Evaluates a rule's expressions (all must be true). An error is logged here and fails closed.
-fn matches(rule: &Rule, ex: &Exchange) -> Result<bool, ()> {
+fn matches<O: Observer>(rule: &Rule, ex: &Exchange, observer: &mut O) -> Result<bool, ()> {
     if rule.expressions.is_empty() {
         return Ok(true);
     }
     let scope = ex.scope();
     for expression in &rule.expressions {
-        match expression.eval_bool(&scope) {
+        let result = expression.eval_bool(&scope);
+        observer.expression(expression.source(), result.as_ref().copied());
+        match result {
             Ok(true) => {}
             Ok(false) => return Ok(false),
             Err(err) => {

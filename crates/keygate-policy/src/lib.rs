@@ -10,6 +10,7 @@ pub mod document;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod observe;
 pub mod policy;
 
 pub use access_keys::{AccessKeyMode, AccessKeys};
@@ -25,4 +26,5 @@ pub use exchange::{
 pub use keygate_http::body;
 pub use keygate_http::body::Body;
 pub use keygate_http::{HttpClient, SendError};
+pub use observe::{ActionStep, NoObserver, Observer};
 pub use policy::Policy;

@@ -9,7 +9,7 @@ use crate::access_keys::AccessKeyCheck;
 use crate::action::{Action, ActionKind, Phase, Termination};
 use crate::actions;
 use crate::build::{BuildContext, Deps};
-use crate::diagnostic::{Diagnostic, PolicyError, Severity};
+use crate::diagnostic::{position_in_scalar, Diagnostic, PolicyError, Severity};
 use crate::document::{join_key, parse, Node, NodeValue, Position};
 
 /// A compiled Traffic Policy, ready to run requests.
@@ -104,6 +104,12 @@ struct Compilation<'a> {
 impl Compilation<'_> {
     fn error(&mut self, pos: Position, path: impl Into<String>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::error(pos, path, message));
+    }
+
+    fn error_count(&self) -> usize {
+        (self.diagnostics.iter())
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     fn policy(&mut self, root: &Node) -> Option<Policy> {
@@ -201,8 +207,12 @@ impl Compilation<'_> {
                     format!("rule can never run: {earlier} always ends the phase"),
                 );
             }
+            let errors_before = self.error_count();
             if let Some(rule) = self.rule(phase, &path, item) {
-                let always_matches = rule.expressions.is_empty();
+                // A rule whose expressions failed to compile is not unconditional: no
+                // follow-on "can never run" errors for the rules after it.
+                let always_matches =
+                    rule.expressions.is_empty() && self.error_count() == errors_before;
                 let ends = rule
                     .actions
                     .last()
@@ -325,9 +335,12 @@ impl Compilation<'_> {
                 );
                 continue;
             };
-            match self.compiler.expression(source) {
+            match self.compiler.condition(source) {
                 Ok(expr) => compiled.push(expr),
-                Err(err) => self.error(item.pos, field, format!("invalid expression: {err}")),
+                Err(err) => {
+                    let pos = position_in_scalar(self.source, item.pos, source, err.offset);
+                    self.error(pos, field, format!("invalid expression: {err}"))
+                }
             }
         }
         compiled

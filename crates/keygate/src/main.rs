@@ -3,6 +3,7 @@
 mod alloc;
 mod api;
 mod check;
+mod policy_test;
 mod serve;
 mod stdout;
 mod token;
@@ -43,6 +44,8 @@ enum Command {
 enum PolicyCommand {
     /// Validate a policy file; prints `ok` or every error found.
     Check(check::CheckArgs),
+    /// Run a policy offline against the cases of a test file (or explain one request).
+    Test(Box<policy_test::TestArgs>),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Policy(PolicyCommand::Check(args)) => check::run(args),
+        Command::Policy(PolicyCommand::Test(args)) => policy_test::run(*args),
         Command::Api(args) => api::run(args),
         Command::Token(cmd) => token::run(cmd),
         Command::Usage(args) => usage::run(args),

@@ -180,7 +180,7 @@ fn policy_check_prints_ok_or_every_error() {
     assert!(lines[0].contains("10.0.0.0/33"), "{stderr}");
     assert!(
         lines[1]
-            .starts_with("policy.yml:6:19: on_http_request[1].expressions[0]: invalid expression"),
+            .starts_with("policy.yml:6:33: on_http_request[1].expressions[0]: invalid expression"),
         "{stderr}"
     );
     let (code, _, stderr) = check("on_http_request: [\n");
@@ -296,4 +296,25 @@ async fn workers_flag_sets_the_serving_threads() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--workers"));
+}
+
+#[tokio::test]
+async fn a_misspelt_reload_is_rejected_with_a_suggestion_and_the_last_good_policy_serves() {
+    let good = "on_http_request:\n  - expressions:\n      - req.url.path == '/x'\n    actions:\n      - type: custom-response\n        config:\n          body: good\n";
+    let gw = Gateway::start(good, &[]);
+    assert_eq!(send(gw.addr, Req::get("/x")).await.unwrap().text(), "good");
+    std::fs::write(&gw.policy_path, good.replace("req.url.path", "req.url.pth")).unwrap();
+    assert!(
+        gw.wait_for_output("policy reload rejected", Duration::from_secs(5)),
+        "{}",
+        gw.output()
+    );
+    assert!(
+        gw.output().contains(
+            "policy.yml:3:17: on_http_request[0].expressions[0]: invalid expression: unknown field 'pth' of 'req.url'; did you mean 'path'?"
+        ),
+        "{}",
+        gw.output()
+    );
+    assert_eq!(send(gw.addr, Req::get("/x")).await.unwrap().text(), "good");
 }

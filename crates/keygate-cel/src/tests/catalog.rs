@@ -136,9 +136,11 @@ fn every_listed_variable_resolves() {
         &[("Content-Type", "text/plain"), ("Content-Length", "1")],
     );
     fx.vars.set("name", crate::Value::Int(1));
-    fx.actions.set("action", crate::Value::Int(1));
+    fx.actions.set("rate_limit", crate::Value::Int(1));
     for path in VARIABLES {
-        let path = path.replace("<name>", "name").replace("<action>", "action");
+        let path = path
+            .replace("<name>", "name")
+            .replace("<action>", "rate_limit");
         assert!(fx.truth(&format!("{path} != null")), "{path}");
     }
 }

@@ -132,7 +132,11 @@ fn eval_bool_requires_a_bool() {
 fn runtime_errors_are_clear() {
     let fx = Fixture::new(&[]);
     assert!(fx.error("1 / 0 == 1").contains("division by zero"));
-    assert!(fx.error("unknown_var == 1").contains("unknown_var"));
+    // An unknown variable is a compile error now (see tests/check.rs); a comprehension
+    // variable used outside its comprehension is the same mistake.
+    assert!(Compiler::new()
+        .expression("unknown_var == 1")
+        .is_err_and(|e| e.message.contains("unknown_var")));
     assert!(fx.error("'a' + 1 == 'a1'").contains("string"));
     assert!(fx.error("{'a': 1}.b == 1").contains("'b'"));
     assert!(fx.error("int('abc') == 1").contains("int"));

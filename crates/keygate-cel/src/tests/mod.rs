@@ -1,6 +1,7 @@
 //! Unit tests: a fixture request and scope, then one module per concern.
 
 mod catalog;
+mod check;
 mod errors;
 mod functions;
 mod secrets;
