@@ -242,8 +242,8 @@ fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-/// Every policy written in the repository (examples, the policies in the docs and the shared
-/// reference) keeps loading: the checks reject no policy that worked before.
+/// Every policy written in the repository (examples, the policies in the docs and the README's
+/// walkthrough of the seed guide) keeps loading: the checks reject no policy that worked before.
 #[test]
 fn every_policy_in_the_repository_loads() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -262,7 +262,6 @@ fn every_policy_in_the_repository_loads() {
     }
     let mut docs = files(&root.join("docs"), &["md"]);
     docs.push(root.join("README.md"));
-    docs.extend(files(&root.join("../shared/reference"), &["md", "txt"]));
     for path in docs {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
@@ -275,7 +274,7 @@ fn every_policy_in_the_repository_loads() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(loaded >= 7, "only {loaded} policies found");
+    assert!(loaded >= 6, "only {loaded} policies found");
     eprintln!("{loaded} policies loaded");
 }
 
