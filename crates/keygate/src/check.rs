@@ -1,6 +1,6 @@
 //! `keygate policy check`: validate a policy file without serving; nothing is fetched.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -17,14 +17,22 @@ pub struct CheckArgs {
     data_dir: PathBuf,
 }
 
-pub fn run(args: CheckArgs) -> ExitCode {
-    let name = args.file.display().to_string();
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(text) => text,
+/// The policy file's name (as given) and text; an unreadable file is reported and exits 2.
+pub fn read_policy_file(path: &Path) -> Result<(String, String), ExitCode> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((name, text)),
         Err(err) => {
             eprintln!("{name}: cannot read the policy file: {err}");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
+    }
+}
+
+pub fn run(args: CheckArgs) -> ExitCode {
+    let (name, text) = match read_policy_file(&args.file) {
+        Ok(file) => file,
+        Err(code) => return code,
     };
     let deps = Deps {
         secrets: Arc::new(MemorySecrets::default()),

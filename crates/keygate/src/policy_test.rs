@@ -171,13 +171,9 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>
 }
 
 pub fn run(args: TestArgs) -> ExitCode {
-    let policy_name = args.policy.display().to_string();
-    let policy_text = match std::fs::read_to_string(&args.policy) {
-        Ok(text) => text,
-        Err(err) => {
-            eprintln!("{policy_name}: cannot read the policy file: {err}");
-            return ExitCode::from(2);
-        }
+    let (policy_name, policy_text) = match crate::check::read_policy_file(&args.policy) {
+        Ok(file) => file,
+        Err(code) => return code,
     };
     let file = match load_cases(&args) {
         Ok(file) => file,
