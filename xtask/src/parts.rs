@@ -26,6 +26,10 @@ pub const ALL: &[Part] = &[
         ensure: redis_server,
     },
     Part {
+        name: "postgresql",
+        ensure: postgresql,
+    },
+    Part {
         name: "python SDKs",
         ensure: python_sdks,
     },
@@ -40,6 +44,10 @@ pub const ALL: &[Part] = &[
     Part {
         name: "chromium",
         ensure: chromium,
+    },
+    Part {
+        name: "systemd-analyze",
+        ensure: systemd_analyze,
     },
 ];
 
@@ -58,6 +66,20 @@ fn redis_server() -> Result<String, String> {
     apt::install("redis-server")?;
     let path = found::redis_server().map_err(|missing| missing.to_string())?;
     Ok(format!("installed {} with apt-get", path.display()))
+}
+
+/// PostgreSQL's server programs, for the shared store's tests (`keygate-store/tests`), which
+/// create throwaway clusters of their own with `initdb`.
+fn postgresql() -> Result<String, String> {
+    if let Ok(dir) = found::postgres_bin_dir() {
+        return Ok(format!("found {}", dir.display()));
+    }
+    apt::install("postgresql")?;
+    let dir = found::postgres_bin_dir().map_err(|missing| missing.to_string())?;
+    Ok(format!(
+        "installed postgresql with apt-get ({})",
+        dir.display()
+    ))
 }
 
 fn python_sdks() -> Result<String, String> {
@@ -187,6 +209,29 @@ fn build_llama_venv(
     let stamp = venv.join(LLAMA_STAMP);
     std::fs::write(&stamp, requirements)
         .map_err(|e| format!("cannot write {}: {e}", stamp.display()))
+}
+
+/// `systemd-analyze` (Debian's `systemd`) and `/bin/kill` (`procps`), for verifying the systemd
+/// unit in `deploy/systemd` (`keygate/tests/deploy.rs`).
+fn systemd_analyze() -> Result<String, String> {
+    if let Ok(path) = found::systemd_analyze() {
+        return Ok(format!("found {}", path.display()));
+    }
+    let mut installed = Vec::new();
+    if found::find_on_path("systemd-analyze").is_none() {
+        apt::install("systemd")?;
+        installed.push("systemd");
+    }
+    if found::systemd_analyze().is_err() {
+        apt::install("procps")?;
+        installed.push("procps");
+    }
+    let path = found::systemd_analyze().map_err(|missing| missing.to_string())?;
+    Ok(format!(
+        "installed {} with apt-get ({})",
+        installed.join(" and "),
+        path.display()
+    ))
 }
 
 /// Headless Chromium and chromedriver for the dashboard's browser test

@@ -26,7 +26,7 @@ use http_body_util::BodyExt;
 use keygate_ai::translate::{self, StreamTranslator, TranslatedResponse};
 use keygate_ai::{
     prepare_body, redact, upstream_url, BodyOptions, Candidate, ClientRequest, MetricsStore,
-    Outcome, PreparedBody, Sample, Surface,
+    Outcome, PreparedBody, Sample, Surface, Tokenizer,
 };
 use keygate_http::{full, strip_hop_by_hop, Body, BoxError};
 
@@ -397,7 +397,7 @@ impl Runtime {
         let (mut parts, mut body) = response.into_parts();
         let mut first = first;
         let content_type = content_type(&parts.headers);
-        let mut scan = Scan::for_content_type(content_type, surface, prepared.added_include_usage);
+        let scan = Scan::for_content_type(content_type, surface, prepared.added_include_usage);
         if prepared.is_translated(surface) {
             parts.headers.remove(CONTENT_LENGTH);
             let translator = matches!(scan, Scan::Sse(_))
@@ -418,18 +418,20 @@ impl Runtime {
                 body = TranslatedStream::new(body, translator, usage.clone()).boxed();
             }
         }
-        // A provider known to report a stream's usage needs no estimate of it (a budget adds
-        // one: `with_allowance`).
-        if !candidate.provider.stream_usage.reported() {
-            scan = scan.estimating_output(surface);
-        }
         if matches!(scan, Scan::Sse(_)) && prepared.added_include_usage {
             parts.headers.remove(CONTENT_LENGTH);
         }
         parts.version = http::Version::default();
+        let tokenizer = Tokenizer::for_model(&candidate.model.id);
         let mut metered = MeteredBody::new(first, body, scan, usage, self.stream_idle_timeout)
-            .with_input_estimate(call.request.input_estimate)
+            .counting_with(tokenizer)
+            .with_input_estimate(call.request.input_estimate_for(tokenizer))
             .answered_by(candidate.clone());
+        // A provider known to report a stream's usage needs no estimate of it (a budget adds
+        // one: `with_allowance`).
+        if !candidate.provider.stream_usage.reported() {
+            metered = metered.estimating_output(surface);
+        }
         if let Some(allowance) = &call.allowance {
             metered = metered.with_allowance(allowance.clone(), surface);
         }

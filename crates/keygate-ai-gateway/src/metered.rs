@@ -5,9 +5,12 @@
 //! idle, or an event stream without its final event) is recorded in [`Usage::broken`]; the
 //! client's copy then ends too.
 //!
-//! Usage the provider does not report is estimated: the input from the client's request, the
-//! output from the generated text that passed ([`Usage::estimated`] is then set). A response
-//! that did not complete is charged at least the output that passed, whatever the provider said.
+//! Usage the provider does not report is estimated with the answering model's [`Tokenizer`]: the
+//! input from the client's request, the output from the generated text that passed
+//! ([`Usage::estimated`] is then set). A response that did not complete is charged at least the
+//! output that passed, whatever the provider said. Clients that read the final usage from the
+//! stream get the estimate there: a usage chunk before `data: [DONE]` (chat and text completions
+//! that asked for one), or the usage filled into `message_delta` / `response.completed`.
 //!
 //! With an [`Allowance`], a stream's output past what is granted waits until more is granted;
 //! when none is left the stream ends with an error event in the surface's format.
@@ -23,7 +26,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use keygate_ai::{
-    error_event, Candidate, MetricsStore, OutputEstimate, SseScanner, Surface, TokenUsage,
+    error_event, fill_usage_event, Candidate, InputEstimate, MetricsStore, OutputEstimate,
+    SseScanner, Surface, TokenUsage, Tokenizer,
 };
 use keygate_http::{Body, BoxError};
 use tokio::time::{sleep, Instant, Sleep};
@@ -90,17 +94,6 @@ impl Scan {
         }
     }
 
-    /// Also estimates a stream's output as it passes (for a budget's running count, and for
-    /// usage the provider may omit).
-    pub fn estimating_output(self, surface: Surface) -> Scan {
-        match self {
-            Scan::Sse(scanner) => {
-                Scan::Sse(scanner.with_output_estimate(OutputEstimate::for_stream(surface)))
-            }
-            other => other,
-        }
-    }
-
     fn push(&mut self, chunk: Bytes) -> Bytes {
         match self {
             Scan::Sse(scanner) => scanner.push(chunk),
@@ -142,7 +135,9 @@ pub struct MeteredBody {
     timer: Pin<Box<Sleep>>,
     finished: bool,
     /// The input estimate of the client's request, for a provider that reports none.
-    input_estimate: Option<u64>,
+    input_estimate: Option<InputEstimate>,
+    /// How the answering model's tokens are counted.
+    tokenizer: Tokenizer,
     budget: Option<Budget>,
     /// The client asked for a usage chunk: the model to name in one made from the estimate
     /// when the provider sends none.
@@ -179,6 +174,7 @@ impl MeteredBody {
             timer: Box::pin(sleep(idle)),
             finished: false,
             input_estimate: None,
+            tokenizer: Tokenizer::Heuristic,
             budget: None,
             usage_fill: None,
             answered_by: None,
@@ -208,8 +204,38 @@ impl MeteredBody {
     }
 
     /// The input tokens to count when the provider reports none: the request's estimate.
-    pub fn with_input_estimate(mut self, estimate: u64) -> Self {
+    pub fn with_input_estimate(mut self, estimate: InputEstimate) -> Self {
         self.input_estimate = Some(estimate);
+        self
+    }
+
+    /// Counts output the provider does not report with `tokenizer` (the heuristic by default).
+    pub fn counting_with(mut self, tokenizer: Tokenizer) -> Self {
+        self.tokenizer = tokenizer;
+        self
+    }
+
+    /// Also estimates a stream's output as it passes (for usage the provider may omit), holding
+    /// Messages and Responses events whole so those that carry usage can carry the estimate when
+    /// the provider left it out.
+    pub fn estimating_output(self, surface: Surface) -> Self {
+        self.estimating(surface, false)
+    }
+
+    /// [`Self::estimating_output`]; `running`: the count is read after every chunk.
+    fn estimating(mut self, surface: Surface, running: bool) -> Self {
+        let mut output = OutputEstimate::for_stream(surface, self.tokenizer);
+        if running {
+            output = output.running();
+        }
+        self.scan = match std::mem::replace(&mut self.scan, Scan::Nothing) {
+            Scan::Sse(scanner) => Scan::Sse(
+                scanner
+                    .with_output_estimate(output)
+                    .holding_usage_events(surface),
+            ),
+            other => other,
+        };
         self
     }
 
@@ -217,7 +243,7 @@ impl MeteredBody {
     pub fn with_allowance(mut self, allowance: Arc<dyn Allowance>, surface: Surface) -> Self {
         if matches!(self.scan, Scan::Sse(_)) {
             // The grant is checked against the output estimate as it grows.
-            self.scan = std::mem::replace(&mut self.scan, Scan::Nothing).estimating_output(surface);
+            self = self.estimating(surface, true);
             self.budget = Some(Budget {
                 granted: allowance.granted(),
                 allowance,
@@ -235,8 +261,14 @@ impl MeteredBody {
         let (rest, events, unfinished, error_event) = match &mut self.scan {
             Scan::Sse(scanner) => {
                 let rest = scanner.finish();
-                let (reported, passed) = (scanner.usage(), scanner.output_estimate());
+                let reported = scanner.usage();
                 let complete = complete && scanner.saw_final_event();
+                // Counted only when needed: a BPE count may load its vocabulary.
+                let passed = if output_needed(reported, complete) {
+                    scanner.output_estimate()
+                } else {
+                    0
+                };
                 if let Some(candidate) = self.answered_by.as_ref().filter(|_| complete) {
                     candidate
                         .provider
@@ -271,11 +303,11 @@ impl MeteredBody {
     fn settle_usage(&self, reported: TokenUsage, complete: bool, passed: impl FnOnce() -> u64) {
         let mut usage = reported;
         let mut estimated = false;
-        if let (None, Some(estimate)) = (usage.input, self.input_estimate) {
-            usage.input = Some(estimate);
+        if let (None, Some(estimate)) = (usage.input, &self.input_estimate) {
+            usage.input = Some(estimate.tokens());
             estimated = true;
         }
-        if usage.output.is_none() || !complete {
+        if output_needed(usage, complete) {
             let passed = passed();
             if usage.output.is_none_or(|reported| reported < passed) {
                 usage.output = Some(passed);
@@ -297,18 +329,29 @@ impl MeteredBody {
     /// once (hyper stops polling a body whose announced length has been sent).
     fn forward(&mut self, data: Bytes) -> Option<Bytes> {
         let mut out = self.scan.push(data);
-        if let (Some(fill), Scan::Sse(scanner)) = (&self.usage_fill, &mut self.scan) {
-            if let Some(at) = scanner.take_done_offset() {
+        if let Scan::Sse(scanner) = &mut self.scan {
+            let input = &self.input_estimate;
+            let input_estimate = || input.as_ref().map_or(0, InputEstimate::tokens);
+            // Last first, so the earlier ranges stay where they were.
+            for range in scanner.take_unreported_usage_events().into_iter().rev() {
+                let (reported, output) = (scanner.usage().input, || scanner.output_estimate());
+                let event = fill_usage_event(&out[range.clone()], reported, input_estimate, output);
+                if let Some(event) = event {
+                    out = splice(&out, range, &event);
+                }
+            }
+
+            if let (Some(fill), Some(at)) = (&self.usage_fill, scanner.take_done_offset()) {
                 if scanner.usage().output.is_none() {
-                    let input = self.input_estimate.unwrap_or(0);
-                    out = splice(&out, at, &fill.chunk(input, scanner.output_estimate()));
+                    let chunk = fill.chunk(input_estimate(), scanner.output_estimate());
+                    out = splice(&out, at..at, &chunk);
                 }
             }
         }
         if self.first.is_none() && self.inner.is_end_stream() {
             let rest = self.record(End::Complete);
             if !rest.is_empty() {
-                out = splice(&out, out.len(), &rest);
+                out = splice(&out, out.len()..out.len(), &rest);
             }
         }
         (!out.is_empty()).then_some(out)
@@ -329,7 +372,11 @@ impl MeteredBody {
         out: Bytes,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let passed = self.output_passed();
+        // Counted only under a budget: a BPE count of the text's tail is not free.
+        let passed = match &self.budget {
+            Some(_) => self.output_passed(),
+            None => 0,
+        };
         match &mut self.budget {
             Some(budget) if passed > budget.granted && !self.finished => {
                 let asked = Mutex::new(budget.allowance.extend(ALLOWANCE_STEP));
@@ -388,7 +435,10 @@ impl Drop for MeteredBody {
                 let complete = self.usage.complete.load(Ordering::Relaxed);
                 let surface = json.surface;
                 let reported = TokenUsage::from_response_body(&body);
-                self.settle_usage(reported, complete, || body_output(surface, &body));
+                let tokenizer = self.tokenizer;
+                self.settle_usage(reported, complete, || {
+                    body_output(surface, tokenizer, &body)
+                });
             }
         }
     }
@@ -410,18 +460,25 @@ impl UsageFill {
     }
 }
 
-/// `out` with `insert` put in at byte `at`.
-fn splice(out: &Bytes, at: usize, insert: &[u8]) -> Bytes {
+/// Whether the output that passed is needed to settle `reported`: none reported, or 0 (a
+/// server's placeholder, counted when text passed), or the response did not complete (charged
+/// at least what passed).
+fn output_needed(reported: TokenUsage, complete: bool) -> bool {
+    matches!(reported.output, None | Some(0)) || !complete
+}
+
+/// `out` with the bytes in `range` replaced by `insert`.
+fn splice(out: &Bytes, range: std::ops::Range<usize>, insert: &[u8]) -> Bytes {
     let mut joined = bytes::BytesMut::with_capacity(out.len() + insert.len());
-    joined.extend_from_slice(&out[..at]);
+    joined.extend_from_slice(&out[..range.start]);
     joined.extend_from_slice(insert);
-    joined.extend_from_slice(&out[at..]);
+    joined.extend_from_slice(&out[range.end..]);
     joined.freeze()
 }
 
 /// Estimated output tokens of a whole response body.
-fn body_output(surface: Surface, body: &[u8]) -> u64 {
-    let mut estimate = OutputEstimate::for_body(surface);
+fn body_output(surface: Surface, tokenizer: Tokenizer, body: &[u8]) -> u64 {
+    let mut estimate = OutputEstimate::for_body(surface, tokenizer);
     estimate.scan(body);
     estimate.tokens()
 }
@@ -732,18 +789,94 @@ mod tests {
 
     const CHUNK: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"abcdabcd\"}}]}\n\n";
 
+    /// The input estimate of a request whose heuristic count is `tokens` (at least 3).
+    fn input_of(tokens: u64) -> InputEstimate {
+        let body = serde_json::json!({"input": "x".repeat(4 * (tokens as usize - 3))});
+        let request = keygate_ai::ClientRequest::parse(body.to_string().into()).unwrap();
+        assert_eq!(request.input_estimate, tokens);
+        request.input_estimate_for(Tokenizer::Heuristic)
+    }
+
+    #[tokio::test]
+    async fn an_openai_model_s_output_is_counted_with_its_vocabulary() {
+        // "Hello, world!" split mid-word across deltas: 4 tokens in o200k_base, as a whole.
+        let chunks = vec![
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"lo, wor\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"ld!\"}}]}\n\ndata: [DONE]\n\n",
+        ];
+        for (tokenizer, output) in [(Tokenizer::O200k, 4), (Tokenizer::Heuristic, 4)] {
+            let usage = Arc::new(Usage::default());
+            let scan = Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false);
+            let body = MeteredBody::new(
+                None,
+                body_of(chunks.clone()),
+                scan,
+                usage.clone(),
+                Duration::from_secs(5),
+            )
+            .counting_with(tokenizer)
+            .estimating_output(Surface::ChatCompletions);
+            body.collect().await.unwrap();
+            assert_eq!(
+                usage.output_tokens.load(Ordering::Relaxed),
+                output,
+                "{tokenizer:?}"
+            );
+        }
+        // Where they differ: "hello world" 10 times is 20 tokens, 119 characters.
+        let words = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hello world hello world hello world ",
+            "hello world hello world hello world hello world hello world hello world hello world",
+            "\"}}]}\n\ndata: [DONE]\n\n"
+        );
+        for (tokenizer, output) in [(Tokenizer::O200k, 20), (Tokenizer::Heuristic, 30)] {
+            let usage = Arc::new(Usage::default());
+            let scan = Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false);
+            let inner = body_of(vec![words]);
+            let body = MeteredBody::new(None, inner, scan, usage.clone(), Duration::from_secs(5))
+                .counting_with(tokenizer)
+                .estimating_output(Surface::ChatCompletions);
+            body.collect().await.unwrap();
+            assert_eq!(
+                usage.output_tokens.load(Ordering::Relaxed),
+                output,
+                "{tokenizer:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_messages_stream_without_usage_gets_the_estimate_in_its_usage_events() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n";
+        let text = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"abcdefgh\"}}\n\n";
+        let delta = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n";
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let usage = Arc::new(Usage::default());
+        let body = sse(body_of(vec![start, text, delta, stop]), &usage)
+            .estimating_output(Surface::Messages)
+            .with_input_estimate(input_of(17));
+        let out = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let filled = "event: message_delta\ndata: {\"delta\":{\"stop_reason\":\"end_turn\"},\"type\":\"message_delta\",\"usage\":{\"input_tokens\":17,\"output_tokens\":2}}\n\n";
+        let started = "event: message_start\ndata: {\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":17,\"output_tokens\":0}},\"type\":\"message_start\"}\n\n";
+        assert_eq!(out, [started, text, filled, stop].concat());
+        assert!(usage.estimated.load(Ordering::Relaxed));
+        assert_eq!(usage.input_tokens.load(Ordering::Relaxed), 17);
+        assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 2);
+    }
+
     #[tokio::test]
     async fn usage_the_provider_does_not_report_is_estimated() {
         let usage = Arc::new(Usage::default());
         let body = MeteredBody::new(
             None,
             body_of(vec![CHUNK, CHUNK, "data: [DONE]\n\n"]),
-            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false)
-                .estimating_output(Surface::ChatCompletions),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
             usage.clone(),
             Duration::from_secs(5),
         )
-        .with_input_estimate(17);
+        .estimating_output(Surface::ChatCompletions)
+        .with_input_estimate(input_of(17));
         body.collect().await.unwrap();
         assert!(usage.estimated.load(Ordering::Relaxed));
         assert_eq!(usage.output_tokens.load(Ordering::Relaxed), 4);
@@ -756,12 +889,12 @@ mod tests {
         let body = MeteredBody::new(
             None,
             body_of(vec![CHUNK, "data: {\"choices\":[]}\n\ndata: [DONE]\n\n"]),
-            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false)
-                .estimating_output(Surface::ChatCompletions),
+            Scan::for_content_type("text/event-stream", Surface::ChatCompletions, false),
             usage.clone(),
             Duration::from_secs(5),
         )
-        .with_input_estimate(17)
+        .estimating_output(Surface::ChatCompletions)
+        .with_input_estimate(input_of(17))
         .with_usage_fill(UsageFill {
             object: "chat.completion.chunk",
             model: "smollm2".into(),

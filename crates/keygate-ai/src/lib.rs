@@ -34,11 +34,11 @@ pub use registry::{
     Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, RejectReason, Rejection,
     Resolution, ResolveError, Restriction, StreamUsage, UpstreamTarget,
 };
-pub use request::{is_auto, ClientRequest, RequestError};
+pub use request::{is_auto, ClientRequest, InputEstimate, RequestError};
 pub use spec::{ModelSpec, ParamName, Pricing, ProviderSpec, SurfaceSpec};
-pub use sse::{error_event, FinalEvent, SseScanner};
+pub use sse::{error_event, fill_usage_event, FinalEvent, SseScanner};
 pub use surface::Surface;
-pub use tokens::{estimate_input_tokens, estimate_text_tokens, OutputEstimate};
+pub use tokens::{estimate_input_tokens, estimate_text_tokens, OutputEstimate, Tokenizer};
 pub use transform::{prepare_body, BodyOptions, PreparedBody};
 pub use url::upstream_url;
 pub use usage::TokenUsage;

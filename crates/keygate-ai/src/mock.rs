@@ -6,7 +6,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::tokens::{estimate_input_tokens, estimate_text_tokens};
+use crate::tokens::{estimate_input_tokens, estimate_text_tokens, Tokenizer};
 use crate::Surface;
 
 /// Dimensions of the mock's embeddings.
@@ -31,7 +31,7 @@ pub fn respond(surface: Surface, body: &Map<String, Value>, created: u64) -> Moc
         .to_owned();
     let stream =
         body.get("stream").and_then(Value::as_bool).unwrap_or(false) && surface.can_stream();
-    let input_tokens = estimate_input_tokens(body);
+    let input_tokens = estimate_input_tokens(body, Tokenizer::Heuristic);
     let id = format!(
         "mock-{:016x}",
         fnv1a(serde_json::to_string(body).unwrap_or_default().as_bytes())

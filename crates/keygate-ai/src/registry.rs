@@ -658,14 +658,13 @@ impl Registry {
             let found = self.lookup(name);
             if found.is_empty() {
                 format_only = false;
-                let reason =
-                    if self.pinned_provider(name).is_some() && self.only_allow_configured_models {
-                        RejectReason::ModelNotAllowed {
-                            model: name.clone(),
-                        }
-                    } else {
-                        RejectReason::UnknownModel { name: name.clone() }
-                    };
+                let reason = if self.pinned(name).is_some() && self.only_allow_configured_models {
+                    RejectReason::ModelNotAllowed {
+                        model: name.clone(),
+                    }
+                } else {
+                    RejectReason::UnknownModel { name: name.clone() }
+                };
                 rejected.push(Rejection {
                     model: name.clone(),
                     reasons: vec![reason],
@@ -713,17 +712,25 @@ impl Registry {
     /// Every (provider, model) a client name refers to, before allow/format filtering.
     fn lookup(&self, name: &str) -> Vec<Candidate> {
         let name = name.trim();
-        if let Some((provider, model)) = self.pinned_provider(name) {
-            let (p, models) = &self.providers[provider];
-            let model = match models.iter().find(|m| m.answers_to(model)) {
-                Some(m) => m.clone(),
-                None if self.only_allow_configured_models || model.is_empty() => return Vec::new(),
-                None => Arc::new(Model::pass_through(model)),
-            };
-            return vec![Candidate {
-                provider: p.clone(),
-                model,
-            }];
+        if let Some((prefix, model)) = self.pinned(name) {
+            // Every provider answering to the prefix: a regional copy aliasing a provider's id
+            // serves its `provider:` names too, in candidate order.
+            return (self.providers.iter())
+                .filter(|(p, _)| p.answers_to(prefix))
+                .filter_map(|(p, models)| {
+                    let model = match models.iter().find(|m| m.answers_to(model)) {
+                        Some(m) => m.clone(),
+                        None if self.only_allow_configured_models || model.is_empty() => {
+                            return None
+                        }
+                        None => Arc::new(Model::pass_through(model)),
+                    };
+                    Some(Candidate {
+                        provider: p.clone(),
+                        model,
+                    })
+                })
+                .collect();
         }
         let found = match self.by_name.get(name) {
             Some(found) => Some(found),
@@ -745,14 +752,12 @@ impl Registry {
             .collect()
     }
 
-    /// `provider:model` → (provider index, model part), when the prefix names a provider.
-    fn pinned_provider<'n>(&self, name: &'n str) -> Option<(usize, &'n str)> {
+    /// `provider:model` → (provider part, model part), when the prefix names a provider.
+    fn pinned<'n>(&self, name: &'n str) -> Option<(&'n str, &'n str)> {
         let (prefix, model) = name.split_once(':')?;
-        let index = self
-            .providers
-            .iter()
-            .position(|(p, _)| p.answers_to(prefix))?;
-        Some((index, model))
+        (self.providers.iter())
+            .any(|(p, _)| p.answers_to(prefix))
+            .then_some((prefix, model))
     }
 
     fn exclusion(&self, candidate: &Candidate, surface: Surface) -> Option<RejectReason> {
@@ -932,23 +937,19 @@ fn check_models(models: &[Model]) -> Result<(), (usize, String)> {
     Ok(())
 }
 
-/// Provider ids and aliases must be unique across the merged set.
+/// Provider ids must be unique across the merged set. Aliases may be shared: ngrok's
+/// multi-region pattern adds `id: openai-eu` with `id_aliases: [openai]` beside `id: openai`, and
+/// `openai:` names then reach both, in candidate order, for the strategy to choose.
 fn check_provider_names(merged: &[(Provider, Vec<Model>)]) -> Result<(), RegistryError> {
-    let mut seen: HashMap<String, (&str, Option<usize>)> = HashMap::new();
+    let mut seen: HashMap<String, Option<usize>> = HashMap::new();
     for (provider, _) in merged {
-        for name in std::iter::once(&provider.id).chain(&provider.id_aliases) {
-            let entry = (provider.id.as_str(), provider.config_index);
-            if let Some((other, other_index)) = seen.insert(name.to_ascii_lowercase(), entry) {
-                if other != provider.id {
-                    let index = provider.config_index.or(other_index).unwrap_or(0);
-                    return Err(RegistryError {
-                        path: format!("providers[{index}].id_aliases"),
-                        message: format!(
-                            "provider id or alias '{name}' is already used by provider '{other}'"
-                        ),
-                    });
-                }
-            }
+        let id = provider.id.to_ascii_lowercase();
+        if let Some(other_index) = seen.insert(id, provider.config_index) {
+            let index = provider.config_index.or(other_index).unwrap_or(0);
+            return Err(RegistryError {
+                path: format!("providers[{index}].id"),
+                message: format!("provider '{}' is configured twice", provider.id),
+            });
         }
     }
     Ok(())

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::tokens::{prompt_field, Text};
+use crate::tokens::{estimate_input_tokens, prompt_field, Text, Tokenizer};
 
 /// Most entries accepted in `models`: each may cost upstream attempts, so the list is bounded.
 pub const MAX_MODELS: usize = 32;
@@ -37,8 +37,29 @@ pub struct ClientRequest {
     /// The smallest output-token limit sent (`max_tokens`, `max_completion_tokens`,
     /// `max_output_tokens`), if any.
     pub max_output_tokens: Option<u64>,
-    /// Estimated input tokens (see `tokens`), counted while the body is checked.
+    /// Estimated input tokens by the character heuristic (see `tokens`), counted while the body
+    /// is checked; [`Self::input_estimate_for`] counts with a model's own vocabulary.
     pub input_estimate: u64,
+}
+
+/// A request's input tokens for one model, counted when first asked for (a BPE count costs
+/// about 24 µs per KB of prompt, so only what needs it pays it).
+#[derive(Debug)]
+pub struct InputEstimate {
+    raw: Bytes,
+    tokenizer: Tokenizer,
+    tokens: OnceLock<u64>,
+}
+
+impl InputEstimate {
+    /// The estimate.
+    pub fn tokens(&self) -> u64 {
+        *self.tokens.get_or_init(|| {
+            // `raw` was checked to be one JSON object when the request was parsed.
+            let body: Map<String, Value> = serde_json::from_slice(&self.raw).unwrap_or_default();
+            estimate_input_tokens(&body, self.tokenizer)
+        })
+    }
 }
 
 /// A malformed request body (`ERR_KEYGATE_3801`, 400).
@@ -120,6 +141,19 @@ impl ClientRequest {
             max_output_tokens: top.max_output_tokens,
             input_estimate: Text::prompt_total(top.prompt_tokens),
         })
+    }
+
+    /// The input tokens for a model counted with `tokenizer`: the heuristic's count is known
+    /// already, a BPE count is made from the body when first asked for.
+    pub fn input_estimate_for(&self, tokenizer: Tokenizer) -> InputEstimate {
+        InputEstimate {
+            raw: self.raw.clone(),
+            tokenizer,
+            tokens: match tokenizer {
+                Tokenizer::Heuristic => OnceLock::from(self.input_estimate),
+                _ => OnceLock::new(),
+            },
+        }
     }
 
     /// The whole JSON object, unknown fields included (parsed on first use).

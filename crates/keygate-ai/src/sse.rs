@@ -5,6 +5,10 @@
 //! current partial line is kept for scanning. With stripping, complete events are released as
 //! soon as their terminating blank line arrives and only the unfinished event is held back.
 //!
+//! To fill in usage a provider left out of a Messages or Responses stream, it can also hold whole
+//! events and note where the events that should carry usage (`message_start`, `message_delta`,
+//! `response.completed`) arrived without it, for [`fill_usage_event`] to rewrite.
+//!
 //! It also counts events and notes the surface's final event (`data: [DONE]`, `event:
 //! message_stop`, ...), so a stream that ends without it can be told from a complete one, and
 //! whether the stream carried an error event.
@@ -64,6 +68,21 @@ pub struct SseScanner {
     output: OutputEstimate,
     /// Pass mode: where `data: [DONE]` starts in the chunk just pushed, when it starts there.
     done_at: Option<usize>,
+    /// The events that should carry usage, when they are to be noted without it (events are
+    /// then held whole).
+    usage_events: Option<UsageEvents>,
+    /// Where such events, arrived without usage, lie in the bytes just returned.
+    unreported: Vec<std::ops::Range<usize>>,
+}
+
+/// The events whose usage Messages and Responses clients read (the SDKs fail without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UsageEvents {
+    /// `message_start` (`message.usage`, the SDKs' snapshot) and `message_delta`
+    /// (`usage.output_tokens`, the final figures).
+    Messages,
+    /// `response.completed` (or `response.incomplete`): `response.usage`.
+    Responses,
 }
 
 impl SseScanner {
@@ -85,6 +104,25 @@ impl SseScanner {
     pub fn with_output_estimate(mut self, output: OutputEstimate) -> Self {
         self.output = output;
         self
+    }
+
+    /// Holds whole events (as stripping does) so that, on Messages and Responses, the events
+    /// that should carry usage can be rewritten when they arrive without it (see
+    /// [`Self::take_unreported_usage_events`]). Other surfaces are left in pass mode.
+    pub fn holding_usage_events(mut self, surface: Surface) -> Self {
+        self.usage_events = match surface {
+            Surface::Messages => Some(UsageEvents::Messages),
+            Surface::Responses => Some(UsageEvents::Responses),
+            _ => None,
+        };
+        self
+    }
+
+    /// Where, in the bytes the last [`Self::push`] returned, the events that should carry usage
+    /// lie when they arrived without any (or, a `message_delta`, with 0 output tokens while text
+    /// passed), in order.
+    pub fn take_unreported_usage_events(&mut self) -> Vec<std::ops::Range<usize>> {
+        std::mem::take(&mut self.unreported)
     }
 
     /// Output tokens estimated from the generated text seen so far.
@@ -122,7 +160,7 @@ impl SseScanner {
 
     /// Feeds one chunk; returns the bytes to forward now.
     pub fn push(&mut self, chunk: Bytes) -> Bytes {
-        if self.strip_usage_chunk {
+        if self.holds_events() {
             self.push_events(&chunk)
         } else {
             self.scan_lines(&chunk);
@@ -132,7 +170,7 @@ impl SseScanner {
 
     /// The stream ended: returns whatever was held back (an unterminated last event).
     pub fn finish(&mut self) -> Bytes {
-        if self.strip_usage_chunk {
+        if self.holds_events() {
             let rest = self.pending.split().freeze();
             if self.event_is_kept(&rest) {
                 return rest;
@@ -144,6 +182,10 @@ impl SseScanner {
             self.scan_line(&line);
         }
         Bytes::new()
+    }
+
+    fn holds_events(&self) -> bool {
+        self.strip_usage_chunk || self.usage_events.is_some()
     }
 
     fn scan_lines(&mut self, chunk: &[u8]) {
@@ -220,6 +262,9 @@ impl SseScanner {
             let event = self.pending.split_to(end).freeze();
             self.events += 1;
             if self.event_is_kept(&event) {
+                if self.lacks_usage(&event) {
+                    self.unreported.push(out.len()..out.len() + event.len());
+                }
                 out.extend_from_slice(&event);
             }
         }
@@ -246,11 +291,129 @@ impl SseScanner {
                     .and_then(Value::as_array)
                     .is_some_and(Vec::is_empty)
                     && value.get("usage").is_some_and(Value::is_object);
-                kept &= !usage_only;
+                kept &= !(usage_only && self.strip_usage_chunk);
             }
         }
         kept
     }
+}
+
+impl SseScanner {
+    /// Whether `event` is one that should carry usage, arrived without it.
+    fn lacks_usage(&self, event: &[u8]) -> bool {
+        let names: &[&str] = match self.usage_events {
+            None => return false,
+            Some(UsageEvents::Messages) => &["message_start", "message_delta"],
+            Some(UsageEvents::Responses) => &["response.completed", "response.incomplete"],
+        };
+        // Only the few events that name such a type are parsed.
+        let named = |name: &&str| memchr::memmem::find(event, name.as_bytes()).is_some();
+        if !names.iter().any(named) {
+            return false;
+        }
+        let Some(value) = single_data(event)
+            .and_then(|data| serde_json::from_slice::<Value>(data.trim_ascii_start()).ok())
+        else {
+            return false;
+        };
+        let has_usage = |pointer| value.pointer(pointer).is_some_and(Value::is_object);
+        match value.get("type").and_then(Value::as_str) {
+            Some(kind) if !names.contains(&kind) => false,
+            Some("message_start") => !has_usage("/message/usage"),
+            Some("message_delta") => {
+                match value
+                    .pointer("/usage/output_tokens")
+                    .and_then(Value::as_u64)
+                {
+                    None => true,
+                    Some(reported) => reported == 0 && self.output.tokens() > 0,
+                }
+            }
+            Some(_) => !has_usage("/response/usage"),
+            None => false,
+        }
+    }
+}
+
+/// The payload of an event's only `data:` line (`None` with none or several).
+fn single_data(event: &[u8]) -> Option<&[u8]> {
+    let mut data = event
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.strip_prefix(b"data:"));
+    let first = data.next()?;
+    data.next()
+        .is_none()
+        .then(|| first.strip_suffix(b"\r").unwrap_or(first))
+}
+
+/// `event` (one [`SseScanner::take_unreported_usage_events`] found) with the estimated usage
+/// filled in, every other line unchanged: a `message_start` gets `message.usage` (the input, 0
+/// output tokens so far), a `message_delta` `usage.output_tokens` (and `usage.input_tokens` when
+/// the stream reported no input), a `response.completed` or `response.incomplete`
+/// `response.usage` as OpenAI shapes it. `input` is the input the stream reported,
+/// `input_estimate` counts it otherwise; `output` counts the output that passed (both are called
+/// only when the event needs them). `None` when the event is not of that shape.
+pub fn fill_usage_event(
+    event: &[u8],
+    input: Option<u64>,
+    input_estimate: impl FnOnce() -> u64,
+    output: impl FnOnce() -> u64,
+) -> Option<Vec<u8>> {
+    let data = single_data(event)?;
+    let mut value: Value = serde_json::from_slice(data.trim_ascii_start()).ok()?;
+    match value.get("type").and_then(Value::as_str)? {
+        "message_start" => {
+            let usage = serde_json::json!({
+                "input_tokens": input.unwrap_or_else(input_estimate), "output_tokens": 0,
+            });
+            value
+                .get_mut("message")?
+                .as_object_mut()?
+                .insert("usage".into(), usage);
+        }
+        "message_delta" => {
+            let object = value.as_object_mut()?;
+            let usage = object
+                .entry("usage")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !usage.is_object() {
+                *usage = Value::Object(serde_json::Map::new());
+            }
+            let usage = usage.as_object_mut()?;
+            usage.insert("output_tokens".into(), output().into());
+            if input.is_none() {
+                usage.insert("input_tokens".into(), input_estimate().into());
+            }
+        }
+        "response.completed" | "response.incomplete" => {
+            let (input, output) = (input.unwrap_or_else(input_estimate), output());
+            let usage = serde_json::json!({
+                "input_tokens": input, "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input + output,
+            });
+            value
+                .get_mut("response")?
+                .as_object_mut()?
+                .insert("usage".into(), usage);
+        }
+        _ => return None,
+    }
+    let mut out = Vec::with_capacity(event.len() + 160);
+    for line in event.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"data:") {
+            out.extend_from_slice(b"data: ");
+            serde_json::to_writer(&mut out, &value).ok()?;
+            out.extend_from_slice(if line.ends_with(b"\r\n") {
+                b"\r\n"
+            } else {
+                b"\n"
+            });
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    Some(out)
 }
 
 /// An event that ends a stream with an error, as the surface's SDKs raise it: OpenAI chat and
@@ -447,8 +610,9 @@ mod tests {
     fn estimates_output_at_any_chunk_boundary_in_both_modes() {
         for strip in [false, true] {
             for size in [1, 5, 4096] {
-                let mut scanner = SseScanner::new(strip)
-                    .with_output_estimate(OutputEstimate::for_stream(Surface::Messages));
+                let mut scanner = SseScanner::new(strip).with_output_estimate(
+                    OutputEstimate::for_stream(Surface::Messages, crate::Tokenizer::Heuristic),
+                );
                 for chunk in ANTHROPIC.as_bytes().chunks(size) {
                     scanner.push(Bytes::copy_from_slice(chunk));
                 }
@@ -571,5 +735,78 @@ mod tests {
         assert_eq!(usage.input, Some(3));
         let (out, _) = run(&huge, 8192, true);
         assert_eq!(out.len(), huge.len());
+    }
+
+    /// Feeds `input` in chunks of `size` to a scanner holding `surface`'s usage events; returns
+    /// the forwarded bytes with the unreported usage events filled (input estimate 9).
+    fn fill(input: &str, size: usize, surface: Surface) -> String {
+        let mut scanner = SseScanner::new(false)
+            .with_output_estimate(OutputEstimate::for_stream(
+                surface,
+                crate::Tokenizer::Heuristic,
+            ))
+            .holding_usage_events(surface);
+        let mut out = Vec::new();
+        for chunk in input.as_bytes().chunks(size) {
+            let mut bytes = scanner.push(Bytes::copy_from_slice(chunk)).to_vec();
+            for range in scanner.take_unreported_usage_events().into_iter().rev() {
+                let (reported, output) = (scanner.usage().input, || scanner.output_estimate());
+                let event = fill_usage_event(&bytes[range.clone()], reported, || 9, output);
+                bytes.splice(range, event.unwrap());
+            }
+            out.extend_from_slice(&bytes);
+        }
+        out.extend_from_slice(&scanner.finish());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn fills_only_the_usage_events_a_provider_left_without_usage() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n";
+        let text = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"abcdefgh\"}}\n\n";
+        let delta = "event: message_delta\r\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\r\n\r\n";
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let stream = [start, text, delta, stop].concat();
+        let started = "event: message_start\ndata: {\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":9,\"output_tokens\":0}},\"type\":\"message_start\"}\n\n";
+        let filled = "event: message_delta\r\ndata: {\"delta\":{\"stop_reason\":\"end_turn\"},\"type\":\"message_delta\",\"usage\":{\"input_tokens\":9,\"output_tokens\":2}}\r\n\r\n";
+        for size in [1, 7, 4096] {
+            let out = fill(&stream, size, Surface::Messages);
+            assert_eq!(out, [started, text, filled, stop].concat(), "size {size}");
+        }
+        // Reported usage is left alone; a reported 0 while text passed is filled, without input
+        // when the stream reported some.
+        let reported = stream
+            .replace(
+                "{\"id\":\"m\"}",
+                "{\"id\":\"m\",\"usage\":{\"input_tokens\":4}}",
+            )
+            .replace(
+                "\"end_turn\"}}",
+                "\"end_turn\"},\"usage\":{\"output_tokens\":5}}",
+            );
+        assert_eq!(fill(&reported, 5, Surface::Messages), reported);
+        let zero = reported.replace("\"output_tokens\":5", "\"output_tokens\":0");
+        let out = fill(&zero, 5, Surface::Messages);
+        assert!(out.starts_with(&reported[..reported.find("event: message_delta").unwrap()]));
+        assert!(out.contains("\"usage\":{\"output_tokens\":2}}"), "{out}");
+
+        let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"abcd\"}\n\n";
+        let done = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"usage\":null}}\n\n";
+        let out = fill(&[delta, done].concat(), 3, Surface::Responses);
+        let data = out
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap();
+        let usage = &serde_json::from_str::<Value>(data).unwrap()["response"]["usage"];
+        assert_eq!(
+            *usage,
+            serde_json::json!({"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 10})
+        );
+        assert!(out.starts_with(delta));
+        // Chat streams stay in pass mode: their usage chunk is added before `[DONE]`.
+        assert_eq!(fill(OPENAI, 3, Surface::ChatCompletions), OPENAI);
     }
 }

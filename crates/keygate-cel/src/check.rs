@@ -20,10 +20,13 @@ pub(crate) const ROOTS: &[&str] = &[
     "actions",
     "secrets", // Scope
     // `Scope.extra`: the authenticated access key (keygate-policy `access_keys::VARIABLE`),
-    // and `ai` (+ the internal `_kg_cur`) of the ai-gateway model selection strategies.
+    // `ai` (+ the internal `_kg_cur`) of the ai-gateway model selection strategies, and
+    // `attempts` / `last_attempt` of the http-request `retry_condition`.
     "access_key",
     "ai",
     "_kg_cur",
+    "attempts",
+    "last_attempt",
 ];
 
 /// Type identifiers CEL resolves as values (`type(x) == string`).
@@ -47,17 +50,27 @@ pub const ACTION_RESULTS: &[&str] = &[
     "add_headers",
     "ai_gateway",
     "basic_auth",
+    "circuit_breaker",
     "close_connection",
+    "compress",
     "custom_response",
     "deny",
+    "forward_internal",
+    "http_request",
     "jwt_validation",
     "log",
+    "oauth",
+    "oidc",
     "rate_limit",
     "redirect",
     "remove_headers",
+    "request_body_find_replace",
+    "response_body_find_replace",
     "restrict_ips",
     "set_vars",
+    "sse_find_replace",
     "url_rewrite",
+    "verify_webhook",
 ];
 
 /// Functions the environment registers that `FUNCTIONS` does not list (optional values).
@@ -75,7 +88,9 @@ const EXTRA_FUNCTIONS: &[&str] = &[
 /// Maps whose keys are data: any field below them is a key lookup.
 const DYNAMIC_MAPS: &[&str] = &[
     "req.headers",
+    "req.cookies",
     "res.headers",
+    "res.cookies",
     "req.query_params",
     "req.url.query_params",
     "req.content_type.parameters",
@@ -94,10 +109,14 @@ const ARITIES: &[Arity] = &[
     ("map", None, Some((2, 3))),
     ("getReqHeader", Some((1, 1)), None),
     ("hasReqHeader", Some((1, 1)), None),
+    ("getReqCookie", Some((1, 1)), None),
+    ("hasReqCookie", Some((1, 1)), None),
     ("getQueryParam", Some((1, 1)), None),
     ("hasQueryParam", Some((1, 1)), None),
     ("getResHeader", Some((1, 1)), None),
     ("hasResHeader", Some((1, 1)), None),
+    ("getResCookie", Some((1, 1)), None),
+    ("hasResCookie", Some((1, 1)), None),
     ("inCidrRange", Some((2, 2)), Some((1, 1))),
     ("inCidrRanges", Some((2, 2)), Some((1, 1))),
     ("isPrivateIp", Some((1, 1)), Some((0, 0))),
@@ -110,6 +129,8 @@ const ARITIES: &[Arity] = &[
     ("url.escape", Some((1, 1)), None),
     ("url.unescape", Some((1, 1)), None),
     ("url.parse", Some((1, 1)), None),
+    ("rand.double", Some((0, 0)), None),
+    ("rand.int", Some((0, 2)), None), // and not 1, see `Checker::call`
     ("startsWith", None, Some((1, 1))),
     ("endsWith", None, Some((1, 1))),
     ("contains", None, Some((1, 1))),
@@ -470,7 +491,7 @@ impl Checker<'_> {
     fn call(&self, id: u64, call: &CallExpr) -> Result<(), CompileError> {
         let name = call.func_name.as_str();
         if is_operator(name) {
-            return Ok(());
+            return self.ordering(id, call);
         }
         let namespace = match call.target.as_deref() {
             Some(IdedExpr {
@@ -514,6 +535,14 @@ impl Checker<'_> {
         };
         let expected = if method { member } else { global };
         let got = call.args.len();
+        // The one function whose counts are not a range: no bounds, or both.
+        if full == "rand.int" && got == 1 {
+            return Err(self.error(
+                id,
+                name,
+                "rand.int() takes no arguments or 2 (min, max), got 1".to_owned(),
+            ));
+        }
         match expected {
             Some((lo, hi)) if got < *lo || got > *hi => {
                 let want = if lo == hi {
@@ -563,16 +592,53 @@ impl Checker<'_> {
                     | "req.url.raw_path" | "req.url.query" | "req.url.raw" | "req.url.uri"
                     | "req.user_agent" | "req.location" | "conn.client_ip" | "conn.server_ip"
                     | "time.now" => Some(Kind::String),
+                    path if path.starts_with("req.user_agent.") && !path.contains(".is_") => {
+                        Some(Kind::String)
+                    }
+                    "req.url.user_password" => Some(Kind::String),
                     "req.url.port" | "req.content_length" | "res.status_code"
                     | "conn.client_port" | "conn.server_port" => Some(Kind::Int),
-                    "req.headers" | "res.headers" | "req.query_params" => Some(Kind::Map),
+                    "req.headers" | "res.headers" | "req.query_params" | "req.cookies"
+                    | "res.cookies" => Some(Kind::Map),
                     "conn.tls.session_resumed" => Some(Kind::Bool),
+                    path if path.starts_with("req.user_agent.is_") => Some(Kind::Bool),
                     _ => None,
                 }
             }
             Expr::Call(call) => self.call_kind(call),
             _ => None,
         }
+    }
+
+    /// `a < b` (`<=`, `>`, `>=`) between values CEL cannot order against each other (kinds that
+    /// differ, lists, maps), e.g. `res.status_code < '200'`: every evaluation of it would fail.
+    fn ordering(&self, id: u64, call: &CallExpr) -> Result<(), CompileError> {
+        let op = match call.func_name.as_str() {
+            operators::LESS => "<",
+            operators::LESS_EQUALS => "<=",
+            operators::GREATER => ">",
+            operators::GREATER_EQUALS => ">=",
+            _ => return Ok(()),
+        };
+        let [left, right] = call.args.as_slice() else {
+            return Ok(());
+        };
+        let (Some(a), Some(b)) = (self.kind(left), self.kind(right)) else {
+            return Ok(());
+        };
+        let numeric = |k: Kind| matches!(k, Kind::Int | Kind::Uint | Kind::Double);
+        let unordered = |k: Kind| matches!(k, Kind::List | Kind::Map | Kind::Null);
+        if !unordered(a) && (a == b || (numeric(a) && numeric(b))) {
+            return Ok(());
+        }
+        Err(CompileError {
+            message: format!(
+                "cannot order {} {op} {}: compare values of one type (e.g. an int with an int)",
+                a.name(),
+                b.name()
+            ),
+            offset: self.offset(id),
+        })
     }
 
     fn call_kind(&self, call: &CallExpr) -> Option<Kind> {

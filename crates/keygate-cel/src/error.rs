@@ -54,7 +54,9 @@ pub struct EvalError {
 }
 
 impl EvalError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
+    /// An evaluation failure described by `message` (also for what an action computes from an
+    /// interpolated value, e.g. a pattern that does not compile).
+    pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
         }

@@ -22,7 +22,8 @@ use crate::functions::regex::{RegexTable, RegexVal};
 use crate::rewrite::{HEADERS_PREFIX, SECRET_PREFIX};
 use crate::secrets::{read_secret, SecretError, Secrets};
 use crate::views::request::{content_length, content_type, header, version};
-use crate::views::{Headers, QueryParams};
+use crate::views::user_agent::UserAgent;
+use crate::views::{cookies, Headers, QueryParams};
 use crate::Scope;
 
 /// The per-evaluation variable resolver.
@@ -33,6 +34,8 @@ pub(crate) struct Resolver<'a> {
     pub(crate) secrets_read: AtomicBool,
     /// Why a `secrets.get` with literal names failed, see [`Resolver::internal`].
     secret_error: OnceLock<SecretError>,
+    /// `req.user_agent.*`, parsed on the first read of one of them.
+    user_agent: OnceLock<UserAgent>,
 }
 
 type Found<'b> = Option<CowVal<'b, 'b>>;
@@ -74,6 +77,7 @@ impl<'a> Resolver<'a> {
             regexes,
             secrets_read: AtomicBool::new(false),
             secret_error: OnceLock::new(),
+            user_agent: OnceLock::new(),
         }
     }
 
@@ -179,11 +183,13 @@ impl<'a> Resolver<'a> {
             "host" => text(req.authority()),
             "id" => text(req.id),
             "headers" => Some(CowVal::owned(Headers::new(headers))),
+            "cookies" => Some(CowVal::owned(cookies::parse(headers))),
             "url" => owned_text(req.url()),
             "url.scheme" => text(req.scheme),
             "url.authority" => text(req.authority()),
             "url.host" => text(req.hostname()),
             "url.port" => int(req.port()),
+            "url.user_password" => text(req.user_password()),
             "url.path" => Some(CowVal::owned(CelString::from(req.path()))),
             "url.raw_path" => text(req.raw_path()),
             "url.query" => text(req.query()),
@@ -193,7 +199,30 @@ impl<'a> Resolver<'a> {
             "url.raw" => owned_text(req.url()),
             "url.uri" => text(req.uri()),
             "user_agent" => text(header(headers, http::header::USER_AGENT).unwrap_or("")),
-            _ => message_field(headers, field),
+            _ => match field.strip_prefix("user_agent.") {
+                Some(part) => self.user_agent_field(headers, part),
+                None => message_field(headers, field),
+            },
+        }
+    }
+
+    fn user_agent_field<'b>(&'b self, headers: &http::HeaderMap, field: &str) -> Found<'b> {
+        let ua = self.user_agent.get_or_init(|| {
+            UserAgent::parse(header(headers, http::header::USER_AGENT).unwrap_or(""))
+        });
+        let flag = |b: bool| Some(CowVal::owned(CelBool::from(b)));
+        match field {
+            "name" => text(&ua.name),
+            "version" => text(&ua.version),
+            "os" => text(&ua.os),
+            "os_version" => text(&ua.os_version),
+            "device" => text(&ua.device),
+            "url" => text(&ua.url),
+            "is_mobile" => flag(ua.is_mobile),
+            "is_tablet" => flag(ua.is_tablet),
+            "is_desktop" => flag(ua.is_desktop),
+            "is_bot" => flag(ua.is_bot),
+            _ => None,
         }
     }
 
@@ -204,6 +233,7 @@ impl<'a> Resolver<'a> {
             "" => self.node("res"),
             "status_code" => int(i64::from(res.head.status.as_u16())),
             "headers" => Some(CowVal::owned(Headers::new(headers))),
+            "cookies" => Some(CowVal::owned(cookies::parse_set_cookies(headers))),
             _ => message_field(headers, field),
         }
     }

@@ -5,6 +5,8 @@
 //!   (an invalid pattern is a compile error); other patterns → `@kg_matches(s, p)` (cached);
 //! * `getReqHeader(n)` → `req.headers[n]`, `hasReqHeader(n)` → `n in req.headers`, likewise
 //!   for `getQueryParam`/`hasQueryParam` (`req.query_params`) and `getResHeader`/`hasResHeader`;
+//! * `getReqCookie(n)` → `req.cookies[n][0]`, `hasReqCookie(n)` → `n in req.cookies`, likewise
+//!   `getResCookie`/`hasResCookie` (`res.cookies`);
 //! * `secrets.get(v, n)` → `@secrets[v][n]`, or `@secret/v/n` when both names are literals;
 //! * `req.headers['name']` → `@req.headers/name` (likewise `res`);
 //! * `has(req.headers.x)` → `'x' in req.headers` (likewise the query maps);
@@ -305,6 +307,8 @@ impl Rewriter<'_> {
         let name = call.func_name.as_str();
         let (map_root, map_field) = match name {
             "getReqHeader" | "hasReqHeader" => ("req", "headers"),
+            "getReqCookie" | "hasReqCookie" => ("req", "cookies"),
+            "getResCookie" | "hasResCookie" => ("res", "cookies"),
             "getQueryParam" | "hasQueryParam" => ("req", "query_params"),
             "getResHeader" | "hasResHeader" => ("res", "headers"),
             _ => ("", ""),
@@ -326,7 +330,18 @@ impl Rewriter<'_> {
                 let key = std::mem::take(&mut call.args[0]);
                 return Ok(Some(self.call(operators::INDEX, vec![map, key])));
             }
-            "hasReqHeader" | "hasQueryParam" | "hasResHeader" if global => {
+            "getReqCookie" | "getResCookie" if global => {
+                let name = name.to_owned();
+                self.arity(&name, call, 1, id)?;
+                let map = self.path(map_root, &[map_field]);
+                let key = std::mem::take(&mut call.args[0]);
+                let same_name = self.index(map, key);
+                let first = self.node(Expr::Literal(LiteralValue::Int(CelInt::from(0))));
+                return Ok(Some(self.call(operators::INDEX, vec![same_name, first])));
+            }
+            "hasReqHeader" | "hasQueryParam" | "hasResHeader" | "hasReqCookie" | "hasResCookie"
+                if global =>
+            {
                 let name = name.to_owned();
                 self.arity(&name, call, 1, id)?;
                 let map = self.path(map_root, &[map_field]);

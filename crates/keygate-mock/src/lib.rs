@@ -16,6 +16,8 @@
 //! With [`MockConfig::with_tls`] it serves HTTPS (ALPN `h2` and `http/1.1`); [`certs`] makes the
 //! test certificates.
 //!
+//! [`idp`] is a local OpenID Connect provider for the login actions' tests.
+//!
 //! The [`load`] module is the fixed-rate load generator behind the `keygate-load` binary.
 
 mod anthropic;
@@ -25,6 +27,7 @@ mod config;
 mod conn;
 mod controls;
 mod errors;
+pub mod idp;
 pub mod load;
 mod openai;
 mod record;

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use futures_util::FutureExt;
 use keygate_cel::{Compiler, ConnInfo, MemorySecrets, SecretSource};
-use keygate_policy::{Deps, Exchange, HttpClient, Outcome, Policy, RequestBody};
-use keygate_ratelimit::MemoryLimiter;
+use keygate_policy::{Deps, Exchange, Outcome, Policy, RequestBody};
 
 const BEARER: &str = r#"
 on_http_request:
@@ -90,15 +89,7 @@ fn exchange(secrets: &Arc<dyn SecretSource>, conn: &Arc<ConnInfo>) -> Exchange {
 
 fn bench(c: &mut Criterion) {
     let secrets = secrets();
-    let deps = Deps {
-        secrets: secrets.clone(),
-        http: HttpClient::default(),
-        rate_limiter: Arc::new(MemoryLimiter::default()),
-        budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
-        provider_urls: Arc::default(),
-        offline: true,
-        access_keys: None,
-    };
+    let deps = Deps::offline(secrets.clone());
     let compiler = Compiler::new();
     let conn = Arc::new(ConnInfo::new(
         "127.0.0.1:50000".parse().expect("addr"),

@@ -67,16 +67,22 @@ pub fn ready<'a>(outcome: Result<Flow, ActionError>) -> ActionFuture<'a> {
 /// A policy phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Once per client connection, before TLS and HTTP: only `conn.*` is known.
+    OnTcpConnect,
     OnHttpRequest,
     OnHttpResponse,
+    /// Once per Server-Sent Event of a streamed response.
+    OnEventStreamMessage,
 }
 
 impl Phase {
     /// The phase's key in a policy document.
     pub fn key(self) -> &'static str {
         match self {
+            Phase::OnTcpConnect => "on_tcp_connect",
             Phase::OnHttpRequest => "on_http_request",
             Phase::OnHttpResponse => "on_http_response",
+            Phase::OnEventStreamMessage => "on_event_stream_message",
         }
     }
 }

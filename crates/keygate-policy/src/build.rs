@@ -13,6 +13,8 @@ use crate::access_keys::AccessKeys;
 use crate::action::Phase;
 use crate::diagnostic::{position_in_scalar, Diagnostic};
 use crate::document::{from_node, join_key, Node, NodeValue};
+use crate::internal::InternalEndpoints;
+use crate::ip_policies::IpPolicies;
 use keygate_http::HttpClient;
 
 /// Process-wide services actions are built with. Cloning is cheap.
@@ -29,6 +31,66 @@ pub struct Deps {
     pub offline: bool,
     /// The data dir's access keys (`None` for `policy check`).
     pub access_keys: Option<Arc<dyn AccessKeys>>,
+    /// The data dir's IP policies for `restrict-ips` (`None` for `policy check`).
+    pub ip_policies: Option<Arc<dyn IpPolicies>>,
+    /// Seals the login actions' session cookies (`oauth`, `openid-connect`).
+    pub session_key: SessionKey,
+    /// The internal endpoints `forward-internal` may target (`None` for `policy check`: any
+    /// name is accepted at load).
+    pub internal_endpoints: Option<Arc<dyn InternalEndpoints>>,
+}
+
+impl Deps {
+    /// What `keygate policy check` builds with: `secrets`, in-memory rate limits and budgets,
+    /// the default HTTP client, no stores, nothing fetched while building, a random session key.
+    pub fn offline(secrets: Arc<dyn SecretSource>) -> Self {
+        Self {
+            secrets,
+            http: HttpClient::default(),
+            rate_limiter: Arc::new(keygate_ratelimit::MemoryLimiter::default()),
+            budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
+            provider_urls: Arc::default(),
+            offline: true,
+            access_keys: None,
+            ip_policies: None,
+            session_key: SessionKey::random(),
+            internal_endpoints: None,
+        }
+    }
+
+    /// [`Deps::offline`] with empty in-memory secrets.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Self {
+        Self::offline(Arc::new(keygate_cel::MemorySecrets::default()))
+    }
+}
+
+/// A 256-bit key for sealing session cookies: derived from the master key by `serve`, so sessions
+/// outlive restarts and hold across gateways sharing a data dir; random where nothing is served.
+#[derive(Clone)]
+pub struct SessionKey(Arc<zeroize::Zeroizing<[u8; 32]>>);
+
+impl SessionKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(Arc::new(zeroize::Zeroizing::new(bytes)))
+    }
+
+    /// A fresh key from the OS random source (`policy check`, tests).
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the OS random source is available");
+        Self::new(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey([REDACTED])")
+    }
 }
 
 /// The context one action is built in.

@@ -43,7 +43,8 @@ error_codes! {
     /// or spend budget (or its budget store is unreachable and it fails closed).
     AccessKeyBudget => (TOO_MANY_REQUESTS, "ERR_KEYGATE_27009", "rate_limit_error"),
     /// Missing or invalid credentials (`basic-auth`, or a JWT refused for its signature,
-    /// algorithm, key, claims or lifetime).
+    /// algorithm, key, claims or lifetime; `verify-webhook` for Xero, whose intent-to-receive
+    /// check wants a 401).
     Unauthorized => (UNAUTHORIZED, "ERR_KEYGATE_3401", "authentication_error"),
     /// `jwt-validation`: the configured body field or query parameter holding the token is absent.
     JwtTokenMissing => (UNAUTHORIZED, "ERR_KEYGATE_3406", "authentication_error"),
@@ -61,8 +62,22 @@ error_codes! {
     JwtMalformed => (UNAUTHORIZED, "ERR_KEYGATE_3416", "authentication_error"),
     /// `jwt-validation`: the JWKS could not be fetched, so no signature can be checked.
     JwtKeysUnavailable => (UNAUTHORIZED, "ERR_KEYGATE_3422", "authentication_error"),
+    /// `verify-webhook`: the request's signature is missing, wrong or outside its replay window.
+    WebhookInvalid => (FORBIDDEN, "ERR_KEYGATE_3204", "permission_error"),
+    /// `oauth` / `openid-connect`: the login could not complete (the provider or the user refused,
+    /// the code exchange or the ID token was refused, the login state is missing or altered).
+    LoginFailed => (UNAUTHORIZED, "ERR_KEYGATE_3320", "authentication_error"),
+    /// `oauth` / `openid-connect`: the identity provider could not be reached or answered
+    /// nonsense (discovery, token endpoint, keys, userinfo).
+    IdentityProviderUnavailable => (BAD_GATEWAY, "ERR_KEYGATE_3321", "api_error"),
     /// `restrict-ips` refused the client address.
     Forbidden => (FORBIDDEN, "ERR_KEYGATE_3205", "permission_error"),
+    /// A `circuit-breaker` is open: the request was refused without reaching the upstream.
+    CircuitBreakerOpen => (SERVICE_UNAVAILABLE, "ERR_KEYGATE_3202", "api_error"),
+    /// `forward-internal`: the URL names no internal endpoint this gateway serves.
+    InternalEndpointMissing => (NOT_FOUND, "ERR_KEYGATE_3200", "not_found_error"),
+    /// `forward-internal`: the request has already made the most internal hops (a loop).
+    InternalLoop => (LOOP_DETECTED, "ERR_KEYGATE_3501", "api_error"),
     /// Nothing handled the request: no upstream, or a path that is not an AI surface.
     NoRoute => (NOT_FOUND, "ERR_KEYGATE_404", "not_found_error"),
     /// The request body is over `--max-body-bytes`.
@@ -71,6 +86,11 @@ error_codes! {
     RateLimited => (TOO_MANY_REQUESTS, "ERR_KEYGATE_429", "rate_limit_error"),
     /// A rule's expression or an action's interpolation failed at run time.
     PolicyRuntime => (INTERNAL_SERVER_ERROR, "ERR_KEYGATE_2253", "policy_error"),
+    /// `response-body-find-replace`: the response body is over the rewrite limit
+    /// (`--max-body-bytes`) or could not be read.
+    ResponseBodyUnreadable => (BAD_GATEWAY, "ERR_KEYGATE_3903", "api_error"),
+    /// The gateway is at `--max-connections` or `--max-requests`: the request was not run.
+    Overloaded => (SERVICE_UNAVAILABLE, "ERR_KEYGATE_3808", "overloaded_error"),
     /// The upstream (or, for `ai-gateway`, every provider attempt) could not be reached.
     UpstreamUnreachable => (BAD_GATEWAY, "ERR_KEYGATE_3800", "api_error"),
     /// `ai-gateway`: no provider key from the policy or the client for any candidate.
@@ -99,6 +119,15 @@ error_codes! {
     /// `ai-gateway`: a WebSocket upgrade on an AI path (the Responses WebSocket mode); the
     /// client is told at once to use HTTP instead.
     AiWebSocketUnsupported => (UPGRADE_REQUIRED, "ERR_KEYGATE_3814", "invalid_request_error"),
+    /// `http-request` with `on_error: halt`: the side request got no answer (connection refused,
+    /// TLS failure, a URL that renders to no valid target).
+    SideRequestFailed => (BAD_GATEWAY, "ERR_KEYGATE_3600", "api_error"),
+    /// `http-request` with `on_error: halt`: the answer's body is over 256 KiB.
+    SideRequestTooLarge => (BAD_GATEWAY, "ERR_KEYGATE_3601", "api_error"),
+    /// `http-request` with `on_error: halt`: `timeout` ran out (attempts and redirects included).
+    SideRequestTimeout => (GATEWAY_TIMEOUT, "ERR_KEYGATE_3602", "timeout_error"),
+    /// `http-request` with `on_error: halt`: more redirects than `max_redirects`.
+    SideRequestRedirects => (BAD_GATEWAY, "ERR_KEYGATE_3214", "api_error"),
 }
 
 impl ErrorCode {

@@ -8,8 +8,10 @@ use http_body_util::{BodyExt, LengthLimitError};
 use keygate_ai::ApiFormat;
 use keygate_cel::{ActionResults, ConnInfo, RequestView, ResponseView, Scope, SecretSource, Vars};
 
-use crate::body::{empty, full, Body};
+use crate::action::Phase;
+use crate::body::{empty, full, Body, BoxError};
 use crate::error::GatewayError;
+use crate::event_stream::EventMessage;
 /// The call's record types are the AI gateway runtime's; re-exported under their old path.
 pub use keygate_ai_gateway::{AiRecord, BrokenStream, StreamFailure, Usage};
 use keygate_ai_gateway::{ModelTried, TraceContext};
@@ -32,8 +34,22 @@ pub struct Exchange {
     pub body: RequestBody,
     /// `--max-body-bytes`.
     pub max_body_bytes: u64,
+    /// The phase running now: decides which variables expressions see (`req` is absent in
+    /// `on_tcp_connect`).
+    pub phase: Phase,
     /// The response head, set while `on_http_response` runs.
     pub response: Option<http::response::Parts>,
+    /// The response body while `on_http_response` runs: actions that rewrite it (compression,
+    /// find-and-replace) take it and put back a wrapped one.
+    pub response_body: Option<Body>,
+    /// The event `on_event_stream_message` runs on.
+    pub event: Option<EventMessage>,
+    /// Headers added to the response the client gets, whoever produced it (a login action's
+    /// renewed session cookie).
+    pub response_headers: http::HeaderMap,
+    /// Told the response's status when `on_http_response` starts (before its rules run), then
+    /// dropped; dropped untold when no response is made (the connection was closed).
+    pub response_observers: Vec<ResponseObserver>,
     /// `vars.*` of the current phase.
     pub vars: Vars,
     /// `actions.ngrok.*`.
@@ -50,6 +66,9 @@ pub struct Exchange {
     /// Top-level CEL variables besides the standard ones (`access_key`).
     extra: Vec<(&'static str, keygate_cel::Variable)>,
 }
+
+/// Learns the status a request ended with (`circuit-breaker` counts failures with it).
+pub type ResponseObserver = Box<dyn FnOnce(http::StatusCode) + Send + Sync>;
 
 /// What a request holds of its access key's budgets: dropping the last holder settles them
 /// against the real usage (see the `ai-gateway` budgets).
@@ -96,7 +115,12 @@ impl Exchange {
             request,
             body,
             max_body_bytes,
+            phase: Phase::OnHttpRequest,
             response: None,
+            response_body: None,
+            event: None,
+            response_headers: http::HeaderMap::new(),
+            response_observers: Vec::new(),
             vars: Vars::default(),
             results: ActionResults::default(),
             secrets,
@@ -142,7 +166,7 @@ impl Exchange {
     pub fn scope(&self) -> Scope<'_> {
         Scope {
             conn: &self.conn,
-            req: Some(RequestView {
+            req: (self.phase != Phase::OnTcpConnect).then_some(RequestView {
                 head: &self.request,
                 scheme: self.scheme,
                 id: &self.id,
@@ -156,9 +180,6 @@ impl Exchange {
     }
 
     /// Reads the whole request body (at most `max_body_bytes`) and keeps it for forwarding.
-    ///
-    /// Reads frame by frame (not `Limited::collect`, whose future is not provably `Send` inside an
-    /// action future).
     pub async fn buffer_body(&mut self) -> Result<Bytes, GatewayError> {
         let mut body = match std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new()))
         {
@@ -168,23 +189,14 @@ impl Exchange {
             }
             RequestBody::Streaming(body) => body,
         };
-        let mut buffer = BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|err| {
-                if err.is::<LengthLimitError>() {
-                    GatewayError::body_too_large(self.max_body_bytes)
-                } else {
+        let bytes = collect_limited(&mut body, self.max_body_bytes)
+            .await
+            .map_err(|err| match err {
+                CollectError::TooLarge => GatewayError::body_too_large(self.max_body_bytes),
+                CollectError::Read(err) => {
                     GatewayError::bad_request(format!("reading the request body failed: {err}"))
                 }
             })?;
-            if let Ok(data) = frame.into_data() {
-                if (buffer.len() + data.len()) as u64 > self.max_body_bytes {
-                    return Err(GatewayError::body_too_large(self.max_body_bytes));
-                }
-                buffer.extend_from_slice(&data);
-            }
-        }
-        let bytes = buffer.freeze();
         self.body = RequestBody::Buffered(bytes.clone());
         Ok(bytes)
     }
@@ -197,4 +209,36 @@ impl Exchange {
             RequestBody::Buffered(bytes) => full(bytes),
         }
     }
+}
+
+/// Why [`collect_limited`] gave up.
+pub(crate) enum CollectError {
+    /// The body is longer than the limit (or a `Limited` wrapper said so).
+    TooLarge,
+    /// Reading failed.
+    Read(BoxError),
+}
+
+/// Reads `body` whole, failing once it passes `limit` bytes.
+///
+/// Reads frame by frame (not `Limited::collect`, whose future is not provably `Send` inside an
+/// action future).
+pub(crate) async fn collect_limited(body: &mut Body, limit: u64) -> Result<Bytes, CollectError> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| {
+            if err.is::<LengthLimitError>() {
+                CollectError::TooLarge
+            } else {
+                CollectError::Read(err)
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if (buffer.len() + data.len()) as u64 > limit {
+                return Err(CollectError::TooLarge);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
 }

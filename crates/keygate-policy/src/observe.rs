@@ -49,10 +49,9 @@ mod tests {
     use bytes::Bytes;
     use futures_util::FutureExt;
     use keygate_cel::{Compiler, MemorySecrets};
-    use keygate_ratelimit::{MemoryBudgets, MemoryLimiter};
 
     use super::*;
-    use crate::{Deps, HttpClient, Outcome, Policy};
+    use crate::{Deps, Outcome, Policy};
 
     #[derive(Default)]
     struct Steps(Vec<String>);
@@ -84,15 +83,7 @@ mod tests {
     #[test]
     fn the_observer_sees_rules_expressions_and_actions_in_order() {
         let secrets = Arc::new(MemorySecrets::default());
-        let deps = Deps {
-            secrets: secrets.clone(),
-            http: HttpClient::default(),
-            rate_limiter: Arc::new(MemoryLimiter::default()),
-            budgets: Arc::new(MemoryBudgets::default()),
-            provider_urls: Arc::default(),
-            offline: true,
-            access_keys: None,
-        };
+        let deps = Deps::offline(secrets.clone());
         let text = r#"
 on_http_request:
   - name: skipped

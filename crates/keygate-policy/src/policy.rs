@@ -14,8 +14,11 @@ use crate::document::{join_key, parse, Node, NodeValue, Position};
 
 /// A compiled Traffic Policy, ready to run requests.
 pub struct Policy {
+    pub(crate) on_tcp_connect: Vec<Rule>,
     pub(crate) on_http_request: Vec<Rule>,
     pub(crate) on_http_response: Vec<Rule>,
+    /// Shared with every event stream the phase is running on.
+    pub(crate) on_event_stream_message: Arc<[Rule]>,
     /// Warnings found while loading (deprecated keys, ...).
     pub warnings: Vec<Diagnostic>,
     /// Run before the first rule when the `ai-gateway` action sets `access_keys`.
@@ -35,12 +38,14 @@ pub(crate) struct CompiledAction {
     pub action: Box<dyn Action>,
 }
 
-const PHASES: [(&str, Option<Phase>); 5] = [
-    ("on_http_request", Some(Phase::OnHttpRequest)),
-    ("on_http_response", Some(Phase::OnHttpResponse)),
-    ("inbound", Some(Phase::OnHttpRequest)),
-    ("outbound", Some(Phase::OnHttpResponse)),
-    ("on_tcp_connect", None),
+/// Phase keys and what they run as; `inbound` and `outbound` are the deprecated names.
+const PHASES: [(&str, Phase); 6] = [
+    ("on_tcp_connect", Phase::OnTcpConnect),
+    ("on_http_request", Phase::OnHttpRequest),
+    ("on_http_response", Phase::OnHttpResponse),
+    ("on_event_stream_message", Phase::OnEventStreamMessage),
+    ("inbound", Phase::OnHttpRequest),
+    ("outbound", Phase::OnHttpResponse),
 ];
 
 impl Policy {
@@ -88,8 +93,10 @@ impl Policy {
 
     pub(crate) fn rules(&self, phase: Phase) -> &[Rule] {
         match phase {
+            Phase::OnTcpConnect => &self.on_tcp_connect,
             Phase::OnHttpRequest => &self.on_http_request,
             Phase::OnHttpResponse => &self.on_http_response,
+            Phase::OnEventStreamMessage => &self.on_event_stream_message,
         }
     }
 }
@@ -133,26 +140,20 @@ impl Compilation<'_> {
             }
         };
         let mut policy = Policy {
+            on_tcp_connect: Vec::new(),
             on_http_request: Vec::new(),
             on_http_response: Vec::new(),
+            on_event_stream_message: Arc::new([]),
             warnings: Vec::new(),
             access_keys: None,
         };
         let mut seen: Vec<Phase> = Vec::new();
         for (key, node) in entries {
-            let Some((_, phase)) = PHASES.iter().find(|(name, _)| name == key) else {
+            let Some(&(_, phase)) = PHASES.iter().find(|(name, _)| name == key) else {
                 self.error(
                     node.pos,
                     key.as_str(),
-                    format!("unknown key '{key}': expected on_http_request or on_http_response"),
-                );
-                continue;
-            };
-            let Some(phase) = *phase else {
-                self.error(
-                    node.pos,
-                    key.as_str(),
-                    "on_tcp_connect is not supported: Keygate applies policy per HTTP request (use restrict-ips in on_http_request)",
+                    format!("unknown key '{key}': expected on_tcp_connect, on_http_request, on_http_response or on_event_stream_message"),
                 );
                 continue;
             };
@@ -174,11 +175,14 @@ impl Compilation<'_> {
             seen.push(phase);
             let rules = self.rules(phase, key, node);
             match phase {
+                Phase::OnTcpConnect => policy.on_tcp_connect = rules,
                 Phase::OnHttpRequest => policy.on_http_request = rules,
                 Phase::OnHttpResponse => policy.on_http_response = rules,
+                Phase::OnEventStreamMessage => policy.on_event_stream_message = rules.into(),
             }
         }
         self.check_single_ai_gateway(&policy);
+        self.check_single_login(&policy);
         policy.access_keys = self.access_key_check(&policy);
         Some(policy)
     }
@@ -238,6 +242,22 @@ impl Compilation<'_> {
             );
             return None;
         };
+        // ngrok's AI Gateway guides write the action itself where a rule goes
+        // (`on_http_request: [{type: ai-gateway, config: ...}]`); its meaning is plain.
+        if node.get("type").is_some() && node.get("actions").is_none() {
+            self.diagnostics.push(Diagnostic::warning(
+                node.pos,
+                path,
+                "an action written in place of a rule: loaded as a rule with this one action \
+                 (ngrok refuses this shape; the portable form is `- actions: [{type: ...}]`)",
+            ));
+            let action = self.action(phase, path, node)?;
+            return Some(Rule {
+                name: path.into(),
+                expressions: Vec::new(),
+                actions: vec![action],
+            });
+        }
         let mut name = None;
         let mut expressions = Vec::new();
         let mut actions_node = None;
@@ -436,6 +456,26 @@ impl Compilation<'_> {
         }
     }
 
+    /// ngrok's ERR_NGROK_2239: one `oauth` or `openid-connect` action per policy (they share the
+    /// callback and login paths).
+    fn check_single_login(&mut self, policy: &Policy) {
+        let count = policy
+            .on_http_request
+            .iter()
+            .flat_map(|r| &r.actions)
+            .filter(|a| matches!(a.kind.name, "oauth" | "openid-connect"))
+            .count();
+        if count > 1 {
+            self.error(
+                Position { line: 1, col: 1 },
+                "on_http_request",
+                format!(
+                    "a policy may hold at most one oauth or openid-connect action, found {count}"
+                ),
+            );
+        }
+    }
+
     /// The access-key check the policy's actions ask for; the data dir's keys must be there
     /// unless the policy is only checked.
     fn access_key_check(&mut self, policy: &Policy) -> Option<AccessKeyCheck> {
@@ -463,7 +503,31 @@ impl Compilation<'_> {
     }
 }
 
+/// ngrok action types Keygate does not run, and why: each needs something outside a self-hosted
+/// gateway, or has a Keygate equivalent.
+const UNSUPPORTED_ACTIONS: [(&str, &str); 4] = [
+    (
+        "terminate-tls",
+        "Keygate terminates TLS itself: use `keygate serve --tls-cert/--tls-key` (certificates reload when the files change)",
+    ),
+    (
+        "owasp-crs-request",
+        "it runs ngrok's hosted Coraza WAF with the OWASP Core Rule Set, which Keygate does not embed; put a WAF in front of Keygate",
+    ),
+    (
+        "owasp-crs-response",
+        "it runs ngrok's hosted Coraza WAF with the OWASP Core Rule Set, which Keygate does not embed; put a WAF in front of Keygate",
+    ),
+    (
+        "saml",
+        "ngrok has not released it (its docs say coming soon); use openid-connect",
+    ),
+];
+
 fn unknown_action_message(name: &str) -> String {
+    if let Some((_, why)) = UNSUPPORTED_ACTIONS.iter().find(|(known, _)| *known == name) {
+        return format!("action type '{name}' is not supported by Keygate: {why}");
+    }
     let known: Vec<&str> = actions::REGISTRY.iter().map(|k| k.name).collect();
     format!(
         "unknown action type '{name}'; Keygate supports: {}",

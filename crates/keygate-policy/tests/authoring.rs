@@ -2,28 +2,11 @@
 //! suggestion, arity, non-bool rule conditions) on misspelt variants of the seed policy, and no
 //! false rejection of any policy written in the repository.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod support;
 
-use keygate_cel::{Compiler, MemorySecrets};
-use keygate_policy::{Deps, HttpClient, Policy, PolicyError, Severity};
-use keygate_ratelimit::MemoryLimiter;
-
-fn deps() -> Deps {
-    Deps {
-        secrets: Arc::new(MemorySecrets::default()),
-        http: HttpClient::default(),
-        rate_limiter: Arc::new(MemoryLimiter::default()),
-        budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
-        provider_urls: Arc::default(),
-        offline: true,
-        access_keys: None,
-    }
-}
-
-fn compile(text: &str) -> Result<Policy, PolicyError> {
-    Policy::compile("policy.yml", text, &Compiler::new(), &deps())
-}
+use keygate_cel::Compiler;
+use keygate_policy::{Policy, Severity};
+use support::{compile, deps};
 
 /// The seed guide's policy (several tokens in `set-vars`, the auth rule, a rate limit, OpenAI),
 /// with a few more rules so that every kind of place holds an expression or a template.
@@ -194,88 +177,24 @@ fn misspelt_variants_of_the_seed_are_rejected_at_the_mistake_with_a_suggestion()
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Fenced ```yaml / ```json blocks holding a whole policy.
-fn fenced_policies(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut block: Option<String> = None;
-    for line in text.lines() {
-        let fence = line.trim_start().starts_with("```");
-        match (&mut block, fence) {
-            (None, true) => {
-                let lang = line.trim_start().trim_start_matches('`').trim();
-                if matches!(lang, "yaml" | "yml" | "json") {
-                    block = Some(String::new());
-                }
-            }
-            (Some(_), true) => {
-                let body = block.take().unwrap_or_default();
-                if body.lines().any(|l| {
-                    let l = l.trim_start_matches(['{', ' ', '"']);
-                    l.starts_with("on_http_request") || l.starts_with("on_http_response")
-                }) {
-                    out.push(body);
-                }
-            }
-            (Some(body), false) => {
-                body.push_str(line);
-                body.push('\n');
-            }
-            (None, false) => {}
-        }
-    }
-    out
-}
-
-fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| exts.contains(&e))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// Every policy written in the repository (examples, the policies in the docs and the README's
 /// walkthrough of the seed guide) keeps loading: the checks reject no policy that worked before.
 #[test]
 fn every_policy_in_the_repository_loads() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut loaded = 0;
-    let mut failures = Vec::new();
-    for path in files(&root.join("examples"), &["yml", "yaml", "json"]) {
-        let text = std::fs::read_to_string(&path).unwrap();
-        // `*.test.yml` are `keygate policy test` case files, not policies.
-        if path.to_string_lossy().contains(".test.") {
-            continue;
-        }
-        loaded += 1;
-        if let Err(err) = compile(&text) {
-            failures.push(format!("{}: {err}", path.display()));
-        }
-    }
-    let mut docs = files(&root.join("docs"), &["md"]);
-    docs.push(root.join("README.md"));
-    for path in docs {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        for (i, policy) in fenced_policies(&text).into_iter().enumerate() {
-            loaded += 1;
-            if let Err(err) = compile(&policy) {
-                failures.push(format!("{} block {i}: {err}\n{policy}", path.display()));
-            }
-        }
-    }
+    let policies = support::repository_policies();
+    let failures: Vec<String> = (policies.iter())
+        .filter_map(|(place, text)| {
+            let err = compile(text).err()?;
+            Some(format!("{place}: {err}\n{text}"))
+        })
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(loaded >= 6, "only {loaded} policies found");
-    eprintln!("{loaded} policies loaded");
+    assert!(
+        policies.len() >= 6,
+        "only {} policies found",
+        policies.len()
+    );
+    eprintln!("{} policies loaded", policies.len());
 }
 
 /// The largest test policy, for the load-time measurement in bench/RESULTS.md:

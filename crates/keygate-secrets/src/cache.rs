@@ -1,5 +1,7 @@
-//! [`CachedSecrets`]: the gateway's [`SecretSource`], a [`Refreshing`] [`Snapshot`] of every secret, so
-//! `keygate api secrets ...` reaches a running gateway within one poll interval plus a reload.
+//! [`CachedSecrets`]: the gateway's [`SecretSource`], a [`Refreshing`] [`Snapshot`] of every secret. A
+//! change by `keygate api secrets ...` is loaded as soon as the file watch reports it (else at the next
+//! poll), and a lookup that misses re-reads the store before failing, so the request right after
+//! `keygate api secrets create` finds the new secret.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,8 +56,18 @@ impl Reload for Snapshot {
 }
 
 impl SecretSource for CachedSecrets {
+    /// A hit is a lock-free lookup. A missing vault or secret first gets a re-read of the store
+    /// ([`Refreshing::reread_after_miss`]: coalesced, rate-limited, at most 500 ms of waiting).
     fn get(&self, vault: &str, name: &str) -> Result<Arc<SecretString>, SecretError> {
-        self.0.current().get(vault, name)
+        let found = self.0.current().get(vault, name);
+        match found {
+            Err(SecretError::VaultNotFound(_) | SecretError::SecretNotFound { .. })
+                if self.0.reread_after_miss() =>
+            {
+                self.0.current().get(vault, name)
+            }
+            found => found,
+        }
     }
 
     /// Waits until a check that began after this call has finished.
@@ -108,6 +120,37 @@ mod tests {
             cache.refresh();
             assert!(cache.get("gateway-auth", &name).is_ok(), "round {round}");
         }
+    }
+
+    #[test]
+    fn a_secret_created_while_running_is_found_by_the_very_next_lookup() {
+        let dir = TempDir::new("miss");
+        let writer = Store::open_unlocked(dir.path(), &inline_key(9)).unwrap();
+        let vault = writer.create_vault("gateway-auth", "").unwrap();
+        let reader = Store::open_unlocked(dir.path(), &inline_key(9)).unwrap();
+        // No poll during the test: only the file watch and misses bring changes in.
+        let cache = CachedSecrets::start(reader, Duration::from_secs(3600)).unwrap();
+        for round in 0..5 {
+            let name = format!("token-{round}");
+            // The miss uses up this interval's re-read; the write after it is still found at once.
+            assert!(matches!(
+                cache.get("gateway-auth", &name),
+                Err(SecretError::SecretNotFound { .. })
+            ));
+            writer
+                .create_secret(&vault.id, &name, &SecretString::from("v"), "")
+                .unwrap();
+            assert_eq!(
+                cache.get("gateway-auth", &name).unwrap().expose_secret(),
+                "v",
+                "round {round}"
+            );
+        }
+        writer.create_vault("later", "").unwrap();
+        assert!(matches!(
+            cache.get("later", "x"),
+            Err(SecretError::SecretNotFound { .. })
+        ));
     }
 
     #[test]

@@ -20,6 +20,12 @@ pub enum StoreError {
     /// Secret names are unique within their vault.
     #[error("a secret named '{name}' already exists in vault '{vault}'")]
     DuplicateSecret { vault: String, name: String },
+    /// No IP policy with this id.
+    #[error("IP policy '{0}' not found")]
+    IpPolicyNotFound(String),
+    /// No IP policy rule with this id.
+    #[error("IP policy rule '{0}' not found")]
+    IpPolicyRuleNotFound(String),
     /// Deleting a vault that still holds secrets needs `force`.
     #[error("vault '{id}' still holds {count} secret(s)")]
     VaultNotEmpty { id: String, count: u64 },
@@ -84,6 +90,8 @@ impl StoreError {
             Self::Invalid(_)
                 | Self::VaultNotFound(_)
                 | Self::SecretNotFound(_)
+                | Self::IpPolicyNotFound(_)
+                | Self::IpPolicyRuleNotFound(_)
                 | Self::DuplicateVault(_)
                 | Self::DuplicateSecret { .. }
                 | Self::VaultNotEmpty { .. }

@@ -1,4 +1,5 @@
-//! Vaults and secrets: SQLite store, AEAD encryption under a master key, change notification.
+//! Vaults and secrets: SQLite store, AEAD encryption under a master key, change notification. The store
+//! also keeps IP policies (CIDR allow/deny rules `restrict-ips` references by id; [`CachedIpPolicies`]).
 //!
 //! - [`Store`]: one data directory's `keygate.db`; vault and secret CRUD, [`Store::secret_exists`] (no key
 //!   needed) and [`Store::load_snapshot`] (key needed).
@@ -17,8 +18,10 @@
 
 mod cache;
 mod crypto;
+mod db_files;
 mod error;
 mod ids;
+mod ip_policies;
 mod master_key;
 mod model;
 mod periodic;
@@ -35,12 +38,16 @@ pub use cache::CachedSecrets;
 pub use crypto::{Binding, Sealed, SEALED_COLUMNS};
 pub use error::{Result, StoreError};
 pub use ids::{new_id, ID_RANDOM_CHARS, SECRET_PREFIX, VAULT_PREFIX};
+pub use ip_policies::{
+    parse_rule_cidr, CachedIpPolicies, IpPolicy, IpPolicyRef, IpPolicyRule, IpPolicySnapshot,
+    IpRule, RuleAction, IP_POLICY_PREFIX, IP_POLICY_RULE_PREFIX,
+};
 pub use master_key::{
     MasterKey, MasterKeySource, DEFAULT_KEY_FILE, MASTER_KEY_ENV, MASTER_KEY_LEN,
 };
 pub use model::{format_timestamp, Secret, Vault, VaultRef};
 pub use periodic::Periodic;
-pub use refreshing::{Refreshing, Reload};
+pub use refreshing::{Refreshing, Reload, MISS_REREAD_INTERVAL};
 pub use schema::DB_FILE;
 pub use snapshot::Snapshot;
 pub use store::Store;

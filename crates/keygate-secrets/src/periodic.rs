@@ -38,6 +38,11 @@ impl Periodic {
         })
     }
 
+    /// The thread, for waking it from elsewhere (`unpark` does what [`Periodic::wake`] does).
+    pub fn thread(&self) -> Option<thread::Thread> {
+        self.thread.as_ref().map(|handle| handle.thread().clone())
+    }
+
     /// Runs the task now instead of at the end of the current interval.
     pub fn wake(&self) {
         if let Some(thread) = &self.thread {

@@ -1,12 +1,15 @@
 //! [`Refreshing`]: a value rebuilt from the store whenever the store's generation changes. Reads are a
-//! lock-free `arc-swap` load; a background thread polls the generation, so a write made by any process on
-//! the same data directory reaches every reader within one poll interval plus a reload.
+//! lock-free `arc-swap` load. A background thread checks the generation when the database files change
+//! (a file system watch, so a write by any process is usually loaded within milliseconds) and at every poll
+//! interval (the fallback when the watch is unavailable or misses an event). A lookup that misses can ask for
+//! a re-read before it fails ([`Refreshing::reread_after_miss`]).
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::db_files::DbFiles;
 use crate::error::{Result, StoreError};
 use crate::periodic::Periodic;
 use crate::store::Store;
@@ -26,35 +29,62 @@ pub trait Reload: Sized + Send + Sync + 'static {
 /// State shared between the handle and its watcher thread.
 struct Shared<T> {
     current: ArcSwap<T>,
-    /// How many checks the watcher has begun and finished, for [`Refreshing::refresh`].
+    /// The checks the watcher has begun and finished, for [`Refreshing::refresh`] and misses.
     checks: Mutex<Checks>,
     checked: Condvar,
+    files: DbFiles,
 }
 
 #[derive(Default)]
 struct Checks {
     begun: u64,
     finished: u64,
+    /// The check the last re-read for a miss waits for; later misses join it while it is pending.
+    requested: u64,
+    /// The newest announced generation a miss has asked a re-read for (once each, so a reload that keeps
+    /// failing does not turn every miss into a database read).
+    reread_for: u64,
+    /// When a miss last asked for a re-read on its own account.
+    last_miss_reread: Option<Instant>,
 }
 
 /// How long [`Refreshing::refresh`] waits for the watcher at most.
 const REFRESH_WAIT: Duration = Duration::from_secs(2);
+/// Lookups that miss ask for at most one re-read per this interval (besides one for each newly announced
+/// write), so a policy reading an absent entry on every request cannot hammer SQLite.
+pub const MISS_REREAD_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a missed lookup waits for its re-read at most.
+const MISS_WAIT: Duration = Duration::from_millis(500);
 
-/// A self-refreshing `T`. Dropping it stops the watcher thread.
+/// A self-refreshing `T`. Dropping it stops the watcher thread and the file watch.
 pub struct Refreshing<T: Reload> {
+    /// Declared first so no file event wakes a watcher that is stopping.
+    _files: Option<notify::RecommendedWatcher>,
     shared: Arc<Shared<T>>,
     watcher: Periodic,
 }
 
 impl<T: Reload> Refreshing<T> {
+    /// The generation the marker names, when newer than the current value's (a file read, no database
+    /// access).
+    fn newer_announced(&self) -> Option<u64> {
+        let current = self.current().generation();
+        self.shared
+            .files
+            .announced()
+            .filter(|&generation| generation > current)
+    }
+
     /// Loads the first value from `store` (so a wrong key or broken database fails here, at startup), then
-    /// starts a thread that checks the generation every `poll_interval` and reloads when it changed. A failed
-    /// reload keeps the previous value and is logged once per streak of failures.
+    /// starts a thread that checks the generation whenever the database files change and every
+    /// `poll_interval`, and reloads when it changed. A failed reload keeps the previous value and is logged
+    /// once per streak of failures. When the files cannot be watched, polling alone goes on (logged).
     pub fn start(store: Store, poll_interval: Duration) -> Result<Self> {
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(T::load(&store)?),
             checks: Mutex::new(Checks::default()),
             checked: Condvar::new(),
+            files: DbFiles::of(store.data_dir()),
         });
         let watched = Arc::clone(&shared);
         let dir = store.data_dir().to_path_buf();
@@ -68,8 +98,24 @@ impl<T: Reload> Refreshing<T> {
                 }
             },
         )
-        .map_err(|e| StoreError::io("cannot start the watcher thread for", dir, e))?;
-        Ok(Self { shared, watcher })
+        .map_err(|e| StoreError::io("cannot start the watcher thread for", &dir, e))?;
+        let file_watch = watcher.thread().and_then(|thread| {
+            let watch = shared.files.watch(move || thread.unpark());
+            if let Err(err) = &watch {
+                tracing::warn!(
+                    error = %err,
+                    dir = %dir.display(),
+                    "cannot watch the database files; {} changes are found by polling",
+                    T::NAME
+                );
+            }
+            watch.ok()
+        });
+        Ok(Self {
+            _files: file_watch,
+            shared,
+            watcher,
+        })
     }
 
     /// The current value, without taking a reference count (for a short lookup).
@@ -93,6 +139,51 @@ impl<T: Reload> Refreshing<T> {
             .checked
             .wait_timeout_while(checks, REFRESH_WAIT, |checks| checks.finished < target);
     }
+
+    /// Called when a lookup missed, before failing it: waits (at most 500 ms) for a re-read when the store
+    /// may hold something newer, and returns whether it did, so the caller looks again. Concurrent misses
+    /// share one re-read (the one the first of them asked for). A re-read is asked for once for each
+    /// generation the marker names that is newer than the value's (a write whose file event has not been
+    /// handled yet), or else at most once per [`MISS_REREAD_INTERVAL`]; otherwise the miss fails at once.
+    pub fn reread_after_miss(&self) -> bool {
+        let announced = self.newer_announced();
+        let mut checks = lock(&self.shared.checks);
+        let target = if checks.requested > checks.finished {
+            checks.requested
+        } else if checks.miss_warrants_reread(Instant::now(), announced) {
+            // A check already running may have read the generation before the write this miss is
+            // after (a file event arrives as soon as the first page is written): ask for the next one.
+            checks.requested = checks.begun + 1;
+            self.watcher.wake();
+            checks.requested
+        } else {
+            return false;
+        };
+        let (_checks, wait) = self
+            .shared
+            .checked
+            .wait_timeout_while(checks, MISS_WAIT, |checks| checks.finished < target)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        !wait.timed_out()
+    }
+}
+
+impl Checks {
+    /// Whether a lookup that missed at `now` warrants a re-read: the first time a newer generation is
+    /// `announced`, else once per [`MISS_REREAD_INTERVAL`].
+    fn miss_warrants_reread(&mut self, now: Instant, announced: Option<u64>) -> bool {
+        if let Some(generation) = announced.filter(|&g| g > self.reread_for) {
+            self.reread_for = generation;
+            return true;
+        }
+        let due = self
+            .last_miss_reread
+            .is_none_or(|at| now.saturating_duration_since(at) >= MISS_REREAD_INTERVAL);
+        if due {
+            self.last_miss_reread = Some(now);
+        }
+        due
+    }
 }
 
 impl<T: Reload + std::fmt::Debug> std::fmt::Debug for Refreshing<T> {
@@ -108,7 +199,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<T: Reload> Shared<T> {
-    /// One check, counted for [`Refreshing::refresh`].
+    /// One check, counted for [`Refreshing::refresh`] and misses.
     fn check(&self, store: &Store, failing: &mut bool) {
         lock(&self.checks).begun += 1;
         self.reload_if_changed(store, failing);
@@ -145,5 +236,63 @@ impl<T: Reload> Shared<T> {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use super::*;
+    use crate::snapshot::Snapshot;
+    use crate::test_support::{inline_key, TempDir};
+
+    #[test]
+    fn misses_reread_when_a_newer_generation_was_announced_else_once_per_interval() {
+        let mut checks = Checks::default();
+        let t0 = Instant::now();
+        assert!(checks.miss_warrants_reread(t0, None), "the first miss");
+        let soon = t0 + MISS_REREAD_INTERVAL - Duration::from_millis(1);
+        assert!(!checks.miss_warrants_reread(soon, None));
+        // A write the cache has not loaded yet is worth a re-read at any time, once, without using
+        // up the allowance.
+        assert!(checks.miss_warrants_reread(soon, Some(7)));
+        assert!(
+            !checks.miss_warrants_reread(soon, Some(7)),
+            "still not loaded (a failing reload): rate-limited like any miss"
+        );
+        assert!(checks.miss_warrants_reread(soon, Some(8)));
+        assert!(!checks.miss_warrants_reread(soon, None));
+        assert!(checks.miss_warrants_reread(t0 + MISS_REREAD_INTERVAL, Some(8)));
+        assert!(!checks.miss_warrants_reread(t0 + MISS_REREAD_INTERVAL, None));
+    }
+
+    #[test]
+    fn concurrent_misses_share_rereads() {
+        let dir = TempDir::new("miss-coalesce");
+        let store = Store::open_unlocked(dir.path(), &inline_key(4)).unwrap();
+        // No poll during the test: every check comes from a miss.
+        let cache =
+            Arc::new(Refreshing::<Snapshot>::start(store, Duration::from_secs(3600)).unwrap());
+        let start = Instant::now();
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || (0..50).filter(|_| cache.reread_after_miss()).count())
+            })
+            .collect();
+        let reread: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let elapsed = start.elapsed();
+        let begun = lock(&cache.shared.checks).begun;
+        // One re-read per interval begun (the first at once), however many misses.
+        let allowed = 1 + (elapsed.as_millis() / MISS_REREAD_INTERVAL.as_millis()) as u64;
+        assert!(
+            begun >= 1 && begun <= allowed,
+            "{begun} checks in {elapsed:?}"
+        );
+        assert!(
+            reread >= 1,
+            "the misses that waited were told to look again"
+        );
     }
 }

@@ -11,6 +11,7 @@ use rusqlite::{
 };
 
 use crate::error::{Result, StoreError};
+use crate::store::ip_policies;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "keygate.db";
@@ -88,7 +89,8 @@ pub(crate) fn open_read_write(dir: &Path) -> Result<Connection> {
     conn.pragma_update(None, "secure_delete", true)?;
     retry_while_busy(|| {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        migrate(&conn, dir)
+        migrate(&conn, dir)?;
+        migrate_component(&conn, dir, ip_policies::COMPONENT, ip_policies::STEPS)
     })?;
     Ok(conn)
 }

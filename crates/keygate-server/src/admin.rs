@@ -63,6 +63,13 @@ async fn answer(
             "application/json",
             "{\"status\":\"ok\"}".to_owned(),
         ),
+        // Listening means the store and the policy are loaded (both happen before the
+        // listeners open); after SIGTERM the gateway drains and says so.
+        (&Method::GET, "/readyz") if gateway.admission.draining() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            "{\"status\":\"draining\"}".to_owned(),
+        ),
         (&Method::GET, "/readyz") => (
             StatusCode::OK,
             "application/json",

@@ -29,7 +29,16 @@ pub struct ServerConfig {
     pub trust_forwarded_for: Vec<IpNet>,
     pub max_body_bytes: u64,
     pub log_format: LogFormat,
+    /// After SIGTERM, how long in-flight requests may take before connections are closed.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long `/readyz` says `draining` while new connections are still
+    /// served, so a load balancer stops sending before the listener closes.
+    pub drain_delay: Duration,
+    /// Most client connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Most requests in progress at once (from head to the end of the response body); more
+    /// are answered 503 without running the policy.
+    pub max_requests: usize,
     /// Per-core runtimes serving client connections.
     pub workers: usize,
     /// Where traces are exported (OTLP/HTTP JSON; `--otlp-endpoint`), `None`: no tracing.
@@ -43,4 +52,16 @@ pub struct ServerConfig {
     /// `/v1/usage*` answer without the admin token, as before there was one
     /// (`--open-usage-api`).
     pub open_usage_api: bool,
+    /// Endpoints `forward-internal` can target (`--internal-endpoint`), names unique.
+    pub internal_endpoints: Vec<InternalEndpointConfig>,
+}
+
+/// One `--internal-endpoint`: the name `forward-internal` URLs give as host (`api.internal`,
+/// `svc.internal:1234`), its policy file (watched and reloaded like the main one) and its
+/// upstream (without one, requests no action answered get 404).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalEndpointConfig {
+    pub name: String,
+    pub policy: PathBuf,
+    pub upstream: Option<Uri>,
 }

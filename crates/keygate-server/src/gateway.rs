@@ -7,14 +7,16 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use keygate_cel::{Compiler, SecretSource};
 use keygate_http::HttpClient;
-use keygate_policy::{AccessKeys, Deps, Policy, PolicyError};
+use keygate_policy::{AccessKeys, Deps, IpPolicies, Policy, PolicyError};
 use keygate_ratelimit::{BudgetStore, Decision, Observed, RateLimiter};
 use keygate_usage::Ledger;
 use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
 use crate::admin::KeyAdmin;
+use crate::admission::Admission;
 use crate::config::ServerConfig;
+use crate::internal::InternalEndpoints;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::otlp::Otlp;
 use crate::reload_log::ReloadLog;
@@ -32,10 +34,14 @@ pub struct Services {
     pub http: HttpClient,
     /// The data dir's access keys, for policies whose `ai-gateway` sets `access_keys`.
     pub access_keys: Arc<dyn AccessKeys>,
+    /// The data dir's IP policies, for `restrict-ips` `ip_policies`.
+    pub ip_policies: Arc<dyn IpPolicies>,
     /// Where each AI request's usage goes (`None`: `--no-usage-ledger`).
     pub ledger: Option<Arc<Ledger>>,
     /// Access-key management for the dashboard (`None`: its keys page says so).
     pub key_admin: Option<Arc<dyn KeyAdmin>>,
+    /// Seals login session cookies; derived from the master key.
+    pub session_key: keygate_policy::SessionKey,
 }
 
 /// Shared state of a running gateway.
@@ -54,6 +60,10 @@ pub struct Gateway {
     pub key_admin: Option<Arc<dyn KeyAdmin>>,
     /// The serving policy's text and the last reloads, for the dashboard.
     pub reloads: ReloadLog,
+    /// `--internal-endpoint`s, for `forward-internal`.
+    pub internal: Arc<InternalEndpoints>,
+    /// The connection and request caps, and whether the gateway is draining.
+    pub admission: Admission,
 }
 
 impl Gateway {
@@ -83,10 +93,26 @@ impl Gateway {
             }
         }
     }
+
+    /// Reloads internal endpoint `name`'s policy file as [`Gateway::reload`] does the main one.
+    pub fn reload_internal(&self, name: &str) {
+        self.deps.secrets.refresh();
+        let result = self.internal.reload(name, &self.compiler, &self.deps);
+        let labels = ResultLabels {
+            result: if result.is_ok() { "ok" } else { "error" },
+        };
+        self.metrics.policy_reloads.get_or_create(&labels).inc();
+        match result {
+            Ok(()) => info!(endpoint = name, "internal endpoint policy reloaded"),
+            Err(err) => {
+                warn!(endpoint = name, error = %err, "internal endpoint policy reload rejected; its previous policy keeps serving")
+            }
+        }
+    }
 }
 
 /// The compiled policy and its text.
-fn load_policy(
+pub(crate) fn load_policy(
     path: &Path,
     compiler: &Compiler,
     deps: &Deps,
@@ -103,7 +129,7 @@ fn load_policy(
     Policy::compile(&name, &text, compiler, deps).map(|policy| (policy, text))
 }
 
-fn log_warnings(path: &Path, policy: &Policy) {
+pub(crate) fn log_warnings(path: &Path, policy: &Policy) {
     let name = path.display().to_string();
     for warning in &policy.warnings {
         warn!("{}", warning.in_file(&name));
@@ -152,6 +178,10 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         services.rate_limiter,
         move |name: &str, decision: &Decision| count_decision(name, decision.limited),
     ));
+    let internal = Arc::new(InternalEndpoints::new(
+        &config.internal_endpoints,
+        http.clone(),
+    ));
     let deps = Deps {
         secrets: services.secrets,
         http: http.clone(),
@@ -160,8 +190,14 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         provider_urls: Arc::new(services.provider_urls),
         offline: false,
         access_keys: Some(services.access_keys),
+        ip_policies: Some(services.ip_policies),
+        session_key: services.session_key,
+        internal_endpoints: Some(internal.clone()),
     };
     let compiler = Compiler::new();
+    internal
+        .load_all(&compiler, &deps)
+        .map_err(StartError::Policy)?;
     let (policy, text) =
         load_policy(&config.policy, &compiler, &deps).map_err(StartError::Policy)?;
     log_warnings(&config.policy, &policy);
@@ -192,6 +228,7 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         None => None,
     };
     let workers = Workers::start(config.workers).map_err(StartError::Workers)?;
+    let admission = Admission::new(config.max_connections, config.max_requests);
     let gateway = Arc::new(Gateway {
         access_log,
         config,
@@ -204,6 +241,8 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         otlp,
         key_admin: services.key_admin,
         reloads,
+        admission,
+        internal,
     });
     info!(
         listen = %gateway.config.listen,
@@ -212,7 +251,7 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         policy = %gateway.config.policy.display(),
         "keygate listening"
     );
-    let _watcher = reload::watch(gateway.clone());
+    let _watchers = watch_policies(&gateway);
     if let Some(tls) = &tls {
         tls.watch();
     }
@@ -222,7 +261,7 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         tls,
         gateway.clone(),
         &workers,
-        shutdown_signal(),
+        drain(&gateway),
     )
     .await;
     admin.abort();
@@ -243,6 +282,22 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
     Ok(())
 }
 
+/// Watches the main policy file and every internal endpoint's; keep the watchers alive for as
+/// long as reloads should happen.
+fn watch_policies(gateway: &Arc<Gateway>) -> Vec<notify::RecommendedWatcher> {
+    let main = gateway.clone();
+    let mut watchers = vec![reload::watch(&gateway.config.policy, move || main.reload())];
+    for config in gateway.internal.configs() {
+        let upstream = config.upstream.is_some();
+        info!(endpoint = %config.name, policy = %config.policy.display(), upstream, "internal endpoint");
+        let (owner, name) = (gateway.clone(), config.name.clone());
+        watchers.push(reload::watch(&config.policy, move || {
+            owner.reload_internal(&name)
+        }));
+    }
+    watchers.into_iter().flatten().collect()
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -257,5 +312,19 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    info!("shutdown requested; draining in-flight requests");
+}
+
+/// Resolves when the listener should stop accepting: SIGTERM (or Ctrl-C), then `--drain-delay`
+/// during which `/readyz` already answers 503, so load balancers move away while every new
+/// connection is still served.
+async fn drain(gateway: &Gateway) {
+    shutdown_signal().await;
+    gateway.admission.start_draining();
+    let delay = gateway.config.drain_delay;
+    info!(
+        drain_delay_seconds = delay.as_secs_f64(),
+        "shutdown requested; /readyz reports draining"
+    );
+    tokio::time::sleep(delay).await;
+    info!("no longer accepting connections; draining in-flight requests");
 }

@@ -7,16 +7,17 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use keygate_ai_gateway::TraceContext;
 use keygate_cel::ConnInfo;
 use keygate_policy::body::{empty, Body, BoxError};
-use keygate_policy::{Exchange, GatewayError, Outcome, RequestBody};
+use keygate_policy::{Exchange, GatewayError, HttpClient, Outcome, Policy, RequestBody};
 
 use crate::access_log::AccessRecord;
+use crate::admission::{Cap, Place};
 use crate::gateway::Gateway;
 use crate::otlp::Traced;
 use crate::settle::{self, Settle};
@@ -27,12 +28,14 @@ use crate::{client_ip, proxy, request_id};
 #[error("connection closed by policy")]
 pub struct CloseConnection;
 
-/// Handles one request from a connection described by `conn`.
+/// Handles one request from a connection described by `conn`; `admitted` is false for a
+/// connection over `--max-connections`, whose requests are answered 503.
 pub async fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<ConnInfo>,
     scheme: &'static str,
     request: Request<Incoming>,
+    admitted: bool,
 ) -> Result<Response<LoggedBody>, CloseConnection> {
     let arrival = Arrival {
         time: SystemTime::now(),
@@ -79,23 +82,37 @@ pub async fn handle(
     if gateway.otlp.is_some() {
         ex.trace = Some(TraceContext::for_request(&ex.request.headers));
     }
-    let response = if declared_too_large {
-        GatewayError::body_too_large(max_body).into_response(ex.api_format)
-    } else {
-        match policy.on_http_request(&mut ex).await {
-            Outcome::Respond(response) => response,
-            Outcome::Close => return Err(close(&gateway, arrival, ex)),
-            Outcome::Continue => match &gateway.config.upstream {
-                Some(upstream) => proxy::forward(&gateway.http, upstream, &mut ex).await,
-                None => GatewayError::no_route().into_response(ex.api_format),
-            },
-        }
+    let place = admitted.then(|| gateway.admission.request()).flatten();
+    let refused_by = match (admitted, &place) {
+        (false, _) => Some(Cap::Connections),
+        (true, None) => Some(Cap::Requests),
+        (true, Some(_)) => None,
     };
-    let Some(mut response) = policy.on_http_response(&mut ex, response).await else {
+    let response = if let Some(cap) = refused_by {
+        gateway.metrics.record_overload(cap);
+        let mut response = cap.error().into_response(ex.api_format);
+        cap.finish(&mut response);
+        Some(response)
+    } else if declared_too_large {
+        let too_large = GatewayError::body_too_large(max_body).into_response(ex.api_format);
+        policy.on_http_response(&mut ex, too_large).await
+    } else {
+        let upstream = gateway.config.upstream.as_ref();
+        respond(&policy, &gateway.http, upstream, &mut ex).await
+    };
+    let Some(mut response) = response else {
         return Err(close(&gateway, arrival, ex));
     };
     if let Ok(value) = HeaderValue::from_str(&ex.id) {
         response.headers_mut().insert(request_id::HEADER, value);
+    }
+    // Appended, never replacing: an upstream's own Set-Cookie stays.
+    let mut name = None;
+    for (next, value) in std::mem::take(&mut ex.response_headers) {
+        name = next.or(name);
+        if let Some(name) = &name {
+            response.headers_mut().append(name, value);
+        }
     }
     let started = arrival.at;
     let record = arrival.record(ex, response.status().as_u16());
@@ -105,8 +122,29 @@ pub async fn handle(
             gateway,
             record,
             started,
+            _place: place,
         }),
     }))
+}
+
+/// Runs `ex` through `policy`: its request phase, then `upstream` (404 without one) unless an
+/// action answered, then its response phase. `None`: an action closed the connection. The
+/// public listener and internal endpoints (`forward-internal`) both serve requests with it.
+pub(crate) async fn respond(
+    policy: &Policy,
+    http: &HttpClient,
+    upstream: Option<&Uri>,
+    ex: &mut Exchange,
+) -> Option<Response<Body>> {
+    let response = match policy.on_http_request(ex).await {
+        Outcome::Respond(response) => response,
+        Outcome::Close => return None,
+        Outcome::Continue => match upstream {
+            Some(upstream) => proxy::forward(http, upstream, ex).await,
+            None => GatewayError::no_route().into_response(ex.api_format),
+        },
+    };
+    policy.on_http_response(ex, response).await
 }
 
 /// What the access log needs from the moment a request arrived (before actions rewrite it).
@@ -146,6 +184,8 @@ struct Pending {
     gateway: Arc<Gateway>,
     record: AccessRecord,
     started: Instant,
+    /// The request's place under `--max-requests`, held until its body has been sent.
+    _place: Option<Place>,
 }
 
 /// The response body; when it is dropped (sent, or the client went away) the request is logged.
@@ -180,6 +220,7 @@ impl Drop for LoggedBody {
             gateway,
             mut record,
             started,
+            ..
         }) = self.pending.take()
         {
             record.duration = started.elapsed();

@@ -4,10 +4,12 @@
 
 mod access_log;
 mod admin;
+mod admission;
 mod client_ip;
 mod config;
 mod gateway;
 mod handler;
+mod internal;
 mod listener;
 mod metrics;
 mod otlp;
@@ -20,6 +22,6 @@ mod tls;
 mod workers;
 
 pub use admin::{AdminToken, KeyAdmin, KeyAdminError, ManagedKey, NewKeyForm};
-pub use config::{LogFormat, ServerConfig};
+pub use config::{InternalEndpointConfig, LogFormat, ServerConfig};
 pub use gateway::{run, Services};
 pub use metrics::Metrics;

@@ -13,8 +13,9 @@ use keygate_cel::{ConnInfo, TlsInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::admission::Place;
 use crate::gateway::Gateway;
 use crate::handler;
 use crate::tls::TlsConfig;
@@ -68,6 +69,7 @@ pub async fn serve(
         let (Ok(local), Ok(stream)) = (stream.local_addr(), stream.into_std()) else {
             continue;
         };
+        let place = gateway.admission.connection();
         workers.spawn(serve_client(
             stream,
             ConnInfo::new(peer, local),
@@ -75,6 +77,7 @@ pub async fn serve(
             builder.clone(),
             graceful.watcher(),
             gateway.clone(),
+            place,
         ));
     }
     drop(listener);
@@ -87,7 +90,8 @@ pub async fn serve(
 
 /// Sets up one client connection on the runtime this runs on (a worker's), then serves it as a
 /// task of its own: a long-lived idle connection then holds only its connection state, not this
-/// setup's (the TLS handshake's buffers, the builder).
+/// setup's (the TLS handshake's buffers, the builder). `place` is its place under
+/// `--max-connections`; without one its requests are answered 503 and it is closed.
 async fn serve_client(
     stream: std::net::TcpStream,
     conn: ConnInfo,
@@ -95,15 +99,19 @@ async fn serve_client(
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     gateway: Arc<Gateway>,
+    place: Option<Place>,
 ) {
     // Registers the socket with this runtime's reactor.
     let stream = match TcpStream::from_std(stream) {
         Ok(stream) => stream,
         Err(err) => return warn!(error = %err, "cannot register an accepted connection"),
     };
+    if !on_tcp_connect(&gateway, &conn).await {
+        return;
+    }
     let Some(acceptor) = tls else {
         tokio::spawn(serve_connection(
-            &builder, watcher, stream, conn, "http", gateway,
+            &builder, watcher, stream, conn, "http", gateway, place,
         ));
         return;
     };
@@ -117,8 +125,28 @@ async fn serve_client(
         ..conn
     };
     tokio::spawn(serve_connection(
-        &builder, watcher, stream, conn, "https", gateway,
+        &builder, watcher, stream, conn, "https", gateway, place,
     ));
+}
+
+/// Runs the policy's `on_tcp_connect` rules, if any; false when they refused the connection
+/// (dropping the stream then closes it before TLS and HTTP).
+async fn on_tcp_connect(gateway: &Gateway, conn: &ConnInfo) -> bool {
+    let policy = gateway.policy.load();
+    if !policy.has_tcp_connect_rules() {
+        return true;
+    }
+    let verdict = policy
+        .on_tcp_connect(Arc::new(conn.clone()), gateway.deps.secrets.clone())
+        .await;
+    let log = &verdict.log;
+    if !verdict.accepted {
+        gateway.metrics.connections_refused.inc();
+        info!(client_ip = %conn.client_ip, rules = ?log.matched_rules, action = log.terminated_by, log = ?log.metadata, "connection refused by on_tcp_connect");
+    } else if !log.metadata.is_empty() {
+        info!(client_ip = %conn.client_ip, rules = ?log.matched_rules, log = ?log.metadata, "connection accepted by on_tcp_connect");
+    }
+    verdict.accepted
 }
 
 fn serve_connection<S>(
@@ -128,19 +156,23 @@ fn serve_connection<S>(
     conn: ConnInfo,
     scheme: &'static str,
     gateway: Arc<Gateway>,
+    place: Option<Place>,
 ) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(conn);
-    let service =
-        service_fn(move |request| handler::handle(gateway.clone(), conn.clone(), scheme, request));
+    let admitted = place.is_some();
+    let service = service_fn(move |request| {
+        handler::handle(gateway.clone(), conn.clone(), scheme, request, admitted)
+    });
     let connection = watcher.watch(
         builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned(),
     );
     async move {
+        let _place = place;
         if let Err(err) = connection.await {
             debug!(error = %err, "connection ended with an error");
         }

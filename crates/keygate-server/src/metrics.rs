@@ -18,6 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::admission::Cap;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     pub status: u16,
@@ -26,6 +28,11 @@ struct StatusLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapLabels {
+    pub cap: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -155,6 +162,10 @@ pub struct Metrics {
     http_requests: Family<StatusLabels, Counter>,
     http_duration: Histogram,
     pub policy_reloads: Family<ResultLabels, Counter>,
+    /// Connections `on_tcp_connect` refused.
+    pub connections_refused: Counter,
+    /// Requests answered 503 over `--max-connections` or `--max-requests`.
+    overloaded: Family<CapLabels, Counter>,
     rate_limit_decisions: Family<RateLimitLabels, Counter>,
     /// Set from the limiter when `/metrics` is scraped.
     pub rate_limit_store_failures: Gauge,
@@ -183,6 +194,8 @@ impl Metrics {
             http_requests: Family::default(),
             http_duration: seconds_histogram(),
             policy_reloads: Family::default(),
+            connections_refused: Counter::default(),
+            overloaded: Family::default(),
             rate_limit_decisions: Family::default(),
             rate_limit_store_failures: Gauge::default(),
             usage_ledger_dropped: Counter::default(),
@@ -216,6 +229,16 @@ impl Metrics {
             "policy_reloads",
             "Policy reloads, by result",
             metrics.policy_reloads.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections on_tcp_connect refused before TLS and HTTP",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "overloaded_requests",
+            "Requests answered 503 because the gateway was at a cap, by cap (connections: --max-connections, requests: --max-requests)",
+            metrics.overloaded.clone(),
         );
         registry.register(
             "rate_limit_decisions",
@@ -284,6 +307,12 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts one request answered 503 over `cap`.
+    pub fn record_overload(&self, cap: Cap) {
+        let labels = CapLabels { cap: cap.label() };
+        self.overloaded.get_or_create(&labels).inc();
     }
 
     /// Counts one answered request.

@@ -3,11 +3,11 @@
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::BodyExt;
 use keygate_ai_gateway::TRACEPARENT;
 use keygate_http::{strip_hop_by_hop, Body, HttpClient};
-use keygate_policy::{Exchange, GatewayError};
+use keygate_policy::{Exchange, GatewayError, InternalHops};
 use tracing::warn;
 
 use crate::client_ip::{self, X_FORWARDED_FOR};
@@ -23,26 +23,10 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
     };
     let mut headers = ex.request.headers.clone();
     strip_hop_by_hop(&mut headers);
-    let original_host = ex.request.headers.get(header::HOST).cloned().or_else(|| {
-        ex.request
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if let Some(host) = &original_host {
-        headers.insert(header::HOST, host.clone());
-        headers.insert(X_FORWARDED_HOST, host.clone());
+    // An internal endpoint's request got them on its way in (`forward-internal`).
+    if InternalHops::of(&ex.request) == 0 {
+        add_forwarded(&mut headers, ex);
     }
-    let mut forwarded_for = Vec::with_capacity(64);
-    if let Some(existing) = headers.get(X_FORWARDED_FOR) {
-        forwarded_for.extend_from_slice(existing.as_bytes());
-        forwarded_for.extend_from_slice(b", ");
-    }
-    client_ip::push_text(&mut forwarded_for, ex.conn.client_ip);
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(forwarded_for)) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(ex.scheme));
     if let Some(trace) = &ex.trace {
         // Traced (`--otlp-endpoint`): the upstream's spans hang under the request's.
         headers.insert(TRACEPARENT, trace.traceparent(trace.span_id));
@@ -55,6 +39,9 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
         Ok(response) => {
             let (mut head, body) = response.into_parts();
             strip_hop_by_hop(&mut head.headers);
+            // The client's connection decides its protocol version, not the upstream's: hyper
+            // would otherwise write an HTTP/1.0 upstream's status line to an HTTP/1.1 client.
+            head.version = http::Version::default();
             Response::from_parts(head, body.boxed())
         }
         Err(err) if is_body_limit(&err) => {
@@ -67,6 +54,32 @@ pub async fn forward(client: &HttpClient, upstream: &Uri, ex: &mut Exchange) -> 
             error.into_response(ex.api_format)
         }
     }
+}
+
+/// Sets `Host` to the original host (the request's `Host`, else its URI's authority) and
+/// `X-Forwarded-Host`, `X-Forwarded-Proto` and `X-Forwarded-For` (the client appended) in
+/// `headers`, the request's own or a copy of them.
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, ex: &Exchange) {
+    let original_host = headers.get(header::HOST).cloned().or_else(|| {
+        ex.request
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    if let Some(host) = original_host {
+        headers.insert(header::HOST, host.clone());
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    let mut forwarded_for = Vec::with_capacity(64);
+    if let Some(existing) = headers.get(X_FORWARDED_FOR) {
+        forwarded_for.extend_from_slice(existing.as_bytes());
+        forwarded_for.extend_from_slice(b", ");
+    }
+    client_ip::push_text(&mut forwarded_for, ex.conn.client_ip);
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(forwarded_for)) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(ex.scheme));
 }
 
 /// `upstream` with the request's path and query appended to its path (`http://h:1/base` +

@@ -78,6 +78,54 @@ pub fn redis_server() -> Result<PathBuf, Missing> {
     Ok(server)
 }
 
+/// `systemd-analyze` on `PATH` and `/bin/kill`, for checking `deploy/systemd/keygate.service`
+/// (whose `ExecReload=` runs `/bin/kill`): the path of `systemd-analyze`.
+pub fn systemd_analyze() -> Result<PathBuf, Missing> {
+    let missing = |what: &str| Missing {
+        what: what.to_owned(),
+        by_hand: "apt-get install systemd procps",
+    };
+    let analyze =
+        find_on_path("systemd-analyze").ok_or_else(|| missing("systemd-analyze (not on PATH)"))?;
+    if !is_executable(Path::new("/bin/kill")) {
+        return Err(missing("/bin/kill (procps)"));
+    }
+    Ok(analyze)
+}
+
+/// The directory holding PostgreSQL's `initdb`, `pg_ctl` and `createdb`: the newest
+/// `/usr/lib/postgresql/VERSION/bin` (Debian keeps them off `PATH`), else where `initdb` on `PATH` is.
+pub fn postgres_bin_dir() -> Result<PathBuf, Missing> {
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "createdb"]
+            .iter()
+            .all(|program| is_executable(&dir.join(program)))
+    };
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    versions.sort();
+    let on_path = find_on_path("initdb")
+        .and_then(|initdb| initdb.canonicalize().ok()?.parent().map(Path::to_path_buf));
+    versions
+        .into_iter()
+        .rev()
+        .map(|(_, bin)| bin)
+        .chain(on_path)
+        .find(|dir| has_all(dir))
+        .ok_or_else(|| Missing {
+            what: "PostgreSQL (no initdb, pg_ctl and createdb in /usr/lib/postgresql/*/bin or on PATH)"
+                .into(),
+            by_hand: "apt-get install postgresql",
+        })
+}
+
 /// The workspace's target directory (`CARGO_TARGET_DIR` when set).
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

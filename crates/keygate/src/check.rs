@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use keygate_cel::{Compiler, MemorySecrets};
-use keygate_policy::{Deps, HttpClient, Policy, Severity};
-use keygate_ratelimit::MemoryLimiter;
+use keygate_policy::{Deps, Policy, Severity};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -34,15 +33,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         Ok(file) => file,
         Err(code) => return code,
     };
-    let deps = Deps {
-        secrets: Arc::new(MemorySecrets::default()),
-        http: HttpClient::default(),
-        rate_limiter: Arc::new(MemoryLimiter::default()),
-        budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
-        provider_urls: Arc::default(),
-        offline: true,
-        access_keys: None,
-    };
+    let deps = Deps::offline(Arc::new(MemorySecrets::default()));
     let diagnostics = match Policy::compile(&name, &text, &Compiler::new(), &deps) {
         Ok(policy) => policy.warnings,
         Err(err) => err.diagnostics,
@@ -54,6 +45,9 @@ pub fn run(args: CheckArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     for warning in unresolved_secrets(&text, &args.data_dir) {
+        eprintln!("{name}: warning: {warning}");
+    }
+    for warning in unknown_ip_policies(&text, &args.data_dir) {
         eprintln!("{name}: warning: {warning}");
     }
     println!("ok");
@@ -73,6 +67,46 @@ fn unresolved_secrets(text: &str, data_dir: &std::path::Path) -> Vec<String> {
         .filter(|(vault, secret)| !store.secret_exists(vault, secret).unwrap_or(true))
         .map(|(vault, secret)| {
             format!("secrets.get('{vault}', '{secret}') is not in {} (requests using it will fail with 500)", data_dir.display())
+        })
+        .collect()
+}
+
+/// IP policy ids (`ipp_...`) in the policy text that the data directory does not hold: `serve`
+/// refuses such a policy, `check` (offline) only warns.
+fn unknown_ip_policies(text: &str, data_dir: &Path) -> Vec<String> {
+    if !data_dir.join(keygate_secrets::DB_FILE).exists() {
+        return Vec::new();
+    }
+    let Ok(store) = keygate_secrets::Store::open_read_only(data_dir) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<&str> = text
+        .match_indices(keygate_secrets::IP_POLICY_PREFIX)
+        .filter_map(|(at, _)| {
+            let len = keygate_secrets::IP_POLICY_PREFIX.len() + keygate_secrets::ID_RANDOM_CHARS;
+            let id = text.get(at..at + len)?;
+            let next = text[at + len..].chars().next();
+            id.bytes()
+                .skip(keygate_secrets::IP_POLICY_PREFIX.len())
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+                .then_some(id)
+                .filter(|_| !next.is_some_and(|c| c.is_ascii_alphanumeric()))
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .filter(|id| {
+            matches!(
+                store.get_ip_policy(id),
+                Err(keygate_secrets::StoreError::IpPolicyNotFound(_))
+            )
+        })
+        .map(|id| {
+            format!(
+                "IP policy '{id}' is not in {} (the gateway will refuse to load this policy)",
+                data_dir.display()
+            )
         })
         .collect()
 }

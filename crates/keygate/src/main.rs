@@ -3,6 +3,8 @@
 mod alloc;
 mod api;
 mod check;
+mod config_file;
+mod healthcheck;
 mod policy_test;
 mod serve;
 mod stdout;
@@ -11,7 +13,7 @@ mod usage;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[global_allocator]
 static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
@@ -38,6 +40,8 @@ enum Command {
     Token(token::TokenCommand),
     /// Usage totals from the usage ledger (tokens, cost, errors), by key, model, provider, day or hour.
     Usage(usage::UsageArgs),
+    /// Exit 0 when a running gateway's health URL answers 2xx (for container health checks).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -49,7 +53,16 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = config_file::with_flag(Cli::command());
+    let args = match config_file::expand(&command, std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli =
+        Cli::from_arg_matches(&command.get_matches_from(args)).unwrap_or_else(|err| err.exit());
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Policy(PolicyCommand::Check(args)) => check::run(args),
@@ -57,6 +70,7 @@ fn main() -> ExitCode {
         Command::Api(args) => api::run(args),
         Command::Token(cmd) => token::run(cmd),
         Command::Usage(args) => usage::run(args),
+        Command::Healthcheck(args) => healthcheck::run(args),
     }
 }
 
@@ -66,6 +80,6 @@ mod tests {
 
     #[test]
     fn the_command_line_definition_is_consistent() {
-        super::Cli::command().debug_assert();
+        super::config_file::with_flag(super::Cli::command()).debug_assert();
     }
 }

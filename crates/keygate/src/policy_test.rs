@@ -20,10 +20,9 @@ use http_body_util::BodyExt;
 use keygate_cel::{to_json, Compiler, ConnInfo, EvalError, MemorySecrets, TlsInfo};
 use keygate_policy::document::{from_node, parse};
 use keygate_policy::{
-    ActionError, ActionStep, Body, Deps, Exchange, HttpClient, Observer, Outcome, Phase, Policy,
-    RequestBody,
+    ActionError, ActionStep, Body, Deps, Exchange, Observer, Outcome, Phase, Policy, RequestBody,
 };
-use keygate_ratelimit::{ManualClock, MemoryBudgets, MemoryConfig, MemoryLimiter};
+use keygate_ratelimit::{ManualClock, MemoryConfig, MemoryLimiter};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -358,18 +357,14 @@ fn compile(
 ) -> Result<Compiled, keygate_policy::PolicyError> {
     let secrets = secrets_for(file_secrets, case);
     let clock = ManualClock::new(0);
+    // Offline: nothing is fetched while building (JWKS are fetched when a token needs them).
     let deps = Deps {
-        secrets: secrets.clone(),
-        http: HttpClient::default(),
         rate_limiter: Arc::new(MemoryLimiter::with_clock(
             MemoryConfig::default(),
             clock.clone(),
         )),
-        budgets: Arc::new(MemoryBudgets::default()),
         provider_urls: Arc::new(mock_provider_urls()),
-        // Nothing is fetched while building (JWKS are fetched when a token needs them).
-        offline: true,
-        access_keys: None,
+        ..Deps::offline(secrets.clone())
     };
     let policy = Policy::compile(name, text, &Compiler::new(), &deps)?;
     Ok(Compiled {

@@ -11,18 +11,21 @@ use std::time::Duration;
 use clap::ValueEnum;
 use keygate_http::{ClientCert, HttpClient, HttpConfig, TlsFiles};
 use keygate_keys::{KeyCache, KeyStore};
+use keygate_policy::SessionKey;
 use keygate_ratelimit::{
     BudgetStore, FailureMode, MemoryBudgets, MemoryLimiter, RateLimiter, RedisBudgets, RedisConfig,
     RedisLimiter,
 };
-use keygate_secrets::{CachedSecrets, MasterKeySource, Store};
-use keygate_server::{LogFormat, ServerConfig, Services};
+use keygate_secrets::{CachedIpPolicies, CachedSecrets, MasterKeySource, Store};
+use keygate_server::{InternalEndpointConfig, LogFormat, ServerConfig, Services};
 use keygate_usage::{Ledger, LedgerConfig};
 
 mod dashboard;
 
 /// How often a running gateway checks the secret store for changes.
 const SECRET_POLL: Duration = Duration::from_millis(500);
+/// HKDF context of the key that seals `oauth` / `openid-connect` session cookies.
+const SESSION_KEY_CONTEXT: &str = "keygate login session cookies v1";
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -41,6 +44,15 @@ pub struct ServeArgs {
     /// Where requests go when no on_http_request action answered them.
     #[arg(long, env = "KEYGATE_UPSTREAM", value_parser = parse_upstream)]
     upstream: Option<http::Uri>,
+    /// An internal endpoint forward-internal can target, with its own policy file (reloaded like
+    /// --policy) and optional upstream (repeatable; the variable holds one).
+    #[arg(
+        long = "internal-endpoint",
+        env = "KEYGATE_INTERNAL_ENDPOINT",
+        value_name = "NAME.internal[:PORT]=POLICY[,upstream=URL]",
+        value_parser = parse_internal_endpoint
+    )]
+    internal_endpoints: Vec<InternalEndpointConfig>,
     /// Holds keygate.db (vaults, secrets) and master.key.
     #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./keygate-data")]
     data_dir: PathBuf,
@@ -89,6 +101,17 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "KEYGATE_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
+    /// Seconds after SIGTERM during which /readyz answers 503 "draining" while new connections
+    /// are still served (set it to the load balancer's health-check interval).
+    #[arg(long, env = "KEYGATE_DRAIN_DELAY", default_value_t = 0)]
+    drain_delay: u64,
+    /// Most client connections served at once; one more is answered 503 and closed.
+    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Most requests in progress at once (each holds its place until its response body has
+    /// been sent); one more is answered 503 at once.
+    #[arg(long, env = "KEYGATE_MAX_REQUESTS", default_value_t = 4_096)]
+    max_requests: usize,
     /// PEM CA certificates trusted for https:// upstreams besides the system and webpki roots
     /// (repeatable).
     #[arg(
@@ -153,6 +176,47 @@ fn parse_upstream(value: &str) -> Result<http::Uri, String> {
     }
 }
 
+fn parse_internal_endpoint(value: &str) -> Result<InternalEndpointConfig, String> {
+    let usage = "expected NAME.internal[:PORT]=POLICY[,upstream=URL], e.g. api.internal=api.yml";
+    let (name, rest) = value.split_once('=').ok_or(usage)?;
+    let name = name.trim().to_ascii_lowercase();
+    let (host, port) = match name.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (name.as_str(), None),
+    };
+    let label = host.strip_suffix(".internal").unwrap_or_default();
+    let valid_label = !label.is_empty()
+        && label.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid_label || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(format!("invalid internal endpoint name '{name}': {usage}"));
+    }
+    let (policy, upstream) = match rest.rsplit_once(",upstream=") {
+        Some((policy, url)) => (policy, Some(parse_upstream(url)?)),
+        None => (rest, None),
+    };
+    if policy.is_empty() {
+        return Err(format!(
+            "no policy file for internal endpoint '{name}': {usage}"
+        ));
+    }
+    Ok(InternalEndpointConfig {
+        name,
+        policy: PathBuf::from(policy),
+        upstream,
+    })
+}
+
+/// The name declared twice among `endpoints`, if one is.
+fn duplicate_endpoint(endpoints: &[InternalEndpointConfig]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    endpoints
+        .iter()
+        .map(|e| e.name.as_str())
+        .find(|name| !seen.insert(*name))
+}
+
 fn parse_duration(value: &str) -> Result<Duration, String> {
     keygate_policy::actions::parse_duration(value)
 }
@@ -183,8 +247,19 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let (secrets, access_keys) = match open_stores(&args) {
+    if let Some(name) = duplicate_endpoint(&args.internal_endpoints) {
+        eprintln!("error: --internal-endpoint {name} is declared twice");
+        return ExitCode::from(2);
+    }
+    let (secrets, access_keys, session_key) = match open_stores(&args) {
         Ok(stores) => stores,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let ip_policies = match open_ip_policies(&args) {
+        Ok(policies) => policies,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
@@ -249,6 +324,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
             Format::Pretty => LogFormat::Pretty,
         },
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        drain_delay: Duration::from_secs(args.drain_delay),
+        max_connections: args.max_connections.max(1),
+        max_requests: args.max_requests.max(1),
         workers: args.workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,
@@ -258,6 +336,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         admin_token,
         open_usage_api: args.open_usage_api,
         otlp_endpoint: args.otlp_endpoint,
+        internal_endpoints: args.internal_endpoints,
     };
     let services = Services {
         secrets,
@@ -266,8 +345,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         provider_urls: args.provider_urls.into_iter().collect::<HashMap<_, _>>(),
         http,
         access_keys,
+        ip_policies,
         ledger,
         key_admin,
+        session_key,
     };
     match keygate_server::run(config, services).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -306,11 +387,19 @@ async fn shared_state(
     Ok((Arc::new(limiter), Arc::new(budgets)))
 }
 
-/// The data dir's secrets and access keys, each cached in memory and refreshed on change.
-fn open_stores(args: &ServeArgs) -> Result<(Arc<CachedSecrets>, Arc<KeyCache>), String> {
+/// The data dir's secrets and access keys, each cached in memory and refreshed on change, and
+/// the key login sessions are sealed with (derived from the master key).
+fn open_stores(
+    args: &ServeArgs,
+) -> Result<(Arc<CachedSecrets>, Arc<KeyCache>, SessionKey), String> {
     let source =
         MasterKeySource::from_env(args.master_key_file.clone()).map_err(|err| err.to_string())?;
     let open = || Store::open_unlocked(&args.data_dir, &source).map_err(|err| err.to_string());
+    let session_key = SessionKey::new(
+        *open()?
+            .derive_key(SESSION_KEY_CONTEXT)
+            .map_err(|err| err.to_string())?,
+    );
     let secrets = CachedSecrets::start(open()?, SECRET_POLL).map_err(|err| err.to_string())?;
     let keys = KeyStore::open(open()?).map_err(|err| err.to_string())?;
     let keys = KeyCache::start(
@@ -319,7 +408,15 @@ fn open_stores(args: &ServeArgs) -> Result<(Arc<CachedSecrets>, Arc<KeyCache>), 
         KeyCache::DEFAULT_LAST_USED_INTERVAL,
     )
     .map_err(|err| err.to_string())?;
-    Ok((Arc::new(secrets), Arc::new(keys)))
+    Ok((Arc::new(secrets), Arc::new(keys), session_key))
+}
+
+/// The data dir's IP policies, cached in memory and refreshed on change (no master key needed).
+fn open_ip_policies(args: &ServeArgs) -> Result<Arc<CachedIpPolicies>, String> {
+    let store = Store::open(&args.data_dir).map_err(|err| err.to_string())?;
+    CachedIpPolicies::start(store, SECRET_POLL)
+        .map(Arc::new)
+        .map_err(|err| err.to_string())
 }
 
 /// The usage ledger in the data dir, unless `--no-usage-ledger`.
@@ -349,5 +446,40 @@ fn init_tracing(format: Format) {
     match format {
         Format::Json => builder.json().flatten_event(true).init(),
         Format::Pretty => builder.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_endpoint_flags() {
+        let e = parse_internal_endpoint("API.internal=/etc/kg/api.yml").unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.policy.to_str(), e.upstream),
+            ("api.internal", Some("/etc/kg/api.yml"), None)
+        );
+        let e = parse_internal_endpoint("svc.internal:1234=svc.yml,upstream=http://127.0.0.1:9000")
+            .unwrap();
+        assert_eq!(e.name, "svc.internal:1234");
+        assert_eq!(e.policy, PathBuf::from("svc.yml"));
+        assert_eq!(
+            e.upstream.as_ref().unwrap().to_string(),
+            "http://127.0.0.1:9000/"
+        );
+        for bad in [
+            "api.internal",
+            "api.example.com=p.yml",
+            ".internal=p.yml",
+            "a..internal=p.yml",
+            "api.internal:99999=p.yml",
+            "api.internal=",
+            "api.internal=p.yml,upstream=ftp://x",
+        ] {
+            assert!(parse_internal_endpoint(bad).is_err(), "{bad}");
+        }
+        let twice = [e.clone(), e];
+        assert_eq!(duplicate_endpoint(&twice), Some("svc.internal:1234"));
     }
 }

@@ -842,3 +842,58 @@ async fn a_provider_that_never_answers_is_tried_last_until_its_probe() {
     assert_clean(&gw, &mock);
     hung_task.abort();
 }
+
+/// ngrok's multi-region pattern: `openai-eu` aliases `openai` beside the configured `openai`;
+/// `openai:` names reach both and a strategy on the providers' metadata picks the region.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_regional_copy_shares_the_prefix_and_the_strategy_picks_it() {
+    let (us, eu) = (mock().await, mock().await);
+    let data = TempDir::new("ai-regions");
+    seed(data.path());
+    let providers = format!(
+        "providers:\n  - id: openai\n    metadata: {{region: us}}\n    api_keys:\n      - value: ${{secrets.get('openai', 'good')}}\n  - id: openai-eu\n    id_aliases: [openai]\n    base_url: {}\n    metadata: {{region: eu}}\n    api_keys:\n      - value: ${{secrets.get('openai', 'good')}}",
+        eu.openai_base_url()
+    );
+    let by_order = gateway(&us, &data, &providers);
+    let reply = post(
+        &by_order,
+        "/v1/chat/completions",
+        chat("openai:gpt-4o"),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!((us.requests().len(), eu.requests().len()), (1, 0));
+    drop(by_order);
+
+    let strategy = "\nmodel_selection:\n  strategy:\n    - \"ai.models.filter(m, m.getMetadata('region') == 'eu')\"";
+    let by_region = gateway(&us, &data, &(providers + strategy));
+    for model in ["openai:gpt-4o", "gpt-4o"] {
+        let before = request_lines(&by_region);
+        let reply = post(&by_region, "/v1/chat/completions", chat(model), &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let line = next_access_line(&by_region, before, "/v1/chat/completions");
+        assert_eq!(line["ai"]["provider"], "openai-eu", "{model}");
+    }
+    assert_eq!((us.requests().len(), eu.requests().len()), (1, 2));
+    assert_clean(&by_region, &us);
+}
+
+/// `only_allow_configured_providers` with no providers (shown in ngrok's docs) loads with a
+/// warning and refuses every request with a 422 naming the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_with_nothing_usable_loads_and_refuses_requests() {
+    let mock = mock().await;
+    let data = TempDir::new("ai-nothing");
+    seed(data.path());
+    let gw = gateway(&mock, &data, "only_allow_configured_providers: true");
+    assert!(
+        gw.output().contains("every request will be refused"),
+        "{}",
+        gw.output()
+    );
+    let reply = post(&gw, "/v1/chat/completions", chat("gpt-4o"), &[]).await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert_eq!(code(&reply), "ERR_KEYGATE_3804");
+    assert!(mock.requests().is_empty());
+}

@@ -1,14 +1,16 @@
 //! A provider that reports no token usage (as llama.cpp's server ignores
 //! `stream_options.include_usage`), through the real binary: the usage is estimated from what
 //! passed, marked `estimated` in the access log and the metrics, handed to a client that asked for
-//! a usage chunk, and budgets still hold on it. The mock leaves usage out because the provider key
-//! holds the word `nousage`.
+//! a usage chunk or filled into the Messages and Responses events that carry it, counted with an
+//! OpenAI model's own vocabulary, and budgets still hold on it. The mock leaves usage out because
+//! the provider key holds the word `nousage`.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{api, send, Gateway, Req, TempDir};
+use keygate_ai::{estimate_input_tokens, Tokenizer};
 use keygate_mock::{MockConfig, MockServer};
 use serde_json::{json, Value};
 
@@ -76,10 +78,13 @@ async fn usage_the_provider_omits_is_estimated_logged_counted_and_given_to_the_c
             .await
             .unwrap();
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-        assert!(
-            !reply.text().contains("\"usage\":{\"input"),
-            "the mock omitted usage"
-        );
+        // (A streamed Messages answer gets its usage filled in: the next test.)
+        if !(body["stream"] == true && *path == "/v1/messages") {
+            assert!(
+                !reply.text().contains("\"usage\":{\"input"),
+                "the mock omitted usage"
+            );
+        }
         if body["stream"] == true && *path == "/v1/chat/completions" {
             streamed_chat = reply.text();
         }
@@ -187,6 +192,140 @@ async fn a_token_budget_holds_when_the_provider_reports_nothing() {
     assert!(
         total <= 1000 + answered as u64 * 4,
         "{total} tokens over {answered} answers"
+    );
+}
+
+/// The `data:` payloads of a stream that are JSON.
+fn events(stream: &str) -> Vec<Value> {
+    stream
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str(data).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn final_events_carry_the_estimate_counted_with_the_model_s_vocabulary() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let data = TempDir::new("estimate-data");
+    let gw = start(&mock, &data);
+    // 239 characters: 60 tokens by the heuristic, 40 in o200k_base.
+    let words = vec!["hello world"; 20].join(" ");
+    let chat = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": words}]});
+    let messages = json!({"model": "claude-sonnet-4-6", "max_tokens": 500, "stream": true,
+        "messages": [{"role": "user", "content": words}]});
+    let responses = json!({"model": "gpt-4o", "stream": true, "input": words});
+    let cases = [
+        ("/v1/chat/completions", &chat, Tokenizer::O200k),
+        ("/v1/messages", &messages, Tokenizer::Heuristic),
+        ("/v1/responses", &responses, Tokenizer::O200k),
+    ];
+    let mut expected = Vec::new();
+    for (path, body, tokenizer) in cases {
+        let reply = send(gw.addr, Req::post(path, body.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        let events = events(&reply.text());
+        // The generated text the client got, and the usage the stream's last figures give it.
+        let (text, usage): (String, Value) = match path {
+            "/v1/chat/completions" => (
+                events
+                    .iter()
+                    .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+                    .collect(),
+                events.last().unwrap()["usage"].clone(),
+            ),
+            "/v1/messages" => (
+                events
+                    .iter()
+                    .filter(|e| e["type"] == "content_block_delta")
+                    .filter_map(|e| e["delta"]["text"].as_str())
+                    .collect(),
+                events
+                    .iter()
+                    .find(|e| e["type"] == "message_delta")
+                    .unwrap()["usage"]
+                    .clone(),
+            ),
+            _ => (
+                events
+                    .iter()
+                    .filter(|e| e["type"] == "response.output_text.delta")
+                    .filter_map(|e| e["delta"].as_str())
+                    .collect(),
+                events
+                    .iter()
+                    .find(|e| e["type"] == "response.completed")
+                    .unwrap()["response"]["usage"]
+                    .clone(),
+            ),
+        };
+        assert!(text.contains("hello world"), "{path}: {text}");
+        let input = estimate_input_tokens(body.as_object().unwrap(), tokenizer);
+        let output = tokenizer.count(&text);
+        let (given_input, given_output) = match path {
+            "/v1/chat/completions" => (&usage["prompt_tokens"], &usage["completion_tokens"]),
+            _ => (&usage["input_tokens"], &usage["output_tokens"]),
+        };
+        assert_eq!(
+            (given_input, given_output),
+            (&json!(input), &json!(output)),
+            "{path}: {usage}"
+        );
+        if path == "/v1/responses" {
+            assert_eq!(usage["total_tokens"], input + output);
+            assert_eq!(usage["output_tokens_details"]["reasoning_tokens"], 0);
+        }
+        expected.push((input, output));
+    }
+    // gpt-4o was counted with o200k_base, Claude with the heuristic.
+    assert_eq!(expected[0].1, 40, "{expected:?}");
+    assert_eq!(expected[1].1, 60, "{expected:?}");
+    let lines = ai_lines(&gw, 3);
+    let logged: Vec<(u64, u64)> = lines
+        .iter()
+        .map(|ai| {
+            assert_eq!(ai["usage_source"], "estimated", "{ai}");
+            (
+                ai["input_tokens"].as_u64().unwrap(),
+                ai["output_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(logged, expected, "the stream and the log agree");
+}
+
+#[tokio::test]
+async fn max_input_tokens_counts_an_openai_model_with_its_vocabulary() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let data = TempDir::new("estimate-data");
+    let policy = POLICY.replace(
+        "          access_keys: optional\n",
+        "          access_keys: optional\n          max_input_tokens: 50\n",
+    );
+    let gw = Gateway::start_on_mock(&policy, &mock.openai_base_url(), data.path(), &[]);
+    // o200k_base: 40 + "user" 1 + 3 per message + 3 = 47; the heuristic: 60 + 1 + 4 + 3 = 68.
+    let words = vec!["hello world"; 20].join(" ");
+    let ask = |model: &str| {
+        json!({"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": words}]})
+            .to_string()
+    };
+    let gpt = send(gw.addr, Req::post("/v1/chat/completions", ask("gpt-4o")))
+        .await
+        .unwrap();
+    assert_eq!(gpt.status, 200, "{}", gpt.text());
+    let claude = send(gw.addr, Req::post("/v1/messages", ask("claude-sonnet-4-6")))
+        .await
+        .unwrap();
+    assert_eq!(claude.status, 413, "{}", claude.text());
+    assert!(
+        claude
+            .text()
+            .contains("input too large: 68 tokens (max 50)"),
+        "{}",
+        claude.text()
     );
 }
 

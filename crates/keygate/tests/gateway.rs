@@ -394,3 +394,37 @@ on_http_request:
     .unwrap();
     assert_eq!(ok.status, 200);
 }
+
+/// An upstream that answers in HTTP/1.0 (as Python's `http.server` does): the client still gets
+/// an HTTP/1.1 status line, since the client's connection decides the protocol.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_1_0_upstream_is_answered_in_the_clients_version() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+                )
+                .await;
+        }
+    });
+    let gw = Gateway::start(
+        "on_http_request: []\n",
+        &["--upstream", &format!("http://{upstream}")],
+    );
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+}

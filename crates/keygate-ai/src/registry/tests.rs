@@ -229,6 +229,27 @@ fn chat_messages_and_responses_cross_formats_in_the_providers_order() {
 }
 
 #[test]
+fn a_regional_copy_shares_the_providers_prefix() {
+    let reg = registry(vec![
+        provider(json!({"id": "openai", "metadata": {"region": "us"}})),
+        provider(json!({
+            "id": "openai-eu", "id_aliases": ["openai"], "base_url": "https://eu.api.openai.com/v1",
+            "metadata": {"region": "eu"}
+        })),
+    ]);
+    let pinned = resolve(&reg, &["openai:gpt-4o"], Surface::ChatCompletions).unwrap();
+    assert_eq!(names(&pinned), ["openai:gpt-4o", "openai-eu:gpt-4o"]);
+    let bare = resolve(&reg, &["gpt-4o"], Surface::ChatCompletions).unwrap();
+    assert_eq!(names(&bare), ["openai:gpt-4o", "openai-eu:gpt-4o"]);
+    let regional = resolve(&reg, &["openai-eu:gpt-4o"], Surface::ChatCompletions).unwrap();
+    assert_eq!(names(&regional), ["openai-eu:gpt-4o"]);
+    assert_eq!(
+        pinned.candidates[1].provider.base_url,
+        "https://eu.api.openai.com/v1"
+    );
+}
+
+#[test]
 fn custom_provider_aliasing_a_builtin_replaces_it() {
     let reg = registry(vec![provider(json!({
         "id": "openai-eu", "id_aliases": ["openai"], "base_url": "https://eu.api.openai.com/v1"
@@ -305,9 +326,10 @@ fn configuration_errors_are_located() {
     );
     let err = Registry::new(&spec(vec![dup]), Catalog::builtin()).unwrap_err();
     assert_eq!(err.path, "providers[0].models[1]");
-    let clash = provider(json!({"id": "x", "id_aliases": ["gemini"], "base_url": "http://x"}));
-    let err = Registry::new(&spec(vec![clash]), Catalog::builtin()).unwrap_err();
-    assert!(err.message.contains("'gemini'"), "{err}");
+    let twice = || provider(json!({"id": "x", "base_url": "http://x"}));
+    let err = Registry::new(&spec(vec![twice(), twice()]), Catalog::builtin()).unwrap_err();
+    assert_eq!(err.path, "providers[1].id");
+    assert!(err.message.contains("'x' is configured twice"), "{err}");
     let mut bad_surface = ProviderSpec {
         id: "y".into(),
         base_url: Some("http://y".into()),

@@ -6,7 +6,9 @@ mod codec;
 pub(crate) mod compare;
 mod hash;
 mod json;
+mod metadata;
 mod net;
+mod random;
 pub(crate) mod regex;
 mod text;
 
@@ -72,7 +74,9 @@ pub(crate) fn environment() -> Result<Env, DeclarationError> {
     hash::register(&mut env)?;
     codec::register(&mut env)?;
     json::register(&mut env)?;
+    metadata::register(&mut env)?;
     net::register(&mut env)?;
+    random::register(&mut env)?;
     text::register(&mut env)?;
     Ok(env)
 }

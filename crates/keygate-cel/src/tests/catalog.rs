@@ -7,10 +7,20 @@ use crate::{FUNCTIONS, VARIABLES};
 const SAMPLES: &[(&str, &str)] = &[
     ("getReqHeader", "getReqHeader('host')"),
     ("hasReqHeader", "hasReqHeader('host')"),
+    (
+        "getReqCookie",
+        "!hasReqCookie('a') || getReqCookie('a').value == ''",
+    ),
+    ("hasReqCookie", "hasReqCookie('a')"),
     ("getQueryParam", "getQueryParam('a')"),
     ("hasQueryParam", "hasQueryParam('a')"),
     ("getResHeader", "getResHeader('x')"),
     ("hasResHeader", "hasResHeader('x')"),
+    (
+        "getResCookie",
+        "!hasResCookie('a') || getResCookie('a').secure",
+    ),
+    ("hasResCookie", "hasResCookie('a')"),
     ("inCidrRange", "inCidrRange('10.0.0.1', '10.0.0.0/8')"),
     ("inCidrRanges", "inCidrRanges('10.0.0.1', ['10.0.0.0/8'])"),
     (
@@ -35,6 +45,8 @@ const SAMPLES: &[(&str, &str)] = &[
     ("unescapeUrl", "'a+b'.unescapeUrl()"),
     ("parseUrl", "'http://x/'.parseUrl()"),
     ("isURL", "'http://x/'.isURL()"),
+    ("rand.double", "rand.double()"),
+    ("rand.int", "rand.int() + rand.int(1, 2)"),
     ("hash.crc32", "hash.crc32('x')"),
     ("hash.crc64", "hash.crc64('x')"),
     ("hash.md5", "hash.md5('x')"),
@@ -89,6 +101,7 @@ const SAMPLES: &[(&str, &str)] = &[
     ("join", "['a'].join()"),
     ("lowerAscii", "'A'.lowerAscii()"),
     ("lower", "'É'.lower()"),
+    ("getMetadata", "{'metadata': {}}.getMetadata('a')"),
     ("upper", "'é'.upper()"),
     ("upperAscii", "'a'.upperAscii()"),
     ("trim", "' a '.trim()"),

@@ -87,6 +87,31 @@ fn misspelt_names_point_at_the_name_and_suggest() {
             "'req.url.path' has no field 'pa'",
         ),
         ("(req).url.pat == 'x'", "pat", "did you mean 'path'"),
+        (
+            "rand.int(9) > 1",
+            "int",
+            "takes no arguments or 2 (min, max), got 1",
+        ),
+        (
+            "rand.double(1.0) < 0.5",
+            "double",
+            "takes 0 arguments, got 1",
+        ),
+        (
+            "getReqCookie() == ''",
+            "getReqCookie",
+            "takes 1 argument, got 0",
+        ),
+        (
+            "hasResCookie('a', 'b')",
+            "hasResCookie",
+            "takes 1 argument, got 2",
+        ),
+        (
+            "getReqCooky('a')",
+            "getReqCooky",
+            "did you mean 'getReqCookie'",
+        ),
     ];
     for (source, at, words) in cases {
         let err = rejected(source, false);
@@ -186,4 +211,26 @@ fn backtick_fields_select_names_with_punctuation() {
         .expression("{'a-b': 1}.`a-b` == req.url.pth")
         .unwrap_err();
     assert_eq!(err.offset, Some("{'a-b': 1}.`a-b` == req.url.".len()));
+}
+
+#[test]
+fn ordering_values_of_different_types_is_refused() {
+    for (source, words) in [
+        ("res.status_code < '200'", "cannot order int < string"),
+        ("req.method >= 3", "cannot order string >= int"),
+        ("size(req.url.path) > '1'", "cannot order int > string"),
+        ("[1] <= [2]", "cannot order list <= list"),
+    ] {
+        let err = rejected(source, true);
+        assert!(err.message.contains(words), "`{source}`: {}", err.message);
+    }
+    for ok in [
+        "res.status_code >= 500",
+        "req.url.port < 1000 && 1 < 2.5",
+        "req.method > 'A'",
+        "vars.limit < 10",
+        "timestamp(time.now) > timestamp('2024-01-01T00:00:00Z')",
+    ] {
+        Compiler::new().condition(ok).unwrap();
+    }
 }

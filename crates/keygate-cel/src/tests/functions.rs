@@ -192,3 +192,44 @@ fn standard_macros_and_comprehensions() {
     assert!(fx.truth("has({'a': 1}.a) && !has({'a': 1}.b)"));
     assert!(fx.truth("'req' == 'req' ? true : false"));
 }
+
+#[test]
+fn get_metadata_reads_a_dotted_path_or_null() {
+    let fx = fx();
+    let model = "{'id': 'gpt-4o', 'metadata': {'region': 'eu', 'limits': {'rpm': 60}}}";
+    assert_eq!(
+        fx.value(&format!("{model}.getMetadata('region')")),
+        string("eu")
+    );
+    assert_eq!(
+        fx.value(&format!("{model}.getMetadata('limits.rpm')")),
+        Value::Int(60)
+    );
+    for missing in ["zone", "limits.tpm", "region.deeper"] {
+        assert!(
+            fx.truth(&format!("{model}.getMetadata('{missing}') == null")),
+            "{missing}"
+        );
+    }
+    assert!(fx.truth("{'id': 'x'}.getMetadata('region') == null"));
+    assert!(!fx.truth(&format!("{model}.getMetadata('zone') == 'eu'")));
+}
+
+#[test]
+fn random_draws_stay_within_their_bounds() {
+    let fx = fx();
+    let mut defaults = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        assert!(fx.truth("rand.double() >= 0.0 && rand.double() < 1.0"));
+        assert!(fx.truth("rand.int(3, 5) in [3, 4, 5]"));
+        assert!(fx.truth("rand.int(7, 7) == 7"));
+        match fx.value("rand.int()") {
+            Value::Int(n) => defaults.insert(n),
+            other => panic!("rand.int() gave {other:?}"),
+        };
+    }
+    // Both ends of the default [0, 1] range come up (a miss in 200 draws is 2^-199).
+    assert_eq!(defaults.into_iter().collect::<Vec<_>>(), vec![0, 1]);
+    assert!(fx.error("rand.int(5, 3)").contains("min <= max"));
+    assert!(fx.error("rand.int(-2, 3)").contains("min <= max"));
+}

@@ -285,3 +285,96 @@ fn invalid_header_names_are_simply_absent() {
     // A name longer than http accepts (64 KiB).
     assert!(fx.truth("req.headers[lists.range(7000).map(i, 'xxxxxxxxxx').join()] == []"));
 }
+
+#[test]
+fn cookies_grouped_by_name_in_header_order() {
+    let fx = Fixture::new(&[
+        ("Cookie", "theme=dark; basket=\"two items\""),
+        ("Cookie", "theme=light; =orphan; bare"),
+    ]);
+    assert!(fx.truth("size(req.cookies) == 2"));
+    assert!(fx.truth("req.cookies['theme'].map(c, c.value) == ['dark', 'light']"));
+    assert!(fx.truth("req.cookies.basket[0].name == 'basket'"));
+    assert!(fx.truth("getReqCookie('basket').value == 'two items'"));
+    assert!(fx.truth("getReqCookie('theme').value == 'dark'"));
+    assert!(fx.truth("hasReqCookie('theme') && !hasReqCookie('bare')"));
+    // Cookie names are case-sensitive, unlike header names.
+    assert!(fx.truth("!hasReqCookie('Theme') && !('THEME' in req.cookies)"));
+    assert!(!fx.error("getReqCookie('absent').value").is_empty());
+
+    let none = Fixture::new(&[("Host", "h")]);
+    assert!(none.truth("size(req.cookies) == 0 && !hasReqCookie('theme')"));
+}
+
+#[test]
+fn response_cookies_carry_their_attributes_longest_path_first() {
+    let fx = Fixture::new(&[("Host", "h")]).with_response(
+        200,
+        &[
+            ("Set-Cookie", "sid=root; Path=/"),
+            (
+                "Set-Cookie",
+                "sid=\"deep\"; Path=/app/admin; Domain=example.test; Secure; HttpOnly; \
+                 SameSite=Strict; Max-Age=3600; Expires=Wed, 21 Oct 2015 07:28:00 GMT; Priority=High",
+            ),
+            ("Set-Cookie", "pref=compact; Expires=Thu, 01-Jan-2099 00:00:00 GMT"),
+            ("Set-Cookie", "no-equals-sign"),
+        ],
+    );
+    assert!(fx.truth("size(res.cookies) == 2"));
+    assert!(fx.truth("res.cookies['sid'].map(c, c.value) == ['deep', 'root']"));
+    let deep = "getResCookie('sid')";
+    assert!(fx.truth(&format!(
+        "{deep}.path == '/app/admin' && {deep}.domain == 'example.test'"
+    )));
+    assert!(fx.truth(&format!(
+        "{deep}.secure && {deep}.http_only && {deep}.same_site == 'Strict'"
+    )));
+    assert!(fx.truth(&format!("{deep}.max_age == duration('1h')")));
+    assert!(fx.truth(&format!(
+        "{deep}.expires == timestamp('2015-10-21T07:28:00Z')"
+    )));
+    assert!(fx.truth(&format!(
+        "{deep}.unparsed_attributes == {{'Priority': 'High'}}"
+    )));
+    let root = "res.cookies['sid'][1]";
+    assert!(fx.truth(&format!(
+        "!{root}.secure && !has({root}.max_age) && !has({root}.expires)"
+    )));
+    assert!(fx.truth("getResCookie('pref').expires == timestamp('2099-01-01T00:00:00Z')"));
+    assert!(fx.truth("hasResCookie('pref') && !hasResCookie('no-equals-sign')"));
+}
+
+#[test]
+fn user_password_is_the_userinfo_of_an_absolute_form_target() {
+    let with = Fixture::with_uri("http://ann:pw@gw.example.com/x", &[]);
+    assert!(with.truth("req.url.user_password == 'ann:pw'"));
+    assert!(with.truth("req.url.host == 'gw.example.com'"));
+    let without = Fixture::new(&[("Host", "gw.example.com")]);
+    assert!(without.truth("req.url.user_password == ''"));
+}
+
+#[test]
+fn user_agent_sub_fields_come_from_the_parsed_header() {
+    let edge = Fixture::new(&[(
+        "User-Agent",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+         Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
+    )]);
+    assert!(edge.truth("req.user_agent.name == 'Edge' && req.user_agent.os == 'Windows'"));
+    assert!(edge.truth("req.user_agent.is_desktop && !req.user_agent.is_bot"));
+    // The plain value is still the whole header.
+    assert!(edge.truth("req.user_agent.contains('Edg/120')"));
+
+    let crawler = Fixture::new(&[(
+        "User-Agent",
+        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.1; \
+         +https://openai.com/gptbot)",
+    )]);
+    assert!(crawler.truth("req.user_agent.is_bot"));
+    assert!(crawler.truth("req.user_agent.name in ['GPTBot', 'ChatGPT-User']"));
+    assert!(crawler.truth("req.user_agent.url == 'https://openai.com/gptbot'"));
+
+    let none = Fixture::new(&[("Host", "h")]);
+    assert!(none.truth("req.user_agent.name == '' && !req.user_agent.is_mobile"));
+}

@@ -1,11 +1,13 @@
 //! Lazy CEL views over the borrowed request and response: header and query maps that look
-//! names up case-insensitively, and the string lists they yield.
+//! names up case-insensitively, the string lists they yield, the parsed cookies and user agent.
 
+pub(crate) mod cookies;
 mod headers;
 mod iter;
 mod list;
 mod query;
 pub(crate) mod request;
+pub(crate) mod user_agent;
 
 pub(crate) use headers::Headers;
 pub(crate) use list::StrList;

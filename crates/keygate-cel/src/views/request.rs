@@ -36,6 +36,13 @@ impl<'a> RequestView<'a> {
             .unwrap_or("")
     }
 
+    /// `req.url.user_password`: the `user:password` before `@` in the authority, else `''`.
+    pub(crate) fn user_password(&self) -> &'a str {
+        self.authority()
+            .rsplit_once('@')
+            .map_or("", |(user, _)| user)
+    }
+
     /// `req.url.host`: the authority without its port (IPv6 brackets kept).
     pub(crate) fn hostname(&self) -> &'a str {
         split_port(self.authority()).0

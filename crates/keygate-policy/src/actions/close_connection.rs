@@ -10,7 +10,7 @@ use crate::exchange::Exchange;
 pub const KIND: ActionKind = ActionKind {
     name: "close-connection",
     result_name: "close_connection",
-    phases: &[Phase::OnHttpRequest],
+    phases: &[Phase::OnTcpConnect, Phase::OnHttpRequest],
     termination: Termination::Always,
     needs_config: false,
     build,

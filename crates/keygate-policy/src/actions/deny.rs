@@ -12,7 +12,7 @@ use crate::exchange::Exchange;
 pub const KIND: ActionKind = ActionKind {
     name: "deny",
     result_name: "deny",
-    phases: &[Phase::OnHttpRequest],
+    phases: &[Phase::OnTcpConnect, Phase::OnHttpRequest],
     termination: Termination::Always,
     needs_config: false,
     build,

@@ -55,6 +55,13 @@ impl HeaderTemplates {
         self.entries.iter().any(|(n, _)| n.as_str() == name)
     }
 
+    /// Whether the value of header `name` interpolates a secret.
+    pub fn reads_secrets(&self, name: &HeaderName) -> bool {
+        self.entries
+            .iter()
+            .any(|(n, template)| n == name && template.reads_secrets())
+    }
+
     /// Renders every value.
     pub fn render(&self, scope: &Scope<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, EvalError> {
         self.entries

@@ -16,7 +16,11 @@ use crate::exchange::Exchange;
 pub const KIND: ActionKind = ActionKind {
     name: "log",
     result_name: "log",
-    phases: &[Phase::OnHttpRequest, Phase::OnHttpResponse],
+    phases: &[
+        Phase::OnTcpConnect,
+        Phase::OnHttpRequest,
+        Phase::OnHttpResponse,
+    ],
     termination: Termination::Never,
     needs_config: true,
     build,

@@ -267,7 +267,6 @@ mod tests {
     use crate::build::Deps;
     use crate::engine::Outcome;
     use crate::policy::Policy;
-    use keygate_http::HttpClient;
 
     const MIN: Duration = Duration::from_secs(60);
 
@@ -360,13 +359,8 @@ mod tests {
 
     fn deps(limiter: Arc<dyn RateLimiter>) -> Deps {
         Deps {
-            secrets: Arc::new(MemorySecrets::default()),
-            http: HttpClient::default(),
             rate_limiter: limiter,
-            budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
-            provider_urls: Arc::new(HashMap::new()),
-            offline: true,
-            access_keys: None,
+            ..Deps::for_test()
         }
     }
 

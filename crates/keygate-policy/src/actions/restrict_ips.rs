@@ -2,18 +2,22 @@
 //!
 //! Literal CIDRs are parsed at load into a [`CidrSet`] (one binary search per lookup); entries
 //! that interpolate `${...}` are evaluated per request and may yield a CIDR or a list of CIDRs.
+//! `ip_policies` adds the rules of IP policies kept in the data dir's store (`referenced`).
 
 pub mod cidr_set;
+#[cfg(test)]
+mod policy_tests;
+mod referenced;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use keygate_cel::{EvalError, Scope, Template, Value};
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use self::cidr_set::{normalize_net, CidrSet};
+use self::referenced::{Compiled, Referenced};
 use crate::action::{
     ready, Action, ActionError, ActionFuture, ActionKind, Flow, Phase, Termination,
 };
@@ -25,7 +29,11 @@ use crate::exchange::Exchange;
 pub const KIND: ActionKind = ActionKind {
     name: "restrict-ips",
     result_name: "restrict_ips",
-    phases: &[Phase::OnHttpRequest, Phase::OnHttpResponse],
+    phases: &[
+        Phase::OnTcpConnect,
+        Phase::OnHttpRequest,
+        Phase::OnHttpResponse,
+    ],
     termination: Termination::Sometimes,
     needs_config: true,
     build,
@@ -39,13 +47,15 @@ struct Config {
     allow: Vec<String>,
     #[serde(default)]
     deny: Vec<String>,
-    /// ngrok account IP Policies: accepted by the schema only to explain that Keygate has none.
-    ip_policies: Option<IgnoredAny>,
+    /// Ids of IP policies in the data dir's store (`keygate api ip-policies`).
+    #[serde(default)]
+    ip_policies: Vec<String>,
 }
 
 struct RestrictIps {
     allow: Ranges,
     deny: Ranges,
+    policies: Option<Referenced>,
     enforce: bool,
 }
 
@@ -65,22 +75,29 @@ enum Entry {
 
 fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
     let config: Config = cx.config()?;
-    if config.ip_policies.is_some() {
-        return Err(cx.error(
-            "ip_policies",
-            "ip_policies refer to ngrok account IP Policies, which Keygate does not have: list the CIDRs in allow and deny",
-        ));
-    }
-    if config.allow.is_empty() {
+    if config.allow.is_empty() && config.ip_policies.is_empty() {
         return Err(cx.error(
             if config.deny.is_empty() { "" } else { "deny" },
-            "restrict-ips needs at least one allow CIDR (a deny-only list would refuse everyone): \
-             to allow all but the denied ranges, add allow: ['0.0.0.0/0', '::/0']",
+            "restrict-ips needs at least one allow CIDR or IP policy (a deny-only list would refuse \
+             everyone): to allow all but the denied ranges, add allow: ['0.0.0.0/0', '::/0']",
         ));
+    }
+    let policies = Referenced::build(cx, &config.ip_policies)?;
+    if config.allow.is_empty()
+        && policies
+            .as_ref()
+            .is_some_and(|p| p.current().allow.is_empty())
+    {
+        cx.warn(
+            "ip_policies",
+            "no allow CIDR here nor an allow rule in these IP policies yet: every request is refused \
+             until an allow rule is added",
+        );
     }
     Ok(Box::new(RestrictIps {
         allow: Ranges::build(cx, "allow", &config.allow)?,
         deny: Ranges::build(cx, "deny", &config.deny)?,
+        policies,
         enforce: config.enforce.unwrap_or(true),
     }))
 }
@@ -172,23 +189,52 @@ struct Decision {
 }
 
 impl RestrictIps {
-    fn decide(&self, ip: IpAddr, scope: &Scope<'_>) -> Result<Decision, EvalError> {
-        if let Some(net) = self.deny.lookup(ip, scope)? {
+    /// The decision over the listed ranges and the referenced policies' rules (`policies`).
+    fn decide(
+        &self,
+        ip: IpAddr,
+        scope: &Scope<'_>,
+        policies: Option<&Compiled>,
+    ) -> Result<Decision, EvalError> {
+        let in_policies = |pick: fn(&Compiled) -> &CidrSet| {
+            policies.and_then(|compiled| pick(compiled).lookup(ip).copied())
+        };
+        let denied = match self.deny.lookup(ip, scope)? {
+            Some(net) => Some(net),
+            None => in_policies(|compiled| &compiled.deny),
+        };
+        if let Some(net) = denied {
             return Ok(Decision {
                 allowed: false,
                 matched: Some(net),
             });
         }
-        let matched = self.allow.lookup(ip, scope)?;
+        let matched = match self.allow.lookup(ip, scope)? {
+            Some(net) => Some(net),
+            None => in_policies(|compiled| &compiled.allow),
+        };
         Ok(Decision {
             allowed: matched.is_some(),
             matched,
         })
     }
 
+    /// Decides with the policies' current rules; a refusal is decided again after a re-read of the
+    /// store when it may hold newer rules (an allow rule just added).
+    fn decide_now(&self, ip: IpAddr, scope: &Scope<'_>) -> Result<Decision, EvalError> {
+        let Some(policies) = &self.policies else {
+            return self.decide(ip, scope, None);
+        };
+        let decision = self.decide(ip, scope, Some(&policies.current()))?;
+        if decision.allowed || !policies.reread_after_miss() {
+            return Ok(decision);
+        }
+        self.decide(ip, scope, Some(&policies.current()))
+    }
+
     fn check(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
         let ip = ex.conn.client_ip.to_canonical();
-        let decision = self.decide(ip, &ex.scope())?;
+        let decision = self.decide_now(ip, &ex.scope())?;
         ex.results.set(
             KIND.result_name,
             Value::from(HashMap::from([
@@ -285,6 +331,7 @@ mod tests {
         RestrictIps {
             allow: set(allow),
             deny: set(deny),
+            policies: None,
             enforce: true,
         }
     }
@@ -314,7 +361,7 @@ mod tests {
             extra: &[],
         };
         action
-            .decide(conn.client_ip.to_canonical(), &scope)
+            .decide(conn.client_ip.to_canonical(), &scope, None)
             .unwrap()
     }
 

@@ -13,7 +13,11 @@ use crate::exchange::Exchange;
 pub const KIND: ActionKind = ActionKind {
     name: "set-vars",
     result_name: "set_vars",
-    phases: &[Phase::OnHttpRequest, Phase::OnHttpResponse],
+    phases: &[
+        Phase::OnTcpConnect,
+        Phase::OnHttpRequest,
+        Phase::OnHttpResponse,
+    ],
     termination: Termination::Never,
     needs_config: true,
     build,

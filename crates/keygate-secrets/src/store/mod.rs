@@ -1,5 +1,6 @@
 //! [`Store`]: the vaults and secrets database of one data directory.
 
+pub(crate) mod ip_policies;
 mod secrets;
 mod vaults;
 
@@ -10,6 +11,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::crypto::{self, Binding, Sealed};
+use crate::db_files;
 use crate::error::{Result, StoreError};
 use crate::master_key::{MasterKey, MasterKeySource, MASTER_KEY_LEN};
 use crate::schema;
@@ -118,20 +120,23 @@ impl Store {
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction and bumps the generation, so every cache on this data
-    /// directory reloads; rolls back when `f` fails.
+    /// directory reloads; rolls back when `f` fails. After the commit, the new generation is written to the
+    /// data directory's generation marker, which running caches watch.
     pub fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.write_unannounced(|tx| {
+        let (out, generation) = self.write_unannounced(|tx| -> Result<(T, u64), E> {
             let out = f(tx)?;
             tx.execute(
                 "UPDATE meta SET generation = generation + 1 WHERE id = 1",
                 [],
             )
             .map_err(StoreError::from)?;
-            Ok(out)
-        })
+            Ok((out, read_generation(tx)?))
+        })?;
+        db_files::announce(&self.dir, generation);
+        Ok(out)
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction without bumping the generation: for bookkeeping that no

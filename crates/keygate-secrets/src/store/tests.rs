@@ -446,8 +446,11 @@ fn a_version_1_database_is_upgraded_in_place() {
     drop(store);
     // Roll the file back to what a version 1 keygate wrote.
     let conn = raw(&dir);
-    conn.execute_batch("DROP TABLE schema_components; PRAGMA user_version = 1;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE ip_policy_rules; DROP TABLE ip_policies; DROP TABLE schema_components; \
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(conn);
 
     let store = unlocked(&dir);
@@ -456,6 +459,8 @@ fn a_version_1_database_is_upgraded_in_place() {
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
     assert_eq!(version, 2);
+    // The IP policy tables come with the upgrade.
+    assert!(store.list_ip_policies().unwrap().is_empty());
     store.migrate_component("extra", &[]).unwrap();
     assert_eq!(
         store

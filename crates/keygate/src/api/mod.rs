@@ -1,5 +1,5 @@
-//! `keygate api vaults|secrets|ai-gateway-api-keys|ai-gateway-provider-keys ...`: manage the store, mirroring
-//! `ngrok api ...` of the same names. One module per resource; this one holds what they share.
+//! `keygate api vaults|secrets|ip-policies|ip-policy-rules|ai-gateway-api-keys|ai-gateway-provider-keys ...`:
+//! manage the store, mirroring `ngrok api ...` of the same names. One module per resource; this one holds what they share.
 //!
 //! Output is JSON on stdout in ngrok's shapes; no command ever prints a secret or provider key value, and an
 //! access key's token only once, on creation. Exit status 2 for input errors (bad name, value or metadata,
@@ -8,6 +8,8 @@
 
 pub(crate) mod ai_gateway_api_keys;
 mod ai_gateway_provider_keys;
+mod ip_policies;
+mod ip_policy_rules;
 mod secrets;
 mod vaults;
 
@@ -55,6 +57,12 @@ enum Resource {
     /// Manage secrets (values are write-only).
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Manage IP policies: named CIDR lists restrict-ips references by id.
+    #[command(subcommand)]
+    IpPolicies(ip_policies::IpPoliciesCommand),
+    /// Manage the allow and deny rules of IP policies.
+    #[command(subcommand)]
+    IpPolicyRules(ip_policy_rules::IpPolicyRulesCommand),
     /// Manage access keys: tokens clients present to the AI gateway (shown once, on creation).
     #[command(subcommand)]
     AiGatewayApiKeys(ai_gateway_api_keys::ApiKeysCommand),
@@ -146,6 +154,8 @@ fn execute(args: &ApiArgs) -> Result<(), Failure> {
     match &args.resource {
         Resource::Vaults(command) => vaults::run(&store, command),
         Resource::Secrets(command) => secrets::run(store, args, command),
+        Resource::IpPolicies(command) => ip_policies::run(&store, command),
+        Resource::IpPolicyRules(command) => ip_policy_rules::run(&store, command),
         Resource::AiGatewayApiKeys(command) => ai_gateway_api_keys::run(store, args, command),
         Resource::AiGatewayProviderKeys(command) => {
             ai_gateway_provider_keys::run(store, args, command)

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -505,11 +505,12 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
-/// An HTTP upstream that answers 200 with a JSON echo and records every request; a request
-/// header `x-delay-ms: N` delays the answer.
+/// An HTTP upstream that answers 200 (or the status [`EchoUpstream::set_status`] chose) with a
+/// JSON echo and records every request; a request header `x-delay-ms: N` delays the answer.
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -521,14 +522,18 @@ impl EchoUpstream {
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let record = received.clone();
+        let status = Arc::new(AtomicU16::new(200));
+        let answer = status.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
                 let record = record.clone();
+                let answer = answer.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |request: hyper::Request<hyper::body::Incoming>| {
                             let record = record.clone();
+                            let status = answer.load(Ordering::Relaxed);
                             async move {
                                 use http_body_util::BodyExt;
                                 let (head, body) = request.into_parts();
@@ -564,6 +569,7 @@ impl EchoUpstream {
                                     body,
                                 });
                                 let response = hyper::Response::builder()
+                                    .status(status)
                                     .header("content-type", "application/json")
                                     .header("x-upstream", "echo")
                                     .body(http_body_util::Full::new(bytes::Bytes::from(
@@ -583,12 +589,18 @@ impl EchoUpstream {
         Self {
             addr,
             received,
+            status,
             task,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Answers every later request with `status` (and the same echo body).
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
     }
 
     pub fn requests(&self) -> Vec<Received> {

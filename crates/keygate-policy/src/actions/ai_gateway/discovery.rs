@@ -200,10 +200,12 @@ impl Discovery {
             });
         }
         if sources.is_empty() && registry.available(None).is_empty() {
-            return Err(cx.error(
+            // ngrok's docs show such configurations (e.g. `only_allow_configured_providers`
+            // alone): they load, and every request is refused with a 4xx naming the reason.
+            cx.warn(
                 "",
-                "no provider or model is usable with this configuration: the action can never answer",
-            ));
+                "no provider or model is usable with this configuration: every request will be refused (422)",
+            );
         }
         let mut lists = DiscoveredModels::default();
         if !offline {

@@ -34,8 +34,9 @@ use crate::diagnostic::Diagnostic;
 use crate::exchange::Exchange;
 use budget::KeyBudgets;
 pub use config::parse_duration;
+pub(crate) use config::OnError;
 use config::{
-    Config, OnError, ProviderTls, DEFAULT_HEALTH_COOLDOWN, DEFAULT_PER_REQUEST_TIMEOUT,
+    Config, ProviderTls, DEFAULT_HEALTH_COOLDOWN, DEFAULT_PER_REQUEST_TIMEOUT,
     DEFAULT_TOTAL_TIMEOUT, MAX_TOKEN_LIMIT,
 };
 use discovery::Discovery;

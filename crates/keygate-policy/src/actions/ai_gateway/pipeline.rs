@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Response};
 use keygate_ai::{
     client_credential, models_list, BodyOptions, Candidate, ClientRequest, ResolveError, Surface,
+    Tokenizer,
 };
 use keygate_ai_gateway::{Allowance, Call, CallError, Credential, KeySource, Rendered};
 use keygate_cel::{from_json, to_json, EvalError, Scope, Variable};
@@ -164,7 +165,14 @@ impl AiGateway {
             .access_key
             .clone()
             .filter(|key| !key.limits().is_unlimited());
-        trace.input_estimate = request.input_estimate;
+        trace.input_estimate = match (self.max_input_tokens, candidates.first()) {
+            // The limit counts with the vocabulary of the model tried first (BPE for OpenAI's);
+            // otherwise the heuristic's count, known from the parse, is all that is needed.
+            (Some(_), Some(first)) => request
+                .input_estimate_for(Tokenizer::for_model(&first.model.id))
+                .tokens(),
+            _ => request.input_estimate,
+        };
         if let Some(max) = self
             .max_input_tokens
             .filter(|max| trace.input_estimate > *max)

@@ -14,14 +14,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use keygate_cel::{to_json, Compiler, MemorySecrets};
-use keygate_ratelimit::MemoryLimiter;
 use serde_json::{json, Value};
 
 use crate::build::Deps;
 use crate::engine::Outcome;
 use crate::exchange::Exchange;
 use crate::policy::Policy;
-use keygate_http::HttpClient;
 
 const KEY_OK: &str = "sk-good-0123456789abcdefghijklmnop";
 const KEY_429: &str = "sk-rate-0123456789abcdefghijklmnop";
@@ -38,17 +36,12 @@ fn secrets() -> Arc<MemorySecrets> {
 
 fn deps(urls: &[(&str, String)]) -> Deps {
     Deps {
-        secrets: secrets(),
-        http: HttpClient::default(),
-        rate_limiter: Arc::new(MemoryLimiter::default()),
-        budgets: Arc::new(keygate_ratelimit::MemoryBudgets::default()),
         provider_urls: Arc::new(
             urls.iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect::<HashMap<_, _>>(),
         ),
-        offline: true,
-        access_keys: None,
+        ..Deps::offline(secrets())
     }
 }
 
@@ -214,7 +207,13 @@ fn config_validation() {
             .contains("config.model_selection.strategy[0]")
     );
     assert!(err("model_selection:\n  strategy: ['ai.models.only() ']").contains("strategy[0]"));
-    assert!(err("only_allow_configured_providers: true").contains("can never answer"));
+    let nothing_usable = compile("only_allow_configured_providers: true");
+    assert!(
+        (nothing_usable.warnings.iter())
+            .any(|w| w.message.contains("every request will be refused")),
+        "{:?}",
+        nothing_usable.warnings
+    );
     let two =
         "on_http_request:\n  - actions:\n      - type: ai-gateway\n      - type: ai-gateway\n";
     let diagnostics = Policy::compile("t.yml", two, &Compiler::new(), &deps(&[]))

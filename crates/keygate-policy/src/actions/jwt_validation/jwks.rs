@@ -1,6 +1,5 @@
 //! JWKS key cache: fetched at load, refreshed in the background (honouring `Cache-Control:
-//! max-age`), refetched on an unknown `kid` at most once per [`KID_MISS_INTERVAL`] per URL, and
-//! served stale while a JWKS URL is down. Readers take a lock-free snapshot ([`ArcSwap`]).
+//! max-age`), refetched on an unknown `kid` within a per-URL [`RefetchBudget`], and served stale while a JWKS URL is down. Readers take a lock-free snapshot ([`ArcSwap`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,8 +24,11 @@ const MIN_REFRESH: Duration = Duration::from_secs(60);
 const MAX_REFRESH: Duration = Duration::from_secs(60 * 60);
 /// After a failed background fetch, the next try comes this much later.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
-/// Requests with an unknown `kid` trigger at most one fetch per URL per interval.
-pub(super) const KID_MISS_INTERVAL: Duration = Duration::from_secs(30);
+/// Requests with an unknown `kid` may trigger this many fetches of one URL in a row...
+const KID_MISS_BURST: u32 = 3;
+/// ...and earn one more every this long: a forged-kid flood costs at most 3 fetches a minute per
+/// URL, while a rotation that comes right after a miss still gets its fetch.
+const KID_MISS_REFILL: Duration = Duration::from_secs(20);
 /// One fetch (connect, headers, body) must finish within this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A JWKS document larger than this is refused.
@@ -46,7 +48,7 @@ pub(super) enum FetchError {
 }
 
 /// The keys of every configured JWKS URL.
-pub(super) struct Jwks {
+pub(in crate::actions) struct Jwks {
     sources: Vec<Arc<Source>>,
     http: HttpClient,
     /// Background refresh tasks, started once; aborted when the policy is dropped.
@@ -59,8 +61,45 @@ struct Source {
     keys: ArcSwap<KeySet>,
     /// Serialises fetches of this URL (single flight).
     fetching: tokio::sync::Mutex<()>,
-    /// When a request last triggered a fetch (rate limit for unknown kids).
-    last_on_demand: Mutex<Option<Instant>>,
+    /// Fetches that requests with unknown kids may still trigger.
+    on_demand: Mutex<RefetchBudget>,
+}
+
+/// A token bucket of [`KID_MISS_BURST`] refetches, refilled one per [`KID_MISS_REFILL`].
+#[derive(Debug)]
+struct RefetchBudget {
+    tokens: u32,
+    /// Where the next token's refill period started.
+    since: Instant,
+}
+
+impl RefetchBudget {
+    fn full(now: Instant) -> Self {
+        Self {
+            tokens: KID_MISS_BURST,
+            since: now,
+        }
+    }
+
+    /// Takes one refetch at `now`, if the budget has one.
+    fn take(&mut self, now: Instant) -> bool {
+        let periods =
+            now.saturating_duration_since(self.since).as_nanos() / KID_MISS_REFILL.as_nanos();
+        let earned = u32::try_from(periods).unwrap_or(u32::MAX);
+        if self.tokens.saturating_add(earned) >= KID_MISS_BURST {
+            // Full: a token taken now starts its refill period now.
+            self.tokens = KID_MISS_BURST;
+            self.since = now;
+        } else {
+            self.tokens += earned;
+            self.since += KID_MISS_REFILL * earned;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 /// A snapshot of one URL's keys.
@@ -80,7 +119,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// The keys a token may be checked against, or why there are none at all.
-pub(super) enum Candidates {
+pub(in crate::actions) enum Candidates {
     Keys(Vec<Arc<VerifyKey>>),
     /// No configured JWKS URL has ever been loaded.
     Unavailable,
@@ -96,7 +135,7 @@ impl Jwks {
                     url,
                     keys: ArcSwap::from_pointee(KeySet::default()),
                     fetching: tokio::sync::Mutex::new(()),
-                    last_on_demand: Mutex::new(None),
+                    on_demand: Mutex::new(RefetchBudget::full(Instant::now())),
                 })
             })
             .collect();
@@ -128,8 +167,8 @@ impl Jwks {
     }
 
     /// Keys fitting `alg` (and `kid`, when the token names one), across URLs in order. When the
-    /// kid is unknown (or, without a kid, no key fits), URLs are refetched, each at most once per
-    /// [`KID_MISS_INTERVAL`].
+    /// kid is unknown (or, without a kid, no key fits), URLs are refetched, each within its
+    /// [`RefetchBudget`].
     pub async fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Candidates {
         let found = self.collect(kid, alg);
         // A kid we know (with keys of another type) is not worth a fetch.
@@ -183,15 +222,13 @@ impl Source {
             // Someone else fetched while we waited: use their result.
             return;
         }
-        {
-            let mut last = self
-                .last_on_demand
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if last.is_some_and(|at| at.elapsed() < KID_MISS_INTERVAL) {
-                return;
-            }
-            *last = Some(Instant::now());
+        let allowed = self
+            .on_demand
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take(Instant::now());
+        if !allowed {
+            return;
         }
         if let Err(err) = self.fetch_and_store(http).await {
             warn!(error = %err, "JWKS refetch failed; keeping the cached keys");
@@ -456,15 +493,20 @@ mod tests {
         let after_load = server.hits();
         assert_eq!(after_load, 1, "known kids are served from the cache");
 
-        // Rotation: the IdP now publishes rsa-2; the first token naming it triggers one refetch.
+        // A token naming a kid nobody published costs one refetch...
+        assert!(kids(jwks.candidates(Some("typo"), Algorithm::RS256).await).is_empty());
+        assert_eq!(server.hits(), 2);
+        // ...and a rotation right after it is still honoured: the IdP now publishes rsa-2 and
+        // the first token naming it triggers another refetch.
         *server.document.lock().unwrap() = document(&[RSA_2_JWK]);
         assert_eq!(
             kids(jwks.candidates(Some("rsa-2"), Algorithm::RS256).await),
             vec!["rsa-2"]
         );
-        assert_eq!(server.hits(), 2);
+        assert_eq!(server.hits(), 3);
 
-        // A flood of forged kids (sequential and concurrent) fetches nothing more within 30 s.
+        // A flood of forged kids (sequential and concurrent) spends the last refetch of the
+        // burst and then fetches nothing more.
         for i in 0..50 {
             assert!(kids(
                 jwks.candidates(Some(&format!("forged-{i}")), Algorithm::RS256)
@@ -487,7 +529,28 @@ mod tests {
         for task in tasks {
             assert!(task.await.unwrap().is_empty());
         }
-        assert_eq!(server.hits(), 2);
+        assert_eq!(server.hits(), 1 + KID_MISS_BURST as usize);
+    }
+
+    #[test]
+    fn refetch_budget_allows_a_burst_then_one_per_refill_period() {
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut budget = RefetchBudget::full(t0);
+        assert!((0..KID_MISS_BURST).all(|_| budget.take(t0)), "the burst");
+        assert!(!budget.take(t0));
+        assert!(!budget.take(at(19)), "nothing earned before 20 s");
+        assert!(budget.take(at(20)));
+        assert!(!budget.take(at(39)), "the next token is due at 40 s");
+        assert!(budget.take(at(40)));
+        // Long idle: the bucket refills to the burst, never beyond.
+        let later = at(40 + 20 * 10);
+        assert!((0..KID_MISS_BURST).all(|_| budget.take(later)));
+        assert!(!budget.take(later));
+        // A partial refill keeps the remainder of the period: tokens due at +20 s and +40 s.
+        assert!(budget.take(later + Duration::from_secs(25)));
+        assert!(!budget.take(later + Duration::from_secs(39)));
+        assert!(budget.take(later + Duration::from_secs(40)));
     }
 
     #[tokio::test]
@@ -502,7 +565,7 @@ mod tests {
         );
         server.up.store(false, std::sync::atomic::Ordering::SeqCst);
         let source = &jwks.sources[0];
-        *source.last_on_demand.lock().unwrap() = None;
+        *source.on_demand.lock().unwrap() = RefetchBudget::full(Instant::now());
         assert!(kids(jwks.candidates(Some("rsa-9"), Algorithm::RS256).await).is_empty());
         assert_eq!(server.hits(), 2, "the refetch was tried and failed");
         assert_eq!(

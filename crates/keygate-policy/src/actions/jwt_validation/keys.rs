@@ -13,7 +13,7 @@ enum KeyType {
 }
 
 /// One public key from a JWKS.
-pub(super) struct VerifyKey {
+pub(in crate::actions) struct VerifyKey {
     pub kid: Option<String>,
     kind: KeyType,
     /// The JWK's own `alg`, when it names one: then only that algorithm is accepted.

@@ -3,9 +3,9 @@
 
 mod config;
 mod extract;
-mod jwks;
-mod keys;
-mod token;
+pub(super) mod jwks;
+pub(super) mod keys;
+pub(super) mod token;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

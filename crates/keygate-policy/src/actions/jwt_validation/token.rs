@@ -17,7 +17,7 @@ pub(super) const LEEWAY_SECS: i64 = 60;
 
 /// Why a token was refused. Messages are safe for clients: they never quote the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(super) enum TokenError {
+pub(in crate::actions) enum TokenError {
     #[error("the configured {location} '{name}' is missing")]
     Missing {
         location: &'static str,
@@ -78,7 +78,7 @@ impl TokenError {
 
 /// A token split and decoded, not yet trusted.
 #[derive(Debug)]
-pub(super) struct Parsed<'a> {
+pub(in crate::actions) struct Parsed<'a> {
     pub header: Map<String, Value>,
     pub payload: Map<String, Value>,
     pub alg: Algorithm,
@@ -91,7 +91,10 @@ pub(super) struct Parsed<'a> {
 
 /// Decodes `token` and checks its `alg` against `allowed` (never `none` or HMAC: they are not
 /// configurable). Only the header and payload are decoded; no key is touched.
-pub(super) fn parse<'a>(token: &'a str, allowed: &[Algorithm]) -> Result<Parsed<'a>, TokenError> {
+pub(in crate::actions) fn parse<'a>(
+    token: &'a str,
+    allowed: &[Algorithm],
+) -> Result<Parsed<'a>, TokenError> {
     let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
     let (header_b64, payload_b64) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
     if payload_b64.contains('.') || signature.is_empty() {
@@ -152,7 +155,7 @@ impl Parsed<'_> {
 
 /// Checks `exp`/`nbf` (with [`LEEWAY_SECS`]), `iss` against `issuers` and, when `audiences` is not
 /// empty, `aud`. `now` is seconds since the Unix epoch.
-pub(super) fn check_claims(
+pub(in crate::actions) fn check_claims(
     payload: &Map<String, Value>,
     issuers: &[&str],
     audiences: &[String],
