@@ -432,18 +432,7 @@ async fn token_in_a_json_body_field() {
 
 /// `keygate policy check` on `policy`: (exit code, stderr).
 fn check(policy: &str) -> (Option<i32>, String) {
-    let dir = common::TempDir::new("jwt-check");
-    let path = dir.path().join("policy.yml");
-    std::fs::write(&path, policy).unwrap();
-    let output = std::process::Command::new(common::BIN)
-        .args(["policy", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::policy_check(policy)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -495,18 +495,7 @@ on_http_request:
 
 /// `keygate policy check` on `policy`: (exit code, stderr).
 fn check(policy: &str) -> (Option<i32>, String) {
-    let dir = TempDir::new("oidc-check");
-    let path = dir.path().join("policy.yml");
-    std::fs::write(&path, policy).unwrap();
-    let output = std::process::Command::new(common::BIN)
-        .args(["policy", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::policy_check(policy)
 }
 
 #[test]

@@ -93,26 +93,15 @@ on_http_request:
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn on_tcp_connect_refuses_policies_reading_the_request() {
-    let dir = common::TempDir::new("tcp-phase");
-    let path = dir.path().join("policy.yml");
-    std::fs::write(
-        &path,
+#[test]
+fn on_tcp_connect_refuses_actions_of_the_http_phases() {
+    let (code, stderr) = common::policy_check(
         "on_tcp_connect:\n  - actions:\n      - type: custom-response\n        config:\n          body: no\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(common::BIN)
-        .args(["policy", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    );
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        text.contains("action 'custom-response' cannot run in on_tcp_connect"),
-        "{text}"
+        stderr.contains("action 'custom-response' cannot run in on_tcp_connect"),
+        "{stderr}"
     );
 }
 

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{send, EchoUpstream, Gateway, Options, Req, TempDir, BIN};
+use common::{send, EchoUpstream, Gateway, Options, Req};
 
 /// Allows loopback (IPv4 and ::1) except 127.0.0.3; later rules see the decision.
 const POLICY: &str = r#"
@@ -194,21 +192,9 @@ async fn enforce_false_records_the_decision_only() {
 
 /// `keygate policy check` on a policy with one problem: (exit code, stderr).
 fn check(config: &str) -> (Option<i32>, String) {
-    let dir = TempDir::new("restrict-ips-check");
-    let path = dir.path().join("policy.yml");
-    let policy = format!(
+    common::policy_check(&format!(
         "on_http_request:\n  - actions:\n      - type: restrict-ips\n        config:\n{config}"
-    );
-    std::fs::write(&path, policy).unwrap();
-    let output = Command::new(BIN)
-        .args(["policy", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    ))
 }
 
 #[test]

@@ -348,21 +348,9 @@ async fn zoom_and_xero_endpoint_checks_are_answered_by_the_gateway() {
 
 /// `keygate policy check` on one `verify-webhook` config: (exit code, stderr).
 fn check(config: &str) -> (Option<i32>, String) {
-    let dir = TempDir::new("webhook-check");
-    let path = dir.path().join("policy.yml");
-    let policy = format!(
+    common::policy_check(&format!(
         "on_http_request:\n  - actions:\n      - type: verify-webhook\n        config:\n{config}"
-    );
-    std::fs::write(&path, policy).unwrap();
-    let output = std::process::Command::new(common::BIN)
-        .args(["policy", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    ))
 }
 
 #[test]

@@ -34,6 +34,22 @@ on_http_request:
           body: '{"error": {"message": "Invalid or missing authorization token", "type": "authentication_error"}}'
 "#;
 
+/// `keygate policy check` on the policy text `policy`: (exit code, stderr).
+pub fn policy_check(policy: &str) -> (Option<i32>, String) {
+    let dir = TempDir::new("check");
+    let path = dir.path().join("policy.yml");
+    std::fs::write(&path, policy).expect("write policy");
+    let output = Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(&path)
+        .output()
+        .expect("run keygate policy check");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A unique scratch directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
