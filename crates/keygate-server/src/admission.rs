@@ -21,7 +21,17 @@ pub struct Admission {
 }
 
 /// A connection's or a request's place under its cap, given back when dropped.
-pub struct Place(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Place {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Place {
+    /// A free place among `places`, without waiting.
+    fn take(places: &Arc<Semaphore>) -> Option<Place> {
+        let permit = Arc::clone(places).try_acquire_owned().ok()?;
+        Some(Place { _permit: permit })
+    }
+}
 
 impl Admission {
     pub fn new(max_connections: usize, max_requests: usize) -> Self {
@@ -34,12 +44,12 @@ impl Admission {
 
     /// A place for a new client connection, if one is free.
     pub fn connection(&self) -> Option<Place> {
-        self.connections.clone().try_acquire_owned().ok().map(Place)
+        Place::take(&self.connections)
     }
 
     /// A place for a new request, if one is free.
     pub fn request(&self) -> Option<Place> {
-        self.requests.clone().try_acquire_owned().ok().map(Place)
+        Place::take(&self.requests)
     }
 
     /// SIGTERM arrived: `/readyz` answers 503 from now on.

@@ -53,6 +53,8 @@ struct BodyConfig {
 /// The compiled `replacements` list.
 pub(crate) struct Replacements {
     rules: Vec<Replacement>,
+    /// The event fields the rules rewrite, each once, in rule order (empty for a body).
+    fields: Vec<&'static str>,
 }
 
 struct Replacement {
@@ -138,19 +140,18 @@ impl Replacements {
                 to,
             });
         }
-        Ok(Self { rules })
+        let mut fields: Vec<&'static str> = Vec::new();
+        for field in rules.iter().filter_map(|rule| rule.field) {
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+        Ok(Self { rules, fields })
     }
 
     /// The event fields the rules rewrite, each once, in rule order.
-    pub fn fields(&self) -> impl Iterator<Item = &'static str> + '_ {
-        let mut seen: Vec<&'static str> = Vec::new();
-        self.rules.iter().filter_map(move |rule| {
-            let field = rule.field?;
-            (!seen.contains(&field)).then(|| {
-                seen.push(field);
-                field
-            })
-        })
+    pub fn fields(&self) -> &[&'static str] {
+        &self.fields
     }
 
     /// Applies the rules for `field` (`None`: a body's rules) to `input` in order, appending

@@ -45,7 +45,7 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
 impl SseFindReplace {
     fn rewrite(&self, ex: &mut Exchange) -> Result<Flow, ActionError> {
         let mut matched = Vec::new();
-        for field in self.replacements.fields() {
+        for &field in self.replacements.fields() {
             let Some(value) = ex.event.as_ref().and_then(|e| e.field(field)) else {
                 continue;
             };
