@@ -105,6 +105,14 @@ impl Database {
         self.transact(Kind::Migrate, |tx| migrate::apply(tx, component))
     }
 
+    /// Records `component`'s steps up to `version` as applied without running them, unless the database
+    /// already records the component: for tables created before this layer kept the record (an existing
+    /// data directory's `PRAGMA user_version`). Returns whether anything was recorded. Holds the migration
+    /// lock, so call it before [`Database::migrate`].
+    pub fn adopt(&self, component: &Component, version: i64) -> Result<bool> {
+        self.transact(Kind::Migrate, |tx| migrate::adopt(tx, component, version))
+    }
+
     /// The version of `component` recorded in the database (0 when never migrated).
     pub fn schema_version(&self, component: &str) -> Result<i64> {
         self.transact(Kind::Read, |tx| migrate::recorded_version(tx, component))

@@ -123,6 +123,38 @@ pub(crate) fn apply(tx: &mut Tx<'_>, component: &Component) -> Result<Migrated> 
     Ok(Migrated { from, to })
 }
 
+/// Records steps `1..=version` of `component` as applied, without running them, when the database records
+/// none of its steps: for tables a binary from before this layer created, whose own version bookkeeping
+/// (`PRAGMA user_version`, a table of its own) the caller has read. A database that already records the
+/// component is left alone, so adopting twice is harmless.
+pub(crate) fn adopt(tx: &mut Tx<'_>, component: &Component, version: i64) -> Result<bool> {
+    check_name(component.name)?;
+    if version > component.version() {
+        return Err(Error::SchemaTooNew {
+            component: component.name.to_owned(),
+            found: version,
+            supported: component.version(),
+        });
+    }
+    tx.batch(MIGRATIONS_TABLE)?;
+    if version <= 0 || recorded_version(tx, component.name)? > 0 {
+        return Ok(false);
+    }
+    let applied_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for step in 1..=version {
+        tx.execute(
+            "INSERT INTO store_migrations (component, version, applied_at) VALUES ($1, $2, $3)",
+            &[&component.name, &step, &applied_at],
+        )?;
+    }
+    tracing::info!(
+        component = component.name,
+        version,
+        "existing tables adopted into the migration record"
+    );
+    Ok(true)
+}
+
 /// Component names travel in change notifications (`NAME:GENERATION`) and log lines: keep them plain.
 pub(crate) fn check_name(name: &str) -> Result<()> {
     let plain = !name.is_empty()

@@ -89,6 +89,7 @@ macro_rules! on_both {
 on_both!(
     migrations_apply_once_and_in_order,
     a_newer_schema_is_refused,
+    existing_tables_are_adopted_without_running_their_steps,
     concurrent_migrations_apply_each_step_once,
     a_write_is_seen_by_a_subscriber_on_another_connection_within_a_second,
     transactions_roll_back_on_error_and_panic,
@@ -196,6 +197,44 @@ fn a_newer_schema_is_refused(fx: &Fixture) {
     let err = Database::open(&fx.url).unwrap_err();
     assert!(
         matches!(&err, Error::SchemaTooNew { component, found: 99, .. } if component == "store"),
+        "{err:?}"
+    );
+}
+
+fn existing_tables_are_adopted_without_running_their_steps(fx: &Fixture) {
+    let db = fx.open();
+    // The tables of steps 1 and 2, as an older binary created them with its own bookkeeping.
+    db.write_unannounced(|tx| {
+        let data = match tx.backend() {
+            Backend::Sqlite => "BLOB",
+            Backend::Postgres => "BYTEA",
+        };
+        tx.execute(
+            &format!(
+                "CREATE TABLE demo (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data {data})"
+            ),
+            &[],
+        )
+    })
+    .unwrap();
+    assert!(db.adopt(&DEMO, 2).unwrap(), "recorded");
+    assert!(
+        !db.adopt(&DEMO, 2).unwrap(),
+        "adopting twice records nothing"
+    );
+    assert_eq!(db.schema_version("demo").unwrap(), 2);
+    assert_eq!(db.migrate(&DEMO).unwrap(), Migrated { from: 2, to: 3 });
+    assert_eq!(names(&db), ["seed"], "only the missing step ran");
+    let err = db.adopt(&DEMO_OLD, 3).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SchemaTooNew {
+                found: 3,
+                supported: 2,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
