@@ -16,6 +16,8 @@
 #   POLICY=keys REDIS=1 bench/instructions.sh   # the same with rate limits and budgets in a redis-server
 #   CLIENT=messages [STREAM=1] bench/instructions.sh  # Anthropic Messages requests for gpt-4o, translated
 #                                               # to chat completions and back (docs/translation.md)
+#   REDACT=1 [STREAM=1] bench/instructions.sh   # the policy's ai-gateway with `redact` (an e-mail and a
+#                                               # card-number rule, docs/ai-gateway.md#redacting-answers)
 #   OTLP=1 bench/instructions.sh                # traces exported (--otlp-endpoint) to a trivial collector
 #                                               # (docs/tracing.md); the count includes their export
 #
@@ -51,6 +53,7 @@ CHUNKS="${CHUNKS:-20}"
 USAGE="${USAGE:-report}"               # omit: the provider reports no usage (the gateway estimates it)
 CLIENT="${CLIENT:-chat}"               # chat | messages (the same model, reached through translation)
 OTLP="${OTLP:-0}"                      # 1: export traces to a collector sink on OTLP_PORT
+REDACT="${REDACT:-0}"                  # 1: the ai-gateway config gets a `redact` block
 SETTLE="${SETTLE:-0}"                  # seconds to wait before zeroing and before dumping the counters
 OTLP_PORT="${OTLP_PORT:-18286}"
 MOCK_PORT="${MOCK_PORT:-18281}"
@@ -71,6 +74,18 @@ case "$POLICY" in
   keys) POLICY_FILE="$ROOT/bench/seed-keys.yml" ;;
   *) echo "POLICY must be seed or keys, not $POLICY" >&2; exit 2 ;;
 esac
+if [[ "$REDACT" == 1 ]]; then # both policies end with their ai-gateway config: `redact` joins it
+  cp "$POLICY_FILE" "$WORK/policy.yml"
+  cat >>"$WORK/policy.yml" <<'YML'
+          redact:
+            replacements:
+              - from: '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}'
+                to: '[email]'
+              - from: '\b(\d{4})[- ]?\d{4}[- ]?\d{4}[- ]?(\d{4})\b'
+                to: '$1-****-****-$2'
+YML
+  POLICY_FILE="$WORK/policy.yml"
+fi
 
 if [[ -z "${KEYGATE_BIN:-}" || -z "${MOCK_BIN:-}" || -z "${LOAD_BIN:-}" ]]; then
   (cd "$ROOT" && cargo build --release -q -p keygate -p keygate-mock)
@@ -201,6 +216,7 @@ extra=""
 [[ "$POLICY" != seed || "$REDIS" == 1 ]] && extra=", policy $POLICY, store $([[ "$REDIS" == 1 ]] && echo redis || echo memory)"
 [[ "$STREAM" == 1 ]] && extra="$extra, streamed ($CHUNKS chunks), usage $USAGE"
 [[ "$CLIENT" != chat ]] && extra="$extra, $CLIENT client translated to chat completions"
+[[ "$REDACT" == 1 ]] && extra="$extra, answers redacted"
 [[ "$OTLP" == 1 ]] && extra="$extra, traces exported ($(cat "$WORK/otlp.spans") spans received)"
 echo "instructions per request: $(( total / ok )) ($ok requests, leg $LEG$extra)"
 if [[ "$REDIS" == 1 ]]; then # the counters keygate wrote, to show the store was used

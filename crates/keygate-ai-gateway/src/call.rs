@@ -23,10 +23,10 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use http::{HeaderMap, Response};
 use http_body_util::BodyExt;
-use keygate_ai::translate::{self, StreamTranslator, TranslatedResponse};
+use keygate_ai::translate::{self, StreamTranslator};
 use keygate_ai::{
     prepare_body, redact, upstream_url, BodyOptions, Candidate, ClientRequest, MetricsStore,
-    Outcome, PreparedBody, Sample, Surface, Tokenizer,
+    Outcome, PreparedBody, Redaction, Sample, StreamRedactor, Surface, Tokenizer,
 };
 use keygate_http::{full, strip_hop_by_hop, Body, BoxError};
 
@@ -34,11 +34,11 @@ use crate::allowance::Allowance;
 use crate::health::{CallHealth, Health};
 use crate::keys::{Credential, KeySource};
 use crate::metered::{MeteredBody, Scan, UsageFill};
+use crate::rewritten::{Rewrite, RewrittenStream};
 use crate::trace::{
     error_body_excerpt, response_headers, AttemptEnd, ModelTried, RequestMade, Trace,
 };
 use crate::trace_context::{SpanId, TraceContext};
-use crate::translated::TranslatedStream;
 use crate::upstream::{Upstream, UpstreamBody, UpstreamRequest, Upstreams};
 use crate::usage::{AiRecord, Usage};
 
@@ -54,8 +54,8 @@ const X_KEYGATE_MODEL: HeaderName = HeaderName::from_static("x-keygate-model");
 /// Client fields a translation dropped, comma-separated.
 const X_KEYGATE_REMOVED_PARAMS: HeaderName = HeaderName::from_static("x-keygate-removed-params");
 
-/// Largest provider answer translated whole (a larger one fails the attempt).
-const MAX_TRANSLATED_READ: usize = 16 << 20;
+/// Largest provider answer translated or redacted whole (a larger one fails the attempt).
+const MAX_REWRITTEN_READ: usize = 16 << 20;
 
 /// The caller's per-request additions to every attempt (rendered once per request).
 #[derive(Debug, Default)]
@@ -105,6 +105,9 @@ pub struct Runtime {
     /// Slow-provider demotion: providers that stopped answering are tried after the healthy
     /// ones (`None`: the candidates' order is kept).
     pub health: Option<Health>,
+    /// Rewrites the text of answers (`redact`): a stream's text deltas as they pass, a whole
+    /// answer before any of it is sent.
+    pub redaction: Option<Arc<Redaction>>,
 }
 
 /// A response for the client.
@@ -255,6 +258,11 @@ impl Runtime {
         Err(exhausted(trace))
     }
 
+    /// The redaction answers on `surface` get, if any (surfaces without generated text get none).
+    fn redaction_for(&self, surface: Surface) -> Option<&Arc<Redaction>> {
+        (self.redaction.as_ref()).filter(|_| StreamRedactor::covers(surface))
+    }
+
     fn total_timeout_error<E>(&self, trace: &Trace) -> CallError<E> {
         CallError::TotalTimeout {
             seconds: self.total_timeout.as_secs_f64(),
@@ -303,6 +311,7 @@ impl Runtime {
             span_id,
         };
         let translated = prepared.is_translated(call.surface);
+        let redaction = self.redaction_for(call.surface).map(Arc::as_ref);
         let exchange = async {
             let response = sent
                 .response
@@ -313,12 +322,13 @@ impl Runtime {
                 let first = first_chunk(&mut body)
                     .await
                     .map_err(|e| AttemptEnd::Transport(format!("response body failed: {e}")))?;
-                if translated && content_type(&parts.headers).starts_with("application/json") {
-                    let answer = read_translated(first, body, prepared.surface, call)
-                        .await
+                let json = content_type(&parts.headers).starts_with("application/json");
+                if json && (translated || redaction.is_some()) {
+                    let whole = read_whole(first, body).await;
+                    let (answer, estimated) = whole
+                        .and_then(|whole| rewrite_whole(whole, prepared.surface, call, redaction))
                         .map_err(AttemptEnd::Transport)?;
-                    let estimated = answer.estimated;
-                    let first = Some(Bytes::from(answer.body));
+                    let first = Some(Bytes::from(answer));
                     return Ok((
                         parts,
                         UpstreamBody::Boxed(Body::default()),
@@ -398,8 +408,11 @@ impl Runtime {
         let mut first = first;
         let content_type = content_type(&parts.headers);
         let scan = Scan::for_content_type(content_type, surface, prepared.added_include_usage);
-        if prepared.is_translated(surface) {
+        let redaction = self.redaction_for(surface);
+        if prepared.is_translated(surface) || redaction.is_some() {
             parts.headers.remove(CONTENT_LENGTH);
+        }
+        if prepared.is_translated(surface) {
             let translator = matches!(scan, Scan::Sse(_))
                 .then(|| {
                     let request = call.request;
@@ -411,12 +424,15 @@ impl Runtime {
                     )
                 })
                 .flatten();
-            if let Some(mut translator) = translator {
-                first = first
-                    .map(|chunk| translator.push(&chunk))
-                    .filter(|chunk| !chunk.is_empty());
-                body = TranslatedStream::new(body, translator, usage.clone()).boxed();
+            if let Some(translator) = translator {
+                (first, body) = rewritten(first, body, translator, &usage);
             }
+        }
+        let redactor = redaction
+            .filter(|_| matches!(scan, Scan::Sse(_)))
+            .and_then(|redaction| StreamRedactor::new(redaction.clone(), surface));
+        if let Some(redactor) = redactor {
+            (first, body) = rewritten(first, body, redactor, &usage);
         }
         if matches!(scan, Scan::Sse(_)) && prepared.added_include_usage {
             parts.headers.remove(CONTENT_LENGTH);
@@ -555,31 +571,62 @@ fn content_type(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// Reads the rest of a whole JSON answer after its `first` chunk and translates it from the
-/// provider's surface `from` to the client's `to`. Runs inside the attempt's time budget, so
-/// an answer that cannot be read or translated fails over like any broken attempt.
-async fn read_translated<K>(
+/// `body` after its `first` chunk, run through `rewrite` (the first chunk at once).
+fn rewritten<R: Rewrite>(
     first: Option<Bytes>,
-    mut body: UpstreamBody,
-    from: Surface,
-    call: &Call<'_, K>,
-) -> Result<TranslatedResponse, String> {
-    let to = call.surface;
+    body: Body,
+    mut rewrite: R,
+    usage: &Arc<Usage>,
+) -> (Option<Bytes>, Body) {
+    let first = first
+        .map(|chunk| rewrite.push(&chunk))
+        .filter(|chunk| !chunk.is_empty());
+    (
+        first,
+        RewrittenStream::new(body, rewrite, usage.clone()).boxed(),
+    )
+}
+
+/// Reads the rest of a whole JSON answer after its `first` chunk. Runs inside the attempt's
+/// time budget, so an answer that cannot be read fails over like any broken attempt.
+async fn read_whole(first: Option<Bytes>, mut body: UpstreamBody) -> Result<Vec<u8>, String> {
     let mut whole = first.map(Vec::from).unwrap_or_default();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("response body failed: {e}"))?;
         if let Ok(data) = frame.into_data() {
-            if whole.len() + data.len() > MAX_TRANSLATED_READ {
+            if whole.len() + data.len() > MAX_REWRITTEN_READ {
                 return Err(format!(
-                    "the answer is over {} MiB, too large to translate",
-                    MAX_TRANSLATED_READ >> 20
+                    "the answer is over {} MiB, too large to rewrite",
+                    MAX_REWRITTEN_READ >> 20
                 ));
             }
             whole.extend_from_slice(&data);
         }
     }
-    translate::response(from, to, &whole, call.request.input_estimate)
-        .map_err(|e| format!("the {from} answer could not be translated to {to}: {e}"))
+    Ok(whole)
+}
+
+/// A whole answer for the client: translated from the provider's surface `from` to the
+/// client's (when they differ), then its text redacted. Also whether the translation made the
+/// usage up.
+fn rewrite_whole<K>(
+    whole: Vec<u8>,
+    from: Surface,
+    call: &Call<'_, K>,
+    redaction: Option<&Redaction>,
+) -> Result<(Vec<u8>, bool), String> {
+    let to = call.surface;
+    let (mut answer, estimated) = if from == to {
+        (whole, false)
+    } else {
+        let translated = translate::response(from, to, &whole, call.request.input_estimate)
+            .map_err(|e| format!("the {from} answer could not be translated to {to}: {e}"))?;
+        (translated.body, translated.estimated)
+    };
+    if let Some(redacted) = redaction.and_then(|r| r.answer(to, &answer)) {
+        answer = redacted;
+    }
+    Ok((answer, estimated))
 }
 
 /// Reads at most `cap` bytes of a body (errors end the read).

@@ -18,9 +18,9 @@ mod call;
 mod health;
 mod keys;
 mod metered;
+mod rewritten;
 mod trace;
 mod trace_context;
-mod translated;
 mod upstream;
 mod usage;
 

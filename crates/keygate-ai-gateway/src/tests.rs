@@ -171,6 +171,7 @@ fn runtime(upstream: &Arc<Scripted>, per_request: u64, total: u64) -> Runtime {
         keep_response_headers: true,
         metrics: None,
         health: None,
+        redaction: None,
     }
 }
 

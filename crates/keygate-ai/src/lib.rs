@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod metrics;
 pub mod mock;
 pub mod models_list;
+pub mod redaction;
 pub mod registry;
 pub mod request;
 pub mod spec;
@@ -30,6 +31,7 @@ pub use discovery::{parse_model_list, DiscoveredModels, ModelListError};
 pub use metrics::{MetricsStore, Outcome, Sample};
 pub use mock::{respond as mock_respond, MockResponse};
 pub use models_list::models_list;
+pub use redaction::{Redaction, Rule, StreamRedactor};
 pub use registry::{
     Candidate, GatewaySpec, Model, Provider, Registry, RegistryError, RejectReason, Rejection,
     Resolution, ResolveError, Restriction, StreamUsage, UpstreamTarget,

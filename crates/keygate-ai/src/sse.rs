@@ -336,7 +336,7 @@ impl SseScanner {
 }
 
 /// The payload of an event's only `data:` line (`None` with none or several).
-fn single_data(event: &[u8]) -> Option<&[u8]> {
+pub(crate) fn single_data(event: &[u8]) -> Option<&[u8]> {
     let mut data = event
         .split(|&b| b == b'\n')
         .filter_map(|line| line.strip_prefix(b"data:"));
@@ -438,7 +438,7 @@ pub fn error_event(surface: Surface, kind: &str, message: &str, code: &str) -> B
 }
 
 /// The byte index just past the first complete event (after its blank line), if any.
-fn event_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn event_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
         let nl = i + pos;

@@ -39,6 +39,7 @@ fn conn() -> ConnInfo {
         server_port: 8080,
         tls: None,
         started: SystemTime::now(),
+        ip_intel: Default::default(),
     }
 }
 

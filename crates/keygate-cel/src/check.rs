@@ -8,6 +8,7 @@
 
 use cel::common::ast::{operators, CallExpr, Expr, IdedExpr, LiteralValue, SourceInfo};
 
+use crate::ip_intel::{self, Field};
 use crate::{CompileError, FUNCTIONS, VARIABLES};
 
 /// The roots a policy expression may read (besides comprehension variables).
@@ -299,6 +300,20 @@ fn children(prefix: &str) -> Vec<&'static str> {
         .collect();
     out.dedup();
     out
+}
+
+/// The type of an IP-intelligence variable (`conn.geo.city`, `conn.client_ip.is_tor_node`).
+fn ip_intel_kind(path: &str) -> Option<Kind> {
+    let (_, field) = ip_intel::parse(path.strip_prefix("conn.")?)?;
+    match field {
+        Field::Node(_) => None,
+        Field::Place { name: "is_eu", .. } | Field::IsOnBlocklist | Field::IsTorNode => {
+            Some(Kind::Bool)
+        }
+        Field::Place { .. } | Field::AsOrganization => Some(Kind::String),
+        Field::AsNumber => Some(Kind::Int),
+        Field::Categories => Some(Kind::List),
+    }
 }
 
 fn known_path(path: &str) -> bool {
@@ -602,7 +617,7 @@ impl Checker<'_> {
                     | "res.cookies" => Some(Kind::Map),
                     "conn.tls.session_resumed" => Some(Kind::Bool),
                     path if path.starts_with("req.user_agent.is_") => Some(Kind::Bool),
-                    _ => None,
+                    path => ip_intel_kind(path),
                 }
             }
             Expr::Call(call) => self.call_kind(call),

@@ -1,8 +1,9 @@
 //! The compiler: one shared CEL environment, expressions parsed, checked and rewritten once,
 //! and evaluation against a cheap per-call context.
 
+use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cel::common::ast::{Expr, IdedExpr};
 use cel::common::types::CelBool;
@@ -11,6 +12,7 @@ use secrecy::ExposeSecret;
 
 use crate::error::{CompileError, EvalError};
 use crate::functions::regex::RegexVal;
+use crate::ip_intel::{self, IpIntel, Need};
 use crate::json::val_to_value;
 use crate::resolver::Resolver;
 use crate::rewrite::SECRET_PREFIX;
@@ -22,6 +24,15 @@ use crate::{backtick, check, guard, rewrite, Scope, Value};
 #[derive(Clone)]
 pub struct Compiler {
     env: Arc<Env>,
+    ip_intel: IpIntelSetup,
+}
+
+/// Where the IP-intelligence variables get their values.
+#[derive(Clone, Default)]
+struct IpIntelSetup {
+    /// `None`: the variables read as empty values, and their names are recorded in `unanswered`.
+    source: Option<Arc<dyn IpIntel>>,
+    unanswered: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Compiler {
@@ -31,7 +42,57 @@ impl Compiler {
         let env = crate::functions::environment().unwrap_or_else(|error| {
             panic!("keygate-cel environment declarations conflict: {error}")
         });
-        Self { env: Arc::new(env) }
+        Self {
+            env: Arc::new(env),
+            ip_intel: IpIntelSetup::default(),
+        }
+    }
+
+    /// Answers the IP-intelligence variables (`conn.geo.*`, `conn.client_ip.as.number`, ...)
+    /// from `source`. An expression reading a kind of fact `source` does not provide is then a
+    /// compile error naming the variable and what provides it: a deny rule on
+    /// `conn.geo.country_code` must not pass silently for want of a database.
+    pub fn with_ip_intel(mut self, source: Arc<dyn IpIntel>) -> Self {
+        self.ip_intel.source = Some(source);
+        self
+    }
+
+    /// The source given to [`Compiler::with_ip_intel`].
+    pub fn ip_intel(&self) -> Option<&Arc<dyn IpIntel>> {
+        self.ip_intel.source.as_ref()
+    }
+
+    /// The IP-intelligence variables read by expressions this compiler compiled without a source
+    /// (they evaluate to empty values), sorted, each with what would provide it (e.g. `a
+    /// GeoIP2/GeoLite2 ASN database (--ip-intel-db FILE)`).
+    pub fn ip_intel_without_source(&self) -> Vec<(String, &'static str)> {
+        let Ok(names) = self.ip_intel.unanswered.lock() else {
+            return Vec::new();
+        };
+        (names.iter())
+            .filter_map(|name| Some((name.clone(), ip_intel::need_of(name)?.remedy())))
+            .collect()
+    }
+
+    /// Checks the IP-intelligence variables a rewritten expression reads against the source, or
+    /// records them when there is none.
+    fn check_ip_intel(&self, ast: &mut IdedExpr, source: &str) -> Result<(), CompileError> {
+        let mut reads = Vec::new();
+        ip_intel_reads(ast, &mut reads);
+        let Some(intel) = &self.ip_intel.source else {
+            if let Ok(mut names) = self.ip_intel.unanswered.lock() {
+                names.extend(reads.into_iter().map(|(name, _)| name));
+            }
+            return Ok(());
+        };
+        let provides = intel.provides();
+        match reads.into_iter().find(|(_, need)| !need.met_by(provides)) {
+            Some((name, need)) => Err(CompileError {
+                offset: source.find(&name),
+                message: format!("{name} needs {}, and none is loaded", need.remedy()),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Compiles one CEL expression.
@@ -66,6 +127,7 @@ impl Compiler {
                 regexes: rewritten.regexes,
                 reads_secrets: rewritten.reads_secrets,
                 env: Arc::clone(&self.env),
+                ip_intel: self.ip_intel.source.clone(),
             }),
         })
     }
@@ -91,6 +153,7 @@ impl Compiler {
         }
         check::check(&ast, &info, text, condition)?;
         let rewritten = rewrite::rewrite(&mut ast, &info)?;
+        self.check_ip_intel(&mut ast, text)?;
         Ok((ast, rewritten))
     }
 
@@ -103,6 +166,19 @@ impl Compiler {
 impl Default for Compiler {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The IP-intelligence variables in a rewritten expression (the rewrite collapses known paths
+/// into one identifier), each with the kind of fact it reads.
+fn ip_intel_reads(expr: &mut IdedExpr, out: &mut Vec<(String, Need)>) {
+    if let Expr::Ident(name) = &expr.expr {
+        if let Some(need) = ip_intel::need_of(name) {
+            out.push((name.clone(), need));
+        }
+    }
+    for child in rewrite::children(expr) {
+        ip_intel_reads(child, out);
     }
 }
 
@@ -143,6 +219,7 @@ struct Compiled {
     regexes: Vec<RegexVal>,
     reads_secrets: bool,
     env: Arc<Env>,
+    ip_intel: Option<Arc<dyn IpIntel>>,
 }
 
 /// A compiled CEL expression.
@@ -191,7 +268,7 @@ impl Expression {
         if let Some(equal) = compiled.comparison.as_ref().and_then(|c| c.eval(scope)) {
             return f(&CelBool::from(equal));
         }
-        let resolver = Resolver::new(scope, &compiled.regexes);
+        let resolver = Resolver::new(scope, &compiled.regexes, compiled.ip_intel.as_deref());
         if let Some(value) = compiled
             .variable
             .as_deref()

@@ -48,6 +48,7 @@ mod compiler;
 mod error;
 mod functions;
 mod guard;
+mod ip_intel;
 mod json;
 mod resolver;
 mod rewrite;
@@ -64,6 +65,7 @@ pub use check::ACTION_RESULTS;
 pub use compiler::{Compiler, Expression};
 pub use error::{CompileError, EvalError};
 pub use guard::{MAX_NESTING, MAX_OPERATORS, MAX_SOURCE_LEN};
+pub use ip_intel::{IpFacts, IpIntel, IpIntelCache, Place, Provides};
 pub use json::{from_json, to_json};
 pub use rewrite::MAX_DEPTH;
 pub use scope::{

@@ -19,12 +19,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::error::EvalError;
 use crate::functions::regex::{RegexTable, RegexVal};
+use crate::ip_intel::{self, Field, PlaceValue};
 use crate::rewrite::{HEADERS_PREFIX, SECRET_PREFIX};
 use crate::secrets::{read_secret, SecretError, Secrets};
 use crate::views::request::{content_length, content_type, header, version};
 use crate::views::user_agent::UserAgent;
-use crate::views::{cookies, Headers, QueryParams};
-use crate::Scope;
+use crate::views::{cookies, Headers, QueryParams, StrList};
+use crate::{IpFacts, IpIntel, Scope};
 
 /// The per-evaluation variable resolver.
 pub(crate) struct Resolver<'a> {
@@ -36,6 +37,8 @@ pub(crate) struct Resolver<'a> {
     secret_error: OnceLock<SecretError>,
     /// `req.user_agent.*`, parsed on the first read of one of them.
     user_agent: OnceLock<UserAgent>,
+    /// Answers the IP-intelligence fields (none: they read as empty).
+    ip_intel: Option<&'a dyn IpIntel>,
 }
 
 type Found<'b> = Option<CowVal<'b, 'b>>;
@@ -71,13 +74,18 @@ fn string_map<'b>(entries: &[(String, String)]) -> Found<'b> {
 }
 
 impl<'a> Resolver<'a> {
-    pub(crate) fn new(scope: &'a Scope<'a>, regexes: &'a [RegexVal]) -> Self {
+    pub(crate) fn new(
+        scope: &'a Scope<'a>,
+        regexes: &'a [RegexVal],
+        ip_intel: Option<&'a dyn IpIntel>,
+    ) -> Self {
         Self {
             scope,
             regexes,
             secrets_read: AtomicBool::new(false),
             secret_error: OnceLock::new(),
             user_agent: OnceLock::new(),
+            ip_intel,
         }
     }
 
@@ -255,10 +263,73 @@ impl<'a> Resolver<'a> {
             "tls.session_resumed" => Some(CowVal::owned(CelBool::from(false))),
             "ts" => self.node("conn.ts"),
             "ts.start" => timestamp(conn.started),
-            _ => None,
+            _ => self.ip_intel_field(field),
         }
     }
+
+    /// `conn.geo.*`, `conn.client_ip.<field>`, `conn.server_ip.<field>`.
+    fn ip_intel_field<'b>(&'b self, path: &str) -> Found<'b> {
+        let (server, field) = ip_intel::parse(path)?;
+        // Only a field's value looks the address up, never an intermediate node.
+        let facts = || self.ip_facts(server);
+        let flag = |b: bool| Some(CowVal::owned(CelBool::from(b)));
+        match field {
+            Field::Node(_) => INTEL_NODES
+                .iter()
+                .find(|node| node.strip_prefix("conn.") == Some(path))
+                .and_then(|node| self.node(node)),
+            Field::Place { registered, name } => {
+                let facts = facts();
+                let place = if registered {
+                    &facts.registered
+                } else {
+                    &facts.location
+                };
+                match ip_intel::place_value(place, name)? {
+                    PlaceValue::Text(value) => text(value),
+                    PlaceValue::Number(value) => owned_text(value.unwrap_or_default()),
+                    PlaceValue::Flag(value) => flag(value),
+                }
+            }
+            Field::AsNumber => int(facts().as_number),
+            Field::AsOrganization => text(&facts().as_organization),
+            Field::Categories => Some(CowVal::owned(StrList::new(
+                (facts().categories.iter())
+                    .map(|c| CelString::from(c.as_str()))
+                    .collect(),
+            ))),
+            Field::IsOnBlocklist => flag(facts().is_on_blocklist()),
+            Field::IsTorNode => flag(facts().is_tor_node()),
+        }
+    }
+
+    /// The facts about the client's (or the server's) address, looked up once per connection.
+    fn ip_facts(&self, server: bool) -> &'a IpFacts {
+        let conn = self.scope.conn;
+        let Some(source) = self.ip_intel else {
+            return ip_intel::no_facts();
+        };
+        let ip = if server {
+            conn.server_ip
+        } else {
+            conn.client_ip
+        };
+        conn.ip_intel.get(server, || source.lookup(ip))
+    }
 }
+
+/// The intermediate IP-intelligence names, answered as nodes.
+const INTEL_NODES: &[&str] = &[
+    "conn.geo",
+    "conn.client_ip.geo",
+    "conn.client_ip.geo.location",
+    "conn.client_ip.geo.registered_location",
+    "conn.client_ip.as",
+    "conn.server_ip.geo",
+    "conn.server_ip.geo.location",
+    "conn.server_ip.geo.registered_location",
+    "conn.server_ip.as",
+];
 
 /// `content_type`, `content_type.raw`, `content_type.parameters` of a header map; absent
 /// (so `has()` is false) without a `Content-Type` header.

@@ -142,7 +142,7 @@ fn too_deep() -> CompileError {
 }
 
 /// The children of a node, for the generic walks.
-fn children(expr: &mut IdedExpr) -> Vec<&mut IdedExpr> {
+pub(crate) fn children(expr: &mut IdedExpr) -> Vec<&mut IdedExpr> {
     match &mut expr.expr {
         Expr::Call(call) => call
             .target

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use cel::common::value::Val;
 
+use crate::ip_intel::IpIntelCache;
 use crate::secrets::SecretSource;
 use crate::Value;
 
@@ -22,6 +23,8 @@ pub struct ConnInfo {
     pub server_port: u16,
     pub tls: Option<TlsInfo>,
     pub started: SystemTime,
+    /// IP intelligence about the two addresses, looked up on first read.
+    pub ip_intel: IpIntelCache,
 }
 
 impl ConnInfo {
@@ -35,6 +38,7 @@ impl ConnInfo {
             server_port: server.port(),
             tls: None,
             started: SystemTime::now(),
+            ip_intel: IpIntelCache::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::DateTime;
-use keygate_secrets::{Periodic, Refreshing, Store, StoreError};
+use keygate_secrets::{Periodic, Refreshing, StoreError};
 
 use crate::error::Result;
 use crate::keyset::{AuthenticatedKey, KeySet};
@@ -72,7 +72,7 @@ impl KeyCache {
         last_used_interval: Duration,
     ) -> Result<Self> {
         let hasher = TokenHasher::for_store(keys.store())?;
-        let writer = KeyStore::open(Store::open(keys.store().data_dir())?)?;
+        let writer = KeyStore::open(keys.store().reopen()?)?;
         let dir = keys.store().data_dir().to_path_buf();
         let cache = Arc::new(Refreshing::<KeySet>::start(
             keys.into_store(),
@@ -187,6 +187,7 @@ mod tests {
     use std::time::Instant;
 
     use keygate_secrets::test_support::{inline_key, TempDir};
+    use keygate_secrets::Store;
     use secrecy::{ExposeSecret, SecretString};
     use serde_json::{json, Map, Value};
 
@@ -194,6 +195,7 @@ mod tests {
     use crate::keyset::AttachedProviderKey;
     use crate::limits::KeyLimits;
     use crate::model::ApiKeyUpdate;
+    use crate::schema::KEYS;
 
     fn keys(dir: &TempDir, master: u8) -> KeyStore {
         KeyStore::open(Store::open_unlocked(dir.path(), &inline_key(master)).unwrap()).unwrap()
@@ -391,9 +393,9 @@ mod tests {
         let copy = TempDir::new("other-master-copy");
         std::fs::create_dir_all(copy.path()).unwrap();
         let db = keygate_secrets::DB_FILE;
-        keys(&dir, 1)
-            .store()
-            .connection()
+        keys(&dir, 1);
+        rusqlite::Connection::open(dir.path().join(db))
+            .unwrap()
             .execute("VACUUM INTO ?1", [copy.path().join(db).to_str().unwrap()])
             .unwrap();
         let conn = rusqlite::Connection::open(copy.path().join(db)).unwrap();
@@ -417,7 +419,7 @@ mod tests {
         let (id, token) = create(&writer, None);
         let (idle, _) = create(&writer, None);
         let cache = start(&dir, 1);
-        let generation = writer.store().generation().unwrap();
+        let generation = writer.store().generation(KEYS.name).unwrap();
         for _ in 0..1000 {
             cache.authenticate(token.as_bytes()).unwrap();
         }
@@ -434,6 +436,9 @@ mod tests {
         let last = writer.get_api_key(&id).unwrap().last_used.unwrap();
         assert!(last > first, "{last} after {first}");
         assert_eq!(writer.get_api_key(&idle).unwrap().last_used, None);
-        assert_eq!(writer.store().generation().unwrap(), generation + 1);
+        assert_eq!(
+            writer.store().generation(KEYS.name).unwrap(),
+            generation + 1
+        );
     }
 }

@@ -39,8 +39,8 @@ impl KeyError {
     }
 }
 
-impl From<rusqlite::Error> for KeyError {
-    fn from(err: rusqlite::Error) -> Self {
+impl From<keygate_store::Error> for KeyError {
+    fn from(err: keygate_store::Error) -> Self {
         Self::Store(err.into())
     }
 }

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::limits::{parse_limits_json, KeyLimits};
+use crate::schema::KEYS;
 use crate::scopes::Scopes;
 use crate::store::binding;
 use crate::token::{Digest, DigestMap};
@@ -197,24 +198,22 @@ impl std::fmt::Debug for KeySet {
 }
 
 impl Reload for KeySet {
-    const NAME: &'static str = "keys";
+    const COMPONENT: &'static str = KEYS.name;
 
     /// Reads every access key and decrypts every provider key in one read transaction. A record that cannot
     /// be read (edited or corrupt) is logged by id and left out, so its token is refused.
     fn load(store: &Store) -> keygate_secrets::Result<Self> {
-        store.read(|tx, generation| {
+        store.read(KEYS.name, |tx, generation| {
             let mut attached: HashMap<String, Vec<AttachedProviderKey>> = HashMap::new();
             let sql = format!(
                 "SELECT id, api_key_id, provider_id, {SEALED_COLUMNS} FROM ai_gateway_provider_keys \
-                 ORDER BY rowid DESC"
+                 ORDER BY seq DESC"
             );
-            let mut stmt = tx.prepare(&sql)?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
+            for row in tx.query(&sql, &[])? {
                 let id: String = row.get(0)?;
                 let api_key_id: String = row.get(1)?;
                 let provider_id: String = row.get(2)?;
-                let sealed = Sealed::from_row(row, 3)?;
+                let sealed = Sealed::from_row(&row, 3)?;
                 let value = store.open_text(&binding(&id, &api_key_id, &provider_id), &sealed)?;
                 if value.is_none() {
                     tracing::error!(
@@ -229,12 +228,12 @@ impl Reload for KeySet {
                 });
             }
             let mut keys = DigestMap::default();
-            let mut stmt = tx.prepare(
+            let rows = tx.query(
                 "SELECT id, token_hash, display_name, description, metadata, expires_at, disabled, \
                  allowed_providers, allowed_models, limits FROM ai_gateway_api_keys",
+                &[],
             )?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
+            for row in rows {
                 let id: String = row.get(0)?;
                 let hash: Vec<u8> = row.get(1)?;
                 let metadata: String = row.get(4)?;

@@ -1,6 +1,6 @@
 //! [`CachedSecrets`]: the gateway's [`SecretSource`], a [`Refreshing`] [`Snapshot`] of every secret. A
-//! change by `keygate api secrets ...` is loaded as soon as the file watch reports it (else at the next
-//! poll), and a lookup that misses re-reads the store before failing, so the request right after
+//! change by `keygate api secrets ...` (on any instance) is loaded as soon as the store's change feed
+//! reports it, and a lookup that misses re-reads the store before failing, so the request right after
 //! `keygate api secrets create` finds the new secret.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use secrecy::SecretString;
 
 use crate::error::Result;
 use crate::refreshing::{Refreshing, Reload};
+use crate::schema::SECRETS;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 
@@ -28,7 +29,7 @@ impl CachedSecrets {
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
     /// Loads the first snapshot from an unlocked `store` (so a wrong key or broken database fails here, at
-    /// startup), then starts a thread that checks for changes every `poll_interval`.
+    /// startup), then follows changes (see [`Refreshing::start`] for `poll_interval`).
     pub fn start(store: Store, poll_interval: Duration) -> Result<Self> {
         Refreshing::start(store, poll_interval).map(Self)
     }
@@ -40,7 +41,7 @@ impl CachedSecrets {
 }
 
 impl Reload for Snapshot {
-    const NAME: &'static str = "secrets";
+    const COMPONENT: &'static str = SECRETS.name;
 
     fn load(store: &Store) -> Result<Self> {
         store.load_snapshot()
@@ -200,7 +201,10 @@ mod tests {
             cache.get("gateway-auth", "client-b"),
             Err(SecretError::VaultNotFound(_))
         ));
-        assert_eq!(cache.snapshot().generation(), writer.generation().unwrap());
+        assert_eq!(
+            cache.snapshot().generation(),
+            writer.generation("secrets").unwrap()
+        );
         assert!(!format!("{cache:?}").contains("\"b\""));
     }
 

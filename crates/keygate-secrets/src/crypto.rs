@@ -37,7 +37,7 @@ pub const SEALED_COLUMNS: &str = "key_nonce, wrapped_key, value_nonce, ciphertex
 
 impl Sealed {
     /// Reads the four columns starting at index `first` of `row`.
-    pub fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+    pub fn from_row(row: &keygate_store::Row, first: usize) -> keygate_store::Result<Self> {
         Ok(Self {
             key_nonce: row.get(first)?,
             wrapped_key: row.get(first + 1)?,

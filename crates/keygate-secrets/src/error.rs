@@ -29,9 +29,9 @@ pub enum StoreError {
     /// Deleting a vault that still holds secrets needs `force`.
     #[error("vault '{id}' still holds {count} secret(s)")]
     VaultNotEmpty { id: String, count: u64 },
-    /// The master key opened fine but is not the one this data directory was created with.
-    #[error("master key does not match this data directory ({0})")]
-    WrongMasterKey(PathBuf),
+    /// The master key opened fine but is not the one this database was initialised with.
+    #[error("master key does not match the one the database {0} was initialised with")]
+    WrongMasterKey(String),
     /// The key file is gone although the data directory already holds data encrypted under a key.
     #[error("master key file {file} does not exist, but the data directory {dir} was initialised with a master key")]
     MasterKeyMissing { file: PathBuf, dir: PathBuf },
@@ -47,24 +47,9 @@ pub enum StoreError {
     /// A stored record failed authentication: modified, swapped or corrupt.
     #[error("secret '{name}' in vault '{vault}' cannot be decrypted: the stored data was modified or is corrupt")]
     Tampered { vault: String, name: String },
-    /// There is no Keygate database in this data directory.
+    /// There is no Keygate database at this location (shown without password).
     #[error("no Keygate database in {0}")]
-    NotInitialized(PathBuf),
-    /// The database was written by a newer Keygate.
-    #[error("the database in {dir} has schema version {found}, newer than this keygate supports ({supported})")]
-    UnsupportedSchema {
-        dir: PathBuf,
-        found: i64,
-        supported: i64,
-    },
-    /// Another crate's tables were written by a newer Keygate.
-    #[error("the {component} tables in {dir} have schema version {found}, newer than this keygate supports ({supported})")]
-    UnsupportedComponent {
-        dir: PathBuf,
-        component: String,
-        found: i64,
-        supported: i64,
-    },
+    NotInitialized(String),
     /// A file system operation failed.
     #[error("{context} {path}: {source}")]
     Io {
@@ -72,9 +57,9 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// SQLite reported an error.
+    /// The database reported an error (including a schema newer than this binary).
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] keygate_store::Error),
     /// The OS random number generator failed.
     #[error("the OS random number generator failed: {0}")]
     Random(#[from] getrandom::Error),

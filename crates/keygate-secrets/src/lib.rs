@@ -1,24 +1,25 @@
-//! Vaults and secrets: SQLite store, AEAD encryption under a master key, change notification. The store
-//! also keeps IP policies (CIDR allow/deny rules `restrict-ips` references by id; [`CachedIpPolicies`]).
+//! Vaults and secrets: the store (SQLite or PostgreSQL through `keygate-store`), AEAD encryption under a
+//! master key, caches that follow the store's change feed. The store also keeps IP policies (CIDR
+//! allow/deny rules `restrict-ips` references by id; [`CachedIpPolicies`]).
 //!
-//! - [`Store`]: one data directory's `keygate.db`; vault and secret CRUD, [`Store::secret_exists`] (no key
-//!   needed) and [`Store::load_snapshot`] (key needed).
+//! - [`Store`]: a data directory's `keygate.db` or a `--database` location; vault and secret CRUD,
+//!   [`Store::secret_exists`] (no key needed) and [`Store::load_snapshot`] (key needed).
 //! - [`MasterKeySource`]: where the master key comes from (`KEYGATE_MASTER_KEY`, a key file, or the default
 //!   `DATA_DIR/master.key`).
 //! - [`CachedSecrets`]: the gateway's [`keygate_cel::SecretSource`], refreshed in the background.
 //!
 //! Crates that keep their own records in the same database build on: [`Store::migrate_component`] (their
-//! tables), [`Store::write`] / [`Store::read`] (transactions that notify, and consistent reads),
+//! tables, with [`next_seq`] for creation order), [`Store::write`] / [`Store::read`] (transactions that
+//! notify, and consistent reads),
 //! [`Store::seal`] / [`Store::open_text`] (the same envelope encryption, bound to their [`Binding`]),
-//! [`Store::derive_key`] (keys derived from the master key) and [`Refreshing`] (a cache that follows the
-//! generation counter).
+//! [`Store::derive_key`] (keys derived from the master key) and [`Refreshing`] (a cache that follows its
+//! component's generation).
 //!
 //! Secret values are encrypted with AES-256-GCM under per-record data keys wrapped by the master key; they are
 //! never returned by any metadata call, never logged and never part of an error message.
 
 mod cache;
 mod crypto;
-mod db_files;
 mod error;
 mod ids;
 mod ip_policies;
@@ -48,7 +49,7 @@ pub use master_key::{
 pub use model::{format_timestamp, Secret, Vault, VaultRef};
 pub use periodic::Periodic;
 pub use refreshing::{Refreshing, Reload, MISS_REREAD_INTERVAL};
-pub use schema::DB_FILE;
+pub use schema::{next_seq, DB_FILE};
 pub use snapshot::Snapshot;
 pub use store::Store;
 pub use validate::{

@@ -1,26 +1,27 @@
-//! [`Refreshing`]: a value rebuilt from the store whenever the store's generation changes. Reads are a
-//! lock-free `arc-swap` load. A background thread checks the generation when the database files change
-//! (a file system watch, so a write by any process is usually loaded within milliseconds) and at every poll
-//! interval (the fallback when the watch is unavailable or misses an event). A lookup that misses can ask for
-//! a re-read before it fails ([`Refreshing::reread_after_miss`]).
+//! [`Refreshing`]: a value rebuilt from the store whenever its component's generation changes. Reads are a
+//! lock-free `arc-swap` load. A background thread reloads when the store's change feed reports a newer
+//! generation (a write by any process or instance: at once on PostgreSQL, within the feed's poll on
+//! SQLite), and retries a failed reload every poll interval. A lookup that misses can ask for a re-read
+//! before it fails ([`Refreshing::reread_after_miss`]), which asks the database itself.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
+use tokio::sync::watch;
 
-use crate::db_files::DbFiles;
 use crate::error::{Result, StoreError};
 use crate::periodic::Periodic;
 use crate::store::Store;
 
 /// A value [`Refreshing`] can keep current: a whole view of some tables, read at one generation.
 pub trait Reload: Sized + Send + Sync + 'static {
-    /// What the value holds, in log lines and the watcher thread's name (`keygate-NAME-watch`).
-    const NAME: &'static str;
+    /// The store component the value is read from: its generation says when to reload. Also names the
+    /// value in log lines and the watcher thread (`keygate-COMPONENT-watch`).
+    const COMPONENT: &'static str;
     /// Reads the whole value, in one transaction ([`Store::read`]) so it matches its generation.
     fn load(store: &Store) -> Result<Self>;
-    /// The store generation the value was read at.
+    /// The component generation the value was read at.
     fn generation(&self) -> u64;
     /// How many entries it holds, for log lines.
     fn entries(&self) -> usize;
@@ -32,13 +33,16 @@ struct Shared<T> {
     /// The checks the watcher has begun and finished, for [`Refreshing::refresh`] and misses.
     checks: Mutex<Checks>,
     checked: Condvar,
-    files: DbFiles,
+    /// The newest generation the change feed reported (no database access to read).
+    announced: watch::Receiver<u64>,
 }
 
 #[derive(Default)]
 struct Checks {
     begun: u64,
     finished: u64,
+    /// Whether the next check must ask the database rather than trust the feed (a refresh or a miss).
+    ask_database: bool,
     /// The check the last re-read for a miss waits for; later misses join it while it is pending.
     requested: u64,
     /// The newest announced generation a miss has asked a re-read for (once each, so a reload that keeps
@@ -51,70 +55,62 @@ struct Checks {
 /// How long [`Refreshing::refresh`] waits for the watcher at most.
 const REFRESH_WAIT: Duration = Duration::from_secs(2);
 /// Lookups that miss ask for at most one re-read per this interval (besides one for each newly announced
-/// write), so a policy reading an absent entry on every request cannot hammer SQLite.
+/// write), so a policy reading an absent entry on every request cannot hammer the database.
 pub const MISS_REREAD_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a missed lookup waits for its re-read at most.
 const MISS_WAIT: Duration = Duration::from_millis(500);
 
-/// A self-refreshing `T`. Dropping it stops the watcher thread and the file watch.
+/// A self-refreshing `T`. Dropping it stops the watcher thread.
 pub struct Refreshing<T: Reload> {
-    /// Declared first so no file event wakes a watcher that is stopping.
-    _files: Option<notify::RecommendedWatcher>,
     shared: Arc<Shared<T>>,
+    /// Declared before `store`: the thread using it stops first.
     watcher: Periodic,
+    store: Arc<Store>,
 }
 
 impl<T: Reload> Refreshing<T> {
-    /// The generation the marker names, when newer than the current value's (a file read, no database
-    /// access).
+    /// The generation the feed or the database's change marker reported (no database access), when newer
+    /// than the current value's. The marker knows a write by another process before the feed has read it.
     fn newer_announced(&self) -> Option<u64> {
         let current = self.current().generation();
-        self.shared
-            .files
-            .announced()
-            .filter(|&generation| generation > current)
+        let fed = *self.shared.announced.borrow();
+        let marked = self.store.database().announced(T::COMPONENT).unwrap_or(0);
+        Some(fed.max(marked)).filter(|&generation| generation > current)
     }
 
     /// Loads the first value from `store` (so a wrong key or broken database fails here, at startup), then
-    /// starts a thread that checks the generation whenever the database files change and every
-    /// `poll_interval`, and reloads when it changed. A failed reload keeps the previous value and is logged
-    /// once per streak of failures. When the files cannot be watched, polling alone goes on (logged).
+    /// starts a thread that reloads whenever the store's change feed reports a newer generation of
+    /// `T::COMPONENT`. Every `poll_interval` the thread also compares the feed with the value, so a failed
+    /// reload is retried; it keeps the previous value meanwhile and is logged once per streak of failures.
     pub fn start(store: Store, poll_interval: Duration) -> Result<Self> {
+        let announced = store.database().subscribe(T::COMPONENT)?;
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(T::load(&store)?),
             checks: Mutex::new(Checks::default()),
             checked: Condvar::new(),
-            files: DbFiles::of(store.data_dir()),
+            announced,
         });
+        let store = Arc::new(store);
         let watched = Arc::clone(&shared);
-        let dir = store.data_dir().to_path_buf();
+        let reader = Arc::clone(&store);
         let mut failing = false;
         let watcher = Periodic::spawn(
-            &format!("keygate-{}-watch", T::NAME),
+            &format!("keygate-{}-watch", T::COMPONENT),
             poll_interval,
             move |stopping| {
                 if !stopping {
-                    watched.check(&store, &mut failing);
+                    watched.check(&reader, &mut failing);
                 }
             },
         )
-        .map_err(|e| StoreError::io("cannot start the watcher thread for", &dir, e))?;
-        let file_watch = watcher.thread().and_then(|thread| {
-            let watch = shared.files.watch(move || thread.unpark());
-            if let Err(err) = &watch {
-                tracing::warn!(
-                    error = %err,
-                    dir = %dir.display(),
-                    "cannot watch the database files; {} changes are found by polling",
-                    T::NAME
-                );
-            }
-            watch.ok()
-        });
+        .map_err(|e| StoreError::io("cannot start the watcher thread for", store.data_dir(), e))?;
+        if let Some(thread) = watcher.thread() {
+            store.database().wake_on_change(T::COMPONENT, thread)?;
+        }
         Ok(Self {
-            _files: file_watch,
             shared,
             watcher,
+            store,
         })
     }
 
@@ -131,8 +127,9 @@ impl<T: Reload> Refreshing<T> {
     /// Wakes the watcher and waits (at most 2 s) until a check that began after this call has finished, so a
     /// write made before the call is visible after it.
     pub fn refresh(&self) {
-        let checks = lock(&self.shared.checks);
+        let mut checks = lock(&self.shared.checks);
         let target = checks.begun + 1;
+        checks.ask_database = true;
         self.watcher.wake();
         let _ = self
             .shared
@@ -143,8 +140,9 @@ impl<T: Reload> Refreshing<T> {
     /// Called when a lookup missed, before failing it: waits (at most 500 ms) for a re-read when the store
     /// may hold something newer, and returns whether it did, so the caller looks again. Concurrent misses
     /// share one re-read (the one the first of them asked for). A re-read is asked for once for each
-    /// generation the marker names that is newer than the value's (a write whose file event has not been
-    /// handled yet), or else at most once per [`MISS_REREAD_INTERVAL`]; otherwise the miss fails at once.
+    /// generation the feed reported that is newer than the value's (a reload not done yet), or else at most
+    /// once per [`MISS_REREAD_INTERVAL`] (a write on another instance the feed has not reported yet);
+    /// otherwise the miss fails at once.
     pub fn reread_after_miss(&self) -> bool {
         let announced = self.newer_announced();
         let mut checks = lock(&self.shared.checks);
@@ -152,8 +150,9 @@ impl<T: Reload> Refreshing<T> {
             checks.requested
         } else if checks.miss_warrants_reread(Instant::now(), announced) {
             // A check already running may have read the generation before the write this miss is
-            // after (a file event arrives as soon as the first page is written): ask for the next one.
+            // after: ask for the next one.
             checks.requested = checks.begun + 1;
+            checks.ask_database = true;
             self.watcher.wake();
             checks.requested
         } else {
@@ -201,37 +200,43 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<T: Reload> Shared<T> {
     /// One check, counted for [`Refreshing::refresh`] and misses.
     fn check(&self, store: &Store, failing: &mut bool) {
-        lock(&self.checks).begun += 1;
-        self.reload_if_changed(store, failing);
+        let ask_database = {
+            let mut checks = lock(&self.checks);
+            checks.begun += 1;
+            std::mem::take(&mut checks.ask_database)
+        };
+        self.reload_if_changed(store, ask_database, failing);
         let mut checks = lock(&self.checks);
         checks.finished = checks.begun;
         self.checked.notify_all();
     }
 
-    /// Reloads when the store's generation differs from the current value's.
-    fn reload_if_changed(&self, store: &Store, failing: &mut bool) {
+    /// Reloads when the feed reports a newer generation than the current value's, or, when
+    /// `ask_database`, when the database's generation differs from it.
+    fn reload_if_changed(&self, store: &Store, ask_database: bool, failing: &mut bool) {
         let seen = self.current.load().generation();
-        let refreshed = store.generation().and_then(|generation| {
-            if generation == seen {
-                Ok(None)
-            } else {
-                T::load(store).map(Some)
-            }
-        });
+        let changed = if ask_database {
+            store
+                .generation(T::COMPONENT)
+                .map(|generation| generation != seen)
+        } else {
+            Ok(*self.announced.borrow() > seen)
+        };
+        let refreshed = changed.and_then(|changed| changed.then(|| T::load(store)).transpose());
         match refreshed {
             Ok(Some(value)) => {
                 tracing::info!(
                     generation = value.generation(),
                     entries = value.entries(),
                     "{} reloaded",
-                    T::NAME
+                    T::COMPONENT
                 );
                 self.current.store(Arc::new(value));
                 *failing = false;
             }
             Ok(None) => *failing = false,
             Err(err) if !*failing => {
-                tracing::error!(error = %err, "{0} reload failed; keeping the previous {0}", T::NAME);
+                tracing::error!(error = %err, "{0} reload failed; keeping the previous {0}", T::COMPONENT);
                 *failing = true;
             }
             Err(_) => {}

@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use crate::crypto::{Binding, Sealed, SEALED_COLUMNS};
 use crate::error::Result;
+use crate::schema::SECRETS;
 use crate::store::Store;
 
 /// One secret in a snapshot: its value, or the fact that it failed to decrypt (tampered or corrupt), so one bad
@@ -75,21 +76,16 @@ impl Store {
     /// authentication is logged (by id and name) and kept as unreadable rather than failing the whole load.
     pub fn load_snapshot(&self) -> Result<Snapshot> {
         self.key()?;
-        self.read(|tx, generation| {
+        self.read(SECRETS.name, |tx, generation| {
             let mut vaults: BTreeMap<String, BTreeMap<String, Entry>> = BTreeMap::new();
-            for name in tx
-                .prepare("SELECT name FROM vaults")?
-                .query_map([], |row| row.get(0))?
-            {
-                vaults.insert(name?, BTreeMap::new());
+            for row in tx.query("SELECT name FROM vaults", &[])? {
+                vaults.insert(row.get(0)?, BTreeMap::new());
             }
             let sql = format!(
                 "SELECT s.id, s.vault_id, v.name, s.name, {SEALED_COLUMNS} \
                  FROM secrets s JOIN vaults v ON v.id = s.vault_id"
             );
-            let mut stmt = tx.prepare(&sql)?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
+            for row in tx.query(&sql, &[])? {
                 let secret_id: String = row.get(0)?;
                 let vault_id: String = row.get(1)?;
                 let vault_name: String = row.get(2)?;
@@ -99,7 +95,7 @@ impl Store {
                     owner_id: &vault_id,
                     name: &name,
                 };
-                let entry = match self.open_text(&binding, &Sealed::from_row(row, 4)?)? {
+                let entry = match self.open_text(&binding, &Sealed::from_row(&row, 4)?)? {
                     Some(value) => Entry::Ready(Arc::new(value)),
                     None => {
                         tracing::error!(

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use keygate_cel::{Compiler, SecretSource};
+use keygate_cel::{Compiler, IpIntel, Provides, SecretSource};
 use keygate_http::HttpClient;
 use keygate_policy::{AccessKeys, Deps, IpPolicies, Policy, PolicyError};
 use keygate_ratelimit::{BudgetStore, Decision, Observed, RateLimiter};
@@ -42,6 +42,9 @@ pub struct Services {
     pub key_admin: Option<Arc<dyn KeyAdmin>>,
     /// Seals login session cookies; derived from the master key.
     pub session_key: keygate_policy::SessionKey,
+    /// Answers the IP-intelligence variables (`--ip-intel-db`, `--ip-categories`); a policy
+    /// reading a kind of fact it lacks does not load.
+    pub ip_intel: Arc<dyn IpIntel>,
 }
 
 /// Shared state of a running gateway.
@@ -72,6 +75,9 @@ impl Gateway {
     pub fn reload(&self) {
         // A secret stored just before the policy that reads it must be visible to the new policy.
         self.deps.secrets.refresh();
+        if let Some(Err(err)) = self.compiler.ip_intel().map(|intel| intel.refresh()) {
+            warn!(error = %err, "IP intelligence files not reloaded; the previous data stays in use");
+        }
         match load_policy(&self.config.policy, &self.compiler, &self.deps) {
             Ok((policy, text)) => {
                 log_warnings(&self.config.policy, &policy);
@@ -194,7 +200,16 @@ pub async fn run(config: ServerConfig, services: Services) -> Result<(), StartEr
         session_key: services.session_key,
         internal_endpoints: Some(internal.clone()),
     };
-    let compiler = Compiler::new();
+    let provides = services.ip_intel.provides();
+    if provides != Provides::default() {
+        info!(
+            geo = provides.geo,
+            asn = provides.asn,
+            categories = provides.categories,
+            "IP intelligence loaded"
+        );
+    }
+    let compiler = Compiler::new().with_ip_intel(services.ip_intel);
     internal
         .load_all(&compiler, &deps)
         .map_err(StartError::Policy)?;

@@ -1,7 +1,7 @@
 //! [`Database`]: one connection to the store's database, SQLite or PostgreSQL.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
@@ -12,9 +12,13 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::feed::{self, Feed, Source};
 use crate::location::{Backend, Location};
+use crate::marker;
 use crate::migrate::{self, Component, Migrated, STORE};
 use crate::postgres::Connector;
 use crate::tx::Tx;
+
+/// Every component's generation, as the feed and the SQLite marker carry them.
+pub(crate) type Generations = Vec<(String, u64)>;
 
 /// Key of the PostgreSQL advisory lock migrations hold, so instances starting together migrate one at a
 /// time (`keygate` in ASCII).
@@ -127,11 +131,20 @@ impl Database {
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         migrate::check_name(component)?;
-        let (out, generation) = self.transact(Kind::Write, |tx| -> Result<(T, u64), E> {
-            let generation = bump(tx, component)?;
-            Ok((f(tx)?, generation))
-        })?;
+        let (out, generation, all) =
+            self.transact(Kind::Write, |tx| -> Result<(T, u64, Generations), E> {
+                let generation = bump(tx, component)?;
+                let out = f(tx)?;
+                let all = match tx.backend() {
+                    Backend::Sqlite => all_generations(tx)?,
+                    Backend::Postgres => Vec::new(),
+                };
+                Ok((out, generation, all))
+            })?;
         self.feed.publish(component, generation);
+        if let Conn::Sqlite { path, .. } = &self.conn {
+            marker::announce(path, &all);
+        }
         Ok(out)
     }
 
@@ -157,6 +170,16 @@ impl Database {
         })
     }
 
+    /// The generation of `component` the last announced write recorded, without a database access: on
+    /// SQLite the change marker next to the file (written after every commit, so a write by another
+    /// process is known before the feed has read it); `None` on PostgreSQL, whose feed is told at commit.
+    pub fn announced(&self, component: &str) -> Option<u64> {
+        match &self.conn {
+            Conn::Sqlite { path, .. } => marker::announced(path, component),
+            Conn::Postgres { .. } => None,
+        }
+    }
+
     /// `component`'s generation now (0 before its first write): what a cache compares with its own after
     /// a lookup missed, when the feed may not have caught up yet.
     pub fn generation(&self, component: &str) -> Result<u64> {
@@ -169,19 +192,31 @@ impl Database {
     pub fn subscribe(&self, component: &str) -> Result<watch::Receiver<u64>> {
         migrate::check_name(component)?;
         let receiver = self.feed.receiver(component, self.generation(component)?);
+        self.start_feed()?;
+        Ok(receiver)
+    }
+
+    /// Unparks `thread` after every change of `component`'s generation, as [`Database::subscribe`]
+    /// would report it: for a consumer on a std thread that parks between checks.
+    pub fn wake_on_change(&self, component: &str, thread: std::thread::Thread) -> Result<()> {
+        migrate::check_name(component)?;
+        self.feed.wake_on_change(component, thread);
+        self.start_feed()
+    }
+
+    /// Starts the feed's thread and connection, once.
+    fn start_feed(&self) -> Result<()> {
         let started = match &self.conn {
             Conn::Sqlite { path, .. } => {
                 let path = path.clone();
-                self.feed
-                    .start(move || Ok(SqliteSource(crate::sqlite::open(&path)?)))
+                self.feed.start(move || SqliteSource::open(&path))
             }
             Conn::Postgres { connector, .. } => {
                 let connector = Arc::clone(connector);
                 self.feed.start(move || PgSource::connect(&connector))
             }
         };
-        started.map_err(Error::FeedThread)?;
-        Ok(receiver)
+        started.map_err(Error::FeedThread)
     }
 
     fn transact<T, E: From<Error>>(
@@ -311,23 +346,50 @@ fn generation(tx: &mut Tx<'_>, component: &str) -> Result<u64> {
 }
 
 /// Every component's generation, for the feed.
-fn all_generations(tx: &mut Tx<'_>) -> Result<Vec<(String, u64)>> {
+fn all_generations(tx: &mut Tx<'_>) -> Result<Generations> {
     tx.query("SELECT component, generation FROM store_generations", &[])?
         .iter()
         .map(|row| Ok((row.get(0)?, row.get(1)?)))
         .collect()
 }
 
-/// The SQLite feed: its own connection, read every [`feed::POLL`].
-struct SqliteSource(Connection);
+/// The SQLite feed: its own connection, read when the change marker is written and every
+/// [`feed::POLL`] (writes that announce nothing: older keygate versions, a marker that cannot be
+/// watched).
+struct SqliteSource {
+    conn: Connection,
+    marked: mpsc::Receiver<()>,
+    /// Stops watching when dropped.
+    _watch: Option<notify::RecommendedWatcher>,
+}
+
+impl SqliteSource {
+    fn open(path: &std::path::Path) -> Result<Self> {
+        let (tx, marked) = mpsc::channel();
+        let watch = marker::watch(path, move || {
+            let _ = tx.send(());
+        });
+        if let Err(err) = &watch {
+            tracing::warn!(error = %err, "cannot watch the database's change marker; changes are found by polling");
+        }
+        Ok(Self {
+            conn: crate::sqlite::open(path)?,
+            marked,
+            _watch: watch.ok(),
+        })
+    }
+}
 
 impl Source for SqliteSource {
     fn generations(&mut self) -> Result<Vec<(String, u64)>> {
-        all_generations(&mut Tx::sqlite(&self.0))
+        all_generations(&mut Tx::sqlite(&self.conn))
     }
 
     fn wait(&mut self, feed: &Feed, timeout: Duration) -> Result<()> {
-        std::thread::sleep(timeout);
+        if self.marked.recv_timeout(timeout).is_ok() {
+            // One read covers every event that arrived meanwhile.
+            while self.marked.try_recv().is_ok() {}
+        }
         for (component, generation) in self.generations()? {
             feed.publish(&component, generation);
         }

@@ -31,9 +31,39 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The generations published so far, one watch per subscribed component.
 #[derive(Default)]
 pub(crate) struct Feed {
-    senders: Mutex<HashMap<String, watch::Sender<u64>>>,
+    senders: Mutex<HashMap<String, Subscribers>>,
     stop: AtomicBool,
     started: AtomicBool,
+}
+
+/// Who follows one component: async receivers through the watch, std threads by being unparked.
+struct Subscribers {
+    sender: watch::Sender<u64>,
+    threads: Vec<thread::Thread>,
+}
+
+impl Subscribers {
+    fn new(current: u64) -> Self {
+        Self {
+            sender: watch::Sender::new(current),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Raises the generation (generations only grow: an older one is ignored) and wakes the threads when
+    /// it moved.
+    fn raise(&self, generation: u64) {
+        let moved = self.sender.send_if_modified(|seen| {
+            let newer = generation > *seen;
+            if newer {
+                *seen = generation;
+            }
+            newer
+        });
+        if moved {
+            self.threads.iter().for_each(thread::Thread::unpark);
+        }
+    }
 }
 
 /// The connection the feed thread reads through.
@@ -48,17 +78,26 @@ impl Feed {
     /// A receiver for `component`, starting at `current` if nothing newer was published.
     pub(crate) fn receiver(&self, component: &str, current: u64) -> watch::Receiver<u64> {
         let mut senders = lock(&self.senders);
-        let sender = senders
+        let subscribers = senders
             .entry(component.to_owned())
-            .or_insert_with(|| watch::Sender::new(current));
-        raise(sender, current);
-        sender.subscribe()
+            .or_insert_with(|| Subscribers::new(current));
+        subscribers.raise(current);
+        subscribers.sender.subscribe()
+    }
+
+    /// Unparks `thread` whenever `component`'s generation moves from now on.
+    pub(crate) fn wake_on_change(&self, component: &str, thread: thread::Thread) {
+        let mut senders = lock(&self.senders);
+        let subscribers = senders
+            .entry(component.to_owned())
+            .or_insert_with(|| Subscribers::new(0));
+        subscribers.threads.push(thread);
     }
 
     /// Records that `component` reached `generation` (generations only grow: an older one is ignored).
     pub(crate) fn publish(&self, component: &str, generation: u64) {
-        if let Some(sender) = lock(&self.senders).get(component) {
-            raise(sender, generation);
+        if let Some(subscribers) = lock(&self.senders).get(component) {
+            subscribers.raise(generation);
         }
     }
 
@@ -160,16 +199,6 @@ impl Feed {
             thread::sleep(left.min(POLL));
         }
     }
-}
-
-fn raise(sender: &watch::Sender<u64>, generation: u64) {
-    sender.send_if_modified(|seen| {
-        let newer = generation > *seen;
-        if newer {
-            *seen = generation;
-        }
-        newer
-    });
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

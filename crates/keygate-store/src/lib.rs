@@ -15,6 +15,7 @@ mod db;
 mod error;
 mod feed;
 mod location;
+mod marker;
 mod migrate;
 mod postgres;
 mod sqlite;

@@ -77,13 +77,27 @@ fn bind<'c>(
         )));
     }
     for (i, param) in params.iter().enumerate() {
-        let name = format!("${}", i + 1);
-        let index = stmt
-            .parameter_index(&name)?
-            .ok_or_else(|| Error::Parameters(format!("{name} is not in the statement")))?;
+        let position = i + 1;
+        // SQLite numbers parameters by first appearance, so `$N` is usually parameter N: reading one
+        // name is cheap, where looking a name up scans every parameter (and a ledger batch binds
+        // thousands).
+        let index = if names_position(stmt.parameter_name(position), position) {
+            position
+        } else {
+            let name = format!("${position}");
+            stmt.parameter_index(&name)?
+                .ok_or_else(|| Error::Parameters(format!("{name} is not in the statement")))?
+        };
         stmt.raw_bind_parameter(index, param.to_param())?;
     }
     Ok(stmt)
+}
+
+/// Whether a parameter's `name` is the placeholder `$position`.
+fn names_position(name: Option<&str>, position: usize) -> bool {
+    name.and_then(|name| name.strip_prefix('$'))
+        .and_then(|digits| digits.parse::<usize>().ok())
+        == Some(position)
 }
 
 pub(crate) fn execute(conn: &Connection, sql: &str, params: &[&dyn ToParam]) -> Result<u64> {

@@ -1,64 +1,24 @@
 //! The same tests on SQLite and on a real PostgreSQL (a throwaway cluster per test; reported as
 //! skipped in one line when PostgreSQL is not installed, see `keygate_test_support::parts`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use keygate_store::{Backend, Component, Database, Error, Migrated, Step};
-use keygate_test_support::{require, PostgresServer};
+use keygate_test_support::{on_both_backends, TempDir, TestDatabase};
 use tokio::sync::watch;
 
-/// A database to test against, and what keeps it alive.
-struct Fixture {
-    url: String,
-    server: Option<PostgresServer>,
-    dir: Option<TempDir>,
+/// The test's database ([`TestDatabase`]: a data directory or a throwaway PostgreSQL database).
+type Fixture = TestDatabase;
+
+trait Open {
+    fn open(&self) -> Database;
 }
 
-impl Fixture {
-    fn sqlite() -> Self {
-        let dir = TempDir::new();
-        Self {
-            url: dir.0.to_str().unwrap().to_owned(),
-            server: None,
-            dir: Some(dir),
-        }
-    }
-
-    fn postgres() -> Option<Self> {
-        let server = require(PostgresServer::start())?;
-        Some(Self {
-            url: server.create_database("keygate"),
-            server: Some(server),
-            dir: None,
-        })
-    }
-
+impl Open for Fixture {
     fn open(&self) -> Database {
         Database::open(&self.url).expect("open the database")
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "keygate-store-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -68,25 +28,7 @@ const _: fn() = || {
     shared::<Database>();
 };
 
-/// Runs each test once on SQLite and once on PostgreSQL.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(&super::Fixture::sqlite());
-            }
-            #[test]
-            fn postgres() {
-                if let Some(fixture) = super::Fixture::postgres() {
-                    super::$name(&fixture);
-                }
-            }
-        }
-    )*};
-}
-
-on_both!(
+on_both_backends!(
     migrations_apply_once_and_in_order,
     a_newer_schema_is_refused,
     existing_tables_are_adopted_without_running_their_steps,
@@ -452,7 +394,7 @@ fn values_round_trip_and_placeholders_bind_by_number(fx: &Fixture) {
 /// subscriber's feed reconnects and catches up.
 #[test]
 fn postgres_connections_come_back_after_a_server_restart() {
-    let Some(fx) = Fixture::postgres() else {
+    let Some(fx) = Fixture::postgres("store") else {
         return;
     };
     let writer = fx.open();
@@ -475,7 +417,7 @@ fn postgres_connections_come_back_after_a_server_restart() {
 /// PostgreSQL only: a `Database` dropped on an async worker does not take the runtime down.
 #[test]
 fn postgres_database_drops_on_an_async_worker() {
-    let Some(fx) = Fixture::postgres() else {
+    let Some(fx) = Fixture::postgres("store") else {
         return;
     };
     let db = fx.open();
@@ -491,9 +433,9 @@ fn postgres_database_drops_on_an_async_worker() {
 #[test]
 fn sqlite_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let fx = Fixture::sqlite();
+    let fx = Fixture::sqlite("store");
     fx.open();
-    let dir = &fx.dir.as_ref().unwrap().0;
+    let dir = fx.dir.path();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(dir), 0o700);
     assert_eq!(mode(&dir.join(keygate_store::DB_FILE)), 0o600);
@@ -505,7 +447,7 @@ fn sqlite_files_are_private() {
 #[test]
 fn postgres_tls_verifies_the_server_against_sslrootcert() {
     use keygate_mock::certs::{TestCa, LOCAL_NAMES};
-    let Some(fx) = Fixture::postgres() else {
+    let Some(fx) = Fixture::postgres("store") else {
         return;
     };
     let ca = TestCa::new("keygate-store test CA");
@@ -514,9 +456,9 @@ fn postgres_tls_verifies_the_server_against_sslrootcert() {
         .as_ref()
         .unwrap()
         .enable_tls(&leaf.cert_pem, &leaf.key_pem);
-    let dir = TempDir::new();
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let ca_file = dir.0.join("ca.pem");
+    let dir = TempDir::new("store-tls");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.cert_pem()).unwrap();
 
     let url = format!(

@@ -5,11 +5,16 @@
 //! llama.cpp server, the Claude Code and Codex CLI agents, headless Chromium for the dashboard. `cargo xtask test` installs those parts and runs the whole suite; a bare
 //! `cargo test --workspace` runs every Rust-only test and reports each test whose part is missing
 //! in one line (see [`parts`]).
+//!
+//! [`mmdb`] writes small MaxMind DB files for the IP-intelligence tests.
 
+pub mod backends;
+pub mod mmdb;
 pub mod parts;
 pub mod postgres;
 pub mod redis;
 
+pub use backends::{TempDir, TestDatabase};
 pub use parts::{require, Missing};
 pub use postgres::PostgresServer;
 pub use redis::RedisServer;

@@ -1,14 +1,18 @@
 //! The dashboard's queries on a ledger of 1,000,000 requests over the last 30 days (about 23 a
 //! minute; 20 access keys, 4 models of 2 providers, 2 % errors). The ledger is written through
 //! `Ledger::record` like the gateway's, so the rollups are built as they are in production, and
-//! kept in `target/ledger-bench/usage.db` for the next run (delete it to write it anew).
+//! kept for the next run: in `target/ledger-bench/usage.db` (delete it to write it anew), or in
+//! the PostgreSQL database `--database postgres://...` names (which must be empty or hold the
+//! same ledger).
 //!
-//! `cargo run --release -p keygate-usage --example ledger_bench [-- --migration]` (figures in
-//! bench/RESULTS.md); `--migration` also times a first start on a version-1 copy.
+//! `cargo run --release -p keygate-usage --example ledger_bench [-- --database URL] [--migration]`
+//! (figures in bench/RESULTS.md); `--migration` (SQLite) also times a first start on a version-1
+//! copy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use keygate_store::Location;
 use keygate_usage::{
     Attempt, AttemptOutcome, GroupBy, Ledger, LedgerConfig, Query, Reader, Span, UsageEvent,
     UsageSource,
@@ -35,9 +39,13 @@ impl Rng {
 
 fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ledger-bench");
-    let path = dir.join(keygate_usage::DB_FILE);
+    let args: Vec<String> = std::env::args().collect();
+    let location = match args.iter().position(|arg| arg == "--database") {
+        Some(i) => Location::parse(args.get(i + 1).expect("--database URL")).expect("--database"),
+        None => keygate_usage::default_location(&dir),
+    };
     let now = SystemTime::now();
-    let have = Reader::open(&path)
+    let have = Reader::open(&location)
         .and_then(|r| {
             r.report(&Query {
                 group_by: GroupBy::Provider,
@@ -47,28 +55,34 @@ fn main() {
         .map(|report| report.total.requests)
         .unwrap_or(0);
     if have != ROWS {
-        let _ = std::fs::remove_dir_all(&dir);
+        match &location {
+            Location::Sqlite(_) => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Location::Postgres(_) => assert_eq!(have, 0, "{location} holds another ledger"),
+        }
         let started = Instant::now();
-        write(&path, now);
+        write(&location, now);
         println!(
-            "wrote {ROWS} rows in {:.1} s ({})",
+            "wrote {ROWS} rows in {:.1} s ({location})",
             started.elapsed().as_secs_f64(),
-            path.display()
         );
     } else {
-        println!("reusing {} ({ROWS} rows)", path.display());
+        println!("reusing {location} ({ROWS} rows)");
     }
-    let size: u64 = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
-    println!("ledger files: {:.0} MiB", size as f64 / 1_048_576.0);
-    let reader = Reader::open(&path).expect("open the ledger");
+    if let Location::Sqlite(_) = location {
+        let size: u64 = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        println!("ledger files: {:.0} MiB", size as f64 / 1_048_576.0);
+    }
+    let reader = Reader::open(&location).expect("open the ledger");
     let now = SystemTime::now();
     for span in [Span::Hour, Span::Day, Span::Week, Span::Month] {
         let window = span.overview_window(now);
@@ -149,14 +163,15 @@ fn main() {
             page.len()
         );
     }
-    if std::env::args().any(|arg| arg == "--migration") {
-        migration(&path);
+    if let (true, Location::Sqlite(path)) = (args.iter().any(|arg| arg == "--migration"), &location)
+    {
+        migration(path);
     }
 }
 
 /// How long a gateway's first start on a version-1 ledger of the same rows takes: the migration
 /// adds the attempts column and the rollups, and sums the rows into them.
-fn migration(path: &std::path::Path) {
+fn migration(path: &Path) {
     let old = path.with_file_name("usage-v1.db");
     let _ = std::fs::remove_file(&old);
     {
@@ -170,12 +185,13 @@ fn migration(path: &std::path::Path) {
     let conn = rusqlite::Connection::open(&old).expect("open the copy");
     conn.execute_batch(
         "DROP TABLE usage_minute; DROP TABLE usage_hour; DROP INDEX usage_model_time; \
-         ALTER TABLE usage DROP COLUMN tried; PRAGMA user_version = 1;",
+         ALTER TABLE usage DROP COLUMN tried; DROP TABLE store_migrations; \
+         DROP TABLE store_generations; PRAGMA user_version = 1;",
     )
     .expect("make it a version-1 ledger");
     drop(conn);
     let started = Instant::now();
-    drop(Ledger::open(&old, LedgerConfig::default()).expect("migrate"));
+    drop(Ledger::open(&Location::Sqlite(old.clone()), LedgerConfig::default()).expect("migrate"));
     println!(
         "migrating a version-1 ledger of {ROWS} rows (rollups rebuilt): {:.2} s",
         started.elapsed().as_secs_f64()
@@ -217,9 +233,9 @@ fn chrono_month_start(now: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(first as u64 * 86_400)
 }
 
-fn write(path: &std::path::Path, now: SystemTime) {
+fn write(location: &Location, now: SystemTime) {
     let ledger = Ledger::open(
-        path,
+        location,
         LedgerConfig {
             retention: None,
             queue_capacity: 2_000_000,

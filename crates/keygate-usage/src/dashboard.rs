@@ -6,15 +6,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use rusqlite::params;
 use serde::{Serialize, Serializer};
 
 use crate::cost::usd;
 use crate::error::Error;
 use crate::event::UsageEvent;
 use crate::hist::Histogram;
-use crate::query::{non_negative, GroupBy, Reader, Totals};
-use crate::rollup::{Sums, HOUR_US, MINUTE_US, SUM_COLUMNS};
+use crate::query::{non_negative, totals, GroupBy, Reader, Totals};
+use crate::rollup::{Sums, HOUR_US, MINUTE_US, ROW_SUMS, SUMMED_COLUMNS, SUM_COLUMNS};
 use crate::time::{from_micros, rfc3339, to_micros};
 
 /// An event with its row id.
@@ -249,26 +248,27 @@ impl Reader {
         let mut sums = vec![Sums::default(); count];
         let mut latency = vec![Histogram::default(); count];
         let mut ttft = vec![Histogram::default(); count];
-        if let Some(conn) = self.conn() {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT minute, {SUM_COLUMNS}, latency_hist, ttft_hist FROM usage_minute \
-                 WHERE minute >= ?1 AND minute < ?2"
-            ))?;
-            let mut rows = statement.query(params![
-                since.div_euclid(MINUTE_US),
-                until.div_euclid(MINUTE_US)
-            ])?;
-            while let Some(row) = rows.next()? {
+        let sql = format!(
+            "SELECT minute, {SUM_COLUMNS}, latency_hist, ttft_hist FROM usage_minute \
+             WHERE minute >= $1 AND minute < $2"
+        );
+        self.read((), |tx| {
+            let rows = tx.query(
+                &sql,
+                &[&since.div_euclid(MINUTE_US), &until.div_euclid(MINUTE_US)],
+            )?;
+            for row in rows {
                 let minute: i64 = row.get(0)?;
                 let index = (minute * MINUTE_US - since).div_euclid(bucket);
                 let Some(index) = usize::try_from(index).ok().filter(|i| *i < count) else {
                     continue;
                 };
-                sums[index].add(&Sums::from_row(row, 1)?);
-                latency[index].merge_encoded(row.get_ref(13)?.as_blob().unwrap_or_default());
-                ttft[index].merge_encoded(row.get_ref(14)?.as_blob().unwrap_or_default());
+                sums[index].add(&Sums::from_row(&row, 1)?);
+                latency[index].merge_encoded(&row.get::<Vec<u8>>(13)?);
+                ttft[index].merge_encoded(&row.get::<Vec<u8>>(14)?);
             }
-        }
+            Ok(())
+        })?;
         let mut total = Sums::default();
         let mut total_latency = Histogram::default();
         let mut total_ttft = Histogram::default();
@@ -298,7 +298,7 @@ impl Reader {
         let (since, until, bucket) = window.bounds_us();
         let count = window.buckets();
         let hourly = since % HOUR_US == 0 && until % HOUR_US == 0 && bucket % HOUR_US == 0;
-        let (group, sql) = match (group_by, hourly) {
+        let (group, from_rollup) = match (group_by, hourly) {
             (GroupBy::Key, true) => (
                 "CASE access_key WHEN '' THEN '(none)' ELSE access_key END",
                 true,
@@ -312,34 +312,25 @@ impl Reader {
                 ))
             }
         };
-        let query = if sql {
-            let sums = SUM_COLUMNS
-                .split(", ")
-                .map(|c| format!("SUM({c})"))
-                .collect::<Vec<_>>()
-                .join(", ");
+        // `$1` since, `$2` until, `$3` the bucket, all in microseconds.
+        let query = if from_rollup {
             format!(
-                "SELECT (hour * {HOUR_US} - ?1) / ?3, {group}, {sums} FROM usage_hour \
-                 WHERE hour >= ?1 / {HOUR_US} AND hour < ?2 / {HOUR_US} GROUP BY 1, 2"
+                "SELECT (hour * {HOUR_US} - $1) / $3, {group}, {sums} FROM usage_hour \
+                 WHERE hour >= $1 / {HOUR_US} AND hour < $2 / {HOUR_US} GROUP BY 1, 2",
+                sums = *SUMMED_COLUMNS
             )
         } else {
             format!(
-                "SELECT (time - ?1) / ?3, {group}, COUNT(*), SUM(status >= 400), \
-                 SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), \
-                 SUM(reasoning_tokens), SUM(usage_source = 'estimated'), \
-                 COUNT(*) - COUNT(cost_micros), COALESCE(SUM(cost_micros), 0), SUM(latency_us), \
-                 COUNT(ttft_us), COALESCE(SUM(ttft_us), 0) \
-                 FROM usage WHERE time >= ?1 AND time < ?2 GROUP BY 1, 2"
+                "SELECT (time - $1) / $3, {group}, {ROW_SUMS} \
+                 FROM usage WHERE time >= $1 AND time < $2 GROUP BY 1, 2"
             )
         };
         let mut groups: HashMap<String, (Sums, Vec<u64>)> = HashMap::new();
-        if let Some(conn) = self.conn() {
-            let mut statement = conn.prepare_cached(&query)?;
-            let mut rows = statement.query(params![since, until, bucket])?;
-            while let Some(row) = rows.next()? {
+        self.read((), |tx| {
+            for row in tx.query(&query, &[&since, &until, &bucket])? {
                 let index: i64 = row.get(0)?;
                 let name: String = row.get(1)?;
-                let sums = Sums::from_row(row, 2)?;
+                let sums = Sums::from_row(&row, 2)?;
                 let (total, series) = groups
                     .entry(name)
                     .or_insert_with(|| (Sums::default(), vec![0; count]));
@@ -348,7 +339,8 @@ impl Reader {
                     *slot += non_negative(sums.requests);
                 }
             }
-        }
+            Ok(())
+        })?;
         let mut total = Sums::default();
         let mut rows: Vec<BreakdownRow> = groups
             .into_iter()
@@ -381,49 +373,25 @@ impl Reader {
     /// from the hourly rollup when `since` is a whole hour (a UTC day or month start), else
     /// from the rows.
     pub fn key_totals(&self, since: SystemTime) -> Result<HashMap<String, Totals>, Error> {
-        let Some(conn) = self.conn() else {
-            return Ok(HashMap::new());
-        };
         let since = to_micros(since);
         let sql = if since % HOUR_US == 0 {
-            let sums = SUM_COLUMNS
-                .split(", ")
-                .map(|c| format!("SUM({c})"))
-                .collect::<Vec<_>>()
-                .join(", ");
             format!(
-                "SELECT access_key, {sums} FROM usage_hour WHERE hour >= ?1 / {HOUR_US} \
-                 AND access_key != '' GROUP BY 1"
+                "SELECT access_key, {sums} FROM usage_hour WHERE hour >= $1 / {HOUR_US} \
+                 AND access_key != '' GROUP BY 1",
+                sums = *SUMMED_COLUMNS
             )
         } else {
-            "SELECT access_key, COUNT(*), SUM(status >= 400), SUM(input_tokens), \
-             SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), \
-             SUM(usage_source = 'estimated'), COUNT(*) - COUNT(cost_micros), \
-             COALESCE(SUM(cost_micros), 0), SUM(latency_us), COUNT(ttft_us), \
-             COALESCE(SUM(ttft_us), 0) FROM usage WHERE time >= ?1 AND access_key IS NOT NULL \
-             GROUP BY 1"
-                .to_owned()
+            format!(
+                "SELECT access_key, {ROW_SUMS} FROM usage \
+                 WHERE time >= $1 AND access_key IS NOT NULL GROUP BY 1"
+            )
         };
-        let mut statement = conn.prepare_cached(&sql)?;
-        let rows = statement.query_map([since], |row| {
-            let sums = Sums::from_row(row, 1)?;
-            Ok((row.get::<_, String>(0)?, totals(&sums)))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-}
-
-fn totals(sums: &Sums) -> Totals {
-    Totals {
-        requests: non_negative(sums.requests),
-        errors: non_negative(sums.errors),
-        input_tokens: non_negative(sums.input_tokens),
-        output_tokens: non_negative(sums.output_tokens),
-        cached_tokens: non_negative(sums.cached_tokens),
-        reasoning_tokens: non_negative(sums.reasoning_tokens),
-        estimated_requests: non_negative(sums.estimated_requests),
-        unpriced_requests: non_negative(sums.unpriced_requests),
-        cost_micros: non_negative(sums.cost_micros),
+        self.read(HashMap::new(), |tx| {
+            tx.query(&sql, &[&since])?
+                .iter()
+                .map(|row| Ok((row.get::<String>(0)?, totals(&Sums::from_row(row, 1)?))))
+                .collect()
+        })
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::cost::usd;
@@ -100,22 +99,13 @@ impl UsageSource {
             UsageSource::Estimated => "estimated",
         }
     }
-}
 
-impl ToSql for UsageSource {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for UsageSource {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_str()? {
-            "provider" => Ok(UsageSource::Provider),
-            "estimated" => Ok(UsageSource::Estimated),
-            other => Err(FromSqlError::Other(
-                format!("unknown usage source '{other}'").into(),
-            )),
+    /// The source stored as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<UsageSource> {
+        match text {
+            "provider" => Some(UsageSource::Provider),
+            "estimated" => Some(UsageSource::Estimated),
+            _ => None,
         }
     }
 }

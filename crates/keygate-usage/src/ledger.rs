@@ -1,14 +1,16 @@
 //! [`Ledger`]: the gateway's handle on the ledger. Recording costs a few atomic operations and a
 //! channel send; a writer thread does every bit of I/O.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
+use keygate_store::{Database, Location};
+
 use crate::error::Error;
 use crate::event::UsageEvent;
+use crate::query::Reader;
 use crate::schema;
 use crate::writer::{Message, Writer, MAX_BATCH};
 
@@ -36,15 +38,20 @@ impl Default for LedgerConfig {
 pub(crate) struct Counters {
     /// Events accepted and not yet committed (or given up on).
     pub(crate) queued: AtomicUsize,
-    /// Events that never reached the file: refused by a full queue, or in a batch the database
+    /// Events that never reached the database: refused by a full queue, or in a batch the database
     /// refused.
     pub(crate) dropped: AtomicU64,
 }
 
 /// The usage ledger of one gateway: [`Ledger::record`] queues an event, one writer thread commits
-/// them to the SQLite file in batches. Dropping it commits what is queued and stops the thread.
+/// them to the database in batches. Dropping it commits what is queued and stops the thread.
+///
+/// It holds two connections: the writer thread's, and the [`Reader`]'s that the reports share, so
+/// a batch never waits for a report and a report never for a batch (SQLite in WAL mode and
+/// PostgreSQL both let a read run beside a write).
 pub struct Ledger {
-    path: PathBuf,
+    location: Location,
+    reader: Arc<Reader>,
     capacity: usize,
     counters: Arc<Counters>,
     sender: mpsc::Sender<Message>,
@@ -53,18 +60,21 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (creating and migrating as needed) the ledger file at `path` and starts its writer.
-    pub fn open(path: &Path, config: LedgerConfig) -> Result<Ledger, Error> {
-        let conn = schema::open_read_write(path)?;
+    /// Opens (creating, adopting and migrating as needed) the ledger at `location` and starts its
+    /// writer. See [`crate::location`] for where a gateway keeps it.
+    pub fn open(location: &Location, config: LedgerConfig) -> Result<Ledger, Error> {
+        let (db, _) = schema::open_for_writing(location)?;
+        let reader = Arc::new(Reader::with_database(Database::open_at(location.clone())?)?);
         let counters = Arc::new(Counters::default());
         let (sender, receiver) = mpsc::channel();
-        let writer = Writer::new(conn, receiver, counters.clone(), config.retention);
+        let writer = Writer::new(db, receiver, counters.clone(), config.retention);
         let join = std::thread::Builder::new()
             .name("kg-usage-ledger".into())
             .spawn(move || writer.run())
             .map_err(Error::Thread)?;
         Ok(Ledger {
-            path: path.to_owned(),
+            location: location.clone(),
+            reader,
             capacity: config.queue_capacity,
             counters,
             sender,
@@ -73,9 +83,14 @@ impl Ledger {
         })
     }
 
-    /// The ledger file, for [`crate::Reader::open`].
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the ledger is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The reports' handle on the ledger (one connection, shared: reports take turns on it).
+    pub fn reader(&self) -> Arc<Reader> {
+        Arc::clone(&self.reader)
     }
 
     /// Queues `event` for the writer. Never blocks and does no I/O: when the queue is full the

@@ -1,11 +1,11 @@
-//! The usage ledger: one row per AI request in its own SQLite file (`usage.db` in the data
-//! directory), and the reports over it.
+//! The usage ledger: one row per AI request, and the reports over it. It is component `usage` of
+//! the store layer (`keygate_store`): with SQLite in a file of its own (`usage.db` in the data
+//! directory), with PostgreSQL in the same database as the other stores ([`location`]).
 //!
 //! The gateway holds a [`Ledger`]: [`Ledger::record`] never blocks and does no I/O (a bounded
 //! queue; a full one drops and counts), and a writer thread commits in batches and deletes rows
-//! past the retention period. [`Reader`] opens the file read-only for `keygate usage` and
-//! `GET /v1/usage`, which share the parameter forms of [`QueryParams`] and the JSON of
-//! [`Report`]. It knows nothing of the server, the policy engine or the LLM domain: the server
+//! past the retention period. A [`Reader`] answers `keygate usage` and `GET /v1/usage`, which
+//! share the parameter forms of [`QueryParams`] and the JSON of [`Report`], and the dashboard. It knows nothing of the server, the policy engine or the LLM domain: the server
 //! builds each [`UsageEvent`].
 
 mod cost;
@@ -17,6 +17,7 @@ mod ledger;
 mod params;
 mod query;
 mod rollup;
+mod rows;
 mod schema;
 mod time;
 mod writer;
@@ -33,7 +34,7 @@ pub use params::{
     DEFAULT_SINCE,
 };
 pub use query::{GroupBy, Query, Reader, Report, StatusRange, TotalRow, Totals, MAX_EVENTS};
-pub use schema::DB_FILE;
+pub use schema::{default_location, location, migrate, DB_FILE};
 pub use time::rfc3339;
 
 #[cfg(test)]

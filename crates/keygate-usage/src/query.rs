@@ -1,19 +1,18 @@
 //! Reading the ledger: totals grouped by key, model, provider, day or hour, and the event log.
-//! A [`Reader`] has its own read-only connection, so `keygate usage` works without a running
-//! gateway and a running gateway's writer never waits for a report.
+//! A [`Reader`] has its own connection, so `keygate usage` works without a running gateway and a
+//! running gateway's writer never waits for a report.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
+use keygate_store::{Backend, Database, Location, Param, Row, ToParam, Tx};
 use serde::{Serialize, Serializer};
 
 use crate::cost::usd;
 use crate::dashboard::StoredEvent;
 use crate::error::Error;
-use crate::event::UsageEvent;
-use crate::schema;
+use crate::event::{UsageEvent, UsageSource};
+use crate::rollup::{Sums, ROW_SUMS};
+use crate::schema::{self, COMPONENT};
 use crate::time::{from_micros, rfc3339, to_micros};
 
 /// The most events one [`Reader::events`] call returns.
@@ -46,22 +45,39 @@ impl GroupBy {
         }
     }
 
-    /// The SQL expression of the group label.
-    fn expression(self) -> &'static str {
-        match self {
-            GroupBy::Key => "COALESCE(access_key, '(none)')",
-            GroupBy::Model => "model",
-            GroupBy::Provider => "provider",
-            GroupBy::Day => "strftime('%Y-%m-%d', time / 1000000, 'unixepoch')",
-            GroupBy::Hour => "strftime('%Y-%m-%dT%H:00Z', time / 1000000, 'unixepoch')",
+    /// The SQL expression of the group label (dates are the one thing the dialects spell
+    /// differently).
+    fn expression(self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (GroupBy::Key, _) => "COALESCE(access_key, '(none)')",
+            (GroupBy::Model, _) => "model",
+            (GroupBy::Provider, _) => "provider",
+            (GroupBy::Day, Backend::Sqlite) => {
+                "strftime('%Y-%m-%d', time / 1000000, 'unixepoch')"
+            }
+            (GroupBy::Day, Backend::Postgres) => {
+                "to_char(to_timestamp(time / 1000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+            (GroupBy::Hour, Backend::Sqlite) => {
+                "strftime('%Y-%m-%dT%H:00Z', time / 1000000, 'unixepoch')"
+            }
+            (GroupBy::Hour, Backend::Postgres) => {
+                "to_char(to_timestamp(time / 1000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:00\"Z\"')"
+            }
         }
     }
 
-    /// Time groups read in time order; the others busiest first.
-    fn order(self) -> &'static str {
+    /// Time groups in time order; the others busiest first. Sorted here rather than in SQL, where
+    /// PostgreSQL would order the labels by the database's collation.
+    fn sort(self, rows: &mut [TotalRow]) {
         match self {
-            GroupBy::Day | GroupBy::Hour => "1",
-            GroupBy::Key | GroupBy::Model | GroupBy::Provider => "2 DESC, 1",
+            GroupBy::Day | GroupBy::Hour => rows.sort_by(|a, b| a.group.cmp(&b.group)),
+            GroupBy::Key | GroupBy::Model | GroupBy::Provider => rows.sort_by(|a, b| {
+                b.totals
+                    .requests
+                    .cmp(&a.totals.requests)
+                    .then_with(|| a.group.cmp(&b.group))
+            }),
         }
     }
 }
@@ -87,29 +103,29 @@ pub struct Query {
 }
 
 impl Query {
-    /// The `WHERE` clause (empty or with a leading space) and its parameters.
-    fn filter(&self) -> (String, Vec<Value>) {
+    /// The `WHERE` clause (empty or with a leading space) and its parameters, `$1` onwards.
+    fn filter(&self) -> (String, Vec<Arg<'_>>) {
         let mut conditions = Vec::new();
-        let mut values = Vec::new();
-        let mut add = |condition: &'static str, value: Value| {
-            conditions.push(condition);
+        let mut values: Vec<Arg<'_>> = Vec::new();
+        let mut add = |column: &str, operator: &str, value| {
             values.push(value);
+            conditions.push(format!("{column} {operator} ${}", values.len()));
         };
         if let Some(since) = self.since {
-            add("time >= ?", Value::Integer(to_micros(since)));
+            add("time", ">=", Arg::Integer(to_micros(since)));
         }
         if let Some(until) = self.until {
-            add("time < ?", Value::Integer(to_micros(until)));
+            add("time", "<", Arg::Integer(to_micros(until)));
         }
         if let Some(key) = &self.access_key {
-            add("access_key = ?", Value::Text(key.clone()));
+            add("access_key", "=", Arg::Text(key));
         }
         if let Some(model) = &self.model {
-            add("model = ?", Value::Text(model.clone()));
+            add("model", "=", Arg::Text(model));
         }
         if let Some(status) = self.status {
-            add("status >= ?", Value::Integer(status.min.into()));
-            add("status <= ?", Value::Integer(status.max.into()));
+            add("status", ">=", Arg::Integer(status.min.into()));
+            add("status", "<=", Arg::Integer(status.max.into()));
         }
         let clause = if conditions.is_empty() {
             String::new()
@@ -118,6 +134,25 @@ impl Query {
         };
         (clause, values)
     }
+}
+
+/// A parameter of a statement built at run time.
+enum Arg<'a> {
+    Integer(i64),
+    Text(&'a str),
+}
+
+impl ToParam for Arg<'_> {
+    fn to_param(&self) -> Param<'_> {
+        match *self {
+            Arg::Integer(v) => Param::Integer(v),
+            Arg::Text(v) => Param::Text(v),
+        }
+    }
+}
+
+fn params<'a>(args: &'a [Arg<'_>]) -> Vec<&'a dyn ToParam> {
+    args.iter().map(|arg| arg as &dyn ToParam).collect()
 }
 
 /// Sums over a set of requests. Costs are summed in integer micro-USD.
@@ -219,58 +254,72 @@ fn optional_time<S: Serializer>(
     time.map(rfc3339).serialize(serializer)
 }
 
-/// Reads a ledger file. A missing file, or one no gateway has written yet, reads as empty.
+/// Reads the ledger. A missing SQLite file, or a database no gateway has written yet, reads as
+/// empty. Its calls block (run them off async workers) and take turns on its one connection.
 pub struct Reader {
-    conn: Option<Connection>,
-    /// The file's rows carry attempts (schema version 2 and later).
+    /// `None` when there is nothing to read yet.
+    db: Option<Database>,
+    /// The rows carry attempts (schema version 2 and later).
     has_tried: bool,
 }
 
 impl Reader {
-    /// Opens the ledger at `path` read-only.
-    pub fn open(path: &Path) -> Result<Reader, Error> {
-        let conn = schema::open_read_only(path)?;
-        let has_tried = match &conn {
-            Some(conn) => {
-                conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))? >= 2
+    /// Opens the ledger at `location` for reading (`keygate usage`): it never migrates the
+    /// ledger's tables (a file an older keygate wrote is read as it is), and a missing SQLite file
+    /// stays missing.
+    pub fn open(location: &Location) -> Result<Reader, Error> {
+        if let Location::Sqlite(path) = location {
+            if !path.is_file() {
+                return Ok(Reader {
+                    db: None,
+                    has_tried: false,
+                });
             }
-            None => false,
-        };
-        Ok(Reader { conn, has_tried })
+        }
+        Self::with_database(Database::open_at(location.clone())?)
+    }
+
+    /// Reads through `db`.
+    pub(crate) fn with_database(db: Database) -> Result<Reader, Error> {
+        let version = schema::readable_version(&db)?;
+        Ok(Reader {
+            db: (version > 0).then_some(db),
+            has_tried: schema::has_tried(version),
+        })
+    }
+
+    /// Runs `f` in one snapshot of the ledger, or returns `empty` when there is none yet.
+    pub(crate) fn read<T>(
+        &self,
+        empty: T,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        match &self.db {
+            Some(db) => db.read(COMPONENT.name, |tx, _| f(tx)),
+            None => Ok(empty),
+        }
     }
 
     /// The totals of the rows `query` selects, one row per group.
     pub fn totals(&self, query: &Query) -> Result<Vec<TotalRow>, Error> {
-        let Some(conn) = &self.conn else {
-            return Ok(Vec::new());
-        };
-        let (filter, values) = query.filter();
-        let sql = format!(
-            "SELECT {group}, COUNT(*), SUM(status >= 400), SUM(input_tokens), SUM(output_tokens), \
-             SUM(cached_tokens), SUM(reasoning_tokens), SUM(usage_source = 'estimated'), \
-             COUNT(*) - COUNT(cost_micros), COALESCE(SUM(cost_micros), 0) \
-             FROM usage{filter} GROUP BY 1 ORDER BY {order}",
-            group = query.group_by.expression(),
-            order = query.group_by.order(),
-        );
-        let mut statement = conn.prepare(&sql)?;
-        let rows = statement.query_map(params_from_iter(values), |row| {
-            Ok(TotalRow {
-                group: row.get(0)?,
-                totals: Totals {
-                    requests: count(row, 1)?,
-                    errors: count(row, 2)?,
-                    input_tokens: count(row, 3)?,
-                    output_tokens: count(row, 4)?,
-                    cached_tokens: count(row, 5)?,
-                    reasoning_tokens: count(row, 6)?,
-                    estimated_requests: count(row, 7)?,
-                    unpriced_requests: count(row, 8)?,
-                    cost_micros: count(row, 9)?,
-                },
-            })
+        let (filter, args) = query.filter();
+        let mut rows = self.read(Vec::new(), |tx| {
+            let sql = format!(
+                "SELECT {group}, {ROW_SUMS} FROM usage{filter} GROUP BY 1",
+                group = query.group_by.expression(tx.backend()),
+            );
+            tx.query(&sql, &params(&args))?
+                .iter()
+                .map(|row| {
+                    Ok(TotalRow {
+                        group: row.get(0)?,
+                        totals: totals(&Sums::from_row(row, 1)?),
+                    })
+                })
+                .collect()
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        query.group_by.sort(&mut rows);
+        Ok(rows)
     }
 
     /// The report of `query`: its rows and their sum.
@@ -306,46 +355,45 @@ impl Reader {
         limit: u32,
         offset: u64,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let Some(conn) = &self.conn else {
-            return Ok(Vec::new());
-        };
-        let (filter, mut values) = query.filter();
-        values.push(Value::Integer(limit.min(MAX_EVENTS).into()));
-        values.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+        let (filter, mut args) = query.filter();
+        args.push(Arg::Integer(limit.min(MAX_EVENTS).into()));
+        args.push(Arg::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
         let sql = format!(
-            "SELECT {}, {} FROM usage{filter} ORDER BY time DESC, id DESC LIMIT ? OFFSET ?",
-            EVENT_COLUMNS,
-            self.tried_column()
+            "SELECT {EVENT_COLUMNS}, {} FROM usage{filter} ORDER BY time DESC, id DESC \
+             LIMIT ${} OFFSET ${}",
+            self.tried_column(),
+            args.len() - 1,
+            args.len()
         );
-        let mut statement = conn.prepare(&sql)?;
-        let events = statement.query_map(params_from_iter(values), stored_event)?;
-        Ok(events.collect::<Result<_, _>>()?)
+        self.read(Vec::new(), |tx| {
+            tx.query(&sql, &params(&args))?
+                .iter()
+                .map(stored_event)
+                .collect()
+        })
     }
 
     /// The event of row `id`, if there is one.
     pub fn event(&self, id: i64) -> Result<Option<StoredEvent>, Error> {
-        let Some(conn) = &self.conn else {
-            return Ok(None);
-        };
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, {} FROM usage WHERE id = ?",
+            "SELECT {EVENT_COLUMNS}, {} FROM usage WHERE id = $1",
             self.tried_column()
         );
-        Ok(conn.query_row(&sql, [id], stored_event).optional()?)
+        self.read(None, |tx| {
+            tx.query_opt(&sql, &[&id])?
+                .as_ref()
+                .map(stored_event)
+                .transpose()
+        })
     }
 
-    /// The attempts column, or NULL in a file written before there was one.
+    /// The attempts column, or NULL in a ledger written before there was one.
     fn tried_column(&self) -> &'static str {
         if self.has_tried {
             "tried"
         } else {
             "NULL"
         }
-    }
-
-    /// The connection, when the file has a schema.
-    pub(crate) fn conn(&self) -> Option<&Connection> {
-        self.conn.as_ref()
     }
 }
 
@@ -356,8 +404,9 @@ const EVENT_COLUMNS: &str = "id, time, request_id, access_key, provider, model, 
     latency_us, ttft_us, attempts, error";
 
 /// A row of [`EVENT_COLUMNS`] and `tried`.
-fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+fn stored_event(row: &Row) -> Result<StoredEvent, Error> {
     let tried: Option<String> = row.get(17)?;
+    let source: String = row.get(11)?;
     Ok(StoredEvent {
         id: row.get(0)?,
         event: UsageEvent {
@@ -366,16 +415,17 @@ fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             access_key: row.get(3)?,
             provider: row.get(4)?,
             model: row.get(5)?,
-            status: row.get(6)?,
+            status: narrow(row, 6)?,
             input_tokens: count(row, 7)?,
             output_tokens: count(row, 8)?,
             cached_tokens: count(row, 9)?,
             reasoning_tokens: count(row, 10)?,
-            usage_source: row.get(11)?,
-            cost_micros: row.get::<_, Option<i64>>(12)?.map(non_negative),
+            usage_source: UsageSource::parse(&source)
+                .ok_or_else(|| Error::Stored(format!("unknown usage source '{source}'")))?,
+            cost_micros: row.get::<Option<i64>>(12)?.map(non_negative),
             latency: micros_duration(row.get(13)?),
-            time_to_first_token: row.get::<_, Option<i64>>(14)?.map(micros_duration),
-            attempts: row.get(15)?,
+            time_to_first_token: row.get::<Option<i64>>(14)?.map(micros_duration),
+            attempts: narrow(row, 15)?,
             error: row.get(16)?,
             // Written by this crate; a value it cannot read shows no attempts.
             tried: tried
@@ -385,8 +435,15 @@ fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-/// A count or sum column (SQLite integers are signed; ours never go below zero).
-pub(crate) fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+/// Column `index` as a narrower integer (a status, a count of attempts).
+fn narrow<T: TryFrom<i64>>(row: &Row, index: usize) -> Result<T, Error> {
+    let value: i64 = row.get(index)?;
+    T::try_from(value)
+        .map_err(|_| Error::Stored(format!("column {index}: {value} is out of range")))
+}
+
+/// A count or sum column (stored integers are signed; ours never go below zero).
+fn count(row: &Row, index: usize) -> Result<u64, Error> {
     Ok(non_negative(row.get(index)?))
 }
 
@@ -396,4 +453,19 @@ pub(crate) fn non_negative(value: i64) -> u64 {
 
 fn micros_duration(micros: i64) -> Duration {
     Duration::from_micros(non_negative(micros))
+}
+
+/// Sums as a report shows them.
+pub(crate) fn totals(sums: &Sums) -> Totals {
+    Totals {
+        requests: non_negative(sums.requests),
+        errors: non_negative(sums.errors),
+        input_tokens: non_negative(sums.input_tokens),
+        output_tokens: non_negative(sums.output_tokens),
+        cached_tokens: non_negative(sums.cached_tokens),
+        reasoning_tokens: non_negative(sums.reasoning_tokens),
+        estimated_requests: non_negative(sums.estimated_requests),
+        unpriced_requests: non_negative(sums.unpriced_requests),
+        cost_micros: non_negative(sums.cost_micros),
+    }
 }

@@ -5,15 +5,18 @@
 //! 43,200 minute rows, however many requests the ledger holds).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use keygate_store::{Result, Row, ToParam, Tx};
+use tracing::info;
 
 use crate::hist::Sparse;
+use crate::rows::MultiRow;
 
 pub(crate) const MINUTE_US: i64 = 60_000_000;
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
-/// Rows the rebuild sums before writing what it has.
-const REBUILD_FLUSH: usize = 200_000;
+/// Rows the rebuild reads (and sums) at a time.
+const REBUILD_PAGE: i64 = 100_000;
 
 /// The facts of one row that the rollups sum.
 pub(crate) struct Facts<'a> {
@@ -106,11 +109,9 @@ impl Sums {
         ]
     }
 
-    /// Reads the 12 sum columns starting at `first`.
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
-        let get = |i: usize| -> rusqlite::Result<i64> {
-            Ok(row.get::<_, Option<i64>>(first + i)?.unwrap_or(0))
-        };
+    /// Reads the 12 sum columns starting at `first` (a NULL sum, of no rows, is 0).
+    pub(crate) fn from_row(row: &Row, first: usize) -> Result<Sums> {
+        let get = |i: usize| -> Result<i64> { Ok(row.get::<Option<i64>>(first + i)?.unwrap_or(0)) };
         Ok(Sums {
             requests: get(0)?,
             errors: get(1)?,
@@ -127,6 +128,57 @@ impl Sums {
         })
     }
 }
+
+/// `SUM(column)` of every sum column, in [`Sums`] order, as integers on both backends (PostgreSQL
+/// sums `BIGINT`s as `numeric`).
+pub(crate) static SUMMED_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    SUM_COLUMNS
+        .split(", ")
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// The same sums computed from the ledger's rows, in [`Sums`] order.
+pub(crate) const ROW_SUMS: &str = "COUNT(*), \
+    CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT), \
+    CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), \
+    CAST(SUM(cached_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), \
+    CAST(SUM(CASE WHEN usage_source = 'estimated' THEN 1 ELSE 0 END) AS BIGINT), \
+    COUNT(*) - COUNT(cost_micros), CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT), \
+    CAST(SUM(latency_us) AS BIGINT), COUNT(ttft_us), CAST(COALESCE(SUM(ttft_us), 0) AS BIGINT)";
+
+/// `column = table.column + excluded.column` for every sum column.
+fn additive(table: &str) -> String {
+    SUM_COLUMNS
+        .split(", ")
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+static MINUTE_UPSERT: LazyLock<MultiRow> = LazyLock::new(|| {
+    MultiRow::new(
+        format!("INSERT INTO usage_minute (minute, {SUM_COLUMNS}, latency_hist, ttft_hist) "),
+        format!(
+            " ON CONFLICT (minute) DO UPDATE SET {}, latency_hist = excluded.latency_hist, \
+             ttft_hist = excluded.ttft_hist",
+            additive("usage_minute")
+        ),
+        15,
+    )
+});
+
+static HOUR_UPSERT: LazyLock<MultiRow> = LazyLock::new(|| {
+    MultiRow::new(
+        format!("INSERT INTO usage_hour (hour, access_key, provider, model, {SUM_COLUMNS}) "),
+        format!(
+            " ON CONFLICT (hour, access_key, provider, model) DO UPDATE SET {}",
+            additive("usage_hour")
+        ),
+        16,
+    )
+});
 
 /// One minute's sums and histograms.
 #[derive(Default)]
@@ -163,117 +215,126 @@ impl Rollups {
         self.hours.entry(hour).or_default().add_facts(row);
     }
 
-    /// Adds these sums to the tables (inside the caller's transaction) and empties them.
-    pub(crate) fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let additive = SUM_COLUMNS
-            .split(", ")
-            .map(|c| format!("{c} = {c} + excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        {
-            let mut read = conn.prepare_cached(
-                "SELECT latency_hist, ttft_hist FROM usage_minute WHERE minute = ?1",
-            )?;
-            let mut upsert = conn.prepare_cached(&format!(
-                "INSERT INTO usage_minute (minute, {SUM_COLUMNS}, latency_hist, ttft_hist) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-                 ON CONFLICT (minute) DO UPDATE SET {additive}, \
-                 latency_hist = excluded.latency_hist, ttft_hist = excluded.ttft_hist"
-            ))?;
-            for (minute, mut new) in self.minutes.drain() {
-                let stored: Option<(Vec<u8>, Vec<u8>)> = read
-                    .query_row([minute], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()?;
-                if let Some((latency, ttft)) = stored {
-                    new.latency.merge_encoded(&latency);
-                    new.ttft.merge_encoded(&ttft);
-                }
-                let v = new.sums.values();
-                upsert.execute(params![
-                    minute,
-                    v[0],
-                    v[1],
-                    v[2],
-                    v[3],
-                    v[4],
-                    v[5],
-                    v[6],
-                    v[7],
-                    v[8],
-                    v[9],
-                    v[10],
-                    v[11],
-                    new.latency.encode(),
-                    new.ttft.encode()
-                ])?;
+    /// Adds these sums to the tables (inside the caller's transaction, which takes turns with
+    /// other ledger writes: a minute's histograms are read, merged and written back) and empties
+    /// them.
+    pub(crate) fn write(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        self.write_minutes(tx)?;
+        let hours: Vec<_> = self
+            .hours
+            .drain()
+            .map(|((hour, key, provider, model), sums)| (hour, key, provider, model, sums.values()))
+            .collect();
+        HOUR_UPSERT.run(tx, &hours, |(hour, key, provider, model, sums), args| {
+            args.extend([hour as &dyn ToParam, key, provider, model]);
+            args.extend(sums.iter().map(|v| v as &dyn ToParam));
+        })
+    }
+
+    fn write_minutes(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        let (Some(first), Some(last)) = (
+            self.minutes.keys().min().copied(),
+            self.minutes.keys().max().copied(),
+        ) else {
+            return Ok(());
+        };
+        let stored = tx.query(
+            "SELECT minute, latency_hist, ttft_hist FROM usage_minute \
+             WHERE minute >= $1 AND minute <= $2",
+            &[&first, &last],
+        )?;
+        for row in stored {
+            if let Some(minute) = self.minutes.get_mut(&row.get::<i64>(0)?) {
+                minute.latency.merge_encoded(&row.get::<Vec<u8>>(1)?);
+                minute.ttft.merge_encoded(&row.get::<Vec<u8>>(2)?);
             }
         }
-        let mut upsert = conn.prepare_cached(&format!(
-            "INSERT INTO usage_hour (hour, access_key, provider, model, {SUM_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-             ON CONFLICT (hour, access_key, provider, model) DO UPDATE SET {additive}"
-        ))?;
-        for ((hour, key, provider, model), sums) in self.hours.drain() {
-            let v = sums.values();
-            upsert.execute(params![
-                hour, key, provider, model, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8],
-                v[9], v[10], v[11]
-            ])?;
-        }
-        Ok(())
+        let minutes: Vec<_> = self
+            .minutes
+            .drain()
+            .map(|(minute, new)| {
+                let encoded = (new.latency.encode(), new.ttft.encode());
+                (minute, new.sums.values(), encoded)
+            })
+            .collect();
+        MINUTE_UPSERT.run(tx, &minutes, |(minute, sums, (latency, ttft)), args| {
+            args.push(minute);
+            args.extend(sums.iter().map(|v| v as &dyn ToParam));
+            args.extend([latency as &dyn ToParam, ttft]);
+        })
     }
 }
 
-/// Sums every row of the ledger into empty rollup tables: the migration that adds them runs
-/// it once, so a ledger written before them reports the same.
-pub(crate) fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
-    let mut rollups = Rollups::default();
-    let mut pending = 0;
-    let mut statement = conn.prepare(
-        "SELECT time, access_key, provider, model, status, input_tokens, output_tokens, \
-         cached_tokens, reasoning_tokens, usage_source, cost_micros, latency_us, ttft_us \
-         FROM usage",
-    )?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let access_key: Option<String> = row.get(1)?;
-        let provider: String = row.get(2)?;
-        let model: String = row.get(3)?;
-        let source: String = row.get(9)?;
-        rollups.add(&Facts {
-            time_us: row.get(0)?,
-            access_key: access_key.as_deref(),
-            provider: &provider,
-            model: &model,
-            status: row.get(4)?,
-            input_tokens: row.get(5)?,
-            output_tokens: row.get(6)?,
-            cached_tokens: row.get(7)?,
-            reasoning_tokens: row.get(8)?,
-            estimated: source == "estimated",
-            cost_micros: row.get(10)?,
-            latency_us: row.get(11)?,
-            ttft_us: row.get(12)?,
-        });
-        pending += 1;
-        if pending == REBUILD_FLUSH {
-            rollups.write(conn)?;
-            pending = 0;
-        }
+/// Sums the ledger's rows into the rollup tables when they are empty while rows exist: what a
+/// ledger written before there were rollups needs once (the migration that adds them is SQL only).
+/// The rows are only ever written with their rollups, and the retention sweep deletes rollups only
+/// before the rows it kept, so this state means the rollups were never built.
+pub(crate) fn rebuild_if_missing(tx: &mut Tx<'_>) -> Result<()> {
+    let rows = tx.query_opt("SELECT id FROM usage LIMIT 1", &[])?.is_some();
+    let rolled_up = tx
+        .query_opt("SELECT minute FROM usage_minute LIMIT 1", &[])?
+        .is_some();
+    if rows && !rolled_up {
+        let summed = rebuild(tx)?;
+        info!(
+            rows = summed,
+            "usage ledger: rollups built from the existing rows"
+        );
     }
-    rollups.write(conn)
+    Ok(())
+}
+
+/// Sums every row of the ledger into the rollup tables, a page of rows at a time; returns how many.
+fn rebuild(tx: &mut Tx<'_>) -> Result<u64> {
+    let mut after = i64::MIN;
+    let mut summed = 0;
+    loop {
+        let page = tx.query(
+            "SELECT id, time, access_key, provider, model, status, input_tokens, output_tokens, \
+             cached_tokens, reasoning_tokens, usage_source, cost_micros, latency_us, ttft_us \
+             FROM usage WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after, &REBUILD_PAGE],
+        )?;
+        let Some(last) = page.last() else {
+            return Ok(summed);
+        };
+        after = last.get(0)?;
+        let mut rollups = Rollups::default();
+        for row in &page {
+            let access_key: Option<String> = row.get(2)?;
+            let provider: String = row.get(3)?;
+            let model: String = row.get(4)?;
+            rollups.add(&Facts {
+                time_us: row.get(1)?,
+                access_key: access_key.as_deref(),
+                provider: &provider,
+                model: &model,
+                status: row.get(5)?,
+                input_tokens: row.get(6)?,
+                output_tokens: row.get(7)?,
+                cached_tokens: row.get(8)?,
+                reasoning_tokens: row.get(9)?,
+                estimated: row.get::<String>(10)? == "estimated",
+                cost_micros: row.get(11)?,
+                latency_us: row.get(12)?,
+                ttft_us: row.get(13)?,
+            });
+        }
+        rollups.write(tx)?;
+        summed += page.len() as u64;
+    }
 }
 
 /// Deletes the rollup rows wholly before `cutoff_us` (the retention sweep's cutoff): a minute
 /// or hour the cutoff falls in keeps its sums.
-pub(crate) fn sweep(conn: &Connection, cutoff_us: i64) -> rusqlite::Result<usize> {
-    let minutes = conn.execute(
-        "DELETE FROM usage_minute WHERE minute < ?1",
-        [cutoff_us.div_euclid(MINUTE_US)],
+pub(crate) fn sweep(tx: &mut Tx<'_>, cutoff_us: i64) -> Result<u64> {
+    let minutes = tx.execute(
+        "DELETE FROM usage_minute WHERE minute < $1",
+        &[&cutoff_us.div_euclid(MINUTE_US)],
     )?;
-    let hours = conn.execute(
-        "DELETE FROM usage_hour WHERE hour < ?1",
-        [cutoff_us.div_euclid(HOUR_US)],
+    let hours = tx.execute(
+        "DELETE FROM usage_hour WHERE hour < $1",
+        &[&cutoff_us.div_euclid(HOUR_US)],
     )?;
     Ok(minutes + hours)
 }

@@ -1,24 +1,18 @@
-//! The ledger's SQLite file: creating it, connection settings and the schema's steps.
+//! The ledger's tables: component `usage` of the store layer, its steps per backend, opening the
+//! ledger's database (adopting a file an older keygate made), and the version a reader sees.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use keygate_store::{Backend, Component, Database, Location, Migrated, Step, Tx};
 
 use crate::error::Error;
 
-/// The ledger's file name in the data directory.
+/// The ledger's file name in the data directory (SQLite keeps the ledger in a file of its own, so
+/// its writes never wait for the admin stores' and theirs never for the ledger's).
 pub const DB_FILE: &str = "usage.db";
-/// How long a statement waits for another connection's lock (another gateway on the same data
-/// directory, or a checkpoint) before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Step `n` takes `PRAGMA user_version` from `n` to `n + 1`; steps only ever get appended.
-pub(crate) const STEPS: &[&str] = &[
-    "
+/// Step 1 on SQLite, as keygate wrote it before the store layer (adopted files ran it).
+pub(crate) const SQLITE_STEP_1: &str = "
 CREATE TABLE usage (
     id               INTEGER PRIMARY KEY,
     time             INTEGER NOT NULL,  -- microseconds since the Unix epoch (UTC): request arrival
@@ -40,8 +34,10 @@ CREATE TABLE usage (
 );
 CREATE INDEX usage_time ON usage (time);
 CREATE INDEX usage_key_time ON usage (access_key, time);
-",
-    "
+";
+
+/// Step 2 on SQLite, as keygate wrote it before the store layer.
+pub(crate) const SQLITE_STEP_2: &str = "
 -- The attempts of each request (JSON: provider, model, redacted key, outcome, status, error,
 -- timings), and the rollups the dashboard reads (see rollup.rs); `rollup::rebuild` fills them
 -- from the rows already there.
@@ -83,115 +79,173 @@ CREATE TABLE usage_hour (
     ttft_us            INTEGER NOT NULL,
     PRIMARY KEY (hour, access_key, provider, model)
 ) WITHOUT ROWID;
+";
+
+/// The ledger's component: step `n` takes it from version `n` to `n + 1`; steps are only ever
+/// appended. Times are integer microseconds, histograms bytes (hist.rs).
+pub(crate) const COMPONENT: Component = Component {
+    name: "usage",
+    steps: &[
+        Step::per_backend(
+            SQLITE_STEP_1,
+            "
+CREATE TABLE usage (
+    id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    time             BIGINT NOT NULL,
+    request_id       TEXT NOT NULL,
+    access_key       TEXT,
+    provider         TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    status           BIGINT NOT NULL,
+    input_tokens     BIGINT NOT NULL,
+    output_tokens    BIGINT NOT NULL,
+    cached_tokens    BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    usage_source     TEXT NOT NULL CHECK (usage_source IN ('provider', 'estimated')),
+    cost_micros      BIGINT,
+    latency_us       BIGINT NOT NULL,
+    ttft_us          BIGINT,
+    attempts         BIGINT NOT NULL,
+    error            TEXT
+);
+CREATE INDEX usage_time ON usage (time);
+CREATE INDEX usage_key_time ON usage (access_key, time);
 ",
-];
-/// The step that added the rollup tables: migrating across it sums the existing rows into them.
-const ROLLUP_STEP: i64 = 1;
-/// The schema version once every step has run.
-const VERSION: i64 = STEPS.len() as i64;
+        ),
+        Step::per_backend(
+            SQLITE_STEP_2,
+            "
+ALTER TABLE usage ADD COLUMN tried TEXT;
+CREATE INDEX usage_model_time ON usage (model, time);
+CREATE TABLE usage_minute (
+    minute             BIGINT PRIMARY KEY,
+    requests           BIGINT NOT NULL,
+    errors             BIGINT NOT NULL,
+    input_tokens       BIGINT NOT NULL,
+    output_tokens      BIGINT NOT NULL,
+    cached_tokens      BIGINT NOT NULL,
+    reasoning_tokens   BIGINT NOT NULL,
+    estimated_requests BIGINT NOT NULL,
+    unpriced_requests  BIGINT NOT NULL,
+    cost_micros        BIGINT NOT NULL,
+    latency_us         BIGINT NOT NULL,
+    ttft_requests      BIGINT NOT NULL,
+    ttft_us            BIGINT NOT NULL,
+    latency_hist       BYTEA NOT NULL,
+    ttft_hist          BYTEA NOT NULL
+);
+CREATE TABLE usage_hour (
+    hour               BIGINT NOT NULL,
+    access_key         TEXT NOT NULL,
+    provider           TEXT NOT NULL,
+    model              TEXT NOT NULL,
+    requests           BIGINT NOT NULL,
+    errors             BIGINT NOT NULL,
+    input_tokens       BIGINT NOT NULL,
+    output_tokens      BIGINT NOT NULL,
+    cached_tokens      BIGINT NOT NULL,
+    reasoning_tokens   BIGINT NOT NULL,
+    estimated_requests BIGINT NOT NULL,
+    unpriced_requests  BIGINT NOT NULL,
+    cost_micros        BIGINT NOT NULL,
+    latency_us         BIGINT NOT NULL,
+    ttft_requests      BIGINT NOT NULL,
+    ttft_us            BIGINT NOT NULL,
+    PRIMARY KEY (hour, access_key, provider, model)
+);
+",
+        ),
+    ],
+};
 
-/// Opens the ledger for writing, creating its directory (0700), the file (0600) and the schema
-/// as needed.
-pub(crate) fn open_read_write(path: &Path) -> Result<Connection, Error> {
-    let create_error = |source| Error::Create {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(create_error)?;
+/// The first version whose rows carry their attempts (`tried`).
+const TRIED_VERSION: i64 = 2;
+/// PostgreSQL advisory lock every ledger write holds (`kgusage` in ASCII), so the batches of
+/// several instances take turns as SQLite's `BEGIN IMMEDIATE` makes them: a minute's histogram is
+/// read, merged and written back, which two interleaved batches would lose one side of.
+const WRITE_LOCK: i64 = 0x006b_6775_7361_6765;
+
+/// The ledger's location when the stores are at `database`: on PostgreSQL the same database; on
+/// SQLite a file of its own in `data_dir` ([`default_location`]).
+pub fn location(database: &Location, data_dir: &Path) -> Location {
+    match database {
+        Location::Postgres(_) => database.clone(),
+        Location::Sqlite(_) => default_location(data_dir),
     }
-    // Created here so it is private; SQLite gives its -wal and -shm files the same mode.
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => {}
-        Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
-        Err(err) => return Err(create_error(err)),
-    }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL: readers (`keygate usage`, `/v1/usage`) never wait for the writer. NORMAL: a commit
-    // survives the process (a SIGKILL, a crash) without an fsync per batch; only a power loss
-    // may take the last batches with it.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    until_not_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
-    migrate(&conn, path)?;
-    Ok(conn)
 }
 
-/// Opens an existing ledger for reading; `None` when there is no file or no schema yet (no
-/// gateway has written to it).
-pub(crate) fn open_read_only(path: &Path) -> Result<Option<Connection>, Error> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    match version(&conn)? {
-        0 => Ok(None),
-        found => check_version(found, path).map(|()| Some(conn)),
-    }
+/// The ledger's default location: `sqlite:DATA_DIR/usage.db`.
+pub fn default_location(data_dir: &Path) -> Location {
+    Location::Sqlite(data_dir.join(DB_FILE))
 }
 
-fn version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.pragma_query_value(None, "user_version", |row| row.get(0))
-}
-
-fn check_version(found: i64, path: &Path) -> Result<(), Error> {
-    if found > VERSION {
-        return Err(Error::UnsupportedSchema {
-            path: path.to_owned(),
-            found,
-            supported: VERSION,
-        });
+/// Opens the ledger's database for writing: adopts a file an older keygate made (its
+/// `PRAGMA user_version` becomes the component's recorded version, so no step runs again),
+/// applies the missing steps, and fills the rollups when a migration added them to existing rows.
+pub(crate) fn open_for_writing(location: &Location) -> Result<(Database, Migrated), Error> {
+    let db = Database::open_at(location.clone())?;
+    if db.backend() == Backend::Sqlite {
+        db.adopt(&COMPONENT, sqlite_user_version(&db)?)?;
     }
-    Ok(())
-}
-
-/// Runs the missing steps in one transaction; concurrent openers serialise on its write lock.
-fn migrate(conn: &Connection, path: &Path) -> Result<(), Error> {
-    if version(conn)? == VERSION {
-        return Ok(());
-    }
-    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let found = version(&tx)?;
-    check_version(found, path)?;
-    for step in &STEPS[usize::try_from(found).unwrap_or(0)..] {
-        tx.execute_batch(step)?;
-    }
-    if found <= ROLLUP_STEP {
-        crate::rollup::rebuild(&tx)?;
-    }
-    tx.pragma_update(None, "user_version", VERSION)?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// Switching a new file to WAL needs an exclusive lock that SQLite does not wait for through its
-/// busy handler: when two gateways create the file at the same moment, the second retries.
-fn until_not_busy(mut step: impl FnMut() -> rusqlite::Result<()>) -> rusqlite::Result<()> {
-    let deadline = Instant::now() + BUSY_TIMEOUT;
-    loop {
-        match step() {
-            Err(rusqlite::Error::SqliteFailure(err, _))
-                if err.code == ErrorCode::DatabaseBusy && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            other => return other,
+    let migrated = db.migrate(&COMPONENT)?;
+    write(&db, |tx| {
+        crate::rollup::rebuild_if_missing(tx)?;
+        if tx.backend() == Backend::Sqlite {
+            // An older keygate opening this file again (a rollback) finds the version it knows.
+            let version = COMPONENT.version();
+            tx.execute(&format!("PRAGMA user_version = {version}"), &[])?;
         }
+        Ok(())
+    })?;
+    Ok((db, migrated))
+}
+
+/// Brings the ledger at `location` up to date as [`crate::Ledger::open`] does first, without
+/// starting a writer: for `keygate migrate`.
+pub fn migrate(location: &Location) -> Result<Migrated, Error> {
+    Ok(open_for_writing(location)?.1)
+}
+
+/// The component's version at `db` for a reader, which never migrates: the recorded one, or for a
+/// SQLite file no keygate with the store layer has opened yet, its `PRAGMA user_version`. Refuses a
+/// version newer than this binary's.
+pub(crate) fn readable_version(db: &Database) -> Result<i64, Error> {
+    let mut version = db.schema_version(COMPONENT.name)?;
+    if version == 0 && db.backend() == Backend::Sqlite {
+        version = sqlite_user_version(db)?;
     }
+    if version > COMPONENT.version() {
+        return Err(keygate_store::Error::SchemaTooNew {
+            component: COMPONENT.name.to_owned(),
+            found: version,
+            supported: COMPONENT.version(),
+        }
+        .into());
+    }
+    Ok(version)
+}
+
+/// Whether rows of `version` carry their attempts.
+pub(crate) fn has_tried(version: i64) -> bool {
+    version >= TRIED_VERSION
+}
+
+fn sqlite_user_version(db: &Database) -> Result<i64, Error> {
+    Ok(db.read(COMPONENT.name, |tx, _| {
+        tx.query_one("PRAGMA user_version", &[])?.get(0)
+    })?)
+}
+
+/// Runs `f` in a ledger write transaction: announced to no cache (nothing follows the ledger's
+/// generation) and taking turns with the other instances' ledger writes.
+pub(crate) fn write<T>(
+    db: &Database,
+    f: impl FnOnce(&mut Tx<'_>) -> Result<T, keygate_store::Error>,
+) -> Result<T, keygate_store::Error> {
+    db.write_unannounced(|tx| {
+        if tx.backend() == Backend::Postgres {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        }
+        f(tx)
+    })
 }

@@ -1,19 +1,86 @@
-//! The ledger end to end within the crate: recording, batching, flushing, a full queue,
-//! retention, and the reports over what was written.
+//! The ledger end to end within the crate, on SQLite and on a real PostgreSQL (a throwaway
+//! cluster per test; reported as skipped in one line when PostgreSQL is not installed):
+//! recording, batching, flushing, a full queue, retention, the reports over what was written,
+//! and (SQLite) files older keygates wrote.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
-use keygate_secrets::test_support::TempDir;
+use keygate_store::{Database, Location};
+use keygate_test_support::{on_both_backends, TestDatabase};
 use rusqlite::Connection;
 
+use crate::hist::Histogram;
 use crate::time::{from_micros, to_micros};
 use crate::*;
 
-/// The ledger file in `dir`.
-fn db(dir: &TempDir) -> PathBuf {
-    dir.path().join(DB_FILE)
+/// A ledger location to test against, and what keeps it alive.
+struct Fixture {
+    location: Location,
+    database: TestDatabase,
 }
+
+impl From<TestDatabase> for Fixture {
+    fn from(database: TestDatabase) -> Self {
+        let location = if database.is_postgres() {
+            Location::parse(&database.url).expect("a PostgreSQL URL")
+        } else {
+            default_location(database.dir.path())
+        };
+        Self { location, database }
+    }
+}
+
+impl Fixture {
+    fn sqlite() -> Self {
+        TestDatabase::sqlite("usage").into()
+    }
+
+    fn ledger(&self, config: LedgerConfig) -> Ledger {
+        Ledger::open(&self.location, config).expect("open the ledger")
+    }
+
+    fn reader(&self) -> Reader {
+        Reader::open(&self.location).expect("open a reader")
+    }
+
+    /// The ledger's database, for what the API does not show.
+    fn database(&self) -> Database {
+        Database::open_at(self.location.clone()).expect("open the database")
+    }
+
+    /// The integer `sql` selects.
+    fn scalar(&self, sql: &str) -> i64 {
+        self.database()
+            .read("usage", |tx, _| tx.query_one(sql, &[])?.get::<i64>(0))
+            .expect(sql)
+    }
+
+    fn rows(&self) -> u64 {
+        let all = Query {
+            group_by: GroupBy::Provider,
+            ..Query::default()
+        };
+        self.reader().report(&all).unwrap().total.requests
+    }
+}
+
+on_both_backends!(
+    an_event_round_trips_with_every_field,
+    batches_larger_than_one_transaction_are_all_written_and_flush_shows_them,
+    a_full_queue_drops_and_counts_instead_of_growing,
+    dropping_the_ledger_commits_what_is_queued,
+    retention_deletes_old_rows_at_start,
+    totals_group_by_utc_day_and_hour_and_sum_exactly,
+    events_page_newest_first,
+    an_unwritten_ledger_reads_as_empty_and_a_newer_one_is_refused,
+    the_overview_sums_minutes_into_buckets_with_percentiles,
+    breakdowns_read_the_hourly_rollup_or_the_rows_alike,
+    events_keep_their_attempts_and_are_found_by_id,
+    retention_deletes_whole_rollup_minutes_and_hours,
+    two_ledgers_on_one_database_keep_both_histograms,
+);
 
 fn at(rfc3339: &str) -> SystemTime {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
@@ -51,23 +118,8 @@ fn unlimited() -> LedgerConfig {
     }
 }
 
-fn rows(path: &Path) -> u64 {
-    let all = Query {
-        group_by: GroupBy::Provider,
-        ..Query::default()
-    };
-    Reader::open(path)
-        .unwrap()
-        .report(&all)
-        .unwrap()
-        .total
-        .requests
-}
-
-#[test]
-fn an_event_round_trips_with_every_field() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+fn an_event_round_trips_with_every_field(f: &Fixture) {
+    let ledger = f.ledger(unlimited());
     let full = UsageEvent {
         time: from_micros(1_795_000_000_123_456),
         request_id: "req-full".into(),
@@ -99,10 +151,7 @@ fn an_event_round_trips_with_every_field() {
     ledger.record(full.clone());
     ledger.record(bare.clone());
     ledger.flush();
-    let events = Reader::open(&db(&dir))
-        .unwrap()
-        .events(&Query::default(), 10, 0)
-        .unwrap();
+    let events = f.reader().events(&Query::default(), 10, 0).unwrap();
     assert_eq!(events, [bare, full.clone()], "newest first");
     let json = serde_json::to_value(&full).unwrap();
     assert_eq!(
@@ -118,10 +167,8 @@ fn an_event_round_trips_with_every_field() {
     );
 }
 
-#[test]
-fn batches_larger_than_one_transaction_are_all_written_and_flush_shows_them() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+fn batches_larger_than_one_transaction_are_all_written_and_flush_shows_them(f: &Fixture) {
+    let ledger = f.ledger(unlimited());
     let now = SystemTime::now();
     // More than two transactions' worth.
     let count = 2_500;
@@ -129,86 +176,76 @@ fn batches_larger_than_one_transaction_are_all_written_and_flush_shows_them() {
         ledger.record(event(&format!("req-{index}"), now, None, "gpt-4o"));
     }
     ledger.flush();
-    assert_eq!(rows(&db(&dir)), count);
-    let conn = Connection::open(db(&dir)).unwrap();
-    let distinct: u64 = conn
-        .query_row("SELECT COUNT(DISTINCT request_id) FROM usage", [], |row| {
-            row.get(0)
-        })
-        .unwrap();
-    assert_eq!(distinct, count);
+    assert_eq!(f.rows(), count);
+    let distinct = f.scalar("SELECT COUNT(DISTINCT request_id) FROM usage");
+    assert_eq!(distinct as u64, count);
     assert_eq!(ledger.dropped(), 0);
     // A flush with nothing queued returns at once; so does one after the writer went idle.
     ledger.flush();
     ledger.record(event("req-last", now, None, "gpt-4o"));
     ledger.flush();
-    assert_eq!(rows(&db(&dir)), count + 1);
+    assert_eq!(f.rows(), count + 1);
 }
 
-#[test]
-fn a_full_queue_drops_and_counts_instead_of_growing() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(
-        &db(&dir),
-        LedgerConfig {
-            queue_capacity: 10,
-            retention: None,
-        },
-    )
-    .unwrap();
-    // Hold the write lock: the writer cannot commit, so nothing leaves the queue.
-    let blocker = Connection::open(db(&dir)).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+fn a_full_queue_drops_and_counts_instead_of_growing(f: &Fixture) {
+    let ledger = f.ledger(LedgerConfig {
+        queue_capacity: 10,
+        retention: None,
+    });
+    // Another connection takes the ledger's turn to write: the writer cannot commit, so nothing
+    // leaves the queue.
+    let (holding, held) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let db = f.database();
+    let blocker = std::thread::spawn(move || {
+        crate::schema::write(&db, |_| {
+            holding.send(()).unwrap();
+            let _ = released.recv();
+            Ok(())
+        })
+        .unwrap();
+    });
+    held.recv().unwrap();
     let now = SystemTime::now();
     for index in 0..25 {
         ledger.record(event(&format!("req-{index}"), now, None, "gpt-4o"));
     }
     assert_eq!(ledger.dropped(), 15, "only the queue's capacity is kept");
-    blocker.execute_batch("COMMIT").unwrap();
+    release.send(()).unwrap();
+    blocker.join().unwrap();
     ledger.flush();
-    assert_eq!(rows(&db(&dir)), 10);
+    assert_eq!(f.rows(), 10);
     // Room again once committed.
     ledger.record(event("req-after", now, None, "gpt-4o"));
     ledger.flush();
-    assert_eq!((rows(&db(&dir)), ledger.dropped()), (11, 15));
+    assert_eq!((f.rows(), ledger.dropped()), (11, 15));
 }
 
-#[test]
-fn dropping_the_ledger_commits_what_is_queued() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+fn dropping_the_ledger_commits_what_is_queued(f: &Fixture) {
+    let ledger = f.ledger(unlimited());
     for index in 0..50 {
         ledger.record(event(&format!("req-{index}"), SystemTime::now(), None, "m"));
     }
     drop(ledger);
-    assert_eq!(rows(&db(&dir)), 50);
+    assert_eq!(f.rows(), 50);
 }
 
-#[test]
-fn retention_deletes_old_rows_at_start() {
-    let dir = TempDir::new("usage");
+fn retention_deletes_old_rows_at_start(f: &Fixture) {
     let now = SystemTime::now();
     let day = Duration::from_secs(86_400);
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+    let ledger = f.ledger(unlimited());
     for (id, age) in [("old", 100), ("older", 400), ("recent", 1)] {
         ledger.record(event(id, now - day * age, None, "gpt-4o"));
     }
     drop(ledger);
-    assert_eq!(rows(&db(&dir)), 3, "no retention keeps everything");
-    let ledger = Ledger::open(
-        &db(&dir),
-        LedgerConfig {
-            retention: Some(day * 90),
-            ..LedgerConfig::default()
-        },
-    )
-    .unwrap();
+    assert_eq!(f.rows(), 3, "no retention keeps everything");
+    let ledger = f.ledger(LedgerConfig {
+        retention: Some(day * 90),
+        ..LedgerConfig::default()
+    });
     // The writer's first step is the sweep's first chunk, before any batch or flush.
     ledger.flush();
-    let left = Reader::open(&db(&dir))
-        .unwrap()
-        .events(&Query::default(), 10, 0)
-        .unwrap();
+    let left = f.reader().events(&Query::default(), 10, 0).unwrap();
     assert_eq!(
         left.iter()
             .map(|e| e.request_id.as_str())
@@ -217,10 +254,8 @@ fn retention_deletes_old_rows_at_start() {
     );
 }
 
-#[test]
-fn totals_group_by_utc_day_and_hour_and_sum_exactly() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+fn totals_group_by_utc_day_and_hour_and_sum_exactly(f: &Fixture) {
+    let ledger = f.ledger(unlimited());
     let late = at("2026-03-01T23:59:59.999999Z");
     let midnight = at("2026-03-02T00:00:00Z");
     let next_hour = at("2026-03-02T01:30:00+00:00");
@@ -241,7 +276,7 @@ fn totals_group_by_utc_day_and_hour_and_sum_exactly() {
         ledger.record(event.clone());
     }
     ledger.flush();
-    let reader = Reader::open(&db(&dir)).unwrap();
+    let reader = f.reader();
     let groups = |group_by| {
         let query = Query {
             group_by,
@@ -336,10 +371,8 @@ fn totals_group_by_utc_day_and_hour_and_sum_exactly() {
     assert_eq!(count(errors), 1);
 }
 
-#[test]
-fn events_page_newest_first() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+fn events_page_newest_first(f: &Fixture) {
+    let ledger = f.ledger(unlimited());
     let start = at("2026-03-01T00:00:00Z");
     for index in 0..5u64 {
         let mut event = event(
@@ -352,7 +385,7 @@ fn events_page_newest_first() {
         ledger.record(event);
     }
     ledger.flush();
-    let reader = Reader::open(&db(&dir)).unwrap();
+    let reader = f.reader();
     let ids = |query: &Query, limit, offset| {
         reader
             .events(query, limit, offset)
@@ -371,31 +404,72 @@ fn events_page_newest_first() {
     assert_eq!(ids(&failed, 10, 0), ["req-3"]);
 }
 
-#[test]
-fn a_missing_or_unwritten_file_reads_as_empty_and_a_newer_one_is_refused() {
-    let dir = TempDir::new("usage");
-    let reader = Reader::open(&db(&dir)).unwrap();
+fn an_unwritten_ledger_reads_as_empty_and_a_newer_one_is_refused(f: &Fixture) {
+    let reader = f.reader();
     assert!(reader.totals(&Query::default()).unwrap().is_empty());
     assert!(reader.events(&Query::default(), 10, 0).unwrap().is_empty());
-    assert!(!db(&dir).exists(), "reading creates nothing");
+    assert!(reader
+        .overview(&Span::Hour.overview_window(SystemTime::now()))
+        .is_ok());
+    drop(reader);
 
-    std::fs::create_dir_all(dir.path()).unwrap();
-    Connection::open(db(&dir)).unwrap();
-    assert!(Reader::open(&db(&dir))
-        .unwrap()
-        .totals(&Query::default())
+    // `keygate migrate`: the steps run once.
+    let migrated = migrate(&f.location).unwrap();
+    assert_eq!((migrated.from, migrated.to), (0, 2));
+    let migrated = migrate(&f.location).unwrap();
+    assert_eq!((migrated.from, migrated.to), (2, 2));
+    assert_eq!(f.database().schema_version("usage").unwrap(), 2);
+    assert!(f
+        .reader()
+        .events(&Query::default(), 10, 0)
         .unwrap()
         .is_empty());
+    // A newer keygate's next step.
+    f.database()
+        .write_unannounced(|tx| {
+            tx.execute(
+                "INSERT INTO store_migrations (component, version, applied_at) \
+                 VALUES ('usage', 3, 'later')",
+                &[],
+            )
+        })
+        .unwrap();
+    let newer = "usage schema is at version 3, newer than this keygate knows (2)";
+    let err = Reader::open(&f.location).err().unwrap().to_string();
+    assert!(err.contains(newer), "{err}");
+    let err = Ledger::open(&f.location, unlimited())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(newer), "{err}");
+}
 
-    drop(Ledger::open(&db(&dir), unlimited()).unwrap());
-    Connection::open(db(&dir))
+/// The ledger file of a SQLite fixture.
+fn file(f: &Fixture) -> PathBuf {
+    f.database.dir.path().join(DB_FILE)
+}
+
+#[test]
+fn a_missing_or_empty_file_reads_as_empty_and_a_newer_one_is_refused() {
+    let f = Fixture::sqlite();
+    let reader = f.reader();
+    assert!(reader.totals(&Query::default()).unwrap().is_empty());
+    assert!(reader.events(&Query::default(), 10, 0).unwrap().is_empty());
+    assert!(!file(&f).exists(), "reading creates nothing");
+
+    std::fs::create_dir_all(f.database.dir.path()).unwrap();
+    Connection::open(file(&f)).unwrap();
+    assert!(f.reader().totals(&Query::default()).unwrap().is_empty());
+
+    // A file a newer keygate wrote before the store layer kept the record.
+    Connection::open(file(&f))
         .unwrap()
         .pragma_update(None, "user_version", 99)
         .unwrap();
-    let newer = "has schema version 99, newer than this keygate supports (2)";
-    let err = Reader::open(&db(&dir)).err().unwrap().to_string();
+    let newer = "usage schema is at version 99, newer than this keygate knows (2)";
+    let err = Reader::open(&f.location).err().unwrap().to_string();
     assert!(err.contains(newer), "{err}");
-    let err = Ledger::open(&db(&dir), unlimited())
+    let err = Ledger::open(&f.location, unlimited())
         .err()
         .unwrap()
         .to_string();
@@ -405,14 +479,14 @@ fn a_missing_or_unwritten_file_reads_as_empty_and_a_newer_one_is_refused() {
 #[test]
 fn the_file_is_private_in_wal_mode_and_times_are_stored_in_microseconds() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+    let f = Fixture::sqlite();
+    let ledger = f.ledger(unlimited());
     let time = at("2026-03-01T12:00:00.000001Z");
     ledger.record(event("req", time, None, "gpt-4o"));
     drop(ledger);
-    let mode = std::fs::metadata(db(&dir)).unwrap().permissions().mode();
+    let mode = std::fs::metadata(file(&f)).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let conn = Connection::open(db(&dir)).unwrap();
+    let conn = Connection::open(file(&f)).unwrap();
     let stored: i64 = conn
         .query_row("SELECT time FROM usage", [], |row| row.get(0))
         .unwrap();
@@ -432,10 +506,8 @@ fn timed(id: &str, time: SystemTime, latency_ms: u64, ttft_ms: Option<u64>) -> U
     }
 }
 
-#[test]
-fn the_overview_sums_minutes_into_buckets_with_percentiles() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+fn the_overview_sums_minutes_into_buckets_with_percentiles(f: &Fixture) {
+    let ledger = f.ledger(unlimited());
     let now = at("2026-03-02T12:00:30Z");
     // 100 requests in the last hour at 1..=100 ms, one of them failed, and one too old.
     for i in 1..=100u64 {
@@ -451,7 +523,7 @@ fn the_overview_sums_minutes_into_buckets_with_percentiles() {
     }
     ledger.record(timed("old", now - Duration::from_secs(2 * 3600), 5, None));
     ledger.flush();
-    let reader = Reader::open(&db(&dir)).unwrap();
+    let reader = f.reader();
     let window = Span::Hour.overview_window(now);
     let overview = reader.overview(&window).unwrap();
     assert_eq!(overview.buckets.len(), 60);
@@ -488,10 +560,8 @@ fn the_overview_sums_minutes_into_buckets_with_percentiles() {
     assert!(json["total"]["error_rate"].as_f64().unwrap() > 0.0);
 }
 
-#[test]
-fn breakdowns_read_the_hourly_rollup_or_the_rows_alike() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+fn breakdowns_read_the_hourly_rollup_or_the_rows_alike(f: &Fixture) {
+    let ledger = f.ledger(unlimited());
     let now = at("2026-03-02T12:20:00Z");
     for i in 0..30u64 {
         let time = now - Duration::from_secs(i * 100);
@@ -504,7 +574,7 @@ fn breakdowns_read_the_hourly_rollup_or_the_rows_alike() {
         ledger.record(event);
     }
     ledger.flush();
-    let reader = Reader::open(&db(&dir)).unwrap();
+    let reader = f.reader();
     let hourly = reader
         .breakdown(GroupBy::Model, &Span::Day.breakdown_window(now))
         .unwrap();
@@ -546,10 +616,8 @@ fn breakdowns_read_the_hourly_rollup_or_the_rows_alike() {
     assert!(!since_hour.contains_key(""));
 }
 
-#[test]
-fn events_keep_their_attempts_and_are_found_by_id() {
-    let dir = TempDir::new("usage");
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+fn events_keep_their_attempts_and_are_found_by_id(f: &Fixture) {
+    let ledger = f.ledger(unlimited());
     let tried = vec![
         Attempt {
             provider: "openai".into(),
@@ -582,7 +650,7 @@ fn events_keep_their_attempts_and_are_found_by_id() {
     ledger.record(first.clone());
     ledger.record(event("req-2", at("2026-03-01T12:00:01Z"), None, "gpt-4o"));
     ledger.flush();
-    let reader = Reader::open(&db(&dir)).unwrap();
+    let reader = f.reader();
     let page = reader.stored_events(&Query::default(), 10, 0).unwrap();
     assert_eq!(page.len(), 2);
     let found = reader.event(page[1].id).unwrap().unwrap();
@@ -597,28 +665,47 @@ fn events_keep_their_attempts_and_are_found_by_id() {
     assert!(bare.get("tried").is_none(), "no attempts, no field: {bare}");
 }
 
-#[test]
-fn a_version_1_ledger_is_migrated_and_its_rows_rolled_up() {
-    let dir = TempDir::new("usage");
-    std::fs::create_dir_all(dir.path()).unwrap();
-    {
-        let conn = Connection::open(db(&dir)).unwrap();
-        conn.execute_batch(crate::schema::STEPS[0]).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
+/// A ledger file as a keygate before the store layer wrote it: the steps up to `version`, its
+/// `PRAGMA user_version`, and one request (with its rollups from version 2 on, as that writer
+/// kept them).
+fn old_file(f: &Fixture, version: i64) {
+    std::fs::create_dir_all(f.database.dir.path()).unwrap();
+    let conn = Connection::open(file(f)).unwrap();
+    conn.execute_batch(crate::schema::SQLITE_STEP_1).unwrap();
+    let time = to_micros(at("2026-03-01T12:00:00Z"));
+    conn.execute(
+        "INSERT INTO usage (time, request_id, access_key, provider, model, status, \
+         input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source, \
+         cost_micros, latency_us, ttft_us, attempts, error) VALUES \
+         (?1, 'old', 'aigk_A', 'openai', 'gpt-4o', 200, 10, 20, 0, 0, 'provider', 5, 1000, \
+         NULL, 1, NULL)",
+        [time],
+    )
+    .unwrap();
+    if version >= 2 {
+        conn.execute_batch(crate::schema::SQLITE_STEP_2).unwrap();
+        let mut latency = Histogram::default();
+        latency.record(1000);
         conn.execute(
-            "INSERT INTO usage (time, request_id, access_key, provider, model, status, \
-             input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source, \
-             cost_micros, latency_us, ttft_us, attempts, error) VALUES \
-             (?1, 'old', 'aigk_A', 'openai', 'gpt-4o', 200, 10, 20, 0, 0, 'provider', 5, 1000, \
-             NULL, 1, NULL)",
-            [to_micros(at("2026-03-01T12:00:00Z"))],
+            "INSERT INTO usage_minute VALUES (?1, 1, 0, 10, 20, 0, 0, 0, 0, 5, 1000, 0, 0, ?2, X'')",
+            rusqlite::params![time.div_euclid(60_000_000), latency.encode()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO usage_hour VALUES \
+             (?1, 'aigk_A', 'openai', 'gpt-4o', 1, 0, 10, 20, 0, 0, 0, 0, 5, 1000, 0, 0)",
+            [time.div_euclid(3_600_000_000)],
         )
         .unwrap();
     }
-    let old = Reader::open(&db(&dir)).unwrap();
-    assert_eq!(old.events(&Query::default(), 10, 0).unwrap()[0].tried, []);
-    drop(old);
-    let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+    conn.pragma_update(None, "user_version", version).unwrap();
+}
+
+#[test]
+fn a_version_2_file_is_adopted_with_its_rows_and_nothing_runs_again() {
+    let f = Fixture::sqlite();
+    old_file(&f, 2);
+    let ledger = f.ledger(unlimited());
     ledger.record(event(
         "new",
         at("2026-03-01T12:00:30Z"),
@@ -626,7 +713,57 @@ fn a_version_1_ledger_is_migrated_and_its_rows_rolled_up() {
         "gpt-4o",
     ));
     ledger.flush();
-    let reader = Reader::open(&db(&dir)).unwrap();
+    let reader = f.reader();
+    let ids: Vec<_> = reader
+        .events(&Query::default(), 10, 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.request_id)
+        .collect();
+    assert_eq!(ids, ["new", "old"]);
+    // The rollups the old writer kept are added to, not rebuilt (which would count "old" twice).
+    let overview = reader
+        .overview(&Span::Hour.overview_window(at("2026-03-01T12:10:00Z")))
+        .unwrap();
+    assert_eq!(
+        (overview.total.requests, overview.total.cost_micros),
+        (2, 8)
+    );
+    // 1 ms (the old row) and 1.5 ms (the new one): both histograms are there.
+    let (p50, p95) = (
+        overview.total.latency_p50_ms.unwrap(),
+        overview.total.latency_p95_ms.unwrap(),
+    );
+    assert!(p50 < 1.2 && p95 > 1.4, "p50 {p50}, p95 {p95}");
+    let db = f.database();
+    assert_eq!(db.schema_version("usage").unwrap(), 2);
+    assert_eq!(
+        f.scalar("SELECT COUNT(*) FROM store_migrations WHERE component = 'usage'"),
+        2
+    );
+    // An older keygate opened on this file again finds the version it knows.
+    assert_eq!(f.scalar("PRAGMA user_version"), 2);
+    drop(ledger);
+    drop(f.ledger(unlimited()));
+    assert_eq!(f.rows(), 2, "opening again changes nothing");
+}
+
+#[test]
+fn a_version_1_ledger_is_migrated_and_its_rows_rolled_up() {
+    let f = Fixture::sqlite();
+    old_file(&f, 1);
+    let old = f.reader();
+    assert_eq!(old.events(&Query::default(), 10, 0).unwrap()[0].tried, []);
+    drop(old);
+    let ledger = f.ledger(unlimited());
+    ledger.record(event(
+        "new",
+        at("2026-03-01T12:00:30Z"),
+        Some("aigk_A"),
+        "gpt-4o",
+    ));
+    ledger.flush();
+    let reader = f.reader();
     let overview = reader
         .overview(&Span::Hour.overview_window(at("2026-03-01T12:10:00Z")))
         .unwrap();
@@ -638,13 +775,11 @@ fn a_version_1_ledger_is_migrated_and_its_rows_rolled_up() {
     );
 }
 
-#[test]
-fn retention_deletes_whole_rollup_minutes_and_hours() {
-    let dir = TempDir::new("usage");
+fn retention_deletes_whole_rollup_minutes_and_hours(f: &Fixture) {
     let day = Duration::from_secs(86_400);
     let now = SystemTime::now();
     {
-        let ledger = Ledger::open(&db(&dir), unlimited()).unwrap();
+        let ledger = f.ledger(unlimited());
         ledger.record(event("old", now - day * 100, Some("aigk_A"), "gpt-4o"));
         ledger.record(event("new", now - day, Some("aigk_A"), "gpt-4o"));
     }
@@ -652,15 +787,51 @@ fn retention_deletes_whole_rollup_minutes_and_hours() {
         retention: Some(day * 90),
         ..LedgerConfig::default()
     };
-    let ledger = Ledger::open(&db(&dir), config).unwrap();
+    let ledger = f.ledger(config);
     ledger.flush();
-    let conn = Connection::open(db(&dir)).unwrap();
-    let count = |table: &str| -> i64 {
-        conn.query_row(&format!("SELECT SUM(requests) FROM {table}"), [], |row| {
-            row.get(0)
-        })
-        .unwrap()
+    let count = |table: &str| {
+        f.scalar(&format!(
+            "SELECT CAST(SUM(requests) AS BIGINT) FROM {table}"
+        ))
     };
     assert_eq!(count("usage_minute"), 1);
     assert_eq!(count("usage_hour"), 1);
+}
+
+fn two_ledgers_on_one_database_keep_both_histograms(f: &Fixture) {
+    // Two gateways writing the same minute at once: each batch reads the minute's histograms,
+    // merges its own and writes them back, so the batches must take turns.
+    let minute = at("2026-03-02T12:00:00Z");
+    let ledgers = [f.ledger(unlimited()), f.ledger(unlimited())];
+    std::thread::scope(|scope| {
+        for (n, ledger) in ledgers.iter().enumerate() {
+            scope.spawn(move || {
+                for i in 0..300u64 {
+                    let time = minute + Duration::from_millis(i * 100);
+                    ledger.record(timed(&format!("l{n}-{i}"), time, 1 + i % 50, Some(1)));
+                    if i % 10 == 0 {
+                        ledger.flush();
+                    }
+                }
+                ledger.flush();
+            });
+        }
+    });
+    let hists = f
+        .database()
+        .read("usage", |tx, _| {
+            tx.query("SELECT latency_hist, ttft_hist FROM usage_minute", &[])?
+                .iter()
+                .map(|row| Ok((row.get::<Vec<u8>>(0)?, row.get::<Vec<u8>>(1)?)))
+                .collect::<keygate_store::Result<Vec<_>>>()
+        })
+        .unwrap();
+    let mut latency = Histogram::default();
+    let mut ttft = Histogram::default();
+    for (l, t) in &hists {
+        latency.merge_encoded(l);
+        ttft.merge_encoded(t);
+    }
+    assert_eq!((latency.total(), ttft.total()), (600, 600));
+    assert_eq!(f.rows(), 600);
 }

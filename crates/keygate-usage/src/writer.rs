@@ -4,15 +4,17 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use keygate_store::{Database, ToParam};
 use tracing::{info, warn};
 
 use crate::event::{UsageEvent, UsageSource};
 use crate::ledger::Counters;
 use crate::rollup::{self, Facts, Rollups};
+use crate::rows::MultiRow;
+use crate::schema;
 use crate::time::{duration_micros, to_micros};
 
 /// The most events one transaction commits.
@@ -25,14 +27,20 @@ const BATCH_INTERVAL: Duration = Duration::from_millis(200);
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// Rows one delete statement removes: a long sweep never holds the write lock for long, and
 /// batches of events are committed between its chunks.
-const SWEEP_CHUNK: usize = 5_000;
+const SWEEP_CHUNK: i64 = 5_000;
 /// The shortest time between two warnings about dropped events.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-const INSERT: &str = "INSERT INTO usage (time, request_id, access_key, provider, model, status, \
-    input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, \
-    latency_us, ttft_us, attempts, error, tried) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+static INSERT: LazyLock<MultiRow> = LazyLock::new(|| {
+    MultiRow::new(
+        "INSERT INTO usage (time, request_id, access_key, provider, model, status, \
+         input_tokens, output_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, \
+         latency_us, ttft_us, attempts, error, tried) "
+            .into(),
+        String::new(),
+        17,
+    )
+});
 
 // Events are the traffic; `Flush` and `Stop` are rare. Boxing events to even out the variants
 // would cost an allocation per request.
@@ -47,7 +55,8 @@ pub(crate) enum Message {
 
 /// The writer thread's state.
 pub(crate) struct Writer {
-    conn: Connection,
+    /// The writer's own connection: a batch never waits for a report on the readers' one.
+    db: Database,
     receiver: Receiver<Message>,
     counters: Arc<Counters>,
     sweep: Option<Sweep>,
@@ -65,7 +74,7 @@ struct Sweep {
     /// The cutoff (µs since the epoch) of the sweep in progress.
     cutoff: Option<i64>,
     /// Rows the sweep in progress deleted so far.
-    deleted: usize,
+    deleted: u64,
 }
 
 /// What was last said about dropped events.
@@ -79,13 +88,13 @@ struct DropWarnings {
 
 impl Writer {
     pub(crate) fn new(
-        conn: Connection,
+        db: Database,
         receiver: Receiver<Message>,
         counters: Arc<Counters>,
         retention: Option<Duration>,
     ) -> Self {
         Self {
-            conn,
+            db,
             receiver,
             counters,
             sweep: retention.map(|retention| Sweep {
@@ -159,7 +168,7 @@ impl Writer {
     /// acknowledges the flushes that were queued behind it.
     fn commit(&mut self) {
         if !self.batch.is_empty() {
-            if let Err(err) = insert(&mut self.conn, &self.batch) {
+            if let Err(err) = insert(&self.db, &self.batch) {
                 self.counters
                     .dropped
                     .fetch_add(self.batch.len() as u64, Ordering::Relaxed);
@@ -188,17 +197,19 @@ impl Writer {
             }
             None => return,
         };
-        let deleted = self.conn.execute(
-            "DELETE FROM usage WHERE id IN (SELECT id FROM usage WHERE time < ?1 LIMIT ?2)",
-            params![cutoff, SWEEP_CHUNK],
-        );
+        let deleted = schema::write(&self.db, |tx| {
+            tx.execute(
+                "DELETE FROM usage WHERE id IN (SELECT id FROM usage WHERE time < $1 LIMIT $2)",
+                &[&cutoff, &SWEEP_CHUNK],
+            )
+        });
         match deleted {
-            Ok(deleted) if deleted == SWEEP_CHUNK => {
+            Ok(deleted) if deleted == SWEEP_CHUNK as u64 => {
                 sweep.deleted += deleted;
                 return;
             }
             Ok(deleted) => {
-                if let Err(err) = rollup::sweep(&self.conn, cutoff) {
+                if let Err(err) = schema::write(&self.db, |tx| rollup::sweep(tx, cutoff)) {
                     warn!(error = %err, "usage ledger: cannot delete rollups past the retention period");
                 }
                 let total = sweep.deleted + deleted;
@@ -260,58 +271,110 @@ impl Sweep {
 }
 
 /// Inserts `events` in one transaction, and adds them to the rollups.
-fn insert(conn: &mut Connection, events: &[UsageEvent]) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut statement = tx.prepare_cached(INSERT)?;
+fn insert(db: &Database, events: &[UsageEvent]) -> keygate_store::Result<()> {
+    let rows: Vec<Columns<'_>> = events.iter().map(Columns::of).collect();
+    schema::write(db, |tx| {
+        INSERT.run(tx, &rows, Columns::params)?;
         let mut rollups = Rollups::default();
-        for event in events {
-            let tried = if event.tried.is_empty() {
+        for row in &rows {
+            rollups.add(&row.facts());
+        }
+        rollups.write(tx)
+    })
+}
+
+/// One event as the columns of its row.
+struct Columns<'a> {
+    time: i64,
+    request_id: &'a str,
+    access_key: Option<&'a str>,
+    provider: &'a str,
+    model: &'a str,
+    status: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_tokens: i64,
+    reasoning_tokens: i64,
+    usage_source: &'static str,
+    cost_micros: Option<i64>,
+    latency_us: i64,
+    ttft_us: Option<i64>,
+    attempts: i64,
+    error: Option<&'a str>,
+    /// JSON; NULL without attempts.
+    tried: Option<String>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(event: &'a UsageEvent) -> Self {
+        Columns {
+            time: to_micros(event.time),
+            request_id: &event.request_id,
+            access_key: event.access_key.as_deref(),
+            provider: &event.provider,
+            model: &event.model,
+            status: event.status.into(),
+            input_tokens: int(event.input_tokens),
+            output_tokens: int(event.output_tokens),
+            cached_tokens: int(event.cached_tokens),
+            reasoning_tokens: int(event.reasoning_tokens),
+            usage_source: event.usage_source.as_str(),
+            cost_micros: event.cost_micros.map(int),
+            latency_us: duration_micros(event.latency),
+            ttft_us: event.time_to_first_token.map(duration_micros),
+            attempts: event.attempts.into(),
+            error: event.error.as_deref(),
+            tried: if event.tried.is_empty() {
                 None
             } else {
                 serde_json::to_string(&event.tried).ok()
-            };
-            rollups.add(&Facts {
-                time_us: to_micros(event.time),
-                access_key: event.access_key.as_deref(),
-                provider: &event.provider,
-                model: &event.model,
-                status: event.status.into(),
-                input_tokens: int(event.input_tokens),
-                output_tokens: int(event.output_tokens),
-                cached_tokens: int(event.cached_tokens),
-                reasoning_tokens: int(event.reasoning_tokens),
-                estimated: event.usage_source == UsageSource::Estimated,
-                cost_micros: event.cost_micros.map(int),
-                latency_us: duration_micros(event.latency),
-                ttft_us: event.time_to_first_token.map(duration_micros),
-            });
-            statement.execute(params![
-                to_micros(event.time),
-                event.request_id,
-                event.access_key,
-                event.provider,
-                event.model,
-                event.status,
-                int(event.input_tokens),
-                int(event.output_tokens),
-                int(event.cached_tokens),
-                int(event.reasoning_tokens),
-                event.usage_source,
-                event.cost_micros.map(int),
-                duration_micros(event.latency),
-                event.time_to_first_token.map(duration_micros),
-                event.attempts,
-                event.error,
-                tried,
-            ])?;
+            },
         }
-        rollups.write(&tx)?;
     }
-    tx.commit()
+
+    /// The parameters of [`INSERT`], in its column order.
+    fn params<'r>(&'r self, args: &mut Vec<&'r dyn ToParam>) {
+        args.extend([
+            &self.time as &dyn ToParam,
+            &self.request_id,
+            &self.access_key,
+            &self.provider,
+            &self.model,
+            &self.status,
+            &self.input_tokens,
+            &self.output_tokens,
+            &self.cached_tokens,
+            &self.reasoning_tokens,
+            &self.usage_source,
+            &self.cost_micros,
+            &self.latency_us,
+            &self.ttft_us,
+            &self.attempts,
+            &self.error,
+            &self.tried,
+        ]);
+    }
+
+    fn facts(&self) -> Facts<'_> {
+        Facts {
+            time_us: self.time,
+            access_key: self.access_key,
+            provider: self.provider,
+            model: self.model,
+            status: self.status,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_tokens: self.cached_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            estimated: self.usage_source == UsageSource::Estimated.as_str(),
+            cost_micros: self.cost_micros,
+            latency_us: self.latency_us,
+            ttft_us: self.ttft_us,
+        }
+    }
 }
 
-/// SQLite integers are signed: counts beyond `i64::MAX` (never seen in practice) saturate.
+/// Stored integers are signed: counts beyond `i64::MAX` (never seen in practice) saturate.
 pub(crate) fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }

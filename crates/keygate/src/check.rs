@@ -4,16 +4,22 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use keygate_cel::{Compiler, MemorySecrets};
+use keygate_cel::MemorySecrets;
 use keygate_policy::{Deps, Policy, Severity};
+use keygate_secrets::Store;
+use keygate_store::Location;
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
     /// The policy file (YAML or JSON).
     file: PathBuf,
-    /// When this data directory exists, warn about secrets.get() references it does not hold.
+    /// When this data directory's store exists, warn about secrets.get() references it does not hold.
     #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./keygate-data")]
     data_dir: PathBuf,
+    #[arg(long, env = "KEYGATE_DATABASE", value_name = "URL", value_parser = crate::database::parse, help = crate::database::HELP)]
+    database: Option<keygate_store::Location>,
+    #[command(flatten)]
+    ip_intel: crate::ip_intel::IpIntelArgs,
 }
 
 /// The policy file's name (as given) and text; an unreadable file is reported and exits 2.
@@ -33,8 +39,15 @@ pub fn run(args: CheckArgs) -> ExitCode {
         Ok(file) => file,
         Err(code) => return code,
     };
+    let compiler = match args.ip_intel.check_compiler() {
+        Ok(compiler) => compiler,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let deps = Deps::offline(Arc::new(MemorySecrets::default()));
-    let diagnostics = match Policy::compile(&name, &text, &Compiler::new(), &deps) {
+    let diagnostics = match Policy::compile(&name, &text, &compiler, &deps) {
         Ok(policy) => policy.warnings,
         Err(err) => err.diagnostics,
     };
@@ -44,42 +57,37 @@ pub fn run(args: CheckArgs) -> ExitCode {
     if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return ExitCode::from(2);
     }
-    for warning in unresolved_secrets(&text, &args.data_dir) {
+    for warning in crate::ip_intel::unanswered(&compiler) {
         eprintln!("{name}: warning: {warning}");
     }
-    for warning in unknown_ip_policies(&text, &args.data_dir) {
-        eprintln!("{name}: warning: {warning}");
+    let location = crate::database::location(&args.data_dir, args.database.as_ref());
+    // Only a store that exists is consulted: `check` never creates one.
+    if let Ok(store) = keygate_secrets::Store::open_existing(&args.data_dir, &location) {
+        let warnings = unresolved_secrets(&text, &store, &location)
+            .into_iter()
+            .chain(unknown_ip_policies(&text, &store, &location));
+        for warning in warnings {
+            eprintln!("{name}: warning: {warning}");
+        }
     }
     println!("ok");
     ExitCode::SUCCESS
 }
 
-/// Literal `secrets.get('vault', 'name')` references the data directory does not hold.
-fn unresolved_secrets(text: &str, data_dir: &std::path::Path) -> Vec<String> {
-    if !data_dir.join(keygate_secrets::DB_FILE).exists() {
-        return Vec::new();
-    }
-    let Ok(store) = keygate_secrets::Store::open_read_only(data_dir) else {
-        return Vec::new();
-    };
+/// Literal `secrets.get('vault', 'name')` references the store does not hold.
+fn unresolved_secrets(text: &str, store: &Store, location: &Location) -> Vec<String> {
     secret_references(text)
         .into_iter()
         .filter(|(vault, secret)| !store.secret_exists(vault, secret).unwrap_or(true))
         .map(|(vault, secret)| {
-            format!("secrets.get('{vault}', '{secret}') is not in {} (requests using it will fail with 500)", data_dir.display())
+            format!("secrets.get('{vault}', '{secret}') is not in {location} (requests using it will fail with 500)")
         })
         .collect()
 }
 
-/// IP policy ids (`ipp_...`) in the policy text that the data directory does not hold: `serve`
-/// refuses such a policy, `check` (offline) only warns.
-fn unknown_ip_policies(text: &str, data_dir: &Path) -> Vec<String> {
-    if !data_dir.join(keygate_secrets::DB_FILE).exists() {
-        return Vec::new();
-    }
-    let Ok(store) = keygate_secrets::Store::open_read_only(data_dir) else {
-        return Vec::new();
-    };
+/// IP policy ids (`ipp_...`) in the policy text that the store does not hold: `serve` refuses such a
+/// policy, `check` (offline) only warns.
+fn unknown_ip_policies(text: &str, store: &Store, location: &Location) -> Vec<String> {
     let mut ids: Vec<&str> = text
         .match_indices(keygate_secrets::IP_POLICY_PREFIX)
         .filter_map(|(at, _)| {
@@ -103,10 +111,7 @@ fn unknown_ip_policies(text: &str, data_dir: &Path) -> Vec<String> {
             )
         })
         .map(|id| {
-            format!(
-                "IP policy '{id}' is not in {} (the gateway will refuse to load this policy)",
-                data_dir.display()
-            )
+            format!("IP policy '{id}' is not in {location} (the gateway will refuse to load this policy)")
         })
         .collect()
 }

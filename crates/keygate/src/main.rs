@@ -4,7 +4,10 @@ mod alloc;
 mod api;
 mod check;
 mod config_file;
+mod database;
 mod healthcheck;
+mod ip_intel;
+mod migrate;
 mod policy_test;
 mod serve;
 mod stdout;
@@ -42,6 +45,8 @@ enum Command {
     Usage(usage::UsageArgs),
     /// Exit 0 when a running gateway's health URL answers 2xx (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Create or upgrade the store's tables (SQLite data dir or --database), then exit.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Subcommand)]
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Usage(args) => usage::run(args),
         Command::Healthcheck(args) => healthcheck::run(args),
+        Command::Migrate(args) => migrate::run(args),
     }
 }
 

@@ -56,6 +56,8 @@ pub struct TestArgs {
     /// With --request: a vault secret `VAULT/NAME=VALUE` (repeatable).
     #[arg(long = "secret", requires = "request")]
     secrets: Vec<String>,
+    #[command(flatten)]
+    ip_intel: crate::ip_intel::IpIntelArgs,
 }
 
 /// A test file.
@@ -181,11 +183,27 @@ pub fn run(args: TestArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let compiler = match args.ip_intel.check_compiler() {
+        Ok(compiler) => compiler,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
     // Compile once up front so an invalid policy is reported once, with every error.
-    match compile(&policy_name, &policy_text, &file.secrets, &Case::default()) {
+    match compile(
+        &compiler,
+        &policy_name,
+        &policy_text,
+        &file.secrets,
+        &Case::default(),
+    ) {
         Ok(compiled) => {
             for warning in &compiled.policy.warnings {
                 eprintln!("{}", warning.in_file(&policy_name));
+            }
+            for warning in crate::ip_intel::unanswered(&compiler) {
+                eprintln!("{policy_name}: warning: {warning}");
             }
         }
         Err(err) => {
@@ -216,7 +234,7 @@ pub fn run(args: TestArgs) -> ExitCode {
     }
     let (mut passed, mut failed) = (0, 0);
     for case in selected {
-        let report = runtime.block_on(run_case(&policy_name, &policy_text, &file, case));
+        let report = runtime.block_on(run_case(&compiler, &policy_name, &policy_text, &file, case));
         let show_trace = args.verbose || args.explain || !report.failures.is_empty();
         if report.failures.is_empty() {
             passed += 1;
@@ -350,6 +368,7 @@ struct Compiled {
 }
 
 fn compile(
+    compiler: &Compiler,
     name: &str,
     text: &str,
     file_secrets: &BTreeMap<String, BTreeMap<String, String>>,
@@ -366,7 +385,7 @@ fn compile(
         provider_urls: Arc::new(mock_provider_urls()),
         ..Deps::offline(secrets.clone())
     };
-    let policy = Policy::compile(name, text, &Compiler::new(), &deps)?;
+    let policy = Policy::compile(name, text, compiler, &deps)?;
     Ok(Compiled {
         policy,
         secrets,
@@ -379,12 +398,18 @@ struct Report {
     trace: String,
 }
 
-async fn run_case(policy_name: &str, policy_text: &str, file: &TestFile, case: &Case) -> Report {
+async fn run_case(
+    compiler: &Compiler,
+    policy_name: &str,
+    policy_text: &str,
+    file: &TestFile,
+    case: &Case,
+) -> Report {
     let fail = |message: String| Report {
         failures: vec![message],
         trace: String::new(),
     };
-    let compiled = match compile(policy_name, policy_text, &file.secrets, case) {
+    let compiled = match compile(compiler, policy_name, policy_text, &file.secrets, case) {
         Ok(compiled) => compiled,
         Err(err) => return fail(format!("the policy does not compile: {err}")),
     };
@@ -612,6 +637,7 @@ fn exchange(compiled: &Compiled, case: &Case, index: u32) -> Result<Exchange, St
         server_port: if tls.is_some() { 8443 } else { 8080 },
         tls,
         started: SystemTime::now(),
+        ip_intel: Default::default(),
     };
     Ok(Exchange::new(
         id,

@@ -53,9 +53,11 @@ pub struct ServeArgs {
         value_parser = parse_internal_endpoint
     )]
     internal_endpoints: Vec<InternalEndpointConfig>,
-    /// Holds keygate.db (vaults, secrets) and master.key.
+    /// Holds master.key, and keygate.db (vaults, secrets, keys) and usage.db unless --database.
     #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./keygate-data")]
     data_dir: PathBuf,
+    #[arg(long, env = "KEYGATE_DATABASE", value_name = "URL", value_parser = crate::database::parse, help = crate::database::HELP)]
+    database: Option<keygate_store::Location>,
     /// Master key file (default DATA_DIR/master.key); KEYGATE_MASTER_KEY may carry the key itself.
     #[arg(long, env = "KEYGATE_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
@@ -154,6 +156,8 @@ pub struct ServeArgs {
     /// per key, so only for a bounded number of keys.
     #[arg(long, env = "KEYGATE_METRICS_PER_KEY")]
     metrics_per_key: bool,
+    #[command(flatten)]
+    ip_intel: crate::ip_intel::IpIntelArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -231,6 +235,19 @@ fn parse_provider_url(value: &str) -> Result<(String, String), String> {
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_tracing(args.log_format);
+    if let Some(name) = duplicate_endpoint(&args.internal_endpoints) {
+        eprintln!("error: --internal-endpoint {name} is declared twice");
+        return ExitCode::from(2);
+    }
+    // The stores block on their database (a PostgreSQL client drives a runtime of its own, which
+    // cannot start inside another): they are opened before the async runtime starts.
+    let stores = match Stores::open(&args) {
+        Ok(stores) => stores,
+        Err((message, code)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(code);
+        }
+    };
     // The control plane (accept, reload, admin, signals) runs here; client connections run on
     // the per-core worker runtimes that `keygate_server::run` starts.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -243,46 +260,64 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, stores))
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
-    if let Some(name) = duplicate_endpoint(&args.internal_endpoints) {
-        eprintln!("error: --internal-endpoint {name} is declared twice");
-        return ExitCode::from(2);
+/// What `serve` reads from the store: caches of secrets, access keys and IP policies, the dashboard's
+/// key admin, the usage ledger, and the login session key.
+struct Stores {
+    secrets: Arc<CachedSecrets>,
+    access_keys: Arc<KeyCache>,
+    session_key: SessionKey,
+    ip_policies: Arc<CachedIpPolicies>,
+    key_admin: Option<Arc<dyn keygate_server::KeyAdmin>>,
+    ledger: Option<Arc<Ledger>>,
+}
+
+impl Stores {
+    /// Opens them all; an error comes with the exit status (2: the store or its key, 1: the ledger).
+    fn open(args: &ServeArgs) -> Result<Self, (String, u8)> {
+        let (secrets, access_keys, session_key) = open_stores(args).map_err(|m| (m, 2))?;
+        let ip_policies = open_ip_policies(args).map_err(|m| (m, 2))?;
+        let key_admin = if args.no_ui {
+            None
+        } else {
+            Some(dashboard::key_admin(args).map_err(|m| (m, 2))?)
+        };
+        let ledger = open_ledger(args).map_err(|err| (err.to_string(), 1))?;
+        Ok(Self {
+            secrets,
+            access_keys,
+            session_key,
+            ip_policies,
+            key_admin,
+            ledger,
+        })
     }
-    let (secrets, access_keys, session_key) = match open_stores(&args) {
-        Ok(stores) => stores,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let ip_policies = match open_ip_policies(&args) {
-        Ok(policies) => policies,
+}
+
+async fn serve(args: ServeArgs, stores: Stores) -> ExitCode {
+    let Stores {
+        secrets,
+        access_keys,
+        session_key,
+        ip_policies,
+        key_admin,
+        ledger,
+    } = stores;
+    let ip_intel = match args.ip_intel.open() {
+        Ok(files) => files,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };
     let admin_token = dashboard::admin_token(&args, secrets.as_ref());
-    let key_admin = if args.no_ui {
-        Ok(None)
-    } else {
-        dashboard::key_admin(&args).map(Some)
-    };
-    let (admin_token, key_admin) = match (admin_token, key_admin) {
-        (Ok(token), Ok(keys)) => (token, keys),
-        (Err(message), _) | (_, Err(message)) => {
+    let admin_token = match admin_token {
+        Ok(token) => token,
+        Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
-        }
-    };
-    let ledger = match open_ledger(&args) {
-        Ok(ledger) => ledger,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(1);
         }
     };
     let (rate_limiter, budgets) = match shared_state(&args).await {
@@ -349,6 +384,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         ledger,
         key_admin,
         session_key,
+        ip_intel,
     };
     match keygate_server::run(config, services).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -394,7 +430,7 @@ fn open_stores(
 ) -> Result<(Arc<CachedSecrets>, Arc<KeyCache>, SessionKey), String> {
     let source =
         MasterKeySource::from_env(args.master_key_file.clone()).map_err(|err| err.to_string())?;
-    let open = || Store::open_unlocked(&args.data_dir, &source).map_err(|err| err.to_string());
+    let open = || args.open_store(Some(&source));
     let session_key = SessionKey::new(
         *open()?
             .derive_key(SESSION_KEY_CONTEXT)
@@ -411,15 +447,29 @@ fn open_stores(
     Ok((Arc::new(secrets), Arc::new(keys), session_key))
 }
 
+impl ServeArgs {
+    /// The store `--database` names (else the data dir's), unlocked with `key` when given.
+    pub(crate) fn open_store(&self, key: Option<&MasterKeySource>) -> Result<Store, String> {
+        let location = crate::database::location(&self.data_dir, self.database.as_ref());
+        let mut store =
+            Store::open_database(&self.data_dir, &location).map_err(|err| err.to_string())?;
+        if let Some(key) = key {
+            store.unlock(key).map_err(|err| err.to_string())?;
+        }
+        Ok(store)
+    }
+}
+
 /// The data dir's IP policies, cached in memory and refreshed on change (no master key needed).
 fn open_ip_policies(args: &ServeArgs) -> Result<Arc<CachedIpPolicies>, String> {
-    let store = Store::open(&args.data_dir).map_err(|err| err.to_string())?;
+    let store = args.open_store(None)?;
     CachedIpPolicies::start(store, SECRET_POLL)
         .map(Arc::new)
         .map_err(|err| err.to_string())
 }
 
-/// The usage ledger in the data dir, unless `--no-usage-ledger`.
+/// The usage ledger (DATA_DIR/usage.db, or the `--database` PostgreSQL database), unless
+/// `--no-usage-ledger`.
 fn open_ledger(args: &ServeArgs) -> Result<Option<Arc<Ledger>>, keygate_usage::Error> {
     if args.no_usage_ledger {
         return Ok(None);
@@ -433,8 +483,11 @@ fn open_ledger(args: &ServeArgs) -> Result<Option<Arc<Ledger>>, keygate_usage::E
         retention,
         ..LedgerConfig::default()
     };
-    let path = args.data_dir.join(keygate_usage::DB_FILE);
-    Ok(Some(Arc::new(Ledger::open(&path, config)?)))
+    let location = match &args.database {
+        Some(database) => keygate_usage::location(database, &args.data_dir),
+        None => keygate_usage::default_location(&args.data_dir),
+    };
+    Ok(Some(Arc::new(Ledger::open(&location, config)?)))
 }
 
 fn init_tracing(format: Format) {

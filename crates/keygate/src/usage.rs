@@ -1,6 +1,7 @@
-//! `keygate usage`: totals from the usage ledger (DATA_DIR/usage.db), as an aligned table or as
-//! the JSON `GET /v1/usage` answers. It reads the file itself, so it needs neither a running
-//! gateway nor the master key; a data dir without a ledger shows an empty report.
+//! `keygate usage`: totals from the usage ledger (DATA_DIR/usage.db, or the `--database`
+//! PostgreSQL database), as an aligned table or as the JSON `GET /v1/usage` answers. It reads the
+//! ledger itself, so it needs neither a running gateway nor the master key; a data dir without a
+//! ledger shows an empty report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ pub struct UsageArgs {
     /// Holds usage.db.
     #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./keygate-data")]
     data_dir: PathBuf,
+    #[arg(long, env = "KEYGATE_DATABASE", value_name = "URL", value_parser = crate::database::parse, help = crate::database::HELP)]
+    database: Option<keygate_store::Location>,
 }
 
 pub fn run(args: UsageArgs) -> ExitCode {
@@ -50,8 +53,11 @@ pub fn run(args: UsageArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let path = args.data_dir.join(keygate_usage::DB_FILE);
-    let report = match Reader::open(&path).and_then(|reader| reader.report(&query)) {
+    let location = match &args.database {
+        Some(database) => keygate_usage::location(database, &args.data_dir),
+        None => keygate_usage::default_location(&args.data_dir),
+    };
+    let report = match Reader::open(&location).and_then(|reader| reader.report(&query)) {
         Ok(report) => report,
         Err(err) => {
             eprintln!("error: {err}");

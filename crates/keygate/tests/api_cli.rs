@@ -361,7 +361,7 @@ fn wrong_master_key_is_refused_with_a_clear_error() {
     let stderr = assert_fails(
         &wrong,
         1,
-        "error: master key does not match this data directory",
+        "error: master key does not match the one the database",
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 
@@ -376,7 +376,11 @@ fn wrong_master_key_is_refused_with_a_clear_error() {
         .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .output()
         .unwrap();
-    assert_fails(&by_file, 1, "master key does not match this data directory");
+    assert_fails(
+        &by_file,
+        1,
+        "master key does not match the one the database",
+    );
 
     // The default key file is never created once the directory has a key: that key could decrypt nothing.
     let missing = dir.run(

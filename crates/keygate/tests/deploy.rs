@@ -364,25 +364,30 @@ async fn the_shipped_config_file_starts_a_gateway() {
 // ---- docker compose ----
 
 #[test]
-fn compose_runs_two_gateways_sharing_one_redis_with_the_policy_read_only() {
+fn compose_runs_two_gateways_sharing_one_redis_and_one_postgres_with_the_policy_read_only() {
     let compose = yaml("deploy/docker-compose.yml");
     let help = serve_help();
     let services = entries(&compose, "services");
     let names: Vec<&str> = services.iter().map(|(name, _)| *name).collect();
     assert!(names.contains(&"redis"), "{names:?}");
+    assert!(names.contains(&"postgres"), "{names:?}");
     let gateways: Vec<&Node> = services
         .iter()
         .filter(|(name, _)| name.starts_with("gateway"))
         .map(|(_, service)| *service)
         .collect();
     assert_eq!(gateways.len(), 2);
-    let redis_image = text(&compose, "services.redis.image");
-    assert!(
-        redis_image
-            .rsplit_once(':')
-            .is_some_and(|(_, tag)| tag != "latest"),
-        "{redis_image}"
-    );
+    for service in ["redis", "postgres"] {
+        let image = text(&compose, &format!("services.{service}.image"));
+        assert!(
+            image
+                .rsplit_once(':')
+                .is_some_and(|(_, tag)| tag != "latest"),
+            "{image}"
+        );
+    }
+    let postgres_env =
+        |name: &str| text(&compose, &format!("services.postgres.environment.{name}"));
     let secrets: Vec<&str> = entries(&compose, "secrets")
         .iter()
         .map(|(n, _)| *n)
@@ -423,6 +428,13 @@ fn compose_runs_two_gateways_sharing_one_redis_with_the_policy_read_only() {
         let env = |name: &str| text(gateway, &format!("environment.{name}"));
         // Rate limits shared through the compose file's one Redis.
         assert_eq!(env("KEYGATE_REDIS"), "redis://redis:6379/");
+        // Vaults, keys and the ledger in its one PostgreSQL, with the credentials it is set up with.
+        let database = url::Url::parse(env("KEYGATE_DATABASE")).unwrap();
+        assert_eq!(database.scheme(), "postgres");
+        assert_eq!(database.host_str(), Some("postgres"));
+        assert_eq!(database.username(), postgres_env("POSTGRES_USER"));
+        assert_eq!(database.password(), Some(postgres_env("POSTGRES_PASSWORD")));
+        assert_eq!(database.path(), format!("/{}", postgres_env("POSTGRES_DB")));
         // The master key from a compose secret, never a value in the file.
         assert!(environment
             .iter()
@@ -453,10 +465,12 @@ fn compose_runs_two_gateways_sharing_one_redis_with_the_policy_read_only() {
         assert!(strings(gateway, "volumes")
             .iter()
             .any(|v| v.ends_with(&format!(":{}", image_setting("data-dir")))));
-        assert_eq!(
-            text(gateway, "depends_on.redis.condition"),
-            "service_healthy"
-        );
+        for dependency in ["redis", "postgres"] {
+            assert_eq!(
+                text(gateway, &format!("depends_on.{dependency}.condition")),
+                "service_healthy"
+            );
+        }
     }
 }
 
@@ -641,6 +655,21 @@ fn the_deployment_runs_two_unprivileged_replicas_probed_on_the_admin_port() {
     assert!(
         lookup(at(secret, "stringData"), &key).is_some(),
         "no stringData.{key}"
+    );
+    // The shared store's URL from the same Secret, so every replica uses one database.
+    let database = items(container, "env")
+        .iter()
+        .find(|v| text(v, "name") == "KEYGATE_DATABASE")
+        .expect("KEYGATE_DATABASE");
+    assert_eq!(
+        text(database, "valueFrom.secretKeyRef.name"),
+        text(secret, "metadata.name")
+    );
+    let url_key = text(database, "valueFrom.secretKeyRef.key");
+    let url = text(at(secret, "stringData"), url_key);
+    assert!(
+        url.starts_with("postgres://") && url.contains("sslmode=require"),
+        "{url}"
     );
     // Kubernetes reads YAML's 0440 as octal; this parser (YAML 1.2) as decimal digits.
     let mode = i64::from_str_radix(&int(volume, "secret.defaultMode").to_string(), 8).unwrap();

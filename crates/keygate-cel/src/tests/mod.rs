@@ -4,6 +4,7 @@ mod catalog;
 mod check;
 mod errors;
 mod functions;
+mod ip_intel;
 mod secrets;
 mod shortcut;
 mod templates;
@@ -56,6 +57,7 @@ impl Fixture {
                 server_port: 8443,
                 tls: None,
                 started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_719_243_000),
+                ip_intel: Default::default(),
             },
             req: request(uri, headers),
             res: None,

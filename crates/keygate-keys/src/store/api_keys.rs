@@ -1,17 +1,18 @@
 //! Access key operations. Tokens go out once, on creation; only their keyed hash is stored.
 
 use chrono::{DateTime, Utc};
+use keygate_secrets::next_seq;
 use keygate_secrets::{check_description, format_timestamp, new_id};
-use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row};
+use keygate_store::{Row, Tx};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use super::{json_column, list_json, metadata_column, KeyStore, API_KEY_PREFIX};
+use super::{json_column, list_json, metadata_column, query, KeyStore, API_KEY_PREFIX};
 use crate::error::{KeyError, Result};
 use crate::limits::{check_limits, limits_json, parse_limits_json, KeyLimits};
 use crate::model::{ApiKey, ApiKeyUpdate, CreatedApiKey};
 use crate::rules::{check_future, metadata_json};
+use crate::schema::KEYS;
 use crate::scopes::{check_scope_list, ScopeKind};
 use crate::token::{self, TokenHasher};
 
@@ -20,7 +21,7 @@ const API_KEY_SELECT: &str =
      last_used, expires_at, disabled, allowed_providers, allowed_models, limits \
      FROM ai_gateway_api_keys";
 
-fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
+fn api_key_from_row(row: &Row) -> Result<ApiKey> {
     Ok(ApiKey {
         id: row.get(0)?,
         created_at: row.get(1)?,
@@ -38,19 +39,18 @@ fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
 }
 
 /// Reads a limits column, with the same rules as new input.
-fn limits_column(row: &Row<'_>, index: usize) -> rusqlite::Result<KeyLimits> {
+fn limits_column(row: &Row, index: usize) -> Result<KeyLimits> {
     let text: String = row.get(index)?;
     parse_limits_json(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
 }
 
 /// The access key with this id, or [`KeyError::ApiKeyNotFound`].
-pub(super) fn api_key_by_id(conn: &Connection, id: &str) -> Result<ApiKey> {
-    let sql = format!("{API_KEY_SELECT} WHERE id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id], api_key_from_row)
-        .optional()?
-        .ok_or_else(|| KeyError::ApiKeyNotFound(id.to_owned()))
+pub(super) fn api_key_by_id(tx: &mut Tx<'_>, id: &str) -> Result<ApiKey> {
+    let sql = format!("{API_KEY_SELECT} WHERE id = $1");
+    match tx.query_opt(&sql, &[&id])? {
+        Some(row) => api_key_from_row(&row),
+        None => Err(KeyError::ApiKeyNotFound(id.to_owned())),
+    }
 }
 
 impl KeyStore {
@@ -92,24 +92,28 @@ impl KeyStore {
             allowed_models: allowed_models.to_vec(),
             limits: limits.clone(),
         };
-        self.store.write(|tx| -> Result<()> {
-            tx.execute(
+        self.store.write(KEYS.name, |tx| -> Result<()> {
+            let sql = format!(
                 "INSERT INTO ai_gateway_api_keys (id, token_hash, display_name, description, metadata, \
-                 created_at, updated_at, expires_at, disabled, allowed_providers, allowed_models, limits) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11)",
-                (
+                 created_at, updated_at, expires_at, disabled, allowed_providers, allowed_models, limits, seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, {})",
+                next_seq("ai_gateway_api_keys")
+            );
+            tx.execute(
+                &sql,
+                &[
                     &key.id,
-                    digest.0.as_slice(),
+                    &digest.0.as_slice(),
                     &key.display_name,
                     &key.description,
                     &metadata_text,
                     &key.created_at,
                     &key.updated_at,
                     &key.expires_at,
-                    list_json(&key.allowed_providers),
-                    list_json(&key.allowed_models),
-                    limits_json(&key.limits),
-                ),
+                    &list_json(&key.allowed_providers),
+                    &list_json(&key.allowed_models),
+                    &limits_json(&key.limits),
+                ],
             )?;
             Ok(())
         })?;
@@ -118,17 +122,15 @@ impl KeyStore {
 
     /// All access keys, oldest first.
     pub fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
-        let sql = format!("{API_KEY_SELECT} ORDER BY rowid");
-        let mut stmt = self.store.connection().prepare_cached(&sql)?;
-        let keys = stmt
-            .query_map([], api_key_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(keys)
+        let sql = format!("{API_KEY_SELECT} ORDER BY seq");
+        query(&self.store, |tx| {
+            tx.query(&sql, &[])?.iter().map(api_key_from_row).collect()
+        })
     }
 
     /// The access key with this id.
     pub fn get_api_key(&self, id: &str) -> Result<ApiKey> {
-        api_key_by_id(self.store.connection(), id)
+        query(&self.store, |tx| api_key_by_id(tx, id))
     }
 
     /// Changes an access key's description, metadata, expiry, disabled flag, scopes or limits.
@@ -150,7 +152,7 @@ impl KeyStore {
         if let Some(Some(expiry)) = update.expires_at {
             check_future(expiry, now)?;
         }
-        self.store.write(|tx| {
+        self.store.write(KEYS.name, |tx| {
             let mut key = api_key_by_id(tx, id)?;
             if let Some(description) = update.description {
                 description.clone_into(&mut key.description);
@@ -179,20 +181,20 @@ impl KeyStore {
                 None => metadata_json(&key.metadata)?,
             };
             tx.execute(
-                "UPDATE ai_gateway_api_keys SET description = ?2, metadata = ?3, expires_at = ?4, \
-                 disabled = ?5, updated_at = ?6, allowed_providers = ?7, allowed_models = ?8, limits = ?9 \
-                 WHERE id = ?1",
-                (
+                "UPDATE ai_gateway_api_keys SET description = $2, metadata = $3, expires_at = $4, \
+                 disabled = $5, updated_at = $6, allowed_providers = $7, allowed_models = $8, limits = $9 \
+                 WHERE id = $1",
+                &[
                     &key.id,
                     &key.description,
                     &metadata_text,
                     &key.expires_at,
-                    key.disabled,
+                    &key.disabled,
                     &key.updated_at,
-                    list_json(&key.allowed_providers),
-                    list_json(&key.allowed_models),
-                    limits_json(&key.limits),
-                ),
+                    &list_json(&key.allowed_providers),
+                    &list_json(&key.allowed_models),
+                    &limits_json(&key.limits),
+                ],
             )?;
             Ok(key)
         })
@@ -201,12 +203,12 @@ impl KeyStore {
     /// Deletes an access key and the provider keys attached to it. Its token stops working on every gateway
     /// within the cache's refresh bound.
     pub fn delete_api_key(&self, id: &str) -> Result<()> {
-        self.store.write(|tx| {
+        self.store.write(KEYS.name, |tx| {
             tx.execute(
-                "DELETE FROM ai_gateway_provider_keys WHERE api_key_id = ?1",
-                [id],
+                "DELETE FROM ai_gateway_provider_keys WHERE api_key_id = $1",
+                &[&id],
             )?;
-            match tx.execute("DELETE FROM ai_gateway_api_keys WHERE id = ?1", [id])? {
+            match tx.execute("DELETE FROM ai_gateway_api_keys WHERE id = $1", &[&id])? {
                 0 => Err(KeyError::ApiKeyNotFound(id.to_owned())),
                 _ => Ok(()),
             }
@@ -220,12 +222,12 @@ impl KeyStore {
             return Ok(());
         }
         self.store.write_unannounced(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE ai_gateway_api_keys SET last_used = ?2 \
-                 WHERE id = ?1 AND (last_used IS NULL OR last_used < ?2)",
-            )?;
             for (id, time) in uses {
-                stmt.execute((id, format_timestamp(*time)))?;
+                tx.execute(
+                    "UPDATE ai_gateway_api_keys SET last_used = $2 \
+                     WHERE id = $1 AND (last_used IS NULL OR last_used < $2)",
+                    &[id, &format_timestamp(*time)],
+                )?;
             }
             Ok(())
         })

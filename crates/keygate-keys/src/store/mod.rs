@@ -6,11 +6,11 @@ mod provider_keys;
 pub(crate) use provider_keys::binding;
 
 use keygate_secrets::Store;
-use rusqlite::types::Type;
+use keygate_store::Row;
 use serde_json::{Map, Value};
 
-use crate::error::Result;
-use crate::schema;
+use crate::error::{KeyError, Result};
+use crate::schema::KEYS;
 
 /// Prefix of access key ids.
 pub const API_KEY_PREFIX: &str = "aigk_";
@@ -29,7 +29,7 @@ pub struct KeyStore {
 impl KeyStore {
     /// Wraps `store`, creating or upgrading the key tables.
     pub fn open(store: Store) -> Result<Self> {
-        store.migrate_component(schema::COMPONENT, schema::STEPS)?;
+        store.migrate_component(&KEYS)?;
         Ok(Self { store })
     }
 
@@ -45,18 +45,20 @@ impl KeyStore {
 }
 
 /// Reads a metadata column (compact JSON text) as an object.
-fn metadata_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Map<String, Value>> {
+fn metadata_column(row: &Row, index: usize) -> Result<Map<String, Value>> {
     json_column(row, index)
 }
 
 /// Reads a column of compact JSON text.
-fn json_column<T: serde::de::DeserializeOwned>(
-    row: &rusqlite::Row<'_>,
-    index: usize,
-) -> rusqlite::Result<T> {
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row, index: usize) -> Result<T> {
     let text: String = row.get(index)?;
     serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+        .map_err(|e| KeyError::Invalid(format!("stored column {index} is not valid JSON: {e}")))
+}
+
+/// Runs `f` in one read snapshot of the key tables.
+fn query<T>(store: &Store, f: impl FnOnce(&mut keygate_store::Tx<'_>) -> Result<T>) -> Result<T> {
+    store.read(KEYS.name, |tx, _| f(tx))
 }
 
 /// A list of patterns as stored: a JSON array of strings.

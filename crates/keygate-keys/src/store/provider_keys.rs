@@ -2,22 +2,24 @@
 //! decrypts them.
 
 use chrono::Utc;
+use keygate_secrets::next_seq;
 use keygate_secrets::{check_description, check_value, format_timestamp, new_id, Binding};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction};
+use keygate_store::{Row, Tx};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::api_keys::api_key_by_id;
-use super::{metadata_column, KeyStore, PROVIDER_KEY_PREFIX};
+use super::{metadata_column, query, KeyStore, PROVIDER_KEY_PREFIX};
 use crate::error::{KeyError, Result};
 use crate::model::{ApiKeyRef, ProviderKey, ProviderKeyUpdate};
 use crate::rules::{check_provider_id, metadata_json, MAX_PROVIDER_KEYS_PER_PROVIDER};
+use crate::schema::KEYS;
 
 const PROVIDER_KEY_SELECT: &str =
     "SELECT id, created_at, updated_at, provider_id, description, metadata, \
      api_key_id FROM ai_gateway_provider_keys";
 
-fn provider_key_from_row(row: &Row<'_>) -> rusqlite::Result<ProviderKey> {
+fn provider_key_from_row(row: &Row) -> Result<ProviderKey> {
     Ok(ProviderKey {
         id: row.get(0)?,
         created_at: row.get(1)?,
@@ -29,12 +31,12 @@ fn provider_key_from_row(row: &Row<'_>) -> rusqlite::Result<ProviderKey> {
     })
 }
 
-fn provider_key_by_id(conn: &Connection, id: &str) -> Result<ProviderKey> {
-    let sql = format!("{PROVIDER_KEY_SELECT} WHERE id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id], provider_key_from_row)
-        .optional()?
-        .ok_or_else(|| KeyError::ProviderKeyNotFound(id.to_owned()))
+fn provider_key_by_id(tx: &mut Tx<'_>, id: &str) -> Result<ProviderKey> {
+    let sql = format!("{PROVIDER_KEY_SELECT} WHERE id = $1");
+    match tx.query_opt(&sql, &[&id])? {
+        Some(row) => provider_key_from_row(&row),
+        None => Err(KeyError::ProviderKeyNotFound(id.to_owned())),
+    }
 }
 
 /// What a provider key's ciphertext is bound to: its id, its access key and its provider, so a value moved
@@ -68,7 +70,7 @@ impl KeyStore {
         check_value(value.expose_secret())?;
         check_description(description)?;
         let metadata_text = metadata_json(metadata)?;
-        self.store.write(|tx| {
+        self.store.write(KEYS.name, |tx| {
             api_key_by_id(tx, api_key_id)?;
             check_room(tx, api_key_id, provider_id)?;
             let now = format_timestamp(Utc::now());
@@ -84,11 +86,15 @@ impl KeyStore {
                 },
             };
             // The sealed columns start empty and are filled by the one place that stores values.
-            tx.execute(
+            let sql = format!(
                 "INSERT INTO ai_gateway_provider_keys (id, api_key_id, provider_id, description, metadata, \
-                 created_at, updated_at, key_nonce, wrapped_key, value_nonce, ciphertext) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, x'', x'', x'', x'')",
-                (
+                 created_at, updated_at, key_nonce, wrapped_key, value_nonce, ciphertext, seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $8, {})",
+                next_seq("ai_gateway_provider_keys")
+            );
+            tx.execute(
+                &sql,
+                &[
                     &key.id,
                     &key.ai_gateway_api_key.id,
                     &key.provider_id,
@@ -96,7 +102,8 @@ impl KeyStore {
                     &metadata_text,
                     &key.created_at,
                     &key.updated_at,
-                ),
+                    &b"".as_slice(),
+                ],
             )?;
             self.store_value(tx, &key, value)?;
             Ok(key)
@@ -106,22 +113,22 @@ impl KeyStore {
     /// All provider keys, or those attached to one access key ([`KeyError::ApiKeyNotFound`] for an unknown
     /// one), oldest first.
     pub fn list_provider_keys(&self, api_key_id: Option<&str>) -> Result<Vec<ProviderKey>> {
-        let conn = self.store.connection();
-        if let Some(api_key_id) = api_key_id {
-            api_key_by_id(conn, api_key_id)?;
-        }
-        let sql =
-            format!("{PROVIDER_KEY_SELECT} WHERE ?1 IS NULL OR api_key_id = ?1 ORDER BY rowid");
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let keys = stmt
-            .query_map([api_key_id], provider_key_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(keys)
+        query(&self.store, |tx| {
+            if let Some(api_key_id) = api_key_id {
+                api_key_by_id(tx, api_key_id)?;
+            }
+            let sql =
+                format!("{PROVIDER_KEY_SELECT} WHERE CAST($1 AS TEXT) IS NULL OR api_key_id = $1 ORDER BY seq");
+            tx.query(&sql, &[&api_key_id])?
+                .iter()
+                .map(provider_key_from_row)
+                .collect()
+        })
     }
 
     /// The provider key with this id (metadata only).
     pub fn get_provider_key(&self, id: &str) -> Result<ProviderKey> {
-        provider_key_by_id(self.store.connection(), id)
+        query(&self.store, |tx| provider_key_by_id(tx, id))
     }
 
     /// Replaces a provider key's value (needs the master key), description or metadata.
@@ -137,7 +144,7 @@ impl KeyStore {
             check_description(description)?;
         }
         let metadata_text = update.metadata.map(metadata_json).transpose()?;
-        self.store.write(|tx| {
+        self.store.write(KEYS.name, |tx| {
             let mut key = provider_key_by_id(tx, id)?;
             if let Some(description) = update.description {
                 description.clone_into(&mut key.description);
@@ -151,9 +158,9 @@ impl KeyStore {
                 None => metadata_json(&key.metadata)?,
             };
             tx.execute(
-                "UPDATE ai_gateway_provider_keys SET description = ?2, metadata = ?3, updated_at = ?4 \
-                 WHERE id = ?1",
-                (&key.id, &key.description, &metadata_text, &key.updated_at),
+                "UPDATE ai_gateway_provider_keys SET description = $2, metadata = $3, updated_at = $4 \
+                 WHERE id = $1",
+                &[&key.id, &key.description, &metadata_text, &key.updated_at],
             )?;
             if let Some(value) = update.value {
                 self.store_value(tx, &key, value)?;
@@ -163,33 +170,28 @@ impl KeyStore {
     }
 
     /// Seals `value` for `key` under a fresh data key and stores it.
-    fn store_value(
-        &self,
-        tx: &Transaction<'_>,
-        key: &ProviderKey,
-        value: &SecretString,
-    ) -> Result<()> {
+    fn store_value(&self, tx: &mut Tx<'_>, key: &ProviderKey, value: &SecretString) -> Result<()> {
         let sealed = self
             .store
             .seal(&key.binding(), value.expose_secret().as_bytes())?;
         tx.execute(
-            "UPDATE ai_gateway_provider_keys SET key_nonce = ?2, wrapped_key = ?3, value_nonce = ?4, \
-             ciphertext = ?5 WHERE id = ?1",
-            (
+            "UPDATE ai_gateway_provider_keys SET key_nonce = $2, wrapped_key = $3, value_nonce = $4, \
+             ciphertext = $5 WHERE id = $1",
+            &[
                 &key.id,
                 &sealed.key_nonce,
                 &sealed.wrapped_key,
                 &sealed.value_nonce,
                 &sealed.ciphertext,
-            ),
+            ],
         )?;
         Ok(())
     }
 
     /// Detaches and deletes a provider key.
     pub fn delete_provider_key(&self, id: &str) -> Result<()> {
-        self.store.write(|tx| {
-            match tx.execute("DELETE FROM ai_gateway_provider_keys WHERE id = ?1", [id])? {
+        self.store.write(KEYS.name, |tx| {
+            match tx.execute("DELETE FROM ai_gateway_provider_keys WHERE id = $1", &[&id])? {
                 0 => Err(KeyError::ProviderKeyNotFound(id.to_owned())),
                 _ => Ok(()),
             }
@@ -198,12 +200,13 @@ impl KeyStore {
 }
 
 /// Refuses a provider key beyond [`MAX_PROVIDER_KEYS_PER_PROVIDER`] for one access key and provider.
-fn check_room(tx: &Transaction<'_>, api_key_id: &str, provider_id: &str) -> Result<()> {
+fn check_room(tx: &mut Tx<'_>, api_key_id: &str, provider_id: &str) -> Result<()> {
     let count: i64 = tx
-        .prepare_cached(
-            "SELECT COUNT(*) FROM ai_gateway_provider_keys WHERE api_key_id = ?1 AND provider_id = ?2",
+        .query_one(
+            "SELECT COUNT(*) FROM ai_gateway_provider_keys WHERE api_key_id = $1 AND provider_id = $2",
+            &[&api_key_id, &provider_id],
         )?
-        .query_row([api_key_id, provider_id], |row| row.get(0))?;
+        .get(0)?;
     if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_PROVIDER_KEYS_PER_PROVIDER {
         return Err(KeyError::TooManyProviderKeys {
             api_key: api_key_id.to_owned(),

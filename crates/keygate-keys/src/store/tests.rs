@@ -8,10 +8,35 @@ use super::*;
 use crate::error::KeyError;
 use crate::limits::{KeyLimits, Rate, StoreFailure};
 use crate::model::{ApiKeyUpdate, CreatedApiKey, ProviderKeyUpdate};
+use crate::schema::KEYS;
 use crate::token::{Digest, TokenHasher, TOKEN_LEN};
 use crate::{KeyCache, Rejection};
+use keygate_store::Location;
+use keygate_test_support::{on_both_backends, TestDatabase};
 
-fn unlocked(dir: &TempDir, key: u8) -> KeyStore {
+on_both_backends!(
+    api_key_crud_round_trip,
+    api_key_rules,
+    provider_key_crud_round_trip,
+    provider_key_rules,
+    last_use_is_recorded_without_notifying_caches_and_never_goes_back,
+    scopes_are_stored_updated_and_cleared,
+    limits_are_stored_updated_and_removed,
+    the_cache_carries_limits_and_refuses_a_key_whose_limits_are_unreadable,
+);
+
+fn locked(db: &TestDatabase) -> KeyStore {
+    let location = Location::parse(&db.url).unwrap();
+    KeyStore::open(Store::open_database(db.dir.path(), &location).unwrap()).unwrap()
+}
+
+fn unlocked(db: &TestDatabase, key: u8) -> KeyStore {
+    let mut store = locked(db).into_store();
+    store.unlock(&inline_key(key)).unwrap();
+    KeyStore::open(store).unwrap()
+}
+
+fn unlocked_dir(dir: &TempDir, key: u8) -> KeyStore {
     KeyStore::open(Store::open_unlocked(dir.path(), &inline_key(key)).unwrap()).unwrap()
 }
 
@@ -22,10 +47,8 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-#[test]
-fn api_key_crud_round_trip() {
-    let dir = TempDir::new("api-keys");
-    let keys = unlocked(&dir, 1);
+fn api_key_crud_round_trip(db: &TestDatabase) {
+    let keys = unlocked(db, 1);
     let expiry = (Utc::now() + Duration::days(30)).trunc_subsecs(0);
     let created = keys
         .create_api_key(
@@ -109,10 +132,8 @@ fn api_key_crud_round_trip() {
     assert_eq!(keys.list_api_keys().unwrap(), vec![other]);
 }
 
-#[test]
-fn api_key_rules() {
-    let dir = TempDir::new("api-key-rules");
-    let keys = unlocked(&dir, 1);
+fn api_key_rules(db: &TestDatabase) {
+    let keys = unlocked(db, 1);
     let past = Utc::now() - Duration::seconds(1);
     let err = keys
         .create_api_key("", &Map::new(), Some(past), &[], &[], &KeyLimits::default())
@@ -154,7 +175,7 @@ fn api_key_rules() {
         Err(KeyError::ApiKeyNotFound(_))
     ));
     // Metadata reads need no key; creating a token does.
-    let locked = KeyStore::open(Store::open(dir.path()).unwrap()).unwrap();
+    let locked = locked(db);
     assert_eq!(locked.list_api_keys().unwrap(), vec![key]);
     assert!(matches!(
         locked.create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default()),
@@ -165,23 +186,23 @@ fn api_key_rules() {
 #[test]
 fn the_store_keeps_a_keyed_hash_of_the_token() {
     let dir = TempDir::new("keyed-hash");
-    let keys = unlocked(&dir, 1);
+    let keys = unlocked_dir(&dir, 1);
     let created = keys
         .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap();
     let token = created.token.expose_secret().as_bytes();
     let stored: Vec<u8> = keys
         .store()
-        .connection()
-        .query_row("SELECT token_hash FROM ai_gateway_api_keys", [], |row| {
-            row.get(0)
+        .read(KEYS.name, |tx, _| {
+            tx.query_one("SELECT token_hash FROM ai_gateway_api_keys", &[])?
+                .get::<Vec<u8>>(0)
         })
         .unwrap();
     let stored = Digest(stored.try_into().unwrap());
     assert!(TokenHasher::for_store(keys.store()).unwrap().digest(token) == stored);
     // The same token under another master key hashes to something else.
     let elsewhere = TempDir::new("keyed-hash-other");
-    let other = unlocked(&elsewhere, 2);
+    let other = unlocked_dir(&elsewhere, 2);
     assert!(TokenHasher::for_store(other.store()).unwrap().digest(token) != stored);
     for (path, bytes) in all_file_bytes(dir.path()) {
         assert!(
@@ -192,10 +213,8 @@ fn the_store_keeps_a_keyed_hash_of_the_token() {
     }
 }
 
-#[test]
-fn provider_key_crud_round_trip() {
-    let dir = TempDir::new("provider-keys");
-    let keys = unlocked(&dir, 1);
+fn provider_key_crud_round_trip(db: &TestDatabase) {
+    let keys = unlocked(db, 1);
     let api_key = keys
         .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
@@ -267,10 +286,8 @@ fn provider_key_crud_round_trip() {
     assert!(keys.list_provider_keys(None).unwrap().is_empty());
 }
 
-#[test]
-fn provider_key_rules() {
-    let dir = TempDir::new("provider-key-rules");
-    let keys = unlocked(&dir, 1);
+fn provider_key_rules(db: &TestDatabase) {
+    let keys = unlocked(db, 1);
     let api_key = keys
         .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
@@ -298,22 +315,20 @@ fn provider_key_rules() {
         "{err}"
     );
     create("anthropic", &value).unwrap();
-    let locked = KeyStore::open(Store::open(dir.path()).unwrap()).unwrap();
+    let locked = locked(db);
     assert!(matches!(
         locked.create_provider_key(&api_key.id, "google", &value, "", &Map::new()),
         Err(KeyError::Store(StoreError::Locked))
     ));
 }
 
-#[test]
-fn last_use_is_recorded_without_notifying_caches_and_never_goes_back() {
-    let dir = TempDir::new("last-used");
-    let keys = unlocked(&dir, 1);
+fn last_use_is_recorded_without_notifying_caches_and_never_goes_back(db: &TestDatabase) {
+    let keys = unlocked(db, 1);
     let key = keys
         .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap()
         .key;
-    let generation = keys.store().generation().unwrap();
+    let generation = keys.store().generation(KEYS.name).unwrap();
     let later = Utc::now().trunc_subsecs(0);
     let earlier = later - Duration::minutes(5);
     keys.record_last_used(&[(&key.id, later)]).unwrap();
@@ -323,17 +338,15 @@ fn last_use_is_recorded_without_notifying_caches_and_never_goes_back() {
         keys.get_api_key(&key.id).unwrap().last_used,
         Some(keygate_secrets::format_timestamp(later))
     );
-    assert_eq!(keys.store().generation().unwrap(), generation);
+    assert_eq!(keys.store().generation(KEYS.name).unwrap(), generation);
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-#[test]
-fn scopes_are_stored_updated_and_cleared() {
-    let dir = TempDir::new("scopes");
-    let keys = unlocked(&dir, 1);
+fn scopes_are_stored_updated_and_cleared(db: &TestDatabase) {
+    let keys = unlocked(db, 1);
     let (providers, models) = (
         strings(&["openai", "anth*"]),
         strings(&["gpt-4o*", "openai:o1"]),
@@ -399,10 +412,8 @@ fn rate(text: &str) -> Rate {
     text.parse().unwrap()
 }
 
-#[test]
-fn limits_are_stored_updated_and_removed() {
-    let dir = TempDir::new("limits");
-    let keys = unlocked(&dir, 1);
+fn limits_are_stored_updated_and_removed(db: &TestDatabase) {
+    let keys = unlocked(db, 1);
     let limits = KeyLimits {
         requests: Some(rate("100/min")),
         tokens: Some(rate("50000/day")),
@@ -489,10 +500,8 @@ fn limits_are_stored_updated_and_removed() {
     assert_eq!(keys.get_api_key(&key.id).unwrap(), unlimited);
 }
 
-#[test]
-fn the_cache_carries_limits_and_refuses_a_key_whose_limits_are_unreadable() {
-    let dir = TempDir::new("limits-cache");
-    let keys = unlocked(&dir, 1);
+fn the_cache_carries_limits_and_refuses_a_key_whose_limits_are_unreadable(db: &TestDatabase) {
+    let keys = unlocked(db, 1);
     let limits = KeyLimits {
         tokens: Some(rate("50000/day")),
         monthly_spend_micros: Some(1),
@@ -508,11 +517,12 @@ fn the_cache_carries_limits_and_refuses_a_key_whose_limits_are_unreadable() {
         .create_api_key("", &Map::new(), None, &[], &[], &KeyLimits::default())
         .unwrap();
     keys.store()
-        .connection()
-        .execute(
-            "UPDATE ai_gateway_api_keys SET limits = '{\"tokens\": \"5/week\"}' WHERE id = ?1",
-            [&edited.key.id],
-        )
+        .write_unannounced(|tx| {
+            tx.execute(
+                "UPDATE ai_gateway_api_keys SET limits = '{\"tokens\": \"5/week\"}' WHERE id = $1",
+                &[&edited.key.id],
+            )
+        })
         .unwrap();
     let cache = KeyCache::start(
         keys,
@@ -529,20 +539,23 @@ fn the_cache_carries_limits_and_refuses_a_key_whose_limits_are_unreadable() {
 
 #[test]
 fn a_data_dir_of_any_earlier_schema_version_upgrades_in_place() {
-    for version in 1..crate::schema::STEPS.len() {
+    for version in 1..KEYS.steps.len() {
         let dir = TempDir::new("upgrade");
         let store = Store::open_unlocked(dir.path(), &inline_key(1)).unwrap();
+        let earlier = keygate_store::Component {
+            name: KEYS.name,
+            steps: &KEYS.steps[..version],
+        };
+        store.migrate_component(&earlier).unwrap();
         store
-            .migrate_component(crate::schema::COMPONENT, &crate::schema::STEPS[..version])
-            .unwrap();
-        store
-            .connection()
-            .execute(
-                "INSERT INTO ai_gateway_api_keys (id, token_hash, display_name, description, metadata, \
-                 created_at, updated_at, disabled) VALUES ('aigk_old', x'00', 'kg-old...abcd', 'old', '{}', \
-                 '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0)",
-                [],
-            )
+            .write_unannounced(|tx| {
+                tx.execute(
+                    "INSERT INTO ai_gateway_api_keys (id, token_hash, display_name, description, metadata, \
+                     created_at, updated_at, disabled) VALUES ('aigk_old', $1, 'kg-old...abcd', 'old', '{}', \
+                     '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0)",
+                    &[&b"\x00".as_slice()],
+                )
+            })
             .unwrap();
         let keys = KeyStore::open(store).unwrap();
         let old = keys.get_api_key("aigk_old").unwrap();

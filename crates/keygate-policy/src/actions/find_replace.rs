@@ -22,7 +22,7 @@ use crate::diagnostic::Diagnostic;
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// One `replacements[]` entry as written.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplacementConfig {
     from: String,
@@ -182,6 +182,46 @@ impl Replacements {
         }
         Ok(current)
     }
+}
+
+/// A `replacements` list found at `at` in the config, compiled once at load for rules that run
+/// outside any request's scope (`ai-gateway` `redact`): `from` and `to` may not interpolate,
+/// and `field` does not apply. Returns each rule's pattern and replacement text.
+pub(crate) fn fixed(
+    cx: &BuildContext<'_>,
+    at: &str,
+    configs: &[ReplacementConfig],
+) -> Result<Vec<(Regex, String)>, Diagnostic> {
+    if configs.is_empty() {
+        return Err(cx.error(at, "needs at least one replacement"));
+    }
+    let literal = |field: &str, source: &str| {
+        let template = cx.template(field, source)?;
+        template.as_literal().map(str::to_owned).ok_or_else(|| {
+            cx.error(
+                field,
+                "is compiled once at load: ${...} interpolation is not supported here",
+            )
+        })
+    };
+    let mut rules = Vec::with_capacity(configs.len());
+    for (i, config) in configs.iter().enumerate() {
+        let field = format!("{at}[{i}]");
+        if config.field.is_some() {
+            return Err(cx.error(
+                &format!("{field}.field"),
+                "field applies to sse-find-replace only",
+            ));
+        }
+        let from_field = format!("{field}.from");
+        if config.from.is_empty() {
+            return Err(cx.error(&from_field, "must not be empty"));
+        }
+        let from = literal(&from_field, &config.from)?;
+        let regex = compile(&from).map_err(|message| cx.error(&from_field, message))?;
+        rules.push((regex, literal(&format!("{field}.to"), &config.to)?));
+    }
+    Ok(rules)
 }
 
 impl Pattern {

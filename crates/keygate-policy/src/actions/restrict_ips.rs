@@ -345,6 +345,7 @@ mod tests {
             server_port: 8080,
             tls: None,
             started: std::time::SystemTime::now(),
+            ip_intel: Default::default(),
         };
         let (vars, actions, secrets) = (
             Default::default(),

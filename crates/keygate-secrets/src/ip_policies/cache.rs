@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use super::model::{parse_rule_cidr, RuleAction};
 use crate::error::Result;
 use crate::refreshing::{Refreshing, Reload};
+use crate::store::ip_policies::IP_POLICIES;
 use crate::store::Store;
 
 /// One parsed rule.
@@ -55,17 +56,16 @@ impl Store {
     /// Reads every IP policy and rule in one read transaction. Needs no master key. A stored CIDR that no
     /// longer parses (edited outside Keygate) is logged and skipped.
     pub fn load_ip_policies(&self) -> Result<IpPolicySnapshot> {
-        self.read(|tx, generation| {
+        self.read(IP_POLICIES.name, |tx, generation| {
             let mut policies: BTreeMap<String, Vec<IpRule>> = BTreeMap::new();
-            let mut ids = tx.prepare("SELECT id FROM ip_policies")?;
-            for id in ids.query_map([], |row| row.get::<_, String>(0))? {
-                policies.insert(id?, Vec::new());
+            for row in tx.query("SELECT id FROM ip_policies", &[])? {
+                policies.insert(row.get(0)?, Vec::new());
             }
-            let mut rules = tx.prepare(
-                "SELECT id, ip_policy_id, cidr, action FROM ip_policy_rules ORDER BY rowid",
+            let rules = tx.query(
+                "SELECT id, ip_policy_id, cidr, action FROM ip_policy_rules ORDER BY seq",
+                &[],
             )?;
-            let mut rows = rules.query([])?;
-            while let Some(row) = rows.next()? {
+            for row in rules {
                 let (id, policy): (String, String) = (row.get(0)?, row.get(1)?);
                 let (cidr, action): (String, String) = (row.get(2)?, row.get(3)?);
                 let Ok(rule) = parse_rule(&cidr, &action) else {
@@ -94,7 +94,7 @@ fn parse_rule(cidr: &str, action: &str) -> Result<IpRule> {
 }
 
 impl Reload for IpPolicySnapshot {
-    const NAME: &'static str = "ip-policies";
+    const COMPONENT: &'static str = IP_POLICIES.name;
 
     fn load(store: &Store) -> Result<Self> {
         store.load_ip_policies()
@@ -109,8 +109,8 @@ impl Reload for IpPolicySnapshot {
     }
 }
 
-/// A cached, self-refreshing view of every IP policy: lock-free reads, changes by any process loaded as soon
-/// as the file watch reports them (else at the next poll). Dropping it stops the watcher thread.
+/// A cached, self-refreshing view of every IP policy: lock-free reads, changes by any process or instance
+/// loaded as soon as the store's change feed reports them. Dropping it stops the watcher thread.
 pub struct CachedIpPolicies(Refreshing<IpPolicySnapshot>);
 
 impl std::fmt::Debug for CachedIpPolicies {
@@ -120,8 +120,8 @@ impl std::fmt::Debug for CachedIpPolicies {
 }
 
 impl CachedIpPolicies {
-    /// Loads every policy from `store` (a broken database fails here, at startup), then follows changes,
-    /// polling every `poll_interval` besides watching the files.
+    /// Loads every policy from `store` (a broken database fails here, at startup), then follows changes
+    /// (see [`Refreshing::start`] for `poll_interval`).
     pub fn start(store: Store, poll_interval: Duration) -> Result<Self> {
         Refreshing::start(store, poll_interval).map(Self)
     }

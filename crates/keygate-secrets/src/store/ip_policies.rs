@@ -1,7 +1,6 @@
 //! IP policy and rule operations, and their tables (a schema component of their own).
 
-use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row};
+use keygate_store::{Component, Row, Step, Tx};
 
 use super::Store;
 use crate::error::{Result, StoreError};
@@ -11,14 +10,16 @@ use crate::ip_policies::{
     IP_POLICY_RULE_PREFIX,
 };
 use crate::model::now;
+use crate::schema::next_seq;
 use crate::validate::check_description;
 
-/// Component name in `schema_components`: a component, not a core step, so a data directory stays readable
-/// by a keygate that predates IP policies.
-pub(crate) const COMPONENT: &str = "ip-policies";
-
-/// Migration steps; step `n` takes the component from version `n` to `n + 1`. Only ever append.
-pub(crate) const STEPS: &[&str] = &["
+/// The IP policy tables: a component of their own, so a database stays readable by a keygate that
+/// predates IP policies.
+pub(crate) const IP_POLICIES: Component = Component {
+    name: "ip-policies",
+    steps: &[
+        Step::same(
+            "
 CREATE TABLE ip_policies (
     id          TEXT PRIMARY KEY,
     description TEXT NOT NULL,
@@ -33,12 +34,28 @@ CREATE TABLE ip_policy_rules (
     created_at   TEXT NOT NULL
 );
 CREATE INDEX ip_policy_rules_by_policy ON ip_policy_rules (ip_policy_id);
-"];
+",
+        ),
+        // Creation order, for listings on both engines (see `next_seq`).
+        Step::per_backend(
+            "
+ALTER TABLE ip_policies ADD COLUMN seq BIGINT;
+UPDATE ip_policies SET seq = rowid;
+ALTER TABLE ip_policy_rules ADD COLUMN seq BIGINT;
+UPDATE ip_policy_rules SET seq = rowid;
+",
+            "
+ALTER TABLE ip_policies ADD COLUMN seq BIGINT;
+ALTER TABLE ip_policy_rules ADD COLUMN seq BIGINT;
+",
+        ),
+    ],
+};
 
 const POLICY_COLUMNS: &str = "id, created_at, description";
 const RULE_COLUMNS: &str = "id, created_at, description, cidr, ip_policy_id, action";
 
-fn policy_from_row(row: &Row<'_>) -> rusqlite::Result<IpPolicy> {
+fn policy_from_row(row: &Row) -> Result<IpPolicy> {
     Ok(IpPolicy {
         id: row.get(0)?,
         created_at: row.get(1)?,
@@ -46,7 +63,7 @@ fn policy_from_row(row: &Row<'_>) -> rusqlite::Result<IpPolicy> {
     })
 }
 
-fn rule_from_row(row: &Row<'_>) -> rusqlite::Result<IpPolicyRule> {
+fn rule_from_row(row: &Row) -> Result<IpPolicyRule> {
     let action: String = row.get(5)?;
     Ok(IpPolicyRule {
         id: row.get(0)?,
@@ -54,26 +71,29 @@ fn rule_from_row(row: &Row<'_>) -> rusqlite::Result<IpPolicyRule> {
         description: row.get(2)?,
         cidr: row.get(3)?,
         ip_policy: IpPolicyRef { id: row.get(4)? },
-        action: action.parse().map_err(|err: StoreError| {
-            rusqlite::Error::FromSqlConversionFailure(5, Type::Text, Box::new(err))
-        })?,
+        action: action.parse()?,
     })
 }
 
-fn policy_by_id(conn: &Connection, id: &str) -> Result<IpPolicy> {
-    let sql = format!("SELECT {POLICY_COLUMNS} FROM ip_policies WHERE id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id], policy_from_row)
-        .optional()?
-        .ok_or_else(|| StoreError::IpPolicyNotFound(id.to_owned()))
+fn policy_by_id(tx: &mut Tx<'_>, id: &str) -> Result<IpPolicy> {
+    let sql = format!("SELECT {POLICY_COLUMNS} FROM ip_policies WHERE id = $1");
+    match tx.query_opt(&sql, &[&id])? {
+        Some(row) => policy_from_row(&row),
+        None => Err(StoreError::IpPolicyNotFound(id.to_owned())),
+    }
 }
 
-fn rule_by_id(conn: &Connection, id: &str) -> Result<IpPolicyRule> {
-    let sql = format!("SELECT {RULE_COLUMNS} FROM ip_policy_rules WHERE id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id], rule_from_row)
-        .optional()?
-        .ok_or_else(|| StoreError::IpPolicyRuleNotFound(id.to_owned()))
+fn rule_by_id(tx: &mut Tx<'_>, id: &str) -> Result<IpPolicyRule> {
+    let sql = format!("SELECT {RULE_COLUMNS} FROM ip_policy_rules WHERE id = $1");
+    match tx.query_opt(&sql, &[&id])? {
+        Some(row) => rule_from_row(&row),
+        None => Err(StoreError::IpPolicyRuleNotFound(id.to_owned())),
+    }
+}
+
+/// Runs `f` in one read snapshot of the IP policy tables.
+fn query<T>(store: &Store, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+    store.read(IP_POLICIES.name, |tx, _| f(tx))
 }
 
 impl Store {
@@ -85,11 +105,12 @@ impl Store {
             created_at: now(),
             description: description.to_owned(),
         };
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO ip_policies (id, created_at, description) VALUES (?1, ?2, ?3)",
-                (&policy.id, &policy.created_at, &policy.description),
-            )?;
+        self.write(IP_POLICIES.name, |tx| {
+            let sql = format!(
+                "INSERT INTO ip_policies (id, created_at, description, seq) VALUES ($1, $2, $3, {})",
+                next_seq("ip_policies")
+            );
+            tx.execute(&sql, &[&policy.id, &policy.created_at, &policy.description])?;
             Ok::<_, StoreError>(())
         })?;
         Ok(policy)
@@ -97,26 +118,27 @@ impl Store {
 
     /// All IP policies, oldest first.
     pub fn list_ip_policies(&self) -> Result<Vec<IpPolicy>> {
-        let sql = format!("SELECT {POLICY_COLUMNS} FROM ip_policies ORDER BY rowid");
-        let mut stmt = self.connection().prepare_cached(&sql)?;
-        let policies = stmt
-            .query_map([], policy_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(policies)
+        let sql = format!("SELECT {POLICY_COLUMNS} FROM ip_policies ORDER BY seq");
+        query(self, |tx| {
+            tx.query(&sql, &[])?.iter().map(policy_from_row).collect()
+        })
     }
 
     /// The IP policy with this id.
     pub fn get_ip_policy(&self, id: &str) -> Result<IpPolicy> {
-        policy_by_id(self.connection(), id)
+        query(self, |tx| policy_by_id(tx, id))
     }
 
     /// Deletes an IP policy and its rules. As at ngrok, a `restrict-ips` already running with a reference to
     /// it then sees a policy without rules (a policy loaded afterwards with the reference is refused).
     pub fn delete_ip_policy(&self, id: &str) -> Result<()> {
-        self.write(|tx| {
+        self.write(IP_POLICIES.name, |tx| {
             policy_by_id(tx, id)?;
-            tx.execute("DELETE FROM ip_policy_rules WHERE ip_policy_id = ?1", [id])?;
-            tx.execute("DELETE FROM ip_policies WHERE id = ?1", [id])?;
+            tx.execute(
+                "DELETE FROM ip_policy_rules WHERE ip_policy_id = $1",
+                &[&id],
+            )?;
+            tx.execute("DELETE FROM ip_policies WHERE id = $1", &[&id])?;
             Ok(())
         })
     }
@@ -142,19 +164,23 @@ impl Store {
             },
             action,
         };
-        self.write(|tx| {
+        self.write(IP_POLICIES.name, |tx| {
             policy_by_id(tx, ip_policy_id)?;
+            let sql = format!(
+                "INSERT INTO ip_policy_rules (id, ip_policy_id, cidr, action, description, created_at, seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, {})",
+                next_seq("ip_policy_rules")
+            );
             tx.execute(
-                "INSERT INTO ip_policy_rules (id, ip_policy_id, cidr, action, description, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                (
+                &sql,
+                &[
                     &rule.id,
                     &rule.ip_policy.id,
                     &rule.cidr,
-                    rule.action.as_str(),
+                    &rule.action.as_str(),
                     &rule.description,
                     &rule.created_at,
-                ),
+                ],
             )?;
             Ok::<_, StoreError>(())
         })?;
@@ -163,40 +189,33 @@ impl Store {
 
     /// All rules, or those of one policy ([`StoreError::IpPolicyNotFound`] for an unknown id), oldest first.
     pub fn list_ip_policy_rules(&self, ip_policy_id: Option<&str>) -> Result<Vec<IpPolicyRule>> {
-        let conn = self.connection();
-        let rules = match ip_policy_id {
-            Some(id) => {
-                policy_by_id(conn, id)?;
-                let sql = format!(
-                    "SELECT {RULE_COLUMNS} FROM ip_policy_rules WHERE ip_policy_id = ?1 ORDER BY rowid"
-                );
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map([id], rule_from_row)?;
-                rows.collect::<rusqlite::Result<_>>()?
+        query(self, |tx| {
+            if let Some(id) = ip_policy_id {
+                policy_by_id(tx, id)?;
             }
-            None => {
-                let sql = format!("SELECT {RULE_COLUMNS} FROM ip_policy_rules ORDER BY rowid");
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map([], rule_from_row)?;
-                rows.collect::<rusqlite::Result<_>>()?
-            }
-        };
-        Ok(rules)
+            let sql = format!(
+                "SELECT {RULE_COLUMNS} FROM ip_policy_rules WHERE CAST($1 AS TEXT) IS NULL OR ip_policy_id = $1 ORDER BY seq"
+            );
+            tx.query(&sql, &[&ip_policy_id])?
+                .iter()
+                .map(rule_from_row)
+                .collect()
+        })
     }
 
     /// The rule with this id.
     pub fn get_ip_policy_rule(&self, id: &str) -> Result<IpPolicyRule> {
-        rule_by_id(self.connection(), id)
+        query(self, |tx| rule_by_id(tx, id))
     }
 
     /// Deletes a rule.
     pub fn delete_ip_policy_rule(&self, id: &str) -> Result<()> {
-        self.write(
-            |tx| match tx.execute("DELETE FROM ip_policy_rules WHERE id = ?1", [id])? {
+        self.write(IP_POLICIES.name, |tx| {
+            match tx.execute("DELETE FROM ip_policy_rules WHERE id = $1", &[&id])? {
                 0 => Err(StoreError::IpPolicyRuleNotFound(id.to_owned())),
                 _ => Ok(()),
-            },
-        )
+            }
+        })
     }
 }
 
@@ -204,12 +223,16 @@ impl Store {
 mod tests {
     use super::*;
     use crate::ip_policies::IpRule;
-    use crate::test_support::TempDir;
+    use keygate_test_support::{on_both_backends, TestDatabase};
 
-    #[test]
-    fn policies_and_rules_round_trip_and_load_as_a_snapshot() {
-        let dir = TempDir::new("ip-policies");
-        let store = Store::open(dir.path()).unwrap();
+    on_both_backends!(
+        policies_and_rules_round_trip_and_load_as_a_snapshot,
+        bad_rules_and_unknown_policies_are_input_errors,
+    );
+
+    fn policies_and_rules_round_trip_and_load_as_a_snapshot(db: &TestDatabase) {
+        let location = keygate_store::Location::parse(&db.url).unwrap();
+        let store = Store::open_database(db.dir.path(), &location).unwrap();
         let office = store.create_ip_policy("office").unwrap();
         assert!(office.id.starts_with(IP_POLICY_PREFIX), "{}", office.id);
         let empty = store.create_ip_policy("").unwrap();
@@ -240,7 +263,10 @@ mod tests {
         assert_eq!(store.list_ip_policy_rules(None).unwrap().len(), 2);
 
         let snapshot = store.load_ip_policies().unwrap();
-        assert_eq!(snapshot.generation(), store.generation().unwrap());
+        assert_eq!(
+            snapshot.generation(),
+            store.generation(IP_POLICIES.name).unwrap()
+        );
         assert_eq!(
             snapshot.rules(&office.id).unwrap(),
             [
@@ -272,12 +298,11 @@ mod tests {
         assert_eq!(store.load_ip_policies().unwrap().rule_count(), 0);
     }
 
-    #[test]
-    fn bad_rules_and_unknown_policies_are_input_errors() {
-        let dir = TempDir::new("ip-policy-errors");
-        let store = Store::open(dir.path()).unwrap();
+    fn bad_rules_and_unknown_policies_are_input_errors(db: &TestDatabase) {
+        let location = keygate_store::Location::parse(&db.url).unwrap();
+        let store = Store::open_database(db.dir.path(), &location).unwrap();
         let policy = store.create_ip_policy("").unwrap();
-        let generation = store.generation().unwrap();
+        let generation = store.generation(IP_POLICIES.name).unwrap();
         for (policy_id, cidr, message) in [
             (policy.id.as_str(), "10.1.2.3", "is an address"),
             (policy.id.as_str(), "10.1.2.3/8", "host bits"),
@@ -302,7 +327,7 @@ mod tests {
             Err(StoreError::IpPolicyNotFound(_))
         ));
         assert_eq!(
-            store.generation().unwrap(),
+            store.generation(IP_POLICIES.name).unwrap(),
             generation,
             "nothing was written"
         );

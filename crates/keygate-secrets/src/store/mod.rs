@@ -6,46 +6,79 @@ mod vaults;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use keygate_store::{Database, Location, Tx};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::crypto::{self, Binding, Sealed};
-use crate::db_files;
 use crate::error::{Result, StoreError};
 use crate::master_key::{MasterKey, MasterKeySource, MASTER_KEY_LEN};
-use crate::schema;
+use crate::schema::{self, SECRETS};
 
-/// The store of one data directory. Metadata operations work without the master key; storing a value and
-/// loading values need [`Store::unlock`] first.
+/// The store of one deployment: the data directory's SQLite file by default, or a shared PostgreSQL
+/// database. Metadata operations work without the master key; storing a value and loading values need
+/// [`Store::unlock`] first. The master key itself always stays on the gateway's side (a file in the data
+/// directory or `KEYGATE_MASTER_KEY`): the database only holds ciphertext.
 ///
-/// Every write runs in a `BEGIN IMMEDIATE` transaction and bumps a generation counter, which
-/// [`crate::CachedSecrets`] polls. Several processes may use the same directory at once.
+/// Every write runs in a transaction that bumps its component's generation, which the caches
+/// ([`crate::Refreshing`]) follow. Several processes and instances may use the same database at once.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    db: Database,
     dir: PathBuf,
     key: Option<MasterKey>,
 }
 
 impl Store {
-    /// Opens the store in `data_dir`, creating the directory (0700), database (0600) and schema when absent.
+    /// Opens the store in `data_dir`'s SQLite file, creating the directory (0700), database (0600) and
+    /// tables when absent.
     pub fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_database(data_dir, &Location::Sqlite(data_dir.join(schema::DB_FILE)))
+    }
+
+    /// Opens the store in `database` (a `--database` location), creating or upgrading its tables.
+    /// `data_dir` still holds the default master key file.
+    pub fn open_database(data_dir: &Path, database: &Location) -> Result<Self> {
+        let store = Self::connect(data_dir, database)?;
+        schema::migrate(&store.db, &SECRETS)?;
+        schema::migrate(&store.db, &ip_policies::IP_POLICIES)?;
+        Ok(store)
+    }
+
+    /// Opens an existing store without creating or upgrading its tables (for `keygate policy check`).
+    /// [`StoreError::NotInitialized`] when there is no SQLite file, or the database has no vaults table.
+    /// The database layer's own bookkeeping tables are still created when absent.
+    pub fn open_existing(data_dir: &Path, database: &Location) -> Result<Self> {
+        if let Location::Sqlite(path) = database {
+            if !path.is_file() {
+                return Err(StoreError::NotInitialized(database.to_string()));
+            }
+        }
+        let store = Self::connect(data_dir, database)?;
+        if store
+            .db
+            .read(SECRETS.name, |tx, _| {
+                tx.query("SELECT 1 FROM vaults WHERE 1 = 0", &[])
+            })
+            .is_err()
+        {
+            return Err(StoreError::NotInitialized(database.to_string()));
+        }
+        Ok(store)
+    }
+
+    fn connect(data_dir: &Path, database: &Location) -> Result<Self> {
         Ok(Self {
-            conn: schema::open_read_write(data_dir)?,
+            db: Database::open_at(database.clone())?,
             dir: data_dir.to_path_buf(),
             key: None,
         })
     }
 
-    /// Opens an existing store without creating or writing anything (for `keygate policy check`).
-    /// [`StoreError::NotInitialized`] when the directory holds no database.
-    pub fn open_read_only(data_dir: &Path) -> Result<Self> {
-        Ok(Self {
-            conn: schema::open_read_only(data_dir)?,
-            dir: data_dir.to_path_buf(),
-            key: None,
-        })
+    /// Another connection to the same database, locked: for a thread that writes bookkeeping beside a
+    /// cache reading through this one.
+    pub fn reopen(&self) -> Result<Self> {
+        Self::connect(&self.dir, self.db.location())
     }
 
     /// [`Store::open`] followed by [`Store::unlock`].
@@ -55,115 +88,108 @@ impl Store {
         Ok(store)
     }
 
-    /// Loads the master key and checks it against the data directory's key check, recording the check on
-    /// first use. A missing key file is created only while the directory holds no key check.
-    /// [`StoreError::WrongMasterKey`] when the key is not the directory's.
+    /// Loads the master key and checks it against the database's key check, recording the check on
+    /// first use. A missing key file is created only while the database holds no key check.
+    /// [`StoreError::WrongMasterKey`] when the key is not the database's.
     pub fn unlock(&mut self, source: &MasterKeySource) -> Result<()> {
-        let initialised = read_key_check(&self.conn)?.is_some();
+        let initialised = self
+            .db
+            .read(SECRETS.name, |tx, _| read_key_check(tx))?
+            .is_some();
         let key = source.resolve(&self.dir, !initialised)?;
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        match read_key_check(&tx)? {
-            Some((nonce, check)) => {
-                if !crypto::verify_key_check(&key, &nonce, &check)? {
-                    return Err(StoreError::WrongMasterKey(self.dir.clone()));
+        self.db.write_unannounced(|tx| -> Result<()> {
+            match read_key_check(tx)? {
+                Some((nonce, check)) => {
+                    if !crypto::verify_key_check(&key, &nonce, &check)? {
+                        return Err(StoreError::WrongMasterKey(self.db.location().to_string()));
+                    }
+                }
+                None => {
+                    let nonce = crypto::random_nonce()?;
+                    let check = crypto::key_check(&key, &nonce)?;
+                    tx.execute(
+                        "UPDATE meta SET key_check_nonce = $1, key_check = $2 WHERE id = 1",
+                        &[&nonce.as_slice(), &check],
+                    )?;
                 }
             }
-            None => {
-                let nonce = crypto::random_nonce()?;
-                let check = crypto::key_check(&key, &nonce)?;
-                tx.execute(
-                    "UPDATE meta SET key_check_nonce = ?1, key_check = ?2 WHERE id = 1",
-                    (nonce.as_slice(), check),
-                )?;
-            }
-        }
-        tx.commit()?;
+            Ok(())
+        })?;
         self.key = Some(key);
         Ok(())
     }
 
-    /// The data directory this store lives in.
+    /// The data directory this store keeps its master key file in.
     pub fn data_dir(&self) -> &Path {
         &self.dir
     }
 
-    /// A counter bumped by every committed [`Store::write`], from any process.
-    pub fn generation(&self) -> Result<u64> {
-        read_generation(&self.conn)
+    /// The database, for crates that keep their own tables in it ([`Store::migrate_component`]).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// A counter bumped by every committed write to `component`, from any process or instance.
+    pub fn generation(&self, component: &str) -> Result<u64> {
+        Ok(self.db.generation(component)?)
     }
 
     /// Whether vault `vault_name` holds a secret `secret_name`. Needs no master key.
     pub fn secret_exists(&self, vault_name: &str, secret_name: &str) -> Result<bool> {
-        let found = self
-            .conn
-            .prepare_cached(
-                "SELECT 1 FROM secrets s JOIN vaults v ON v.id = s.vault_id WHERE v.name = ?1 AND s.name = ?2",
-            )?
-            .exists((vault_name, secret_name))?;
-        Ok(found)
-    }
-
-    /// The database connection, for reads outside a transaction. Writes go through [`Store::write`].
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.query(|tx| {
+            Ok(tx
+                .query_opt(
+                    "SELECT 1 FROM secrets s JOIN vaults v ON v.id = s.vault_id \
+                     WHERE v.name = $1 AND s.name = $2",
+                    &[&vault_name, &secret_name],
+                )?
+                .is_some())
+        })
     }
 
     pub(crate) fn key(&self) -> Result<&MasterKey> {
         self.key.as_ref().ok_or(StoreError::Locked)
     }
 
-    /// Creates or upgrades the tables another crate keeps in this database. `steps[n]` is the SQL taking
-    /// `component` from version `n` to `n + 1`; steps only ever get appended. A database whose `component`
-    /// is newer than `steps` is refused ([`StoreError::UnsupportedComponent`]).
-    pub fn migrate_component(&self, component: &str, steps: &[&str]) -> Result<()> {
-        schema::migrate_component(&self.conn, &self.dir, component, steps)
+    /// Creates or upgrades the tables another crate keeps in this database (adopting those an older
+    /// keygate created in a SQLite data directory). A database whose component is newer than this binary
+    /// is refused.
+    pub fn migrate_component(&self, component: &keygate_store::Component) -> Result<()> {
+        schema::migrate(&self.db, component)
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and bumps the generation, so every cache on this data
-    /// directory reloads; rolls back when `f` fails. After the commit, the new generation is written to the
-    /// data directory's generation marker, which running caches watch.
-    pub fn write<T, E: From<StoreError>>(
+    /// Runs `f` in a write transaction that bumps `component`'s generation, so every cache following it
+    /// reloads; rolls back when `f` fails.
+    pub fn write<T, E: From<keygate_store::Error>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        component: &str,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let (out, generation) = self.write_unannounced(|tx| -> Result<(T, u64), E> {
-            let out = f(tx)?;
-            tx.execute(
-                "UPDATE meta SET generation = generation + 1 WHERE id = 1",
-                [],
-            )
-            .map_err(StoreError::from)?;
-            Ok((out, read_generation(tx)?))
-        })?;
-        db_files::announce(&self.dir, generation);
-        Ok(out)
+        self.db.write(component, f)
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction without bumping the generation: for bookkeeping that no
-    /// cache reads (such as last-use times), which would otherwise make every cache reload.
-    pub fn write_unannounced<T, E: From<StoreError>>(
+    /// Runs `f` in a write transaction without bumping a generation: for bookkeeping that no cache reads
+    /// (such as last-use times), which would otherwise make every cache reload.
+    pub fn write_unannounced<T, E: From<keygate_store::Error>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        self.db.write_unannounced(f)
     }
 
-    /// Runs `f` in one read transaction, passing the generation that transaction sees, so a cache built from
-    /// it is exactly the state of that generation.
-    pub fn read<T, E: From<StoreError>>(
+    /// Runs `f` in one read snapshot, passing `component`'s generation in it, so a cache built from it is
+    /// exactly the state of that generation.
+    pub fn read<T, E: From<keygate_store::Error>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>, u64) -> Result<T, E>,
+        component: &str,
+        f: impl FnOnce(&mut Tx<'_>, u64) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)
-            .map_err(StoreError::from)?;
-        let generation = read_generation(&tx)?;
-        let out = f(&tx, generation)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        self.db.read(component, f)
+    }
+
+    /// Runs `f` in one read snapshot (for listings and lookups).
+    pub(crate) fn query<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.db.read(SECRETS.name, |tx, _| f(tx))
     }
 
     /// Encrypts `plaintext` for the record `binding` under a fresh data key. Needs the master key.
@@ -191,34 +217,24 @@ impl Store {
     }
 }
 
-fn read_generation(conn: &Connection) -> Result<u64> {
-    let generation: i64 = conn
-        .prepare_cached("SELECT generation FROM meta WHERE id = 1")?
-        .query_row([], |row| row.get(0))?;
-    Ok(u64::try_from(generation).unwrap_or(0))
-}
-
-fn read_key_check(conn: &Connection) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-    let row = conn
-        .query_row(
-            "SELECT key_check_nonce, key_check FROM meta WHERE id = 1 AND key_check IS NOT NULL",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    Ok(row)
+fn read_key_check(tx: &mut Tx<'_>) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let Some(row) = tx.query_opt(
+        "SELECT key_check_nonce, key_check FROM meta WHERE id = 1 AND key_check IS NOT NULL",
+        &[],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((row.get(0)?, row.get(1)?)))
 }
 
 /// Maps a UNIQUE constraint violation (a duplicate name) to `duplicate()`, any other error to
 /// [`StoreError::Db`].
-fn map_unique(err: rusqlite::Error, duplicate: impl FnOnce() -> StoreError) -> StoreError {
-    match &err {
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
-            duplicate()
-        }
-        _ => err.into(),
+fn map_unique(err: keygate_store::Error, duplicate: impl FnOnce() -> StoreError) -> StoreError {
+    if err.is_unique_violation() {
+        duplicate()
+    } else {
+        err.into()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Secret operations. Values go in, never come out: only [`Store::load_snapshot`] decrypts.
 
-use rusqlite::{Connection, OptionalExtension, Row};
+use keygate_store::{Row, Tx};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::vaults::vault_by_id;
@@ -9,13 +9,14 @@ use crate::crypto::Binding;
 use crate::error::{Result, StoreError};
 use crate::ids::{new_id, SECRET_PREFIX};
 use crate::model::{now, Secret, VaultRef};
+use crate::schema::{next_seq, SECRETS};
 use crate::validate::{check_description, check_name, check_value};
 
 const SECRET_SELECT: &str =
     "SELECT s.id, s.created_at, s.updated_at, s.name, s.description, v.id, v.name \
      FROM secrets s JOIN vaults v ON v.id = s.vault_id";
 
-fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<Secret> {
+fn secret_from_row(row: &Row) -> keygate_store::Result<Secret> {
     Ok(Secret {
         id: row.get(0)?,
         created_at: row.get(1)?,
@@ -29,12 +30,12 @@ fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<Secret> {
     })
 }
 
-fn secret_by_id(conn: &Connection, id: &str) -> Result<Secret> {
-    let sql = format!("{SECRET_SELECT} WHERE s.id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id], secret_from_row)
-        .optional()?
-        .ok_or_else(|| StoreError::SecretNotFound(id.to_owned()))
+fn secret_by_id(tx: &mut Tx<'_>, id: &str) -> Result<Secret> {
+    let sql = format!("{SECRET_SELECT} WHERE s.id = $1");
+    match tx.query_opt(&sql, &[&id])? {
+        Some(row) => Ok(secret_from_row(&row)?),
+        None => Err(StoreError::SecretNotFound(id.to_owned())),
+    }
 }
 
 impl Store {
@@ -52,7 +53,7 @@ impl Store {
         check_description(description)?;
         // Fail before taking the write lock when the store is locked.
         self.key()?;
-        self.write(|tx| {
+        self.write(SECRETS.name, |tx| {
             let vault = vault_by_id(tx, vault_id)?;
             let now = now();
             let secret = Secret {
@@ -72,11 +73,15 @@ impl Store {
                 name: &secret.name,
             };
             let sealed = self.seal(&binding, value.expose_secret().as_bytes())?;
-            tx.execute(
+            let sql = format!(
                 "INSERT INTO secrets (id, vault_id, name, description, created_at, updated_at, \
-                 key_nonce, wrapped_key, value_nonce, ciphertext) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                (
+                 key_nonce, wrapped_key, value_nonce, ciphertext, seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, {})",
+                next_seq("secrets")
+            );
+            tx.execute(
+                &sql,
+                &[
                     &secret.id,
                     &secret.vault.id,
                     &secret.name,
@@ -87,7 +92,7 @@ impl Store {
                     &sealed.wrapped_key,
                     &sealed.value_nonce,
                     &sealed.ciphertext,
-                ),
+                ],
             )
             .map_err(|e| {
                 map_unique(e, || StoreError::DuplicateSecret {
@@ -102,28 +107,24 @@ impl Store {
     /// All secrets, or those of one vault ([`StoreError::VaultNotFound`] for an unknown vault id), oldest
     /// first.
     pub fn list_secrets(&self, vault_id: Option<&str>) -> Result<Vec<Secret>> {
-        let conn = self.connection();
-        let secrets = match vault_id {
-            Some(vault_id) => {
-                vault_by_id(conn, vault_id)?;
-                let sql = format!("{SECRET_SELECT} WHERE s.vault_id = ?1 ORDER BY s.rowid");
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map([vault_id], secret_from_row)?;
-                rows.collect::<rusqlite::Result<_>>()?
+        self.query(|tx| {
+            if let Some(vault_id) = vault_id {
+                vault_by_id(tx, vault_id)?;
             }
-            None => {
-                let sql = format!("{SECRET_SELECT} ORDER BY s.rowid");
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map([], secret_from_row)?;
-                rows.collect::<rusqlite::Result<_>>()?
-            }
-        };
-        Ok(secrets)
+            let sql = format!(
+                "{SECRET_SELECT} WHERE CAST($1 AS TEXT) IS NULL OR s.vault_id = $1 ORDER BY s.seq"
+            );
+            let rows = tx.query(&sql, &[&vault_id])?;
+            Ok(rows
+                .iter()
+                .map(secret_from_row)
+                .collect::<keygate_store::Result<_>>()?)
+        })
     }
 
     /// The secret with this id (metadata only).
     pub fn get_secret(&self, id: &str) -> Result<Secret> {
-        secret_by_id(self.connection(), id)
+        self.query(|tx| secret_by_id(tx, id))
     }
 
     /// Replaces a secret's value (needs the master key) and/or its description; `None` keeps the current one.
@@ -140,15 +141,15 @@ impl Store {
         if let Some(description) = description {
             check_description(description)?;
         }
-        self.write(|tx| {
+        self.write(SECRETS.name, |tx| {
             let mut secret = secret_by_id(tx, id)?;
             secret.updated_at = now();
             if let Some(description) = description {
                 description.clone_into(&mut secret.description);
             }
             tx.execute(
-                "UPDATE secrets SET description = ?2, updated_at = ?3 WHERE id = ?1",
-                (&secret.id, &secret.description, &secret.updated_at),
+                "UPDATE secrets SET description = $2, updated_at = $3 WHERE id = $1",
+                &[&secret.id, &secret.description, &secret.updated_at],
             )?;
             if let Some(value) = value {
                 let binding = Binding {
@@ -158,15 +159,15 @@ impl Store {
                 };
                 let sealed = self.seal(&binding, value.expose_secret().as_bytes())?;
                 tx.execute(
-                    "UPDATE secrets SET key_nonce = ?2, wrapped_key = ?3, value_nonce = ?4, ciphertext = ?5 \
-                     WHERE id = ?1",
-                    (
+                    "UPDATE secrets SET key_nonce = $2, wrapped_key = $3, value_nonce = $4, ciphertext = $5 \
+                     WHERE id = $1",
+                    &[
                         &secret.id,
                         &sealed.key_nonce,
                         &sealed.wrapped_key,
                         &sealed.value_nonce,
                         &sealed.ciphertext,
-                    ),
+                    ],
                 )?;
             }
             Ok(secret)
@@ -175,11 +176,11 @@ impl Store {
 
     /// Deletes a secret.
     pub fn delete_secret(&self, id: &str) -> Result<()> {
-        self.write(
-            |tx| match tx.execute("DELETE FROM secrets WHERE id = ?1", [id])? {
+        self.write(SECRETS.name, |tx| {
+            match tx.execute("DELETE FROM secrets WHERE id = $1", &[&id])? {
                 0 => Err(StoreError::SecretNotFound(id.to_owned())),
                 _ => Ok(()),
-            },
-        )
+            }
+        })
     }
 }

@@ -5,19 +5,52 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
 use crate::test_support::{all_file_bytes, inline_key, TempDir};
+use keygate_test_support::{on_both_backends, TestDatabase};
 
 fn value(text: &str) -> SecretString {
     SecretString::from(text)
 }
 
-fn unlocked(dir: &TempDir) -> Store {
+fn sqlite(dir: &TempDir) -> Location {
+    Location::Sqlite(dir.path().join(crate::DB_FILE))
+}
+
+on_both_backends!(
+    vault_crud_round_trip,
+    duplicate_and_invalid_vault_names_are_refused,
+    secret_crud_round_trip_without_exposing_values,
+    secret_rules_duplicates_and_unknown_vaults,
+    values_need_the_master_key_but_metadata_does_not,
+    force_delete_removes_the_vaults_secrets,
+    wrong_master_key_is_a_clear_error,
+    snapshot_lookups_distinguish_missing_vaults_and_secrets,
+    every_write_bumps_the_generation,
+);
+
+fn location(db: &TestDatabase) -> Location {
+    Location::parse(&db.url).unwrap()
+}
+
+fn open(db: &TestDatabase) -> Result<Store> {
+    Store::open_database(db.dir.path(), &location(db))
+}
+
+fn unlocked_with(db: &TestDatabase, key: u8) -> Result<Store> {
+    let mut store = open(db)?;
+    store.unlock(&inline_key(key))?;
+    Ok(store)
+}
+
+fn unlocked(db: &TestDatabase) -> Store {
+    unlocked_with(db, 1).unwrap()
+}
+
+fn unlocked_dir(dir: &TempDir) -> Store {
     Store::open_unlocked(dir.path(), &inline_key(1)).unwrap()
 }
 
-#[test]
-fn vault_crud_round_trip() {
-    let dir = TempDir::new("vaults");
-    let store = Store::open(dir.path()).unwrap();
+fn vault_crud_round_trip(db: &TestDatabase) {
+    let store = open(db).unwrap();
     let vault = store.create_vault("gateway-auth", "tokens").unwrap();
     assert!(vault.id.starts_with("vault_"));
     assert_eq!(vault.created_at, vault.updated_at);
@@ -55,10 +88,8 @@ fn vault_crud_round_trip() {
     ));
 }
 
-#[test]
-fn duplicate_and_invalid_vault_names_are_refused() {
-    let dir = TempDir::new("vault-dupes");
-    let store = Store::open(dir.path()).unwrap();
+fn duplicate_and_invalid_vault_names_are_refused(db: &TestDatabase) {
+    let store = open(db).unwrap();
     let first = store.create_vault("one", "").unwrap();
     store.create_vault("two", "").unwrap();
     let err = store.create_vault("one", "").unwrap_err();
@@ -80,10 +111,8 @@ fn duplicate_and_invalid_vault_names_are_refused() {
     assert_eq!(store.list_vaults().unwrap().len(), 2);
 }
 
-#[test]
-fn secret_crud_round_trip_without_exposing_values() {
-    let dir = TempDir::new("secrets");
-    let store = unlocked(&dir);
+fn secret_crud_round_trip_without_exposing_values(db: &TestDatabase) {
+    let store = unlocked(db);
     let vault = store.create_vault("gateway-auth", "").unwrap();
     let secret = store
         .create_secret(&vault.id, "access-token", &value("tok-1"), "client a")
@@ -132,10 +161,8 @@ fn secret_crud_round_trip_without_exposing_values() {
     ));
 }
 
-#[test]
-fn secret_rules_duplicates_and_unknown_vaults() {
-    let dir = TempDir::new("secret-rules");
-    let store = unlocked(&dir);
+fn secret_rules_duplicates_and_unknown_vaults(db: &TestDatabase) {
+    let store = unlocked(db);
     let a = store.create_vault("a", "").unwrap();
     let b = store.create_vault("b", "").unwrap();
     store.create_secret(&a.id, "key", &value("v"), "").unwrap();
@@ -171,18 +198,16 @@ fn secret_rules_duplicates_and_unknown_vaults() {
     assert_eq!(store.list_secrets(None).unwrap().len(), 2);
 }
 
-#[test]
-fn values_need_the_master_key_but_metadata_does_not() {
-    let dir = TempDir::new("locked");
+fn values_need_the_master_key_but_metadata_does_not(db: &TestDatabase) {
     let vault_id = {
-        let store = unlocked(&dir);
+        let store = unlocked(db);
         let vault = store.create_vault("v", "").unwrap();
         store
             .create_secret(&vault.id, "s", &value("secret"), "")
             .unwrap();
         vault.id
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(db).unwrap();
     assert!(matches!(
         store.create_secret(&vault_id, "t", &value("x"), ""),
         Err(StoreError::Locked)
@@ -204,40 +229,37 @@ fn values_need_the_master_key_but_metadata_does_not() {
     assert!(!store.secret_exists("v", "t").unwrap());
     assert!(!store.secret_exists("w", "s").unwrap());
 
-    let read_only = Store::open_read_only(dir.path()).unwrap();
-    assert!(read_only.secret_exists("v", "s").unwrap());
+    let existing = Store::open_existing(db.dir.path(), &location(db)).unwrap();
+    assert!(existing.secret_exists("v", "s").unwrap());
 }
 
 #[test]
-fn read_only_open_works_when_no_other_connection_is_open() {
+fn opening_an_existing_store_works_when_no_other_connection_is_open() {
     let dir = TempDir::new("read-only-closed");
     {
-        let store = unlocked(&dir);
+        let store = unlocked_dir(&dir);
         let vault = store.create_vault("gateway-auth", "").unwrap();
         store
             .create_secret(&vault.id, "access-token", &value("t"), "")
             .unwrap();
     }
-    let store = Store::open_read_only(dir.path()).unwrap();
+    let store = Store::open_existing(dir.path(), &sqlite(&dir)).unwrap();
     assert!(store.secret_exists("gateway-auth", "access-token").unwrap());
     assert!(!store.secret_exists("gateway-auth", "other").unwrap());
-    assert!(store.create_vault("x", "").is_err());
 }
 
 #[test]
-fn read_only_open_creates_nothing() {
+fn opening_a_missing_store_as_existing_creates_nothing() {
     let dir = TempDir::new("read-only");
     assert!(matches!(
-        Store::open_read_only(dir.path()),
+        Store::open_existing(dir.path(), &sqlite(&dir)),
         Err(StoreError::NotInitialized(_))
     ));
     assert!(!dir.path().exists());
 }
 
-#[test]
-fn force_delete_removes_the_vaults_secrets() {
-    let dir = TempDir::new("force");
-    let store = unlocked(&dir);
+fn force_delete_removes_the_vaults_secrets(db: &TestDatabase) {
+    let store = unlocked(db);
     let vault = store.create_vault("v", "").unwrap();
     store
         .create_secret(&vault.id, "s1", &value("1"), "")
@@ -256,28 +278,23 @@ fn force_delete_removes_the_vaults_secrets() {
     assert!(store.list_vaults().unwrap().is_empty());
 }
 
-#[test]
-fn wrong_master_key_is_a_clear_error() {
-    let dir = TempDir::new("wrong-key");
-    let store = unlocked(&dir);
+fn wrong_master_key_is_a_clear_error(db: &TestDatabase) {
+    let store = unlocked(db);
     let vault = store.create_vault("v", "").unwrap();
     store
         .create_secret(&vault.id, "s", &value("secret"), "")
         .unwrap();
     drop(store);
-    let err = Store::open_unlocked(dir.path(), &inline_key(2)).unwrap_err();
+    let err = unlocked_with(db, 2).unwrap_err();
     assert!(matches!(err, StoreError::WrongMasterKey(_)));
     assert!(
         err.to_string()
-            .starts_with("master key does not match this data directory"),
+            .starts_with("master key does not match the one the database"),
         "{err}"
     );
     assert!(!err.is_invalid_input());
     // The right key still works.
-    let snapshot = Store::open_unlocked(dir.path(), &inline_key(1))
-        .unwrap()
-        .load_snapshot()
-        .unwrap();
+    let snapshot = unlocked_with(db, 1).unwrap().load_snapshot().unwrap();
     assert_eq!(snapshot.get("v", "s").unwrap().expose_secret(), "secret");
 }
 
@@ -314,7 +331,7 @@ fn raw(dir: &TempDir) -> rusqlite::Connection {
 #[test]
 fn tampered_ciphertext_is_detected_not_returned() {
     let dir = TempDir::new("tamper");
-    let store = unlocked(&dir);
+    let store = unlocked_dir(&dir);
     let vault = store.create_vault("v", "").unwrap();
     store
         .create_secret(&vault.id, "s", &value("original"), "")
@@ -339,7 +356,7 @@ fn tampered_ciphertext_is_detected_not_returned() {
 #[test]
 fn swapped_ciphertexts_fail_authentication() {
     let dir = TempDir::new("swap");
-    let store = unlocked(&dir);
+    let store = unlocked_dir(&dir);
     let vault = store.create_vault("v", "").unwrap();
     store
         .create_secret(&vault.id, "low", &value("low-privilege"), "")
@@ -365,10 +382,8 @@ fn swapped_ciphertexts_fail_authentication() {
     );
 }
 
-#[test]
-fn snapshot_lookups_distinguish_missing_vaults_and_secrets() {
-    let dir = TempDir::new("lookups");
-    let store = unlocked(&dir);
+fn snapshot_lookups_distinguish_missing_vaults_and_secrets(db: &TestDatabase) {
+    let store = unlocked(db);
     store.create_vault("empty", "").unwrap();
     let snapshot = store.load_snapshot().unwrap();
     assert!(snapshot.is_empty());
@@ -385,22 +400,23 @@ fn snapshot_lookups_distinguish_missing_vaults_and_secrets() {
     );
 }
 
-#[test]
-fn every_write_bumps_the_generation() {
-    let dir = TempDir::new("generation");
-    let store = unlocked(&dir);
-    let g0 = store.generation().unwrap();
+fn every_write_bumps_the_generation(db: &TestDatabase) {
+    let store = unlocked(db);
+    let generation = || store.generation("secrets").unwrap();
+    let g0 = generation();
     let vault = store.create_vault("v", "").unwrap();
-    let g1 = store.generation().unwrap();
+    let g1 = generation();
     store
         .create_secret(&vault.id, "s", &value("x"), "")
         .unwrap();
-    let g2 = store.generation().unwrap();
+    let g2 = generation();
     assert!(g0 < g1 && g1 < g2);
     // A refused write changes nothing.
     store.create_vault("v", "").unwrap_err();
-    assert_eq!(store.generation().unwrap(), g2);
+    assert_eq!(generation(), g2);
     assert_eq!(store.load_snapshot().unwrap().generation(), g2);
+    // Other components' caches are not woken.
+    assert_eq!(store.generation("ip-policies").unwrap(), 0);
 }
 
 #[test]
@@ -427,84 +443,137 @@ fn no_plaintext_or_key_reaches_the_disk() {
         }
     };
     check("with WAL");
-    store
-        .connection()
+    raw(&dir)
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
     check("after checkpoint");
     assert!(format!("{store:?}").contains("REDACTED"));
 }
 
-#[test]
-fn a_version_1_database_is_upgraded_in_place() {
-    let dir = TempDir::new("upgrade");
-    let store = unlocked(&dir);
-    let vault = store.create_vault("v", "").unwrap();
-    store
-        .create_secret(&vault.id, "s", &value("kept"), "")
-        .unwrap();
-    drop(store);
-    // Roll the file back to what a version 1 keygate wrote.
-    let conn = raw(&dir);
+/// Turns a data directory written by this keygate back into what a keygate from before the migration
+/// record left: `PRAGMA user_version` and `schema_components` instead of `store_migrations`, a
+/// `generation` column in `meta`, no `seq` columns, and (at user_version 1) no IP policy tables.
+fn roll_back_to_the_first_schema(dir: &TempDir, user_version: i64) {
+    let conn = raw(dir);
     conn.execute_batch(
-        "DROP TABLE ip_policy_rules; DROP TABLE ip_policies; DROP TABLE schema_components; \
-         PRAGMA user_version = 1;",
+        "DROP TABLE store_migrations; DROP TABLE store_generations;
+         ALTER TABLE meta ADD COLUMN generation INTEGER NOT NULL DEFAULT 7;
+         ALTER TABLE vaults DROP COLUMN seq; ALTER TABLE secrets DROP COLUMN seq;
+         ALTER TABLE ip_policies DROP COLUMN seq; ALTER TABLE ip_policy_rules DROP COLUMN seq;
+         CREATE TABLE schema_components (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
+         INSERT INTO schema_components VALUES ('ip-policies', 1), ('extra', 1);
+         CREATE TABLE extra (id TEXT PRIMARY KEY);",
     )
     .unwrap();
-    drop(conn);
-
-    let store = unlocked(&dir);
-    let version: i64 = store
-        .connection()
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
+    if user_version == 1 {
+        conn.execute_batch(
+            "DROP TABLE ip_policy_rules; DROP TABLE ip_policies; DROP TABLE schema_components;",
+        )
         .unwrap();
-    assert_eq!(version, 2);
-    // The IP policy tables come with the upgrade.
-    assert!(store.list_ip_policies().unwrap().is_empty());
-    store.migrate_component("extra", &[]).unwrap();
-    assert_eq!(
-        store
-            .load_snapshot()
-            .unwrap()
-            .get("v", "s")
-            .unwrap()
-            .expose_secret(),
-        "kept"
-    );
+    }
+    conn.pragma_update(None, "user_version", user_version)
+        .unwrap();
 }
 
 #[test]
-fn component_migrations_run_once_in_order_and_refuse_newer_versions() {
+fn a_data_directory_from_before_the_migration_record_is_adopted() {
+    const EXTRA: keygate_store::Component = keygate_store::Component {
+        name: "extra",
+        steps: &[
+            keygate_store::Step::same("CREATE TABLE extra (id TEXT PRIMARY KEY);"),
+            keygate_store::Step::same("ALTER TABLE extra ADD COLUMN note TEXT;"),
+        ],
+    };
+    for user_version in [1, 2] {
+        let dir = TempDir::new("adopt");
+        let store = unlocked_dir(&dir);
+        let first = store.create_vault("first", "").unwrap();
+        let second = store.create_vault("second", "").unwrap();
+        store
+            .create_secret(&second.id, "s", &value("kept"), "")
+            .unwrap();
+        let policy = store.create_ip_policy("office").unwrap();
+        drop(store);
+        roll_back_to_the_first_schema(&dir, user_version);
+
+        let store = unlocked_dir(&dir);
+        // Nothing ran twice (step 1 would fail on the existing tables); the order survives.
+        assert_eq!(
+            store.list_vaults().unwrap(),
+            [first.clone(), second.clone()]
+        );
+        let third = store.create_vault("third", "").unwrap();
+        assert_eq!(store.list_vaults().unwrap(), [first, second, third]);
+        assert_eq!(
+            store
+                .load_snapshot()
+                .unwrap()
+                .get("second", "s")
+                .unwrap()
+                .expose_secret(),
+            "kept"
+        );
+        let policies = store.list_ip_policies().unwrap();
+        if user_version == 1 {
+            // IP policies came later: their tables are created by the upgrade.
+            assert!(policies.is_empty());
+        } else {
+            assert_eq!(policies, [policy]);
+            // Another crate's component is adopted at its recorded version; only its new step runs.
+            store.migrate_component(&EXTRA).unwrap();
+            store
+                .write_unannounced(|tx| {
+                    tx.execute("INSERT INTO extra (id, note) VALUES ('a', 'b')", &[])
+                })
+                .unwrap();
+        }
+        let versions = store
+            .read("secrets", |tx, _| {
+                tx.query(
+                    "SELECT component, MAX(version) FROM store_migrations GROUP BY component ORDER BY component",
+                    &[],
+                )?
+                .iter()
+                .map(|row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?)))
+                .collect::<keygate_store::Result<Vec<_>>>()
+            })
+            .unwrap();
+        let expected: &[(&str, i64)] = if user_version == 1 {
+            &[("ip-policies", 2), ("secrets", 2), ("store", 1)]
+        } else {
+            &[
+                ("extra", 2),
+                ("ip-policies", 2),
+                ("secrets", 2),
+                ("store", 1),
+            ]
+        };
+        let expected: Vec<_> = expected.iter().map(|(c, v)| (c.to_string(), *v)).collect();
+        assert_eq!(versions, expected, "user_version {user_version}");
+    }
+}
+
+#[test]
+fn a_component_newer_than_the_binary_is_refused() {
     let dir = TempDir::new("components");
     let store = Store::open(dir.path()).unwrap();
-    let v1 = ["CREATE TABLE extra (id TEXT PRIMARY KEY);"];
-    let v2 = [v1[0], "ALTER TABLE extra ADD COLUMN note TEXT;"];
-    store.migrate_component("extra", &v1).unwrap();
-    // Running the same steps again is a no-op (the table exists, so a rerun would fail).
-    store.migrate_component("extra", &v1).unwrap();
-    Store::open(dir.path())
-        .unwrap()
-        .migrate_component("extra", &v2)
-        .unwrap();
-    store
-        .connection()
-        .execute("INSERT INTO extra (id, note) VALUES ('a', 'b')", [])
-        .unwrap();
-    let err = store.migrate_component("extra", &v1).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::UnsupportedComponent {
-                found: 2,
-                supported: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().starts_with("the extra tables in "), "{err}");
+    const STEPS: &[keygate_store::Step] = &[
+        keygate_store::Step::same("CREATE TABLE extra (id TEXT PRIMARY KEY);"),
+        keygate_store::Step::same("ALTER TABLE extra ADD COLUMN note TEXT;"),
+    ];
+    let newer = keygate_store::Component {
+        name: "extra",
+        steps: STEPS,
+    };
+    store.migrate_component(&newer).unwrap();
+    let older = keygate_store::Component {
+        name: "extra",
+        steps: &STEPS[..1],
+    };
+    let err = store.migrate_component(&older).unwrap_err();
+    assert!(err.to_string().contains("upgrade keygate"), "{err}");
     // Migrations are not data changes: caches need not reload.
-    assert_eq!(store.generation().unwrap(), 0);
+    assert_eq!(store.generation("extra").unwrap(), 0);
 }
 
 #[test]
@@ -521,7 +590,7 @@ fn sealed_values_open_only_for_their_binding_and_derived_keys_need_the_key() {
         Err(StoreError::Locked)
     ));
     assert!(matches!(locked.derive_key("test"), Err(StoreError::Locked)));
-    let store = unlocked(&dir);
+    let store = unlocked_dir(&dir);
     let sealed = store.seal(&binding, b"sk-value").unwrap();
     let opened = store.open_text(&binding, &sealed).unwrap().unwrap();
     assert_eq!(opened.expose_secret(), "sk-value");
@@ -532,6 +601,6 @@ fn sealed_values_open_only_for_their_binding_and_derived_keys_need_the_key() {
     assert!(store.open_text(&moved, &sealed).unwrap().is_none());
     assert_eq!(
         *store.derive_key("test").unwrap(),
-        *unlocked(&dir).derive_key("test").unwrap()
+        *unlocked_dir(&dir).derive_key("test").unwrap()
     );
 }

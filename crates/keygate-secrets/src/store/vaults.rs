@@ -1,16 +1,17 @@
 //! Vault operations.
 
-use rusqlite::{Connection, OptionalExtension, Row};
+use keygate_store::{Row, Tx};
 
 use super::{map_unique, Store};
 use crate::error::{Result, StoreError};
 use crate::ids::{new_id, VAULT_PREFIX};
 use crate::model::{now, Vault};
+use crate::schema::{next_seq, SECRETS};
 use crate::validate::{check_description, check_name};
 
 const VAULT_COLUMNS: &str = "id, created_at, updated_at, name, description";
 
-fn vault_from_row(row: &Row<'_>) -> rusqlite::Result<Vault> {
+fn vault_from_row(row: &Row) -> keygate_store::Result<Vault> {
     Ok(Vault {
         id: row.get(0)?,
         created_at: row.get(1)?,
@@ -20,24 +21,26 @@ fn vault_from_row(row: &Row<'_>) -> rusqlite::Result<Vault> {
     })
 }
 
-fn find_vault(conn: &Connection, column: &str, key: &str) -> Result<Option<Vault>> {
-    let sql = format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE {column} = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([key], vault_from_row)
-        .optional()?)
+fn find_vault(tx: &mut Tx<'_>, column: &str, key: &str) -> Result<Option<Vault>> {
+    let sql = format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE {column} = $1");
+    Ok(tx
+        .query_opt(&sql, &[&key])?
+        .map(|row| vault_from_row(&row))
+        .transpose()?)
 }
 
 /// The vault with this id, or [`StoreError::VaultNotFound`].
-pub(super) fn vault_by_id(conn: &Connection, id: &str) -> Result<Vault> {
-    find_vault(conn, "id", id)?.ok_or_else(|| StoreError::VaultNotFound(id.to_owned()))
+pub(super) fn vault_by_id(tx: &mut Tx<'_>, id: &str) -> Result<Vault> {
+    find_vault(tx, "id", id)?.ok_or_else(|| StoreError::VaultNotFound(id.to_owned()))
 }
 
-fn count_secrets(conn: &Connection, vault_id: &str) -> Result<u64> {
-    let count: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM secrets WHERE vault_id = ?1")?
-        .query_row([vault_id], |row| row.get(0))?;
-    Ok(u64::try_from(count).unwrap_or(0))
+fn count_secrets(tx: &mut Tx<'_>, vault_id: &str) -> Result<u64> {
+    Ok(tx
+        .query_one(
+            "SELECT COUNT(*) FROM secrets WHERE vault_id = $1",
+            &[&vault_id],
+        )?
+        .get(0)?)
 }
 
 impl Store {
@@ -53,10 +56,21 @@ impl Store {
             name: name.to_owned(),
             description: description.to_owned(),
         };
-        self.write(|tx| {
+        self.write(SECRETS.name, |tx| {
+            let sql = format!(
+                "INSERT INTO vaults (id, created_at, updated_at, name, description, seq) \
+                 VALUES ($1, $2, $3, $4, $5, {})",
+                next_seq("vaults")
+            );
             tx.execute(
-                "INSERT INTO vaults (id, created_at, updated_at, name, description) VALUES (?1, ?2, ?3, ?4, ?5)",
-                (&vault.id, &vault.created_at, &vault.updated_at, &vault.name, &vault.description),
+                &sql,
+                &[
+                    &vault.id,
+                    &vault.created_at,
+                    &vault.updated_at,
+                    &vault.name,
+                    &vault.description,
+                ],
             )
             .map_err(|e| map_unique(e, || StoreError::DuplicateVault(name.to_owned())))
         })?;
@@ -65,22 +79,24 @@ impl Store {
 
     /// All vaults, oldest first.
     pub fn list_vaults(&self) -> Result<Vec<Vault>> {
-        let sql = format!("SELECT {VAULT_COLUMNS} FROM vaults ORDER BY rowid");
-        let mut stmt = self.connection().prepare_cached(&sql)?;
-        let vaults = stmt
-            .query_map([], vault_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(vaults)
+        let sql = format!("SELECT {VAULT_COLUMNS} FROM vaults ORDER BY seq");
+        self.query(|tx| {
+            let rows = tx.query(&sql, &[])?;
+            Ok(rows
+                .iter()
+                .map(vault_from_row)
+                .collect::<keygate_store::Result<_>>()?)
+        })
     }
 
     /// The vault with this id.
     pub fn get_vault(&self, id: &str) -> Result<Vault> {
-        vault_by_id(self.connection(), id)
+        self.query(|tx| vault_by_id(tx, id))
     }
 
     /// The vault with this name.
     pub fn vault_by_name(&self, name: &str) -> Result<Vault> {
-        find_vault(self.connection(), "name", name)?
+        self.query(|tx| find_vault(tx, "name", name))?
             .ok_or_else(|| StoreError::VaultNotFound(name.to_owned()))
     }
 
@@ -97,7 +113,7 @@ impl Store {
         if let Some(description) = description {
             check_description(description)?;
         }
-        self.write(|tx| {
+        self.write(SECRETS.name, |tx| {
             let mut vault = vault_by_id(tx, id)?;
             if let Some(name) = name {
                 name.clone_into(&mut vault.name);
@@ -107,13 +123,13 @@ impl Store {
             }
             vault.updated_at = now();
             tx.execute(
-                "UPDATE vaults SET name = ?2, description = ?3, updated_at = ?4 WHERE id = ?1",
-                (
+                "UPDATE vaults SET name = $2, description = $3, updated_at = $4 WHERE id = $1",
+                &[
                     &vault.id,
                     &vault.name,
                     &vault.description,
                     &vault.updated_at,
-                ),
+                ],
             )
             .map_err(|e| map_unique(e, || StoreError::DuplicateVault(vault.name.clone())))?;
             Ok(vault)
@@ -123,7 +139,7 @@ impl Store {
     /// Deletes a vault. One that still holds secrets is refused ([`StoreError::VaultNotEmpty`]) unless
     /// `force`, which deletes its secrets too.
     pub fn delete_vault(&self, id: &str, force: bool) -> Result<()> {
-        self.write(|tx| {
+        self.write(SECRETS.name, |tx| {
             vault_by_id(tx, id)?;
             let count = count_secrets(tx, id)?;
             if count > 0 && !force {
@@ -132,8 +148,8 @@ impl Store {
                     count,
                 });
             }
-            tx.execute("DELETE FROM secrets WHERE vault_id = ?1", [id])?;
-            tx.execute("DELETE FROM vaults WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM secrets WHERE vault_id = $1", &[&id])?;
+            tx.execute("DELETE FROM vaults WHERE id = $1", &[&id])?;
             Ok(())
         })
     }

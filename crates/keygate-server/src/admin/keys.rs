@@ -89,7 +89,7 @@ impl KeyAdminError {
 /// Runs `f` with the key admin on the blocking pool.
 async fn with_keys<T: Send + 'static>(
     gateway: &Gateway,
-    f: impl FnOnce(&dyn KeyAdmin, Option<&std::path::Path>) -> Result<T, Refusal> + Send + 'static,
+    f: impl FnOnce(&dyn KeyAdmin, Option<&Reader>) -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, Refusal> {
     let Some(keys) = gateway.key_admin.clone() else {
         return Err(error(
@@ -97,7 +97,7 @@ async fn with_keys<T: Send + 'static>(
             "access keys cannot be managed from this gateway",
         ));
     };
-    let ledger = gateway.ledger.as_ref().map(|l| l.path().to_owned());
+    let ledger = gateway.ledger.as_ref().map(|l| l.reader());
     match tokio::task::spawn_blocking(move || f(keys.as_ref(), ledger.as_deref())).await {
         Ok(result) => result,
         Err(err) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())),
@@ -108,15 +108,8 @@ async fn with_keys<T: Send + 'static>(
 pub async fn list(gateway: &Gateway) -> Result<Value, Refusal> {
     with_keys(gateway, |keys, ledger| {
         let list = keys.list().map_err(|err| err.refusal())?;
-        let reader = match ledger {
-            Some(path) => Some(
-                Reader::open(path)
-                    .map_err(|err| error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()))?,
-            ),
-            None => None,
-        };
         let mut usage = Usage {
-            reader: reader.as_ref(),
+            reader: ledger,
             since: HashMap::new(),
         };
         let now = SystemTime::now();
@@ -126,7 +119,7 @@ pub async fn list(gateway: &Gateway) -> Result<Value, Refusal> {
             row["usage"] = usage.of(&key, now)?;
             rows.push(row);
         }
-        Ok(json!({ "keys": rows, "ledger": reader.is_some() }))
+        Ok(json!({ "keys": rows, "ledger": ledger.is_some() }))
     })
     .await
 }

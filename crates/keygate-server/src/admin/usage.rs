@@ -1,6 +1,6 @@
 //! `GET /v1/usage` (the report `keygate usage --json` prints) and `GET /v1/usage/events` (recent
 //! events, newest first), from the usage ledger. The parameters take the forms the CLI's flags
-//! take (`keygate_usage::QueryParams`). Queries run on the blocking pool: SQLite reads block,
+//! take (`keygate_usage::QueryParams`). Queries run on the blocking pool: ledger reads block,
 //! and the admin listener shares its thread with accept, reload and signals.
 
 use std::borrow::Cow;
@@ -69,7 +69,7 @@ struct Page {
     offset: u64,
 }
 
-/// Runs `read` on the ledger file off this thread and answers with its JSON.
+/// Runs `read` on the ledger off this thread and answers with its JSON.
 pub(super) async fn read<T: Serialize>(
     gateway: &Gateway,
     read: impl FnOnce(&Reader) -> Result<T, keygate_usage::Error> + Send + 'static,
@@ -80,9 +80,9 @@ pub(super) async fn read<T: Serialize>(
             json!({"message": "the usage ledger is off (--no-usage-ledger)"}),
         );
     };
-    let path = ledger.path().to_owned();
+    let reader = ledger.reader();
     let answer = tokio::task::spawn_blocking(move || -> Result<String, BoxError> {
-        let value = read(&Reader::open(&path)?)?;
+        let value = read(&reader)?;
         Ok(serde_json::to_string(&value)?)
     })
     .await;

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 /// Arguments of `keygate api`.
 #[derive(Args)]
 pub struct ApiArgs {
-    /// Directory holding keygate.db and master.key.
+    /// Directory holding master.key, and keygate.db unless --database.
     #[arg(
         long,
         env = "KEYGATE_DATA_DIR",
@@ -35,6 +35,8 @@ pub struct ApiArgs {
         global = true
     )]
     data_dir: PathBuf,
+    #[arg(long, env = "KEYGATE_DATABASE", value_name = "URL", global = true, value_parser = crate::database::parse, help = crate::database::HELP)]
+    database: Option<keygate_store::Location>,
     /// Master key file [default: DATA_DIR/master.key]. KEYGATE_MASTER_KEY may carry the base64 key instead.
     #[arg(long, env = "KEYGATE_MASTER_KEY_FILE", global = true)]
     master_key_file: Option<PathBuf>,
@@ -43,6 +45,11 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
+    /// The database the commands work on (shown without password).
+    fn location(&self) -> keygate_store::Location {
+        crate::database::location(&self.data_dir, self.database.as_ref())
+    }
+
     /// Unlocks `store` with the master key from the environment or the key file.
     fn unlock(&self, store: &mut Store) -> Result<(), Failure> {
         Ok(store.unlock(&MasterKeySource::from_env(self.master_key_file.clone())?)?)
@@ -135,9 +142,10 @@ fn describe(failure: Failure, args: &ApiArgs) -> (String, u8) {
             format!("vault '{id}' still holds {count} secret(s); pass --force to delete it together with them"),
             2,
         ),
-        Failure::Store(err @ StoreError::Db(_)) => {
-            (format!("{err} (data directory {})", args.data_dir.display()), 1)
-        }
+        Failure::Store(err @ StoreError::Db(_)) => (
+            format!("{err} (database {})", args.location()),
+            1,
+        ),
         Failure::Store(err) => {
             let code = if err.is_invalid_input() { 2 } else { 1 };
             (err.to_string(), code)
@@ -150,7 +158,7 @@ fn describe(failure: Failure, args: &ApiArgs) -> (String, u8) {
 }
 
 fn execute(args: &ApiArgs) -> Result<(), Failure> {
-    let store = Store::open(&args.data_dir)?;
+    let store = Store::open_database(&args.data_dir, &args.location())?;
     match &args.resource {
         Resource::Vaults(command) => vaults::run(&store, command),
         Resource::Secrets(command) => secrets::run(store, args, command),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use keygate_cel::SecretSource;
 use keygate_keys::{ApiKey, ApiKeyUpdate, KeyError, KeyStore};
-use keygate_secrets::{MasterKeySource, Store};
+use keygate_secrets::MasterKeySource;
 use keygate_server::{AdminToken, KeyAdmin, KeyAdminError, ManagedKey, NewKeyForm};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -125,7 +125,7 @@ fn create_token_file(path: &Path, args: &ServeArgs) -> Result<String, String> {
 pub fn key_admin(args: &ServeArgs) -> Result<Arc<dyn KeyAdmin>, String> {
     let source =
         MasterKeySource::from_env(args.master_key_file.clone()).map_err(|err| err.to_string())?;
-    let store = Store::open_unlocked(&args.data_dir, &source).map_err(|err| err.to_string())?;
+    let store = args.open_store(Some(&source))?;
     let keys = KeyStore::open(store).map_err(|err| err.to_string())?;
     Ok(Arc::new(StoreKeys(Mutex::new(keys))))
 }

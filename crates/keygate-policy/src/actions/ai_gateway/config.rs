@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access_keys::AccessKeyMode;
+use crate::actions::find_replace::ReplacementConfig;
 use keygate_ai::{ModelSpec, ProviderSpec, SurfaceSpec};
 use serde::Deserialize;
 
@@ -51,6 +52,19 @@ pub struct Config {
     /// Keygate extension: slow-provider demotion (docs/ai-gateway.md#slow-providers).
     #[serde(default)]
     pub provider_health: ProviderHealthConfig,
+    /// Keygate extension: find-and-replace on the answers' text, streamed or whole
+    /// (docs/ai-gateway.md#redacting-answers).
+    pub redact: Option<RedactConfig>,
+}
+
+/// `redact`: the rules (as in `response-body-find-replace`, compiled at load) and how many
+/// bytes of a streamed block's text are held back to find a match split over deltas.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactConfig {
+    pub replacements: Vec<ReplacementConfig>,
+    /// Default [`keygate_ai::redaction::DEFAULT_HOLD_BACK`].
+    pub hold_back_bytes: Option<usize>,
 }
 
 /// `provider_health`: providers that gave no answer (connect failure, dropped connection,

@@ -18,15 +18,17 @@ mod pipeline;
 mod results;
 mod strategy;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use keygate_ai::{Catalog, GatewaySpec, MetricsStore, Registry};
+use keygate_ai::redaction::{DEFAULT_HOLD_BACK, MAX_HOLD_BACK};
+use keygate_ai::{Catalog, GatewaySpec, MetricsStore, Redaction, Registry, Rule};
 use keygate_ai_gateway::{Health, HealthTracker, Runtime, Upstreams};
 use keygate_cel::Template;
 
 use crate::access_keys::AccessKeyMode;
 use crate::action::{Action, ActionFuture, ActionKind, Phase, Termination};
+use crate::actions::find_replace;
 use crate::actions::header_templates::HeaderTemplates;
 use crate::actions::value_template::ValueTemplate;
 use crate::build::BuildContext;
@@ -36,7 +38,7 @@ use budget::KeyBudgets;
 pub use config::parse_duration;
 pub(crate) use config::OnError;
 use config::{
-    Config, ProviderTls, DEFAULT_HEALTH_COOLDOWN, DEFAULT_PER_REQUEST_TIMEOUT,
+    Config, ProviderTls, RedactConfig, DEFAULT_HEALTH_COOLDOWN, DEFAULT_PER_REQUEST_TIMEOUT,
     DEFAULT_TOTAL_TIMEOUT, MAX_TOKEN_LIMIT,
 };
 use discovery::Discovery;
@@ -193,6 +195,11 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
             &serde_json::Value::Object(config.body),
         )?)
     };
+    let redaction = config
+        .redact
+        .as_ref()
+        .map(|redact| redaction(cx, redact))
+        .transpose()?;
     let strategies_read_metrics = strategies.iter().any(|s| s.source().contains("metrics"));
     let publish_results = cx.results_read(KIND.result_name);
     let runtime = Runtime {
@@ -211,6 +218,7 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
             tracker: &HEALTH,
             cooldown: health_cooldown,
         }),
+        redaction,
     };
     Ok(Box::new(AiGateway {
         discovery,
@@ -232,6 +240,22 @@ fn build(cx: &BuildContext<'_>) -> Result<Box<dyn Action>, Diagnostic> {
             limiter: cx.deps.rate_limiter.clone(),
         },
     }))
+}
+
+/// The compiled `redact` option.
+fn redaction(cx: &BuildContext<'_>, config: &RedactConfig) -> Result<Arc<Redaction>, Diagnostic> {
+    let hold_back = config.hold_back_bytes.unwrap_or(DEFAULT_HOLD_BACK);
+    if hold_back == 0 || hold_back > MAX_HOLD_BACK {
+        return Err(cx.error(
+            "redact.hold_back_bytes",
+            format!("hold_back_bytes must be between 1 and {MAX_HOLD_BACK}"),
+        ));
+    }
+    let rules = find_replace::fixed(cx, "redact.replacements", &config.replacements)?
+        .into_iter()
+        .map(|(pattern, to)| Rule::new(pattern, &to))
+        .collect();
+    Ok(Arc::new(Redaction::new(rules, hold_back)))
 }
 
 /// The client for provider `index` when it has a `tls` block; its files are read (checked) now.

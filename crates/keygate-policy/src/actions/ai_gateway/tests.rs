@@ -226,6 +226,79 @@ fn config_validation() {
 }
 
 #[tokio::test]
+async fn redact_is_checked_at_load_and_rewrites_answers() {
+    let err = |config: &str| {
+        compile_with(config, &[])
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {config}"))
+    };
+    let rules = "  replacements:\n    - {from: '[a-z]+@[a-z.]+', to: '[email]'}";
+    for (config, expected) in [
+        (
+            "redact: {replacements: []}",
+            "config.redact.replacements: needs at least one replacement",
+        ),
+        (
+            "redact:\n  replacements:\n    - {from: '(', to: x}",
+            "config.redact.replacements[0].from: invalid regular expression",
+        ),
+        (
+            "redact:\n  replacements:\n    - {from: '${req.id}'}",
+            "config.redact.replacements[0].from: is compiled once at load",
+        ),
+        (
+            "redact:\n  replacements:\n    - {from: a, to: '${req.id}'}",
+            "config.redact.replacements[0].to: is compiled once at load",
+        ),
+        (
+            "redact:\n  replacements:\n    - {from: a, field: data}",
+            "config.redact.replacements[0].field: field applies to sse-find-replace only",
+        ),
+        (
+            &format!("redact:\n{rules}\n  hold_back_bytes: 0"),
+            "config.redact.hold_back_bytes: hold_back_bytes must be between 1 and 65536",
+        ),
+        (
+            &format!("redact:\n{rules}\n  hold_back_bytes: 65537"),
+            "between 1 and 65536",
+        ),
+        (&format!("redact:\n{rules}\n  hold: 5"), "hold"),
+    ] {
+        let message = err(config);
+        assert!(message.contains(expected), "{config}: {message}");
+    }
+
+    let policy = compile(&format!("redact:\n{rules}\n  hold_back_bytes: 8"));
+    let ask = |stream: bool| {
+        json!({"model": "mock-echo", "stream": stream,
+        "messages": [{"role": "user", "content": "mail ana@example.org today"}]})
+    };
+    let answer = send(&policy, "/v1/chat/completions", ask(false), &[])
+        .await
+        .unwrap();
+    let value: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(
+        value["choices"][0]["message"]["content"],
+        "mail [email] today"
+    );
+    let answer = send(&policy, "/v1/chat/completions", ask(true), &[])
+        .await
+        .unwrap();
+    assert!(!answer.body.contains("ana@"), "{}", answer.body);
+    let text: String = (answer.body.split("\n\n"))
+        .filter_map(|event| event.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|chunk| {
+            chunk
+                .pointer("/choices/0/delta/content")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, "mail [email] today");
+}
+
+#[tokio::test]
 async fn mock_provider_answers_every_surface() {
     let policy = compile("{}");
     let answer = send(&policy, "/v1/chat/completions", chat("mock-echo"), &[])
