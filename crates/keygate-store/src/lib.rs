@@ -26,5 +26,5 @@ pub use db::Database;
 pub use error::{Error, Result};
 pub use location::{Backend, Location, DB_FILE};
 pub use migrate::{Component, Migrated, Step};
-pub use tx::Tx;
+pub use tx::{Prepared, Tx};
 pub use value::{FromValue, Param, Row, ToParam, Value};

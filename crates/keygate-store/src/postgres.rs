@@ -117,6 +117,12 @@ fn tls_config(root_file: Option<&Path>) -> Result<ClientConfig> {
 /// hides the client's lifetimes.
 pub(crate) trait PgTx {
     fn execute(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<u64>;
+    fn prepare(&mut self, sql: &str) -> Result<postgres::Statement>;
+    fn execute_prepared(
+        &mut self,
+        statement: &postgres::Statement,
+        params: &[&dyn ToParam],
+    ) -> Result<u64>;
     fn query(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>>;
     fn batch(&mut self, sql: &str) -> Result<()>;
 }
@@ -125,6 +131,19 @@ impl<C: GenericClient> PgTx for C {
     fn execute(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<u64> {
         let params: Vec<Param<'_>> = params.iter().map(|p| p.to_param()).collect();
         Ok(GenericClient::execute(self, sql, &as_sql(&params))?)
+    }
+
+    fn prepare(&mut self, sql: &str) -> Result<postgres::Statement> {
+        Ok(GenericClient::prepare(self, sql)?)
+    }
+
+    fn execute_prepared(
+        &mut self,
+        statement: &postgres::Statement,
+        params: &[&dyn ToParam],
+    ) -> Result<u64> {
+        let params: Vec<Param<'_>> = params.iter().map(|p| p.to_param()).collect();
+        Ok(GenericClient::execute(self, statement, &as_sql(&params))?)
     }
 
     fn query(&mut self, sql: &str, params: &[&dyn ToParam]) -> Result<Vec<Row>> {

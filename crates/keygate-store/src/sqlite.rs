@@ -69,35 +69,64 @@ fn bind<'c>(
     params: &[&dyn ToParam],
 ) -> Result<rusqlite::CachedStatement<'c>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    if stmt.parameter_count() != params.len() {
-        return Err(Error::Parameters(format!(
-            "{} given, the statement has {} (placeholders are $1, $2, ...)",
-            params.len(),
-            stmt.parameter_count()
-        )));
-    }
+    check_count(&stmt, params.len())?;
     for (i, param) in params.iter().enumerate() {
-        let position = i + 1;
-        // SQLite numbers parameters by first appearance, so `$N` is usually parameter N: reading one
-        // name is cheap, where looking a name up scans every parameter (and a ledger batch binds
-        // thousands).
-        let index = if names_position(stmt.parameter_name(position), position) {
-            position
-        } else {
-            let name = format!("${position}");
-            stmt.parameter_index(&name)?
-                .ok_or_else(|| Error::Parameters(format!("{name} is not in the statement")))?
-        };
+        let index = index_of(&stmt, i + 1)?;
         stmt.raw_bind_parameter(index, param.to_param())?;
     }
     Ok(stmt)
 }
 
-/// Whether a parameter's `name` is the placeholder `$position`.
-fn names_position(name: Option<&str>, position: usize) -> bool {
-    name.and_then(|name| name.strip_prefix('$'))
+fn check_count(stmt: &rusqlite::Statement<'_>, given: usize) -> Result<()> {
+    if stmt.parameter_count() == given {
+        return Ok(());
+    }
+    Err(Error::Parameters(format!(
+        "{given} given, the statement has {} (placeholders are $1, $2, ...)",
+        stmt.parameter_count()
+    )))
+}
+
+/// The parameter index of placeholder `$position`. SQLite numbers parameters by first appearance, so
+/// `$N` is usually parameter N: reading one name is cheap, where looking a name up scans every
+/// parameter.
+fn index_of(stmt: &rusqlite::Statement<'_>, position: usize) -> Result<usize> {
+    let in_place = stmt
+        .parameter_name(position)
+        .and_then(|name| name.strip_prefix('$'))
         .and_then(|digits| digits.parse::<usize>().ok())
-        == Some(position)
+        == Some(position);
+    if in_place {
+        return Ok(position);
+    }
+    let name = format!("${position}");
+    stmt.parameter_index(&name)?
+        .ok_or_else(|| Error::Parameters(format!("{name} is not in the statement")))
+}
+
+/// A statement prepared once for many runs: its placeholders are mapped once, not on every run.
+pub(crate) struct Prepared<'c> {
+    stmt: rusqlite::CachedStatement<'c>,
+    /// The parameter index of `$1`, `$2`, ...
+    indexes: Vec<usize>,
+}
+
+impl<'c> Prepared<'c> {
+    pub(crate) fn new(conn: &'c Connection, sql: &str) -> Result<Self> {
+        let stmt = conn.prepare_cached(sql)?;
+        let indexes = (1..=stmt.parameter_count())
+            .map(|position| index_of(&stmt, position))
+            .collect::<Result<_>>()?;
+        Ok(Self { stmt, indexes })
+    }
+
+    pub(crate) fn execute(&mut self, params: &[&dyn ToParam]) -> Result<u64> {
+        check_count(&self.stmt, params.len())?;
+        for (param, &index) in params.iter().zip(&self.indexes) {
+            self.stmt.raw_bind_parameter(index, param.to_param())?;
+        }
+        Ok(self.stmt.raw_execute()? as u64)
+    }
 }
 
 pub(crate) fn execute(conn: &Connection, sql: &str, params: &[&dyn ToParam]) -> Result<u64> {

@@ -68,11 +68,51 @@ impl<'a> Tx<'a> {
         self.query_opt(sql, params)?.ok_or(Error::NoRow)
     }
 
+    /// Prepares `sql` once for many runs ([`Prepared::execute`]): a batch's rows. SQLite maps its
+    /// placeholders once instead of on every run; PostgreSQL parses it once (each run is then one
+    /// round trip, where [`Tx::execute`] takes two).
+    pub fn prepare(&mut self, sql: &str) -> Result<Prepared<'_>> {
+        let inner = match &mut self.inner {
+            Inner::Sqlite(conn) => PreparedInner::Sqlite(crate::sqlite::Prepared::new(conn, sql)?),
+            Inner::Postgres(tx) => {
+                let statement = tx.prepare(sql)?;
+                PreparedInner::Postgres {
+                    tx: &mut **tx,
+                    statement,
+                }
+            }
+        };
+        Ok(Prepared { inner })
+    }
+
     /// Runs several statements without parameters (migration steps).
     pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
         match &mut self.inner {
             Inner::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
             Inner::Postgres(tx) => tx.batch(sql),
+        }
+    }
+}
+
+/// A statement of a [`Tx`] prepared for many runs ([`Tx::prepare`]).
+pub struct Prepared<'t> {
+    inner: PreparedInner<'t>,
+}
+
+enum PreparedInner<'t> {
+    Sqlite(crate::sqlite::Prepared<'t>),
+    Postgres {
+        tx: &'t mut (dyn PgTx + 't),
+        statement: postgres::Statement,
+    },
+}
+
+impl Prepared<'_> {
+    /// Runs the statement with `params`; returns how many rows it changed.
+    pub fn execute(&mut self, params: &[&dyn ToParam]) -> Result<u64> {
+        match &mut self.inner {
+            PreparedInner::Sqlite(prepared) => prepared.execute(params),
+            PreparedInner::Postgres { tx, statement } => tx.execute_prepared(statement, params),
         }
     }
 }

@@ -38,6 +38,7 @@ on_both_backends!(
     writes_to_a_component_are_serialised,
     reads_see_one_snapshot_with_its_generation,
     values_round_trip_and_placeholders_bind_by_number,
+    a_prepared_statement_runs_once_per_row,
 );
 
 const DEMO_STEPS: &[Step] = &[
@@ -494,4 +495,26 @@ fn postgres_tls_verifies_the_server_against_sslrootcert() {
         err.contains("certificate"),
         "an unknown CA is refused: {err}"
     );
+}
+
+fn a_prepared_statement_runs_once_per_row(fx: &Fixture) {
+    let db = fx.open();
+    db.migrate(&DEMO).unwrap();
+    let changed = db
+        .write("demo", |tx| {
+            // Out of order, as `Tx::execute` allows.
+            let mut insert = tx.prepare("INSERT INTO demo (name, id) VALUES ($2, $1)")?;
+            let mut changed = 0;
+            for (id, name) in [(1i64, "a-1"), (2, "b-2"), (3, "c-3")] {
+                changed += insert.execute(&[&id, &name])?;
+            }
+            assert!(matches!(
+                insert.execute(&[&4i64]),
+                Err(Error::Parameters(_) | Error::Postgres(_))
+            ));
+            Ok::<_, Error>(changed)
+        })
+        .unwrap();
+    assert_eq!(changed, 3);
+    assert_eq!(names(&db), ["seed", "a-1", "b-2", "c-3"]);
 }

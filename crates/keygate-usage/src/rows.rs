@@ -53,17 +53,23 @@ impl MultiRow {
     ) -> Result<()> {
         let per_statement = rows_per_statement(tx.backend(), self.columns);
         let mut args = Vec::with_capacity(per_statement * self.columns);
+        if per_statement == 1 {
+            // Prepared once for the batch: its placeholders are not mapped again for every row.
+            let mut one_row = tx.prepare(&self.one_row)?;
+            for row in rows {
+                args.clear();
+                params(row, &mut args);
+                one_row.execute(&args)?;
+            }
+            return Ok(());
+        }
         for chunk in rows.chunks(per_statement) {
             args.clear();
             for row in chunk {
                 params(row, &mut args);
             }
             debug_assert_eq!(args.len(), chunk.len() * self.columns);
-            if chunk.len() == 1 {
-                tx.execute(&self.one_row, &args)?;
-            } else {
-                tx.execute(&self.sql(chunk.len()), &args)?;
-            }
+            tx.execute(&self.sql(chunk.len()), &args)?;
         }
         Ok(())
     }
