@@ -8,30 +8,8 @@ use secrecy::SecretString;
 
 use crate::master_key::MasterKeySource;
 
-/// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).expect("random");
-        let path = std::env::temp_dir().join(format!(
-            "keygate-store-{tag}-{:016x}",
-            u64::from_le_bytes(random)
-        ));
-        Self(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// A temporary directory removed on drop (not created: a store creates its own data directory).
+pub use keygate_test_support::TempDir;
 
 /// An inline master key made of `byte` repeated.
 pub fn inline_key(byte: u8) -> MasterKeySource {
