@@ -120,6 +120,24 @@ async fn two_gateways_share_keys_secrets_and_the_ledger() {
         &["ai-gateway-api-keys", "create"],
     );
     let (key_id, token) = (key["id"].as_str().unwrap(), key["token"].as_str().unwrap());
+    // `policy check` looks secret references up in the shared store.
+    let check = |policy: &str| {
+        let file = operator.path().join("check.yml");
+        std::fs::write(&file, policy).unwrap();
+        let output = Command::new(BIN)
+            .args(["policy", "check", "--database", &database])
+            .arg(&file)
+            .output()
+            .expect("run keygate policy check");
+        assert!(output.status.success());
+        String::from_utf8(output.stderr).unwrap()
+    };
+    assert_eq!(check(&policy()), "", "every reference is in the store");
+    let missing = check(&policy().replace("'value'", "'absent'"));
+    assert!(
+        missing.contains("secrets.get('shared', 'absent') is not in postgres://"),
+        "{missing}"
+    );
     let key_file = operator.path().join("master.key");
     let instance = |name: &str| {
         let data = TempDir::new(name);
