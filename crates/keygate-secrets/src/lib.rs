@@ -49,7 +49,7 @@ pub use master_key::{
 pub use model::{format_timestamp, Secret, Vault, VaultRef};
 pub use periodic::Periodic;
 pub use refreshing::{Refreshing, Reload, MISS_REREAD_INTERVAL};
-pub use schema::{next_seq, DB_FILE};
+pub use schema::{next_seq, Migrations, DB_FILE};
 pub use snapshot::Snapshot;
 pub use store::Store;
 pub use validate::{

@@ -94,11 +94,27 @@ pub fn next_seq(table: &str) -> String {
     format!("(SELECT COALESCE(MAX(seq), 0) + 1 FROM {table})")
 }
 
-/// Applies `component`'s missing steps, first adopting the tables an older keygate created in a SQLite
-/// data directory (so its steps are recorded, not run again).
-pub(crate) fn migrate(db: &Database, component: &Component) -> Result<()> {
-    adopt_existing(db, component)?;
-    db.migrate(component)?;
+/// What opening a store does about its tables' versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Migrations {
+    /// Apply the missing steps (adopting the tables an older keygate created in a SQLite data
+    /// directory, so their steps are recorded, not run again).
+    #[default]
+    Apply,
+    /// Apply nothing: refuse a database that is not exactly at this binary's versions (`keygate serve
+    /// --no-migrate`, for deployments that run `keygate migrate` in a release step).
+    Require,
+}
+
+/// Brings `component` to this binary's version, or checks it is there, as `migrations` says.
+pub(crate) fn prepare(db: &Database, component: &Component, migrations: Migrations) -> Result<()> {
+    match migrations {
+        Migrations::Apply => {
+            adopt_existing(db, component)?;
+            db.migrate(component)?;
+        }
+        Migrations::Require => db.require(component)?,
+    }
     Ok(())
 }
 

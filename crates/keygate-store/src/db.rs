@@ -109,6 +109,13 @@ impl Database {
         self.transact(Kind::Migrate, |tx| migrate::apply(tx, component))
     }
 
+    /// Checks that `component`'s tables are exactly at this binary's version, changing nothing:
+    /// [`Error::SchemaTooOld`] when steps are missing (for deployments that migrate in a release step
+    /// and start instances with migrations off), [`Error::SchemaTooNew`] when the database is ahead.
+    pub fn require(&self, component: &Component) -> Result<()> {
+        self.transact(Kind::Read, |tx| migrate::require(tx, component))
+    }
+
     /// Records `component`'s steps up to `version` as applied without running them, unless the database
     /// already records the component: for tables created before this layer kept the record (an existing
     /// data directory's `PRAGMA user_version`). Returns whether anything was recorded. Holds the migration

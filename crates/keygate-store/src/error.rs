@@ -32,6 +32,17 @@ pub enum Error {
         found: i64,
         supported: i64,
     },
+    /// The database lacks steps this binary needs and migrations were not to be applied (`keygate serve
+    /// --no-migrate`): run `keygate migrate` first.
+    #[error(
+        "the database's {component} schema is at version {found}, this keygate needs {expected}: \
+         run `keygate migrate`"
+    )]
+    SchemaTooOld {
+        component: String,
+        found: i64,
+        expected: i64,
+    },
     /// A column held a value of another type than the caller read it as.
     #[error("column {index}: expected {expected}, found {found}")]
     Column {

@@ -123,6 +123,27 @@ pub(crate) fn apply(tx: &mut Tx<'_>, component: &Component) -> Result<Migrated> 
     Ok(Migrated { from, to })
 }
 
+/// Checks that the database is at exactly `component`'s version, applying nothing.
+pub(crate) fn require(tx: &mut Tx<'_>, component: &Component) -> Result<()> {
+    check_name(component.name)?;
+    // `store_migrations` exists: opening a `Database` migrates the store's own tables.
+    let found = recorded_version(tx, component.name)?;
+    let expected = component.version();
+    match found.cmp(&expected) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(Error::SchemaTooOld {
+            component: component.name.to_owned(),
+            found,
+            expected,
+        }),
+        std::cmp::Ordering::Greater => Err(Error::SchemaTooNew {
+            component: component.name.to_owned(),
+            found,
+            supported: expected,
+        }),
+    }
+}
+
 /// Records steps `1..=version` of `component` as applied, without running them, when the database records
 /// none of its steps: for tables a binary from before this layer created, whose own version bookkeeping
 /// (`PRAGMA user_version`, a table of its own) the caller has read. A database that already records the

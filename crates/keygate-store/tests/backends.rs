@@ -39,6 +39,7 @@ on_both_backends!(
     reads_see_one_snapshot_with_its_generation,
     values_round_trip_and_placeholders_bind_by_number,
     a_prepared_statement_runs_once_per_row,
+    require_checks_the_version_without_migrating,
 );
 
 const DEMO_STEPS: &[Step] = &[
@@ -517,4 +518,34 @@ fn a_prepared_statement_runs_once_per_row(fx: &Fixture) {
         .unwrap();
     assert_eq!(changed, 3);
     assert_eq!(names(&db), ["seed", "a-1", "b-2", "c-3"]);
+}
+
+fn require_checks_the_version_without_migrating(fx: &Fixture) {
+    let db = fx.open();
+    let err = db.require(&DEMO).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::SchemaTooOld {
+                found: 0,
+                expected: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("run `keygate migrate`"), "{err}");
+    assert_eq!(db.schema_version("demo").unwrap(), 0, "nothing applied");
+    db.migrate(&DEMO_OLD).unwrap();
+    assert!(matches!(
+        db.require(&DEMO),
+        Err(Error::SchemaTooOld { found: 2, .. })
+    ));
+    db.require(&DEMO_OLD).unwrap();
+    db.migrate(&DEMO).unwrap();
+    db.require(&DEMO).unwrap();
+    assert!(matches!(
+        db.require(&DEMO_OLD),
+        Err(Error::SchemaTooNew { found: 3, .. })
+    ));
 }

@@ -239,6 +239,7 @@ fn write(location: &Location, now: SystemTime) {
         LedgerConfig {
             retention: None,
             queue_capacity: 2_000_000,
+            ..LedgerConfig::default()
         },
     )
     .expect("open the ledger");

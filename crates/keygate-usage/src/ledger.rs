@@ -22,6 +22,9 @@ pub struct LedgerConfig {
     pub queue_capacity: usize,
     /// Rows older than this are deleted (at start, then hourly); `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// Whether opening applies missing migration steps; when false, a database not exactly at this
+    /// binary's version is refused (`keygate serve --no-migrate`).
+    pub apply_migrations: bool,
 }
 
 impl Default for LedgerConfig {
@@ -29,6 +32,7 @@ impl Default for LedgerConfig {
         Self {
             queue_capacity: 100_000,
             retention: Some(Duration::from_secs(90 * 86_400)),
+            apply_migrations: true,
         }
     }
 }
@@ -60,10 +64,14 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (creating, adopting and migrating as needed) the ledger at `location` and starts its
-    /// writer. See [`crate::location`] for where a gateway keeps it.
+    /// Opens (creating, adopting and migrating as needed, unless `config.apply_migrations` is off) the
+    /// ledger at `location` and starts its writer. See [`crate::location`] for where a gateway keeps it.
     pub fn open(location: &Location, config: LedgerConfig) -> Result<Ledger, Error> {
-        let (db, _) = schema::open_for_writing(location)?;
+        let db = if config.apply_migrations {
+            schema::open_for_writing(location)?.0
+        } else {
+            schema::open_current(location)?
+        };
         let reader = Arc::new(Reader::with_database(Database::open_at(location.clone())?)?);
         let counters = Arc::new(Counters::default());
         let (sender, receiver) = mpsc::channel();

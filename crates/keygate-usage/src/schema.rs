@@ -200,6 +200,14 @@ pub(crate) fn open_for_writing(location: &Location) -> Result<(Database, Migrate
     Ok((db, migrated))
 }
 
+/// Opens the ledger's database for writing without migrating it: refused unless it is exactly at this
+/// binary's version (`keygate serve --no-migrate`).
+pub(crate) fn open_current(location: &Location) -> Result<Database, Error> {
+    let db = Database::open_at(location.clone())?;
+    db.require(&COMPONENT)?;
+    Ok(db)
+}
+
 /// Brings the ledger at `location` up to date as [`crate::Ledger::open`] does first, without
 /// starting a writer: for `keygate migrate`.
 pub fn migrate(location: &Location) -> Result<Migrated, Error> {

@@ -191,6 +191,7 @@ fn a_full_queue_drops_and_counts_instead_of_growing(f: &Fixture) {
     let ledger = f.ledger(LedgerConfig {
         queue_capacity: 10,
         retention: None,
+        ..LedgerConfig::default()
     });
     // Another connection takes the ledger's turn to write: the writer cannot commit, so nothing
     // leaves the queue.
@@ -834,4 +835,21 @@ fn two_ledgers_on_one_database_keep_both_histograms(f: &Fixture) {
     }
     assert_eq!((latency.total(), ttft.total()), (600, 600));
     assert_eq!(f.rows(), 600);
+}
+
+/// `keygate serve --no-migrate`: a ledger not yet migrated is refused, not created; a migrated one
+/// opens.
+#[test]
+fn without_migrations_only_a_current_ledger_opens() {
+    let f = Fixture::sqlite();
+    let current_only = || LedgerConfig {
+        apply_migrations: false,
+        ..LedgerConfig::default()
+    };
+    let err = Ledger::open(&f.location, current_only())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("run `keygate migrate`"), "{err}");
+    migrate(&f.location).unwrap();
+    drop(Ledger::open(&f.location, current_only()).expect("a migrated ledger opens"));
 }

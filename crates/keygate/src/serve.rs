@@ -16,7 +16,7 @@ use keygate_ratelimit::{
     BudgetStore, FailureMode, MemoryBudgets, MemoryLimiter, RateLimiter, RedisBudgets, RedisConfig,
     RedisLimiter,
 };
-use keygate_secrets::{CachedIpPolicies, CachedSecrets, MasterKeySource, Store};
+use keygate_secrets::{CachedIpPolicies, CachedSecrets, MasterKeySource, Migrations, Store};
 use keygate_server::{InternalEndpointConfig, LogFormat, ServerConfig, Services};
 use keygate_usage::{Ledger, LedgerConfig};
 
@@ -58,6 +58,10 @@ pub struct ServeArgs {
     data_dir: PathBuf,
     #[arg(long, env = "KEYGATE_DATABASE", value_name = "URL", value_parser = crate::database::parse, help = crate::database::HELP)]
     database: Option<keygate_store::Location>,
+    /// Apply no schema migration at start: refuse a store that `keygate migrate` has not brought to
+    /// this version (for deployments that migrate in a release step).
+    #[arg(long, env = "KEYGATE_NO_MIGRATE")]
+    no_migrate: bool,
     /// Master key file (default DATA_DIR/master.key); KEYGATE_MASTER_KEY may carry the key itself.
     #[arg(long, env = "KEYGATE_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
@@ -451,8 +455,13 @@ impl ServeArgs {
     /// The store `--database` names (else the data dir's), unlocked with `key` when given.
     pub(crate) fn open_store(&self, key: Option<&MasterKeySource>) -> Result<Store, String> {
         let location = crate::database::location(&self.data_dir, self.database.as_ref());
-        let mut store =
-            Store::open_database(&self.data_dir, &location).map_err(|err| err.to_string())?;
+        let migrations = if self.no_migrate {
+            Migrations::Require
+        } else {
+            Migrations::Apply
+        };
+        let mut store = Store::open_database_with(&self.data_dir, &location, migrations)
+            .map_err(|err| err.to_string())?;
         if let Some(key) = key {
             store.unlock(key).map_err(|err| err.to_string())?;
         }
@@ -481,6 +490,7 @@ fn open_ledger(args: &ServeArgs) -> Result<Option<Arc<Ledger>>, keygate_usage::E
     };
     let config = LedgerConfig {
         retention,
+        apply_migrations: !args.no_migrate,
         ..LedgerConfig::default()
     };
     let location = match &args.database {

@@ -2,7 +2,8 @@
 //! directory and the same master key file, as two instances behind a load balancer: an access key
 //! made with the CLI works on both, a key revoked through the CLI is refused by both, a secret rotated
 //! through the CLI is served by both within a second, and the usage ledger holds the rows of both.
-//! Reported as skipped in one line when PostgreSQL is not installed.
+//! Reported as skipped in one line when PostgreSQL is not installed. Also `serve --no-migrate` (on
+//! SQLite).
 
 mod common;
 
@@ -232,4 +233,50 @@ async fn two_gateways_share_keys_secrets_and_the_ledger() {
     };
     assert_eq!(rows, answered, "answered requests in the ledger");
     drop(server);
+}
+
+/// `serve --no-migrate` applies nothing: a store `keygate migrate` has not prepared is refused with
+/// the command to run, and once migrated the gateway starts and serves.
+#[tokio::test]
+async fn no_migrate_refuses_a_store_that_migrate_has_not_prepared() {
+    let dir = TempDir::new("no-migrate");
+    let data = dir.path().join("data");
+    let policy = dir.path().join("policy.yml");
+    std::fs::write(&policy, "on_http_request: []\n").unwrap();
+    let refused = Command::new(BIN)
+        .args([
+            "serve",
+            "--no-migrate",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("run keygate serve");
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("run `keygate migrate`"), "{stderr}");
+
+    let migrated = Command::new(BIN)
+        .arg("migrate")
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("run keygate migrate");
+    assert!(migrated.status.success());
+    let gw = Gateway::start_with(
+        "on_http_request:\n  - actions:\n      - type: custom-response\n        config:\n          status_code: 200\n          body: migrated\n",
+        Options {
+            args: vec!["--no-migrate".to_owned()],
+            data_dir: Some(&data),
+            ..Options::default()
+        },
+    );
+    let reply = send(gw.addr, Req::get("/")).await.expect("request");
+    assert_eq!((reply.status, reply.text()), (200, "migrated".to_owned()));
 }

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{self, Binding, Sealed};
 use crate::error::{Result, StoreError};
 use crate::master_key::{MasterKey, MasterKeySource, MASTER_KEY_LEN};
-use crate::schema::{self, SECRETS};
+use crate::schema::{self, Migrations, SECRETS};
 
 /// The store of one deployment: the data directory's SQLite file by default, or a shared PostgreSQL
 /// database. Metadata operations work without the master key; storing a value and loading values need
@@ -27,6 +27,8 @@ pub struct Store {
     db: Database,
     dir: PathBuf,
     key: Option<MasterKey>,
+    /// What [`Store::migrate_component`] does.
+    migrations: Migrations,
 }
 
 impl Store {
@@ -39,9 +41,20 @@ impl Store {
     /// Opens the store in `database` (a `--database` location), creating or upgrading its tables.
     /// `data_dir` still holds the default master key file.
     pub fn open_database(data_dir: &Path, database: &Location) -> Result<Self> {
-        let store = Self::connect(data_dir, database)?;
-        schema::migrate(&store.db, &SECRETS)?;
-        schema::migrate(&store.db, &ip_policies::IP_POLICIES)?;
+        Self::open_database_with(data_dir, database, Migrations::Apply)
+    }
+
+    /// [`Store::open_database`], applying migrations or only checking them as `migrations` says (for
+    /// its tables, and for the tables of crates built on it, [`Store::migrate_component`]).
+    pub fn open_database_with(
+        data_dir: &Path,
+        database: &Location,
+        migrations: Migrations,
+    ) -> Result<Self> {
+        let mut store = Self::connect(data_dir, database)?;
+        store.migrations = migrations;
+        store.migrate_component(&SECRETS)?;
+        store.migrate_component(&ip_policies::IP_POLICIES)?;
         Ok(store)
     }
 
@@ -72,13 +85,16 @@ impl Store {
             db: Database::open_at(database.clone())?,
             dir: data_dir.to_path_buf(),
             key: None,
+            migrations: Migrations::Apply,
         })
     }
 
     /// Another connection to the same database, locked: for a thread that writes bookkeeping beside a
     /// cache reading through this one.
     pub fn reopen(&self) -> Result<Self> {
-        Self::connect(&self.dir, self.db.location())
+        let mut store = Self::connect(&self.dir, self.db.location())?;
+        store.migrations = self.migrations;
+        Ok(store)
     }
 
     /// [`Store::open`] followed by [`Store::unlock`].
@@ -152,10 +168,11 @@ impl Store {
     }
 
     /// Creates or upgrades the tables another crate keeps in this database (adopting those an older
-    /// keygate created in a SQLite data directory). A database whose component is newer than this binary
-    /// is refused.
+    /// keygate created in a SQLite data directory), or only checks their version when the store was
+    /// opened with [`Migrations::Require`]. A database whose component is newer than this binary is
+    /// refused.
     pub fn migrate_component(&self, component: &keygate_store::Component) -> Result<()> {
-        schema::migrate(&self.db, component)
+        schema::prepare(&self.db, component, self.migrations)
     }
 
     /// Runs `f` in a write transaction that bumps `component`'s generation, so every cache following it
