@@ -5,7 +5,8 @@
 //! transaction, delivered at commit to every listening instance. The thread `LISTEN`s on a dedicated
 //! connection, reconnects (with backoff) when it drops, and re-reads every generation after connecting and
 //! every [`RESYNC`], so nothing missed while disconnected stays missed.
-//! SQLite: the thread reads the generations every [`POLL`] (one indexed read of a tiny table).
+//! SQLite: the thread reads the generations when the change marker next to the file is written
+//! (`crate::marker`, a file watch) and every [`POLL`] (one indexed read of a tiny table).
 //! Writes through the same `Database` are published at once, without waiting for either.
 
 use std::collections::HashMap;
