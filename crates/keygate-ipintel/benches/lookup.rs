@@ -10,27 +10,12 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use keygate_cel::{ActionResults, Compiler, ConnInfo, IpIntel, MemorySecrets, Scope, Vars};
 use keygate_ipintel::IpFiles;
-use keygate_test_support::mmdb::{asn_value, CityRecord, MmdbWriter};
+use keygate_test_support::mmdb::{asn_value, MmdbWriter, AMSTERDAM};
 
 /// 4096 /24 networks in the City and ASN databases, and 50 000 blocklisted addresses plus
 /// 1000 /24 networks in the category file: about the shape of a blocklist feed.
 fn files(dir: &std::path::Path) -> IpFiles {
-    let record = CityRecord {
-        city: "Amsterdam",
-        continent_code: "EU",
-        country: "Netherlands",
-        country_code: "NL",
-        is_eu: true,
-        latitude: 52.37,
-        longitude: 4.89,
-        radius: 20,
-        metro_code: None,
-        postal_code: "1012",
-        subdivision: "North Holland",
-        timezone: "Europe/Amsterdam",
-        registered_country: ("NL", "Netherlands"),
-    }
-    .value();
+    let record = AMSTERDAM.value();
     let mut city = MmdbWriter::new("GeoLite2-City");
     let mut asn = MmdbWriter::new("GeoLite2-ASN");
     for i in 0..4096u32 {

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use keygate_cel::{IpIntel, Place, Provides};
-use keygate_test_support::mmdb::{asn_value, CityRecord, MmdbWriter};
+use keygate_test_support::mmdb::{asn_value, CityRecord, MmdbWriter, AMSTERDAM};
 
 use crate::IpFiles;
 
@@ -20,21 +20,11 @@ fn dir(test: &str) -> PathBuf {
     dir
 }
 
+/// Registered elsewhere than located, so the two facts can be told apart.
 pub(crate) fn amsterdam() -> CityRecord<'static> {
     CityRecord {
-        city: "Amsterdam",
-        continent_code: "EU",
-        country: "Netherlands",
-        country_code: "NL",
-        is_eu: true,
-        latitude: 52.3759,
-        longitude: 4.8975,
-        radius: 20,
-        metro_code: None,
-        postal_code: "1012",
-        subdivision: "North Holland",
-        timezone: "Europe/Amsterdam",
         registered_country: ("DE", "Germany"),
+        ..AMSTERDAM
     }
 }
 

@@ -42,6 +42,40 @@ impl MmdbValue {
     }
 }
 
+/// A sample European location (the IP-intelligence tests' usual client).
+pub const AMSTERDAM: CityRecord<'static> = CityRecord {
+    city: "Amsterdam",
+    continent_code: "EU",
+    country: "Netherlands",
+    country_code: "NL",
+    is_eu: true,
+    latitude: 52.3759,
+    longitude: 4.8975,
+    radius: 20,
+    metro_code: None,
+    postal_code: "1012",
+    subdivision: "North Holland",
+    timezone: "Europe/Amsterdam",
+    registered_country: ("NL", "Netherlands"),
+};
+
+/// A sample location outside the EU, with a metro code.
+pub const BOSTON: CityRecord<'static> = CityRecord {
+    city: "Boston",
+    continent_code: "NA",
+    country: "United States",
+    country_code: "US",
+    is_eu: false,
+    latitude: 42.3601,
+    longitude: -71.0589,
+    radius: 5,
+    metro_code: Some(506),
+    postal_code: "02108",
+    subdivision: "Massachusetts",
+    timezone: "America/New_York",
+    registered_country: ("US", "United States"),
+};
+
 /// One location, written the way GeoIP2 City databases shape it.
 #[derive(Debug, Clone, Default)]
 pub struct CityRecord<'a> {

@@ -17,41 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{send, Gateway, Req, TempDir};
-use keygate_test_support::mmdb::{asn_value, CityRecord, MmdbWriter};
+use keygate_test_support::mmdb::{asn_value, MmdbWriter, AMSTERDAM, BOSTON};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpSocket;
-
-const AMSTERDAM: CityRecord<'static> = CityRecord {
-    city: "Amsterdam",
-    continent_code: "EU",
-    country: "Netherlands",
-    country_code: "NL",
-    is_eu: true,
-    latitude: 52.3759,
-    longitude: 4.8975,
-    radius: 20,
-    metro_code: None,
-    postal_code: "1012",
-    subdivision: "North Holland",
-    timezone: "Europe/Amsterdam",
-    registered_country: ("NL", "Netherlands"),
-};
-
-const BOSTON: CityRecord<'static> = CityRecord {
-    city: "Boston",
-    continent_code: "NA",
-    country: "United States",
-    country_code: "US",
-    is_eu: false,
-    latitude: 42.3601,
-    longitude: -71.0589,
-    radius: 5,
-    metro_code: Some(506),
-    postal_code: "02108",
-    subdivision: "Massachusetts",
-    timezone: "America/New_York",
-    registered_country: ("US", "United States"),
-};
 
 /// The files, in a directory that lives as long as the value.
 struct Files {
