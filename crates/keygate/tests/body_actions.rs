@@ -169,6 +169,16 @@ async fn answer(
     Ok(response.expect("response"))
 }
 
+/// `GET path` with `Accept-Encoding: accept_encoding`.
+async fn get_encoded(gateway: &Gateway, path: &str, accept_encoding: &str) -> common::Reply {
+    send(
+        gateway.addr,
+        Req::get(path).header("accept-encoding", accept_encoding),
+    )
+    .await
+    .expect("send")
+}
+
 fn start(policy: &str, upstream: &TestServer) -> Gateway {
     Gateway::start(policy, &["--upstream", &upstream.url("")])
 }
@@ -217,21 +227,11 @@ async fn compress_response_each_algorithm_decodes_to_the_original() {
 async fn compress_response_q_values_choose_the_algorithm() {
     let upstream = TestServer::start().await;
     let gateway = start(COMPRESS_POLICY, &upstream);
-    let reply = send(
-        gateway.addr,
-        Req::get("/big").header("accept-encoding", "zstd;q=0, br;q=0.4, gzip;q=0.9"),
-    )
-    .await
-    .expect("send");
+    let reply = get_encoded(&gateway, "/big", "zstd;q=0, br;q=0.4, gzip;q=0.9").await;
     assert_eq!(reply.header("content-encoding"), Some("gzip"));
     assert_eq!(decode("gzip", &reply.body), big_text());
     // Nothing acceptable: untouched, but caches still learn the answer depends on the header.
-    let reply = send(
-        gateway.addr,
-        Req::get("/big").header("accept-encoding", "*;q=0, identity"),
-    )
-    .await
-    .expect("send");
+    let reply = get_encoded(&gateway, "/big", "*;q=0, identity").await;
     assert_eq!(reply.header("content-encoding"), None);
     assert_eq!(reply.header("vary"), Some("Accept-Encoding"));
     assert_eq!(reply.header("x-negotiated"), Some(""));
@@ -242,12 +242,7 @@ async fn compress_response_q_values_choose_the_algorithm() {
 async fn compress_response_leaves_an_encoded_body_alone() {
     let upstream = TestServer::start().await;
     let gateway = start(COMPRESS_POLICY, &upstream);
-    let reply = send(
-        gateway.addr,
-        Req::get("/gzipped").header("accept-encoding", "br, zstd"),
-    )
-    .await
-    .expect("send");
+    let reply = get_encoded(&gateway, "/gzipped", "br, zstd").await;
     assert_eq!(reply.header("content-encoding"), Some("gzip"));
     assert_eq!(reply.header("x-already-compressed"), Some("true"));
     assert_eq!(reply.body, gzip(&big_text()));
@@ -257,12 +252,7 @@ async fn compress_response_leaves_an_encoded_body_alone() {
 async fn compress_response_leaves_event_streams_alone_unless_asked() {
     let upstream = TestServer::start().await;
     let gateway = start(COMPRESS_POLICY, &upstream);
-    let reply = send(
-        gateway.addr,
-        Req::get("/events").header("accept-encoding", "gzip"),
-    )
-    .await
-    .expect("send");
+    let reply = get_encoded(&gateway, "/events", "gzip").await;
     assert_eq!(reply.header("content-type"), Some("text/event-stream"));
     assert_eq!(reply.header("content-encoding"), None);
     assert!(
@@ -279,12 +269,7 @@ on_http_response:
           compress_event_streams: true
 ";
     let gateway = start(opted_in, &upstream);
-    let reply = send(
-        gateway.addr,
-        Req::get("/events").header("accept-encoding", "gzip"),
-    )
-    .await
-    .expect("send");
+    let reply = get_encoded(&gateway, "/events", "gzip").await;
     assert_eq!(reply.header("content-encoding"), Some("gzip"));
     let events = String::from_utf8(decode("gzip", &reply.body)).expect("utf-8");
     assert_eq!(events.matches("data: one two").count(), 20);
