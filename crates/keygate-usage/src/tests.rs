@@ -436,13 +436,18 @@ fn an_unwritten_ledger_reads_as_empty_and_a_newer_one_is_refused(f: &Fixture) {
         })
         .unwrap();
     let newer = "usage schema is at version 3, newer than this keygate knows (2)";
-    let err = Reader::open(&f.location).err().unwrap().to_string();
-    assert!(err.contains(newer), "{err}");
-    let err = Ledger::open(&f.location, unlimited())
+    assert_both_refuse(&f.location, newer);
+}
+
+/// Both a reader and a ledger refuse `location` with `message`.
+fn assert_both_refuse(location: &Location, message: &str) {
+    let err = Reader::open(location).err().unwrap().to_string();
+    assert!(err.contains(message), "{err}");
+    let err = Ledger::open(location, unlimited())
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains(newer), "{err}");
+    assert!(err.contains(message), "{err}");
 }
 
 /// The ledger file of a SQLite fixture.
@@ -468,13 +473,7 @@ fn a_missing_or_empty_file_reads_as_empty_and_a_newer_one_is_refused() {
         .pragma_update(None, "user_version", 99)
         .unwrap();
     let newer = "usage schema is at version 99, newer than this keygate knows (2)";
-    let err = Reader::open(&f.location).err().unwrap().to_string();
-    assert!(err.contains(newer), "{err}");
-    let err = Ledger::open(&f.location, unlimited())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains(newer), "{err}");
+    assert_both_refuse(&f.location, newer);
 }
 
 #[test]
